@@ -1,0 +1,267 @@
+"""``AutoEncoder(encoder, bottleneck, decoder)``: the one model every recipe composes.
+
+The encoder maps inputs to ``bottleneck.in_features`` numbers, the bottleneck returns a latent
+(plus codes, loss terms and stats) and the decoder maps the latent back to input space.
+Training loss = weighted reconstruction + the bottleneck's weighted terms, each logged by name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from isthmus import __version__
+from isthmus.bottlenecks import Bottleneck, build_bottleneck
+from isthmus.config import Config, ConfigError
+from isthmus.io import CheckpointError, atomic_write_json, load_state_strict, load_tensors, read_json, save_tensors
+from isthmus.models.objectives import CORRUPTIONS, RECON_LOSSES, corrupt, reconstruction_loss
+from isthmus.models.output import ModelOutput
+from isthmus.nn import MLP, ConvDecoder, ConvEncoder, MLPConfig
+from isthmus.registry import BLOCKS
+
+__all__ = ["AutoEncoder", "ObjectiveConfig"]
+
+
+@dataclass
+class ObjectiveConfig(Config):
+    """How an AutoEncoder is trained: reconstruction loss, denoising corruption, term weights."""
+
+    recon_loss: str = "mse"
+    recon_reduction: str = "sum"
+    corruption: str = "none"
+    corruption_level: float = 0.0
+    loss_weights: dict[str, float] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.recon_loss not in RECON_LOSSES:
+            raise ConfigError(f"ObjectiveConfig.recon_loss: {self.recon_loss!r} not in {list(RECON_LOSSES)}")
+        if self.recon_reduction not in ("sum", "mean"):
+            raise ConfigError(f"ObjectiveConfig.recon_reduction must be 'sum' or 'mean', got {self.recon_reduction!r}")
+        if self.corruption not in CORRUPTIONS:
+            raise ConfigError(f"ObjectiveConfig.corruption: {self.corruption!r} not in {list(CORRUPTIONS)}")
+        if self.corruption_level < 0:
+            raise ConfigError(f"ObjectiveConfig.corruption_level must be >= 0, got {self.corruption_level}")
+
+
+def _first(batch: Any) -> torch.Tensor:
+    """Batches are a tensor or a (x, y, ...) tuple/list; the autoencoder reads x."""
+    return batch[0] if isinstance(batch, (tuple, list)) else batch
+
+
+class AutoEncoder(nn.Module):
+    """Encoder → bottleneck → decoder.
+
+    >>> model = AutoEncoder.mlp(in_dim=64, latent_dim=8)
+    >>> out = model(torch.rand(4, 64))
+    >>> out.recon.shape, out.latent.shape
+    (torch.Size([4, 64]), torch.Size([4, 8]))
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        bottleneck: Bottleneck | str | dict,
+        decoder: nn.Module,
+        objective: ObjectiveConfig | None = None,
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.bottleneck = build_bottleneck(bottleneck)
+        self.decoder = decoder
+        self.objective = objective or ObjectiveConfig()
+        enc_out = getattr(encoder, "out_dim", None)
+        if enc_out is not None and enc_out != self.bottleneck.in_features:
+            raise ConfigError(
+                f"encoder out_dim={enc_out} but the {type(self.bottleneck).__name__} needs "
+                f"in_features={self.bottleneck.in_features}; set the encoder's out_dim to that"
+            )
+
+    # ---- builders --------------------------------------------------------------------------
+    @classmethod
+    def mlp(
+        cls,
+        in_dim: int,
+        latent_dim: int = 8,
+        hidden: Sequence[int] = (256, 128),
+        bottleneck: str | dict = "identity",
+        activation: str = "relu",
+        out_activation: str = "identity",
+        norm: str = "none",
+        dropout: float = 0.0,
+        init: str = "default",
+        objective: ObjectiveConfig | dict | None = None,
+        **bottleneck_kwargs: Any,
+    ) -> "AutoEncoder":
+        """A symmetric MLP autoencoder; ``hidden`` lists encoder widths (decoder mirrors them).
+
+        A long ``hidden`` list gives the deep/stacked configurations.
+        """
+        bn = build_bottleneck(bottleneck, latent_dim=latent_dim, **bottleneck_kwargs) if isinstance(
+            bottleneck, str
+        ) else build_bottleneck(bottleneck)
+        common = dict(activation=activation, norm=norm, dropout=dropout, init=init)
+        enc = MLP(MLPConfig(in_dim=in_dim, out_dim=bn.in_features, hidden=list(hidden), **common))
+        dec = MLP(
+            MLPConfig(in_dim=bn.latent_dim, out_dim=in_dim, hidden=list(hidden)[::-1],
+                      out_activation=out_activation, **common)
+        )
+        if isinstance(objective, dict):
+            objective = ObjectiveConfig.from_dict(objective)
+        return cls(enc, bn, dec, objective)
+
+    @classmethod
+    def conv(
+        cls,
+        image_size: int = 28,
+        in_channels: int = 1,
+        latent_dim: int = 16,
+        channels: Sequence[int] = (32, 64),
+        bottleneck: str | dict = "identity",
+        out_activation: str = "sigmoid",
+        objective: ObjectiveConfig | dict | None = None,
+        **bottleneck_kwargs: Any,
+    ) -> "AutoEncoder":
+        """A convolutional autoencoder for ``(B, C, H, W)`` images."""
+        bn = build_bottleneck(bottleneck, latent_dim=latent_dim, **bottleneck_kwargs) if isinstance(
+            bottleneck, str
+        ) else build_bottleneck(bottleneck)
+        enc = ConvEncoder(in_channels=in_channels, image_size=image_size, channels=list(channels), out_dim=bn.in_features)
+        dec = ConvDecoder(in_dim=bn.latent_dim, out_channels=in_channels, image_size=image_size,
+                          channels=list(channels)[::-1], out_activation=out_activation)
+        if isinstance(objective, dict):
+            objective = ObjectiveConfig.from_dict(objective)
+        return cls(enc, bn, dec, objective)
+
+    # ---- forward ---------------------------------------------------------------------------
+    @property
+    def latent_dim(self) -> int:
+        return self.bottleneck.latent_dim
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Latent codes of ``x`` (deterministic in eval mode, e.g. the VAE posterior mean)."""
+        return self.bottleneck(self.encoder(x)).latent
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+    def forward(self, x: torch.Tensor, target: torch.Tensor | None = None) -> ModelOutput:
+        """Run the model; the reconstruction target defaults to the clean input ``x``.
+
+        In training mode the input is corrupted first when the objective asks for denoising.
+        """
+        _check_finite(x)
+        clean = x if target is None else target
+        inp = corrupt(x, self.objective.corruption, self.objective.corruption_level) if self.training else x
+        h = self.encoder(inp)
+        bn = self.bottleneck(h)
+        recon = self.decoder(bn.latent)
+        if recon.numel() != clean.numel():
+            raise ValueError(
+                f"decoder output {tuple(recon.shape)} does not match the input {tuple(clean.shape)}; "
+                "the decoder's output size must equal the number of input features"
+            )
+        recon = recon.reshape(clean.shape)
+        terms = {"recon": reconstruction_loss(recon, clean, self.objective.recon_loss, self.objective.recon_reduction)}
+        terms.update(bn.losses)
+        weights = self.objective.loss_weights
+        unknown = set(weights) - set(terms)
+        if unknown:
+            raise ConfigError(f"loss_weights names unknown term(s) {sorted(unknown)}; terms are {sorted(terms)}")
+        losses = {k: v * weights.get(k, 1.0) for k, v in terms.items()}
+        total = sum(losses.values())
+        return ModelOutput(loss=total, losses=losses, recon=recon, latent=bn.latent, codes=bn.codes, stats=bn.stats)
+
+    def compute_loss(self, batch: Any) -> ModelOutput:
+        """The Trainer's entry point: a batch is ``x`` or ``(x, ...)``."""
+        return self(_first(batch))
+
+    def set_step(self, step: int) -> None:
+        """Tell step-dependent parts (KL warm-up ...) the global training step."""
+        for m in self.modules():
+            if m is not self and hasattr(m, "set_step"):
+                m.set_step(step)
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        was = self.training
+        self.eval()
+        try:
+            return self(x).recon
+        finally:
+            self.train(was)
+
+    # ---- save / load -----------------------------------------------------------------------
+    def spec(self) -> dict[str, Any]:
+        """The JSON that rebuilds this architecture (written as ``config.json``)."""
+        from isthmus.bottlenecks import BOTTLENECKS
+
+        return {
+            "isthmus_version": __version__,
+            "model": "AutoEncoder",
+            "encoder": BLOCKS.spec(self.encoder),
+            "bottleneck": BOTTLENECKS.spec(self.bottleneck),
+            "decoder": BLOCKS.spec(self.decoder),
+            "objective": self.objective.to_dict(),
+        }
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> "AutoEncoder":
+        try:
+            enc = BLOCKS.build(spec["encoder"]["type"], spec["encoder"]["config"])
+            dec = BLOCKS.build(spec["decoder"]["type"], spec["decoder"]["config"])
+            bn = build_bottleneck(spec["bottleneck"])
+            obj = ObjectiveConfig.from_dict(spec.get("objective", {}))
+        except KeyError as exc:
+            raise CheckpointError(f"model config is missing the key {exc}") from None
+        return cls(enc, bn, dec, obj)
+
+    def save_pretrained(self, path: str | Path, metrics: dict | None = None) -> Path:
+        """Write ``config.json`` + ``model.safetensors`` (+ ``metrics.json``) into folder ``path``."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        save_tensors(path / "model.safetensors", self.state_dict(), metadata={"format": "isthmus"})
+        atomic_write_json(path / "config.json", self.spec())
+        if metrics is not None:
+            atomic_write_json(path / "metrics.json", metrics)
+        return path
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, map_location: str | torch.device = "cpu", **parts: nn.Module) -> "AutoEncoder":
+        """Load a folder written by :meth:`save_pretrained`.
+
+        Unregistered custom parts can be passed as ``encoder=``/``decoder=``/``bottleneck=``.
+        """
+        path = Path(path)
+        if not path.is_dir():
+            raise CheckpointError(f"{path} is not a folder written by save_pretrained")
+        spec = read_json(path / "config.json")
+        if spec.get("model") != "AutoEncoder":
+            raise CheckpointError(f"{path}/config.json describes a {spec.get('model')!r}, not an AutoEncoder")
+        if parts:
+            base = cls.from_spec({**spec, **{k: v for k, v in spec.items() if k not in parts}}) if not all(
+                k in parts for k in ("encoder", "bottleneck", "decoder")) else None
+            model = cls(
+                parts.get("encoder", base.encoder if base else None),
+                parts.get("bottleneck", base.bottleneck if base else None),
+                parts.get("decoder", base.decoder if base else None),
+                ObjectiveConfig.from_dict(spec.get("objective", {})),
+            )
+        else:
+            model = cls.from_spec(spec)
+        state = load_tensors(path / "model.safetensors")
+        load_state_strict(model, state, str(path / "model.safetensors"))
+        return model.to(map_location)
+
+
+def _check_finite(x: torch.Tensor) -> None:
+    if not torch.is_floating_point(x):
+        raise TypeError(f"AutoEncoder expects a floating-point tensor, got {x.dtype}; convert with x.float()")
+    if x.numel() == 0:
+        raise ValueError("AutoEncoder got an empty batch")
+    if not torch.isfinite(x).all():
+        bad = (~torch.isfinite(x)).nonzero()[0].tolist()
+        raise ValueError(f"input contains NaN/inf (first at index {bad}); clean or impute the data first")

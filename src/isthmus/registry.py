@@ -1,0 +1,60 @@
+"""Name → class registries, so parts can be rebuilt from JSON (``{"type": name, "config": {...}}``)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """A typed registry of named parts. Each entry is a class whose ``__init__`` takes its config."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, tuple[type, type | None]] = {}
+
+    def register(self, name: str, config_cls: type | None = None) -> Callable[[type], type]:
+        def deco(cls: type) -> type:
+            if name in self._entries and self._entries[name][0] is not cls:
+                raise ValueError(f"{self.kind} {name!r} is already registered to {self._entries[name][0]}")
+            self._entries[name] = (cls, config_cls)
+            cls.registry_name = name  # type: ignore[attr-defined]
+            return cls
+
+        return deco
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def get(self, name: str) -> tuple[type, type | None]:
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise KeyError(f"unknown {self.kind} {name!r}; registered: {self.names()}") from None
+
+    def build(self, name: str, config: Any = None, **kwargs: Any) -> T:
+        """Build ``name`` from a config object, a dict, or keyword arguments."""
+        cls, config_cls = self.get(name)
+        if config_cls is None:
+            return cls(**(config or {}), **kwargs)
+        if config is None:
+            config = config_cls(**kwargs)
+        elif isinstance(config, dict):
+            config = config_cls.from_dict({**config, **kwargs})
+        elif kwargs:
+            config = config.with_overrides(kwargs)
+        return cls(config)
+
+    def spec(self, module: Any) -> dict[str, Any]:
+        """The JSON spec ``{"type", "config"}`` that rebuilds ``module``."""
+        name = getattr(type(module), "registry_name", None)
+        if name is None or name not in self._entries or not hasattr(module, "config"):
+            raise TypeError(
+                f"{type(module).__name__} is not a registered {self.kind} with a config, so it cannot be "
+                f"saved as JSON; register it (isthmus.registry) or pass it to from_pretrained(..., {self.kind}=...)"
+            )
+        return {"type": name, "config": module.config.to_dict()}
+
+
+BLOCKS: Registry = Registry("block")
