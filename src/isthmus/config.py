@@ -102,7 +102,15 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
 
 def parse_override_value(text: str) -> Any:
     """Parse the right-hand side of ``key=value`` with YAML rules (``3`` → int, ``[1,2]`` → list)."""
-    return yaml.safe_load(text) if text.strip() else ""
+    if not text.strip():
+        return ""
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:  # YAML 1.1 reads "1e-3" as a string; users mean a number
+            return float(value)
+        except ValueError:
+            pass
+    return value
 
 
 @dataclasses.dataclass

@@ -86,9 +86,9 @@ class AutoEncoder(nn.Module):
         cls,
         in_dim: int,
         latent_dim: int = 8,
-        hidden: Sequence[int] = (256, 128),
+        hidden: Sequence[int] = (512, 256),
         bottleneck: str | dict = "identity",
-        activation: str = "relu",
+        activation: str = "gelu",
         out_activation: str = "identity",
         norm: str = "none",
         dropout: float = 0.0,
@@ -98,7 +98,9 @@ class AutoEncoder(nn.Module):
     ) -> "AutoEncoder":
         """A symmetric MLP autoencoder; ``hidden`` lists encoder widths (decoder mirrors them).
 
-        A long ``hidden`` list gives the deep/stacked configurations.
+        A long ``hidden`` list gives the deep/stacked configurations. The defaults (512-256, GELU)
+        were chosen on scikit-learn digits, where wider nets converged faster than (256, 128) in
+        a fixed 30-epoch budget (test MSE 0.0119 vs 0.0140; see benchmarks/digits_reconstruction.py).
         """
         bn = build_bottleneck(bottleneck, latent_dim=latent_dim, **bottleneck_kwargs) if isinstance(
             bottleneck, str
