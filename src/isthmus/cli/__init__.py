@@ -1,0 +1,1 @@
+"""The ``isthmus`` command line. Each command group is a module listed in :mod:`isthmus.cli.main`."""

@@ -1,0 +1,105 @@
+"""``isthmus recipes``: list the 44 seed recipes, run one, render the reproductions table."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from isthmus.recipes.base import MODES
+
+__all__ = ["add_parser"]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
+    return n
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``recipes list|run|table``."""
+    group = subparsers.add_parser(
+        "recipes", help="list, run and tabulate the seed-paper recipes",
+        description="Each seed paper is a recipe that checks the paper's claim against a baseline.",
+    )
+    group.set_defaults(help_parser=group)
+    sub = group.add_subparsers(dest="recipes_command", metavar="SUBCOMMAND")
+
+    p = sub.add_parser("list", help="show all 44 recipes and their status",
+                       description="Show number, slug, status, title and arXiv id of every recipe.")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a text table")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("run", help="run one recipe and write result.json + report.md",
+                       description="Run a recipe, compare against its baselines, write its result.")
+    p.add_argument("slug", metavar="SLUG", help="recipe slug, e.g. gradient-noise (see `isthmus recipes list`)")
+    p.add_argument("--mode", choices=MODES, default="quick",
+                   help="smoke: seconds, mechanics only; quick: <= 2 min on CPU (default); full: large")
+    p.add_argument("--seeds", type=_positive_int, default=None, metavar="N",
+                   help="number of seeds (default: the recipe's default for the mode)")
+    p.add_argument("--out", type=Path, default=None, metavar="DIR",
+                   help="output folder (default: runs/SLUG/MODE)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("table", help="render docs/reproductions.md from saved results",
+                       description="Collect result.json files and render the reproductions table.")
+    p.add_argument("--results", type=Path, default=Path("runs"), metavar="DIR",
+                   help="folder searched for result.json files (default: runs)")
+    p.add_argument("--out", type=Path, default=None, metavar="FILE",
+                   help="write the Markdown here (e.g. docs/reproductions.md) instead of stdout")
+    p.set_defaults(func=cmd_table)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from isthmus.recipes.registry import list_recipes
+
+    entries = list_recipes()
+    if args.json:
+        print(json.dumps([e.to_dict() for e in entries], indent=2))
+        return 0
+    width = max(len(e.slug) for e in entries)
+    print(f"{'#':>2}  {'slug':<{width}}  {'status':<11}  {'arXiv':<10}  title")
+    for e in entries:
+        print(f"{e.number:>2}  {e.slug:<{width}}  {e.status:<11}  {e.arxiv or '-':<10}  {e.title}")
+    done = sum(e.status == "implemented" for e in entries)
+    print(f"\n{done} of {len(entries)} implemented")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from isthmus.recipes.registry import get_recipe
+    from isthmus.recipes.render import REPORT_FILE, write_result
+
+    recipe_cls = get_recipe(args.slug)  # PlannedRecipeError / UnknownRecipeError → exit 2
+    out = args.out if args.out is not None else Path("runs") / args.slug / args.mode
+    result = recipe_cls().execute(mode=args.mode, n_seeds=args.seeds, out_dir=out)
+    path = write_result(result, out)
+    reason = f" — {result.verdict_reason}" if result.verdict_reason else ""
+    print(f"{args.slug} ({args.mode}, {len(result.seeds)} seed(s), {result.runtime_s:.1f} s): "
+          f"{result.verdict}{reason}")
+    print(f"wrote {path} and {path.parent / REPORT_FILE}")
+    return 0
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    from isthmus.io import atomic_write_bytes
+    from isthmus.recipes.render import render_reproductions_table
+
+    results = args.results
+    if not results.exists():
+        # A fresh checkout has no runs yet: still render the catalog, but say so.
+        print(f"note: {results} does not exist; rendering the table without results", file=sys.stderr)
+        results = None
+    if args.out is None:
+        sys.stdout.write(render_reproductions_table(results))
+        return 0
+    text = render_reproductions_table(results, link_from=args.out.resolve().parent)
+    atomic_write_bytes(args.out, text.encode("utf-8"))
+    print(f"wrote {args.out}")
+    return 0

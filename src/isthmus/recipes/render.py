@@ -1,0 +1,243 @@
+"""Write, read and render recipe results.
+
+* :func:`write_result` → ``result.json`` (exactly ``Result.to_dict()``) and ``report.md``.
+* :func:`load_result` reads one back; :func:`collect_results` finds the best one per recipe.
+* :func:`render_reproductions_table` produces ``docs/reproductions.md``.
+
+Convention: the **first** metric in ``Result.metrics`` is the recipe's key (headline) metric;
+the reproductions table shows it for us and for every baseline that reports it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Iterable, Union
+
+from isthmus.io import atomic_write_bytes, atomic_write_json, read_json
+from isthmus.recipes.base import VERDICTS, MetricSummary, Result
+from isthmus.recipes.catalog import SLUGS, arxiv_url, seed
+from isthmus.recipes.registry import get_recipe, list_recipes
+
+__all__ = [
+    "RESULT_FILE", "REPORT_FILE", "write_result", "load_result", "render_report",
+    "collect_results", "render_reproductions_table", "key_metric",
+]
+
+RESULT_FILE = "result.json"
+REPORT_FILE = "report.md"
+# Quick runs are the documented, CPU-sized runs; full runs come next, smoke runs prove nothing.
+MODE_PREFERENCE = ("quick", "full", "smoke")
+
+ResultSource = Union[str, Path, Result]
+
+
+def _cell(text: object) -> str:
+    """Make text safe inside one Markdown table cell."""
+    return str(text).replace("|", "\\|").replace("\n", " ").strip()
+
+
+def key_metric(result: Result) -> str | None:
+    """The headline metric: the first one the recipe reported (None when it reported none)."""
+    return next(iter(result.metrics), None)
+
+
+# ---- one result -----------------------------------------------------------------------------
+def write_result(result: Result, out_dir: str | Path) -> Path:
+    """Write ``out_dir/result.json`` and ``out_dir/report.md`` atomically; return the JSON path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / RESULT_FILE, result.to_dict())
+    atomic_write_bytes(out / REPORT_FILE, render_report(result).encode("utf-8"))
+    return out / RESULT_FILE
+
+
+def load_result(path: str | Path) -> Result:
+    """Read a ``result.json`` (or the folder holding one) back into a :class:`Result`."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / RESULT_FILE
+    data = read_json(p)  # CheckpointError when missing or not JSON
+    try:
+        return Result.from_dict(data)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{p} is not an isthmus result file (bad or missing field {exc})") from None
+
+
+def _metrics_table(result: Result) -> list[str]:
+    names = list(result.metrics)
+    for metrics in result.baselines.values():
+        names += [n for n in metrics if n not in names]
+    cols = ["ours", *result.baselines]
+    lines = ["| metric | " + " | ".join(_cell(c) for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for name in names:
+        row = [result.metrics.get(name)] + [m.get(name) for m in result.baselines.values()]
+        lines.append(f"| {_cell(name)} | " + " | ".join(str(s) if s else "—" for s in row) + " |")
+    return lines
+
+
+def _per_seed_lines(result: Result) -> list[str]:
+    fmt = lambda s: ", ".join(f"{v:.4g}" for v in s.values)  # noqa: E731
+    lines = [f"- ours / {name}: {fmt(s)}" for name, s in result.metrics.items()]
+    for base, metrics in result.baselines.items():
+        lines += [f"- {base} / {name}: {fmt(s)}" for name, s in metrics.items()]
+    return lines
+
+
+def render_report(result: Result) -> str:
+    """The Markdown report of one result (what ``report.md`` holds)."""
+    paper = result.paper
+    link = f"[{paper.title}]({arxiv_url(paper.arxiv)}) (arXiv:{paper.arxiv})" if paper.arxiv else paper.title
+    reason = f" — {result.verdict_reason}" if result.verdict_reason else ""
+    seeds = ", ".join(str(s) for s in result.seeds)
+    out = [
+        f"# `{result.recipe}`: {paper.title}", "",
+        f"**Paper:** {link}  ", f"**Claim:** {result.claim}  ",
+        f"**Verdict:** **{result.verdict}**{reason}  ",
+        f"**Mode:** {result.mode} · **seeds:** {seeds} · **runtime:** {result.runtime_s:.1f} s", "",
+        *(["> Smoke run: it checks the mechanics only; its verdict means nothing.", ""]
+          if result.mode == "smoke" else []),
+        f"## Metrics (mean ± std over {len(result.seeds)} seed(s))", "", *_metrics_table(result), "",
+        "Per-seed values:", "", *_per_seed_lines(result), "",
+    ]
+    if result.figures:
+        out += ["## Figures", ""] + [f"![{Path(f).stem}]({Path(f).as_posix()})" for f in result.figures] + [""]
+    if result.notes:
+        out += ["## Notes", ""] + [f"- {n}" for n in result.notes] + [""]
+    config = json.dumps(result.config, indent=2, sort_keys=True, default=str)
+    out += ["## Config", "", "```json", config, "```", ""]
+    if result.versions:
+        out += ["## Versions", "", "| package | version |", "|---|---|"]
+        out += [f"| {_cell(k)} | {_cell(v)} |" for k, v in result.versions.items()] + [""]
+    return "\n".join(out)
+
+
+# ---- many results ---------------------------------------------------------------------------
+def _rank(mode: str, path: Path | None) -> tuple[int, float]:
+    """Sort key, higher is better: preferred mode first, then the newest file."""
+    pref = len(MODE_PREFERENCE) - MODE_PREFERENCE.index(mode) if mode in MODE_PREFERENCE else 0
+    return pref, (path.stat().st_mtime if path is not None else 0.0)
+
+
+def _catalog_order(slug: str) -> tuple[int, str]:
+    return (SLUGS.index(slug) if slug in SLUGS else len(SLUGS), slug)
+
+
+def collect_results(root: str | Path) -> dict[str, Path]:
+    """Find ``result.json`` files under ``root``; keep one per recipe (quick > full > smoke, then
+    newest by mtime). Returns slug → path in catalog order; ``{}`` when ``root`` does not exist."""
+    root = Path(root)
+    best: dict[str, tuple[tuple[int, float], Path]] = {}
+    for path in sorted(root.rglob(RESULT_FILE)) if root.is_dir() else []:
+        data = read_json(path)
+        slug = data.get("recipe") if isinstance(data, dict) else None
+        if not isinstance(slug, str):
+            raise ValueError(f"{path} is not an isthmus result file (no 'recipe' field)")
+        rank = _rank(data.get("mode", ""), path)
+        if slug not in best or rank > best[slug][0]:
+            best[slug] = (rank, path)
+    return {s: best[s][1] for s in sorted(best, key=_catalog_order)}
+
+
+def _gather(results: ResultSource | Iterable[ResultSource] | None) -> dict[str, tuple[Result, Path | None]]:
+    if results is None:
+        return {}
+    if isinstance(results, (str, Path)) and Path(results).is_dir():
+        return {s: (load_result(p), p) for s, p in collect_results(results).items()}
+    items = [results] if isinstance(results, (str, Path, Result)) else list(results)
+    found: dict[str, tuple[Result, Path | None]] = {}
+    for item in items:
+        res, path = (item, None) if isinstance(item, Result) else (load_result(item), Path(item))
+        if path is not None and path.is_dir():
+            path = path / RESULT_FILE
+        old = found.get(res.recipe)
+        if old is None or _rank(res.mode, path) >= _rank(old[0].mode, old[1]):
+            found[res.recipe] = (res, path)
+    return found
+
+
+def _baseline_cell(result: Result, metric: str) -> str:
+    parts = [f"{_cell(b)}: {m[metric]}" for b, m in result.baselines.items() if metric in m]
+    return "<br>".join(parts) or "—"
+
+
+def _row(slug: str, found: tuple[Result, Path | None] | None, link_from: Path | None) -> str:
+    s = seed(slug)
+    paper = f"[{_cell(s.title)}]({arxiv_url(s.arxiv)})" if s.arxiv else _cell(s.title)
+    if found is None:
+        claim = get_recipe(slug).claim
+        cells = [f"`{slug}`", paper, _cell(claim), "—", "not run", "—", "not run", "—", "—", "—"]
+        return f"| {s.number} | " + " | ".join(cells) + " |"
+    res, path = found
+    name = f"`{slug}`"
+    if path is not None and link_from is not None:
+        rel = Path(os.path.relpath(path.parent / REPORT_FILE, link_from)).as_posix()
+        name = f"[{name}]({rel})"
+    km = key_metric(res)
+    ours: MetricSummary | None = res.metrics.get(km) if km else None
+    cells = [
+        name, paper, _cell(res.claim), _cell(km or "—"), str(ours) if ours else "—",
+        _baseline_cell(res, km) if km else "—", f"**{res.verdict}**", res.mode,
+        str(len(res.seeds)), f"{res.runtime_s:.1f} s",
+    ]
+    return f"| {s.number} | " + " | ".join(cells) + " |"
+
+
+def _header(shown: list, found: dict, n_total: int) -> list[str]:
+    counts = {v: sum(1 for e in shown if e.slug in found and found[e.slug][0].verdict == v) for v in VERDICTS}
+    not_run = sum(1 for e in shown if e.slug not in found)
+    tally = ", ".join(f"{v}: {n}" for v, n in counts.items()) + f", not run: {not_run}"
+    return [
+        "# Reproductions", "",
+        "<!-- Generated by `isthmus recipes table`; edit the recipes or rerun them, not this file. -->", "",
+        "Each recipe checks one claim of its paper against baselines on the same data and seeds.",
+        "Numbers are mean ± std over seeds; the key metric is the first one the recipe reports.",
+        "A negative result is reported as it came out.", "",
+        f"**{len(shown)} of {n_total} recipes implemented** ({tally}).", "",
+    ]
+
+
+def _footer(shown: list, planned: list, found: dict) -> list[str]:
+    out: list[str] = []
+    reasons = [(e.slug, found[e.slug][0]) for e in shown if e.slug in found and found[e.slug][0].verdict_reason]
+    if reasons:
+        out += ["## Why each verdict", ""]
+        out += [f"- `{slug}` — **{r.verdict}**: {r.verdict_reason}" for slug, r in reasons] + [""]
+    out += [f"## Planned ({len(planned)})", ""]
+    for e in planned:
+        paper = f"[{e.title}]({arxiv_url(e.arxiv)})" if e.arxiv else e.title
+        # "- #N" rather than "N." so Markdown does not renumber the gaps away.
+        out.append(f"- #{e.number} `{e.slug}` — {paper}")
+    return out
+
+
+def render_reproductions_table(
+    results: ResultSource | Iterable[ResultSource] | None = None,
+    link_from: str | Path | None = None,
+) -> str:
+    """Markdown for ``docs/reproductions.md``.
+
+    ``results`` is a folder (searched with :func:`collect_results`), result files/folders, or
+    :class:`Result` objects. One table row per implemented recipe (plus any catalog recipe that
+    has a result), then the planned ones. ``link_from`` is the folder the Markdown will live in;
+    when given, recipe names link to their ``report.md``.
+    """
+    found = _gather(results)
+    for slug in [s for s in found if s not in SLUGS]:
+        warnings.warn(f"result for unknown recipe {slug!r} left out of the table", stacklevel=2)
+    entries = list_recipes()
+    shown = [e for e in entries if e.status == "implemented" or e.slug in found]
+    planned = [e for e in entries if e not in shown]
+    base = Path(link_from) if link_from is not None else None
+    out = _header(shown, found, len(entries))
+    if shown:
+        out += [
+            "| # | Recipe | Paper | Claim | Key metric | Ours | Baselines | Verdict | Mode | Seeds | Runtime |",
+            "|---:|---|---|---|---|---|---|---|---|---:|---:|",
+            *[_row(e.slug, found.get(e.slug), base) for e in shown], "",
+        ]
+    else:
+        out += ["_No recipe is implemented yet._", ""]
+    return "\n".join(out + _footer(shown, planned, found)) + "\n"
