@@ -1,0 +1,171 @@
+"""Train an autoencoder from one typed config: data → scaler → model → Trainer → model folder.
+
+This is what ``isthmus train`` runs, and what ``evaluate``/``encode``/``reconstruct`` read back.
+A run folder holds ``model/`` (``config.json`` + ``model.safetensors``), ``scaler.json``,
+``run_config.json``, ``metrics.json`` and ``train_log.jsonl`` — all JSON or safetensors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from isthmus.config import Config, ConfigError
+from isthmus.data import Scaler, Table, load_digits, load_mnist, load_table, make_scaler, make_shapes, train_val_split
+from isthmus.io import atomic_write_json, read_json
+from isthmus.models import AutoEncoder, ObjectiveConfig
+from isthmus.train import Trainer, TrainerConfig
+
+__all__ = ["DataSection", "ModelSection", "RunConfig", "TrainedRun", "load_source", "build_model",
+           "train_autoencoder", "load_run", "reconstruction_metrics"]
+
+BUILTIN_SOURCES = ("digits", "shapes", "mnist")
+
+
+@dataclass
+class DataSection(Config):
+    """Where the data comes from: a built-in name (``digits``, ``shapes``, ``mnist``) or a path."""
+
+    source: str = "digits"
+    columns: list[str] | None = None
+    label_column: str | None = None
+    val_fraction: float = 0.2
+    scaler: str = "auto"  # auto | standard | minmax | none
+    seed: int = 0
+    limit: int | None = None
+
+    def validate(self) -> None:
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(f"data.val_fraction must be in (0, 1), got {self.val_fraction}")
+        if self.scaler not in ("auto", "standard", "minmax", "none"):
+            raise ConfigError(f"data.scaler: {self.scaler!r} not in ['auto', 'standard', 'minmax', 'none']")
+        if self.limit is not None and self.limit < 2:
+            raise ConfigError(f"data.limit must be >= 2, got {self.limit}")
+
+
+@dataclass
+class ModelSection(Config):
+    """Architecture: an MLP or conv autoencoder around any registered bottleneck."""
+
+    kind: str = "mlp"  # mlp | conv
+    latent_dim: int = 8
+    hidden: list[int] = field(default_factory=lambda: [512, 256])
+    activation: str = "gelu"
+    out_activation: str = "identity"
+    channels: list[int] = field(default_factory=lambda: [32, 64])
+    bottleneck: str = "identity"
+    bottleneck_config: dict[str, Any] = field(default_factory=dict)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+
+    def validate(self) -> None:
+        if self.kind not in ("mlp", "conv"):
+            raise ConfigError(f"model.kind must be 'mlp' or 'conv', got {self.kind!r}")
+
+
+@dataclass
+class RunConfig(Config):
+    data: DataSection = field(default_factory=DataSection)
+    model: ModelSection = field(default_factory=ModelSection)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    out_dir: str = "runs/train"
+
+
+@dataclass
+class TrainedRun:
+    model: AutoEncoder
+    scaler: Scaler
+    train: Table
+    val: Table
+    metrics: dict[str, float]
+    history: list[dict]
+    out_dir: Path | None = None
+
+
+def load_source(section: DataSection) -> Table:
+    """Load the data a :class:`DataSection` names."""
+    src = section.source
+    if src == "digits":
+        table = load_digits()
+    elif src == "shapes":
+        table = make_shapes(n=section.limit or 5000, image_size=32, seed=section.seed)
+    elif src == "mnist":
+        table = load_mnist()
+    else:
+        kw: dict[str, Any] = {}
+        if Path(src).suffix.lower() in (".csv", ".tsv", ".parquet", ".pq", ".gz") and not src.endswith("ubyte.gz"):
+            kw = {"columns": section.columns, "label_column": section.label_column}
+        table = load_table(src, **kw)
+    if section.limit is not None and len(table) > section.limit:
+        table = table.subset(np.arange(section.limit))
+    return table
+
+
+def _resolve_scaler(name: str, X: np.ndarray) -> Scaler:
+    if name == "auto":  # images or data already in [0, 1] keep their scale; other tables are standardised
+        name = "none" if X.ndim > 2 or (X.min() >= 0.0 and X.max() <= 1.0) else "standard"
+    return make_scaler(name)
+
+
+def build_model(section: ModelSection, sample_shape: tuple[int, ...]) -> AutoEncoder:
+    """Build the autoencoder of ``section`` for samples of shape ``sample_shape``."""
+    bn = {"type": section.bottleneck, "config": {"latent_dim": section.latent_dim, **section.bottleneck_config}}
+    if section.kind == "conv":
+        if len(sample_shape) != 3 or sample_shape[1] != sample_shape[2]:
+            raise ConfigError(f"model.kind='conv' needs square images (C, H, H); the data has samples of shape "
+                              f"{sample_shape}; use model.kind=mlp for tables")
+        return AutoEncoder.conv(image_size=sample_shape[1], in_channels=sample_shape[0], channels=section.channels,
+                                bottleneck=bn, out_activation=section.out_activation, objective=section.objective)
+    return AutoEncoder.mlp(int(np.prod(sample_shape)), hidden=section.hidden, bottleneck=bn,
+                           activation=section.activation, out_activation=section.out_activation,
+                           objective=section.objective)
+
+
+@torch.no_grad()
+def reconstruction_metrics(model: AutoEncoder, X: np.ndarray, batch_size: int = 2048) -> dict[str, float]:
+    """Per-element MSE and PSNR (data range of X) of ``model`` on (already scaled) ``X``."""
+    model.eval()
+    xt = torch.as_tensor(X, dtype=torch.float32)
+    sq = sum(float(((model(xt[i:i + batch_size]).recon - xt[i:i + batch_size]) ** 2).sum())
+             for i in range(0, len(xt), batch_size))
+    mse = sq / xt.numel()
+    data_range = float(xt.max() - xt.min()) or 1.0
+    return {"mse": mse, "psnr": float(10 * np.log10(data_range**2 / max(mse, 1e-12)))}
+
+
+def train_autoencoder(cfg: RunConfig, save: bool = True) -> TrainedRun:
+    """Run the whole pipeline of ``cfg``; with ``save`` write the run folder to ``cfg.out_dir``."""
+    table = load_source(cfg.data)
+    train, val = train_val_split(table, val_fraction=cfg.data.val_fraction, seed=cfg.data.seed)
+    scaler = _resolve_scaler(cfg.data.scaler, train.X).fit(train.X)
+    Xtr, Xva = scaler.transform(train.X), scaler.transform(val.X)
+    torch.manual_seed(cfg.trainer.seed)
+    model = build_model(cfg.model, tuple(train.X.shape[1:]))
+    out = Path(cfg.out_dir)
+    tcfg = cfg.trainer
+    if save and tcfg.log_path is None:
+        tcfg = tcfg.with_overrides({"log_path": str(out / "train_log.jsonl")})
+        out.mkdir(parents=True, exist_ok=True)
+    result = Trainer(model, tcfg).fit(torch.as_tensor(Xtr), torch.as_tensor(Xva))
+    metrics = {f"val_{k}": v for k, v in reconstruction_metrics(model, Xva).items()}
+    metrics.update({f"train_{k}": v for k, v in reconstruction_metrics(model, Xtr).items()})
+    run = TrainedRun(model, scaler, train, val, metrics, list(result.history), out if save else None)
+    if save:
+        model.save_pretrained(out / "model", metrics=metrics)
+        atomic_write_json(out / "scaler.json", scaler.to_dict())
+        atomic_write_json(out / "run_config.json", cfg.to_dict())
+        atomic_write_json(out / "metrics.json", metrics)
+    return run
+
+
+def load_run(path: str | Path) -> tuple[AutoEncoder, Scaler, RunConfig | None]:
+    """Read back a run folder (or a bare model folder, then with an identity scaler)."""
+    path = Path(path)
+    model_dir = path / "model" if (path / "model" / "config.json").exists() else path
+    model = AutoEncoder.from_pretrained(model_dir).eval()
+    scaler = Scaler.from_dict(read_json(path / "scaler.json")) if (path / "scaler.json").exists() else make_scaler("none")
+    cfg = RunConfig.from_dict(read_json(path / "run_config.json")) if (path / "run_config.json").exists() else None
+    return model, scaler, cfg
