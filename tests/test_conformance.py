@@ -1,6 +1,14 @@
-"""Every model and bottleneck runs the shared battery in conformance.py."""
+"""Every model and bottleneck runs the shared battery in conformance.py.
+
+Cases for the core parts are below. Each bottleneck family adds its own cases in a module
+``tests/cases_<family>.py`` defining ``BOTTLENECK_CASES`` and/or ``MODEL_CASES`` dicts of
+``name -> (factory, batch)``; they are merged here, so families never edit one shared file.
+"""
 
 from __future__ import annotations
+
+import importlib
+from pathlib import Path
 
 import pytest
 import torch
@@ -49,6 +57,14 @@ MODEL_CASES: dict[str, tuple] = {
         (_batch(), torch.tensor([0, 1, 2, 0] * 4)),
     ),
 }
+
+
+for _path in sorted(Path(__file__).parent.glob("cases_*.py")):
+    _mod = importlib.import_module(_path.stem)
+    for _target, _extra in ((BOTTLENECK_CASES, "BOTTLENECK_CASES"), (MODEL_CASES, "MODEL_CASES")):
+        for _name, _case in getattr(_mod, _extra, {}).items():
+            assert _name not in _target, f"{_path.name}: duplicate conformance case {_name!r}"
+            _target[_name] = _case
 
 
 def test_every_registered_bottleneck_has_a_case():
