@@ -12,6 +12,15 @@ from isthmus.bottlenecks.base import (
 )
 from isthmus.bottlenecks.gaussian import GaussianBottleneck, GaussianConfig
 from isthmus.bottlenecks.identity import IdentityBottleneck, IdentityConfig
+from isthmus.bottlenecks.codebook_stats import codebook_stats
+from isthmus.bottlenecks.fsq import FSQBottleneck, FSQConfig
+from isthmus.bottlenecks.key_value import KeyValueBottleneck, KeyValueConfig
+from isthmus.bottlenecks.scalar_codebooks import ScalarCodebooksBottleneck, ScalarCodebooksConfig
+from isthmus.bottlenecks.vq import ResidualVQBottleneck, ResidualVQConfig, VectorQuantizer, VQBottleneck, VQConfig
+from isthmus.bottlenecks.ard import ARDBottleneck, ARDConfig  # structured continuous family (issue 7)
+from isthmus.bottlenecks.matryoshka import MatryoshkaConfig, nested_latents, prefix_mask
+from isthmus.bottlenecks.prototype import PrototypeBottleneck, PrototypeConfig
+from isthmus.bottlenecks.tcvae import TCVAEBottleneck, TCVAEConfig
 
 __all__ = [
     "BOTTLENECKS",
@@ -23,4 +32,27 @@ __all__ = [
     "GaussianConfig",
     "IdentityBottleneck",
     "IdentityConfig",
+    # quantized family (issue 6)
+    "codebook_stats",
+    "FSQBottleneck",
+    "FSQConfig",
+    "KeyValueBottleneck",
+    "KeyValueConfig",
+    "ScalarCodebooksBottleneck",
+    "ScalarCodebooksConfig",
+    "VectorQuantizer",
+    "VQBottleneck",
+    "VQConfig",
+    "ResidualVQBottleneck",
+    "ResidualVQConfig",
+    # structured continuous family (issue 7)
+    "ARDBottleneck",
+    "ARDConfig",
+    "MatryoshkaConfig",
+    "nested_latents",
+    "prefix_mask",
+    "PrototypeBottleneck",
+    "PrototypeConfig",
+    "TCVAEBottleneck",
+    "TCVAEConfig",
 ]

@@ -7,6 +7,7 @@ sample: the mean and the log-variance of q(z|x).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -59,15 +60,28 @@ class GaussianBottleneck(Bottleneck):
             return cfg.beta
         return cfg.beta * min(1.0, float(self.step.item()) / cfg.kl_warmup_steps)
 
+    # Hooks that subclasses (ARD prior, β-TCVAE) override; the forward below stays shared.
+    def posterior(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and (clamped) log-variance of q(z|x) from the encoder output ``h`` (B, 2D)."""
+        mu, logvar = h.chunk(2, dim=1)  # (B, D) each
+        return mu, logvar.clamp(-self.config.logvar_clamp, self.config.logvar_clamp)
+
+    def kl_per_dim(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """Analytic KL(q(z|x) || p(z)) per sample and dimension, ``(B, D)``; p = N(0, I) here."""
+        return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
+
+    def prior_log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z) per sample, ``(B,)`` (used by the importance-sampled likelihood)."""
+        return (-0.5 * z.pow(2) - 0.5 * math.log(2 * math.pi)).sum(-1)
+
     def forward(self, h: torch.Tensor) -> BottleneckOutput:
         self.check_input(h)
-        mu, logvar = h.chunk(2, dim=1)  # (B, D) each
-        logvar = logvar.clamp(-self.config.logvar_clamp, self.config.logvar_clamp)
+        mu, logvar = self.posterior(h)
         if self.training:
             z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
         else:
             z = mu
-        kl_per_dim = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)  # (B, D)
+        kl_per_dim = self.kl_per_dim(mu, logvar)  # (B, D)
         kl_dim_mean = kl_per_dim.mean(0)  # (D,)
         if self.config.free_bits > 0:
             kl = kl_dim_mean.clamp(min=self.config.free_bits).sum()

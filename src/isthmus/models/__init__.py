@@ -2,7 +2,12 @@
 
 from isthmus.models.autoencoder import AutoEncoder, ObjectiveConfig
 from isthmus.models.classifier import Classifier
+from isthmus.models.matryoshka import MatryoshkaAutoEncoder
 from isthmus.models.objectives import corrupt, reconstruction_loss
 from isthmus.models.output import ModelOutput
+from isthmus.models.prototype import PrototypeClassifier
 
-__all__ = ["AutoEncoder", "Classifier", "ModelOutput", "ObjectiveConfig", "corrupt", "reconstruction_loss"]
+__all__ = [
+    "AutoEncoder", "Classifier", "MatryoshkaAutoEncoder", "ModelOutput", "ObjectiveConfig", "PrototypeClassifier",
+    "corrupt", "reconstruction_loss",
+]

@@ -207,7 +207,7 @@ class AutoEncoder(nn.Module):
 
         return {
             "isthmus_version": __version__,
-            "model": "AutoEncoder",
+            "model": type(self).__name__,  # subclasses (Matryoshka, prototype) load through their own class
             "encoder": BLOCKS.spec(self.encoder),
             "bottleneck": BOTTLENECKS.spec(self.bottleneck),
             "decoder": BLOCKS.spec(self.decoder),
@@ -223,7 +223,12 @@ class AutoEncoder(nn.Module):
             obj = ObjectiveConfig.from_dict(spec.get("objective", {}))
         except KeyError as exc:
             raise CheckpointError(f"model config is missing the key {exc}") from None
-        return cls(enc, bn, dec, obj)
+        return cls(enc, bn, dec, obj, **cls._extra_from_spec(spec))
+
+    @classmethod
+    def _extra_from_spec(cls, spec: dict[str, Any]) -> dict[str, Any]:
+        """Constructor arguments a subclass keeps in its spec beyond the four parts (none here)."""
+        return {}
 
     def save_pretrained(self, path: str | Path, metrics: dict | None = None) -> Path:
         """Write ``config.json`` + ``model.safetensors`` (+ ``metrics.json``) into folder ``path``."""
@@ -245,8 +250,9 @@ class AutoEncoder(nn.Module):
         if not path.is_dir():
             raise CheckpointError(f"{path} is not a folder written by save_pretrained")
         spec = read_json(path / "config.json")
-        if spec.get("model") != "AutoEncoder":
-            raise CheckpointError(f"{path}/config.json describes a {spec.get('model')!r}, not an AutoEncoder")
+        if spec.get("model") != cls.__name__:
+            raise CheckpointError(f"{path}/config.json describes a {spec.get('model')!r}, not a {cls.__name__}; "
+                                  f"load it with {spec.get('model')}.from_pretrained")
         if parts:
             base = cls.from_spec({**spec, **{k: v for k, v in spec.items() if k not in parts}}) if not all(
                 k in parts for k in ("encoder", "bottleneck", "decoder")) else None
@@ -255,6 +261,7 @@ class AutoEncoder(nn.Module):
                 parts.get("bottleneck", base.bottleneck if base else None),
                 parts.get("decoder", base.decoder if base else None),
                 ObjectiveConfig.from_dict(spec.get("objective", {})),
+                **cls._extra_from_spec(spec),
             )
         else:
             model = cls.from_spec(spec)

@@ -1,7 +1,8 @@
-"""Building blocks (torch only): MLPs and conv encoders/decoders."""
+"""Building blocks (torch only): MLPs, conv encoders/decoders, trainable low-rank layers."""
 
 from isthmus.nn.conv import ConvDecoder, ConvDecoderConfig, ConvEncoder, ConvEncoderConfig
 from isthmus.nn.layers import activation, init_weights
+from isthmus.nn.low_rank import LowRankLinear, LowRankLinearConfig, low_rank_losses, prune_low_rank
 from isthmus.nn.mlp import MLP, MLPConfig
 
 __all__ = [
@@ -13,6 +14,10 @@ __all__ = [
     "ConvDecoderConfig",
     "activation",
     "init_weights",
+    "LowRankLinear",
+    "LowRankLinearConfig",
+    "low_rank_losses",
+    "prune_low_rank",
 ]
 
 from isthmus.registry import BLOCKS as _BLOCKS
@@ -20,3 +25,4 @@ from isthmus.registry import BLOCKS as _BLOCKS
 _BLOCKS.register("mlp", MLPConfig)(MLP)
 _BLOCKS.register("conv_encoder", ConvEncoderConfig)(ConvEncoder)
 _BLOCKS.register("conv_decoder", ConvDecoderConfig)(ConvDecoder)
+_BLOCKS.register("low_rank_linear", LowRankLinearConfig)(LowRankLinear)

@@ -1,9 +1,11 @@
 """Trainer callbacks, one file per concept."""
 
+from isthmus.train.callbacks.ard_update import ARDUpdate, update_ard_priors
 from isthmus.train.callbacks.base import HOOKS, Callback, overridden_hooks
 from isthmus.train.callbacks.checkpointing import Checkpointer
 from isthmus.train.callbacks.early_stopping import EarlyStopping
 from isthmus.train.callbacks.metrics_log import MetricsLogger
 from isthmus.train.callbacks.progress import ProgressBar
 
-__all__ = ["Callback", "Checkpointer", "EarlyStopping", "HOOKS", "MetricsLogger", "ProgressBar", "overridden_hooks"]
+__all__ = ["ARDUpdate", "Callback", "Checkpointer", "EarlyStopping", "HOOKS", "MetricsLogger", "ProgressBar",
+           "overridden_hooks", "update_ard_priors"]
