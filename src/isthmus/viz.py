@@ -23,6 +23,16 @@ def _plt():
     return plt
 
 
+def _save(fig, path: str | Path) -> Path:
+    """Lay out, write as PNG and close ``fig`` (closing frees memory in long recipe runs)."""
+    plt = _plt()
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def image_grid(images: np.ndarray, ncol: int = 10, pad: int = 1) -> np.ndarray:
     """Tile ``(N, H, W)``, ``(N, 1|3, H, W)`` or ``(N, H, W, 3)`` images into one 2-D/RGB array."""
     imgs = np.asarray(images, dtype=np.float32)
@@ -57,11 +67,7 @@ def save_image_grid(rows: Sequence[np.ndarray], path: str | Path, row_labels: Se
             ax.set_ylabel(row_labels[i], rotation=0, ha="right", va="center")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def latent_map(z: np.ndarray, labels: np.ndarray | None, path: str | Path, title: str = "latent map") -> Path:
@@ -83,11 +89,7 @@ def latent_map(z: np.ndarray, labels: np.ndarray | None, path: str | Path, title
     ax.set_xlabel(axis[0])
     ax.set_ylabel(axis[1])
     ax.set_title(title)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def training_curves(history: Sequence[dict], path: str | Path, keys: Sequence[str] = ("train_loss", "val_loss"),
@@ -103,8 +105,4 @@ def training_curves(history: Sequence[dict], path: str | Path, keys: Sequence[st
     ax.set_yscale("log")
     ax.legend()
     ax.set_title(title)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)

@@ -1,0 +1,26 @@
+import numpy as np
+import pytest
+
+from isthmus.viz import image_grid, latent_map, save_image_grid, training_curves
+
+
+def test_image_grid_layouts():
+    g = image_grid(np.ones((5, 1, 4, 4)), ncol=3, pad=1)
+    assert g.shape == (2 * 5 + 1, 3 * 5 + 1)
+    rgb = image_grid(np.zeros((2, 4, 4, 3)), ncol=2)
+    assert rgb.shape == (6, 11, 3)
+    assert rgb[1:5, 1:5].max() == 0.0 and rgb[0, 0, 0] == 1.0  # padding is white, images placed
+    with pytest.raises(ValueError, match=r"\(N, H, W\[, C\]\)"):
+        image_grid(np.zeros((4, 4)))
+
+
+def test_plots_write_pngs(tmp_path):
+    rng = np.random.default_rng(0)
+    paths = [
+        save_image_grid([rng.random((3, 8, 8)), rng.random((3, 8, 8))], tmp_path / "g.png", ["a", "b"]),
+        latent_map(rng.normal(size=(50, 5)), rng.integers(0, 3, 50), tmp_path / "m.png"),
+        latent_map(rng.normal(size=(50, 1)), None, tmp_path / "m1.png"),
+        training_curves([{"train_loss": 2.0, "val_loss": 2.5}, {"train_loss": 1.0}], tmp_path / "c.png"),
+    ]
+    for p in paths:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
