@@ -83,7 +83,8 @@ def latent_map(z: np.ndarray, labels: np.ndarray | None, path: str | Path, title
         z2 = z if z.shape[1] == 2 else np.c_[z, np.zeros(len(z))]
         axis = ("z 1", "z 2")
     fig, ax = plt.subplots(figsize=(6, 5))
-    sc = ax.scatter(z2[:, 0], z2[:, 1], c=labels if labels is not None else "C0", cmap="tab10", s=8, alpha=0.8)
+    colour = {"c": labels, "cmap": "tab10"} if labels is not None else {"color": "C0"}
+    sc = ax.scatter(z2[:, 0], z2[:, 1], s=8, alpha=0.8, **colour)
     if labels is not None:
         fig.colorbar(sc, ax=ax, label="label")
     ax.set_xlabel(axis[0])

@@ -11,6 +11,7 @@ from isthmus.bottlenecks.base import (
     build_bottleneck,
 )
 from isthmus.bottlenecks.gaussian import GaussianBottleneck, GaussianConfig
+from isthmus.bottlenecks.quantized_gaussian import QuantizedGaussianBottleneck, QuantizedGaussianConfig
 from isthmus.bottlenecks.identity import IdentityBottleneck, IdentityConfig
 from isthmus.bottlenecks.codebook_stats import codebook_stats
 from isthmus.bottlenecks.fsq import FSQBottleneck, FSQConfig
@@ -21,6 +22,10 @@ from isthmus.bottlenecks.ard import ARDBottleneck, ARDConfig  # structured conti
 from isthmus.bottlenecks.matryoshka import MatryoshkaConfig, nested_latents, prefix_mask
 from isthmus.bottlenecks.prototype import PrototypeBottleneck, PrototypeConfig
 from isthmus.bottlenecks.tcvae import TCVAEBottleneck, TCVAEConfig
+from isthmus.bottlenecks.sparse import (  # sparse autoencoder family (issue 3)
+    BatchTopKBottleneck, JumpReLUBottleneck, MatryoshkaSAEBottleneck, ReLUL1Bottleneck, SparseBottleneck,
+    TopAFABottleneck, TopKBottleneck,
+)
 
 __all__ = [
     "BOTTLENECKS",
@@ -30,6 +35,8 @@ __all__ = [
     "build_bottleneck",
     "GaussianBottleneck",
     "GaussianConfig",
+    "QuantizedGaussianBottleneck",
+    "QuantizedGaussianConfig",
     "IdentityBottleneck",
     "IdentityConfig",
     # quantized family (issue 6)
@@ -55,4 +62,12 @@ __all__ = [
     "PrototypeConfig",
     "TCVAEBottleneck",
     "TCVAEConfig",
+    # sparse autoencoder family (issue 3)
+    "SparseBottleneck",
+    "ReLUL1Bottleneck",
+    "TopKBottleneck",
+    "BatchTopKBottleneck",
+    "JumpReLUBottleneck",
+    "TopAFABottleneck",
+    "MatryoshkaSAEBottleneck",
 ]

@@ -46,10 +46,18 @@ def codebook_stats(
         idx = idx[:, None]  # (B, 1)
     if idx.dim() != 2 or idx.numel() == 0:
         raise ValueError(f"indices must have shape (B,) or (B, G) with B > 0, got {tuple(indices.shape)}")
-    columns = [idx[:, g] for g in range(idx.shape[1])] if separate_codebooks else [idx.reshape(-1)]
-    entropies, used = zip(*(_column_entropy(c) for c in columns))
-    h = torch.stack(entropies)  # (columns,) nats
-    used_t = torch.tensor(used, dtype=torch.float64)
+    cols = idx if separate_codebooks else idx.reshape(-1, 1)  # (N, columns)
+    if int(cols.min()) >= 0 and int(cols.max()) < codebook_size:
+        # One scatter for all columns: a per-column torch.unique loop dominated a small DKVB step (32 heads).
+        counts = torch.zeros(cols.shape[1], codebook_size, dtype=torch.float64)
+        counts.scatter_add_(1, cols.t().contiguous(), torch.ones(cols.t().shape, dtype=torch.float64))
+        p = counts / cols.shape[0]  # (columns, K)
+        h = -(p * torch.where(p > 0, p, torch.ones_like(p)).log()).sum(1)  # (columns,) nats
+        used_t = (counts > 0).sum(1).double()
+    else:  # codes outside [0, codebook_size): count what is there
+        entropies, used = zip(*(_column_entropy(cols[:, g]) for g in range(cols.shape[1])))
+        h = torch.stack(entropies)
+        used_t = torch.tensor(used, dtype=torch.float64)
     # Bits of one latent: every column of that latent, whether the codebook is shared or not.
     per_col_bits = h / math.log(2) if separate_codebooks else (h / math.log(2)).expand(idx.shape[1])
     return {

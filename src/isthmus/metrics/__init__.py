@@ -1,12 +1,19 @@
-"""Metrics: reconstruction, clustering, anomaly detection and linear-probe quality. numpy/torch/scipy/sklearn only."""
+"""Metrics: reconstruction, clustering, anomaly detection, latent structure and linear-probe quality. numpy/torch/scipy/sklearn only."""
 
 from isthmus.metrics.anomaly import (
     BestF1, anomaly_report, auprc, auroc, best_f1, interpretation_hit_rate, point_adjusted_f1, precision_at_n,
 )
-from isthmus.metrics.disentanglement import dci, infomec, mig, nmi_matrix
+from isthmus.metrics.disentanglement import dci, disentanglement_report, infomec, mig, nmi_matrix
 from isthmus.metrics.clustering import ari, cluster_report, clustering_accuracy, contingency, nmi
+from isthmus.metrics.latent import (
+    active_units, kl_active_units, nearest_sq_distances, pca_dims_for_variance, principal_angles, softmax_confidence,
+)
 from isthmus.metrics.probe import linear_probe_accuracy
 from isthmus.metrics.reconstruction import bce, mse, per_sample_mse, psnr
+from isthmus.metrics.sae import (  # sparse autoencoders (issue 3)
+    FiringTracker, cosine_similarity, density_histogram, evaluate_sae, explained_variance, fvu, l0, loss_recovered,
+    loss_recovered_from_callables, sae_mse,
+)
 
 __all__ = [
     "auroc",
@@ -31,4 +38,22 @@ __all__ = [
     "nmi_matrix",
     "mig",
     "dci",
+    "disentanglement_report",
+    "active_units",
+    "kl_active_units",
+    "pca_dims_for_variance",
+    "principal_angles",
+    "nearest_sq_distances",
+    "softmax_confidence",
+    # sparse autoencoders (issue 3)
+    "l0",
+    "sae_mse",
+    "fvu",
+    "explained_variance",
+    "cosine_similarity",
+    "FiringTracker",
+    "density_histogram",
+    "loss_recovered",
+    "loss_recovered_from_callables",
+    "evaluate_sae",
 ]

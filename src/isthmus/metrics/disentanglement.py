@@ -34,7 +34,7 @@ from sklearn.model_selection import train_test_split
 
 from isthmus.metrics._arrays import to_numpy
 
-__all__ = ["infomec", "nmi_matrix", "mig", "dci"]
+__all__ = ["infomec", "nmi_matrix", "mig", "dci", "disentanglement_report"]
 
 
 def _prepare(sources: Any, latents: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -56,6 +56,11 @@ def _standardize(z: np.ndarray) -> np.ndarray:
     return (z - z.mean(0)) / np.where(std > 0, std, 1.0)  # a constant latent stays 0, not NaN
 
 
+def _label_encode(z: np.ndarray) -> np.ndarray:
+    """Each column's distinct values as integer labels 0..k-1, (N, L)."""
+    return np.stack([np.unique(z[:, j], return_inverse=True)[1].ravel() for j in range(z.shape[1])], 1)
+
+
 def _entropy(labels: np.ndarray) -> float:
     return float(mutual_info_score(labels, labels))  # nats; I(s; s) = H(s)
 
@@ -69,12 +74,13 @@ def nmi_matrix(sources: Any, latents: Any, discrete_latents: bool = False, n_nei
     """
     s, z = _prepare(sources, latents)
     out = np.zeros((s.shape[1], z.shape[1]))
+    zc = _label_encode(z) if discrete_latents else z  # label pairs, not floats, for the plug-in MI
     for i in range(s.shape[1]):
         h = _entropy(s[:, i])
         if h == 0:
             continue  # a constant source carries no information to share
         if discrete_latents:
-            mi = np.array([mutual_info_score(s[:, i], z[:, j]) for j in range(z.shape[1])])
+            mi = np.array([mutual_info_score(s[:, i], zc[:, j]) for j in range(z.shape[1])])
         else:
             mi = mutual_info_classif(_standardize(z), s[:, i], discrete_features=False,
                                      n_neighbors=n_neighbors, random_state=random_state)
@@ -206,3 +212,18 @@ def dci(sources: Any, latents: Any, importance: Literal["lasso", "forest"] = "fo
         "informativeness": float(info.mean()),
         "importance": r,
     }
+
+
+def disentanglement_report(sources: Any, latents: Any, discrete_latents: bool = False,
+                           random_state: int = 0) -> dict[str, float]:
+    """All scalar scores at once: InfoM, InfoE, InfoC, MIG and DCI (forest) D, C, I, as plain floats.
+
+    ``discrete_latents`` applies to InfoMEC (plug-in MI, one-hot read-out); MIG bins and DCI treat
+    the latents as numbers either way, so a quantized code is scored by the same rule as a continuous one.
+    """
+    info = infomec(sources, latents, discrete_latents=discrete_latents, random_state=random_state)
+    d = dci(sources, latents, random_state=random_state)
+    return {"infom": info["infom"], "infoe": info["infoe"], "infoc": info["infoc"],
+            "mig": mig(sources, latents)["mig"], "dci_d": d["disentanglement"],
+            "dci_c": d["completeness"], "dci_i": d["informativeness"],
+            "active_latents": float(np.sum(info["active"]))}

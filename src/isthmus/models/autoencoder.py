@@ -35,8 +35,13 @@ class ObjectiveConfig(Config):
     corruption: str = "none"
     corruption_level: float = 0.0
     loss_weights: dict[str, float] = field(default_factory=dict)
+    # λ of the encoder-Jacobian penalty λ‖∂μ/∂x‖²_F (contractive AE, Rifai et al. 2011; the Lipschitz term of
+    # arXiv 1903.09940), μ = the posterior mean for Gaussian-family bottlenecks, else the encoder output
+    jacobian_weight: float = 0.0
 
     def validate(self) -> None:
+        if self.jacobian_weight < 0:
+            raise ConfigError(f"ObjectiveConfig.jacobian_weight must be >= 0, got {self.jacobian_weight}")
         if self.recon_loss not in RECON_LOSSES:
             raise ConfigError(f"ObjectiveConfig.recon_loss: {self.recon_loss!r} not in {list(RECON_LOSSES)}")
         if self.recon_reduction not in ("sum", "mean"):
@@ -158,6 +163,9 @@ class AutoEncoder(nn.Module):
         _check_finite(x)
         clean = x if target is None else target
         inp = corrupt(x, self.objective.corruption, self.objective.corruption_level) if self.training else x
+        penalize = self.objective.jacobian_weight > 0 and self.training and torch.is_grad_enabled()
+        if penalize:
+            inp = inp.detach().requires_grad_(True)
         h = self.encoder(inp)
         bn = self.bottleneck(h)
         recon = self.decoder(bn.latent)
@@ -169,6 +177,8 @@ class AutoEncoder(nn.Module):
         recon = recon.reshape(clean.shape)
         terms = {"recon": reconstruction_loss(recon, clean, self.objective.recon_loss, self.objective.recon_reduction)}
         terms.update(bn.losses)
+        if penalize:
+            terms["jacobian"] = self.objective.jacobian_weight * self._jacobian_sq_norm(inp, h)
         weights = self.objective.loss_weights
         unknown = set(weights) - set(terms)
         if unknown:
@@ -176,6 +186,14 @@ class AutoEncoder(nn.Module):
         losses = {k: v * weights.get(k, 1.0) for k, v in terms.items()}
         total = sum(losses.values())
         return ModelOutput(loss=total, losses=losses, recon=recon, latent=bn.latent, codes=bn.codes, stats=bn.stats)
+
+    def _jacobian_sq_norm(self, inp: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """Unbiased one-projection estimate of ‖∂μ/∂x‖²_F per sample, batch-mean: E_v‖∂(v·μ)/∂x‖², v ~ N(0, I)."""
+        posterior = getattr(self.bottleneck, "posterior", None)
+        mu = posterior(h)[0] if posterior is not None else h  # (B, D)
+        v = torch.randn_like(mu)
+        (g,) = torch.autograd.grad((mu * v).sum(), inp, create_graph=True)
+        return g.pow(2).flatten(1).sum(1).mean()
 
     def compute_loss(self, batch: Any) -> ModelOutput:
         """The Trainer's entry point: a batch is ``x`` or ``(x, ...)``."""

@@ -2,7 +2,9 @@
 
 from isthmus.nn.conv import ConvDecoder, ConvDecoderConfig, ConvEncoder, ConvEncoderConfig
 from isthmus.nn.layers import activation, init_weights
-from isthmus.nn.low_rank import LowRankLinear, LowRankLinearConfig, low_rank_losses, prune_low_rank
+from isthmus.nn.low_rank import (
+    LowRankLinear, LowRankLinearConfig, low_rank_losses, prune_low_rank, set_rank_fraction, svd_truncated_copy,
+)
 from isthmus.nn.mlp import MLP, MLPConfig
 
 __all__ = [
@@ -18,6 +20,8 @@ __all__ = [
     "LowRankLinearConfig",
     "low_rank_losses",
     "prune_low_rank",
+    "set_rank_fraction",
+    "svd_truncated_copy",
 ]
 
 from isthmus.registry import BLOCKS as _BLOCKS

