@@ -21,6 +21,7 @@ BOTTLENECK_CASES: dict[str, tuple] = {
     "residual_vq": (_ae("residual_vq", codebook_size=8, n_quantizers=3, ema=False), _batch()),
     "fsq": (_ae("fsq", levels=[8, 5, 5, 4]), _batch()),
     "scalar_codebooks": (_ae("scalar_codebooks", n_values=6), _batch()),
+    "quantized_gaussian": (_ae("quantized_gaussian", step=0.25, objective={"jacobian_weight": 0.1}), _batch()),
     "key_value": (
         _ae("key_value", latent_dim=8, input_dim=6, heads=4, key_dim=3, num_keys=8, decoding="concat"),
         _batch(),

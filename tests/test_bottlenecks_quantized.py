@@ -223,3 +223,31 @@ def test_key_value_init_keys_fits_the_data():
 def test_config_errors_name_the_field(cls, kwargs, field):
     with pytest.raises(ConfigError, match=field):
         cls(**kwargs)
+
+
+def test_quantized_gaussian_snaps_mu_to_grid_with_straight_through_gradient():
+    from isthmus.bottlenecks import build_bottleneck
+
+    bn = build_bottleneck("quantized_gaussian", latent_dim=3, step=0.5).eval()
+    h = torch.randn(6, 6, requires_grad=True)
+    out = bn(h)
+    assert torch.allclose(out.latent, out.codes.float() * 0.5)  # eval: the grid point nearest to μ
+    assert torch.equal(out.codes, torch.round(h[:, :3].detach() / 0.5).long())
+    out.latent.sum().backward()
+    assert torch.equal(h.grad[:, :3], torch.ones(6, 3)) and torch.equal(h.grad[:, 3:], torch.zeros(6, 3))
+    bn.train()
+    assert "kl" in bn(torch.randn(6, 6)).losses
+
+
+def test_jacobian_penalty_estimates_the_frobenius_norm():
+    from isthmus.models import AutoEncoder
+
+    torch.manual_seed(0)
+    model = AutoEncoder.mlp(4, latent_dim=2, hidden=(), objective={"jacobian_weight": 1.0})  # linear encoder
+    x = torch.rand(4000, 4)
+    est = torch.stack([model(x).losses["jacobian"].detach() for _ in range(50)]).mean()
+    with torch.no_grad():
+        exact = model.encoder(torch.eye(4)) - model.encoder(torch.zeros(1, 4))  # rows = columns of W
+    assert abs(float(est) - float(exact.pow(2).sum())) < 0.05 * float(exact.pow(2).sum())
+    model.eval()
+    assert "jacobian" not in model(x).losses  # training-only term
