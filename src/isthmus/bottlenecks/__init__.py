@@ -22,6 +22,7 @@ from isthmus.bottlenecks.ard import ARDBottleneck, ARDConfig  # structured conti
 from isthmus.bottlenecks.matryoshka import MatryoshkaConfig, nested_latents, prefix_mask
 from isthmus.bottlenecks.prototype import PrototypeBottleneck, PrototypeConfig
 from isthmus.bottlenecks.tcvae import TCVAEBottleneck, TCVAEConfig
+from isthmus.bottlenecks.gp_prior import GPPriorBottleneck, GPPriorConfig  # GP prior over time (seed 8)
 from isthmus.bottlenecks.sparse import (  # sparse autoencoder family (issue 3)
     BatchTopKBottleneck, JumpReLUBottleneck, MatryoshkaSAEBottleneck, ReLUL1Bottleneck, SparseBottleneck,
     TopAFABottleneck, TopKBottleneck,
@@ -62,6 +63,8 @@ __all__ = [
     "PrototypeConfig",
     "TCVAEBottleneck",
     "TCVAEConfig",
+    "GPPriorBottleneck",
+    "GPPriorConfig",
     # sparse autoencoder family (issue 3)
     "SparseBottleneck",
     "ReLUL1Bottleneck",

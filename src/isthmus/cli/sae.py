@@ -5,7 +5,9 @@ sub-parsers object, adds one sub-parser and sets ``func`` on it. To add ``train`
 write ``_add_train(sub)`` (here or in another module) and append it to ``SUBCOMMANDS``.
 
 ``isthmus sae harvest`` runs a host model over text (or a toy task's sequences) and writes one
-activation store per hook point (see :mod:`isthmus.interp.store`).
+activation store per hook point (see :mod:`isthmus.interp.store`); ``isthmus sae train`` fits a
+:class:`~isthmus.interp.sae.SparseAutoEncoder` on a store; ``isthmus sae evaluate`` scores SAEs on a
+store and, with ``--host``, by splicing them into the host (:mod:`isthmus.interp.splice`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-__all__ = ["add_parser", "SUBCOMMANDS", "DATASETS"]
+__all__ = ["add_parser", "SUBCOMMANDS", "DATASETS", "split_overrides"]
 
 # data set name -> file inside find_data(name)
 DATASETS = {"tinyshakespeare": "input.txt", "wikitext-2": "valid.txt"}
@@ -64,7 +66,51 @@ def _add_harvest(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_harvest)
 
 
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_harvest]
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train", help="train a sparse autoencoder on an activation store",
+        description="Train a SparseAutoEncoder on a store written by `isthmus sae harvest`. KEY=VALUE overrides "
+                    "go to the bottleneck config (e.g. k=32), SAETrainConfig (steps, batch_size, lr, ...) or "
+                    "SAEConfig (aux_k, recon_loss, ...), whichever has the field. Writes config.json + "
+                    "model.safetensors + metrics.json into OUT.")
+    p.add_argument("--store", type=Path, required=True, metavar="DIR", help="activation store folder")
+    p.add_argument("--bottleneck", default="sae_topk", metavar="NAME",
+                   help="sae_topk (default), sae_batchtopk, sae_jumprelu, sae_relu, sae_topafa, sae_matryoshka")
+    p.add_argument("--d-sae", type=_positive_int, required=True, metavar="N", help="dictionary size")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. k=16 steps=2000 lr=1e-3")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output SAE folder")
+    p.add_argument("--eval-tokens", type=_positive_int, default=16_384, metavar="N",
+                   help="store rows scored for metrics.json after training (default 16384)")
+    p.add_argument("--max-memory-mb", type=float, default=512.0, metavar="MB", help="store streaming buffer")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate", help="score SAEs on a store (and by splicing into their host model)",
+        description="Metrics JSON (L0, MSE, FVU, cosine, dead/dense fractions, density histogram; loss recovered "
+                    "when --host is given) and plots: a feature-density histogram per SAE, L0 vs FVU for several.")
+    p.add_argument("saes", nargs="+", type=Path, metavar="SAE_DIR", help="folder(s) written by `isthmus sae train`")
+    p.add_argument("--store", type=Path, required=True, metavar="DIR", help="activation store to score on")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for metrics.json and PNGs")
+    p.add_argument("--max-tokens", type=_positive_int, default=65_536, metavar="N", help="store rows scored")
+    p.add_argument("--host", metavar="MODEL", help="minilm, hf:PATH, toy:TASK or toy:PATH: splice the SAE into it")
+    p.add_argument("--point", metavar="NAME", help="hook point to splice at (default: the store's point)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--text", type=Path, metavar="FILE", help="host text (default: the store's text file)")
+    src.add_argument("--dataset", choices=sorted(DATASETS), help="host text from a local data set")
+    p.add_argument("--host-tokens", type=_positive_int, default=4096, metavar="N",
+                   help="about N host tokens for loss recovered (default 4096)")
+    p.add_argument("--batch-size", type=_positive_int, default=16, metavar="B", help="host sequences per pass")
+    p.add_argument("--max-length", type=_positive_int, default=128, metavar="T", help="host tokens per sequence")
+    p.add_argument("--seed", type=int, default=1, help="seed of toy-task sequences (default 1: not the harvest's 0)")
+    p.add_argument("--toy-train", nargs="*", default=[], metavar="KEY=VALUE", help="as for harvest (same cache)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_evaluate)
+
+
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_harvest, _add_train, _add_evaluate]
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -182,3 +228,200 @@ def cmd_harvest(args: argparse.Namespace) -> int:
     rows = len(next(iter(stores.values())))
     print(f"harvested {rows} tokens in {seconds:.1f} s ({rows / max(seconds, 1e-9):.0f} tokens/s)")
     return 0
+
+
+# ---- train -----------------------------------------------------------------------------------------------
+def split_overrides(bottleneck: str, items: list[str]) -> tuple[dict, dict, dict]:
+    """KEY=VALUE items → (bottleneck config, SAETrainConfig, SAEConfig) overrides, by field name."""
+    from dataclasses import fields
+
+    from isthmus.bottlenecks import BOTTLENECKS
+    from isthmus.config import ConfigError, parse_override_value
+    from isthmus.interp.sae import SAEConfig, SAETrainConfig
+
+    if bottleneck not in BOTTLENECKS.names() or not bottleneck.startswith("sae_"):
+        sparse = [n for n in BOTTLENECKS.names() if n.startswith("sae_")]
+        raise ConfigError(f"--bottleneck must be one of {sparse}, got {bottleneck!r}")
+    bn_cfg = BOTTLENECKS.get(bottleneck)[1]
+    groups = ({f.name for f in fields(bn_cfg)} - {"latent_dim"}, {f.name for f in fields(SAETrainConfig)},
+              {f.name for f in fields(SAEConfig)} - {"d_in", "d_sae", "bottleneck", "bottleneck_config"})
+    out: tuple[dict, dict, dict] = ({}, {}, {})
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key=value")
+        key, _, raw = item.partition("=")
+        key = key.strip().replace("-", "_")
+        hit = [i for i, names in enumerate(groups) if key in names]
+        if not hit:
+            raise ConfigError(f"unknown override {key!r}; {bottleneck} takes {sorted(groups[0])}, training takes "
+                              f"{sorted(groups[1])}, the SAE takes {sorted(groups[2])}")
+        out[hit[0]][key] = parse_override_value(raw)
+    return out
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm.auto import tqdm
+
+    from isthmus.interp.sae import SAEConfig, SAETrainConfig, SparseAutoEncoder, train_sae
+    from isthmus.interp.store import ActivationStore
+    from isthmus.metrics.sae import evaluate_sae
+
+    bn_over, train_over, sae_over = split_overrides(args.bottleneck, args.overrides)
+    store = ActivationStore(args.store)
+    cfg = SAEConfig(d_in=store.d, d_sae=args.d_sae, bottleneck=args.bottleneck,
+                    bottleneck_config=bn_over).with_overrides(sae_over)
+    tcfg = SAETrainConfig().with_overrides(train_over)
+    if "log_every" not in train_over:
+        tcfg = tcfg.with_overrides({"log_every": max(1, tcfg.steps // 100)})
+    sae = SparseAutoEncoder(cfg)
+    bar = tqdm(total=tcfg.steps, unit="step", desc="sae train", disable=args.no_progress)
+
+    def log(row: dict) -> None:
+        bar.update(row["step"] - bar.n)
+        bar.set_postfix(loss=f"{row['loss']:.4g}", l0=f"{row.get('l0', float('nan')):.1f}")
+
+    t0 = time.perf_counter()
+    data = _StoreSource(store, args.max_memory_mb)
+    try:
+        history = train_sae(sae, data, tcfg, log=log)
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - t0
+    batches = (b.float() for b in store.iter_batches(min(4096, args.eval_tokens), shuffle=False,
+                                                     max_memory_mb=args.max_memory_mb))
+    with torch.no_grad():
+        metrics = evaluate_sae(sae, _take(batches, args.eval_tokens))
+    metrics.update(train_seconds=round(seconds, 3), tokens_per_s=tcfg.steps * tcfg.batch_size / max(seconds, 1e-9),
+                   store=str(args.store), train_config=tcfg.to_dict(), final=history[-1] if history else {},
+                   store_meta={k: store.manifest.get(k) for k in ("model", "point", "dataset")})
+    sae.save_pretrained(args.out, metrics=metrics)
+    print(f"trained {cfg.bottleneck} d_sae={cfg.d_sae} on {len(store)} x {store.d} for {tcfg.steps} steps in "
+          f"{seconds:.1f} s: L0 {metrics['l0']:.2f}  FVU {metrics['fvu']:.4f}  dead {metrics['dead_fraction']:.3f}"
+          f" -> {args.out}")
+    return 0
+
+
+class _StoreSource:
+    """Epochs of shuffled store batches for ``train_sae`` (it calls ``iter_batches`` once per epoch)."""
+
+    def __init__(self, store: Any, max_memory_mb: float) -> None:
+        self.store, self.max_memory_mb = store, max_memory_mb
+
+    def iter_batches(self, batch_size: int, shuffle: bool = True, seed: int = 0) -> Iterator[Any]:
+        return self.store.iter_batches(batch_size, shuffle=shuffle, seed=seed, max_memory_mb=self.max_memory_mb)
+
+
+def _take(batches: Iterator[Any], n: int) -> Iterator[Any]:
+    seen = 0
+    for b in batches:
+        if seen >= n:
+            return
+        yield b[: n - seen]
+        seen += len(b)
+
+
+# ---- evaluate --------------------------------------------------------------------------------------------
+def _host_splice(args: argparse.Namespace, store: Any, saes: dict[str, Any]) -> dict[str, dict]:
+    """Loss recovered of each SAE spliced into ``--host`` at ``--point`` (default: the store's point)."""
+    from isthmus.interp.splice import splice_loss_recovered
+
+    point = args.point or store.manifest.get("point")
+    if not point:
+        raise ValueError("--point is needed: the store's manifest names no hook point")
+    text = _read_text(args)
+    dataset = store.manifest.get("dataset")
+    if text is None and isinstance(dataset, str) and Path(dataset).is_file():
+        text = (Path(dataset).read_text(encoding="utf-8", errors="replace"), dataset)
+    ns = argparse.Namespace(model=args.host, max_length=args.max_length, keep_special=False,
+                            toy_train=args.toy_train, no_progress=args.no_progress, seed=args.seed,
+                            max_tokens=args.host_tokens, batch_size=args.batch_size)
+    model, make_batches, _ = _load(ns)
+    if text is None and not args.host.startswith("toy:"):
+        raise ValueError("loss recovered on this host needs text: --text FILE or --dataset NAME")
+    batches, tokens = [], 0
+    for b in make_batches(text):
+        batches.append(b)
+        tokens += int(b["attention_mask"].sum()) if isinstance(b, dict) else b.numel()
+        if tokens >= args.host_tokens:
+            break
+    return {name: {**splice_loss_recovered(model, batches, point, sae).to_dict(), "host": args.host}
+            for name, sae in saes.items()}
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from isthmus.interp.sae import SparseAutoEncoder
+    from isthmus.interp.store import ActivationStore
+    from isthmus.io import atomic_write_json
+    from isthmus.metrics.sae import evaluate_sae
+
+    store = ActivationStore(args.store)
+    saes: dict[str, Any] = {}
+    for path in args.saes:
+        name = path.name if path.name not in saes else str(path)
+        saes[name] = SparseAutoEncoder.from_pretrained(path)
+        if saes[name].config.d_in != store.d:
+            raise ValueError(f"SAE {path} takes d_in={saes[name].config.d_in}, the store holds d={store.d}")
+    results: dict[str, dict] = {}
+    for name, sae in saes.items():
+        batches = (b.float() for b in store.iter_batches(4096, shuffle=False))
+        results[name] = evaluate_sae(sae, _take(batches, args.max_tokens))
+        results[name]["bottleneck"] = sae.config.bottleneck
+    if args.host:
+        for name, splice in _host_splice(args, store, saes).items():
+            results[name]["splice"] = splice
+            results[name]["loss_recovered"] = splice["loss_recovered"]
+    args.out.mkdir(parents=True, exist_ok=True)
+    figures = [_plot_density(results, args.out)]
+    if len(results) > 1:
+        figures.append(_plot_l0_fvu(results, args.out))
+    atomic_write_json(args.out / "metrics.json", {"store": str(args.store), "saes": results, "figures": figures})
+    for name, r in results.items():
+        lr = f"  loss recovered {r['loss_recovered']:.3f}" if "loss_recovered" in r else ""
+        print(f"{name}: L0 {r['l0']:.2f}  MSE {r['mse']:.4g}  FVU {r['fvu']:.4f}  cos {r['cosine']:.3f}  "
+              f"dead {r['dead_fraction']:.3f}  dense {r['dense_fraction']:.3f}{lr}")
+    print(f"wrote {args.out / 'metrics.json'} and {', '.join(figures)}")
+    return 0
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _plot_density(results: dict[str, dict], out: Path) -> str:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    for name, r in results.items():
+        h = r["density_histogram"]
+        edges = h["log10_edges"]
+        centers = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])]
+        ax.step(centers, h["counts"], where="mid", label=f"{name} (dead {h['dead']})")
+    ax.set_xlabel("log10 firing density")
+    ax.set_ylabel("latents")
+    ax.set_title("feature density")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "feature_density.png", dpi=90)
+    plt.close(fig)
+    return "feature_density.png"
+
+
+def _plot_l0_fvu(results: dict[str, dict], out: Path) -> str:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.8, 3.6))
+    for name, r in results.items():
+        ax.scatter(r["l0"], r["fvu"])
+        ax.annotate(name, (r["l0"], r["fvu"]), fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("L0")
+    ax.set_ylabel("FVU")
+    ax.set_title("sparsity vs reconstruction")
+    fig.tight_layout()
+    fig.savefig(out / "l0_vs_fvu.png", dpi=90)
+    plt.close(fig)
+    return "l0_vs_fvu.png"

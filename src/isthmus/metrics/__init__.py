@@ -4,12 +4,14 @@ from isthmus.metrics.anomaly import (
     BestF1, anomaly_report, auprc, auroc, best_f1, interpretation_hit_rate, point_adjusted_f1, precision_at_n,
 )
 from isthmus.metrics.disentanglement import dci, disentanglement_report, infomec, mig, nmi_matrix
+from isthmus.metrics.generative import frechet_distance, generative_report, inception_score, train_feature_classifier
 from isthmus.metrics.clustering import ari, cluster_report, clustering_accuracy, contingency, nmi
 from isthmus.metrics.latent import (
     active_units, kl_active_units, nearest_sq_distances, pca_dims_for_variance, principal_angles, softmax_confidence,
 )
 from isthmus.metrics.probe import linear_probe_accuracy
 from isthmus.metrics.reconstruction import bce, mse, per_sample_mse, psnr
+from isthmus.metrics.retrieval import mrr_at_k, ndcg_at_k, recall_at_k, retrieval_report
 from isthmus.metrics.sae import (  # sparse autoencoders (issue 3)
     FiringTracker, cosine_similarity, density_histogram, evaluate_sae, explained_variance, fvu, l0, loss_recovered,
     loss_recovered_from_callables, sae_mse,
@@ -39,6 +41,10 @@ __all__ = [
     "mig",
     "dci",
     "disentanglement_report",
+    "frechet_distance",
+    "inception_score",
+    "train_feature_classifier",
+    "generative_report",
     "active_units",
     "kl_active_units",
     "pca_dims_for_variance",
@@ -56,4 +62,9 @@ __all__ = [
     "loss_recovered",
     "loss_recovered_from_callables",
     "evaluate_sae",
+    # retrieval (issue 7, seed 11)
+    "mrr_at_k",
+    "recall_at_k",
+    "ndcg_at_k",
+    "retrieval_report",
 ]

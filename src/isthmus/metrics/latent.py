@@ -21,7 +21,7 @@ from isthmus.metrics._arrays import to_numpy
 
 __all__ = [
     "active_units", "kl_active_units", "pca_dims_for_variance", "principal_angles",
-    "nearest_sq_distances", "softmax_confidence",
+    "nearest_sq_distances", "softmax_confidence", "affine_r2",
 ]
 
 
@@ -89,3 +89,17 @@ def nearest_sq_distances(points: torch.Tensor, data: torch.Tensor, chunk: int = 
 def softmax_confidence(logits: torch.Tensor) -> torch.Tensor:
     """Max softmax probability per row, ``(N,)`` (a judge classifier's confidence)."""
     return torch.softmax(logits.detach().float(), dim=-1).max(-1).values
+
+
+def affine_r2(latents: Any, target: Any) -> float:
+    """R² of ``target`` (n,) predicted from ``latents`` (n, k) by least squares with an intercept.
+
+    Latents are identifiable only up to an affine map (sign, scale, shift, mixing), so recovered
+    trajectories are aligned to the truth this way before scoring (MM-GPVAE, arXiv 2310.03111).
+    """
+    y = to_numpy(target).reshape(-1)
+    X = to_numpy(latents).reshape(len(y), -1)
+    A = np.concatenate([X, np.ones((len(y), 1))], axis=1)
+    coef, *_ = np.linalg.lstsq(A, y, rcond=None)
+    ss_tot = float(((y - y.mean()) ** 2).sum())
+    return float(1.0 - ((y - A @ coef) ** 2).sum() / ss_tot) if ss_tot > 0 else float("nan")

@@ -3,11 +3,13 @@
 from isthmus.models.autoencoder import AutoEncoder, ObjectiveConfig
 from isthmus.models.classifier import Classifier, FrozenEncoderHead
 from isthmus.models.matryoshka import MatryoshkaAutoEncoder
+from isthmus.models.multimodal_gpvae import MultimodalGPVAE, MultimodalGPVAEConfig
 from isthmus.models.objectives import corrupt, reconstruction_loss
 from isthmus.models.output import ModelOutput
 from isthmus.models.prototype import PrototypeClassifier
+from isthmus.models.stackvae import StackVAEG, StackVAEGConfig
 
 __all__ = [
-    "AutoEncoder", "Classifier", "FrozenEncoderHead", "MatryoshkaAutoEncoder", "ModelOutput", "ObjectiveConfig", "PrototypeClassifier",
+    "AutoEncoder", "Classifier", "FrozenEncoderHead", "MatryoshkaAutoEncoder", "ModelOutput", "MultimodalGPVAE", "MultimodalGPVAEConfig", "ObjectiveConfig", "PrototypeClassifier", "StackVAEG", "StackVAEGConfig",
     "corrupt", "reconstruction_loss",
 ]

@@ -1,6 +1,7 @@
 """Building blocks (torch only): MLPs, conv encoders/decoders, trainable low-rank layers."""
 
 from isthmus.nn.conv import ConvDecoder, ConvDecoderConfig, ConvEncoder, ConvEncoderConfig
+from isthmus.nn.graph import GraphLearner, GraphLearnerConfig, mix_nodes
 from isthmus.nn.layers import activation, init_weights
 from isthmus.nn.low_rank import (
     LowRankLinear, LowRankLinearConfig, low_rank_losses, prune_low_rank, set_rank_fraction, svd_truncated_copy,
@@ -8,6 +9,9 @@ from isthmus.nn.low_rank import (
 from isthmus.nn.mlp import MLP, MLPConfig
 
 __all__ = [
+    "GraphLearner",
+    "GraphLearnerConfig",
+    "mix_nodes",
     "MLP",
     "MLPConfig",
     "ConvEncoder",
