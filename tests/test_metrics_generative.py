@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 import torch
 
+from isthmus.tasks.feature_classifier import train_feature_classifier
+
 from isthmus.metrics.generative import (
-    frechet_distance, frechet_distance_from_stats, generative_report, inception_score, train_feature_classifier,
+    frechet_distance, frechet_distance_from_stats, generative_report, inception_score,
 )
 
 
@@ -51,7 +53,7 @@ def test_feature_classifier_is_deterministic_cached_and_useful(tmp_path):
     clf = train_feature_classifier("digits", seed=0, epochs=8, cache_dir=tmp_path)
     assert clf.heldout_accuracy_ > 0.85
     assert train_feature_classifier("digits", seed=0, epochs=8) is clf  # in-memory cache
-    from isthmus.metrics import generative
+    from isthmus.tasks import feature_classifier as generative
 
     generative._CACHE.clear()
     again = train_feature_classifier("digits", seed=0, epochs=8, cache_dir=tmp_path)  # from disk

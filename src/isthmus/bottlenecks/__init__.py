@@ -14,6 +14,7 @@ from isthmus.bottlenecks.gaussian import GaussianBottleneck, GaussianConfig
 from isthmus.bottlenecks.quantized_gaussian import QuantizedGaussianBottleneck, QuantizedGaussianConfig
 from isthmus.bottlenecks.identity import IdentityBottleneck, IdentityConfig
 from isthmus.bottlenecks.codebook_stats import codebook_stats
+from isthmus.bottlenecks.ariel import ArithmeticVolumeCoder, BigramLM  # AriEL (issue 6)
 from isthmus.bottlenecks.fsq import FSQBottleneck, FSQConfig
 from isthmus.bottlenecks.key_value import KeyValueBottleneck, KeyValueConfig
 from isthmus.bottlenecks.scalar_codebooks import ScalarCodebooksBottleneck, ScalarCodebooksConfig
@@ -42,6 +43,8 @@ __all__ = [
     "IdentityConfig",
     # quantized family (issue 6)
     "codebook_stats",
+    "ArithmeticVolumeCoder",
+    "BigramLM",
     "FSQBottleneck",
     "FSQConfig",
     "KeyValueBottleneck",

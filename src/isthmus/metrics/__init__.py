@@ -4,7 +4,7 @@ from isthmus.metrics.anomaly import (
     BestF1, anomaly_report, auprc, auroc, best_f1, interpretation_hit_rate, point_adjusted_f1, precision_at_n,
 )
 from isthmus.metrics.disentanglement import dci, disentanglement_report, infomec, mig, nmi_matrix
-from isthmus.metrics.generative import frechet_distance, generative_report, inception_score, train_feature_classifier
+from isthmus.metrics.generative import frechet_distance, generative_report, inception_score
 from isthmus.metrics.clustering import ari, cluster_report, clustering_accuracy, contingency, nmi
 from isthmus.metrics.latent import (
     active_units, kl_active_units, nearest_sq_distances, pca_dims_for_variance, principal_angles, softmax_confidence,
@@ -43,7 +43,6 @@ __all__ = [
     "disentanglement_report",
     "frechet_distance",
     "inception_score",
-    "train_feature_classifier",
     "generative_report",
     "active_units",
     "kl_active_units",

@@ -7,7 +7,8 @@
 * :func:`inception_score` — ``exp(E_x KL(p(y|x) ‖ p(y)))`` (Salimans et al., arXiv 1606.03498) from class
   probabilities; it is ``n_classes`` for confident predictions spread uniformly over classes and 1 when every
   sample gets the same prediction.
-* :func:`train_feature_classifier` — the "small fixed classifier" these are computed in: an MLP on digits
+* :class:`FeatureClassifier` — the "small fixed classifier" these are computed in (trained by
+  :func:`isthmus.tasks.feature_classifier.train_feature_classifier`, which needs the data layer): an MLP on digits
   (8×8) or MNIST (28×28), or any images resized to the chosen side, trained deterministically from a seed and
   cached (in memory, and in ``cache_dir`` as safetensors when given). Its penultimate layer gives the
   features for the Fréchet distance, its softmax the probabilities for the IS analogue.
@@ -19,7 +20,6 @@ These are *analogues*: the numbers are comparable only between sample sets score
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -32,7 +32,6 @@ __all__ = [
     "frechet_distance_from_stats",
     "inception_score",
     "FeatureClassifier",
-    "train_feature_classifier",
     "generative_report",
 ]
 
@@ -117,82 +116,6 @@ class FeatureClassifier(nn.Module):
     @torch.no_grad()
     def probs(self, x: torch.Tensor, batch_size: int = 2048) -> np.ndarray:
         return np.concatenate([F.softmax(self(x[i:i + batch_size]), -1).numpy() for i in range(0, len(x), batch_size)])
-
-
-_CACHE: dict[tuple, tuple[FeatureClassifier, float]] = {}
-
-
-def _load_images(dataset: str) -> tuple[torch.Tensor, torch.Tensor, str]:
-    """(X ``(N, 1, H, W)``, y, name actually used); MNIST falls back to digits when absent."""
-    from isthmus.data import load_digits
-
-    if dataset == "mnist":
-        from isthmus.data import load_mnist
-        from isthmus.data.paths import DataNotFoundError
-
-        try:
-            t = load_mnist(split="test")
-            return torch.as_tensor(np.asarray(t.X)), torch.as_tensor(np.asarray(t.y)).long(), "mnist"
-        except DataNotFoundError:
-            dataset = "digits"
-    if dataset != "digits":
-        raise ValueError(f"dataset must be 'digits' or 'mnist', got {dataset!r}")
-    t = load_digits(as_images=True)
-    return torch.as_tensor(np.asarray(t.X)), torch.as_tensor(np.asarray(t.y)).long(), "digits"
-
-
-def train_feature_classifier(dataset: str = "digits", side: int | None = None, seed: int = 0, epochs: int = 30,
-                             cache_dir: str | Path | None = None) -> FeatureClassifier:
-    """Train (or fetch from cache) the fixed feature classifier on ``dataset`` ("digits" or "mnist", which
-    falls back to digits when MNIST is absent) at image side ``side`` (default: the data's own).
-
-    Deterministic given the seed (fixed init and batch order, one thread recommended). 80/20 split; the
-    held-out accuracy is stored as ``clf.heldout_accuracy_``. ``cache_dir`` keeps weights as safetensors.
-    """
-    x, y, used = _load_images(dataset)
-    side = int(side or x.shape[-1])
-    key = (used, side, seed, epochs)
-    if key in _CACHE:
-        return _CACHE[key][0]
-    clf = FeatureClassifier(side)
-    path = Path(cache_dir) / f"feature_clf_{used}_{side}_s{seed}_e{epochs}.safetensors" if cache_dir else None
-    g = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(len(x), generator=g)
-    n_tr = int(0.8 * len(x))
-    tr, te = perm[:n_tr], perm[n_tr:]
-    if path is not None and path.is_file():
-        from isthmus.io import load_state_strict, load_tensors
-
-        load_state_strict(clf, load_tensors(path), str(path))
-    else:
-        _fit(clf, x[tr], y[tr], seed, epochs)
-        if path is not None:
-            from isthmus.io import save_tensors
-
-            save_tensors(path, clf.state_dict())
-    clf.eval()
-    clf.heldout_accuracy_ = float((torch.as_tensor(clf.probs(x[te])).argmax(1) == y[te]).float().mean())
-    _CACHE[key] = (clf, clf.heldout_accuracy_)
-    return clf
-
-
-def _fit(clf: FeatureClassifier, x: torch.Tensor, y: torch.Tensor, seed: int, epochs: int) -> None:
-    torch.manual_seed(seed)
-    for m in clf.modules():
-        if isinstance(m, nn.Linear):
-            m.reset_parameters()
-    opt = torch.optim.Adam(clf.parameters(), lr=1e-3)
-    g = torch.Generator().manual_seed(seed + 1)
-    bs = 128
-    clf.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(x), generator=g)
-        for i in range(0, len(x), bs):
-            idx = order[i:i + bs]
-            loss = F.cross_entropy(clf(x[idx]), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
 
 
 def generative_report(clf: FeatureClassifier, samples: torch.Tensor, reference: torch.Tensor,

@@ -7,7 +7,8 @@ measure the share of grammatical sentences, of distinct grammatical sentences, t
 training set, and the exact round trip of held-out sentences; against a GRU sequence AE (z = 16, samples from a
 Gaussian fitted to its training codes) and GRU sequence VAEs (z = 16, samples from N(0, I)): ``vae_bowman`` with
 KL annealing + word dropout as in the paper's baseline (it collapses here), and ``vae`` with free bits added
-(0.5 nats per dimension), the stronger baseline that gates the verdict; plus plain ancestral sampling from the same LM as the control the notes ask for: AriEL on uniform
+(0.5 nats per dimension), the stronger baseline that gates the verdict; plus plain ancestral sampling from
+the same LM as the control the notes ask for: AriEL on uniform
 points *is* ancestral sampling, so the two should tie; what AriEL adds is an exact, invertible code.
 
 Data: the grammar below (21 words, 57,840 sentences, all ≤ 9 words). Training sentences come from a *biased*
@@ -29,7 +30,8 @@ from isthmus.recipes.base import Paper, Recipe, Result, summarize
 from isthmus.recipes.registry import register_recipe
 
 DET, ADJ = ("the", "a"), ("red", "blue", "big", "small")
-NOUN, PREP, VERB = ("chair", "table", "lamp", "bed", "sofa", "cup"), ("on", "under", "near", "behind"), ("sits", "stands", "lies")
+NOUN, PREP = ("chair", "table", "lamp", "bed", "sofa", "cup"), ("on", "under", "near", "behind")
+VERB = ("sits", "stands", "lies")
 WORDS = DET + ADJ + NOUN + PREP + VERB + ("is", "?")
 WID = {w: i + SPECIAL for i, w in enumerate(WORDS)}
 VOCAB = SPECIAL + len(WORDS)
@@ -210,7 +212,8 @@ class Ariel(Recipe):
         f"Seed means over {{n_samples}} random latent points per arm. valid_unique = distinct grammatical sentences "
         f"/ samples (grammar checked by an exact recogniser; sentences without EOS by {MAX_LEN} tokens count as "
         f"invalid). reproduced = AriEL's valid_unique exceeds both the VAE's and the AE's by more than {MARGIN} "
-        "(the VAE with free bits; the Bowman VAE without them is reported, not gated) AND AriEL decodes its encoding of every held-out sentence exactly (recon_exact = 1.0); partial = AriEL "
+        "(the VAE with free bits; the Bowman VAE without them is reported, not gated) AND AriEL decodes its "
+        "encoding of every held-out sentence exactly (recon_exact = 1.0); partial = AriEL "
         "beats at least one of them by that margin (whatever its round trip); not reproduced otherwise. The "
         "LM-sampling control is reported (it should tie AriEL within 0.03 on valid and unique, since AriEL on "
         "uniform points is ancestral sampling) but does not gate the verdict; nor does the paper's VAE > AE order."
@@ -240,7 +243,8 @@ class Ariel(Recipe):
                   "seq_autoencoders": {a: {"variational": v, "word_dropout": w, "free_bits_nats_per_dim": f}
                                        for a, (v, w, f) in SEQ_AES.items()},
                   "kl_annealing": "linear 0->1 over the first half of the steps; decoder sees z at every step",
-                  "optimizer": f"adam, grad clip 5; LM lr 3e-3 batch 64; AE/VAE lr {AE_LR} batch {AE_BATCH}", "verdict_rule": rule_n,
+                  "optimizer": f"adam, grad clip 5; LM lr 3e-3 batch 64; AE/VAE lr {AE_LR} batch {AE_BATCH}",
+                  "verdict_rule": rule_n,
                   "precision_sweep": {"lengths": lengths, "failure_rate_by_dim": {str(d): r for d, r in sweep.items()}}}
         notes = [f"precision (float64, uniform 21-word LM, 4.4 bits/token): round-trip failure rate by sentence length "
                  f"{lengths}: " + "; ".join(f"D={d}: {r}" for d, r in sweep.items()) +

@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from isthmus.metrics.generative import frechet_distance, inception_score, train_feature_classifier
+from isthmus.metrics.generative import frechet_distance, inception_score
+from isthmus.tasks.feature_classifier import train_feature_classifier
 from isthmus.models import AutoEncoder
 from isthmus.recipes.base import Paper, Recipe, Result, summarize
 from isthmus.recipes.registry import register_recipe
@@ -36,7 +37,7 @@ SIDE, N_TOK, TOK_DIM = 16, 16, 8
 MODE_SETTINGS: dict[str, dict[str, Any]] = {
     "smoke": dict(n_train=400, n_eval=200, codebook=64, coarse=8, vq_epochs=1, prior_epochs=1, d_model=16,
                   per_class=10, clf_epochs=5),
-    "quick": dict(n_train=4000, n_eval=1000, codebook=256, coarse=16, vq_epochs=6, prior_epochs=6, d_model=32,
+    "quick": dict(n_train=5000, n_eval=1000, codebook=256, coarse=16, vq_epochs=10, prior_epochs=6, d_model=32,
                   per_class=50, clf_epochs=15),
     "full": dict(n_train=8000, n_eval=2000, codebook=512, coarse=32, vq_epochs=30, prior_epochs=60, d_model=96,
                  per_class=200, clf_epochs=30),
@@ -253,6 +254,12 @@ class CoarseToFineTokens(Recipe):
                  "and sampling); no classifier-free guidance; temperature 1 everywhere",
                  "direct_ar has no stage 2: its fine_token_acc is NaN by construction",
                  "figure samples.png: seed-0 samples, one row per digit, for each arm"]
+        if mode == "quick":
+            notes.append("quick history: a first 3-seed run with a weaker tokenizer (4,000 images, 6 VQ epochs; its own "
+                         "reconstructions scored FD 77 / IS 3.4, i.e. the tokenizer, not the priors, limited every arm) "
+                         "gave 'reproduced': FD ctf 79.6 vs direct AR 113 vs random clusters 83.9, IS 2.88 vs 2.39 vs "
+                         "2.59; stage-2 fine accuracy k-means 0.53 vs random 0.87. Quick then moved to 5,000 images and "
+                         "10 VQ epochs so the tokenizer is not the bottleneck; the verdict rule was not changed")
         figures = [self._plot_samples(grids, out_dir), self._plot_bars(summ, out_dir)]
         return Result(recipe=self.slug, paper=self.paper, claim=self.claim, mode=mode, seeds=list(seeds),
                       metrics=summ["ctf"], baselines={a: summ[a] for a in ARMS if a != "ctf"}, verdict=v,
