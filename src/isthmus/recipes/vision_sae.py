@@ -53,6 +53,7 @@ MODE_SETTINGS: dict[str, dict[str, Any]] = {
     "full": dict(n_digits=10000, n_shapes=6000, epochs=10, sae_steps=3000),
 }
 EMBED, EXPANSION, K, KNN = 64, 8, 8, 10
+SHAPE_RADIUS = 0.4  # of the image side; at make_shapes' default 0.25 the 28-px shapes were 37-48 % separable
 
 
 def ontology_distance() -> np.ndarray:
@@ -63,7 +64,8 @@ def ontology_distance() -> np.ndarray:
     d = np.zeros((n, n))
     for i in range(n):
         for j in range(n):
-            d[i, j] = 0 if i == j else (1 if fam[i] is not None and fam[i] == fam[j] else (2 if sup[i] == sup[j] else 3))
+            same_family = fam[i] is not None and fam[i] == fam[j]
+            d[i, j] = 0 if i == j else (1 if same_family else (2 if sup[i] == sup[j] else 3))
     return d
 
 
@@ -82,7 +84,8 @@ def load_data(cfg: dict, seed: int) -> dict[str, Any]:
     x, y = x[idx], y[idx]
     ood = y >= 5
     sh = make_shapes(n=cfg["n_shapes"], image_size=size, seed=seed, shapes=SHAPE_NAMES,
-                     vary=["shape", "scale", "rotation", "x", "y"], scale_range=(0.6, 1.0))
+                     vary=["shape", "scale", "rotation", "x", "y"], scale_range=(0.7, 1.0),
+                     max_radius=SHAPE_RADIUS)
     xs = torch.as_tensor(np.asarray(sh.X), dtype=torch.float32)
     ys = torch.as_tensor(np.asarray(sh.y)).long() + len(ID_DIGITS)
     x_id, y_id = torch.cat([x[~ood], xs]), torch.cat([y[~ood], ys])
@@ -190,7 +193,8 @@ def run_seed(cfg: dict, seed: int) -> dict[str, dict[str, float]]:
         res["sae"]["fvu"] = float((sae.decode(c_te) - e_te).pow(2).sum() / (e_te - e_te.mean(0)).pow(2).sum())
     q = torch.cat([e_te, e_ood])
     res["raw_embedding"] = {"ood_auroc_knn": auroc(lab, knn_score(e_tr, q)),
-                            "ood_auroc_mahalanobis": auroc(lab, mahalanobis(e_tr.numpy(), d["y_tr"].numpy(), q.numpy())),
+                            "ood_auroc_mahalanobis": auroc(lab, mahalanobis(e_tr.numpy(), d["y_tr"].numpy(),
+                                                                            q.numpy())),
                             "ood_auroc_msp": auroc(lab, -msp), **ontology_scores(e_te.numpy(), d["y_te"].numpy()),
                             "cnn_test_accuracy": acc}
     mu = e_tr.mean(0)
@@ -252,14 +256,17 @@ class VisionSAE(Recipe):
                  "the ontology has only 9 classes (36 pairs), so the Spearman numbers are coarse",
                  "an earlier quick run with a 3-epoch CNN (test accuracy 0.71) gave: OOD AUROC k-NN SAE 0.862 vs raw "
                  "0.863 / random SAE 0.840, ontology Spearman SAE 0.863 vs raw 0.687 / random 0.629 -> 'partial'; "
-                 "quick now trains 6 epochs for a better host model"]
+                 "a 6-epoch CNN with make_shapes' default radius 0.25 reached 0.725 (digits 0.92-1.0, shapes 0.37-0.48) "
+                 "and gave OOD k-NN SAE 0.917 vs raw 0.912 / random 0.877 / PCA 0.929, ontology Spearman SAE 0.951 vs "
+                 "raw 0.687 / random 0.621 -> 'partial'; quick now trains 6 epochs on larger shapes (radius 0.4)"]
         for key in ("ood_auroc_knn", "ontology_spearman"):
             best = max(("raw_embedding", "pca", "random_sae"), key=lambda a: means[a][key])
             if means[best][key] > means["sae"][key]:
+                extra = "; the verdict rule compares with raw and random SAE only" if best == "pca" else ""
                 notes.append(f"{key}: baseline '{best}' ({means[best][key]:.3f}) beats the SAE "
-                             f"({means['sae'][key]:.3f}); the verdict rule compares with raw and random SAE only")
+                             f"({means['sae'][key]:.3f}){extra}")
         notes.append(f"CNN test accuracy on the 9 ID classes {means['raw_embedding']['cnn_test_accuracy']:.3f}")
-        config = {"mode": mode, **cfg, "embed": EMBED, "expansion": EXPANSION, "k": K, "knn": KNN,
+        config = {"mode": mode, **cfg, "embed": EMBED, "expansion": EXPANSION, "k": K, "knn": KNN, "shape_radius": SHAPE_RADIUS,
                   "classes": CLASS_NAMES, "shape_family": SHAPE_FAMILY}
         return Result(recipe=self.slug, paper=self.paper, claim=self.claim, mode=mode, seeds=list(seeds),
                       metrics=summ["sae"], baselines={a: summ[a] for a in ("raw_embedding", "random_sae", "pca")},

@@ -16,8 +16,9 @@ predict the next token (``feature_masks``), the position holding that informatio
 -1 elsewhere: the token after the earlier copy, the marker at t-1, the topic at 1), the matching target
 masks (``target_masks``: position t+1), and
 the topic of each sequence. The training ``mask`` holds all induction and short-range targets and a
-``long_range_loss_frac`` share of the long-range ones. Which head computes which family is decided by the trained model; measure it by
-ablation (:func:`isthmus.interp.attribution.head_ablation_effects`).
+``long_range_loss_frac`` share of the long-range ones. Which head computes which family is decided by the
+trained model: find it by attention to ``source_positions`` (:func:`isthmus.interp.attribution.attention_to_sources`)
+and verify by ablation (:func:`isthmus.interp.attribution.head_ablation_effects`).
 """
 
 from __future__ import annotations
