@@ -74,12 +74,13 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from isthmus.recipes.registry import get_recipe
-    from isthmus.recipes.render import REPORT_FILE, write_result
+    from isthmus.recipes.render import REPORT_FILE, metrics_table, write_result
 
     recipe_cls = get_recipe(args.slug)  # PlannedRecipeError / UnknownRecipeError → exit 2
     out = args.out if args.out is not None else Path("runs") / args.slug / args.mode
     result = recipe_cls().execute(mode=args.mode, n_seeds=args.seeds, out_dir=out)
     path = write_result(result, out)
+    print("\n".join(metrics_table(result)))  # every metric, ours vs each baseline, mean ± std
     reason = f" — {result.verdict_reason}" if result.verdict_reason else ""
     print(f"{args.slug} ({args.mode}, {len(result.seeds)} seed(s), {result.runtime_s:.1f} s): "
           f"{result.verdict}{reason}")

@@ -66,7 +66,7 @@ def load_result(path: str | Path) -> Result:
         raise ValueError(f"{p} is not an isthmus result file (bad or missing field {exc})") from None
 
 
-def _metrics_table(result: Result) -> list[str]:
+def metrics_table(result: Result) -> list[str]:
     names = list(result.metrics)
     for metrics in result.baselines.values():
         names += [n for n in metrics if n not in names]
@@ -99,7 +99,7 @@ def render_report(result: Result) -> str:
         f"**Mode:** {result.mode} · **seeds:** {seeds} · **runtime:** {result.runtime_s:.1f} s", "",
         *(["> Smoke run: it checks the mechanics only; its verdict means nothing.", ""]
           if result.mode == "smoke" else []),
-        f"## Metrics (mean ± std over {len(result.seeds)} seed(s))", "", *_metrics_table(result), "",
+        f"## Metrics (mean ± std over {len(result.seeds)} seed(s))", "", *metrics_table(result), "",
         "Per-seed values:", "", *_per_seed_lines(result), "",
     ]
     if result.figures:
