@@ -110,7 +110,10 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_evaluate)
 
 
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_harvest, _add_train, _add_evaluate]
+from isthmus.cli.sae_dashboard import add_dashboard as _add_dashboard  # noqa: E402
+
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_harvest, _add_train, _add_evaluate,
+                                                                    _add_dashboard]
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
