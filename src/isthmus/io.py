@@ -100,3 +100,37 @@ def load_state_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], s
             parts.append("shape mismatch " + "; ".join(shapes[:5]))
         raise CheckpointError(f"{source} does not match the model: " + ", ".join(parts))
     module.load_state_dict(state, strict=True)
+
+
+def save_config_model(model: torch.nn.Module, path: str | Path, config: Any, metrics: dict | None = None,
+                      extra: dict | None = None) -> Path:
+    """Write a model built from one typed config: ``config.json`` ({model, config, ...}) + ``model.safetensors``.
+
+    The shared format of the models whose constructor takes a single config (SAE, StackVAE-G, GP-VAE,
+    toy transformers); ``AutoEncoder`` has its own spec because it is assembled from three parts.
+    """
+    from isthmus import __version__
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    save_tensors(path / "model.safetensors", model.state_dict(), metadata={"format": "isthmus"})
+    atomic_write_json(path / "config.json", {"isthmus_version": __version__, "model": type(model).__name__,
+                                             "config": config.to_dict(), **(extra or {})})
+    if metrics is not None:
+        atomic_write_json(path / "metrics.json", metrics)
+    return path
+
+
+def load_config_model(cls: type, config_cls: type, path: str | Path, map_location: Any = "cpu") -> Any:
+    """Rebuild ``cls(config_cls.from_dict(...))`` from a folder written by :func:`save_config_model`."""
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(f"{path} is not a folder written by save_pretrained")
+    spec = read_json(path / "config.json")
+    if spec.get("model") != cls.__name__:
+        raise CheckpointError(f"{path}/config.json describes a {spec.get('model')!r}, not a {cls.__name__}")
+    if "config" not in spec:
+        raise CheckpointError(f"{path}/config.json has no 'config' entry")
+    model = cls(config_cls.from_dict(spec["config"]))
+    load_state_strict(model, load_tensors(path / "model.safetensors"), str(path / "model.safetensors"))
+    return model.to(map_location)

@@ -23,13 +23,12 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
-from isthmus import __version__
 from isthmus._runtime import configure
 from isthmus.bottlenecks import BOTTLENECKS
 from isthmus.bottlenecks.sparse import SparseBottleneck, TopKBottleneck
 from isthmus.bottlenecks.sparse_backward import dense_from_topk, sparse_decode, topk_encode
 from isthmus.config import Config, ConfigError
-from isthmus.io import CheckpointError, atomic_write_json, load_state_strict, load_tensors, read_json, save_tensors
+from isthmus.io import load_config_model, save_config_model
 from isthmus.models.output import ModelOutput
 from isthmus.train.callbacks.base import Callback
 
@@ -195,24 +194,11 @@ class SparseAutoEncoder(nn.Module):
     # ---- save / load -------------------------------------------------------------------------------
     def save_pretrained(self, path: str | Path, metrics: dict | None = None) -> Path:
         """Write ``config.json`` + ``model.safetensors`` (+ ``metrics.json``) into folder ``path``."""
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        save_tensors(path / "model.safetensors", self.state_dict(), metadata={"format": "isthmus"})
-        atomic_write_json(path / "config.json", {"isthmus_version": __version__, "model": type(self).__name__,
-                                                 "config": self.config.to_dict()})
-        if metrics is not None:
-            atomic_write_json(path / "metrics.json", metrics)
-        return path
+        return save_config_model(self, path, self.config, metrics)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, map_location: str | torch.device = "cpu") -> "SparseAutoEncoder":
-        path = Path(path)
-        spec = read_json(path / "config.json")
-        if spec.get("model") != cls.__name__:
-            raise CheckpointError(f"{path}/config.json describes a {spec.get('model')!r}, not a {cls.__name__}")
-        model = cls(SAEConfig.from_dict(spec["config"]))
-        load_state_strict(model, load_tensors(path / "model.safetensors"), str(path / "model.safetensors"))
-        return model.to(map_location)
+        return load_config_model(cls, SAEConfig, path, map_location)
 
 
 # ---- training ------------------------------------------------------------------------------------------

@@ -30,10 +30,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from isthmus import __version__
 from isthmus.bottlenecks.gaussian import GaussianBottleneck, GaussianConfig
 from isthmus.config import Config, ConfigError
-from isthmus.io import CheckpointError, atomic_write_json, load_state_strict, load_tensors, read_json, save_tensors
+from isthmus.io import load_config_model, save_config_model
 from isthmus.models.output import ModelOutput
 from isthmus.nn.graph import GraphLearner, GraphLearnerConfig, mix_nodes
 from isthmus.nn.mlp import MLP, MLPConfig
@@ -148,19 +147,9 @@ class StackVAEG(nn.Module):
         return torch.cat(outs) if outs else x.new_zeros(0, self.config.n_channels)
 
     # ---- save / load -----------------------------------------------------------------------
-    def save_pretrained(self, path: str | Path) -> None:
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(path / "config.json", {"isthmus_version": __version__, "model": type(self).__name__,
-                                                 "config": self.config.to_dict()})
-        save_tensors(path / "model.safetensors", self.state_dict())
+    def save_pretrained(self, path: str | Path) -> Path:
+        return save_config_model(self, path, self.config)
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> "StackVAEG":
-        path = Path(path)
-        spec = read_json(path / "config.json")
-        if spec.get("model") != cls.__name__:
-            raise CheckpointError(f"{path} holds a {spec.get('model')!r}, not a {cls.__name__}")
-        model = cls(StackVAEGConfig.from_dict(spec["config"]))
-        load_state_strict(model, load_tensors(path / "model.safetensors"), str(path))
-        return model
+        return load_config_model(cls, StackVAEGConfig, path)
