@@ -232,6 +232,12 @@ def _histogram_svg(counts: np.ndarray, max_act: float, width: int = 420, height:
 def _context_html(tokens: Sequence[str], values: Sequence[float], center: int, vmax: float) -> str:
     spans = []
     for j, (tok, v) in enumerate(zip(tokens, values)):
+        # WordPiece continuations ("##ing") attach to the previous token; other tokens get a space,
+        # except character-level vocabularies (single characters), which carry their own spaces.
+        if tok.startswith("##"):
+            tok = tok[2:]
+        elif j > 0 and len(tok) > 1:
+            spans.append(" ")
         alpha = 0.0 if v <= 0 else min(1.0, 0.15 + 0.85 * v / max(vmax, 1e-12))
         cls = "tok max" if j == center else "tok"
         spans.append(f'<span class="{cls}" style="background:rgba(230,120,20,{alpha:.2f})" '
