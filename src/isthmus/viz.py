@@ -11,10 +11,11 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["image_grid", "save_image_grid", "latent_map", "training_curves"]
+__all__ = ["pyplot", "save_figure", "image_grid", "save_image_grid", "latent_map", "training_curves"]
 
 
-def _plt():
+def pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend (servers have no display)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -23,12 +24,12 @@ def _plt():
     return plt
 
 
-def _save(fig, path: str | Path) -> Path:
+def save_figure(fig, path: str | Path, dpi: int = 100) -> Path:
     """Lay out, write as PNG and close ``fig`` (closing frees memory in long recipe runs)."""
-    plt = _plt()
+    plt = pyplot()
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
 
@@ -55,7 +56,7 @@ def image_grid(images: np.ndarray, ncol: int = 10, pad: int = 1) -> np.ndarray:
 def save_image_grid(rows: Sequence[np.ndarray], path: str | Path, row_labels: Sequence[str] | None = None,
                     title: str | None = None) -> Path:
     """Save several rows of images (e.g. originals / AE / PCA) as one labelled PNG."""
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(len(rows), 1, figsize=(10, 1.2 * len(rows) + 0.6), squeeze=False)
     for i, row in enumerate(rows):
         ax = axes[i, 0]
@@ -67,12 +68,12 @@ def save_image_grid(rows: Sequence[np.ndarray], path: str | Path, row_labels: Se
             ax.set_ylabel(row_labels[i], rotation=0, ha="right", va="center")
     if title:
         fig.suptitle(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def latent_map(z: np.ndarray, labels: np.ndarray | None, path: str | Path, title: str = "latent map") -> Path:
     """Scatter the first two principal axes of latents ``z`` (N, D), coloured by label."""
-    plt = _plt()
+    plt = pyplot()
     z = np.asarray(z, dtype=np.float64)
     if z.shape[1] > 2:
         zc = z - z.mean(0)
@@ -90,13 +91,13 @@ def latent_map(z: np.ndarray, labels: np.ndarray | None, path: str | Path, title
     ax.set_xlabel(axis[0])
     ax.set_ylabel(axis[1])
     ax.set_title(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def training_curves(history: Sequence[dict], path: str | Path, keys: Sequence[str] = ("train_loss", "val_loss"),
                     title: str = "training") -> Path:
     """Plot per-epoch values of ``keys`` from a trainer history (list of dicts)."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for key in keys:
         vals = [h.get(key) for h in history]
@@ -106,4 +107,4 @@ def training_curves(history: Sequence[dict], path: str | Path, keys: Sequence[st
     ax.set_yscale("log")
     ax.legend()
     ax.set_title(title)
-    return _save(fig, path)
+    return save_figure(fig, path)

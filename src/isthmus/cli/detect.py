@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from isthmus.viz import pyplot, save_figure
 
 __all__ = ["add_parser"]
 
@@ -126,10 +127,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def _plot(path: Path, scores: np.ndarray, thresholds: np.ndarray, labels: np.ndarray | None) -> None:
     """Score over rows (log scale: scores are squared errors), threshold, labelled spans shaded."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(10, 3.2))
     t = np.arange(len(scores))
@@ -142,6 +140,4 @@ def _plot(path: Path, scores: np.ndarray, thresholds: np.ndarray, labels: np.nda
     ax.set_yscale("log")
     ax.set_xlabel("row"), ax.set_ylabel("anomaly score")
     ax.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)

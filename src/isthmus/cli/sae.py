@@ -110,6 +110,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_evaluate)
 
 
+from isthmus.viz import pyplot, save_figure
 from isthmus.cli.sae_dashboard import add_dashboard as _add_dashboard  # noqa: E402
 
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_harvest, _add_train, _add_evaluate,
@@ -388,10 +389,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _plt() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     return plt
 
@@ -408,9 +406,7 @@ def _plot_density(results: dict[str, dict], out: Path) -> str:
     ax.set_ylabel("latents")
     ax.set_title("feature density")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "feature_density.png", dpi=90)
-    plt.close(fig)
+    save_figure(fig, out / "feature_density.png", dpi=90)
     return "feature_density.png"
 
 
@@ -424,7 +420,5 @@ def _plot_l0_fvu(results: dict[str, dict], out: Path) -> str:
     ax.set_xlabel("L0")
     ax.set_ylabel("FVU")
     ax.set_title("sparsity vs reconstruction")
-    fig.tight_layout()
-    fig.savefig(out / "l0_vs_fvu.png", dpi=90)
-    plt.close(fig)
+    save_figure(fig, out / "l0_vs_fvu.png", dpi=90)
     return "l0_vs_fvu.png"

@@ -32,6 +32,7 @@ from isthmus.recipes.base import Paper, Recipe, Result, summarize
 from isthmus.recipes.registry import register_recipe
 from isthmus.train import Trainer, TrainerConfig
 from isthmus.train.callbacks import ARDUpdate
+from isthmus.viz import pyplot
 
 FACTOR_ORDER = ("x", "y", "scale", "rotation", "shape")
 # Fixed per mode before any run. Quick: K in {2, 4}, L in {8, 16}, 2 seeds, to fit ~2 minutes on 2 cores.
@@ -184,10 +185,7 @@ class ARDVAE(Recipe):
 
     @staticmethod
     def _plot(per: dict, Ks: list[int], Ls: list[int], example: dict, out_dir: Path) -> str:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
         styles = {"ard": ("tab:red", "o"), "vae_active_units": ("tab:blue", "s"),

@@ -28,6 +28,7 @@ from isthmus.bottlenecks.ariel import ArithmeticVolumeCoder, BigramLM
 from isthmus.models.ariel import SPECIAL, GRULanguageModel, GRUSeqAutoencoder, fit_sequence_model, sample_lm
 from isthmus.recipes.base import Paper, Recipe, Result, summarize
 from isthmus.recipes.registry import register_recipe
+from isthmus.viz import pyplot, save_figure
 
 DET, ADJ = ("the", "a"), ("red", "blue", "big", "small")
 NOUN, PREP = ("chair", "table", "lamp", "bed", "sofa", "cup"), ("on", "under", "near", "behind")
@@ -260,10 +261,7 @@ class Ariel(Recipe):
 
     @staticmethod
     def _plot_bars(summ: dict, out_dir: Path) -> str:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         keys = ("valid_unique", "valid", "unique", "novel", "recon_exact")
         fig, axes = plt.subplots(1, len(keys), figsize=(2.6 * len(keys), 3.0))
@@ -273,17 +271,12 @@ class Ariel(Recipe):
             ax.set_xticks(range(len(ARMS)), ARMS, rotation=45, fontsize=7)
             ax.set_ylim(0, 1.05)
             ax.set_title(k, fontsize=9)
-        fig.tight_layout()
-        fig.savefig(out_dir / "generation.png", dpi=90)
-        plt.close(fig)
+        save_figure(fig, out_dir / "generation.png", dpi=90)
         return "generation.png"
 
     @staticmethod
     def _plot_precision(lengths: list[int], sweep: dict, out_dir: Path) -> str:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         fig, ax = plt.subplots(figsize=(4.2, 3.0))
         for d, r in sweep.items():
@@ -292,7 +285,5 @@ class Ariel(Recipe):
         ax.set_ylabel("round-trip failure rate")
         ax.set_title("AriEL float64 precision", fontsize=9)
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out_dir / "precision.png", dpi=90)
-        plt.close(fig)
+        save_figure(fig, out_dir / "precision.png", dpi=90)
         return "precision.png"

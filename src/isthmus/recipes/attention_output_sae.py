@@ -42,6 +42,7 @@ from isthmus.interp.toy.planted import FAMILIES
 from isthmus.metrics.sae import fvu
 from isthmus.recipes.base import Paper, Recipe, Result, summarize
 from isthmus.recipes.registry import register_recipe
+from isthmus.viz import pyplot, save_figure
 
 TASK_KW = dict(ngram=6, length=40)
 ARCH = dict(n_layers=2, d_model=64, n_heads=4, attn_only=True)
@@ -305,9 +306,7 @@ class AttentionOutputSAE(Recipe):
 
     @staticmethod
     def _plot_features(norms: dict[str, torch.Tensor], gt: list[set[int]], out_dir: Path) -> str:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         rows = torch.cat([norms[f] for f in FAMILIES]).pow(2)
         rows = rows / rows.sum(1, keepdim=True)
@@ -321,16 +320,12 @@ class AttentionOutputSAE(Recipe):
         ax.set_xlabel("head (layer.head); cyan = ground-truth heads")
         ax.set_title("share of each top feature's decoder norm² per head (seed 0)", fontsize=9)
         fig.colorbar(im, ax=ax)
-        fig.tight_layout()
-        fig.savefig(out_dir / "feature_head_attribution.png", dpi=110)
-        plt.close(fig)
+        save_figure(fig, out_dir / "feature_head_attribution.png", dpi=110)
         return "feature_head_attribution.png"
 
     @staticmethod
     def _plot(direct: torch.Tensor, total: torch.Tensor, out_dir: Path) -> str:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
         for ax, eff, title in ((axes[0], direct, "attention on the family's source token (ground truth)"),
@@ -341,7 +336,5 @@ class AttentionOutputSAE(Recipe):
             ax.set_xlabel("head (layer.head)")
             ax.set_title(title, fontsize=9)
             fig.colorbar(im, ax=ax)
-        fig.tight_layout()
-        fig.savefig(out_dir / "head_ablation.png", dpi=110)
-        plt.close(fig)
+        save_figure(fig, out_dir / "head_ablation.png", dpi=110)
         return "head_ablation.png"

@@ -31,6 +31,7 @@ from isthmus.interp.sae import SAEConfig, SAETrainConfig, SparseAutoEncoder, tra
 from isthmus.interp.toy import make_task, train_toy
 from isthmus.recipes.base import Paper, Recipe, Result, summarize
 from isthmus.recipes.registry import register_recipe
+from isthmus.viz import pyplot, save_figure
 
 TASK_KW = dict(ngram=6, length=40)
 ARCH = dict(n_layers=2, d_model=32, n_heads=4, d_mlp=128)
@@ -217,10 +218,7 @@ class AutoInterp(Recipe):
 
     @staticmethod
     def _plot(summ: dict, examples: dict, out_dir: Path) -> str:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
         keys = ("detection", "fuzzing", "embedding_auroc")
@@ -239,7 +237,5 @@ class AutoInterp(Recipe):
         axes[1].set_xlabel("per-unit interpretability (first seed)")
         axes[1].legend(fontsize=7)
         fig.suptitle("auto-interp: SAE latents vs MLP neurons (offline explainer, predicate simulator)", fontsize=9)
-        fig.tight_layout()
-        fig.savefig(out_dir / "auto_interp.png", dpi=90)
-        plt.close(fig)
+        save_figure(fig, out_dir / "auto_interp.png", dpi=90)
         return "auto_interp.png"

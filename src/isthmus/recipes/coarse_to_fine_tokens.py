@@ -32,6 +32,7 @@ from isthmus.models import AutoEncoder
 from isthmus.recipes.base import Paper, Recipe, Result, summarize
 from isthmus.recipes.registry import register_recipe
 from isthmus.train import Trainer, TrainerConfig
+from isthmus.viz import pyplot, save_figure
 
 SIDE, N_TOK, TOK_DIM = 16, 16, 8
 MODE_SETTINGS: dict[str, dict[str, Any]] = {
@@ -275,10 +276,7 @@ class CoarseToFineTokens(Recipe):
 
     @staticmethod
     def _plot_samples(grids: dict[str, torch.Tensor], out_dir: Path) -> str:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         fig, axes = plt.subplots(1, len(grids), figsize=(3.2 * len(grids), 4.0))
         for ax, (arm, g) in zip(np.atleast_1d(axes), grids.items()):
@@ -286,17 +284,12 @@ class CoarseToFineTokens(Recipe):
             ax.imshow(g.permute(0, 2, 1, 3).reshape(rows * SIDE, cols * SIDE).numpy(), cmap="gray", vmin=0, vmax=1)
             ax.set_title(arm, fontsize=9)
             ax.axis("off")
-        fig.tight_layout()
-        fig.savefig(out_dir / "samples.png", dpi=90)
-        plt.close(fig)
+        save_figure(fig, out_dir / "samples.png", dpi=90)
         return "samples.png"
 
     @staticmethod
     def _plot_bars(summ: dict, out_dir: Path) -> str:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         keys = ("frechet", "inception_score", "class_accuracy", "fine_token_acc")
         fig, axes = plt.subplots(1, len(keys), figsize=(2.8 * len(keys), 3.0))
@@ -305,7 +298,5 @@ class CoarseToFineTokens(Recipe):
                    color=["tab:red" if a == "ctf" else "tab:gray" for a in ARMS])
             ax.set_xticks(range(len(ARMS)), ARMS, rotation=30, fontsize=7)
             ax.set_title(k, fontsize=9)
-        fig.tight_layout()
-        fig.savefig(out_dir / "scores.png", dpi=90)
-        plt.close(fig)
+        save_figure(fig, out_dir / "scores.png", dpi=90)
         return "scores.png"

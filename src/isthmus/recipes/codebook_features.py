@@ -31,6 +31,7 @@ from isthmus.interp.hooks import run_with_cache
 from isthmus.interp.toy import ToyTransformer, make_task, train_toy
 from isthmus.recipes.base import Paper, Recipe, Result, summarize
 from isthmus.recipes.registry import register_recipe
+from isthmus.viz import pyplot, save_figure
 
 MODE_SETTINGS: dict[str, dict[str, Any]] = {
     "smoke": dict(n_states=5, n_symbols=3, steps=8, d_model=32, d_mlp=64, n_heads=4, n_layers=2, n_train=512,
@@ -332,10 +333,7 @@ class CodebookFeatures(Recipe):
 
     @staticmethod
     def _plot(runs: list[dict], out_dir: Path) -> str:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.6))
         ax = axes[0]
@@ -356,7 +354,5 @@ class CodebookFeatures(Recipe):
         ax.set_ylim(0, 1)
         ax.set_title("steering at one symbol position", fontsize=9)
         fig.suptitle("Codebook features on the FSM task", fontsize=9)
-        fig.tight_layout()
-        fig.savefig(out_dir / "codebook_features.png", dpi=90)
-        plt.close(fig)
+        save_figure(fig, out_dir / "codebook_features.png", dpi=90)
         return "codebook_features.png"

@@ -30,6 +30,7 @@ from isthmus.interp.sae import SAEConfig, SAETrainConfig, SparseAutoEncoder, tra
 from isthmus.interp.toy import ToyConfig, ToyTransformer
 from isthmus.recipes.base import Paper, Recipe, Result, summarize
 from isthmus.recipes.registry import register_recipe
+from isthmus.viz import pyplot, save_figure
 
 MODE_SETTINGS: dict[str, dict[str, Any]] = {
     "smoke": dict(n_topics=3, n_keywords=6, n_shared=12, per_task=40, n_target=10, length=16, d_model=32,
@@ -193,10 +194,7 @@ class FeatureDataSelection(Recipe):
 
     @staticmethod
     def _plot(summ: dict, out_dir: Path) -> str:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         fig, ax = plt.subplots(figsize=(6.4, 3.4))
         x = np.arange(len(METHODS))
@@ -208,7 +206,5 @@ class FeatureDataSelection(Recipe):
         ax.set_ylabel("share of selected set")
         ax.set_title("feature-based data selection (seed 32)", fontsize=9)
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out_dir / "selection_precision.png", dpi=90)
-        plt.close(fig)
+        save_figure(fig, out_dir / "selection_precision.png", dpi=90)
         return "selection_precision.png"

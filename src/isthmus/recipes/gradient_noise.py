@@ -24,6 +24,7 @@ from isthmus.recipes.base import Paper, Recipe, Result, summarize
 from isthmus.recipes.registry import register_recipe
 from isthmus.train import NonFiniteLossError, Trainer, TrainerConfig
 from isthmus.train.callbacks import Callback
+from isthmus.viz import pyplot
 
 TRAINED_THRESHOLD = 0.5  # final test accuracy (5x chance) that counts a run as "trained"
 # Quick mode: lr 0.1 and clip 10 were chosen before any run from the paper's grid (lr {0.1, 0.01},
@@ -179,10 +180,7 @@ class GradientNoise(Recipe):
 
     @staticmethod
     def _plot(curves: dict, good: list[dict], out_dir: Path) -> str:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         n = len(curves)
         fig, axes = plt.subplots(1, n, figsize=(5 * n, 3.6), squeeze=False)

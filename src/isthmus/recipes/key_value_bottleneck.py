@@ -34,6 +34,7 @@ from isthmus.recipes.base import Paper, Recipe, Result, summarize
 from isthmus.recipes.registry import register_recipe
 from isthmus.tasks.continual import split_classes, train_stream
 from isthmus.train import Trainer, TrainerConfig
+from isthmus.viz import pyplot, save_figure
 
 MODE_SETTINGS: dict[str, dict[str, Any]] = {
     "smoke": dict(toy_steps=20, mnist_steps=10, n_train=600, n_test=200, ae_epochs=1, iid=()),
@@ -197,10 +198,7 @@ class KeyValueBottleneck(Recipe):
 
     @staticmethod
     def _plot(matrices: dict, out_dir: Path) -> str:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         fig, axes = plt.subplots(len(matrices), len(MODELS), figsize=(3.2 * len(MODELS), 3.0 * len(matrices)),
                                  squeeze=False)
@@ -213,7 +211,5 @@ class KeyValueBottleneck(Recipe):
                 ax.set_title(f"{setting}: {m}", fontsize=8)
                 ax.set_xlabel("task", fontsize=7)
                 ax.set_ylabel("after stage", fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out_dir / "accuracy_matrices.png", dpi=90)
-        plt.close(fig)
+        save_figure(fig, out_dir / "accuracy_matrices.png", dpi=90)
         return "accuracy_matrices.png"

@@ -34,6 +34,7 @@ from isthmus.nn import LowRankLinear, LowRankLinearConfig, set_rank_fraction, sv
 from isthmus.recipes.base import Paper, Recipe, Result, summarize
 from isthmus.recipes.registry import register_recipe
 from isthmus.train import Trainer, TrainerConfig
+from isthmus.viz import pyplot
 
 # Fixed per mode before any run.
 MODE_SETTINGS: dict[str, dict[str, Any]] = {
@@ -214,10 +215,7 @@ class Maestro(Recipe):
 
     @staticmethod
     def _plot(curves: dict[str, list], out_dir: Path) -> str:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
         colors = {"maestro": "tab:red", "svd_truncation": "tab:blue", "no_ordered_dropout": "tab:green"}

@@ -31,6 +31,7 @@ from isthmus.models import MultimodalGPVAE
 from isthmus.recipes.base import Paper, Recipe, Result, summarize
 from isthmus.recipes.registry import register_recipe
 from isthmus.train import Trainer, TrainerConfig
+from isthmus.viz import pyplot
 
 # Fixed per mode before any run. Quick fits ~2 minutes on 2 cores (5 arms x 2 seeds).
 MODE_SETTINGS: dict[str, dict[str, Any]] = {
@@ -152,10 +153,7 @@ class MMGPVAE(Recipe):
 
     @staticmethod
     def _plot(example: dict[str, Any], out_dir: Path) -> str:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         truth = example["truth"]
         fig, axes = plt.subplots(2, 3, figsize=(11, 5), sharex=True)

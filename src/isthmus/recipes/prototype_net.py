@@ -32,6 +32,7 @@ from isthmus.nn import MLP, MLPConfig
 from isthmus.recipes.base import Paper, Recipe, Result, summarize
 from isthmus.recipes.registry import register_recipe
 from isthmus.train import Trainer, TrainerConfig
+from isthmus.viz import pyplot
 
 # Fixed per mode before any run.
 MODE_SETTINGS: dict[str, dict[str, Any]] = {
@@ -192,10 +193,7 @@ class PrototypeNet(Recipe):
 
     @staticmethod
     def _plot(grids: dict[str, dict[str, Any]], shape: tuple[int, int], out_dir: Path) -> str:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         labels = {"ours": "with R1/R2", "no_r1_r2": "without R1/R2"}
         m = MODEL["n_prototypes"]

@@ -27,6 +27,7 @@ from isthmus.models import AutoEncoder
 from isthmus.recipes.base import Paper, Recipe, Result, summarize
 from isthmus.recipes.registry import register_recipe
 from isthmus.train import Trainer, TrainerConfig
+from isthmus.viz import pyplot, save_figure
 
 FACTORS = ("shape", "scale", "x", "y")
 GRID = {"scale": 4, "x": 8, "y": 8}
@@ -165,10 +166,7 @@ class Qlae(Recipe):
 
     @staticmethod
     def _plot_bars(summ: dict, out_dir: Path) -> str:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         keys = ("infom", "infoe", "infoc", "mig", "dci_d", "recon_bce")
         arms = list(summ)
@@ -178,17 +176,12 @@ class Qlae(Recipe):
                    color=["tab:red" if a == "qlae" else "tab:gray" for a in arms])
             ax.set_xticks(range(len(arms)), arms, rotation=60, fontsize=7)
             ax.set_title(k, fontsize=9)
-        fig.tight_layout()
-        fig.savefig(out_dir / "scores.png", dpi=90)
-        plt.close(fig)
+        save_figure(fig, out_dir / "scores.png", dpi=90)
         return "scores.png"
 
     @staticmethod
     def _plot_nmi(nmis: dict, out_dir: Path) -> str:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         fig, axes = plt.subplots(1, len(nmis), figsize=(2.6 * len(nmis), 2.4))
         for ax, (arm, m) in zip(np.atleast_1d(axes), nmis.items()):
@@ -196,7 +189,5 @@ class Qlae(Recipe):
             ax.set_yticks(range(len(FACTORS)), FACTORS, fontsize=7)
             ax.set_xlabel("latent", fontsize=7)
             ax.set_title(arm, fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out_dir / "nmi_matrices.png", dpi=90)
-        plt.close(fig)
+        save_figure(fig, out_dir / "nmi_matrices.png", dpi=90)
         return "nmi_matrices.png"

@@ -30,6 +30,7 @@ from isthmus.interp.toy import train_toy
 from isthmus.metrics.circuits import circuit_report, roc_auc, roc_curve_points
 from isthmus.recipes.base import Paper, Recipe, Result, summarize
 from isthmus.recipes.registry import register_recipe
+from isthmus.viz import pyplot, save_figure
 
 TRUTH_FRAC = 0.2
 N_TRUTH = 200
@@ -219,10 +220,7 @@ class SaeCircuits(Recipe):
 
 
 def _plot_roc(curves: dict, out_dir: Path) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, len(curves), figsize=(3.2 * len(curves), 3.2), squeeze=False)
     for ax, (name, (scores, truth)) in zip(axes[0], curves.items()):
@@ -234,17 +232,12 @@ def _plot_roc(curves: dict, out_dir: Path) -> str:
         ax.set_xlabel("FPR", fontsize=7)
     axes[0][0].set_ylabel("TPR", fontsize=7)
     axes[0][-1].legend(fontsize=6, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(out_dir / "roc_curves.png", dpi=90)
-    plt.close(fig)
+    save_figure(fig, out_dir / "roc_curves.png", dpi=90)
     return "roc_curves.png"
 
 
 def _plot_sweep(grids: dict[str, np.ndarray], cfg: dict, out_dir: Path) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     shape = next(iter(grids.values())).shape
     fig, axes = plt.subplots(1, len(grids), figsize=(2.2 + 2.0 * shape[1], 1.2 + 0.6 * shape[0]), squeeze=False)

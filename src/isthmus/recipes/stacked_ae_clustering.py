@@ -25,6 +25,7 @@ from isthmus.metrics.clustering import cluster_report
 from isthmus.recipes.base import Paper, Recipe, Result, summarize
 from isthmus.recipes.registry import register_recipe
 from isthmus.tasks.clustering import AEKMeans, majority_filter
+from isthmus.viz import pyplot
 
 METHODS = {"stacked_ae": "stacked", "linear_ae": "linear", "pca": "pca", "raw": "none"}
 BASELINES = ("pca", "linear_ae", "raw")
@@ -182,10 +183,7 @@ class StackedAEClustering(Recipe):
     # ---- figures -----------------------------------------------------------------------------
     @staticmethod
     def _plot_scenes(scene_maps: dict, out_dir: Path) -> str:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         levels = sorted(scene_maps)
         cols = ["false colour", "units (truth)", "stacked AE", "stacked AE + 3x3 filter", "PCA", "raw"]
@@ -212,10 +210,7 @@ class StackedAEClustering(Recipe):
 
     @staticmethod
     def _plot_levels(per: dict, levels: Sequence[float], out_dir: Path) -> str:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         fig, ax = plt.subplots(figsize=(5.5, 3.6))
         for m in METHODS:
@@ -241,10 +236,7 @@ class StackedAEClustering(Recipe):
         except DataNotFoundError as exc:
             notes.append(f"Landsat 7 crop not found, map skipped: {str(exc).splitlines()[0]}")
             return None
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         s = cfg["map_stride"]
         img, valid = img[::s, ::s], valid[::s, ::s]

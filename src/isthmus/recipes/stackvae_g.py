@@ -24,6 +24,7 @@ import numpy as np
 
 from isthmus.recipes.base import Paper, Recipe, Result, summarize
 from isthmus.recipes.registry import register_recipe
+from isthmus.viz import pyplot, save_figure
 
 MODE_SETTINGS: dict[str, dict[str, Any]] = {
     "smoke": dict(synth=dict(n_channels=12, n_groups=3, n_train=400, n_test=500, n_anomalies=6, anomaly_length=(15, 40)),
@@ -288,10 +289,7 @@ class StackVAEGRecipe(Recipe):
 
     @staticmethod
     def _plot(datasets: dict, runs: dict, out_dir: Path) -> list[str]:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         d, art = datasets["synth"][0], runs["synth"][0]["_artefacts"]
         order = np.argsort(d["groups"], kind="stable")
@@ -303,9 +301,7 @@ class StackVAEGRecipe(Recipe):
             a.imshow(m[np.ix_(order, order)], cmap="viridis")
             a.set_title(title, fontsize=9)
             a.set_xlabel("channel (sorted by planted group)")
-        fig.tight_layout()
-        fig.savefig(out_dir / "adjacency.png", dpi=90)
-        plt.close(fig)
+        save_figure(fig, out_dir / "adjacency.png", dpi=90)
         panels = [(k, datasets[k][0], runs[k][0]["_artefacts"]["score"]) for k in datasets]
         fig, ax = plt.subplots(len(panels), 1, figsize=(12, 2.6 * len(panels)), squeeze=False)
         for a, (name, dd, s) in zip(ax[:, 0], panels):
@@ -315,7 +311,5 @@ class StackVAEGRecipe(Recipe):
             a.set_yscale("log")
             a.set_title(f"{name}: StackVAE-G score per test step (seed 0)", fontsize=9)
         ax[0, 0].legend(loc="upper right", fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out_dir / "score_over_time.png", dpi=90)
-        plt.close(fig)
+        save_figure(fig, out_dir / "score_over_time.png", dpi=90)
         return ["adjacency.png", "score_over_time.png"]

@@ -32,6 +32,7 @@ import torch
 from isthmus.metrics.retrieval import mrr_at_k, ndcg_at_k, recall_at_k
 from isthmus.recipes.base import Paper, Recipe, Result, summarize
 from isthmus.recipes.registry import register_recipe
+from isthmus.viz import pyplot
 
 PAIRS = [(1, 24), (2, 48), (3, 96), (4, 192), (5, 288), (6, 384)]  # the notes' MiniLM diagonal
 GRID_DIMS = [24, 48, 96, 192, 288, 384]
@@ -245,10 +246,7 @@ class Starbucks(Recipe):
 
     @staticmethod
     def _plot(per: dict, out_dir: Path) -> str:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         fig, axes = plt.subplots(1, len(ARMS), figsize=(3.2 * len(ARMS), 3.2), sharey=True)
         grids = {a: np.array([[np.mean(per[a][f"mrr@{K}/L{l}d{d}"]) for d in GRID_DIMS] for l in GRID_LAYERS])

@@ -27,6 +27,7 @@ from isthmus.interp.superposition import SuperpositionConfig, SuperpositionData,
 from isthmus.metrics.sae import evaluate_sae
 from isthmus.recipes.base import Paper, Recipe, Result, summarize
 from isthmus.recipes.registry import register_recipe
+from isthmus.viz import pyplot, save_figure
 
 MODE_SETTINGS: dict[str, dict[str, Any]] = {
     "smoke": dict(d=16, n_features=48, n_parents=4, expansion=4, steps=40, batch_size=128, n_train=4096,
@@ -183,10 +184,7 @@ class TopAfaSae(Recipe):
 
     @staticmethod
     def _plot(summ: dict, cfg: dict, out_dir: Path) -> str:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
         import matplotlib.ticker
 
         fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.6))
@@ -206,7 +204,5 @@ class TopAfaSae(Recipe):
             ax.set_ylabel(label)
             ax.legend(fontsize=7)
         fig.suptitle("top-AFA vs TopK on the superposition benchmark", fontsize=9)
-        fig.tight_layout()
-        fig.savefig(out_dir / "nmse_vs_l0.png", dpi=90)
-        plt.close(fig)
+        save_figure(fig, out_dir / "nmse_vs_l0.png", dpi=90)
         return "nmse_vs_l0.png"

@@ -35,6 +35,7 @@ from isthmus.recipes.base import Paper, Recipe, Result, summarize
 from isthmus.recipes.registry import register_recipe
 from isthmus.tasks.adversarial import Purified, accuracy, fgsm, pgd
 from isthmus.train import Trainer, TrainerConfig
+from isthmus.viz import pyplot, save_figure
 
 MODE_SETTINGS: dict[str, dict[str, Any]] = {
     "smoke": dict(n_train=800, n_test=200, n_attack=64, clf_epochs=1, ae_epochs=1, eps=[0.1], pgd_steps=3,
@@ -179,10 +180,7 @@ class VaeLatentQuantizationDefense(Recipe):
 
     @staticmethod
     def _plot_curves(summ: dict, cfg: dict, out_dir: Path) -> str:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
         for ax, attack in zip(axes, ("fgsm", "pgd")):
@@ -193,17 +191,12 @@ class VaeLatentQuantizationDefense(Recipe):
             ax.set_xlabel("eps (L-inf)"), ax.set_ylabel("accuracy"), ax.set_ylim(0, 1)
             ax.set_title(attack.upper(), fontsize=9)
         axes[1].legend(fontsize=6)
-        fig.tight_layout()
-        fig.savefig(out_dir / "robust_accuracy.png", dpi=90)
-        plt.close(fig)
+        save_figure(fig, out_dir / "robust_accuracy.png", dpi=90)
         return "robust_accuracy.png"
 
     @staticmethod
     def _plot_examples(ex: dict, out_dir: Path) -> str:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         rows = list(ex)
         n = ex["clean"].shape[0]
@@ -213,7 +206,5 @@ class VaeLatentQuantizationDefense(Recipe):
                 axes[r, c].imshow(ex[name][c].detach().numpy(), cmap="gray", vmin=0, vmax=1)
                 axes[r, c].axis("off")
             axes[r, 0].set_title(name, fontsize=6, loc="left")
-        fig.tight_layout()
-        fig.savefig(out_dir / "examples.png", dpi=80)
-        plt.close(fig)
+        save_figure(fig, out_dir / "examples.png", dpi=80)
         return "examples.png"

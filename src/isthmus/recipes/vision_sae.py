@@ -42,6 +42,7 @@ from isthmus.metrics.anomaly import auroc
 from isthmus.nn.conv import ConvEncoder
 from isthmus.recipes.base import Paper, Recipe, Result, summarize
 from isthmus.recipes.registry import register_recipe
+from isthmus.viz import pyplot, save_figure
 
 ID_DIGITS = (0, 1, 2, 3, 4)
 SHAPE_NAMES = ("square", "triangle", "ellipse", "heart")
@@ -274,9 +275,7 @@ class VisionSAE(Recipe):
 
     @staticmethod
     def _plot(means: dict[str, dict[str, float]], out_dir: Path) -> str:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         arms = ["sae", "raw_embedding", "pca", "random_sae"]
         fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
@@ -285,7 +284,5 @@ class VisionSAE(Recipe):
             ax.bar(arms, [means[a].get(key, np.nan) for a in arms], color=["C0", "C1", "C2", "C7"])
             ax.set_title(title, fontsize=9)
             ax.tick_params(axis="x", labelsize=8, rotation=20)
-        fig.tight_layout()
-        fig.savefig(out_dir / "vision_sae.png", dpi=110)
-        plt.close(fig)
+        save_figure(fig, out_dir / "vision_sae.png", dpi=110)
         return "vision_sae.png"
