@@ -7,19 +7,12 @@ import json
 import sys
 from pathlib import Path
 
+from isthmus.cli._args import positive_int
 from isthmus.recipes.base import MODES
 
 __all__ = ["add_parser"]
 
 
-def _positive_int(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
-    return n
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -41,7 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("slug", metavar="SLUG", help="recipe slug, e.g. gradient-noise (see `isthmus recipes list`)")
     p.add_argument("--mode", choices=MODES, default="quick",
                    help="smoke: seconds, mechanics only; quick: <= 2 min on CPU (default); full: large")
-    p.add_argument("--seeds", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--seeds", type=positive_int, default=None, metavar="N",
                    help="number of seeds (default: the recipe's default for the mode)")
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
                    help="output folder (default: runs/SLUG/MODE)")

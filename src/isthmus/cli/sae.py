@@ -24,14 +24,6 @@ __all__ = ["add_parser", "SUBCOMMANDS", "DATASETS", "split_overrides"]
 DATASETS = {"tinyshakespeare": "input.txt", "wikitext-2": "valid.txt"}
 
 
-def _positive_int(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
-    return n
 
 
 def _add_harvest(sub: argparse._SubParsersAction) -> None:
@@ -49,10 +41,10 @@ def _add_harvest(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--text", type=Path, metavar="FILE", help="a UTF-8 text file (paragraphs = blank-line blocks)")
     src.add_argument("--dataset", choices=sorted(DATASETS), help="a local data set (found via $ISTHMUS_DATA)")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="store folder")
-    p.add_argument("--max-tokens", type=_positive_int, default=100_000, metavar="N",
+    p.add_argument("--max-tokens", type=positive_int, default=100_000, metavar="N",
                    help="stop after N tokens (default 100000)")
-    p.add_argument("--batch-size", type=_positive_int, default=16, metavar="B", help="sequences per forward pass")
-    p.add_argument("--max-length", type=_positive_int, default=128, metavar="T",
+    p.add_argument("--batch-size", type=positive_int, default=16, metavar="B", help="sequences per forward pass")
+    p.add_argument("--max-length", type=positive_int, default=128, metavar="T",
                    help="tokens per sequence (truncation / toy window; default 128)")
     p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32")
     p.add_argument("--shard-mb", type=float, default=64.0, metavar="MB", help="approximate shard size")
@@ -76,10 +68,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--store", type=Path, required=True, metavar="DIR", help="activation store folder")
     p.add_argument("--bottleneck", default="sae_topk", metavar="NAME",
                    help="sae_topk (default), sae_batchtopk, sae_jumprelu, sae_relu, sae_topafa, sae_matryoshka")
-    p.add_argument("--d-sae", type=_positive_int, required=True, metavar="N", help="dictionary size")
+    p.add_argument("--d-sae", type=positive_int, required=True, metavar="N", help="dictionary size")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. k=16 steps=2000 lr=1e-3")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output SAE folder")
-    p.add_argument("--eval-tokens", type=_positive_int, default=16_384, metavar="N",
+    p.add_argument("--eval-tokens", type=positive_int, default=16_384, metavar="N",
                    help="store rows scored for metrics.json after training (default 16384)")
     p.add_argument("--max-memory-mb", type=float, default=512.0, metavar="MB", help="store streaming buffer")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -94,22 +86,23 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("saes", nargs="+", type=Path, metavar="SAE_DIR", help="folder(s) written by `isthmus sae train`")
     p.add_argument("--store", type=Path, required=True, metavar="DIR", help="activation store to score on")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for metrics.json and PNGs")
-    p.add_argument("--max-tokens", type=_positive_int, default=65_536, metavar="N", help="store rows scored")
+    p.add_argument("--max-tokens", type=positive_int, default=65_536, metavar="N", help="store rows scored")
     p.add_argument("--host", metavar="MODEL", help="minilm, hf:PATH, toy:TASK or toy:PATH: splice the SAE into it")
     p.add_argument("--point", metavar="NAME", help="hook point to splice at (default: the store's point)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--text", type=Path, metavar="FILE", help="host text (default: the store's text file)")
     src.add_argument("--dataset", choices=sorted(DATASETS), help="host text from a local data set")
-    p.add_argument("--host-tokens", type=_positive_int, default=4096, metavar="N",
+    p.add_argument("--host-tokens", type=positive_int, default=4096, metavar="N",
                    help="about N host tokens for loss recovered (default 4096)")
-    p.add_argument("--batch-size", type=_positive_int, default=16, metavar="B", help="host sequences per pass")
-    p.add_argument("--max-length", type=_positive_int, default=128, metavar="T", help="host tokens per sequence")
+    p.add_argument("--batch-size", type=positive_int, default=16, metavar="B", help="host sequences per pass")
+    p.add_argument("--max-length", type=positive_int, default=128, metavar="T", help="host tokens per sequence")
     p.add_argument("--seed", type=int, default=1, help="seed of toy-task sequences (default 1: not the harvest's 0)")
     p.add_argument("--toy-train", nargs="*", default=[], metavar="KEY=VALUE", help="as for harvest (same cache)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_evaluate)
 
 
+from isthmus.cli._args import positive_int
 from isthmus.viz import pyplot, save_figure
 from isthmus.cli.sae_dashboard import add_dashboard as _add_dashboard  # noqa: E402
 

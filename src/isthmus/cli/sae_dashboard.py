@@ -5,6 +5,7 @@ See :mod:`isthmus.interp.dashboard`. Registered in :data:`isthmus.cli.sae.SUBCOM
 
 from __future__ import annotations
 
+from isthmus.cli._args import positive_int
 import argparse
 import json
 from pathlib import Path
@@ -12,11 +13,6 @@ from pathlib import Path
 __all__ = ["add_dashboard", "cmd_dashboard"]
 
 
-def _positive_int(text: str) -> int:
-    n = int(text)
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
-    return n
 
 
 def add_dashboard(sub: argparse._SubParsersAction) -> None:
@@ -32,9 +28,9 @@ def add_dashboard(sub: argparse._SubParsersAction) -> None:
                    help="JSON {feature: {explanation, score, scores}} (default: SAE_DIR/explanations.json if any)")
     p.add_argument("--vocab", type=Path, metavar="FILE",
                    help="token texts: a JSON list or one token a line (default: from the store's host model)")
-    p.add_argument("--max-tokens", type=_positive_int, default=65_536, metavar="N", help="store rows scanned")
-    p.add_argument("--top", type=_positive_int, default=16, metavar="N", help="top contexts per feature")
-    p.add_argument("--max-features", type=_positive_int, metavar="N", help="pages for at most N features")
+    p.add_argument("--max-tokens", type=positive_int, default=65_536, metavar="N", help="store rows scanned")
+    p.add_argument("--top", type=positive_int, default=16, metavar="N", help="top contexts per feature")
+    p.add_argument("--max-features", type=positive_int, metavar="N", help="pages for at most N features")
     p.set_defaults(func=cmd_dashboard)
 
 
