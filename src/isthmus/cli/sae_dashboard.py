@@ -5,10 +5,11 @@ See :mod:`isthmus.interp.dashboard`. Registered in :data:`isthmus.cli.sae.SUBCOM
 
 from __future__ import annotations
 
-from isthmus.cli._args import positive_int
 import argparse
 import json
 from pathlib import Path
+
+from isthmus.cli._args import positive_int
 
 __all__ = ["add_dashboard", "cmd_dashboard"]
 
