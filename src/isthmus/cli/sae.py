@@ -18,6 +18,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from isthmus.cli._args import positive_int
+from isthmus.viz import pyplot, save_figure
+
 __all__ = ["add_parser", "SUBCOMMANDS", "DATASETS", "split_overrides"]
 
 # data set name -> file inside find_data(name)
@@ -102,8 +105,6 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_evaluate)
 
 
-from isthmus.cli._args import positive_int
-from isthmus.viz import pyplot, save_figure
 from isthmus.cli.sae_dashboard import add_dashboard as _add_dashboard  # noqa: E402
 
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_harvest, _add_train, _add_evaluate,
