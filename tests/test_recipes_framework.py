@@ -203,3 +203,13 @@ def test_table_without_results_marks_implemented_as_not_run(toy_registry):
     row = next(line for line in text.splitlines() if line.startswith("| 17 |"))
     assert "not run" in row and ToyRecipe.claim in row
     assert "## Planned (43)" in text
+
+
+def test_summarize_arms_splits_ours_from_baselines():
+    from isthmus.recipes.base import summarize_arms
+
+    metrics, baselines = summarize_arms({"ours": {"acc": [0.5, 0.7]}, "pca": {"acc": [0.4, 0.4]}}, "ours")
+    assert metrics["acc"].mean == pytest.approx(0.6) and metrics["acc"].values == [0.5, 0.7]
+    assert list(baselines) == ["pca"] and baselines["pca"]["acc"].std == 0.0
+    with pytest.raises(KeyError, match="'mine' not among"):
+        summarize_arms({"ours": {}}, "mine")

@@ -28,7 +28,7 @@ import torch
 from isthmus.data import make_shapes
 from isthmus.metrics import active_units, kl_active_units, pca_dims_for_variance
 from isthmus.models import AutoEncoder
-from isthmus.recipes.base import Paper, Recipe, Result, summarize
+from isthmus.recipes.base import Paper, Recipe, Result, summarize_arms
 from isthmus.recipes.registry import register_recipe
 from isthmus.train import Trainer, TrainerConfig
 from isthmus.train.callbacks import ARDUpdate
@@ -147,8 +147,7 @@ class ARDVAE(Recipe):
             per[arm]["recon_mse"] = mse["vae"]
         verdict, reason = self._verdict(per)
         figure = self._plot(per, Ks, Ls, example, out_dir)
-        metrics = {k: summarize(v) for k, v in per["ard"].items()}
-        baselines = {a: {k: summarize(v) for k, v in per[a].items()} for a in ARMS[1:]}
+        metrics, baselines = summarize_arms(per, "ard")
         config = {"mode": mode, "Ks": Ks, "Ls": Ls, "factor_order": list(FACTOR_ORDER),
                   "data": {**DATA, "rotation_range": list(DATA["rotation_range"]),
                            "n_train": cfg["n_train"], "n_heldout": cfg["n_heldout"], "n_test": cfg["n_test"],

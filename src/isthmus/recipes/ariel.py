@@ -219,7 +219,6 @@ class Ariel(Recipe):
         "LM-sampling control is reported (it should tie AriEL within 0.03 on valid and unique, since AriEL on "
         "uniform points is ancestral sampling) but does not gate the verdict; nor does the paper's VAE > AE order."
     )
-    default_seeds = {"smoke": 1, "quick": 3, "full": 5}
 
     def run(self, mode: str, seeds: Sequence[int], out_dir: Path) -> Result:
         cfg = MODE_SETTINGS[mode]

@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-__all__ = ["Paper", "MetricSummary", "Result", "Recipe", "summarize", "VERDICTS", "MODES"]
+__all__ = ["Paper", "MetricSummary", "Result", "Recipe", "summarize", "summarize_arms", "VERDICTS", "MODES"]
 
 VERDICTS = ("reproduced", "partial", "not reproduced")
 MODES = ("smoke", "quick", "full")
@@ -54,6 +54,15 @@ def summarize(values: Sequence[float]) -> MetricSummary:
         raise ValueError("summarize() needs at least one value")
     arr = np.asarray(vals, dtype=float)
     return MetricSummary(mean=float(np.mean(arr)), std=float(np.std(arr)), values=vals)
+
+
+def summarize_arms(per: dict[str, dict[str, Sequence[float]]], ours: str
+                   ) -> tuple[dict[str, MetricSummary], dict[str, dict[str, MetricSummary]]]:
+    """Split ``arm -> metric -> per-seed values`` into ``(metrics of ours, baselines)`` for a Result."""
+    if ours not in per:
+        raise KeyError(f"arm {ours!r} not among {sorted(per)}")
+    summ = {arm: {k: summarize(v) for k, v in metrics.items()} for arm, metrics in per.items()}
+    return summ.pop(ours), summ
 
 
 @dataclass

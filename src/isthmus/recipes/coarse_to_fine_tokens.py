@@ -214,7 +214,6 @@ class CoarseToFineTokens(Recipe):
         "the IS analogue; not reproduced otherwise. Class accuracy, stage-2 fine-token accuracy and sampling time "
         "are reported, not gated."
     )
-    default_seeds = {"smoke": 1, "quick": 3, "full": 5}
 
     def run(self, mode: str, seeds: Sequence[int], out_dir: Path) -> Result:
         cfg = MODE_SETTINGS[mode]

@@ -130,7 +130,6 @@ class HPCAutoencoderAnomaly(Recipe):
         "reproduced = (a) and (b); partial = exactly one; not reproduced = neither. SMD and per-node vs global are "
         "reported, not judged."
     )
-    default_seeds = {"smoke": 1, "quick": 3, "full": 5}
 
     def run(self, mode: str, seeds: Sequence[int], out_dir: Path) -> Result:
         cfg = MODE_SETTINGS[mode]

@@ -150,7 +150,6 @@ class KeyValueBottleneck(Recipe):
         "forgetting is below both baselines'. A setting passes when (a) and (b) hold. reproduced = both settings "
         "pass; partial = one; not reproduced = none. The i.i.d. runs are reported as upper bounds, not gated."
     )
-    default_seeds = {"smoke": 1, "quick": 3, "full": 5}
 
     def run(self, mode: str, seeds: Sequence[int], out_dir: Path) -> Result:
         cfg = MODE_SETTINGS[mode]

@@ -146,7 +146,6 @@ class Maestro(Recipe):
         "(se = sqrt(var_a/n + var_b/n) over seeds). reproduced = (a) and (b); partial = exactly one; "
         "not reproduced = neither."
     )
-    default_seeds = {"smoke": 1, "quick": 3, "full": 5}
 
     def run(self, mode: str, seeds: Sequence[int], out_dir: Path) -> Result:
         cfg = MODE_SETTINGS[mode]

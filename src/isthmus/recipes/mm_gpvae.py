@@ -28,7 +28,7 @@ import torch
 from isthmus.data.gp_sim import MMGPSim, make_mm_gp_sim
 from isthmus.metrics.latent import affine_r2
 from isthmus.models import MultimodalGPVAE
-from isthmus.recipes.base import Paper, Recipe, Result, summarize
+from isthmus.recipes.base import Paper, Recipe, Result, summarize_arms
 from isthmus.recipes.registry import register_recipe
 from isthmus.train import Trainer, TrainerConfig
 from isthmus.viz import pyplot
@@ -121,8 +121,7 @@ class MMGPVAE(Recipe):
                 example["truth"] = {k: v[:2] for k, v in test.latents.items()}
         verdict, reason = self._verdict(per)
         figure = self._plot(example, out_dir)
-        metrics = {k: summarize(v) for k, v in per["mmgpvae"].items()}
-        baselines = {arm: {k: summarize(v) for k, v in per[arm].items()} for arm in ARMS if arm != "mmgpvae"}
+        metrics, baselines = summarize_arms(per, "mmgpvae")
         config = {"mode": mode, **cfg, "arms": ARMS, "model": MODEL, "train": TRAIN, "data_seed": "1000 + seed",
                   "template": source}
         notes = [f"per-seed values are in each metric's `values` (seeds {list(seeds)})",

@@ -29,7 +29,7 @@ from isthmus.data import load_digit_split
 from isthmus.metrics import nearest_sq_distances, softmax_confidence
 from isthmus.models import Classifier, PrototypeClassifier
 from isthmus.nn import MLP, MLPConfig
-from isthmus.recipes.base import Paper, Recipe, Result, summarize
+from isthmus.recipes.base import Paper, Recipe, Result, summarize_arms
 from isthmus.recipes.registry import register_recipe
 from isthmus.train import Trainer, TrainerConfig
 from isthmus.viz import pyplot
@@ -123,7 +123,6 @@ class PrototypeNet(Recipe):
         "max(0.05, 2*se), AND the prototypes' nearest-encoding distance ratio is lower with R1/R2 than without by more "
         "than 2*se. reproduced = (a) and (b); partial = exactly one; not reproduced = neither."
     )
-    default_seeds = {"smoke": 1, "quick": 3, "full": 5}
 
     def run(self, mode: str, seeds: Sequence[int], out_dir: Path) -> Result:
         cfg = MODE_SETTINGS[mode]
@@ -150,8 +149,7 @@ class PrototypeNet(Recipe):
                 _accuracy(train_plain(xtr, ytr, seed, cfg["epochs"]), xte, yte))
         verdict, reason = self._verdict(arms)
         figure = self._plot(grids, data.image_shape, out_dir)
-        metrics = {k: summarize(v) for k, v in arms["ours"].items()}
-        baselines = {a: {k: summarize(v) for k, v in arms[a].items()} for a in ("plain_classifier", "no_r1_r2")}
+        metrics, baselines = summarize_arms(arms, "ours")
         config = {"mode": mode, "data": data.description, "model": MODEL, "train": {**TRAIN, "epochs": cfg["epochs"]},
                   "judge": {"arch": f"MLP {data.x_train.shape[1]}-256-10 relu", "epochs": cfg["judge_epochs"],
                             "seed": JUDGE_SEED, "test_accuracy": judge_acc,

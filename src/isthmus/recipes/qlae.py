@@ -117,7 +117,6 @@ class Qlae(Recipe):
         "shared codebook. reproduced = main and ablation checks; partial = main check only, or at least one of the "
         "4 comparisons won with reconstruction within 10%; not reproduced otherwise. VQ-VAE is reported, not gated."
     )
-    default_seeds = {"smoke": 1, "quick": 3, "full": 5}
 
     def run(self, mode: str, seeds: Sequence[int], out_dir: Path) -> Result:
         cfg = MODE_SETTINGS[mode]

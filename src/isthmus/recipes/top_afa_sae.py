@@ -137,7 +137,6 @@ class TopAfaSae(Recipe):
         f"{RECOVERY_MARGIN}. reproduced = both; partial = one; not reproduced = neither. BatchTopK and adaptivity "
         "(Spearman of per-sample L0 vs true active count) are reported, not gated."
     )
-    default_seeds = {"smoke": 1, "quick": 3, "full": 5}
 
     def run(self, mode: str, seeds: Sequence[int], out_dir: Path) -> Result:
         cfg = MODE_SETTINGS[mode]

@@ -123,7 +123,6 @@ class VaeLatentQuantizationDefense(Recipe):
         "one of (b), (c) - (c) without (b) means the robustness does not survive an adaptive attack; not "
         "reproduced otherwise. Other eps and FGSM are reported, not gated."
     )
-    default_seeds = {"smoke": 1, "quick": 3, "full": 5}
 
     def run(self, mode: str, seeds: Sequence[int], out_dir: Path) -> Result:
         cfg = MODE_SETTINGS[mode]
