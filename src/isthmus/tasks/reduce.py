@@ -78,7 +78,9 @@ class Reducer(TransformerMixin, BaseEstimator):
 
     def inverse_transform(self, Z: Any) -> np.ndarray:
         check_is_fitted(self, "model_")
-        Z = check_array(Z, dtype=np.float32)
+        Z = np.asarray(Z, dtype=np.float32)
+        if Z.ndim != 2:
+            raise ValueError(f"Z must be 2-D (n_samples, n_components), got shape {Z.shape}")
         if Z.shape[1] != self.n_components:
             raise ValueError(f"Z has {Z.shape[1]} columns, but the Reducer has n_components={self.n_components}")
         with torch.no_grad():
