@@ -20,6 +20,8 @@ choice for SCGC/IDEC recipes, the plain pipeline the safer default.
 
 from __future__ import annotations
 
+import copy
+import time
 from typing import Any, Literal, Sequence
 
 import numpy as np
@@ -60,6 +62,7 @@ class DeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
                  refine: Literal["idec", "dec"] | None = None, refine_epochs: int = 200, refine_lr: float = 1e-3,
                  kl_weight: float = 0.1, recon_weight: float = 1.0, graph_weight: float = 0.0,
                  graph_power: int = 1, graph_cumulative: bool = False, graph_tau: float = 1.0,
+                 autoencoder: AutoEncoder | None = None,
                  random_state: int | None = None, progress: bool = False) -> None:
         self.n_clusters = n_clusters
         self.latent_dim = latent_dim
@@ -82,6 +85,7 @@ class DeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         self.graph_power = graph_power
         self.graph_cumulative = graph_cumulative
         self.graph_tau = graph_tau
+        self.autoencoder = autoencoder
         self.random_state = random_state
         self.progress = progress
 
@@ -113,8 +117,14 @@ class DeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         rs = check_random_state(self.random_state)
         seed = int(rs.randint(0, 2**31 - 1))
         torch.manual_seed(seed)
-        self.autoencoder_ = AutoEncoder.mlp(in_dim=X.shape[1], latent_dim=self.latent_dim, hidden=list(self.hidden),
-                                            activation=self.activation)
+        if self.autoencoder is not None:  # a (pretrained) model of the caller's: copied, never changed in place
+            self.autoencoder_ = copy.deepcopy(self.autoencoder)
+            if self.autoencoder_.latent_dim != self.latent_dim:
+                raise ValueError(f"autoencoder has latent_dim {self.autoencoder_.latent_dim}, "
+                                 f"but latent_dim={self.latent_dim}")
+        else:
+            self.autoencoder_ = AutoEncoder.mlp(in_dim=X.shape[1], latent_dim=self.latent_dim,
+                                                hidden=list(self.hidden), activation=self.activation)
         xt = torch.as_tensor(X)
         if self.pretrain_epochs:
             cfg = TrainerConfig(epochs=self.pretrain_epochs, batch_size=self.batch_size, lr=self.lr, seed=seed,
@@ -178,10 +188,13 @@ class DeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         params = list(ae.parameters()) + list(head.parameters())
         opt = torch.optim.Adam(params, lr=self.refine_lr)
         recon_w = self.recon_weight if self.refine == "idec" else 0.0
-        self.refine_curve_ = []
-        self.label_change_ = []
+        self.refine_curve_: list[float] = []
+        self.label_change_: list[float] = []
+        self.label_history_: list[np.ndarray] = []  # argmax q before each update (the authors log these)
+        self.epoch_seconds_: list[float] = []
         prev = None
         for _ in range(self.refine_epochs):
+            t0 = time.perf_counter()
             ae.train()
             z = ae.encoder(xt)
             z = ae.bottleneck(z).latent
@@ -195,7 +208,9 @@ class DeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
             opt.zero_grad()
             loss.backward()
             opt.step()
+            self.epoch_seconds_.append(time.perf_counter() - t0)
             labels = q.argmax(1).detach().numpy()
+            self.label_history_.append(labels)
             self.refine_curve_.append(loss.item())
             self.label_change_.append(float((labels != prev).mean()) if prev is not None else 1.0)
             prev = labels
