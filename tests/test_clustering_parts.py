@@ -115,6 +115,12 @@ def test_deep_clusterer_finds_separated_blobs_and_predicts_new_rows():
     assert nmi(y, labels) > 0.95
     np.testing.assert_array_equal(dc.predict(X), labels)
     assert dc.transform(X).shape == (240, 4)
+    spectral = DeepClusterer(n_clusters=3, hidden=(32,), latent_dim=4, pretrain_epochs=15, batch_size=32,
+                             manifold="spectral", random_state=0).fit(X)
+    # the spectral option: new rows vote by their latent neighbours' labels
+    assert (spectral.predict(X) == spectral.labels_).mean() > 0.95
+    with pytest.raises(ValueError, match="manifold step"):
+        DeepClusterer(refine="idec", manifold="spectral", pretrain_epochs=0).fit(X)
 
 
 def test_deep_clusterer_chooses_k_and_refines():
@@ -123,7 +129,7 @@ def test_deep_clusterer_chooses_k_and_refines():
 
     X, y = blobs()
     dc = DeepClusterer(n_clusters=None, k_range=(2, 5), hidden=(32,), latent_dim=4, pretrain_epochs=15,
-                       batch_size=32, refine="idec", refine_epochs=20, random_state=0)
+                       batch_size=32, refine="idec", refine_epochs=20, manifold=None, random_state=0)
     dc.fit(X)
     assert dc.n_clusters_ == 3 and set(dc.k_scores_) == {2, 3, 4, 5}
     assert nmi(y, dc.labels_) > 0.95 and len(dc.refine_curve_) == 20
@@ -156,7 +162,7 @@ from isthmus.tasks.reduce import Reducer  # noqa: E402
 
 
 @parametrize_with_checks([
-    DeepClusterer(n_clusters=3, hidden=(8,), latent_dim=2, pretrain_epochs=1, n_init=2, batch_size=16, random_state=0),
+    DeepClusterer(n_clusters=3, hidden=(8,), latent_dim=2, pretrain_epochs=1, n_init=2, batch_size=16, manifold=None, random_state=0),
     Reducer(n_components=2, hidden=(8,), epochs=1, batch_size=16, random_state=0),
 ])
 def test_scikit_learn_estimator_checks(estimator, check):

@@ -164,7 +164,7 @@ def run_sdcn(s: Settings, seed: int, data) -> Measured:
 # ---- arms built from the library ---------------------------------------------------------------
 def _clusterer(s: Settings, data, seed: int, **kw) -> DeepClusterer:
     X, y, A, ae, _ = data
-    return DeepClusterer(n_clusters=len(np.unique(y)), latent_dim=LATENT, autoencoder=ae, pretrain_epochs=0,
+    return DeepClusterer(n_clusters=len(np.unique(y)), latent_dim=LATENT, autoencoder=ae, pretrain_epochs=0, manifold=None,
                          refine_epochs=s.epochs, refine_lr=s.lr, kl_weight=s.beta, graph_power=s.r,
                          graph_tau=s.tau, random_state=seed, **kw)
 
