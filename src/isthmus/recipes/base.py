@@ -22,6 +22,8 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
+from isthmus._runtime import runtime_defaults
+
 __all__ = ["Paper", "MetricSummary", "Result", "Recipe", "summarize", "summarize_arms", "VERDICTS", "MODES"]
 
 VERDICTS = ("reproduced", "partial", "not reproduced")
@@ -160,7 +162,8 @@ class Recipe:
         out = Path(out_dir) if out_dir is not None else Path("runs") / self.slug / mode
         out.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
-        result = self.run(mode, list(range(n)), out)
+        with runtime_defaults():  # 1 thread, flushed denormals; the caller's settings come back after
+            result = self.run(mode, list(range(n)), out)
         result.runtime_s = round(time.perf_counter() - t0, 2)
         result.versions = library_versions()
         for name, summary in result.metrics.items():
