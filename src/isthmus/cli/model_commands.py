@@ -85,6 +85,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(cfg.to_json())
         return 0
     run = train_autoencoder(cfg)
+    if run.out_dir is None:  # a torchrun rank > 0: rank 0 reports and saves
+        return 0
     print(json.dumps(run.metrics, indent=2))
     print(f"saved run to {run.out_dir}")
     return 0

@@ -19,6 +19,7 @@ from isthmus.data import Scaler, Table, load_digits, load_mnist, load_table, mak
 from isthmus.io import atomic_write_json, read_json
 from isthmus.models import AutoEncoder, ObjectiveConfig
 from isthmus.train import Trainer, TrainerConfig
+from isthmus.train.distributed import is_main_process
 
 __all__ = ["DataSection", "ModelSection", "RunConfig", "TrainedRun", "load_source", "build_model",
            "train_autoencoder", "load_run", "reconstruction_metrics"]
@@ -137,7 +138,11 @@ def reconstruction_metrics(model: AutoEncoder, X: np.ndarray, batch_size: int = 
 
 
 def train_autoencoder(cfg: RunConfig, save: bool = True) -> TrainedRun:
-    """Run the whole pipeline of ``cfg``; with ``save`` write the run folder to ``cfg.out_dir``."""
+    """Run the whole pipeline of ``cfg``; with ``save`` write the run folder to ``cfg.out_dir``.
+
+    Under ``torchrun`` every rank trains (DDP) and only rank 0 saves (the others return ``out_dir=None``).
+    """
+    save = save and is_main_process()
     table = load_source(cfg.data)
     train, val = train_val_split(table, val_fraction=cfg.data.val_fraction, seed=cfg.data.seed)
     scaler = _resolve_scaler(cfg.data.scaler, train.X).fit(train.X)

@@ -14,6 +14,7 @@ process group (NCCL on CUDA, gloo on CPU) and the Trainer then
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["DistInfo", "setup", "ddp_wrap", "all_mean", "gather_objects", "is_main_process"]
+__all__ = ["DistInfo", "setup", "ddp_wrap", "all_mean", "barrier", "gather_objects", "is_main_process"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ def setup(device: torch.device) -> DistInfo:
             return DistInfo()
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend=backend)
+        atexit.register(_leave)  # we joined the group, so we leave it (an un-destroyed group can abort at exit)
     return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
@@ -87,6 +89,17 @@ def ddp_wrap(model: nn.Module, device: torch.device) -> nn.Module:
 
     ids = [device.index] if device.type == "cuda" and device.index is not None else None
     return DistributedDataParallel(_LossModule(model), device_ids=ids, find_unused_parameters=True)
+
+
+def _leave() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    """Wait for every rank (no-op outside a process group)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
 
 
 def all_mean(values: torch.Tensor) -> torch.Tensor:

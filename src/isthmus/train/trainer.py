@@ -30,7 +30,7 @@ from isthmus.train.callbacks import Callback, Checkpointer, EarlyStopping, Metri
 from isthmus.train.callbacks.base import HOOKS, overridden_hooks
 from isthmus.train.config import TrainerConfig
 from isthmus.train.data import derive_seed
-from isthmus.train.distributed import DistInfo, all_mean, ddp_wrap, gather_objects, setup
+from isthmus.train.distributed import DistInfo, all_mean, barrier, ddp_wrap, gather_objects, setup
 from isthmus.train.grad_noise import GradientNoise
 from isthmus.train.loader import LoaderSource, make_source
 from isthmus.train.meter import LossMeter
@@ -158,6 +158,8 @@ class Trainer:
             for fn in hooks["on_fit_start"]:
                 fn(self)
             self._run_epochs(train_src, val_src, n_batches, hooks)
+            if self.dist.active:
+                barrier()  # ranks leave fit together, after rank 0's last checkpoint
         except BaseException as exc:
             self.error = exc
             raise
