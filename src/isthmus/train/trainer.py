@@ -215,7 +215,7 @@ class Trainer:
         if self.dist.active and not isinstance(src, LoaderSource) and n % cfg.batch_size and not cfg.drop_last:
             # equal shares per rank keep the DDP gradient mean equal to the global-batch mean
             warnings.warn(f"under torchrun the last incomplete batch ({n % cfg.batch_size} of {n} samples) is "
-                          "dropped each epoch (drop_last)", stacklevel=4)
+                          "dropped each epoch (drop_last)", stacklevel=5)
             self._drop_last = True
         n_batches = src.num_batches(cfg.batch_size, self._drop_last)
         if n_batches == 0:
