@@ -72,7 +72,7 @@ class BatchSource:
                  pin_memory: bool = False) -> None:
         self.device = torch.device(device)
         self.num_workers, self.pin_memory = num_workers, pin_memory
-        self.dataset: Dataset | None = None
+        self.dataset: Any = None  # a map-style Dataset (any object with __getitem__ and __len__)
         self.tensors: tuple[torch.Tensor, ...] = ()
         self.single = False
         if isinstance(data, (torch.Tensor, np.ndarray)):

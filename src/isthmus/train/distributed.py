@@ -17,7 +17,7 @@ from __future__ import annotations
 import atexit
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.distributed as dist
@@ -76,7 +76,7 @@ class _LossModule(nn.Module):
         self.model = model
 
     def forward(self, batch: Any) -> Any:
-        return self.model.compute_loss(batch)
+        return cast(Any, self.model).compute_loss(batch)
 
 
 def ddp_wrap(model: nn.Module, device: torch.device) -> nn.Module:

@@ -16,7 +16,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, cast
 
 import torch
 from torch import nn
@@ -189,7 +189,8 @@ class Trainer:
         self.model.to(self.device)
         self._params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = build_optimizer(self._params, cfg)
-        self._forward = ddp_wrap(self.model, self.device) if self.dist.active else self.model.compute_loss
+        self._forward: Callable[[Any], Any] = (ddp_wrap(self.model, self.device) if self.dist.active
+                                               else cast(Any, self.model).compute_loss)
         self._n_train, n_batches = self._count(train_src)
         self.total_steps = cfg.epochs * n_batches if n_batches is not None else 0
         self._schedule = LRSchedule(self.optimizer, self.total_steps, cfg.schedule, cfg.warmup_steps)
@@ -245,6 +246,7 @@ class Trainer:
     def _train_epoch(self, src: Any, n_batches: int | None, step_hooks: list) -> None:
         """The hot loop: keep per-step Python work and syncs to a minimum."""
         cfg, model, opt, params = self.config, self.model, self.optimizer, self._params
+        assert opt is not None, "_prepare builds the optimizer"
         model.train()
         batches = src.epoch_batches(self.epoch, self.step_in_epoch, cfg.batch_size, shuffle=cfg.shuffle,
                                     seed=cfg.seed, drop_last=self._drop_last, rank=self.dist.rank,
@@ -321,6 +323,7 @@ class Trainer:
                 self.best_val_loss, self.best_epoch = v, self.epoch
                 if self.config.restore_best:
                     self._best_state = {k: t.detach().clone() for k, t in self.model.state_dict().items()}
+        assert self.optimizer is not None, "_prepare builds the optimizer"
         logs["lr"] = self.optimizer.param_groups[0]["lr"]
         self.history.append(logs)
         self.epoch_done = True
@@ -355,7 +358,7 @@ class Trainer:
         try:
             for batch, size in src.eval_batches(bs):
                 with amp if amp is not None else contextlib.nullcontext():
-                    out = self.model.compute_loss(batch)
+                    out = cast(Any, self.model).compute_loss(batch)
                 meter.add(float(out.loss), out.losses, size)
         finally:
             self.model.train(was_training)
@@ -431,6 +434,7 @@ class Trainer:
                     "Resume with the same data and batch_size"
                 )
         load_state_strict(self.model, c.model, str(path / "model.safetensors"))
+        assert self.optimizer is not None, "_prepare builds the optimizer before a resume"
         ckpt.optimizer_from_flat(self.optimizer, c.optimizer["tensors"], c.optimizer["meta"], str(path))
         self._restore_rng(c.rng_tensors, s)
         self.epoch, self.step_in_epoch = int(s["epoch"]), int(s["step_in_epoch"])
