@@ -23,7 +23,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["DistInfo", "setup", "ddp_wrap", "all_mean", "barrier", "gather_objects", "is_main_process"]
+__all__ = ["DistInfo", "setup", "ddp_wrap", "all_mean", "barrier", "gather_objects", "gather_rng", "rank_rng", "mean_over_ranks",
+           "is_main_process"]
 
 
 @dataclass(frozen=True)
@@ -109,8 +110,43 @@ def all_mean(values: torch.Tensor) -> torch.Tensor:
     return out / dist.get_world_size()
 
 
+def mean_over_ranks(loss: torch.Tensor, terms: dict[str, Any]) -> tuple[float, dict[str, torch.Tensor]]:
+    """The loss and its named terms averaged over ranks, in one all-reduce (what rank 0 logs)."""
+    keys = list(terms)
+    vals = [loss.detach().float().reshape(())]
+    vals += [torch.as_tensor(terms[k]).detach().float().reshape(()).to(vals[0].device) for k in keys]
+    mean = all_mean(torch.stack(vals)).cpu()
+    return float(mean[0]), dict(zip(keys, mean[1:]))
+
+
 def gather_objects(obj: Any) -> list[Any]:
     """Every rank's ``obj`` in rank order, on every rank (JSON-like values and CPU tensors)."""
     out: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(out, obj)
     return out
+
+
+def gather_rng(tensors: dict[str, torch.Tensor], meta: dict[str, Any]
+               ) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
+    """Every rank's RNG ``(tensors, meta)`` merged for rank 0's checkpoint (a collective: all ranks call it).
+
+    Rank 0's tensors keep their names, rank r's get a ``rank{r}.`` prefix; the JSON parts come back
+    as one list in rank order.
+    """
+    gathered = gather_objects((tensors, meta))
+    merged = dict(tensors)
+    for r, (theirs, _) in enumerate(gathered[1:], start=1):
+        merged.update({f"rank{r}.{k}": v for k, v in theirs.items()})
+    return merged, [m for _, m in gathered]
+
+
+def rank_rng(tensors: dict[str, torch.Tensor], state: dict[str, Any], rank: int
+             ) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+    """Rank ``rank``'s saved RNG ``(tensors, meta)`` from a checkpoint, or None when it holds none for it."""
+    if rank == 0:
+        return tensors, state["rng"]
+    ranks = state.get("rng_ranks") or []
+    if rank >= len(ranks):
+        return None
+    prefix = f"rank{rank}."
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}, ranks[rank]

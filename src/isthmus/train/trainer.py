@@ -30,7 +30,7 @@ from isthmus.train.callbacks import Callback, Checkpointer, EarlyStopping, Metri
 from isthmus.train.callbacks.base import HOOKS, overridden_hooks
 from isthmus.train.config import TrainerConfig
 from isthmus.train.data import derive_seed
-from isthmus.train.distributed import DistInfo, all_mean, barrier, ddp_wrap, gather_objects, setup
+from isthmus.train.distributed import DistInfo, barrier, ddp_wrap, gather_rng, mean_over_ranks, rank_rng, setup
 from isthmus.train.grad_noise import GradientNoise
 from isthmus.train.loader import LoaderSource, make_source
 from isthmus.train.meter import LossMeter
@@ -275,7 +275,7 @@ class Trainer:
                 checked = True
             terms = out.losses
             if synced:  # every rank logs, and checks finiteness on, the mean over ranks
-                value, terms = self._rank_mean(loss, terms)
+                value, terms = mean_over_ranks(loss, terms)
             else:
                 value = loss.item()  # the loop's one sync
             if not math.isfinite(value):
@@ -303,13 +303,6 @@ class Trainer:
         if self.config.precision == "bf16":
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
         return None
-
-    def _rank_mean(self, loss: torch.Tensor, terms: dict[str, Any]) -> tuple[float, dict[str, torch.Tensor]]:
-        keys = list(terms)
-        vals = [loss.detach().float().reshape(())]
-        vals += [torch.as_tensor(terms[k]).detach().float().reshape(()).to(vals[0].device) for k in keys]
-        mean = all_mean(torch.stack(vals)).cpu()
-        return float(mean[0]), dict(zip(keys, mean[1:]))
 
     def _end_epoch(self, val_src: Any, epoch_hooks: list) -> None:
         self.meter.flush()
@@ -375,12 +368,9 @@ class Trainer:
         name = ckpt.checkpoint_name(self.global_step, epoch_end)
         rng_ranks = None
         if self.dist.active:  # a collective: every rank's RNG goes into rank 0's checkpoint
-            gathered = gather_objects((rng_tensors, rng_meta))
+            rng_tensors, rng_ranks = gather_rng(rng_tensors, rng_meta)
             if not self.dist.is_main:
                 return Path(cfg.checkpoint_dir) / name
-            rng_ranks = [meta for _, meta in gathered]
-            for r, (tensors, _) in enumerate(gathered[1:], start=1):
-                rng_tensors.update({f"rank{r}.{k}": v for k, v in tensors.items()})
         state = {
             "isthmus_version": __version__,
             "epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "epoch_done": self.epoch_done,
@@ -451,20 +441,15 @@ class Trainer:
         self.resumed_from = path
 
     def _restore_rng(self, tensors: dict[str, torch.Tensor], s: dict[str, Any]) -> None:
-        """Rank 0 (or a single process) restores the saved RNG; rank r > 0 its own ``rank{r}.*`` states."""
-        r = self.dist.rank
-        if r == 0:
-            restore_rng(tensors, s["rng"], self._rng_generators())
+        gens = self._rng_generators()
+        own = rank_rng(tensors, s, self.dist.rank)
+        if own is not None:
+            restore_rng(*own, gens)
             return
-        ranks = s.get("rng_ranks") or []
-        if r < len(ranks):
-            own = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith(f"rank{r}.")}
-            restore_rng(own, ranks[r], self._rng_generators())
-            return
-        warnings.warn(f"the checkpoint holds RNG states for {len(ranks) or 1} process(es), not rank {r}; this rank "
-                      "reseeds, so stochastic layers will not replay the uninterrupted run", stacklevel=4)
-        restore_rng(tensors, s["rng"], self._rng_generators())  # grad-noise generator must match rank 0's
-        seed_everything(derive_seed(self.config.seed, 3, r, self.global_step))
+        warnings.warn(f"the checkpoint holds no RNG state for rank {self.dist.rank}; it reseeds, so stochastic "
+                      "layers will not replay the uninterrupted run", stacklevel=4)
+        restore_rng(tensors, s["rng"], gens)  # grad-noise generator must match rank 0's
+        seed_everything(derive_seed(self.config.seed, 3, self.dist.rank, self.global_step))
 
 
 def _check_output(out: Any, model: nn.Module) -> None:
