@@ -27,7 +27,7 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         return sorted(self._entries)
 
-    def get(self, name: str) -> tuple[type, type | None]:
+    def get(self, name: str) -> tuple[type, Any]:
         try:
             return self._entries[name]
         except KeyError:

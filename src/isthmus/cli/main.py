@@ -15,6 +15,7 @@ import sys
 from typing import Sequence
 
 from isthmus import __version__
+from isthmus._runtime import configure
 
 __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 
@@ -80,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # A bare group (``isthmus`` or ``isthmus recipes``): show the relevant help.
         getattr(args, "help_parser", parser).print_help(sys.stderr)
         return EXIT_USAGE
+    configure()  # the CLI owns its process: 1 thread, flushed denormals (opt out: ISTHMUS_RUNTIME_DEFAULTS=0)
     try:
         return int(func(args) or 0)
     except KeyboardInterrupt:

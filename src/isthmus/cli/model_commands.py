@@ -25,6 +25,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides with dotted keys")
     p.add_argument("--out", type=Path, default=None, help="run folder (overrides out_dir)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--log-to", action="append", default=[], choices=("tensorboard", "mlflow"),
+                   help="also send the JSONL log to TensorBoard (<out>/tensorboard) or MLflow (<out>/mlruns); "
+                        "repeatable; needs pip install 'isthmus[tracking]'")
     p.set_defaults(func=cmd_train)
 
     p = subparsers.add_parser("evaluate", help="reconstruction metrics of a trained run on data",
@@ -84,7 +87,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.print_config:
         print(cfg.to_json())
         return 0
-    run = train_autoencoder(cfg)
+    from isthmus.train.callbacks import make_tracker
+
+    run = train_autoencoder(cfg, callbacks=[make_tracker(name, cfg.out_dir) for name in args.log_to])
+    if run.out_dir is None:  # a torchrun rank > 0: rank 0 reports and saves
+        return 0
     print(json.dumps(run.metrics, indent=2))
     print(f"saved run to {run.out_dir}")
     return 0

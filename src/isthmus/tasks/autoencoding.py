@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -18,7 +18,8 @@ from isthmus.config import Config, ConfigError
 from isthmus.data import Scaler, Table, load_digits, load_mnist, load_table, make_scaler, make_shapes, train_val_split
 from isthmus.io import atomic_write_json, read_json
 from isthmus.models import AutoEncoder, ObjectiveConfig
-from isthmus.train import Trainer, TrainerConfig
+from isthmus.train import Callback, Trainer, TrainerConfig
+from isthmus.train.distributed import is_main_process
 
 __all__ = ["DataSection", "ModelSection", "RunConfig", "TrainedRun", "load_source", "build_model",
            "train_autoencoder", "load_run", "reconstruction_metrics"]
@@ -136,8 +137,12 @@ def reconstruction_metrics(model: AutoEncoder, X: np.ndarray, batch_size: int = 
     return {"mse": mse, "psnr": float(10 * np.log10(data_range**2 / max(mse, 1e-12)))}
 
 
-def train_autoencoder(cfg: RunConfig, save: bool = True) -> TrainedRun:
-    """Run the whole pipeline of ``cfg``; with ``save`` write the run folder to ``cfg.out_dir``."""
+def train_autoencoder(cfg: RunConfig, save: bool = True, callbacks: Sequence[Callback] = ()) -> TrainedRun:
+    """Run the whole pipeline of ``cfg``; with ``save`` write the run folder to ``cfg.out_dir``.
+
+    Under ``torchrun`` every rank trains (DDP) and only rank 0 saves (the others return ``out_dir=None``).
+    """
+    save = save and is_main_process()
     table = load_source(cfg.data)
     train, val = train_val_split(table, val_fraction=cfg.data.val_fraction, seed=cfg.data.seed)
     scaler = _resolve_scaler(cfg.data.scaler, train.X).fit(train.X)
@@ -149,7 +154,7 @@ def train_autoencoder(cfg: RunConfig, save: bool = True) -> TrainedRun:
     if save and tcfg.log_path is None:
         tcfg = tcfg.with_overrides({"log_path": str(out / "train_log.jsonl")})
         out.mkdir(parents=True, exist_ok=True)
-    result = Trainer(model, tcfg).fit(torch.as_tensor(Xtr), torch.as_tensor(Xva))
+    result = Trainer(model, tcfg, callbacks=callbacks).fit(torch.as_tensor(Xtr), torch.as_tensor(Xva))
     metrics = {f"val_{k}": v for k, v in reconstruction_metrics(model, Xva).items()}
     metrics.update({f"train_{k}": v for k, v in reconstruction_metrics(model, Xtr).items()})
     run = TrainedRun(model, scaler, train, val, metrics, list(result.history), out if save else None)
