@@ -146,7 +146,7 @@ def _make_sdcn(data, seed: int, lr: float):
 
 
 def run_sdcn(s: Settings, seed: int, data) -> Measured:
-    X, y = data[0], data[1]
+    y = data[1]
     model, opt, x, a = _make_sdcn(data, seed, s.sdcn_lr)
     history, change, prev = [], [], None
     for _ in range(s.epochs):
