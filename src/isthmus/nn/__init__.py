@@ -1,5 +1,11 @@
 """Building blocks (torch only): MLPs, conv encoders/decoders, trainable low-rank layers."""
 
+from isthmus._runtime import configure as _configure
+
+# The runtime defaults (1 intra-op thread, denormals flushed; see isthmus/_runtime.py) apply from the
+# first torch-using layer on; `import isthmus` alone stays light so the CLI starts fast.
+_configure()
+
 from isthmus.nn.conv import ConvDecoder, ConvDecoderConfig, ConvEncoder, ConvEncoderConfig
 from isthmus.nn.graph import GraphLearner, GraphLearnerConfig, mix_nodes
 from isthmus.nn.layers import activation, init_weights
