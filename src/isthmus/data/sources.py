@@ -7,9 +7,11 @@ NumPy files are always read with ``allow_pickle=False``: a pickle in a data file
 
 from __future__ import annotations
 
+import gzip
 import re
 import warnings
 import zipfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -120,6 +122,9 @@ def load_csv(path: str | Path, columns: Sequence[str] | None = None, label_colum
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise DataError(f"{p}: not readable as CSV ({exc}); check the delimiter (sep=) and "
                         "that every row has the same number of fields") from None
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:  # a .gz name on a broken or non-gzip file
+        raise DataError(f"{p}: not readable as gzip-compressed CSV ({type(exc).__name__}: {exc}); the file "
+                        "may be truncated, or not gzip data despite its name") from None
     df = _drop_index_column(df, str(p), columns)
     # +2: row 0 of the frame is line 2 of the file, after the header line.
     return _frame_to_table(df, str(p), columns, label_column, entity_column, line_offset=2)
@@ -131,6 +136,9 @@ def _drop_index_column(df: pd.DataFrame, source: str, columns: Sequence[str] | N
     rows (numbered higher) all look anomalous. Kept when ``columns=`` names it explicitly."""
     first = str(df.columns[0]) if len(df.columns) else ""
     if first != "Unnamed: 0" or (columns is not None and "Unnamed: 0" in columns):
+        return df
+    col = df.iloc[:, 0]
+    if not (pd.api.types.is_integer_dtype(col) and col.is_unique):  # an index holds unique integers
         return df
     warnings.warn(f"{source}: the first column has no header, so it is taken as the row index that "
                   "DataFrame.to_csv writes by default and left out of the features (write files with "
