@@ -59,8 +59,11 @@ def catalog_status() -> list:
     """
     import importlib.util
 
+    from isthmus.recipes import registry
     from isthmus.recipes.catalog import SEEDS, CatalogEntry, slug_to_module
 
+    if registry._LOADED:  # already imported (a Python session, tests): the registry itself is the truth
+        return registry.list_recipes()
     return [CatalogEntry(s.number, s.slug, s.title, s.arxiv,
                          "implemented" if importlib.util.find_spec(f"isthmus.recipes.{slug_to_module(s.slug)}")
                          else "planned")
