@@ -305,3 +305,25 @@ def test_run_folder_files_are_readable_by_others_under_umask_022(tmp_path):
     assert rc == 0
     for name in ("model/model.safetensors", "model/config.json", "scaler.json", "run_config.json", "metrics.json"):
         assert stat.S_IMODE((run / name).stat().st_mode) == 0o644, name
+
+
+def test_checkpoint_save_leaves_a_live_process_temp_folder_alone(tmp_path):
+    """Two processes sharing a checkpoint_dir (Python API, no CLI lock): one save no longer deletes the
+    other's half-written temp folder (that crashed it with FileNotFoundError)."""
+    import torch
+
+    from isthmus.models import AutoEncoder
+    from isthmus.train import Trainer, TrainerConfig
+
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        theirs = tmp_path / f".tmp-ckpt-000000001-0-{other.pid}"
+        theirs.mkdir(parents=True)
+        dead = tmp_path / ".tmp-ckpt-000000001-0-999999999"
+        dead.mkdir()
+        Trainer(AutoEncoder.mlp(4, latent_dim=2, hidden=[4]),
+                TrainerConfig(epochs=1, batch_size=4, progress=False, checkpoint_dir=str(tmp_path))).fit(torch.randn(8, 4))
+        assert theirs.exists() and not dead.exists()
+    finally:
+        other.kill()
+        other.wait()
