@@ -86,7 +86,7 @@ def test_disk_full_during_a_checkpoint_keeps_the_last_good_one(tmp_path, monkeyp
     and loadable, no temp folders left, and --resume (space freed) finishes the run exactly."""
     from safetensors import SafetensorError
 
-    import isthmus.io as io
+    from isthmus import io
     from isthmus.train.checkpoint import find_latest, load_checkpoint
 
     rng = np.random.default_rng(0)
@@ -148,7 +148,7 @@ def test_readme_counts_the_implemented_recipes():
 
 # ---- the README's Python example shows the library at its best ----------------------------------------------
 def test_readme_python_example_beats_pca(tmp_path, monkeypatch, capsys):
-    code = re.search(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S).group(1)
+    code = re.search(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL).group(1)
     monkeypatch.chdir(tmp_path)
     exec(compile(code, "README.md", "exec"), {})
     m = re.search(r"autoencoder ([\d.]+), PCA\(8\) ([\d.]+)", capsys.readouterr().out)

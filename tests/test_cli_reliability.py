@@ -264,7 +264,7 @@ def test_unwritable_subfolder_is_found_before_training(tmp_path, monkeypatch, ca
     assert rc == 0
     real = tempfile.mkstemp
 
-    def refuse_model_dir(*args, dir=None, **kw):  # noqa: A002 - tempfile's own keyword
+    def refuse_model_dir(*args, dir=None, **kw):
         if dir is not None and Path(dir).name == "model":
             raise PermissionError(errno.EACCES, "Permission denied", str(dir))
         return real(*args, dir=dir, **kw)

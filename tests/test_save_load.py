@@ -10,7 +10,7 @@ import stat
 import pytest
 import torch
 
-import isthmus.io as io
+from isthmus import io
 from isthmus.interp.sae import SAEConfig, SparseAutoEncoder
 from isthmus.interp.toy.model import ToyConfig, ToyTransformer
 from isthmus.io import CheckpointError, atomic_write_json, read_json

@@ -26,9 +26,20 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-__all__ = ["CheckpointError", "Pretrained", "atomic_write_bytes", "atomic_write_json", "save_tensors",
-           "load_tensors", "read_json", "sha256_file", "load_state_strict", "save_config_model",
-           "load_config_model", "WEIGHTS_NAME"]
+__all__ = [
+    "WEIGHTS_NAME",
+    "CheckpointError",
+    "Pretrained",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "load_config_model",
+    "load_state_strict",
+    "load_tensors",
+    "read_json",
+    "save_config_model",
+    "save_tensors",
+    "sha256_file",
+]
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"

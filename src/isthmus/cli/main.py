@@ -14,7 +14,7 @@ import importlib
 import os
 import sys
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 from isthmus import __version__
 
@@ -94,7 +94,7 @@ def _os_message(exc: OSError) -> str | None:
     return f"{exc.strerror or exc}{where}; {hint}"
 
 
-def _format_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001
+def _format_warning(message, category, filename, lineno, line=None) -> str:
     """Warnings on the command line read as ``warning: <message>``, not as source locations."""
     return f"warning: {message}\n"
 
@@ -115,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.formatwarning = previous
 
 
-def _run(func, args: argparse.Namespace) -> int:  # noqa: ANN001
+def _run(func, args: argparse.Namespace) -> int:
     try:
         return int(func(args) or 0)
     except KeyboardInterrupt:

@@ -91,7 +91,13 @@ def _load(args: argparse.Namespace):
     is missing); a label column the run was trained with is optional on new (unlabelled) data.
     """
     from isthmus.data import train_val_split
-    from isthmus.tasks.autoencoding import DataSection, load_run, load_schema, load_source, match_schema
+    from isthmus.tasks.autoencoding import (
+        DataSection,
+        load_run,
+        load_schema,
+        load_source,
+        match_schema,
+    )
 
     model, scaler, cfg = load_run(args.run)
     schema = load_schema(args.run)

@@ -24,10 +24,11 @@ import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
-__all__ = ["LOCK_NAME", "RunFolderError", "add_run_folder_flags", "claim_run_folder", "check_writable"]
+__all__ = ["LOCK_NAME", "RunFolderError", "add_run_folder_flags", "check_writable", "claim_run_folder"]
 
 LOCK_NAME = ".isthmus.lock"
 
