@@ -82,3 +82,52 @@ def test_conformance_shapes_save_load(tmp_path):
     torch.testing.assert_close(back.encode(x), model.eval().encode(x))
     with pytest.raises(ValueError, match="expects"):
         model.encode(torch.rand(2, 1, 6, 6))
+
+
+def test_block_masking_exact_count_and_contiguous():
+    from isthmus.nn.vit import block_masking
+
+    g = torch.Generator().manual_seed(0)
+    m = block_masking(4, 0.5, 6, generator=g)
+    assert m.shape == (6, 16) and (m.sum(1) == 8).all()
+    # contiguous: most masked patches have a masked 4-neighbour
+    grid = m.reshape(6, 4, 4)
+    nb = torch.zeros_like(grid)
+    nb[:, 1:] += grid[:, :-1]
+    nb[:, :-1] += grid[:, 1:]
+    nb[:, :, 1:] += grid[:, :, :-1]
+    nb[:, :, :-1] += grid[:, :, 1:]
+    assert ((nb > 0) & (grid > 0)).sum() / grid.sum() > 0.9
+
+
+def test_cross_block_leaves_the_context_untouched_and_reads_it():
+    from isthmus.nn.vit import CrossBlock
+
+    torch.manual_seed(0)
+    blk = CrossBlock(8, 2)
+    q, ctx = torch.randn(2, 3, 8), torch.randn(2, 5, 8)
+    ctx0 = ctx.clone()
+    out = blk(q, ctx)
+    assert torch.equal(ctx, ctx0) and out.shape == q.shape
+    assert not torch.allclose(blk(q, torch.randn(2, 5, 8)), out)  # (a shifted ctx would be undone by the norm)
+
+
+def test_cae_target_encoder_gets_no_gradient_and_ablation_drops_the_term():
+    from isthmus.models.context_ae import CAEConfig, ContextAutoEncoder
+
+    torch.manual_seed(0)
+    cfg = CAEConfig(image_size=8, patch=2, dim=16, heads=2, depth=1, regressor_depth=1, decoder_depth=1)
+    model = ContextAutoEncoder(cfg)
+    x = torch.rand(2, 1, 8, 8)
+    out = model(x, generator=torch.Generator().manual_seed(0))
+    assert set(out.losses) == {"align", "reconstruction"} and out.stats["mask"].sum(1).tolist() == [8, 8]
+    # the align term's gradient reaches the regressor, never the encoder through the target branch
+    model.zero_grad()
+    out.losses["align"].backward()
+    assert model.regressor[0].attn.q.weight.grad.abs().sum() > 0
+    assert model.encoder[0].attn.qkv.weight.grad.abs().sum() > 0  # via z_v (the regressor's context) only
+    ablation = ContextAutoEncoder(cfg.with_overrides({"align_weight": 0.0}))
+    assert set(ablation(x).losses) == {"reconstruction"}
+    from tests.conformance import check_output_shapes
+
+    check_output_shapes(model, x)

@@ -18,8 +18,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-__all__ = ["patchify", "unpatchify", "PatchEmbed", "SelfAttention", "Block", "random_masking",
-           "sincos_positions"]
+__all__ = ["patchify", "unpatchify", "PatchEmbed", "SelfAttention", "CrossAttention", "Block", "CrossBlock",
+           "random_masking", "block_masking", "sincos_positions"]
 
 
 def patchify(images: torch.Tensor, patch: int) -> torch.Tensor:
@@ -82,6 +82,45 @@ class SelfAttention(nn.Module):
         return self.out(y.transpose(1, 2).reshape(b, t, d))
 
 
+class CrossAttention(nn.Module):
+    """Multi-head attention of queries ``(B, Tq, D)`` over keys/values ``(B, Tk, D)``."""
+
+    def __init__(self, dim: int, heads: int = 4) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim {dim} must be divisible by heads {heads}")
+        self.heads = heads
+        self.q, self.kv, self.out = nn.Linear(dim, dim), nn.Linear(dim, 2 * dim), nn.Linear(dim, dim)
+
+    def forward(self, queries: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        b, tq, d = queries.shape
+        h = self.heads
+        q = self.q(queries).reshape(b, tq, h, d // h).transpose(1, 2)
+        k, v = self.kv(context).reshape(b, context.shape[1], 2, h, d // h).permute(2, 0, 3, 1, 4)
+        y = nn.functional.scaled_dot_product_attention(q, k, v)
+        return self.out(y.transpose(1, 2).reshape(b, tq, d))
+
+
+class CrossBlock(nn.Module):
+    """Pre-norm block updating only the queries: ``q + attn(norm(q), norm([context; q]))``, then an MLP.
+
+    The context (e.g. visible-patch latents) is read, never written: the context autoencoder's
+    regressor, whose keys/values are the visible latents and the queries themselves.
+    """
+
+    def __init__(self, dim: int, heads: int = 4, mlp_ratio: float = 4.0) -> None:
+        super().__init__()
+        self.norm_q, self.norm_kv, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attn = CrossAttention(dim, heads)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+
+    def forward(self, queries: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        kv = self.norm_kv(torch.cat([context, queries], 1))
+        queries = queries + self.attn(self.norm_q(queries), kv)
+        return queries + self.mlp(self.norm2(queries))
+
+
 class Block(nn.Module):
     """Pre-norm transformer block: ``x + attn(norm(x))``, then ``x + mlp(norm(x))``."""
 
@@ -118,3 +157,34 @@ def random_masking(x: torch.Tensor, ratio: float, generator: torch.Generator | N
     mask[:, :keep] = 0
     mask = torch.gather(mask, 1, restore)
     return kept, mask, keep_idx, restore
+
+
+def block_masking(grid: int, ratio: float, batch: int, generator: torch.Generator | None = None,
+                  max_block: int | None = None) -> torch.Tensor:
+    """BEiT-style block masks ``(B, grid·grid)`` (1 = masked) with exactly ``round(ratio·N)`` masked patches.
+
+    Rectangles of random size and aspect are added until the target count is reached (the last one
+    trimmed patch by patch), so masked regions are contiguous blocks rather than scattered patches.
+    """
+    n = grid * grid
+    target = int(round(ratio * n))
+    if not 0 <= target < n:
+        raise ValueError(f"ratio {ratio} masks {target} of {n} patches; need 0 <= masked < {n}")
+    max_block = max_block or max(1, grid // 2)
+    out = torch.zeros(batch, n)
+    for b in range(batch):
+        m = torch.zeros(grid, grid)
+        while int(m.sum()) < target:
+            h = int(torch.randint(1, max_block + 1, (1,), generator=generator))
+            w = int(torch.randint(1, max_block + 1, (1,), generator=generator))
+            r = int(torch.randint(0, grid - h + 1, (1,), generator=generator))
+            c = int(torch.randint(0, grid - w + 1, (1,), generator=generator))
+            block = torch.zeros(grid, grid)
+            block[r:r + h, c:c + w] = 1
+            new = (block - m).clamp_min(0).flatten().nonzero().ravel()
+            room = target - int(m.sum())
+            flat = m.flatten()
+            flat[new[:room]] = 1
+            m = flat.reshape(grid, grid)
+        out[b] = m.flatten()
+    return out
