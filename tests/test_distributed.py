@@ -111,3 +111,30 @@ def test_killed_two_process_run_resumes_bit_exactly(script, tmp_path):
     a, b = load_tensors(ref / "final.safetensors"), load_tensors(run / "final.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert step_losses(run) == step_losses(ref)  # the log was cut back to the checkpoint, never doubled
+
+
+def test_global_batch_must_split_evenly_across_ranks(monkeypatch):
+    from isthmus.config import ConfigError
+    from isthmus.models import AutoEncoder
+    from isthmus.train import Trainer, TrainerConfig
+    from isthmus.train import trainer as trainer_module
+    from isthmus.train.distributed import DistInfo
+
+    monkeypatch.setattr(trainer_module, "setup", lambda device: DistInfo(rank=0, world=3))
+    with pytest.raises(ConfigError, match="multiple of the 3 processes"):
+        Trainer(AutoEncoder.mlp(4, 2), TrainerConfig(batch_size=32, progress=False)).fit(torch.rand(64, 4))
+
+
+@pytest.mark.slow
+def test_torchrun_runs_the_cli_and_rank_0_alone_writes_the_run_folder(tmp_path):
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "isthmus",
+            "train", "trainer.epochs=2", "trainer.progress=false", "trainer.batch_size=32", "data.limit=256",
+            "--out", str(out)]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (done.stdout + done.stderr).count("saved run to") == 1 and done.stdout.count('"val_mse"') == 1
+    assert (out / "model" / "model.safetensors").exists() and (out / "metrics.json").exists()
+    epochs = [json.loads(s) for s in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in epochs if r["event"] == "epoch"] == [0, 1]  # one writer, no doubled lines
