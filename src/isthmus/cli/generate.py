@@ -43,7 +43,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_sample)
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    import numpy as np
     import torch
 
     from isthmus.cli.run_folder import claim_run_folder
