@@ -70,14 +70,16 @@ class TopKEncode(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x_c, w_enc, b_enc, k: int, aux_mask, k_aux: int):
-        pre = torch.addmm(b_enc, x_c, w_enc.t())  # (B, m)
+        pre = torch.addmm(b_enc, x_c, w_enc.t())  # (B, m); bfloat16/float16 under autocast
         vals, idx = pre.topk(k, dim=1, sorted=False)  # (B, k)
-        vals = vals.clamp_min(0)  # ReLU after top-k == top-k of ReLU
+        # ReLU after top-k == top-k of ReLU; the k values go back to the parameters' dtype so the sparse
+        # decoder and backward (embedding_bag needs matching dtypes) run as without autocast.
+        vals = vals.clamp_min(0).to(w_enc.dtype)
         if aux_mask is not None and k_aux > 0:
             aux_vals, aux_idx = pre.masked_fill(~aux_mask, float("-inf")).topk(k_aux, dim=1, sorted=False)
-            aux_vals = aux_vals.clamp_min(0)
+            aux_vals = aux_vals.clamp_min(0).to(w_enc.dtype)
         else:
-            aux_vals = pre.new_zeros(pre.shape[0], 0)
+            aux_vals = vals.new_zeros(pre.shape[0], 0)
             aux_idx = idx.new_zeros(pre.shape[0], 0)
         ctx.save_for_backward(x_c, w_enc, vals, idx, aux_vals, aux_idx)
         ctx.mark_non_differentiable(idx, aux_idx)

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 from torch import nn
 
-from isthmus._runtime import configure
 from isthmus.bottlenecks import BOTTLENECKS
 from isthmus.bottlenecks.sparse import SparseBottleneck, TopKBottleneck
 from isthmus.bottlenecks.sparse_backward import dense_from_topk, sparse_decode, topk_encode
@@ -212,123 +211,11 @@ class UnitNormDecoder(Callback):
         trainer.model.normalize_decoder_()
 
 
-@dataclass
-class SAETrainConfig(Config):
-    """Knobs of :func:`train_sae`: Adam, linear LR warm-up, linear decay over the last
-    ``decay_fraction`` of ``steps``, optional dead-latent resampling every ``resample_every`` steps."""
+def __getattr__(name: str) -> Any:
+    """``SAETrainConfig``, ``train_sae`` and ``resample_dead_latents`` live in :mod:`isthmus.interp.sae_train`
+    (resumable training); they stay importable from here (PEP 562 lazy attribute, no import cycle)."""
+    if name in ("SAETrainConfig", "train_sae", "resample_dead_latents"):
+        from isthmus.interp import sae_train
 
-    steps: int = 1000
-    batch_size: int = 1024
-    lr: float = 4e-4
-    betas: tuple[float, float] = (0.9, 0.999)
-    warmup_steps: int = 0
-    decay_fraction: float = 0.2
-    grad_clip: float | None = None
-    resample_every: int = 0
-    init_b_dec: bool = True
-    fused_adam: bool = True  # torch's fused Adam: one kernel per tensor (≈2× less optimizer time on CPU)
-    seed: int = 0
-    log_every: int = 100
-
-
-def _batches(data: Any, cfg: SAETrainConfig, gen: torch.Generator) -> Iterator[torch.Tensor]:
-    """Endless (B, d) batches from a tensor (random rows), a store with ``iter_batches``, or an iterable."""
-    if isinstance(data, torch.Tensor):
-        while True:
-            yield data[torch.randint(0, data.shape[0], (cfg.batch_size,), generator=gen)]
-    epoch = 0
-    while True:
-        if hasattr(data, "iter_batches"):
-            it = data.iter_batches(cfg.batch_size, shuffle=True, seed=cfg.seed + epoch)
-        else:
-            it = iter(data)
-        empty = True
-        for b in it:
-            empty = False
-            yield b[0] if isinstance(b, (tuple, list)) else b
-        if empty:
-            raise ValueError("the activation source yielded no batches")
-        epoch += 1
-
-
-def _lr_factor(step: int, cfg: SAETrainConfig) -> float:
-    if cfg.warmup_steps and step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
-    decay_start = int(cfg.steps * (1 - cfg.decay_fraction))
-    if step >= decay_start and cfg.decay_fraction > 0:
-        return max(0.0, (cfg.steps - step) / max(1, cfg.steps - decay_start))
-    return 1.0
-
-
-def train_sae(sae: SparseAutoEncoder, data: Any, config: SAETrainConfig | None = None,
-              log: Callable[[dict], None] | None = None) -> list[dict[str, float]]:
-    """Train ``sae`` on activations: a (N, d) tensor, an ``ActivationStore`` (``iter_batches``) or any
-    iterable of (B, d) tensors (re-iterated when exhausted). Returns the logged history."""
-    cfg = config or SAETrainConfig()
-    configure()  # thread count and denormal flushing (see isthmus._runtime)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
-    batches = _batches(data, cfg, gen)
-    opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr, betas=cfg.betas, fused=cfg.fused_adam or None)
-    sae.train()
-    history: list[dict[str, float]] = []
-    for step in range(cfg.steps):
-        x = next(batches).to(sae.W_enc.dtype)  # stores may hold float16/bfloat16
-        if step == 0 and cfg.init_b_dec:
-            sae.init_b_dec_(x)
-        sae.set_step(step)
-        for group in opt.param_groups:
-            group["lr"] = cfg.lr * _lr_factor(step, cfg)
-        out = sae.compute_loss(x)
-        opt.zero_grad(set_to_none=True)
-        out.loss.backward()
-        if cfg.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(sae.parameters(), cfg.grad_clip)
-        opt.step()
-        sae.normalize_decoder_()
-        if cfg.resample_every and (step + 1) % cfg.resample_every == 0:
-            resample_dead_latents(sae, x, opt)
-        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-            row = {"step": step + 1, "loss": float(out.loss.detach()),
-                   **{k: float(v.detach()) for k, v in out.losses.items()},
-                   **{k: float(v) for k, v in out.stats.items() if torch.as_tensor(v).numel() == 1}}
-            history.append(row)
-            if log is not None:
-                log(row)
-    sae.eval()
-    return history
-
-
-@torch.no_grad()
-def resample_dead_latents(sae: SparseAutoEncoder, x: torch.Tensor, optimizer: torch.optim.Optimizer | None = None,
-                          dead: torch.Tensor | None = None, encoder_scale: float = 0.2) -> int:
-    """Re-initialise dead latents (Anthropic "Towards Monosemanticity" resampling, simplified): each
-    dead latent's decoder row becomes a residual direction of an input drawn with probability ∝ its
-    squared reconstruction error; its encoder row is that direction times ``encoder_scale`` × the mean
-    alive encoder norm; its bias is 0 and its Adam moments are cleared. Returns how many were resampled."""
-    dead = sae.bottleneck.dead_mask() if dead is None else dead
-    idx = dead.nonzero().squeeze(1)
-    if idx.numel() == 0:
-        return 0
-    was = sae.training
-    sae.eval()
-    err = x - sae(x).recon
-    sae.train(was)
-    w = err.pow(2).sum(1)
-    probs = w / w.sum() if float(w.sum()) > 0 else torch.full_like(w, 1.0 / w.numel())
-    pick = torch.multinomial(probs, idx.numel(), replacement=idx.numel() > x.shape[0])
-    dirs = err[pick]
-    dirs = dirs / dirs.norm(dim=1, keepdim=True).clamp_min(1e-8)
-    alive = ~dead
-    enc_norm = sae.W_enc[alive].norm(dim=1).mean() if bool(alive.any()) else torch.tensor(1.0)
-    sae.W_dec[idx] = dirs
-    sae.W_enc[idx] = dirs * encoder_scale * enc_norm
-    sae.b_enc[idx] = 0.0
-    sae.bottleneck.steps_since_fired[idx] = 0
-    if optimizer is not None:
-        for p in (sae.W_dec, sae.W_enc, sae.b_enc):
-            state = optimizer.state.get(p, {})
-            for key in ("exp_avg", "exp_avg_sq"):
-                if key in state:
-                    state[key][idx] = 0.0
-    return int(idx.numel())
+        return getattr(sae_train, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
