@@ -56,7 +56,9 @@ class FeatureStats:
 
 @torch.no_grad()
 def _encode(sae: Any, x: torch.Tensor) -> torch.Tensor:
-    return sae.encode(x.float())
+    """Codes on the CPU for an SAE on any device."""
+    w = sae.W_enc
+    return sae.encode(x.to(device=w.device, dtype=w.dtype)).float().cpu()
 
 
 @torch.no_grad()
@@ -90,7 +92,7 @@ def feature_stats(sae: Any, acts: torch.Tensor, n_top: int = 16, batch_size: int
 
 def decoder_stats(sae: Any) -> dict[str, np.ndarray]:
     """Per feature: decoder norm, nearest other decoder row (id, cosine), encoder/decoder cosine."""
-    w = sae.W_dec.detach().float()
+    w = sae.W_dec.detach().float().cpu()
     norms = w.norm(dim=1)
     unit = w / norms.clamp_min(1e-12).unsqueeze(1)
     nn_cos, nn_id = torch.zeros(len(w)), torch.zeros(len(w), dtype=torch.long)
@@ -98,10 +100,10 @@ def decoder_stats(sae: Any) -> dict[str, np.ndarray]:
         cos = unit[s:s + 2048] @ unit.t()
         cos[torch.arange(len(cos)), torch.arange(s, s + len(cos))] = -2.0
         nn_cos[s:s + 2048], nn_id[s:s + 2048] = cos.max(1)
-    we = sae.W_enc.detach().float()
+    we = sae.W_enc.detach().float().cpu()
     enc_dec = (we * unit).sum(1) / we.norm(dim=1).clamp_min(1e-12)
     return {"norm": norms.numpy(), "nn_id": nn_id.numpy(), "nn_cos": nn_cos.numpy(), "enc_dec_cos": enc_dec.numpy(),
-            "b_enc": sae.b_enc.detach().float().numpy()}
+            "b_enc": sae.b_enc.detach().float().cpu().numpy()}
 
 
 def load_explanations(path: str | Path | None) -> dict[int, dict[str, Any]]:

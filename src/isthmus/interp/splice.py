@@ -76,6 +76,17 @@ def _unpack(batch: Any) -> tuple[Any, torch.Tensor | None, torch.Tensor | None]:
     return batch, None, None
 
 
+def _to_device(item: Any, device: torch.device) -> Any:
+    """Tensors (also inside dicts/tuples) moved to the host model's device."""
+    if isinstance(item, torch.Tensor):
+        return item.to(device)
+    if isinstance(item, dict):
+        return {k: _to_device(v, device) for k, v in item.items()}
+    if isinstance(item, tuple):
+        return tuple(_to_device(v, device) for v in item)
+    return item
+
+
 def _forward(model: nn.Module, inputs: Any) -> Any:
     return model(**inputs) if isinstance(inputs, dict) else model(inputs)
 
@@ -127,6 +138,8 @@ def splice_loss_recovered(model: nn.Module, batches: Iterable[Any], point: str, 
     was = model.training
     model.eval()
     p = resolve_point(model, point)
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
     items = []
     for i, batch in enumerate(batches):
         if max_batches is not None and i >= max_batches:
@@ -134,7 +147,7 @@ def splice_loss_recovered(model: nn.Module, batches: Iterable[Any], point: str, 
         inputs, target_mask, where = _unpack(batch)
         if where is not None and not splice_special and "special_tokens_mask" in batch:
             where = where & ~batch["special_tokens_mask"].bool()
-        items.append((inputs, target_mask, where))
+        items.append(_to_device((inputs, target_mask, where), device))
     if not items:
         raise ValueError("splice_loss_recovered got no batches")
     if mean_activation is None:
