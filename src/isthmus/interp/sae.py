@@ -115,9 +115,17 @@ class SparseAutoEncoder(nn.Module):
     def _decoder_norm(self) -> torch.Tensor | None:
         return None if self.config.normalize_decoder else self.W_dec.norm(dim=1)
 
+    def _center(self, x: torch.Tensor) -> torch.Tensor:
+        """The encoder's input: x − b_dec (tied pre-bias); a :class:`Transcoder` encodes x as is."""
+        return x - self.b_dec
+
+    def _skip(self, x: torch.Tensor) -> torch.Tensor | None:
+        """A linear skip term added to the reconstruction (skip transcoders); None for an SAE."""
+        return None
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Dense sparse code z (B, m)."""
-        x_c = x - self.b_dec
+        x_c = self._center(x)
         pre = torch.addmm(self.b_enc, x_c, self.W_enc.t())  # (B, m)
         return self.bottleneck(pre, decoder_norm=self._decoder_norm(), input_norm=x_c.norm(dim=1)).latent
 
@@ -135,55 +143,62 @@ class SparseAutoEncoder(nn.Module):
         return min(self.config.aux_k, n_dead)
 
     def _auxk_loss(self, x: torch.Tensor, recon: torch.Tensor, aux_vals, aux_idx) -> torch.Tensor:
+        """``x`` is the target (the input for an SAE)."""
         e = (x - recon).detach()
         e_hat = sparse_decode(aux_vals, aux_idx, self.W_dec)
         var = (x - x.mean(0)).pow(2).sum(1).mean().clamp_min(1e-12)  # input variance, as sparsify does
         return self.config.aux_coeff * (e - e_hat).pow(2).sum(1).mean() / var
 
-    def _sparse_forward(self, x: torch.Tensor, dense_latent: bool):
+    def _sparse_forward(self, x: torch.Tensor, y: torch.Tensor, dense_latent: bool):
         """TopK through the sparse kernels; returns (recon, latent or None, codes, extra losses, stats)."""
         bn, m = self.bottleneck, self.config.d_sae
         dead = bn.dead_mask()
         k_aux = self._aux_k(dead)
-        vals, idx, aux_vals, aux_idx = topk_encode(x - self.b_dec, self.W_enc, self.b_enc, bn.config.k_eff,
+        vals, idx, aux_vals, aux_idx = topk_encode(self._center(x), self.W_enc, self.b_enc, bn.config.k_eff,
                                                    dead if k_aux else None, k_aux)
         recon = sparse_decode(vals, idx, self.W_dec) + self.b_dec
+        skip = self._skip(x)
+        recon = recon if skip is None else recon + skip
         if self.training:
             fired = torch.zeros(m, dtype=torch.bool, device=x.device)
             fired[idx[vals > 0]] = True
             bn.track(fired)
-        losses = {"auxk": self._auxk_loss(x, recon, aux_vals, aux_idx)} if k_aux else {}
+        losses = {"auxk": self._auxk_loss(y, recon, aux_vals, aux_idx)} if k_aux else {}
         stats = {"l0": (vals > 0).sum(1).float().mean().detach(), "dead_fraction": bn.dead_mask().float().mean()}
         latent = dense_from_topk(vals, idx, m) if dense_latent else None
         return recon, latent, idx, losses, stats
 
-    def _dense_forward(self, x: torch.Tensor):
-        x_c = x - self.b_dec
+    def _dense_forward(self, x: torch.Tensor, y: torch.Tensor):
+        x_c = self._center(x)
         pre = torch.addmm(self.b_enc, x_c, self.W_enc.t())  # (B, m)
         dead = self.bottleneck.dead_mask()  # before this batch updates it, as in the sparse path
         out = self.bottleneck(pre, decoder_norm=self._decoder_norm(), input_norm=x_c.norm(dim=1))
         z = out.latent
-        recon = self.decode(z)
+        skip = self._skip(x)
+        base = self.b_dec if skip is None else self.b_dec + skip
+        recon = z @ self.W_dec + base
         losses = dict(out.losses)
         sizes = getattr(self.bottleneck, "nested_sizes", None)
         if sizes and len(sizes) > 1:
-            losses["matryoshka"] = sum(self._recon_loss(z[:, :s] @ self.W_dec[:s] + self.b_dec, x) for s in sizes[:-1])
+            losses["matryoshka"] = sum(self._recon_loss(z[:, :s] @ self.W_dec[:s] + base, y) for s in sizes[:-1])
         k_aux = self._aux_k(dead)
         if k_aux:
             aux_vals, aux_idx = pre.masked_fill(~dead, float("-inf")).topk(k_aux, dim=1)
-            losses["auxk"] = self._auxk_loss(x, recon, torch.relu(aux_vals), aux_idx)
+            losses["auxk"] = self._auxk_loss(y, recon, torch.relu(aux_vals), aux_idx)
         return recon, z, out.codes, losses, out.stats
 
-    def forward(self, x: torch.Tensor, dense_latent: bool = True) -> ModelOutput:
-        """Reconstruct ``x`` (B, d). ``dense_latent=False`` skips building the (B, m) code on the TopK
-        fast path (``latent`` is then None and ``codes`` holds the (B, k) active indices)."""
+    def forward(self, x: torch.Tensor, dense_latent: bool = True, target: torch.Tensor | None = None) -> ModelOutput:
+        """Reconstruct ``x`` (B, d) — or predict ``target`` (a transcoder's output activation).
+        ``dense_latent=False`` skips building the (B, m) code on the TopK fast path (``latent`` is then
+        None and ``codes`` holds the (B, k) active indices)."""
         if x.dim() != 2 or x.shape[1] != self.config.d_in:
-            raise ValueError(f"SparseAutoEncoder expects (B, {self.config.d_in}) activations, got {tuple(x.shape)}")
+            raise ValueError(f"{type(self).__name__} expects (B, {self.config.d_in}) activations, got {tuple(x.shape)}")
+        y = x if target is None else target
         if self.uses_sparse_path:
-            recon, z, codes, losses, stats = self._sparse_forward(x, dense_latent)
+            recon, z, codes, losses, stats = self._sparse_forward(x, y, dense_latent)
         else:
-            recon, z, codes, losses, stats = self._dense_forward(x)
-        losses = {"recon": self._recon_loss(recon, x), **losses}
+            recon, z, codes, losses, stats = self._dense_forward(x, y)
+        losses = {"recon": self._recon_loss(recon, y), **losses}
         return ModelOutput(loss=sum(losses.values()), losses=losses, recon=recon, latent=z, codes=codes, stats=stats)
 
     def compute_loss(self, batch: Any) -> ModelOutput:
@@ -198,6 +213,33 @@ class SparseAutoEncoder(nn.Module):
     @classmethod
     def from_pretrained(cls, path: str | Path, map_location: str | torch.device = "cpu") -> "SparseAutoEncoder":
         return load_config_model(cls, SAEConfig, path, map_location)
+
+    # ---- peer formats (see isthmus.interp.interop) ------------------------------------------------------
+    @classmethod
+    def from_saelens(cls, path: str | Path) -> "SparseAutoEncoder":
+        """Load a SAELens folder (``cfg.json`` + ``sae_weights.safetensors``; transcoders give a Transcoder)."""
+        from isthmus.interp.interop import from_saelens
+
+        return from_saelens(path)
+
+    def to_saelens(self, path: str | Path, metadata: dict | None = None) -> Path:
+        """Write a folder that ``sae_lens.SAE.load_from_disk`` loads (same encode/decode)."""
+        from isthmus.interp.interop import to_saelens
+
+        return to_saelens(self, path, metadata)
+
+    @classmethod
+    def from_sparsify(cls, path: str | Path) -> "SparseAutoEncoder":
+        """Load a sparsify ``SparseCoder`` folder (``cfg.json`` + ``sae.safetensors``)."""
+        from isthmus.interp.interop import from_sparsify
+
+        return from_sparsify(path)
+
+    def to_sparsify(self, path: str | Path) -> Path:
+        """Write a folder that ``sparsify.SparseCoder.load_from_disk`` loads (TopK only)."""
+        from isthmus.interp.interop import to_sparsify
+
+        return to_sparsify(self, path)
 
 
 # ---- training ------------------------------------------------------------------------------------------

@@ -90,10 +90,14 @@ class BatchSource:
             return iter(self.data.iter_batches(self.batch_size, shuffle=True, seed=self.seed + self.epoch))
         return iter(self.data)
 
-    def __next__(self) -> torch.Tensor:
+    def __next__(self) -> Any:
         if isinstance(self.data, torch.Tensor):
             rows = torch.randint(0, self.data.shape[0], (self.batch_size,), generator=self.gen)
             return self.data[rows.to(self.data.device)]
+        if _tensor_pair(self.data):  # (inputs, targets) of a transcoder: the same rows of both
+            x, y = self.data
+            rows = torch.randint(0, x.shape[0], (self.batch_size,), generator=self.gen)
+            return x[rows.to(x.device)], y[rows.to(y.device)]
         for _ in range(2):
             if self._it is None:
                 self._it = self._epoch_iter()
@@ -104,7 +108,7 @@ class BatchSource:
             b = next(self._it, None)
             if b is not None:
                 self.taken += 1
-                return b[0] if isinstance(b, (tuple, list)) else b
+                return b
             if self.taken == 0:
                 raise ValueError("the activation source yielded no batches")
             self.epoch, self.taken, self._it = self.epoch + 1, 0, None
@@ -115,6 +119,25 @@ class BatchSource:
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.epoch, self.taken, self._it = int(state["epoch"]), int(state["taken"]), None
+
+
+def _tensor_pair(data: Any) -> bool:
+    return (isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data)
+            and data[0].shape[0] == data[1].shape[0])
+
+
+def _split(batch: Any, transcoder: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(input, target or None): a transcoder needs (x, y) pairs; an SAE ignores anything after x."""
+    if isinstance(batch, dict):
+        batch = batch["activations"]
+    if isinstance(batch, (tuple, list)):
+        x, y = batch[0], (batch[1] if len(batch) > 1 else None)
+    else:
+        x, y = batch, None
+    if transcoder and y is None:
+        raise ValueError("a Transcoder trains on (input, target) pairs: pass (X, Y) tensors or an iterable of "
+                         "(x, y) batches (e.g. isthmus.interp.store.PairedStores)")
+    return x, (y if transcoder else None)
 
 
 def _lr_factor(step: int, cfg: SAETrainConfig) -> float:
@@ -197,7 +220,8 @@ def _resume_state(sae: SparseAutoEncoder, cfg: SAETrainConfig, resume: bool | st
 def train_sae(sae: SparseAutoEncoder, data: Any, config: SAETrainConfig | None = None,
               log: Callable[[dict], None] | None = None, resume: bool | str | Path = False) -> list[dict[str, float]]:
     """Train ``sae`` on activations: a (N, d) tensor, an ``ActivationStore`` (``iter_batches``) or any
-    re-iterable of (B, d) tensors. Returns the logged history (one row per ``log_every`` steps).
+    re-iterable of (B, d) tensors; a :class:`~isthmus.interp.transcoder.Transcoder` on an ``(X, Y)`` tensor
+    pair or (x, y) batches. Returns the logged history (one row per ``log_every`` steps).
 
     ``resume=True`` continues from the latest checkpoint in ``config.checkpoint_dir`` (or starts fresh
     when there is none); a folder path resumes from that checkpoint. An iterable source must yield
@@ -206,6 +230,7 @@ def train_sae(sae: SparseAutoEncoder, data: Any, config: SAETrainConfig | None =
     configure()  # thread count and denormal flushing (see isthmus._runtime)
     param = sae.W_enc
     device, dtype = param.device, param.dtype
+    transcoder = bool(getattr(sae, "is_transcoder", False))
     torch.manual_seed(cfg.seed)
     source = BatchSource(data, cfg.batch_size, cfg.seed)
     fused = cfg.fused_adam and device.type in ("cpu", "cuda")
@@ -240,26 +265,28 @@ def train_sae(sae: SparseAutoEncoder, data: Any, config: SAETrainConfig | None =
     t0 = time.perf_counter()
     try:
         for step in range(start, cfg.steps):
-            x = next(source).to(device=device, dtype=dtype, non_blocking=True)  # stores may hold bf16, live on CPU
+            x, y = _split(next(source), transcoder)
+            x = x.to(device=device, dtype=dtype, non_blocking=True)  # stores may hold bf16, live on CPU
+            y = None if y is None else y.to(device=device, dtype=dtype, non_blocking=True)
             if step == 0 and cfg.init_b_dec:
-                sae.init_b_dec_(x)
+                sae.init_b_dec_(x if y is None else y)
             sae.set_step(step)
             lr = cfg.lr * _lr_factor(step, cfg)
             for group in opt.param_groups:
                 group["lr"] = lr
             with autocast(device, cfg.autocast):
-                out = sae.compute_loss(x)
+                out = sae.compute_loss(x if y is None else (x, y))
             opt.zero_grad(set_to_none=True)
             out.loss.backward()
             if cfg.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(sae.parameters(), cfg.grad_clip)
             opt.step()
             sae.normalize_decoder_()
-            if cfg.resample_every and (step + 1) % cfg.resample_every == 0:
+            if cfg.resample_every and (step + 1) % cfg.resample_every == 0 and y is None:
                 resample_dead_latents(sae, x, opt)
             if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
                 tokens, seconds = (step + 1) * cfg.batch_size, time.perf_counter() - t0
-                row = _row(step + 1, out, x, sae, lr, tokens, (tokens - tokens_before) / max(seconds, 1e-9))
+                row = _row(step + 1, out, x if y is None else y, sae, lr, tokens, (tokens - tokens_before) / max(seconds, 1e-9))
                 history.append(row)
                 writer.write({**row, "time_s": round(time.perf_counter() - t0, 4)})
                 if log is not None:
