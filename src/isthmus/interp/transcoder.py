@@ -119,6 +119,7 @@ def transcoder_loss_recovered(model: nn.Module, batches: Iterable[Any], input_po
         raise ValueError("transcoder_loss_recovered got no batches")
     w = transcoder.W_enc
     sums, total, count, n = {"clean": 0.0, "spliced": 0.0, "zero": 0.0, "mean": 0.0}, None, 0, 0
+    kls = {"spliced": 0.0, "zero": 0.0, "mean": 0.0}
     try:
         for inputs, _, _ in items:  # mean output activation, for the mean-ablation reference
             v = run_with_cache(model, inputs, [p_out])[p_out.name]
@@ -127,7 +128,7 @@ def transcoder_loss_recovered(model: nn.Module, batches: Iterable[Any], input_po
             count += flat.shape[0]
         mean = (total / count).float()
         for inputs, target_mask, _ in items:
-            clean, c, emb = _loss(model, inputs, target_mask, None)
+            clean, c, emb, _ = _loss(model, inputs, target_mask, None)
             sums["clean"] += clean
             n += c
             with capture(model, [p_in]) as cache:  # keeps the input activation as it flows past
@@ -136,13 +137,18 @@ def transcoder_loss_recovered(model: nn.Module, batches: Iterable[Any], input_po
                     flat = x.reshape(-1, x.shape[-1]).to(device=w.device, dtype=w.dtype)
                     return transcoder.predict(flat).to(v.dtype).reshape(v.shape)
                 with patch(model, p_out, predicted):
-                    sums["spliced"] += _loss(model, inputs, target_mask, emb)[0]
+                    loss, _, _, kl = _loss(model, inputs, target_mask, emb)
+            sums["spliced"] += loss
+            kls["spliced"] += kl
             for name, fn in (("zero", torch.zeros_like), ("mean", lambda v: mean.to(v.dtype).expand_as(v))):
                 with patch(model, p_out, fn):
-                    sums[name] += _loss(model, inputs, target_mask, emb)[0]
+                    loss, _, _, kl = _loss(model, inputs, target_mask, emb)
+                sums[name] += loss
+                kls[name] += kl
     finally:
         model.train(was)
     c, s, z, m = (sums[k] / max(n, 1) for k in ("clean", "spliced", "zero", "mean"))
     return {"input_point": p_in.name, "output_point": p_out.name, "clean_loss": c, "spliced_loss": s,
             "zero_ablated_loss": z, "mean_ablated_loss": m, "loss_recovered": loss_recovered(c, s, z),
-            "loss_recovered_mean": loss_recovered(c, s, m), "n": n}
+            "loss_recovered_mean": loss_recovered(c, s, m), "n": n,
+            **{f"kl_{k}": v / max(n, 1) for k, v in kls.items()}}
