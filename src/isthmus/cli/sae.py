@@ -81,6 +81,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-tokens", type=positive_int, default=16_384, metavar="N",
                    help="store rows scored for metrics.json after training (default 16384)")
     p.add_argument("--max-memory-mb", type=float, default=512.0, metavar="MB", help="store streaming buffer")
+    p.add_argument("--target-store", type=Path, metavar="DIR",
+                   help="train a transcoder: --store holds its input (e.g. blocks.1.hook_resid_mid), this store its "
+                        "target (e.g. blocks.1.hook_mlp_out), both from one harvest")
+    p.add_argument("--skip", action="store_true", help="transcoder with a linear skip connection")
     p.add_argument("--checkpoint-every", type=int, default=None, metavar="STEPS",
                    help="write a resumable checkpoint into OUT/checkpoints every STEPS steps (default: steps/10)")
     p.add_argument("--resume", action="store_true",
@@ -92,9 +96,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 from isthmus.cli.sae_dashboard import add_dashboard as _add_dashboard  # noqa: E402
 from isthmus.cli.sae_evaluate import add_evaluate as _add_evaluate  # noqa: E402
+from isthmus.cli.sae_synth import add_synth as _add_synth  # noqa: E402
 
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_harvest, _add_train, _add_evaluate,
-                                                                    _add_dashboard]
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_harvest, _add_synth, _add_train,
+                                                                    _add_evaluate, _add_dashboard]
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -262,27 +267,41 @@ def cmd_train(args: argparse.Namespace) -> int:
     store = ActivationStore(args.store)
     cfg = SAEConfig(d_in=store.d, d_sae=args.d_sae, bottleneck=args.bottleneck,
                     bottleneck_config=bn_over).with_overrides(sae_over)
+    if args.skip and args.target_store is None:
+        raise ValueError("--skip makes a skip transcoder; give its target with --target-store DIR")
     tcfg = SAETrainConfig().with_overrides(train_over)
     every = args.checkpoint_every if args.checkpoint_every is not None else max(1, tcfg.steps // 10)
     tcfg = tcfg.with_overrides({"autocast": args.dtype, "progress": not args.no_progress,
                                 "checkpoint_dir": str(args.out / "checkpoints"), "checkpoint_every": every,
                                 "log_path": str(args.out / "train_log.jsonl"),
                                 **({} if "log_every" in train_over else {"log_every": max(1, tcfg.steps // 100)})})
-    sae = SparseAutoEncoder(cfg).to(device)
+    if args.target_store is not None:
+        from isthmus.interp.paired import PairedStores
+        from isthmus.interp.transcoder import Transcoder, TranscoderConfig
+
+        paired = PairedStores(store, args.target_store, args.max_memory_mb)
+        sae = Transcoder(TranscoderConfig(**cfg.to_dict(), d_out=paired.targets.d, skip=args.skip)).to(device)
+        data: Any = paired
+        eval_iter = paired.iter_batches(min(4096, args.eval_tokens), shuffle=False)
+    else:
+        sae = SparseAutoEncoder(cfg).to(device)
+        data = _StoreSource(store, args.max_memory_mb)
+        eval_iter = store.iter_batches(min(4096, args.eval_tokens), shuffle=False, max_memory_mb=args.max_memory_mb)
     t0 = time.perf_counter()
-    data = _StoreSource(store, args.max_memory_mb)
     history = train_sae(sae, data, tcfg, resume=args.resume)
     seconds = time.perf_counter() - t0
-    batches = (b.to(device=device, dtype=torch.float32)
-               for b in store.iter_batches(min(4096, args.eval_tokens), shuffle=False, max_memory_mb=args.max_memory_mb))
+    batches = (tuple(t.to(device=device, dtype=torch.float32) for t in b) if isinstance(b, tuple)
+               else b.to(device=device, dtype=torch.float32) for b in eval_iter)
     with torch.no_grad(), autocast(device, args.dtype):
         metrics = evaluate_sae(sae, _take(batches, args.eval_tokens))
     metrics.update(train_seconds=round(seconds, 3), device=str(device), dtype=args.dtype,
                    tokens_per_s=history[-1]["tokens_per_s"] if history else None,
                    store=str(args.store), train_config=tcfg.to_dict(), final=history[-1] if history else {},
-                   store_meta={k: store.manifest.get(k) for k in ("model", "point", "dataset")})
+                   store_meta={k: store.manifest.get(k) for k in ("model", "point", "dataset")},
+                   target_store=str(args.target_store) if args.target_store else None)
     sae.cpu().save_pretrained(args.out, metrics=metrics)
-    print(f"trained {cfg.bottleneck} d_sae={cfg.d_sae} on {len(store)} x {store.d} for {tcfg.steps} steps in "
+    kind = "transcoder" if args.target_store is not None else cfg.bottleneck
+    print(f"trained {kind} ({cfg.bottleneck}) d_sae={cfg.d_sae} on {len(store)} x {store.d} for {tcfg.steps} steps in "
           f"{seconds:.1f} s: L0 {metrics['l0']:.2f}  FVU {metrics['fvu']:.4f}  dead {metrics['dead_fraction']:.3f}"
           f" -> {args.out}")
     return 0

@@ -28,7 +28,7 @@ from isthmus.io import load_config_model
 from isthmus.metrics.sae import loss_recovered
 from isthmus.models.output import ModelOutput
 
-__all__ = ["TranscoderConfig", "Transcoder", "transcoder_loss_recovered"]
+__all__ = ["TranscoderConfig", "Transcoder", "transcoder_loss_recovered", "load_dictionary"]
 
 
 @dataclass
@@ -152,3 +152,12 @@ def transcoder_loss_recovered(model: nn.Module, batches: Iterable[Any], input_po
             "zero_ablated_loss": z, "mean_ablated_loss": m, "loss_recovered": loss_recovered(c, s, z),
             "loss_recovered_mean": loss_recovered(c, s, m), "n": n,
             **{f"kl_{k}": v / max(n, 1) for k, v in kls.items()}}
+
+
+def load_dictionary(path: str | Path, map_location: str | torch.device = "cpu") -> SparseAutoEncoder:
+    """A folder written by ``save_pretrained``: a :class:`Transcoder` or a :class:`SparseAutoEncoder`."""
+    from isthmus.io import read_json
+
+    model = read_json(Path(path) / "config.json").get("model")
+    cls = Transcoder if model == "Transcoder" else SparseAutoEncoder
+    return cls.from_pretrained(path, map_location)
