@@ -47,6 +47,10 @@ def _add_harvest(sub: argparse._SubParsersAction) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--text", type=Path, metavar="FILE", help="a UTF-8 text file (paragraphs = blank-line blocks)")
     src.add_argument("--dataset", choices=sorted(DATASETS), help="a local data set (found via $ISTHMUS_DATA)")
+    src.add_argument("--corpus", metavar="PATH",
+                     help="a local corpus streamed with Hugging Face datasets: a parquet/jsonl/arrow/txt file, a "
+                          "folder of them, or a glob; tokenized with context packing (windows of --max-length)")
+    p.add_argument("--text-field", default="text", metavar="NAME", help="the corpus column holding text")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="store folder")
     p.add_argument("--max-tokens", type=positive_int, default=100_000, metavar="N",
                    help="stop after N tokens (default 100000)")
@@ -112,8 +116,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         add(sub)
 
 
-def _read_text(args: argparse.Namespace) -> tuple[str, str] | None:
-    """(text, dataset label) from --text/--dataset, or None."""
+def _read_text(args: argparse.Namespace) -> Any:
+    """(text, dataset label) from --text/--dataset, a :class:`~isthmus.interp.corpus.Corpus` for --corpus,
+    or None."""
+    if getattr(args, "corpus", None):
+        from isthmus.interp.corpus import Corpus
+
+        return Corpus(args.corpus, text_field=args.text_field)
     if args.text is not None:
         if not args.text.is_file():
             raise FileNotFoundError(f"--text {args.text} is not a file")
@@ -136,10 +145,13 @@ def paragraphs(text: str, max_chars: int = 2000) -> list[str]:
     return out
 
 
-def _hf_batches(args: argparse.Namespace, tokenizer: Any, text: str) -> Iterator[Any]:
+def _hf_batches(args: argparse.Namespace, tokenizer: Any, text: Any) -> Iterator[Any]:
+    from isthmus.interp.corpus import Corpus, pack_tokens
     from isthmus.interp.hf import tokenize_batches
 
-    return tokenize_batches(tokenizer, paragraphs(text), args.batch_size, args.max_length)
+    if isinstance(text, Corpus):  # streamed and packed: bounded memory, no padding
+        return pack_tokens(tokenizer, text.texts(), args.max_length, args.batch_size)
+    return tokenize_batches(tokenizer, paragraphs(text[0]), args.batch_size, args.max_length)
 
 
 def _toy_batches(args: argparse.Namespace, model: Any, vocab: list[str], task: str | None,
@@ -147,6 +159,14 @@ def _toy_batches(args: argparse.Namespace, model: Any, vocab: list[str], task: s
     import torch
 
     t = min(args.max_length, model.cfg.n_ctx)
+    if text is not None and not isinstance(text, tuple):  # a streamed corpus: read only the characters needed
+        chars, n = [], 0
+        for doc in text.texts():
+            chars.append(doc)
+            n += len(doc) + 1
+            if n >= args.max_tokens + t:
+                break
+        text = ("\n".join(chars), text.label)
     if text is not None:
         index = {c: i for i, c in enumerate(vocab)}
         unknown = sorted({c for c in text[0][:100_000] if c not in index})[:5]
@@ -176,7 +196,7 @@ def _load(args: argparse.Namespace) -> tuple[Any, Callable, dict[str, Any]]:
         model, tok = load_minilm(device) if spec == "minilm" else load_hf(spec[3:], device=device)
         name = "sentence-transformers/all-MiniLM-L6-v2" if spec == "minilm" else spec[3:]
         meta = {"model": name, "max_length": args.max_length, "drop_special": not args.keep_special}
-        return model, lambda text: _hf_batches(args, tok, text[0]), meta
+        return model, lambda text: _hf_batches(args, tok, text), meta
     if spec.startswith("toy:"):
         from isthmus.interp.toy import ToyTransformer, train_toy
         from isthmus.io import read_json
@@ -208,7 +228,7 @@ def cmd_harvest(args: argparse.Namespace) -> int:
         resolve_point(model, point)  # fail on a typo before any work
     if text is None and not args.model.startswith("toy:"):
         raise ValueError("give the text to harvest with --text FILE or --dataset NAME")
-    meta["dataset"] = text[1] if text is not None else meta.get("task")
+    meta["dataset"] = (text[1] if isinstance(text, tuple) else text.label) if text is not None else meta.get("task")
     points: Any = args.points[0] if len(args.points) == 1 else args.points
     t0 = time.perf_counter()
     stores = harvest_to_store(model, make_batches(text), points, args.out, max_tokens=args.max_tokens,

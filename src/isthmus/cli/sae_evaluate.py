@@ -34,6 +34,8 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--text", type=Path, metavar="FILE", help="host text (default: the store's text file)")
     src.add_argument("--dataset", choices=sorted(DATASETS), help="host text from a local data set")
+    src.add_argument("--corpus", metavar="PATH", help="host text streamed from a local corpus (see sae harvest)")
+    p.add_argument("--text-field", default="text", metavar="NAME", help="the corpus column holding text")
     p.add_argument("--host-tokens", type=positive_int, default=4096, metavar="N",
                    help="about N host tokens for loss recovered (default 4096)")
     p.add_argument("--batch-size", type=positive_int, default=16, metavar="B", help="host sequences per pass")
