@@ -24,8 +24,9 @@ import torch
 from torch import nn
 
 from isthmus.bottlenecks import BOTTLENECKS
-from isthmus.bottlenecks.sparse import SparseBottleneck, TopKBottleneck
-from isthmus.bottlenecks.sparse_backward import dense_from_topk, sparse_decode, topk_encode
+from isthmus.bottlenecks.sparse import BatchTopKBottleneck, SparseBottleneck, TopKBottleneck
+from isthmus.bottlenecks.sparse_backward import (batchtopk_encode, coo_decode, dense_from_coo, dense_from_topk,
+                                                 sparse_decode, topk_encode)
 from isthmus.config import Config, ConfigError
 from isthmus.io import load_config_model, save_config_model
 from isthmus.models.output import ModelOutput
@@ -112,6 +113,12 @@ class SparseAutoEncoder(nn.Module):
     def uses_sparse_path(self) -> bool:
         return self.config.sparse_backward and type(self.bottleneck) is TopKBottleneck
 
+    @property
+    def uses_batch_sparse_path(self) -> bool:
+        """BatchTopK / Matryoshka in training: the batch-level top-k through the COO kernels (eval mode uses
+        the global threshold, a dense elementwise op)."""
+        return self.config.sparse_backward and self.training and isinstance(self.bottleneck, BatchTopKBottleneck)
+
     def _decoder_norm(self) -> torch.Tensor | None:
         return None if self.config.normalize_decoder else self.W_dec.norm(dim=1)
 
@@ -168,6 +175,32 @@ class SparseAutoEncoder(nn.Module):
         latent = dense_from_topk(vals, idx, m) if dense_latent else None
         return recon, latent, idx, losses, stats
 
+    def _batch_sparse_forward(self, x: torch.Tensor, y: torch.Tensor, dense_latent: bool):
+        """BatchTopK (and Matryoshka prefixes) through the COO kernels; same outputs as the dense path."""
+        bn, m, B = self.bottleneck, self.config.d_sae, x.shape[0]
+        dead = bn.dead_mask()
+        k_aux = self._aux_k(dead)
+        vals, rows, cols, aux_vals, aux_idx = batchtopk_encode(self._center(x), self.W_enc, self.b_enc,
+                                                               bn.config.k_eff * B, dead if k_aux else None, k_aux)
+        skip = self._skip(x)
+        base = self.b_dec if skip is None else self.b_dec + skip
+        recon = coo_decode(vals, rows, cols, self.W_dec, B) + base
+        fired = torch.zeros(m, dtype=torch.bool, device=x.device)
+        fired[cols[vals > 0]] = True
+        bn.track(fired)
+        bn.update_threshold(vals.detach())
+        losses = {}
+        sizes = getattr(bn, "nested_sizes", None)
+        if sizes and len(sizes) > 1:
+            losses["matryoshka"] = sum(self._recon_loss(coo_decode(vals * (cols < s), rows, cols, self.W_dec, B) + base, y)
+                                       for s in sizes[:-1])
+        if k_aux:
+            losses["auxk"] = self._auxk_loss(y, recon, aux_vals, aux_idx)
+        stats = {"l0": (vals > 0).sum().float().div(B).detach(), "dead_fraction": bn.dead_mask().float().mean(),
+                 "threshold": float(bn.threshold)}
+        latent = dense_from_coo(vals, rows, cols, B, m) if dense_latent else None
+        return recon, latent, None, losses, stats
+
     def _dense_forward(self, x: torch.Tensor, y: torch.Tensor):
         x_c = self._center(x)
         pre = torch.addmm(self.b_enc, x_c, self.W_enc.t())  # (B, m)
@@ -196,6 +229,8 @@ class SparseAutoEncoder(nn.Module):
         y = x if target is None else target
         if self.uses_sparse_path:
             recon, z, codes, losses, stats = self._sparse_forward(x, y, dense_latent)
+        elif self.uses_batch_sparse_path:
+            recon, z, codes, losses, stats = self._batch_sparse_forward(x, y, dense_latent)
         else:
             recon, z, codes, losses, stats = self._dense_forward(x, y)
         losses = {"recon": self._recon_loss(recon, y), **losses}
