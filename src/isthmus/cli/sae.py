@@ -229,6 +229,8 @@ def cmd_harvest(args: argparse.Namespace) -> int:
     if text is None and not args.model.startswith("toy:"):
         raise ValueError("give the text to harvest with --text FILE or --dataset NAME")
     meta["dataset"] = (text[1] if isinstance(text, tuple) else text.label) if text is not None else meta.get("task")
+    if text is not None and not isinstance(text, tuple):
+        meta["text_field"] = text.text_field  # lets `sae evaluate` stream the same corpus to the host
     points: Any = args.points[0] if len(args.points) == 1 else args.points
     t0 = time.perf_counter()
     stores = harvest_to_store(model, make_batches(text), points, args.out, max_tokens=args.max_tokens,
@@ -320,8 +322,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                    store_meta={k: store.manifest.get(k) for k in ("model", "point", "dataset")},
                    target_store=str(args.target_store) if args.target_store else None)
     sae.cpu().save_pretrained(args.out, metrics=metrics)
-    kind = "transcoder" if args.target_store is not None else cfg.bottleneck
-    print(f"trained {kind} ({cfg.bottleneck}) d_sae={cfg.d_sae} on {len(store)} x {store.d} for {tcfg.steps} steps in "
+    kind = f"transcoder ({cfg.bottleneck})" if args.target_store is not None else cfg.bottleneck
+    print(f"trained {kind} d_sae={cfg.d_sae} on {len(store)} x {store.d} for {tcfg.steps} steps in "
           f"{seconds:.1f} s: L0 {metrics['l0']:.2f}  FVU {metrics['fvu']:.4f}  dead {metrics['dead_fraction']:.3f}"
           f" -> {args.out}")
     return 0

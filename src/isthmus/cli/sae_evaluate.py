@@ -58,7 +58,11 @@ def _host_batches(args: argparse.Namespace, store: Any) -> tuple[Any, list]:
 
     text = _read_text(args)
     dataset = store.manifest.get("dataset")
-    if text is None and isinstance(dataset, str) and Path(dataset).is_file():
+    if text is None and isinstance(dataset, str) and "text_field" in store.manifest:  # harvested from --corpus
+        from isthmus.interp.corpus import Corpus
+
+        text = Corpus(dataset, text_field=store.manifest["text_field"])
+    elif text is None and isinstance(dataset, str) and Path(dataset).is_file():
         text = (Path(dataset).read_text(encoding="utf-8", errors="replace"), dataset)
     ns = argparse.Namespace(model=args.host, max_length=args.max_length, keep_special=False,
                             toy_train=args.toy_train, no_progress=args.no_progress, seed=args.seed,
@@ -187,8 +191,9 @@ def _summary_line(name: str, r: dict[str, Any]) -> str:
              f"dead {r['dead_fraction']:.3f}  dense {r['dense_fraction']:.3f}  l2 ratio {r['l2_ratio']:.3f}  "
              f"rel. bias {r['relative_reconstruction_bias']:.3f}"]
     if "loss_recovered" in r:
-        parts.append(f"loss recovered {r['loss_recovered']:.3f}  KL {r['splice'].get('kl_spliced', float('nan')):.4f}"
-                     f"  KL score {r.get('kl_score', float('nan')):.3f}")
+        kl = r["splice"].get("kl_spliced", float("nan"))
+        kl_text = "" if kl != kl else f"  KL {kl:.4f}  KL score {r.get('kl_score', float('nan')):.3f}"  # NaN: encoder host
+        parts.append(f"loss recovered {r['loss_recovered']:.3f}{kl_text}")
     probe = r.get("sparse_probing", {})
     if "mean" in probe:
         m = probe["mean"]
