@@ -14,7 +14,7 @@ import torch
 
 from isthmus.interp.interop import InteropError
 from isthmus.interp.sae import SAEConfig, SparseAutoEncoder
-from isthmus.interp.transcoder import Transcoder, TranscoderConfig
+from isthmus.interp.transcoder import Transcoder
 
 torch.set_num_threads(1)
 D, M = 16, 64

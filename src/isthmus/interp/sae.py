@@ -32,7 +32,7 @@ from isthmus.io import load_config_model, save_config_model
 from isthmus.models.output import ModelOutput
 from isthmus.train.callbacks.base import Callback
 
-__all__ = ["SAEConfig", "SparseAutoEncoder", "SAETrainConfig", "train_sae", "resample_dead_latents", "UnitNormDecoder"]
+__all__ = ["SAEConfig", "SparseAutoEncoder", "UnitNormDecoder"]  # + SAETrainConfig, train_sae, resample_dead_latents (lazy)
 
 
 @dataclass
