@@ -113,6 +113,9 @@ def test_cli_transcoder_and_synthetic_evaluation(tmp_path, monkeypatch, capsys):
     r = json.loads((out / "metrics.json").read_text())["saes"]["tc"]
     assert r["splice"]["output_point"] == "blocks.1.hook_mlp_out" and r["loss_recovered"] > 0.5
     assert r["fvu"] < 1
+    assert main(["sae", "dashboard", str(tc_dir), "--store", str(src), "--out", str(tmp_path / "site"),
+                 "--max-features", "3"]) == 0  # a transcoder's features, on its input store
+    assert (tmp_path / "site" / "index.html").is_file()
     # synthetic store: planted features -> feature recovery, absorption, k-sparse probing in the report
     syn, sae_dir = tmp_path / "syn", tmp_path / "sae"
     assert main(["sae", "synth", "d=32", "n_features=128", "n_parents=4", "--out", str(syn), "--tokens", "20000"]) == 0

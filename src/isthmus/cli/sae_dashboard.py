@@ -46,13 +46,13 @@ def _read_vocab(path: Path):
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from isthmus.interp.dashboard import build_dashboard, load_explanations, store_vocab
-    from isthmus.interp.sae import SparseAutoEncoder
+    from isthmus.interp.transcoder import load_dictionary
     from isthmus.interp.store import ActivationStore
 
     from isthmus.interp.precision import autocast, resolve_device
 
     device = resolve_device(args.device)
-    sae = SparseAutoEncoder.from_pretrained(args.sae).to(device).eval()
+    sae = load_dictionary(args.sae).to(device).eval()  # an SAE or a transcoder (features read its input store)
     store = ActivationStore(args.store)
     if sae.config.d_in != store.d:
         raise ValueError(f"SAE {args.sae} takes d_in={sae.config.d_in}, the store holds d={store.d}")
