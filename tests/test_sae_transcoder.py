@@ -79,24 +79,27 @@ def test_paired_stores_align_and_refuse_mismatches(tmp_path):
 
 
 def test_transcoder_replaces_the_mlp_of_a_toy_transformer(tmp_path, monkeypatch):
+    """Block 0's MLP of the induction toy (zero-ablating it costs ≈0.03 nats on the task positions; this toy's
+    MLPs matter little, so the MiniLM test below is the stronger check)."""
     monkeypatch.setenv("ISTHMUS_CACHE", str(tmp_path / "cache"))
     from isthmus.interp.toy import ToyTrainConfig, make_task, train_toy
 
     run = train_toy(ToyTrainConfig(task="induction", epochs=3, n_train=1024))
     model = run.model.eval()
     tokens = make_task("induction", 256, seed=5).tokens
-    acts = run_with_cache(model, tokens, ["blocks.1.hook_resid_mid", "blocks.1.hook_mlp_out"], stop_early=False)
-    x = acts["blocks.1.hook_resid_mid"].reshape(-1, 64)
-    y = acts["blocks.1.hook_mlp_out"].reshape(-1, 64)
+    p_in, p_out = "blocks.0.hook_resid_mid", "blocks.0.hook_mlp_out"
+    acts = run_with_cache(model, tokens, [p_in, p_out], stop_early=False)
+    x, y = acts[p_in].reshape(-1, 64), acts[p_out].reshape(-1, 64)
+    held = make_task("induction", 64, seed=6)
+    batches = [(held.tokens, held.mask)]  # loss on the task positions
     torch.manual_seed(0)
     tc = Transcoder(TranscoderConfig(d_in=64, d_sae=256, bottleneck_config={"k": 8}, skip=True))
-    before = transcoder_loss_recovered(model, [tokens[:64]], "blocks.1.hook_resid_mid", "blocks.1.hook_mlp_out", tc)
+    before = transcoder_loss_recovered(model, batches, p_in, p_out, tc)
     train_sae(tc, (x, y), SAETrainConfig(steps=300, batch_size=256, lr=2e-3))
-    held_out = make_task("induction", 64, seed=6).tokens
-    after = transcoder_loss_recovered(model, [held_out], "blocks.1.hook_resid_mid", "blocks.1.hook_mlp_out", tc)
-    assert after["zero_ablated_loss"] > after["clean_loss"]
-    assert after["loss_recovered"] > 0.8 and after["loss_recovered"] > before["loss_recovered"] + 0.2, (before, after)
-    assert after["kl_spliced"] < after["kl_zero"]
+    after = transcoder_loss_recovered(model, batches, p_in, p_out, tc)
+    assert after["zero_ablated_loss"] > after["clean_loss"] + 0.01
+    assert after["loss_recovered"] > 0.9 and after["loss_recovered"] > before["loss_recovered"] + 0.3, (before, after)
+    assert after["kl_spliced"] < 0.2 * after["kl_zero"]
 
 
 def test_cli_transcoder_and_synthetic_evaluation(tmp_path, monkeypatch, capsys):
