@@ -2,8 +2,9 @@
 1e-5, and back (isthmus writes, the peer loads). Every parameter is randomised (biases, thresholds, skip
 weights included), so a transposed or dropped tensor would show. Skips cleanly without the peers.
 
-The SAELens side is checked with its inference classes (``SAE.load_from_disk``), which is what a
-SAELens-trained SAE is saved as; its trainer needs a TransformerLens model and is not run here."""
+SAELens SAEs are trained here with SAELens' own training classes (``training_forward_pass`` + Adam, the
+step its runner takes; the runner itself needs a TransformerLens model) and saved with
+``save_inference_model``, as its runner does; randomised inference SAEs cover the remaining architectures."""
 
 from __future__ import annotations
 
@@ -75,6 +76,39 @@ def test_saelens_folder_loads_with_equal_encode_decode(sl, tmp_path, arch):
     with torch.no_grad():
         _close(again.encode(x), z_peer)
         _close(again(x), peer(x))
+
+
+@pytest.mark.parametrize("arch", ["topk", "batchtopk", "standard"])
+def test_sae_trained_by_saelens_loads_with_equal_outputs(sl, tmp_path, arch):
+    from sae_lens.saes.sae import TrainStepInput
+
+    torch.manual_seed(0)
+    classes = {"topk": (sl.TopKTrainingSAE, sl.TopKTrainingSAEConfig, {"k": 5}),
+               "batchtopk": (sl.BatchTopKTrainingSAE, sl.BatchTopKTrainingSAEConfig, {"k": 5}),
+               "standard": (sl.StandardTrainingSAE, sl.StandardTrainingSAEConfig, {})}
+    cls, cfg_cls, extra = classes[arch]
+    peer = cls(cfg_cls(d_in=D, d_sae=M, **extra)).train()
+    data = _x(2048) @ torch.randn(D, D, generator=torch.Generator().manual_seed(2))
+    opt = torch.optim.Adam(peer.parameters(), lr=3e-3)
+    coeffs = {"l1": 1e-3} if arch == "standard" else {}
+    for step in range(60):
+        out = peer.training_forward_pass(TrainStepInput(sae_in=data[step * 32 % 2048:][:256], coefficients=coeffs,
+                                                        dead_neuron_mask=None, n_training_steps=step,
+                                                        is_logging_step=False))
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+    peer.save_inference_model(tmp_path / "sl")
+    inference = sl.SAE.load_from_disk(tmp_path / "sl")
+    ours = SparseAutoEncoder.from_saelens(tmp_path / "sl")
+    x = data[:128]
+    with torch.no_grad():
+        z = inference.encode(x)
+        assert 0 < int((z != 0).sum()) < z.numel()
+        _close(ours.encode(x), z)
+        _close(ours(x).recon, inference(x))
+        ours.to_saelens(tmp_path / "back")
+        _close(sl.SAE.load_from_disk(tmp_path / "back")(x), inference(x))
 
 
 @pytest.mark.parametrize("bottleneck,cfg", [("sae_topk", {"k": 4}), ("sae_relu", {}), ("sae_jumprelu", {}),

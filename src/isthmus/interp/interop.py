@@ -8,7 +8,8 @@ written here directly (checked against the installed peers in ``tests/test_sae_i
   ``threshold`` (d_sae,). Architectures mapped: ``standard`` ↔ ``sae_relu``, ``topk`` ↔ ``sae_topk``,
   ``jumprelu`` ↔ ``sae_jumprelu``; our ``sae_batchtopk``/``sae_matryoshka`` are written as ``jumprelu`` with
   their global inference threshold, as SAELens itself saves BatchTopK. ``transcoder``/``skip_transcoder``
-  ↔ :class:`Transcoder`. ``apply_b_dec_to_input=False`` is folded into ``b_enc`` (exact).
+  ↔ :class:`Transcoder`. ``apply_b_dec_to_input=False`` is folded into ``b_enc``, and
+  ``rescale_acts_by_decoder_norm=True`` (SAELens' TopK training default) into unit-norm decoder rows (both exact).
 * **sparsify** (``SparseCoder.save_to_disk`` / ``load_from_disk``): ``cfg.json`` (``SparseCoderConfig``
   + ``d_in``) + ``sae.safetensors`` with ``encoder.weight`` (m, d_in), ``encoder.bias``, ``W_dec`` (m, d_out),
   ``b_dec`` and, with ``skip_connection``, ``W_skip`` (d_out, d_in). TopK only (sparsify's core).
@@ -80,8 +81,6 @@ def from_saelens(path: str | Path) -> SparseAutoEncoder:
     if cfg.get("normalize_activations", "none") not in ("none", None):
         raise InteropError(f"{path}: normalize_activations={cfg['normalize_activations']!r} rescales inputs at "
                            "run time; fold it first (SAELens: sae.fold_activation_norm_scaling_factor(...)) and save again")
-    if cfg.get("rescale_acts_by_decoder_norm"):
-        raise InteropError(f"{path}: rescale_acts_by_decoder_norm=True; call sae.fold_W_dec_norm() in SAELens and save again")
     kinds = {"standard": ("sae_relu", {}), "topk": ("sae_topk", {"k": int(cfg.get("k", 0))}),
              "jumprelu": ("sae_jumprelu", {}), "transcoder": ("sae_relu", {}), "skip_transcoder": ("sae_relu", {}),
              "jumprelu_transcoder": ("sae_jumprelu", {})}
@@ -92,6 +91,9 @@ def from_saelens(path: str | Path) -> SparseAutoEncoder:
     d_in, d_sae = int(cfg["d_in"]), int(cfg["d_sae"])
     transcoder = "transcoder" in arch
     b_enc = w["b_enc"]
+    if cfg.get("rescale_acts_by_decoder_norm"):  # SAELens' TopK training default; fold it exactly, as its
+        n = w_dec.norm(dim=1).clamp_min(1e-12)     # fold_W_dec_norm does: the codes are unchanged
+        w_enc, b_enc, w_dec = w_enc * n.unsqueeze(1), b_enc * n, w_dec / n.unsqueeze(1)
     if not transcoder and not cfg.get("apply_b_dec_to_input", True):
         b_enc = b_enc + w_enc @ w["b_dec"]  # we always subtract b_dec first: W(x − b) + (c + W b) = W x + c
     sae = _build(d_in, d_sae, bottleneck, bn_cfg, _unit_rows(w_dec),
