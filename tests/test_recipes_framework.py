@@ -157,7 +157,7 @@ def test_execute_write_and_load_round_trip(toy_registry, tmp_path):
     assert ToyRecipe.claim in report and "**reproduced**" in report and "ours below baseline" in report
     assert "![curve](curve.png)" in report and '"lr": 0.1' in report
     assert r"replace \| data" in report  # a pipe in a name must not break the table
-    assert "0.105 ± 0.005" in report and "0.505 ± 0.005" in report
+    assert "0.105 ± 0.0071" in report and "0.505 ± 0.0071" in report  # ddof=1
 
 
 def test_load_result_errors(tmp_path):
@@ -192,7 +192,7 @@ def test_table_renders_implemented_and_planned(toy_registry, tmp_path):
     row = next(line for line in text.splitlines() if line.startswith("| 17 |"))
     assert "[`model-collapse`](../runs/quick-2/report.md)" in row
     assert "https://arxiv.org/abs/2404.01413" in row and ToyRecipe.claim in row
-    assert "test_loss" in row and "0.105 ± 0.005" in row and "0.505 ± 0.005" in row
+    assert "test_loss" in row and "0.105 ± 0.0071" in row and "0.505 ± 0.0071" in row
     assert "**reproduced**" in row and "| quick | 2 |" in row
     assert "## Planned (43)" in text and "- #19 `starflow`" in text
     assert "- #17 `model-collapse`" not in text

@@ -4,7 +4,8 @@
 catalog entries with their status.
 """
 
-from isthmus.recipes.base import MODES, VERDICTS, MetricSummary, Paper, Recipe, Result, summarize
+from isthmus.recipes.base import MODES, MetricSummary, Paper, Recipe, RecipeSettings, Result, summarize
+from isthmus.recipes.gates import VERDICTS, Check, Gate, GateResult, Measured, Precondition
 from isthmus.recipes.catalog import SLUGS, CatalogEntry
 from isthmus.recipes.registry import (
     PlannedRecipeError,
@@ -16,7 +17,8 @@ from isthmus.recipes.registry import (
 )
 
 __all__ = [
-    "MODES", "VERDICTS", "MetricSummary", "Paper", "Recipe", "Result", "summarize",
+    "MODES", "VERDICTS", "MetricSummary", "Paper", "Recipe", "RecipeSettings", "Result", "summarize",
+    "Check", "Gate", "GateResult", "Measured", "Precondition",
     "SLUGS", "CatalogEntry",
     "RecipeError", "UnknownRecipeError", "PlannedRecipeError",
     "get_recipe", "list_recipes", "register_recipe",

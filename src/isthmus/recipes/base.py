@@ -1,31 +1,54 @@
-"""The recipe contract: one seed paper = parts + a claim check → :class:`Result`.
+"""The recipe frame: one seed paper = settings + data + arms + gates + preconditions → :class:`Result`.
 
-A recipe declares the paper, its claim in one sentence, and how to run in three modes:
+A recipe declares, before its first run (see ``docs/reproductions.md`` for the rule it is judged by):
 
-* ``smoke`` — seconds; mechanics only; runs in the test suite (its verdict means nothing),
-* ``quick`` — ≤ 2 minutes on 2 CPU cores, enough seeds for an honest verdict,
-* ``full``  — the larger, GPU-friendly version.
+* ``Settings`` — a typed :class:`~isthmus.config.Config` per mode (``modes``), overridable from the
+  command line (``isthmus recipes run SLUG --mode record seeds=8 epochs=60``);
+* ``data(settings, seed)`` — what every arm of one seed shares;
+* ``arms(settings)`` — ``name -> fn(settings, seed, data) -> Measured | {metric: value}``; ``ours``
+  names the paper's method;
+* ``gates`` — the claim, split into :class:`~isthmus.recipes.gates.Gate` s (one or more headline);
+* ``preconditions`` — what must hold for the run to be able to show anything (plus ``checks()`` for
+  those that need code).
 
-``run`` returns a :class:`Result` with our metrics and the baselines' metrics on the same data
-and seeds (mean ± std over seeds, all values kept), a verdict computed from those numbers, the
-runtime, the exact config and the library versions. A negative result is a result.
+The frame runs the seed × arm loop (each finished cell cached on disk, so adding seeds or resuming
+after a kill reuses it), judges the gates on paired per-seed differences, applies the preconditions
+and the one verdict rule, saves figures through ``figures()`` and returns a :class:`Result`.
+
+Modes: ``smoke`` (seconds, CI; never judged), ``quick`` (≤ 2 min on 2 cores), ``record`` (the results
+of record: run to convergence, ≤ 15 min on 2 cores), ``full`` (paper scale, GPU).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import platform
+import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["Paper", "MetricSummary", "Result", "Recipe", "summarize", "summarize_arms", "VERDICTS", "MODES"]
+from isthmus._runtime import runtime_defaults
+from isthmus.config import Config, ConfigError
+from isthmus.recipes.gates import (
+    VERDICT_RULE, VERDICTS, Check, Gate, GateResult, Measured, Precondition, decide, evaluate_gate,
+    evaluate_precondition,
+)
 
-VERDICTS = ("reproduced", "partial", "not reproduced")
-MODES = ("smoke", "quick", "full")
+__all__ = [
+    "Paper", "MetricSummary", "Result", "Recipe", "RecipeSettings", "summarize", "summarize_arms",
+    "VERDICTS", "MODES", "Arm",
+]
+
+MODES = ("smoke", "quick", "record", "full")
+SMOKE_REASON = "smoke mode checks the mechanics only; it is never judged"
+
+Arm = Callable[[Any, int, Any], "Measured | Mapping[str, float]"]
 
 
 @dataclass(frozen=True)
@@ -37,23 +60,26 @@ class Paper:
 @dataclass
 class MetricSummary:
     mean: float
-    std: float
+    std: float  # sample standard deviation over seeds (ddof=1); NaN with one seed
     values: list[float]
 
     def to_dict(self) -> dict[str, Any]:
         return {"mean": self.mean, "std": self.std, "values": list(self.values)}
 
     def __str__(self) -> str:
+        if len(self.values) < 2 or not math.isfinite(self.std):
+            return f"{self.mean:.4g}"
         return f"{self.mean:.4g} ± {self.std:.2g}"
 
 
 def summarize(values: Sequence[float]) -> MetricSummary:
-    """Mean, sample-free std (ddof=0) and the raw values over seeds; NaNs are kept and reported."""
+    """Mean, sample std (ddof=1, NaN for one value) and the raw values over seeds; NaNs are kept."""
     vals = [float(v) for v in values]
     if not vals:
         raise ValueError("summarize() needs at least one value")
     arr = np.asarray(vals, dtype=float)
-    return MetricSummary(mean=float(np.mean(arr)), std=float(np.std(arr)), values=vals)
+    std = float(np.std(arr, ddof=1)) if len(arr) > 1 else math.nan
+    return MetricSummary(mean=float(np.mean(arr)), std=std, values=vals)
 
 
 def summarize_arms(per: dict[str, dict[str, Sequence[float]]], ours: str
@@ -81,6 +107,10 @@ class Result:
     versions: dict[str, str] = field(default_factory=dict)
     figures: list[str] = field(default_factory=list)  # file names (relative to the result folder)
     notes: list[str] = field(default_factory=list)
+    gates: list[GateResult] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+    declared: dict[str, Any] = field(default_factory=dict)  # gates + preconditions as judged (staleness)
+    changes: list[str] = field(default_factory=list)  # what was changed after seeing results, and why
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
@@ -88,22 +118,36 @@ class Result:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
 
+    @property
+    def headline(self) -> GateResult | None:
+        heads = [g for g in self.gates if g.gate.headline]
+        return heads[0] if heads else (self.gates[0] if self.gates else None)
+
+    @property
+    def judged(self) -> bool:
+        """False for smoke runs and for results made before the frame (no gates)."""
+        return self.mode != "smoke" and bool(self.gates)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "recipe": self.recipe,
-            "paper": asdict(self.paper),
+            "paper": {"title": self.paper.title, "arxiv": self.paper.arxiv},
             "claim": self.claim,
             "mode": self.mode,
             "seeds": list(self.seeds),
-            "metrics": {k: v.to_dict() for k, v in self.metrics.items()},
-            "baselines": {b: {k: v.to_dict() for k, v in m.items()} for b, m in self.baselines.items()},
             "verdict": self.verdict,
             "verdict_reason": self.verdict_reason,
+            "gates": [g.to_dict() for g in self.gates],
+            "preconditions": [c.to_dict() for c in self.checks],
+            "declared": self.declared,
+            "metrics": {k: v.to_dict() for k, v in self.metrics.items()},
+            "baselines": {b: {k: v.to_dict() for k, v in m.items()} for b, m in self.baselines.items()},
             "runtime_s": self.runtime_s,
             "config": self.config,
             "versions": self.versions,
             "figures": list(self.figures),
             "notes": list(self.notes),
+            "changes": list(self.changes),
         }
 
     @classmethod
@@ -114,7 +158,9 @@ class Result:
             metrics=ms(d["metrics"]), baselines={b: ms(m) for b, m in d["baselines"].items()},
             verdict=d["verdict"], verdict_reason=d.get("verdict_reason", ""), runtime_s=d.get("runtime_s", 0.0),
             config=d.get("config", {}), versions=d.get("versions", {}), figures=d.get("figures", []),
-            notes=d.get("notes", []),
+            notes=d.get("notes", []), gates=[GateResult.from_dict(g) for g in d.get("gates", [])],
+            checks=[Check(**c) for c in d.get("preconditions", [])], declared=d.get("declared", {}),
+            changes=d.get("changes", []),
         )
 
 
@@ -133,37 +179,224 @@ def library_versions() -> dict[str, str]:
     }
 
 
-class Recipe:
-    """Base class. Subclasses set the class attributes and implement :meth:`run`.
+@dataclass
+class RecipeSettings(Config):
+    """Settings every recipe has; a recipe's ``Settings`` subclasses this with its own fields."""
 
-    ``run(mode, seeds, out_dir)`` must train/evaluate, write any figures into ``out_dir`` (and
-    list their file names in ``Result.figures``), and return a :class:`Result` whose verdict it
-    computed from the measured numbers with the rule stated in ``verdict_rule``.
-    """
+    seeds: int = 3
+
+    def validate(self) -> None:
+        if self.seeds < 1:
+            raise ConfigError(f"{type(self).__name__}.seeds must be >= 1, got {self.seeds}")
+
+
+def _settings_key(settings: RecipeSettings) -> str:
+    """Hash of everything but the seed count: a cached cell is reused only under the same settings."""
+    d = settings.to_dict()
+    d.pop("seeds", None)
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class Recipe:
+    """Base class of every recipe (module docstring). Subclasses set the class attributes and
+    implement :meth:`arms` (and usually :meth:`data`, :meth:`figures`, :meth:`checks`)."""
 
     slug: ClassVar[str]
     paper: ClassVar[Paper]
     claim: ClassVar[str]
-    verdict_rule: ClassVar[str] = ""  # the rule, in words, that turns numbers into a verdict
-    default_seeds: ClassVar[dict[str, int]] = {"smoke": 1, "quick": 3, "full": 5}
+    Settings: ClassVar[type[RecipeSettings]] = RecipeSettings
+    modes: ClassVar[dict[str, RecipeSettings]] = {}
+    ours: ClassVar[str] = "ours"
+    gates: ClassVar[tuple[Gate, ...]] = ()
+    preconditions: ClassVar[tuple[Precondition, ...]] = ()
+    min_seeds: ClassVar[int] = 3
+    changes: ClassVar[tuple[str, ...]] = ()  # what was changed after seeing results, and why
+    verdict_rule: ClassVar[str] = VERDICT_RULE
 
-    def run(self, mode: str, seeds: Sequence[int], out_dir: Path) -> Result:  # pragma: no cover - abstract
-        raise NotImplementedError
+    # ---- what a recipe implements ------------------------------------------------------------
+    def data(self, settings: Any, seed: int) -> Any:
+        """What every arm of one seed shares (a split, a trained host model, ...)."""
+        return None
 
-    def execute(self, mode: str = "quick", n_seeds: int | None = None, out_dir: str | Path | None = None) -> Result:
-        """Validate arguments, time :meth:`run`, and fill runtime and versions."""
+    def arms(self, settings: Any) -> dict[str, Arm]:  # pragma: no cover - abstract
+        raise NotImplementedError(f"{type(self).__name__} must define arms(settings)")
+
+    def checks(self, settings: Any, cells: Mapping[str, Mapping[int, Measured]]) -> list[Check]:
+        """Preconditions that need code (a declared :class:`Precondition` covers most)."""
+        return []
+
+    def figures(self, settings: Any, cells: Mapping[str, Mapping[int, Measured]], out_dir: Path) -> list[str]:
+        """Draw figures into ``out_dir`` (through :mod:`isthmus.viz`); return their file names."""
+        return []
+
+    def notes(self, settings: Any, cells: Mapping[str, Mapping[int, Measured]]) -> list[str]:
+        return []
+
+    def describe(self, settings: Any) -> dict[str, Any]:
+        """Extra, JSON-able description of the run for ``result.config`` (data, model, deviations)."""
+        return {}
+
+    # ---- the frame -----------------------------------------------------------------------------
+    def settings_for(self, mode: str, overrides: Sequence[str] | Mapping[str, Any] | None = None) -> Any:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        n = n_seeds if n_seeds is not None else self.default_seeds[mode]
+        if mode not in self.modes:
+            raise ValueError(f"recipe {self.slug} has no {mode!r} mode; it has {sorted(self.modes)}")
+        base = self.modes[mode]
+        return base.with_overrides(list(overrides) if not isinstance(overrides, Mapping) else dict(overrides)) \
+            if overrides else base
+
+    def declaration(self) -> dict[str, Any]:
+        """Gates, preconditions and the seed minimum as declared now (compared for staleness)."""
+        return {"gates": [g.to_dict() for g in self.gates],
+                "preconditions": [p.to_dict() for p in self.preconditions],
+                "min_seeds": self.min_seeds}
+
+    def _validate_declaration(self, arm_names: Sequence[str]) -> None:
+        if self.ours not in arm_names:
+            raise ValueError(f"{self.slug}: ours={self.ours!r} is not among the arms {sorted(arm_names)}")
+        if not self.gates:
+            raise ValueError(f"{self.slug}: declare at least one gate")
+        for g in self.gates:
+            for a in (g.arm, g.vs):
+                if isinstance(a, str) and a not in arm_names:
+                    raise ValueError(f"{self.slug}: gate {g.name!r} names arm {a!r}; arms are {sorted(arm_names)}")
+        for p in self.preconditions:
+            if p.arm not in arm_names:
+                raise ValueError(f"{self.slug}: precondition {p.name!r} names arm {p.arm!r}; "
+                                 f"arms are {sorted(arm_names)}")
+
+    def run_cells(self, settings: Any, seeds: Sequence[int], out_dir: Path | None,
+                  progress: bool = True) -> dict[str, dict[int, Measured]]:
+        """Run (or reuse from ``out_dir/cells``) every arm on every seed."""
+        from isthmus.io import atomic_write_json
+
+        arms = self.arms(settings)
+        self._validate_declaration(list(arms))
+        key = _settings_key(settings)
+        cells: dict[str, dict[int, Measured]] = {a: {} for a in arms}
+        todo = []
+        for s in seeds:
+            for a in arms:
+                path = out_dir / "cells" / a / f"seed-{s}.json" if out_dir is not None else None
+                cached = _read_cell(path, key)
+                if cached is not None:
+                    cells[a][s] = cached
+                else:
+                    todo.append((s, a, path))
+        bar = _progress(len(todo), f"{self.slug}", progress)
+        data_seed, data = None, None
+        for s, a, path in todo:
+            if data_seed != s:
+                data_seed, data = s, self.data(settings, s)
+            bar.set_postfix_str(f"seed {s} · {a}")
+            measured = Measured.coerce(arms[a](settings, s, data), f"arm {a!r} of {self.slug}")
+            cells[a][s] = measured
+            if path is not None:
+                atomic_write_json(path, {"settings_key": key, "arm": a, "seed": s, "measured": measured.to_dict()})
+            bar.update(1)
+        bar.close()
+        return cells
+
+    def judge(self, mode: str, settings: Any, cells: Mapping[str, Mapping[int, Measured]]
+              ) -> tuple[str, str, list[GateResult], list[Check]]:
+        gates = [evaluate_gate(g, cells) for g in self.gates]
+        n = min(len(v) for v in cells.values())
+        checks = [Check("enough seeds", n >= self.min_seeds, f"{n} seed(s), at least {self.min_seeds} needed")]
+        checks += [evaluate_precondition(p, cells) for p in self.preconditions]
+        checks += list(self.checks(settings, cells))
+        if mode == "smoke":
+            return "inconclusive", SMOKE_REASON, gates, checks
+        verdict, reason = decide(gates, checks)
+        return verdict, reason, gates, checks
+
+    def execute(self, mode: str = "quick", n_seeds: int | None = None, out_dir: str | Path | None = None,
+                overrides: Sequence[str] | Mapping[str, Any] | None = None, progress: bool = False) -> Result:
+        """Run the recipe in ``mode`` and return its judged :class:`Result`.
+
+        ``n_seeds`` (or ``overrides=["seeds=8"]``) sets the seed count; cells already in
+        ``out_dir/cells`` under the same settings are reused.
+        """
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if type(self).run is not Recipe.run:  # a recipe not yet moved onto the frame
+            return self._execute_legacy(mode, n_seeds, out_dir)
+        settings = self.settings_for(mode, overrides)
+        if n_seeds is not None:
+            if n_seeds < 1:
+                raise ValueError(f"--seeds must be >= 1, got {n_seeds}")
+            settings = settings.with_overrides({"seeds": n_seeds})
+        out = Path(out_dir) if out_dir is not None else Path("runs") / self.slug / mode
+        out.mkdir(parents=True, exist_ok=True)
+        seeds = list(range(settings.seeds))
+        t0 = time.perf_counter()
+        with runtime_defaults():  # 1 thread, flushed denormals; the caller's settings come back after
+            cells = self.run_cells(settings, seeds, out, progress=progress)
+        verdict, reason, gate_results, checks = self.judge(mode, settings, cells)
+        figures = list(self.figures(settings, cells, out))
+        runtime = round(time.perf_counter() - t0, 2)
+        per = {a: {m: [cells[a][s].value(m) for s in seeds] for m in _metric_names(cells[a], seeds)} for a in cells}
+        metrics, baselines = summarize_arms(per, self.ours)
+        notes = list(self.notes(settings, cells))
+        for arm, ms in per.items():
+            for name, vals in ms.items():
+                if any(not math.isfinite(v) for v in vals):
+                    notes.append(f"{arm} / {name} has non-finite values over seeds")
+        return Result(
+            recipe=self.slug, paper=self.paper, claim=self.claim, mode=mode, seeds=seeds, metrics=metrics,
+            baselines=baselines, verdict=verdict, verdict_reason=reason, runtime_s=runtime,
+            config={"settings": settings.to_dict(), **self.describe(settings)}, versions=library_versions(),
+            figures=figures, notes=notes, gates=gate_results, checks=checks, declared=self.declaration(),
+            changes=list(self.changes),
+        )
+
+    # ---- recipes not yet on the frame ----------------------------------------------------------
+    default_seeds: ClassVar[dict[str, int]] = {"smoke": 1, "quick": 3, "record": 5, "full": 5}
+
+    def run(self, mode: str, seeds: Sequence[int], out_dir: Path) -> Result:  # pragma: no cover - legacy hook
+        raise NotImplementedError
+
+    def _execute_legacy(self, mode: str, n_seeds: int | None, out_dir: str | Path | None) -> Result:
+        n = n_seeds if n_seeds is not None else self.default_seeds.get(mode, 3)
         if n < 1:
             raise ValueError(f"--seeds must be >= 1, got {n}")
         out = Path(out_dir) if out_dir is not None else Path("runs") / self.slug / mode
         out.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
-        result = self.run(mode, list(range(n)), out)
+        with runtime_defaults():  # 1 thread, flushed denormals; the caller's settings come back after
+            result = self.run(mode, list(range(n)), out)
         result.runtime_s = round(time.perf_counter() - t0, 2)
         result.versions = library_versions()
-        for name, summary in result.metrics.items():
-            if any(math.isnan(v) for v in summary.values):
-                result.notes.append(f"metric {name} has NaN values over seeds")
         return result
+
+
+def _metric_names(per_seed: Mapping[int, Measured], seeds: Sequence[int]) -> list[str]:
+    """Metrics reported by every seed of an arm, in first-reported order."""
+    names = per_seed[seeds[0]].names()
+    return [n for n in names if all(n in per_seed[s].names() for s in seeds)]
+
+
+def _read_cell(path: Path | None, key: str) -> Measured | None:
+    if path is None or not path.is_file():
+        return None
+    try:
+        d = json.loads(path.read_text())
+        if d.get("settings_key") != key:
+            return None
+        return Measured.from_dict(d["measured"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # a damaged cache cell is recomputed, never trusted
+
+
+class _NoBar:
+    def set_postfix_str(self, s: str) -> None: ...
+    def update(self, n: int) -> None: ...
+    def close(self) -> None: ...
+
+
+def _progress(total: int, desc: str, enabled: bool) -> Any:
+    if not enabled or total == 0:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="cell", file=sys.stderr)

@@ -74,11 +74,32 @@ def _validate(cls: type) -> None:
     claim = getattr(cls, "claim", None)
     if not isinstance(claim, str) or not claim.strip():
         raise RecipeError(f"{name}.claim must be a non-empty sentence")
+    if cls.run is Recipe.run:  # on the frame: settings per mode, gates and arms are declared
+        _validate_frame(cls, name)
     # A recipe shipped in the package must live in the module named after its slug, so the lazy
     # loader finds it; a copy-pasted slug in the wrong file is caught here.
     module = cls.__module__
     if module.startswith(PACKAGE + ".") and module != f"{PACKAGE}.{slug_to_module(slug)}":
         raise RecipeError(f"{name} (slug {slug!r}) must live in {PACKAGE}.{slug_to_module(slug)}, not {module}")
+
+
+def _validate_frame(cls: type[Recipe], name: str) -> None:
+    from isthmus.recipes.base import RecipeSettings
+
+    settings_cls = getattr(cls, "Settings", None)
+    if not (isinstance(settings_cls, type) and issubclass(settings_cls, RecipeSettings)):
+        raise RecipeError(f"{name}.Settings must subclass isthmus.recipes.base.RecipeSettings")
+    missing = [m for m in ("smoke", "quick", "record") if m not in cls.modes]
+    if missing:
+        raise RecipeError(f"{name}.modes lacks {missing}: every recipe has smoke, quick and record settings")
+    for mode, st in cls.modes.items():
+        if not isinstance(st, settings_cls):
+            raise RecipeError(f"{name}.modes[{mode!r}] must be a {settings_cls.__name__}, got {type(st).__name__}")
+    if not cls.gates:
+        raise RecipeError(f"{name}.gates is empty: declare the claim as gates before the first run")
+    names = [g.name for g in cls.gates]
+    if len(set(names)) != len(names):
+        raise RecipeError(f"{name}.gates has duplicate names {names}")
 
 
 def register_recipe(cls: R) -> R:

@@ -4,8 +4,9 @@
 * :func:`load_result` reads one back; :func:`collect_results` finds the best one per recipe.
 * :func:`render_reproductions_table` produces ``docs/reproductions.md``.
 
-Convention: the **first** metric in ``Result.metrics`` is the recipe's key (headline) metric;
-the reproductions table shows it for us and for every baseline that reports it.
+The table shows each recipe's headline gate (metric, ours vs the compared arm, n and the 95 %
+interval of the paired difference), its verdict, and whether the result is **stale** (the recipe's
+gates or preconditions changed since it was judged) or **legacy** (judged before the recipe frame).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from pathlib import Path
 from typing import Iterable, Union
 
 from isthmus.io import atomic_write_bytes, atomic_write_json, read_json
-from isthmus.recipes.base import VERDICTS, MetricSummary, Result
+from isthmus.recipes.base import MetricSummary, Result
+from isthmus.recipes.gates import VERDICT_RULE, VERDICTS
 from isthmus.recipes.catalog import SLUGS, arxiv_url, seed
 from isthmus.recipes.registry import get_recipe, list_recipes
 
@@ -28,8 +30,8 @@ __all__ = [
 
 RESULT_FILE = "result.json"
 REPORT_FILE = "report.md"
-# Quick runs are the documented, CPU-sized runs; full runs come next, smoke runs prove nothing.
-MODE_PREFERENCE = ("quick", "full", "smoke")
+# Record runs are the results of record; then paper-scale, then quick; smoke runs prove nothing.
+MODE_PREFERENCE = ("record", "full", "quick", "smoke")
 
 ResultSource = Union[str, Path, Result]
 
@@ -40,8 +42,20 @@ def _cell(text: object) -> str:
 
 
 def key_metric(result: Result) -> str | None:
-    """The headline metric: the first one the recipe reported (None when it reported none)."""
-    return next(iter(result.metrics), None)
+    """The headline metric: the headline gate's, else the first one the recipe reported."""
+    head = result.headline
+    return head.gate.metric if head is not None else next(iter(result.metrics), None)
+
+
+def staleness(result: Result) -> str:
+    """``""`` when the result was judged by the recipe's current declaration, else why not."""
+    if not result.gates:
+        return "legacy"
+    try:
+        current = get_recipe(result.recipe)().declaration()
+    except Exception:  # noqa: BLE001 - an unknown or planned recipe cannot be compared
+        return ""
+    return "" if current == result.declared else "stale"
 
 
 # ---- one result -----------------------------------------------------------------------------
@@ -86,6 +100,27 @@ def _per_seed_lines(result: Result) -> list[str]:
     return lines
 
 
+def gates_table(result: Result) -> list[str]:
+    lines = ["| gate | claim | n | mean Δ [95 % CI] | smallest detectable | outcome |",
+             "|---|---|---:|---|---:|---|"]
+    for g in result.gates:
+        head = " (headline)" if g.gate.headline else ""
+        lines.append(f"| {_cell(g.gate.name)}{head} | {_cell(g.gate.describe())} | {g.n} | {_cell(g.interval())} "
+                     f"| {g.mde:.3g} | **{g.outcome}** |")
+    return lines
+
+
+def _gates_lines(result: Result) -> list[str]:
+    if not result.gates:
+        return ["> Judged before the recipe frame (no declared gates): a legacy result.", ""]
+    out = ["## Gates (paired per-seed differences, positive favours the first arm)", "", *gates_table(result), ""]
+    if result.checks:
+        out += ["## Preconditions", "", "| precondition | holds | detail |", "|---|---|---|"]
+        out += [f"| {_cell(c.name)} | {'yes' if c.ok else '**no**'} | {_cell(c.detail)} |" for c in result.checks]
+        out += [""]
+    return out
+
+
 def render_report(result: Result) -> str:
     """The Markdown report of one result (what ``report.md`` holds)."""
     paper = result.paper
@@ -99,6 +134,7 @@ def render_report(result: Result) -> str:
         f"**Mode:** {result.mode} · **seeds:** {seeds} · **runtime:** {result.runtime_s:.1f} s", "",
         *(["> Smoke run: it checks the mechanics only; its verdict means nothing.", ""]
           if result.mode == "smoke" else []),
+        *_gates_lines(result),
         f"## Metrics (mean ± std over {len(result.seeds)} seed(s))", "", *metrics_table(result), "",
         "Per-seed values:", "", *_per_seed_lines(result), "",
     ]
@@ -106,6 +142,9 @@ def render_report(result: Result) -> str:
         out += ["## Figures", ""] + [f"![{Path(f).stem}]({Path(f).as_posix()})" for f in result.figures] + [""]
     if result.notes:
         out += ["## Notes", ""] + [f"- {n}" for n in result.notes] + [""]
+    out += ["## What was changed after seeing results", ""]
+    out += [f"- {c}" for c in result.changes] if result.changes else ["- nothing"]
+    out += [""]
     config = json.dumps(result.config, indent=2, sort_keys=True, default=str)
     out += ["## Config", "", "```json", config, "```", ""]
     if result.versions:
@@ -167,35 +206,49 @@ def _row(slug: str, found: tuple[Result, Path | None] | None, link_from: Path | 
     s = seed(slug)
     paper = f"[{_cell(s.title)}]({arxiv_url(s.arxiv)})" if s.arxiv else _cell(s.title)
     if found is None:
-        claim = get_recipe(slug).claim
-        cells = [f"`{slug}`", paper, _cell(claim), "—", "not run", "—", "not run", "—", "—", "—"]
+        cells = [f"`{slug}`", paper, _cell(get_recipe(slug).claim), "—", "—", "—", "not run", "—", "—", "—"]
         return f"| {s.number} | " + " | ".join(cells) + " |"
     res, path = found
     name = f"`{slug}`"
     if path is not None and link_from is not None:
         rel = Path(os.path.relpath(path.parent / REPORT_FILE, link_from)).as_posix()
         name = f"[{name}]({rel})"
+    head = res.headline
     km = key_metric(res)
     ours: MetricSummary | None = res.metrics.get(km) if km else None
-    cells = [
-        name, paper, _cell(res.claim), _cell(km or "—"), str(ours) if ours else "—",
-        _baseline_cell(res, km) if km else "—", f"**{res.verdict}**", res.mode,
-        str(len(res.seeds)), f"{res.runtime_s:.1f} s",
-    ]
+    if head is not None:
+        vs = head.gate.vs if isinstance(head.gate.vs, str) else f"{head.gate.vs:g}"
+        # the arm named by the gate: a baseline's own metrics, else ours
+        ours = res.baselines[head.gate.arm].get(km) if head.gate.arm in res.baselines else ours
+        base = res.baselines.get(vs, {}).get(km) if isinstance(head.gate.vs, str) else None
+        gate = f"{_cell(head.gate.describe())}: {head.interval()}, n={head.n} → {head.outcome}"
+        compared = f"{_cell(vs)}: {base}" if base is not None else _cell(vs)
+    else:
+        gate, compared = f"{_cell(km or '—')} (no gates)", _baseline_cell(res, km) if km else "—"
+    verdict = "— (smoke, not judged)" if res.mode == "smoke" else f"**{res.verdict}**"
+    flag = staleness(res)
+    if flag:
+        verdict += f" ({flag})"
+    cells = [name, paper, _cell(res.claim), gate, str(ours) if ours else "—", compared, verdict, res.mode, str(len(res.seeds)),
+             f"{res.runtime_s:.0f} s"]
     return f"| {s.number} | " + " | ".join(cells) + " |"
 
 
 def _header(shown: list, found: dict, n_total: int) -> list[str]:
-    counts = {v: sum(1 for e in shown if e.slug in found and found[e.slug][0].verdict == v) for v in VERDICTS}
-    not_run = sum(1 for e in shown if e.slug not in found)
+    counts = {v: sum(1 for e in shown if e.slug in found and found[e.slug][0].mode != "smoke"
+                     and found[e.slug][0].verdict == v) for v in VERDICTS}
+    not_run = sum(1 for e in shown if e.slug not in found or found[e.slug][0].mode == "smoke")
+    stale = sum(1 for e in shown if e.slug in found and staleness(found[e.slug][0]))
     tally = ", ".join(f"{v}: {n}" for v, n in counts.items()) + f", not run: {not_run}"
     return [
         "# Reproductions", "",
         "<!-- Generated by `isthmus recipes table`; edit the recipes or rerun them, not this file. -->", "",
-        "Each recipe checks one claim of its paper against baselines on the same data and seeds.",
-        "Numbers are mean ± std over seeds; the key metric is the first one the recipe reports.",
-        "A negative result is reported as it came out.", "",
-        f"**{len(shown)} of {n_total} recipes implemented** ({tally}).", "",
+        "Each recipe checks its paper's headline claim against the strongest natural baselines on the same data",
+        "and seeds. The claim is split into gates declared before the first run; each gate is judged on paired",
+        "per-seed differences with a 95 % interval. **The rule, for every recipe:** " + VERDICT_RULE,
+        "An underpowered run is *inconclusive*, never \"not reproduced\". A result is marked *stale* when the",
+        "recipe's gates changed after it was judged, *legacy* when it was judged before the gates existed.", "",
+        f"**{len(shown)} of {n_total} recipes implemented** ({tally}; stale or legacy: {stale}).", "",
     ]
 
 
@@ -225,6 +278,7 @@ def render_reproductions_table(
     when given, recipe names link to their ``report.md``.
     """
     found = _gather(results)
+    before = _verdicts_before(results)
     for slug in [s for s in found if s not in SLUGS]:
         warnings.warn(f"result for unknown recipe {slug!r} left out of the table", stacklevel=2)
     entries = list_recipes()
@@ -234,10 +288,42 @@ def render_reproductions_table(
     out = _header(shown, found, len(entries))
     if shown:
         out += [
-            "| # | Recipe | Paper | Claim | Key metric | Ours | Baselines | Verdict | Mode | Seeds | Runtime |",
+            "| # | Recipe | Paper | Claim | Headline gate: Δ [95 % CI], n | Ours | Compared with | Verdict | Mode "
+            "| Seeds | Runtime |",
             "|---:|---|---|---|---|---|---|---|---|---:|---:|",
             *[_row(e.slug, found.get(e.slug), base) for e in shown], "",
         ]
     else:
         out += ["_No recipe is implemented yet._", ""]
-    return "\n".join(out + _footer(shown, planned, found)) + "\n"
+    return "\n".join(out + _moved(shown, found, before) + _footer(shown, planned, found)) + "\n"
+
+
+BEFORE_FILE = "verdicts-before-frame.json"
+
+
+def _verdicts_before(results: object) -> dict[str, dict]:
+    """Verdicts of record before the recipe frame, when the results folder keeps them."""
+    if isinstance(results, (str, Path)) and (Path(results) / BEFORE_FILE).is_file():
+        return dict(read_json(Path(results) / BEFORE_FILE).get("verdicts", {}))
+    return {}
+
+
+def _moved(shown: list, found: dict, before: dict[str, dict]) -> list[str]:
+    """Per recipe: the verdict before the frame, the verdict now, and what changed (the result's own words)."""
+    rows = [e.slug for e in shown if e.slug in before]
+    if not rows:
+        return []
+    out = ["## Before and after the recipe frame", "",
+           "Verdicts of record before the frame (quick mode, old rules) and now; the last column is the first "
+           "entry of the result's *what was changed after seeing results*.", "",
+           "| Recipe | Before | Now | Why it moved |", "|---|---|---|---|"]
+    for slug in rows:
+        b = before[slug]
+        res = found.get(slug, (None, None))[0]
+        now = "not run" if res is None else ("— (smoke)" if res.mode == "smoke" else
+                                              f"{res.verdict} ({res.mode}, n={len(res.seeds)})")
+        if res is not None and not res.gates:
+            now += " (legacy)"
+        why = _cell(res.changes[0]) if res is not None and res.changes else "—"
+        out.append(f"| `{slug}` | {b['verdict']} ({b['mode']}, n={b['seeds']}) | {now} | {why} |")
+    return out + [""]

@@ -75,8 +75,8 @@ def evaluate(defended, clf, x: torch.Tensor, y: torch.Tensor, cfg: dict, seed: i
     g = torch.Generator().manual_seed(seed)
     for eps in cfg["eps"]:
         for attack in ("fgsm", "pgd"):
-            craft = (lambda f: fgsm(f, x, y, eps)) if attack == "fgsm" else \
-                (lambda f: pgd(f, x, y, eps, steps=cfg["pgd_steps"], generator=g))
+            craft = (lambda f, eps=eps: fgsm(f, x, y, eps)) if attack == "fgsm" else \
+                (lambda f, eps=eps: pgd(f, x, y, eps, steps=cfg["pgd_steps"], generator=g))
             out[f"{attack}_eps{eps:g}/adaptive"] = accuracy(defended, craft(defended), y)
             out[f"{attack}_eps{eps:g}/transfer"] = accuracy(defended, craft(clf), y)
     return out
