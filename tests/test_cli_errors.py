@@ -45,7 +45,7 @@ def test_diverging_loss(tmp_path, capsys):
 
 def test_a_directory_named_like_a_csv(tmp_path, capsys):
     (tmp_path / "adir.csv").mkdir()
-    assert main(["train", f"data.source={tmp_path / 'adir.csv'}", *TINY, "--out", str(tmp_path / "r")]) == 2
+    assert main(["train", *TINY, f"data.source={tmp_path / 'adir.csv'}", "--out", str(tmp_path / "r")]) == 2
     assert "is a folder" in _err(capsys)
 
 
@@ -61,6 +61,12 @@ def test_os_errors_while_writing(tmp_path, monkeypatch, capsys, code, words):
     assert main(["train", *TINY, "--out", str(tmp_path / "r")]) == 2
     err = _err(capsys)
     assert words in err and "run_config.json" in err
+
+
+def test_a_path_override_as_the_first_word(tmp_path, capsys):
+    pd.DataFrame(np.random.default_rng(0).normal(size=(40, 3)), columns=list("abc")).to_csv(tmp_path / "d.csv",
+                                                                                           index=False)
+    assert main(["train", f"data.source={tmp_path / 'd.csv'}", *TINY, "--out", str(tmp_path / "r")]) == 0
 
 
 def test_train_stdout_is_pure_json(tmp_path, capsys):
@@ -91,7 +97,7 @@ def test_disk_full_during_a_checkpoint_keeps_the_last_good_one(tmp_path, monkeyp
 
     rng = np.random.default_rng(0)
     pd.DataFrame(rng.normal(size=(160, 4)), columns=list("abcd")).to_csv(tmp_path / "d.csv", index=False)
-    args = ["train", f"data.source={tmp_path / 'd.csv'}", "model.hidden=[8]", "model.latent_dim=2",
+    args = ["train", "model.hidden=[8]", f"data.source={tmp_path / 'd.csv'}", "model.latent_dim=2",
             "trainer.epochs=3", "trainer.batch_size=32", "trainer.progress=false", "trainer.checkpoint_every_steps=2"]
     real, calls = io.save_file, [0]
 

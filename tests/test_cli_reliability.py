@@ -40,7 +40,7 @@ def _train(tmp_path: Path, out: str = "run", *extra: str, data: Path | None = No
     data = data or _csv(tmp_path / "d.csv")
     run = tmp_path / out
     overrides, flags = [e for e in extra if "=" in e], [e for e in extra if "=" not in e]
-    rc = main(["train", f"data.source={data}", "data.label_column=label", "trainer.epochs=2", *FAST, *overrides,
+    rc = main(["train", "trainer.epochs=2", f"data.source={data}", "data.label_column=label", *FAST, *overrides,
                "--out", str(run), *flags])
     return rc, run
 
@@ -208,7 +208,7 @@ def run_killed(args: list[str], kill_at: int) -> subprocess.CompletedProcess:
 
 
 def resume_args(data: Path, epochs: int) -> list[str]:
-    return ["train", f"data.source={data}", "data.label_column=label", f"trainer.epochs={epochs}", *FAST,
+    return ["train", f"trainer.epochs={epochs}", f"data.source={data}", "data.label_column=label", *FAST,
             "trainer.checkpoint_every_steps=5"]
 
 
