@@ -69,6 +69,14 @@ def test_a_path_override_as_the_first_word(tmp_path, capsys):
     assert main(["train", f"data.source={tmp_path / 'd.csv'}", *TINY, "--out", str(tmp_path / "r")]) == 0
 
 
+def test_overrides_after_options(tmp_path, capsys):
+    assert main(["train", "--print-config", "trainer.epochs=3", "--out", str(tmp_path / "r"), "model.latent_dim=5"]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["trainer"]["epochs"] == 3 and cfg["model"]["latent_dim"] == 5
+    with pytest.raises(SystemExit):
+        main(["train", "--print-config", "--bogus-flag"])
+
+
 def test_train_stdout_is_pure_json(tmp_path, capsys):
     assert main(["train", *TINY, "--out", str(tmp_path / "r")]) == 0
     out = capsys.readouterr()
