@@ -168,3 +168,27 @@ def test_readme_python_example_beats_pca(tmp_path, monkeypatch, capsys):
     m = re.search(r"autoencoder ([\d.]+), PCA\(8\) ([\d.]+)", capsys.readouterr().out)
     ae, pca = float(m.group(1)), float(m.group(2))
     assert ae < 0.7 * pca  # measured: 0.0113 vs 0.0238
+
+
+@pytest.mark.slow
+def test_real_full_disk_on_a_small_tmpfs(tmp_path, capsys):
+    """The same on a real 6 MiB tmpfs (root only): one checkpoint (~4 MiB) fits, the second does not."""
+    import os
+    import subprocess as sp
+
+    from isthmus.train.checkpoint import find_latest, load_checkpoint
+
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if os.geteuid() != 0 or sp.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mnt)],
+                                   capture_output=True).returncode != 0:
+        pytest.skip("needs root and tmpfs to mount a small file system")
+    try:
+        rc = main(["train", "data.limit=200", "trainer.epochs=3", "trainer.progress=false", "--out", str(mnt / "r")])
+        err = _err(capsys)
+        assert rc == 2 and "disk is full" in err and "Traceback" not in err
+        last = find_latest(mnt / "r" / "checkpoints")
+        assert last is not None and load_checkpoint(last).state["epoch"] == 0
+        assert not [p for p in (mnt / "r" / "checkpoints").iterdir() if p.name.startswith(".")]
+    finally:
+        sp.run(["umount", str(mnt)], check=False)
