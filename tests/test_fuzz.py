@@ -26,7 +26,7 @@ from isthmus.io import CheckpointError
 
 settings.register_profile(
     "isthmus", max_examples=int(os.environ.get("ISTHMUS_FUZZ_EXAMPLES", "40")), deadline=None,
-    derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    derandomize=True, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 settings.load_profile("isthmus")
 
