@@ -34,6 +34,12 @@ from isthmus.tasks.anomaly import AnomalyDetector
 
 SETS = ["annthyroid", "breastw", "cardio", "glass", "ionosphere", "letter", "lympho", "mammography",
         "mnist", "pendigits", "pima", "satellite", "thyroid", "vertebral"]
+# Honest model selection (issue 22). Rule, fixed before any result of this split was computed:
+# sort the 14 names alphabetically and alternate, starting with the first -> design; the rest are held
+# out. Every default of AnomalyDetector is chosen on DESIGN only (benchmarks/anomaly_design.py refuses
+# HELDOUT); HELDOUT is reported separately below and never used to choose anything.
+DESIGN = sorted(SETS)[0::2]
+HELDOUT = sorted(SETS)[1::2]
 Scorer = Callable[[np.ndarray, np.ndarray, int], np.ndarray]  # (train, test, seed) -> test scores
 
 

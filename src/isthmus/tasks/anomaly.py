@@ -31,16 +31,15 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from scipy import stats
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from isthmus.data.validation import DataError, validate_array
+from isthmus.data.validation import DataError
+from isthmus.tasks.anomaly_base import THRESHOLDS, DetectorMixin, column_names, pot_threshold
 
-__all__ = ["AnomalyDetector", "THRESHOLDS", "pot_threshold", "default_members"]
+__all__ = ["AnomalyDetector", "THRESHOLDS", "pot_threshold", "default_members", "column_names"]
 
-THRESHOLDS = ("percentile", "contamination", "pot")
 # Bottleneck sizes as fractions of the feature count, cycled over the ensemble members.
 LATENT_FRACTIONS = (0.25, 0.5, 0.375, 0.125, 0.625)
 
@@ -56,26 +55,7 @@ def default_members(n_features: int, n_estimators: int) -> list[dict[str, Any]]:
     return out
 
 
-def pot_threshold(train_scores: np.ndarray, risk: float = 1e-3, level: float = 0.98) -> float:
-    """Peaks-over-threshold (Siffer et al., KDD 2017): fit a generalised Pareto distribution to
-    the training scores above their ``level`` quantile and return the score exceeded with
-    probability ``risk``. Extrapolates past the largest training score when ``risk`` is smaller
-    than 1/n, which a plain percentile cannot do."""
-    s = np.sort(np.asarray(train_scores, dtype=np.float64))
-    if not 0 < risk < 1 - level:
-        raise ValueError(f"pot risk must be in (0, 1 - level={1 - level:g}), got {risk}")
-    t = float(np.quantile(s, level))
-    excess = s[s > t] - t
-    if len(excess) < 10:  # too few peaks to fit a tail: fall back to the empirical quantile
-        return float(np.quantile(s, 1 - risk))
-    shape, _, scale = stats.genpareto.fit(excess, floc=0.0)
-    ratio = risk * len(s) / len(excess)
-    if abs(shape) < 1e-8:
-        return t - scale * np.log(ratio)
-    return float(t + scale / shape * (ratio ** (-shape) - 1.0))
-
-
-class AnomalyDetector(BaseEstimator):
+class AnomalyDetector(DetectorMixin, BaseEstimator):
     """Scale → ensemble of autoencoders → reconstruction-error score → threshold.
 
     Parameters
@@ -121,6 +101,7 @@ class AnomalyDetector(BaseEstimator):
         pot_risk: float = 1e-3,
         pot_level: float = 0.98,
         distance_weight: float = 1.0,
+        trim: float = 0.0,
         random_state: int | np.random.RandomState | None = None,
     ) -> None:
         self.model = model
@@ -137,57 +118,23 @@ class AnomalyDetector(BaseEstimator):
         self.pot_risk = pot_risk
         self.pot_level = pot_level
         self.distance_weight = distance_weight
+        self.trim = trim
         self.random_state = random_state
 
     # ---- input checks ------------------------------------------------------------------------
     def _check_params(self) -> None:
-        if self.threshold not in THRESHOLDS:
-            raise ValueError(f"threshold must be one of {THRESHOLDS}, got {self.threshold!r}")
-        if not 0 < self.percentile < 100:
-            raise ValueError(f"percentile must be in (0, 100), got {self.percentile}")
-        if not 0 < self.contamination < 0.5:
-            raise ValueError(f"contamination must be in (0, 0.5), got {self.contamination}")
+        self._check_threshold_params()
         if self.distance_weight < 0:
             raise ValueError(f"distance_weight must be >= 0, got {self.distance_weight}")
+        if not 0 <= self.trim < 0.5:
+            raise ValueError(f"trim must be in [0, 0.5), got {self.trim}")
         if self.n_estimators < 1:
             raise ValueError(f"n_estimators must be >= 1, got {self.n_estimators}")
         if not (self.model is None or isinstance(self.model, dict) or callable(self.model)):
             raise ValueError("model must be None, a dict of AutoEncoder.mlp arguments or a callable f(n_features)")
 
     def _validate(self, X: Any, fitting: bool) -> np.ndarray:
-        names = _column_names(X)
-        if fitting:
-            arr = validate_array(X, name="X", feature_names=names, min_ndim=1)
-        else:
-            self._check_columns(X, names)
-            arr = validate_array(X, name="X", feature_names=names or self._names(), min_ndim=1)
-        if arr.ndim == 1:
-            raise DataError(f"X must be 2-D (n_samples, n_features), got shape {arr.shape}. Reshape your data "
-                            "with X.reshape(-1, 1) for one feature or X.reshape(1, -1) for one sample")
-        if arr.ndim != 2:
-            raise DataError(f"X must be 2-D (n_samples, n_features), got shape {arr.shape}; "
-                            "window a time series first (isthmus.data.sliding_windows) and flatten it")
-        if fitting:
-            if names is not None:
-                self.feature_names_in_ = np.asarray(names, dtype=object)
-            elif hasattr(self, "feature_names_in_"):
-                del self.feature_names_in_
-        elif arr.shape[1] != self.n_features_in_:
-            raise DataError(f"X has {arr.shape[1]} features, but AnomalyDetector is expecting "
-                            f"{self.n_features_in_} features as input (the columns it was fitted on)")
-        return arr.astype(np.float32, copy=False)
-
-    def _names(self) -> list[str] | None:
-        names = getattr(self, "feature_names_in_", None)
-        return None if names is None else [str(n) for n in names]
-
-    def _check_columns(self, X: Any, names: list[str] | None) -> None:
-        fitted = self._names()
-        if names is None or fitted is None or names == fitted:
-            return
-        missing, extra = sorted(set(fitted) - set(names)), sorted(set(names) - set(fitted))
-        detail = f"missing {missing}, unexpected {extra}" if missing or extra else "same names, different order"
-        raise DataError(f"X has different columns than at fit ({detail}); pass the columns {fitted} in that order")
+        return self._check_table(X, fitting).astype(np.float32, copy=False)
 
     # ---- fitting -----------------------------------------------------------------------------
     def fit(self, X: Any, y: Any = None) -> "AnomalyDetector":
@@ -196,7 +143,6 @@ class AnomalyDetector(BaseEstimator):
         X = self._validate(X, fitting=True)
         if len(X) < 2:
             raise DataError(f"X has n_samples={len(X)}; AnomalyDetector needs at least 2 rows to fit")
-        self.n_features_in_ = X.shape[1]
         rs = check_random_state(self.random_state)
         from isthmus.data.scalers import make_scaler
 
@@ -238,18 +184,12 @@ class AnomalyDetector(BaseEstimator):
         epochs = self.epochs or int(np.clip(round(self.max_steps * batch / len(Z)), 5, 200))
         cfg = TrainerConfig(epochs=epochs, batch_size=batch, lr=self.lr, weight_decay=self.weight_decay,
                             seed=seed, progress=False)
-        result = Trainer(model, cfg).fit(torch.from_numpy(Z))
+        trained = _Trimmed(model, self.trim) if self.trim > 0 else model
+        result = Trainer(trained, cfg).fit(torch.from_numpy(Z))
         # Score on CPU in float64: float32 matmuls give batch-size-dependent round-off (~1e-7), so
         # a row's score would depend on which rows it was scored with.
         model.cpu().double().eval()
         return model, list(getattr(result, "history", []) or [])
-
-    def _fit_threshold(self, scores: np.ndarray) -> float:
-        if self.threshold == "percentile":
-            return float(np.percentile(scores, self.percentile))
-        if self.threshold == "contamination":
-            return float(np.quantile(scores, 1.0 - self.contamination))
-        return pot_threshold(scores, risk=self.pot_risk, level=self.pot_level)
 
     # ---- scoring -----------------------------------------------------------------------------
     def _contributions_raw(self, Z: np.ndarray) -> np.ndarray:
@@ -273,17 +213,6 @@ class AnomalyDetector(BaseEstimator):
         error plus the weighted distance term (about ``1 + distance_weight`` for a typical training row)."""
         return self._contributions_raw(self._scaled(X)).sum(1)
 
-    def decision_function(self, X: Any) -> np.ndarray:
-        """``score_samples(X) - threshold_``: positive = anomaly, negative = normal."""
-        return self.score_samples(X) - self.threshold_
-
-    def predict(self, X: Any) -> np.ndarray:
-        """1 for an anomaly (score above ``threshold_``), 0 for normal."""
-        return (self.decision_function(X) > 0).astype(np.int64)
-
-    def fit_predict(self, X: Any, y: Any = None) -> np.ndarray:
-        return self.fit(X).predict(X)
-
     def feature_contributions(self, X: Any, normalize: bool = True) -> np.ndarray:
         """(n_samples, n_features) share of each row's score owed to each feature.
 
@@ -294,25 +223,6 @@ class AnomalyDetector(BaseEstimator):
         if not normalize:
             return c
         return c / np.maximum(c.sum(1, keepdims=True), 1e-300)
-
-    def save(self, path: str | Path) -> Path:
-        """Write the fitted detector to folder ``path`` as JSON + safetensors (no pickle)."""
-        from isthmus.tasks.anomaly_io import save_detector
-
-        return save_detector(self, path)
-
-    @classmethod
-    def load(cls, path: str | Path) -> "AnomalyDetector":
-        """Read a folder written by :meth:`save`; it scores exactly like the saved detector."""
-        from isthmus.tasks.anomaly_io import load_detector
-
-        return load_detector(path)
-
-    def top_features(self, X: Any, k: int = 3) -> list[list[str]]:
-        """Names (or indices as strings) of the ``k`` largest contributors of each row."""
-        c = self.feature_contributions(X)
-        names = self._names() or [str(i) for i in range(self.n_features_in_)]
-        return [[names[j] for j in np.argsort(-row, kind="stable")[:k]] for row in c]
 
 
 def _squared_error(model: torch.nn.Module, Z: np.ndarray, chunk: int = 65536) -> np.ndarray:
@@ -326,10 +236,25 @@ def _squared_error(model: torch.nn.Module, Z: np.ndarray, chunk: int = 65536) ->
     return np.concatenate(out)
 
 
-def _column_names(X: Any) -> list[str] | None:
-    """Column names of a DataFrame (all strings), else None."""
-    cols = getattr(X, "columns", None)
-    if cols is None or not hasattr(X, "iloc"):
-        return None
-    names = list(cols)
-    return [str(c) for c in names] if all(isinstance(c, str) for c in names) else None
+class _Trimmed(torch.nn.Module):
+    """Trimmed reconstruction loss: each batch's ``trim`` fraction of highest-error rows is left
+    out of the loss, so the network is not pulled toward the (unlabelled) outliers it trains on."""
+
+    def __init__(self, ae: torch.nn.Module, trim: float) -> None:
+        super().__init__()
+        self.ae, self.trim = ae, trim
+
+    def set_step(self, step: int) -> None:
+        if hasattr(self.ae, "set_step"):
+            self.ae.set_step(step)
+
+    def compute_loss(self, batch: Any) -> Any:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        out = self.ae(x)
+        row = ((out.recon - x) ** 2).reshape(len(x), -1).mean(1)
+        keep = max(1, int(round(len(x) * (1.0 - self.trim))))
+        kept = torch.topk(row, keep, largest=False).values
+        out.loss = out.loss - out.losses["recon"] + kept.mean()
+        return out
+
+
