@@ -9,8 +9,11 @@ fitted members are then scored several ways (cheap, no refit):
 - ``member``:  sum of squared errors / each member's median training error (the old score);
 - ``feature``: per-feature noise model, each feature's squared error divided by that
   feature's mean training error (a diagonal Gaussian whose variances are learned per feature);
-- ``+latent``: plus the Mahalanobis distance of the member's latent code from the training codes
-  (Ledoit-Wolf covariance), normalised by its median training value (a latent-density term).
+- ``latent``: the Mahalanobis distance of the member's latent code from the training codes
+  (Ledoit-Wolf covariance), normalised by its median training value (a latent-density term);
+  ``latent_knn``: the distance to the 5th nearest training code instead (a local latent density);
+- ``distance``: the squared distance from the training mean in the scaled input space (not an
+  autoencoder term; the old default added it).
 
 Run from the repo root: ``nice .venv/bin/python benchmarks/anomaly_design.py [--seeds 3]``.
 """
@@ -28,6 +31,7 @@ import torch
 from sklearn.covariance import LedoitWolf
 from sklearn.ensemble import IsolationForest
 from sklearn.model_selection import train_test_split
+from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -42,9 +46,9 @@ def _codes(model: torch.nn.Module, Z: np.ndarray) -> np.ndarray:
         return model.encode(torch.from_numpy(Z.astype(np.float64))).numpy()
 
 
-def scores(det: AnomalyDetector, Ztr: np.ndarray, Zte: np.ndarray) -> dict[str, np.ndarray]:
-    """Every candidate score of the test rows from one fitted detector."""
-    out: dict[str, list[np.ndarray]] = {"member": [], "feature": [], "latent": []}
+def components(det: AnomalyDetector, Ztr: np.ndarray, Zte: np.ndarray) -> dict[str, np.ndarray]:
+    """Each candidate term on the test rows, each normalised by its median on the training rows."""
+    out: dict[str, list[np.ndarray]] = {"member": [], "feature": [], "latent": [], "latent_knn": []}
     for model in det.models_:
         etr, ete = _squared_error(model, Ztr), _squared_error(model, Zte)
         out["member"].append(ete.sum(1) / max(np.median(etr.sum(1)), 1e-12))
@@ -55,9 +59,28 @@ def scores(det: AnomalyDetector, Ztr: np.ndarray, Zte: np.ndarray) -> dict[str, 
         lw = LedoitWolf().fit(ctr)
         ltr, lte = lw.mahalanobis(ctr), lw.mahalanobis(cte)
         out["latent"].append(lte / max(np.median(ltr), 1e-12))
-    m = {k: np.mean(v, 0) for k, v in out.items()}
-    return {"member": m["member"], "feature": m["feature"], "member+latent": m["member"] + m["latent"],
-            "feature+latent": m["feature"] + m["latent"], "latent": m["latent"]}
+        nn = NearestNeighbors(n_neighbors=5).fit(ctr)
+        ktr, kte = nn.kneighbors(None)[0][:, -1], nn.kneighbors(cte)[0][:, -1]
+        out["latent_knn"].append(kte / max(np.median(ktr), 1e-12))
+    comp = {k: np.mean(v, 0) for k, v in out.items()}
+    dtr, dte = ((Ztr - Ztr.mean(0)) ** 2).sum(1), ((Zte - Ztr.mean(0)) ** 2).sum(1)
+    comp["distance"] = dte / np.median(dtr)
+    return comp
+
+
+COMBOS = {  # name -> weights of the components
+    "member (old AE term)": {"member": 1}, "feature": {"feature": 1}, "latent": {"latent": 1},
+    "member+latent": {"member": 1, "latent": 1}, "feature+latent": {"feature": 1, "latent": 1},
+    "feature+0.5latent": {"feature": 1, "latent": 0.5}, "feature+latent_knn": {"feature": 1, "latent_knn": 1},
+    "member+distance (old default)": {"member": 1, "distance": 1},
+    "feature+latent+distance": {"feature": 1, "latent": 1, "distance": 1},
+}
+
+
+def scores(det: AnomalyDetector, Ztr: np.ndarray, Zte: np.ndarray) -> dict[str, np.ndarray]:
+    """Every candidate score of the test rows from one fitted detector."""
+    comp = components(det, Ztr, Zte)
+    return {name: sum(w * comp[k] for k, w in ws.items()) for name, ws in COMBOS.items()}
 
 
 def main() -> None:

@@ -38,6 +38,8 @@ from sklearn.utils.validation import check_is_fitted
 from isthmus.data.validation import DataError
 from isthmus.tasks.anomaly_base import THRESHOLDS, DetectorMixin, column_names, pot_threshold
 
+NOISE_MODELS = ("feature", "member")
+
 __all__ = ["AnomalyDetector", "THRESHOLDS", "pot_threshold", "default_members", "column_names"]
 
 # Bottleneck sizes as fractions of the feature count, cycled over the ensemble members.
@@ -101,6 +103,8 @@ class AnomalyDetector(DetectorMixin, BaseEstimator):
         pot_risk: float = 1e-3,
         pot_level: float = 0.98,
         distance_weight: float = 1.0,
+        noise: str = "feature",
+        latent_weight: float = 1.0,
         trim: float = 0.0,
         random_state: int | np.random.RandomState | None = None,
     ) -> None:
@@ -118,6 +122,8 @@ class AnomalyDetector(DetectorMixin, BaseEstimator):
         self.pot_risk = pot_risk
         self.pot_level = pot_level
         self.distance_weight = distance_weight
+        self.noise = noise
+        self.latent_weight = latent_weight
         self.trim = trim
         self.random_state = random_state
 
@@ -126,6 +132,10 @@ class AnomalyDetector(DetectorMixin, BaseEstimator):
         self._check_threshold_params()
         if self.distance_weight < 0:
             raise ValueError(f"distance_weight must be >= 0, got {self.distance_weight}")
+        if self.noise not in NOISE_MODELS:
+            raise ValueError(f"noise must be one of {NOISE_MODELS}, got {self.noise!r}")
+        if self.latent_weight < 0:
+            raise ValueError(f"latent_weight must be >= 0, got {self.latent_weight}")
         if not 0 <= self.trim < 0.5:
             raise ValueError(f"trim must be in [0, 0.5), got {self.trim}")
         if self.n_estimators < 1:
@@ -151,18 +161,39 @@ class AnomalyDetector(DetectorMixin, BaseEstimator):
         Z = np.ascontiguousarray(self.scaler_.transform(X), dtype=np.float32)
         self.center_ = Z.astype(np.float64).mean(0)
         self.distance_scale_ = float(max(np.median(((Z - self.center_) ** 2).sum(1)), 1e-12))
-        self.models_, self.history_, self.member_scale_ = [], [], []
+        self.models_, self.history_, self.member_scale_, self.feature_scale_ = [], [], [], []
+        self.latent_mean_, self.latent_precision_, self.latent_scale_ = [], [], []
         for spec in self._member_specs():
             seed = int(rs.randint(0, 2**31 - 1))
             model, hist = self._fit_member(spec, Z, seed)
-            err = _squared_error(model, Z).sum(1)
-            # Median, not mean: outliers in the training rows would inflate a mean.
-            self.member_scale_.append(float(max(np.median(err), 1e-12)))
+            self._fit_member_scales(model, Z)
             self.models_.append(model)
             self.history_.append(hist)
+        self.feature_scale_ = np.asarray(self.feature_scale_)
         self.train_scores_ = self._contributions_raw(Z).sum(1)
         self.threshold_ = self._fit_threshold(self.train_scores_)
         return self
+
+    def _fit_member_scales(self, model: torch.nn.Module, Z: np.ndarray) -> None:
+        """The member's noise model (per-feature error scale) and latent density (Gaussian codes)."""
+        from sklearn.covariance import LedoitWolf
+
+        err = _squared_error(model, Z)
+        if self.noise == "feature":
+            # Mean, not median, per feature: many features have a near-zero median error, and a
+            # tiny scale would turn round-off into alarms. Floored for perfectly reconstructed ones.
+            fscale = np.maximum(err.mean(0), 1e-6 * max(err.mean(), 1e-12))
+        else:
+            fscale = np.ones(Z.shape[1])
+        self.feature_scale_.append(fscale)
+        # Median, not mean: outliers in the training rows would inflate a mean.
+        self.member_scale_.append(float(max(np.median((err / fscale).sum(1)), 1e-12)))
+        codes = _codes(model, Z)
+        lw = LedoitWolf().fit(codes)
+        self.latent_mean_.append(lw.location_)
+        self.latent_precision_.append(lw.precision_)
+        dist = _mahalanobis(codes, lw.location_, lw.precision_)
+        self.latent_scale_.append(float(max(np.median(dist), 1e-12)))
 
     def _member_specs(self) -> list[Any]:
         if self.model is None:
@@ -193,14 +224,24 @@ class AnomalyDetector(DetectorMixin, BaseEstimator):
 
     # ---- scoring -----------------------------------------------------------------------------
     def _contributions_raw(self, Z: np.ndarray) -> np.ndarray:
-        """(N, D) per-feature error averaged over members (each divided by its median training
-        error) plus ``distance_weight`` times the normalised squared distance from the training mean."""
-        total = np.zeros(Z.shape, dtype=np.float64)
-        for model, scale in zip(self.models_, self.member_scale_):
-            total += _squared_error(model, Z) / scale
-        total /= len(self.models_)
+        """(N, D) terms that sum to the score: per-feature reconstruction error under each member's
+        noise model (averaged over members, each ~1 on a typical training row), the latent-density
+        term spread over features (see the module docstring) and the distance-from-mean term."""
+        recon = np.zeros(Z.shape, dtype=np.float64)
+        latent = np.zeros(len(Z), dtype=np.float64)
+        for i, model in enumerate(self.models_):
+            recon += _squared_error(model, Z) / (self.feature_scale_[i] * self.member_scale_[i])
+            if self.latent_weight > 0:
+                codes = _codes(model, Z)
+                latent += _mahalanobis(codes, self.latent_mean_[i], self.latent_precision_[i]) / self.latent_scale_[i]
+        total = recon / len(self.models_)
+        dev = (Z - self.center_) ** 2
+        if self.latent_weight > 0:
+            share = dev / np.maximum(dev.sum(1, keepdims=True), 1e-300)
+            share[dev.sum(1) == 0] = 1.0 / Z.shape[1]
+            total += self.latent_weight * (latent / len(self.models_))[:, None] * share
         if self.distance_weight > 0:
-            total += self.distance_weight * (Z - self.center_) ** 2 / self.distance_scale_
+            total += self.distance_weight * dev / self.distance_scale_
         return total
 
     def _scaled(self, X: Any) -> np.ndarray:
@@ -223,6 +264,24 @@ class AnomalyDetector(DetectorMixin, BaseEstimator):
         if not normalize:
             return c
         return c / np.maximum(c.sum(1, keepdims=True), 1e-300)
+
+
+def _codes(model: torch.nn.Module, Z: np.ndarray) -> np.ndarray:
+    """(N, k) deterministic latent codes of scaled rows (eval mode; a VAE's posterior mean)."""
+    with torch.no_grad():
+        was = model.training
+        model.eval()
+        try:
+            codes = model.encode(torch.from_numpy(np.asarray(Z, dtype=np.float64)))
+        finally:
+            model.train(was)
+    return codes.reshape(len(Z), -1).numpy()
+
+
+def _mahalanobis(codes: np.ndarray, mean: np.ndarray, precision: np.ndarray) -> np.ndarray:
+    """Squared Mahalanobis distance per row (einsum: a row's value does not depend on its batch)."""
+    d = codes - mean
+    return np.einsum("nk,kl,nl->n", d, precision, d)
 
 
 def _squared_error(model: torch.nn.Module, Z: np.ndarray, chunk: int = 65536) -> np.ndarray:

@@ -52,6 +52,7 @@ def save_detector(det: Any, path: str | Path) -> Path:
     names = getattr(det, "feature_names_in_", None)
     meta = {"format": FORMAT, "params": params, "scaler": det.scaler_.to_dict(),
             "threshold": det.threshold_, "member_scale": list(det.member_scale_),
+            "latent_scale": list(det.latent_scale_),
             "distance_scale": det.distance_scale_, "n_features_in": det.n_features_in_,
             "feature_names_in": None if names is None else [str(n) for n in names],
             "constant_features": [int(i) for i in det.constant_features_], "n_members": len(det.models_)}
@@ -60,8 +61,11 @@ def save_detector(det: Any, path: str | Path) -> Path:
             raise CheckpointError(f"member {i} ({type(model).__name__}) has no save_pretrained; "
                                   "only isthmus AutoEncoders can be saved")
         model.save_pretrained(path / f"member_{i}")
-    save_tensors(path / "state.safetensors", {"train_scores": torch.from_numpy(det.train_scores_),
-                                              "center": torch.from_numpy(det.center_)}, metadata={"format": FORMAT})
+    state = {"train_scores": det.train_scores_, "center": det.center_, "feature_scale": det.feature_scale_}
+    for i, (mean, precision) in enumerate(zip(det.latent_mean_, det.latent_precision_)):
+        state[f"latent_mean_{i}"], state[f"latent_precision_{i}"] = mean, precision
+    save_tensors(path / "state.safetensors", {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float64))
+                                              for k, v in state.items()}, metadata={"format": FORMAT})
     atomic_write_json(path / "detector.json", meta)
     return path
 
@@ -80,7 +84,10 @@ def load_detector(path: str | Path) -> Any:
         return _load_other(path, meta)
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}/detector.json has format {meta.get('format')!r}, expected {FORMAT!r}")
-    det = AnomalyDetector(**meta["params"])
+    params = dict(meta["params"])
+    if "noise" not in params:  # written before issue 22: member-normalised error, no latent term
+        params.update(noise="member", latent_weight=0.0)
+    det = AnomalyDetector(**params)
     det.scaler_ = Scaler.from_dict(meta["scaler"])
     det.threshold_, det.distance_scale_ = float(meta["threshold"]), float(meta["distance_scale"])
     det.member_scale_ = [float(v) for v in meta["member_scale"]]
@@ -98,6 +105,11 @@ def load_detector(path: str | Path) -> Any:
     state = load_tensors(path / "state.safetensors")
     det.train_scores_ = state["train_scores"].numpy()
     det.center_ = state["center"].numpy()
+    n = len(det.models_)
+    det.feature_scale_ = state["feature_scale"].numpy() if "feature_scale" in state else np.ones((n, det.n_features_in_))
+    det.latent_scale_ = [float(v) for v in meta.get("latent_scale", [1.0] * n)]
+    det.latent_mean_ = [state[f"latent_mean_{i}"].numpy() for i in range(n) if f"latent_mean_{i}" in state]
+    det.latent_precision_ = [state[f"latent_precision_{i}"].numpy() for i in range(n) if f"latent_precision_{i}" in state]
     return det
 
 
