@@ -19,7 +19,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from isthmus.data.validation import DataError, validate_array
 
-__all__ = ["DetectorMixin", "DataTypeError", "THRESHOLDS", "pot_threshold", "check_table", "column_names"]
+__all__ = ["DetectorMixin", "DataTypeError", "THRESHOLDS", "pot_threshold", "check_table", "column_names",
+           "refuse_unsupported", "refuse_no_features"]
 
 THRESHOLDS = ("percentile", "contamination", "pot")
 
@@ -56,7 +57,7 @@ def column_names(X: Any) -> list[str] | None:
     return [str(c) for c in names] if all(isinstance(c, str) for c in names) else None
 
 
-def _refuse_unsupported(X: Any) -> None:
+def refuse_unsupported(X: Any) -> None:
     """The messages scikit-learn's estimator checks expect (sparse, complex, non-numeric objects)."""
     if sparse.issparse(X):
         raise DataError("X is a sparse matrix; sparse input is not supported by isthmus detectors: "
@@ -73,6 +74,13 @@ def _refuse_unsupported(X: Any) -> None:
                                     "every argument must be a string or a number (convert or drop it)")
 
 
+def refuse_no_features(X: Any, name: str = "X") -> None:
+    """A (n, 0) table, with the message scikit-learn's estimator checks expect."""
+    shape = getattr(X, "shape", None)
+    if shape is not None and len(shape) == 2 and shape[1] == 0:
+        raise DataError(f"{name} has 0 feature(s) (shape=({shape[0]}, 0)) while a minimum of 1 is required.")
+
+
 def check_table(X: Any, n_features: int | None = None, fitted_names: list[str] | None = None,
                 owner: str = "the detector") -> tuple[np.ndarray, list[str] | None]:
     """``X`` as a finite float64 (n_samples, n_features) array, plus its column names if a DataFrame.
@@ -84,10 +92,8 @@ def check_table(X: Any, n_features: int | None = None, fitted_names: list[str] |
         missing, extra = sorted(set(fitted_names) - set(names)), sorted(set(names) - set(fitted_names))
         detail = f"missing {missing}, unexpected {extra}" if missing or extra else "same names, different order"
         raise DataError(f"X has different columns than at fit ({detail}); pass the columns {fitted_names} in that order")
-    _refuse_unsupported(X)
-    shape = getattr(X, "shape", None)
-    if shape is not None and len(shape) == 2 and shape[1] == 0:
-        raise DataError(f"X has 0 feature(s) (shape=({shape[0]}, 0)) while a minimum of 1 is required.")
+    refuse_unsupported(X)
+    refuse_no_features(X)
     arr = validate_array(X, name="X", feature_names=names or fitted_names, min_ndim=1)
     if arr.ndim == 1:
         raise DataError(f"X must be 2-D (n_samples, n_features), got shape {arr.shape}. Reshape your data "
