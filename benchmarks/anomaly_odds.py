@@ -137,29 +137,47 @@ def evaluate(method: Scorer, X: np.ndarray, y: np.ndarray, seeds: int) -> tuple[
     return float(np.mean(aurocs)), float(np.mean(auprcs)), float(np.mean(times))
 
 
+KNOWN: dict[str, Callable[[], Scorer | None]] = {
+    "isthmus": lambda: isthmus_default, "isthmus_ae": lambda: isthmus_ae, "iforest": lambda: iforest,
+    "pca": lambda: pca_recon, "knn": lambda: knn, "lof": lambda: lof, "ecod": lambda: ecod,
+    "pyod_autoencoder": lambda: _pyod("pyod_autoencoder"), "pyod_vae": lambda: _pyod("pyod_vae")}
+
+
+def run_set(job: tuple[str, str, int]) -> dict[str, tuple[float, float, float]]:
+    """Every method on one data set (a process of its own with --jobs)."""
+    name, method_names, seeds = job
+    torch.set_num_threads(1)
+    methods = {m: KNOWN[m]() for m in method_names.split(",")}
+    X, y = load(name)
+    _FITTED.clear()
+    out = {m: evaluate(fn, X, y, seeds) for m, fn in methods.items() if fn is not None}
+    row = "  ".join(f"{m}={r[0]:.3f}" for m, r in out.items())
+    print(f"{name:12s} n={len(X):5d} d={X.shape[1]:3d} out={y.mean():.3f}  {row}", flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sets", default=",".join(SETS))
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--methods", default="isthmus,isthmus_ae,iforest,knn,lof,ecod,pca,pyod_autoencoder,pyod_vae")
+    ap.add_argument("--jobs", type=int, default=1, help="data sets run in parallel processes (1 thread each)")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    known: dict[str, Callable[[], Scorer | None]] = {
-        "isthmus": lambda: isthmus_default, "isthmus_ae": lambda: isthmus_ae, "iforest": lambda: iforest,
-        "pca": lambda: pca_recon, "knn": lambda: knn, "lof": lambda: lof, "ecod": lambda: ecod,
-        "pyod_autoencoder": lambda: _pyod("pyod_autoencoder"),
-        "pyod_vae": lambda: _pyod("pyod_vae")}
-    methods = {m: known[m]() for m in args.methods.split(",")}
+    methods = {m: KNOWN[m]() for m in args.methods.split(",")}
     sets = args.sets.split(",")
     res: dict[str, dict[str, tuple[float, float, float]]] = {m: {} for m in methods}
-    for name in sets:
-        X, y = load(name)
-        _FITTED.clear()
-        for m, fn in methods.items():
-            if fn is not None:
-                res[m][name] = evaluate(fn, X, y, args.seeds)
-        row = "  ".join(f"{m}={res[m][name][0]:.3f}" for m in methods if name in res[m])
-        print(f"{name:12s} n={len(X):5d} d={X.shape[1]:3d} out={y.mean():.3f}  {row}", flush=True)
+    jobs = [(name, args.methods, args.seeds) for name in sets]
+    if args.jobs > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(args.jobs) as pool:
+            done = list(pool.map(run_set, jobs))
+    else:
+        done = [run_set(job) for job in jobs]
+    for name, per in zip(sets, done):
+        for m, r in per.items():
+            res[m][name] = r
     report(res, sets, methods)
     print("# isthmus_ae reuses the isthmus fit, so its fit+score seconds count scoring only")
 
