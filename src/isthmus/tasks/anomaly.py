@@ -53,7 +53,6 @@ Set ``distance_weight=0`` for a score computed only by the autoencoders, and add
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np

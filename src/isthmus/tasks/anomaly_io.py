@@ -25,7 +25,7 @@ import torch
 from isthmus.io import CheckpointError, atomic_write_json, load_state_strict, load_tensors, read_json, save_tensors
 
 if TYPE_CHECKING:
-    from isthmus.tasks.anomaly import AnomalyDetector
+    pass
 
 __all__ = ["save_detector", "load_detector"]
 
