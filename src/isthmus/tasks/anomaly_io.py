@@ -17,15 +17,12 @@ like the saved one, but refitting it uses the default architecture unless ``mode
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
 from isthmus.io import CheckpointError, atomic_write_json, load_state_strict, load_tensors, read_json, save_tensors
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["save_detector", "load_detector"]
 
