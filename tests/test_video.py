@@ -32,3 +32,32 @@ def test_lrcn_uses_order_and_single_frame_cannot():
     with pytest.raises(ValueError, match="clips"):
         lrcn(torch.rand(2, 1, 24, 24))
 
+
+
+def test_moving_digits_are_seeded_balanced_and_one_frame_hides_the_direction():
+    from isthmus.data.videos import MOTIONS, moving_digits
+
+    rng = np.random.default_rng(0)
+    digits, labels = rng.random((50, 28, 28)).astype(np.float32), rng.integers(0, 10, 50)
+    a, ya = moving_digits(digits, labels, 60, seed=1)
+    b, yb = moving_digits(digits, labels, 60, seed=1)
+    assert np.array_equal(a, b) and np.array_equal(ya, yb)
+    assert a.shape == (60, 10, 1, 24, 24) and set(ya) <= set(range(len(MOTIONS)))
+    # reversing a clip of "right" gives the motion of "left": same frames, other label
+    right = a[ya == 0][0]
+    mass = lambda f: (f[0] * np.arange(24)[None]).sum() / f[0].sum()  # noqa: E731
+    assert right.shape[0] == 10 and np.isfinite(mass(right[0]))
+
+
+def test_every_aggregator_runs_and_only_order_aware_ones_see_order():
+    torch.manual_seed(0)
+    clips = torch.rand(2, 5, 1, 24, 24)
+    for agg in ("lstm", "single_frame", "mean_pool", "temporal_conv"):
+        m = LRCN(6, aggregator=agg).eval()
+        out, rev = m(clips), m(clips.flip(1))
+        assert out.shape == (2, 6)
+        assert torch.allclose(out, rev, atol=1e-5) == (agg in ("single_frame", "mean_pool")), agg
+    frozen = LRCN(6).freeze_cnn()
+    assert not any(p.requires_grad for p in frozen.cnn.parameters())
+    with pytest.raises(ValueError, match="aggregator"):
+        LRCN(6, aggregator="gru")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["moving_shapes", "DIRECTIONS"]
+__all__ = ["moving_shapes", "moving_digits", "DIRECTIONS", "MOTIONS"]
 
 DIRECTIONS = ("right", "left", "down", "up")
 _STEP = {0: (0, 1), 1: (0, -1), 2: (1, 0), 3: (-1, 0)}  # (d_row, d_col) per class
@@ -41,3 +41,46 @@ def moving_shapes(n: int, frames: int = 8, size: int = 24, seed: int = 0, noise:
             r0, c0 = int(round(r)), int(round(c))
             clips[k, t, 0, r0:r0 + side, c0:c0 + side] += bright
     return np.clip(clips, 0.0, 1.0), y.astype(np.int64)
+
+
+MOTIONS = ("right", "left", "down", "up", "clockwise", "anticlockwise")
+
+
+def moving_digits(digits: np.ndarray, labels: np.ndarray, n: int, frames: int = 10, size: int = 24, digit: int = 12,
+                  cue: float = 0.5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Clips of one MNIST digit moving on a ``size × size`` canvas; the label is the motion (6 classes).
+
+    Lines wrap around the canvas and start at a random phase, so the position in one frame says nothing
+    about the direction; circles (radius ``size / 4``) run clockwise or anticlockwise. Appearance cue
+    (the referee card's stand-in for UCF's scene cues): with probability ``cue`` the digit is the motion
+    class's preferred digit (its index), else any digit, so one frame alone is informative but not enough.
+    ``digits``: ``(M, 28, 28)`` images in [0, 1] with ``labels``; returns ``(clips (n, T, 1, S, S), y (n,))``.
+    """
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    small = np.stack([np.asarray(Image.fromarray((d * 255).astype(np.uint8)).resize((digit, digit),
+                                                                                      Image.BILINEAR)) / 255.0
+                      for d in digits]).astype(np.float32)
+    by_label = {int(c): np.flatnonzero(labels == c) for c in np.unique(labels)}
+    y = rng.integers(0, len(MOTIONS), n)
+    clips = np.zeros((n, frames, 1, size, size), np.float32)
+    for k in range(n):
+        m = int(y[k])
+        pick = rng.choice(by_label[m]) if rng.random() < cue and m in by_label else rng.integers(len(small))
+        img = small[pick]
+        phase = rng.uniform(0, 2 * np.pi)
+        start = rng.integers(0, size, 2)
+        speed = rng.uniform(1.5, 2.5)
+        for t in range(frames):
+            if m < 4:
+                dr, dc = _STEP[m]
+                r, c = start[0] + dr * speed * t, start[1] + dc * speed * t
+            else:
+                sign = 1 if m == 4 else -1
+                ang = phase + sign * 0.5 * t
+                r, c = size / 2 + size / 4 * np.sin(ang) - digit / 2, size / 2 + size / 4 * np.cos(ang) - digit / 2
+            rr = (int(round(r)) + np.arange(digit)) % size
+            cc = (int(round(c)) + np.arange(digit)) % size
+            clips[k, t, 0][np.ix_(rr, cc)] = np.maximum(clips[k, t, 0][np.ix_(rr, cc)], img)
+    return clips, y.astype(np.int64)
