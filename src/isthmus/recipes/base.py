@@ -33,7 +33,6 @@ from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 
-from isthmus._runtime import runtime_defaults
 from isthmus.config import Config, ConfigError
 from isthmus.recipes.gates import (
     VERDICT_RULE, VERDICTS, Check, Gate, GateResult, Measured, Precondition, decide, evaluate_gate,
@@ -330,6 +329,8 @@ class Recipe:
         out.mkdir(parents=True, exist_ok=True)
         seeds = list(range(settings.seeds))
         t0 = time.perf_counter()
+        from isthmus._runtime import runtime_defaults  # imports torch: not needed to list or describe recipes
+
         with runtime_defaults():  # 1 thread, flushed denormals; the caller's settings come back after
             cells = self.run_cells(settings, seeds, out, progress=progress)
         verdict, reason, gate_results, checks = self.judge(mode, settings, cells)
@@ -363,6 +364,8 @@ class Recipe:
         out = Path(out_dir) if out_dir is not None else Path("runs") / self.slug / mode
         out.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
+        from isthmus._runtime import runtime_defaults
+
         with runtime_defaults():  # 1 thread, flushed denormals; the caller's settings come back after
             result = self.run(mode, list(range(n)), out)
         result.runtime_s = round(time.perf_counter() - t0, 2)
