@@ -116,9 +116,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # A bare group (``isthmus`` or ``isthmus recipes``): show the relevant help.
         getattr(args, "help_parser", parser).print_help(sys.stderr)
         return EXIT_USAGE
-    from isthmus._runtime import configure  # imports torch: only once a command runs, never for --help
+    if getattr(args, "needs_torch", True):  # listings stay light (< 1 s): they never import torch
+        from isthmus._runtime import configure
 
-    configure()  # the CLI owns its process: 1 thread, flushed denormals (opt out: ISTHMUS_RUNTIME_DEFAULTS=0)
+        configure()  # the CLI owns its process: 1 thread, flushed denormals (opt out: ISTHMUS_RUNTIME_DEFAULTS=0)
     previous, warnings.formatwarning = warnings.formatwarning, _format_warning
     try:
         return _run(func, args)

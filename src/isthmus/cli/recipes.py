@@ -27,7 +27,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser("list", help="show all 44 recipes and their status",
                        description="Show number, slug, status, title and arXiv id of every recipe.")
     p.add_argument("--json", action="store_true", help="print JSON instead of a text table")
-    p.set_defaults(func=cmd_list)
+    p.set_defaults(func=cmd_list, needs_torch=False)
 
     p = sub.add_parser("run", help="run one recipe and write result.json + report.md",
                        description="Run a recipe, compare against its baselines, write its result.")
