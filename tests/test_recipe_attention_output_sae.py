@@ -1,7 +1,6 @@
 """Recipe attention-output-sae (seed 42), the planted-feature generator and head attribution helpers.
 (The smoke run is the shared parametrized test in test_recipes_smoke.py.)"""
 
-import json
 import math
 
 import pytest

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from isthmus.interp.circuits import BASELINES, find_circuit, induction_pairs, mean_ablation, planted_induction
 from isthmus.interp.circuits.pairs import task_pairs
