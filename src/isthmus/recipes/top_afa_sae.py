@@ -154,7 +154,7 @@ class TopAfaSae(Recipe):
                           n_train=4096, n_eval=1024, ks=(2, 4), lr=1e-3),
         "quick": Settings(seeds=3, d=64, n_features=256, n_parents=8, expansion=4, steps=800, batch_size=256,
                           n_train=20_000, n_eval=4096, ks=(4, 16), lr=2e-3),
-        "record": Settings(seeds=5, steps=3000, ks=(2, 8, 32)),
+        "record": Settings(seeds=5, steps=2000, ks=(2, 32)),
         "full": Settings(seeds=5, d=128, n_features=1024, n_parents=32, expansion=8, steps=10_000, batch_size=1024,
                          n_train=200_000, n_eval=16_384, ks=(2, 4, 8, 16, 32, 64, 128)),
     }
