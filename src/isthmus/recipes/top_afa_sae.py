@@ -204,6 +204,9 @@ class TopAfaSae(Recipe):
         "precondition that top-AFA's L0 stays <= d/4; every gated arm must pass a plateau test; the frontier "
         "interpolation replaced by TopK and BatchTopK trained at k = top-AFA's measured L0 on the same seed "
         "(paired); feature recovery stays a non-headline gate (the paper's headline is reconstruction).",
+        "Record budget trimmed (3000 -> 2000 steps, sweep k in {2, 32}) before any record run, for CPU time only. The "
+        "first quick run on the frame gave top-AFA L0 ~ 116 on d = 64 (per-token standardised inputs), so the "
+        "width precondition failed -> 'inconclusive'; nothing was tuned after it.",
     )
 
     def notes(self, settings: Settings, cells) -> list[str]:
