@@ -232,6 +232,13 @@ class AutoInterp(Recipe):
                       "cannot tell learned features from random directions here, so the comparison with neurons "
                       "cannot show anything")]
 
+    def notes(self, settings: Settings, cells) -> list[str]:
+        acc = [round(m.metrics["toy_acc"], 3) for m in cells["neurons"].values()]
+        elig = {a: round(float(np.mean([m.metrics["eligible_fraction"] for m in cells[a].values()])), 2) for a in ARMS}
+        return [f"subject toy held-out next-token accuracy per seed {acc} (on the masked targets of the ~500-token "
+                "corpus; no learned-task threshold was declared for this recipe)",
+                f"share of units eligible (>= {settings.min_windows} activating windows) per arm: {elig}"]
+
     def describe(self, settings: Settings) -> dict[str, Any]:
         return {"task": TASK_KW, "arch": ARCH, "layer": LAYER, "k": K, "ctx_len": CTX_LEN, "margin": MARGIN,
                 "sampling": f"every arm: units with >= {settings.min_windows} activating windows (max > 0), "
