@@ -1,6 +1,6 @@
-"""Recipe attention-output-sae (seed 42), the planted-feature generator and head attribution helpers."""
+"""Recipe attention-output-sae (seed 42), the planted-feature generator and head attribution helpers.
+(The smoke run is the shared parametrized test in test_recipes_smoke.py.)"""
 
-import json
 import math
 
 import pytest
@@ -11,9 +11,7 @@ from isthmus.interp.attribution import (attention_to_sources, attribution_entrop
                                         indicator_correlation, splice_losses)
 from isthmus.interp.toy import ToyTransformer, make_task
 from isthmus.interp.toy.planted import FAMILIES
-from isthmus.recipes import Result, get_recipe
-from isthmus.recipes.attention_output_sae import attribution_scores, ground_truth, verdict
-from isthmus.recipes.render import write_result
+from isthmus.recipes.attention_output_sae import attribution_scores, ground_truth
 
 torch.set_num_threads(1)
 
@@ -90,26 +88,3 @@ def test_attribution_scores_and_ground_truth():
     s = attribution_scores(norms, feats, gt, learned)
     assert s["top_head_accuracy"] == pytest.approx(5 / 6) and s["family_head_accuracy"] == 1.0
     assert s["polysemantic_share_gt"] == pytest.approx(1 / 3)
-
-
-def test_verdict_from_numbers():
-    good = {"top_head_accuracy": 0.9, "loss_recovered": 0.9}
-    rnd = {"top_head_accuracy": 0.3, "loss_recovered": 0.0}
-    assert verdict(good, rnd)[0] == "reproduced"
-    assert verdict({**good, "loss_recovered": 0.5}, rnd)[0] == "partial"
-    assert verdict({**good, "top_head_accuracy": 0.7}, rnd)[0] == "partial"
-    assert verdict({**good, "top_head_accuracy": 0.45}, rnd)[0] == "not reproduced"
-    assert verdict(good, {**rnd, "top_head_accuracy": 0.8})[0] == "not reproduced"
-    assert verdict({**good, "top_head_accuracy": float("nan")}, rnd)[0] == "not reproduced"
-    assert verdict({**good, "families_learned": 2.0}, rnd)[0] == "partial"
-
-
-def test_smoke_writes_a_valid_result(tmp_path, monkeypatch):
-    monkeypatch.setenv("ISTHMUS_CACHE", str(tmp_path / "cache"))
-    recipe = get_recipe("attention-output-sae")()
-    result = recipe.execute("smoke", out_dir=tmp_path)
-    back = Result.from_dict(json.loads(write_result(result, tmp_path).read_text()))
-    assert back.recipe == "attention-output-sae" and back.verdict_reason and recipe.verdict_rule
-    assert list(back.metrics)[:3] == ["top_head_accuracy", "family_head_accuracy", "loss_recovered"]
-    assert {"random_sae", "raw_head_corr"} == set(back.baselines)
-    assert back.figures and all((tmp_path / f).is_file() for f in back.figures)

@@ -1,31 +1,15 @@
-"""Recipe codebook-features (seed 38): smoke run, the detection/steering metrics, verdict rule from numbers."""
+"""Recipe codebook-features (seed 38): hidden-state alignment, the shared best-unit detection rule and the
+steering draw. (The smoke run is the shared parametrized test in test_recipes_smoke.py.)"""
 
 from __future__ import annotations
-
-import json
 
 import torch
 
 from isthmus.interp.toy import make_task
-from isthmus.recipes import Result, get_recipe
-from isthmus.recipes.codebook_features import code_pr, detection, hidden_states, symbol_positions, verdict
-from isthmus.recipes.render import write_result
+from isthmus.recipes.codebook_features import (best_unit_scores, code_pr, hidden_states, one_hot_fires,
+                                               steer_targets, symbol_positions, threshold_fires)
 
 torch.set_num_threads(1)
-
-
-def test_smoke_writes_a_valid_result(tmp_path, monkeypatch):
-    monkeypatch.setenv("ISTHMUS_CACHE", str(tmp_path / "cache"))
-    recipe = get_recipe("codebook-features")()
-    result = recipe.execute("smoke", out_dir=tmp_path)
-    back = Result.from_dict(json.loads(write_result(result, tmp_path).read_text()))
-    assert back.recipe == "codebook-features" and back.mode == "smoke" and back.verdict_reason
-    assert list(back.metrics)[:4] == ["state_precision", "state_recall", "state_f1", "steer_success"]
-    assert {"best_neuron_matched_recall", "random_code_steering", "unsteered", "base_model"} <= set(back.baselines)
-    assert back.figures == ["codebook_features.png"] and (tmp_path / "codebook_features.png").is_file()
-    for m in ("state_precision", "steer_success"):
-        assert 0.0 <= back.metrics[m].mean <= 1.0
-    assert recipe.verdict_rule
 
 
 def test_hidden_state_alignment():
@@ -35,27 +19,30 @@ def test_hidden_state_alignment():
     torch.testing.assert_close(data.tokens[:, pos + 1] - 1, hidden_states(data))  # next token = entered state
 
 
-def test_detection_prefers_a_pure_code_over_a_noisy_neuron():
+def test_best_unit_picks_by_fit_f1_and_scores_on_eval():
     g = torch.Generator().manual_seed(0)
     y = torch.randint(0, 3, (600,), generator=g)
-    codes = (y * 2 + torch.randint(0, 2, (600,), generator=g))[:, None]  # 2 pure codes per state
+    codes = (y * 2 + torch.randint(0, 2, (600,), generator=g))[:, None]  # 2 pure codes per state: recall ~0.5
     pr, rc = code_pr(codes, y, 6, 3)
     assert torch.allclose(pr[0, :2], torch.ones(2)) and 0.3 < float(rc[0, 0]) < 0.7
-    neur = (torch.nn.functional.one_hot(y, 3).float() + 0.8 * torch.randn(600, 3, generator=g))  # noisy detectors
-    det = detection(codes[:300], y[:300], codes[300:], y[300:], neur[:300], neur[300:], 6, 3)
-    assert min(det["code_precision"]) == 1.0
-    assert max(det["neuron_precision"]) < 0.95
-    assert det["best_codes"].tolist()[0] in (0, 1)
-    det2 = detection(codes[:300], y[:300], codes[300:], y[300:], neur[:300], neur[300:], 6, 3, states=[2])
-    assert len(det2["code_precision"]) == 1
+    merged = (codes // 2)  # one pure code per state: recall 1 -> the better F1
+    both = torch.cat([one_hot_fires(codes, 6), one_hot_fires(merged, 3)], 1)
+    out = best_unit_scores(both[:300], y[:300], both[300:], y[300:], states=[0, 1, 2])
+    assert out["precision"] == [1.0, 1.0, 1.0] and out["recall"] == [1.0, 1.0, 1.0]
+    split = best_unit_scores(one_hot_fires(codes[:300], 6), y[:300], one_hot_fires(codes[300:], 6), y[300:], [0])
+    assert split["precision"] == [1.0] and split["f1"][0] < 0.8  # precise but half the recall: F1 sees it
 
 
-def test_verdict_from_numbers():
-    m = dict(code_precision=0.97, code_recall=0.6, neuron_precision=0.8, neuron_recall=0.7, steer_success=0.7,
-             random_code_success=0.1)
-    assert verdict(m)[0] == "reproduced"
-    assert verdict({**m, "neuron_precision": 0.95})[0] == "partial"           # codes not 0.05 more precise
-    assert verdict({**m, "steer_success": 0.4})[0] == "partial"               # below 0.5
-    assert verdict({**m, "random_code_success": 0.5})[0] == "partial"        # control too close
-    v, why = verdict({**m, "neuron_precision": 0.95, "steer_success": 0.2})
-    assert v == "not reproduced" and "random codes" in why
+def test_threshold_fires_enumerates_neuron_threshold_pairs():
+    acts = torch.tensor([[0.0, 1.0], [2.0, -1.0]])
+    thr = torch.tensor([[0.5, 1.5], [0.0, 2.0]])
+    f = threshold_fires(acts, thr)
+    assert f.shape == (2, 4) and f.tolist() == [[False, False, True, False], [True, True, False, False]]
+
+
+def test_steer_targets_are_paired_and_never_the_true_state():
+    data = make_task("fsm", 64, seed=2, n_states=6, n_symbols=3, steps=8)
+    rows, col, target = steer_targets(data, list(range(6)), seed=0)
+    rows2, col2, target2 = steer_targets(data, list(range(6)), seed=0)
+    assert torch.equal(col, col2) and torch.equal(target, target2)
+    assert not bool((hidden_states(data)[rows, col // 2 - 1] == target).any())

@@ -1,34 +1,28 @@
-"""Recipe sae-circuits (seed 1): smoke mode end to end, and the verdict rule from numbers."""
+"""Recipe sae-circuits (seed 1): the task score, the paper's settings, and cost in forward passes.
+(The smoke run is the shared parametrized test in test_recipes_smoke.py.)"""
 
-import json
+import torch
 
-from isthmus.recipes import Result, get_recipe
-from isthmus.recipes.render import write_result
-from isthmus.recipes.sae_circuits import ARMS, verdict
+from isthmus.interp.circuits import BASELINES, find_circuit, induction_pairs, planted_induction
+from isthmus.recipes.sae_circuits import PAPER, PAPER_L1, SaeCircuits, task_score
 
-
-def test_smoke_writes_a_valid_result(tmp_path, monkeypatch):
-    monkeypatch.setenv("ISTHMUS_CACHE", str(tmp_path / "cache"))
-    recipe = get_recipe("sae-circuits")()
-    result = recipe.execute("smoke", out_dir=tmp_path)
-    back = Result.from_dict(json.loads(write_result(result, tmp_path).read_text()))
-    assert back.recipe == "sae-circuits" and back.verdict_reason and recipe.verdict_rule
-    assert {"planted/roc_auc", "induction/roc_auc", "planted/edge_roc_auc", "planted/seconds"} <= set(back.metrics)
-    assert set(back.baselines) == set(ARMS) - {"sae_codes"}
-    assert back.figures and all((tmp_path / f).is_file() for f in back.figures)
+torch.set_num_threads(1)
 
 
-def _numbers(sae, patch=0.9, sae_s=0.1, patch_s=1.0):
-    settings = ("planted", "a", "b", "c", "d")
-    auc = {arm: dict.fromkeys(settings, patch) for arm in ARMS}
-    auc["sae_codes"] = dict.fromkeys(settings, sae)
-    secs = {arm: dict.fromkeys(settings, patch_s) for arm in ARMS}
-    secs["sae_codes"] = dict.fromkeys(settings, sae_s)
-    return auc, secs
+def test_task_score_prefers_p_greater():
+    assert task_score({"acc": 0.1, "p_greater": 0.9}) == 0.9 and task_score({"acc": 0.7}) == 0.7
 
 
-def test_verdict_from_numbers():
-    assert verdict(*_numbers(0.9))[0] == "reproduced"
-    assert verdict(*_numbers(0.9, sae_s=2.0))[0] == "partial"       # slower than patching
-    assert verdict(*_numbers(0.85, patch=1.0))[0] == "partial"      # accurate but below patching
-    assert verdict(*_numbers(0.6, patch=1.0))[0] == "not reproduced"
+def test_the_gated_arm_uses_the_papers_settings():
+    assert PAPER["d_sae"] == 200 and PAPER["l1"] == 0.02 and PAPER["head_norm"] == "none"
+    assert PAPER_L1 == {"docstring": 0.05}
+    assert SaeCircuits.ours == "sae_paper" and "ioi" not in SaeCircuits.modes["quick"].tasks
+
+
+def test_sae_needs_fewer_forward_passes_than_patching_at_16_heads():
+    pc = planted_induction(seed=0, n_heads=8)
+    pos, neg, mask = induction_pairs(20, seed=1)
+    sae = find_circuit(pc.model, pos, neg, seed=0, **{**PAPER, "epochs": 5})
+    patch = BASELINES["activation_patching"](pc.model, pos, neg, mask)
+    assert sae.timing["n_forward"] == 2 * 20
+    assert patch.n_forward >= 4 * sae.timing["n_forward"]  # about one pass per head per pair

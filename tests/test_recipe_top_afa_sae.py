@@ -1,47 +1,32 @@
-"""Recipe top-afa-sae (seed 29): smoke run, verdict rule from numbers, and the top-AFA selection rule."""
+"""Recipe top-afa-sae (seed 29): the top-AFA selection rule, per-token standardisation, the matched k and the
+frontier helper. (The smoke run is the shared parametrized test in test_recipes_smoke.py.)"""
 
-import json
 import math
 
 import torch
 
 from isthmus.bottlenecks import BOTTLENECKS
-from isthmus.recipes import Result, get_recipe
-from isthmus.recipes.render import write_result
-from isthmus.recipes.top_afa_sae import MODE_SETTINGS, topk_frontier, verdict
+from isthmus.recipes.top_afa_sae import matched_k, standardize_tokens, topk_frontier
 
 torch.set_num_threads(1)
 
 
-def test_smoke_writes_a_valid_result(tmp_path):
-    recipe = get_recipe("top-afa-sae")()
-    result = recipe.execute("smoke", out_dir=tmp_path)
-    back = Result.from_dict(json.loads(write_result(result, tmp_path).read_text()))
-    assert back.recipe == "top-afa-sae" and back.mode == "smoke" and back.verdict_reason
-    assert list(back.metrics)[:4] == ["nmse", "l0", "mean_max_cos", "recall"]
-    ks = MODE_SETTINGS["smoke"]["ks"]
-    assert {f"topk_{k}" for k in ks} <= set(back.baselines)
-    assert any(b.startswith("batchtopk_") for b in back.baselines)
-    assert back.figures == ["nmse_vs_l0.png"] and (tmp_path / "nmse_vs_l0.png").is_file()
-    assert recipe.verdict_rule
-
-
-def _means(afa_nmse, afa_l0, afa_cos):
-    m = {f"topk_{k}": {"nmse": 0.4 / k, "l0": float(k), "mean_max_cos": 0.9 if k == 4 else 0.7} for k in (2, 4, 8, 16)}
-    m["top_afa"] = {"nmse": afa_nmse, "l0": afa_l0, "mean_max_cos": afa_cos}
-    return m
-
-
-def test_verdict_from_numbers():
-    ks = (2, 4, 8, 16)
+def test_topk_frontier_interpolates_in_log_l0_and_refuses_to_extrapolate():
     assert topk_frontier(4.0, [(2, 0.2), (4, 0.1), (8, 0.05)]) == 0.1
+    assert abs(topk_frontier(2 * 2 ** 0.5, [(2, 0.2), (4, 0.1)]) - 0.15) < 1e-9
     assert math.isnan(topk_frontier(20.0, [(2, 0.2), (8, 0.05)]))
-    assert verdict(_means(0.1, 4.0, 0.89), ks)[0] == "reproduced"   # on the frontier, recovery matched
-    assert verdict(_means(0.1, 4.0, 0.5), ks)[0] == "partial"       # recovery lost
-    assert verdict(_means(0.2, 4.0, 0.89), ks)[0] == "partial"      # NMSE 2x the frontier
-    assert verdict(_means(0.2, 4.0, 0.5), ks)[0] == "not reproduced"
-    v, why, _ = verdict(_means(0.001, 40.0, 0.5), ks)                # L0 outside the sweep: not shown
-    assert v == "not reproduced" and "outside the TopK sweep" in why
+
+
+def test_matched_k_rounds_and_clips():
+    assert matched_k(3.4, 64) == 3 and matched_k(3.6, 64) == 4
+    assert matched_k(0.2, 64) == 1 and matched_k(500.0, 64) == 64
+
+
+def test_standardize_tokens_gives_norm_sqrt_d():
+    x = torch.randn(5, 64) * 7 + 3
+    z = standardize_tokens(x)
+    assert torch.allclose(z.mean(1), torch.zeros(5), atol=1e-5)
+    assert torch.allclose(z.norm(dim=1), torch.full((5,), 63 ** 0.5), atol=1e-3)  # unbiased std: sqrt(d - 1)
 
 
 def test_topafa_keeps_prefix_whose_norm_matches_input():

@@ -1,13 +1,11 @@
-"""Recipe vision-sae (seed 25): ontology/OOD helpers, the verdict rule, and a smoke run."""
-
-import json
+"""Recipe vision-sae (seed 25): ontology/OOD helpers, the nuisance shift and the linear probe.
+(The smoke run is the shared parametrized test in test_recipes_smoke.py.)"""
 
 import numpy as np
 import torch
 
-from isthmus.recipes import Result, get_recipe
-from isthmus.recipes.render import write_result
-from isthmus.recipes.vision_sae import CLASS_NAMES, knn_score, ontology_distance, ontology_scores, verdict
+from isthmus.recipes.vision_sae import (CLASS_NAMES, knn_score, linear_probe, nuisance_shift, ontology_distance,
+                                        ontology_scores)
 
 torch.set_num_threads(1)
 
@@ -36,19 +34,20 @@ def test_knn_score_is_higher_far_from_training_data():
     assert s[1] > s[0]
 
 
-def test_verdict_from_numbers():
-    base = {"ood_auroc_knn": 0.8, "ontology_spearman": 0.5}
-    assert verdict({"ood_auroc_knn": 0.9, "ontology_spearman": 0.7}, base, base)[0] == "reproduced"
-    assert verdict({"ood_auroc_knn": 0.9, "ontology_spearman": 0.505}, base, base)[0] == "partial"
-    assert verdict({"ood_auroc_knn": 0.9, "ontology_spearman": 0.3}, base, base)[0] == "not reproduced"
-    assert verdict(base, base, {"ood_auroc_knn": 0.95, "ontology_spearman": 0.5})[0] == "not reproduced"
+def test_nuisance_shift_rotates_and_shrinks_but_keeps_shape():
+    x = torch.zeros(4, 28, 28)
+    x[:, 4:24, 13:15] = 1.0  # a vertical bar
+    y = nuisance_shift(x, seed=0)
+    assert y.shape == x.shape and not torch.allclose(x, y)
+    assert 0.5 * x.sum() < y.sum() < x.sum()  # shrunk to 0.8 -> about 0.64 of the mass
+    col_mass = y[:, :, 13:15].sum() / y.sum()
+    assert col_mass < 0.6  # rotated by >= 20°: the bar leaves its columns
+    assert torch.equal(nuisance_shift(x, seed=0), y)  # deterministic per seed
 
 
-def test_smoke_writes_a_valid_result(tmp_path):
-    recipe = get_recipe("vision-sae")()
-    result = recipe.execute("smoke", out_dir=tmp_path)
-    back = Result.from_dict(json.loads(write_result(result, tmp_path).read_text()))
-    assert back.recipe == "vision-sae" and back.verdict_reason and recipe.verdict_rule
-    assert list(back.metrics)[:2] == ["ood_auroc_knn", "ood_auroc_recon"]
-    assert set(back.baselines) == {"raw_embedding", "random_sae", "pca"}
-    assert back.figures and all((tmp_path / f).is_file() for f in back.figures)
+def test_linear_probe_scores_each_eval_set():
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 50)
+    f = rng.normal(size=(100, 3)) + y[:, None] * 4
+    acc = linear_probe(f, y, {"same": (f, y), "flipped": (f, 1 - y)}, seed=0)
+    assert acc["same"] > 0.95 and acc["flipped"] < 0.05

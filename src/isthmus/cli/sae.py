@@ -19,11 +19,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from isthmus.cli._args import positive_int
+from isthmus.data.text import DATASETS, paragraphs, read_dataset_text  # moved to data/text.py; names kept here
 
 __all__ = ["add_parser", "SUBCOMMANDS", "DATASETS", "split_overrides"]
-
-# data set name -> file inside find_data(name)
-DATASETS = {"tinyshakespeare": "input.txt", "wikitext-2": "valid.txt"}
 
 
 def add_device_args(p: argparse.ArgumentParser, dtype_help: str) -> None:
@@ -128,21 +126,8 @@ def _read_text(args: argparse.Namespace) -> Any:
             raise FileNotFoundError(f"--text {args.text} is not a file")
         return args.text.read_text(encoding="utf-8", errors="replace"), str(args.text)
     if args.dataset is not None:
-        from isthmus.data.paths import find_data
-
-        return (find_data(args.dataset) / DATASETS[args.dataset]).read_text(encoding="utf-8"), args.dataset
+        return read_dataset_text(args.dataset), args.dataset
     return None
-
-
-def paragraphs(text: str, max_chars: int = 2000) -> list[str]:
-    """Blank-line separated blocks (one line each for one-paragraph-a-line files), long ones cut."""
-    blocks = [b.strip() for b in text.replace("\r\n", "\n").split("\n\n")]
-    out: list[str] = []
-    for b in blocks:
-        for line in (b.split("\n") if len(b) > max_chars else [b]):
-            line = line.strip()
-            out.extend(line[i:i + max_chars] for i in range(0, len(line), max_chars) if line)
-    return out
 
 
 def _hf_batches(args: argparse.Namespace, tokenizer: Any, text: Any) -> Iterator[Any]:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 __all__ = ["generalized_jaccard", "cosine_to", "mean_pool", "encode_pooled", "similarity_scores",
-           "select_top", "tfidf_scores", "random_scores", "on_task_share", "SIMILARITIES"]
+           "select_top", "tfidf_scores", "bm25_scores", "random_scores", "on_task_share", "SIMILARITIES"]
 
 
 def generalized_jaccard(x: torch.Tensor, proto: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
@@ -89,6 +89,26 @@ def tfidf_scores(pool_docs: Sequence[str], target_docs: Sequence[str], ngram_ran
     num = x @ proto
     den = np.sqrt(np.asarray(x.multiply(x).sum(1)).ravel()) * max(np.linalg.norm(proto), 1e-12)
     return np.asarray(num).ravel() / np.maximum(den, 1e-12)
+
+
+def bm25_scores(pool_docs: Sequence[str], target_docs: Sequence[str], ngram_range: tuple[int, int] = (1, 1),
+                k1: float = 1.5, b: float = 0.75) -> np.ndarray:
+    """Okapi BM25 of each pool document against the target set as one query (terms weighted by their share of
+    the target's term counts); ``ngram_range`` (1, 2) adds word bigrams as terms. IDF from the pool."""
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    vec = CountVectorizer(token_pattern=r"\S+", lowercase=False, ngram_range=ngram_range)
+    tf = vec.fit_transform(pool_docs).tocsr().astype(float)  # (n, V)
+    n = tf.shape[0]
+    df = np.asarray((tf > 0).sum(0)).ravel()
+    idf = np.log(1.0 + (n - df + 0.5) / (df + 0.5))
+    q = np.asarray(vec.transform(target_docs).sum(0)).ravel()
+    q = q / max(q.sum(), 1e-12)
+    dl = np.asarray(tf.sum(1)).ravel()
+    norm = k1 * (1 - b + b * dl / max(dl.mean(), 1e-12))  # (n,)
+    tf = tf.tocoo()
+    sat = tf.data * (k1 + 1) / (tf.data + norm[tf.row])
+    return np.bincount(tf.row, weights=sat * idf[tf.col] * q[tf.col], minlength=n)
 
 
 def random_scores(n: int, seed: int = 0) -> np.ndarray:

