@@ -19,9 +19,21 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from isthmus.cli._args import positive_int
-from isthmus.data.text import DATASETS, paragraphs, read_dataset_text  # moved to data/text.py; names kept here
 
-__all__ = ["add_parser", "SUBCOMMANDS", "DATASETS", "split_overrides"]
+# The text loaders moved to isthmus.data.text; the old names still import from here, lazily, because
+# importing isthmus.data pulls in torch and `isthmus --help` must stay light.
+_MOVED = ("DATASETS", "paragraphs", "read_dataset_text")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        from isthmus.data import text
+
+        return getattr(text, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["add_parser", "SUBCOMMANDS", "split_overrides"]
 
 
 def add_device_args(p: argparse.ArgumentParser, dtype_help: str) -> None:
@@ -44,7 +56,8 @@ def _add_harvest(sub: argparse._SubParsersAction) -> None:
                    help="hook points, e.g. blocks.3.hook_resid_post blocks.0.attn.hook_z (or module paths)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--text", type=Path, metavar="FILE", help="a UTF-8 text file (paragraphs = blank-line blocks)")
-    src.add_argument("--dataset", choices=sorted(DATASETS), help="a local data set (found via $ISTHMUS_DATA)")
+    src.add_argument("--dataset", metavar="NAME",
+                     help="a local data set: tinyshakespeare or wikitext-2 (found via $ISTHMUS_DATA)")
     src.add_argument("--corpus", metavar="PATH",
                      help="a local corpus streamed with Hugging Face datasets: a parquet/jsonl/arrow/txt file, a "
                           "folder of them, or a glob; tokenized with context packing (windows of --max-length)")
@@ -126,6 +139,8 @@ def _read_text(args: argparse.Namespace) -> Any:
             raise FileNotFoundError(f"--text {args.text} is not a file")
         return args.text.read_text(encoding="utf-8", errors="replace"), str(args.text)
     if args.dataset is not None:
+        from isthmus.data.text import read_dataset_text
+
         return read_dataset_text(args.dataset), args.dataset
     return None
 
@@ -136,6 +151,8 @@ def _hf_batches(args: argparse.Namespace, tokenizer: Any, text: Any) -> Iterator
 
     if isinstance(text, Corpus):  # streamed and packed: bounded memory, no padding
         return pack_tokens(tokenizer, text.texts(), args.max_length, args.batch_size)
+    from isthmus.data.text import paragraphs
+
     return tokenize_batches(tokenizer, paragraphs(text[0]), args.batch_size, args.max_length)
 
 

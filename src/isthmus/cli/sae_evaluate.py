@@ -17,7 +17,7 @@ __all__ = ["add_evaluate", "cmd_evaluate"]
 
 
 def add_evaluate(sub: argparse._SubParsersAction) -> None:
-    from isthmus.cli.sae import DATASETS, add_device_args
+    from isthmus.cli.sae import add_device_args
 
     p = sub.add_parser(
         "evaluate", help="score SAEs on a store (and by splicing into their host model)",
@@ -33,7 +33,7 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--point", metavar="NAME", help="hook point to splice at (default: the store's point)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--text", type=Path, metavar="FILE", help="host text (default: the store's text file)")
-    src.add_argument("--dataset", choices=sorted(DATASETS), help="host text from a local data set")
+    src.add_argument("--dataset", metavar="NAME", help="host text from a local data set: tinyshakespeare or wikitext-2")
     src.add_argument("--corpus", metavar="PATH", help="host text streamed from a local corpus (see sae harvest)")
     p.add_argument("--text-field", default="text", metavar="NAME", help="the corpus column holding text")
     p.add_argument("--host-tokens", type=positive_int, default=4096, metavar="N",
