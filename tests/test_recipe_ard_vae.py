@@ -1,6 +1,5 @@
 """Recipe ard-vae (seed 7): data, the τ² stability measure and the per-epoch fresh τ² draw (smoke: test_recipes_smoke)."""
 
-import torch
 
 from isthmus.recipes.ard_vae import _arm_metrics, shapes_data, tau_share_drift, train_vae
 

@@ -37,7 +37,6 @@ from isthmus.train import Trainer, TrainerConfig
 from isthmus.viz import pyplot, save_figure
 
 
-
 @dataclass
 class Settings(RecipeSettings):
     n_train: int = 120

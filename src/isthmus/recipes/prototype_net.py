@@ -39,7 +39,6 @@ from isthmus.train import Trainer, TrainerConfig
 from isthmus.viz import pyplot, save_figure
 
 
-
 @dataclass
 class Settings(RecipeSettings):
     n_train: int = 8000

@@ -36,7 +36,7 @@ from isthmus.metrics.retrieval import reciprocal_ranks
 from isthmus.recipes.base import Paper, Recipe, RecipeSettings
 from isthmus.recipes.gates import Check, Gate, Measured, Precondition
 from isthmus.recipes.registry import register_recipe
-from isthmus.viz import pyplot, save_figure
+from isthmus.viz import pyplot
 
 PAIRS = [(1, 24), (2, 48), (3, 96), (4, 192), (5, 288), (6, 384)]  # the notes' MiniLM diagonal
 GRID_DIMS = [24, 48, 96, 192, 288, 384]
