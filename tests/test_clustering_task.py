@@ -40,7 +40,7 @@ def test_fit_returns_self_and_predicts(blobs, reducer):
     assert est.fit(X) is est
     assert est.labels_.shape == (300,) and est.n_features_in_ == 8
     codes = est.transform(X)
-    assert codes.shape == (300, 8 if reducer == "none" else 3)
+    assert codes.shape == (300, {"none": 8, "cascade": 2, "canonical": 2}.get(reducer, 3))
     np.testing.assert_array_equal(est.predict(X), est.labels_)
     if reducer in ("pca", "none"):
         assert clustering_accuracy(y, est.labels_) > 0.95
@@ -71,6 +71,17 @@ def test_errors(blobs):
 
     with pytest.raises(NotFittedError):
         AEKMeans().predict(X)
+
+
+def test_pca_variance_rule_and_min_max_only(blobs):
+    X, _ = blobs
+    est = AEKMeans(n_clusters=3, reducer="pca", pca_variance=0.9, standardise=False, n_init=1, random_state=0).fit(X)
+    ratios = est.pca_.explained_variance_ratio_
+    assert ratios.sum() >= 0.9 and ratios[:-1].sum() < 0.9  # the fewest components reaching 90 %
+    scaled = est.scaler_.transform(X)
+    assert scaled.min() >= -1e-6 and scaled.max() <= 1 + 1e-6  # min-max only: the sigmoid output's range
+    with pytest.raises(ValueError, match="pca_variance"):
+        AEKMeans(reducer="pca", pca_variance=1.5).fit(X)
 
 
 def test_stacked_ae_on_a_scene_beats_chance():

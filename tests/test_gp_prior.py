@@ -53,6 +53,30 @@ def test_time_domain_kl_matches_torch_distributions():
             torch.testing.assert_close(kl[b, d], torch.distributions.kl_divergence(q, p), rtol=1e-4, atol=1e-4)
 
 
+def test_time_exact_posterior_matches_gaussian_conditioning():
+    """domain="time_exact": mean, marginal variance and KL equal the brute-force Gaussian posterior."""
+    bn = GPPriorBottleneck(GPPriorConfig(latent_dim=2, domain="time_exact", lengthscale=4.0, jitter=1e-2)).eval()
+    mu, logvar = torch.randn(3, 12, 2), torch.randn(3, 12, 2) * 0.3 - 1
+    post = bn.infer(torch.cat([mu, logvar], -1))
+    K = rbf_covariance(12, bn.lengthscale.detach(), 1e-2).double()
+    for b in range(3):
+        for d in range(2):
+            W = torch.diag((-logvar[b, :, d]).exp()).double()
+            S = torch.linalg.inv(torch.linalg.inv(K[d]) + W)
+            m = S @ W @ mu[b, :, d].double()
+            torch.testing.assert_close(post.mean[b, :, d].double(), m, rtol=1e-3, atol=1e-4)
+            torch.testing.assert_close(post.var[b, :, d].double(), S.diagonal(), rtol=1e-3, atol=1e-4)
+            q = torch.distributions.MultivariateNormal(m, S)
+            p = torch.distributions.MultivariateNormal(torch.zeros(12, dtype=torch.float64), K[d])
+            torch.testing.assert_close(post.kl[b, d].double(), torch.distributions.kl_divergence(q, p),
+                                       rtol=1e-3, atol=1e-3)
+    bn.train()  # Matheron samples: their spread around the mean matches the posterior variance
+    h = torch.cat([mu[:1], logvar[:1]], -1).expand(4000, 12, 4)
+    draws = bn.infer(h).sample
+    torch.testing.assert_close(draws.var(0), post.var[0], rtol=0.1, atol=0.01)
+    torch.testing.assert_close(draws.mean(0), post.mean[0], rtol=0.1, atol=0.05)
+
+
 def test_fourier_posterior_denoises_a_gp_trajectory():
     """Noisy per-step observations of a GP draw: the posterior mean is closer to the truth than the data."""
     T = 60
@@ -91,7 +115,7 @@ def test_shape_contract_2d_is_one_trajectory_and_batches_are_independent():
         bn(torch.randn(20, 5))
 
 
-@pytest.mark.parametrize("domain", ["fourier", "time", "iid"])
+@pytest.mark.parametrize("domain", ["fourier", "time", "time_exact", "iid"])
 def test_prior_draws_and_kl_are_sane(domain):
     bn = GPPriorBottleneck(GPPriorConfig(latent_dim=2, domain=domain, lengthscale=8.0))
     z = bn.sample_prior(200, generator=torch.Generator().manual_seed(0))

@@ -59,6 +59,8 @@ def test_loss_terms_per_strategy(tokenizer):
     assert torch.allclose(out.loss, sum(out.losses.values())) and out.latent.shape == (12, 32)  # queries then docs
     full = Matryoshka2DEncoder(tiny_bert(), tokenizer, {"pairs": pairs, "strategy": "full"})
     assert set(full.compute_loss(batch).losses) == {"mnrl@L3d32"}
+    only = Matryoshka2DEncoder(tiny_bert(), tokenizer, {"pairs": [(1, 8)], "strategy": "only"})
+    assert set(only.compute_loss(batch).losses) == {"mnrl@L1d8"}  # no full model, no KL to it
     rnd = Matryoshka2DEncoder(tiny_bert(), tokenizer, {"pairs": pairs, "strategy": "random", "seed": 3})
     drawn = []
     for step in range(20):

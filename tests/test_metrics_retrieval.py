@@ -56,3 +56,12 @@ def test_no_relevant_at_all_is_nan_and_bad_inputs_raise():
         mrr_at_k(S, np.array([0, 1, 2]), 0)
     with pytest.raises(ValueError):
         mrr_at_k(S[0], np.array([0]), 1)
+
+
+def test_reciprocal_ranks_per_query_mean_is_mrr():
+    from isthmus.metrics.retrieval import reciprocal_ranks
+
+    scores = np.array([[0.9, 0.1, 0.5], [0.2, 0.8, 0.3], [0.1, 0.2, 0.3]])
+    rr = reciprocal_ranks(scores, np.array([2, 1, 0]), k=2)
+    np.testing.assert_allclose(rr, [0.5, 1.0, 0.0])  # rank 2, rank 1, outside the top 2
+    assert rr.mean() == mrr_at_k(scores, np.array([2, 1, 0]), k=2)

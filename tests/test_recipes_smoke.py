@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from isthmus.data import DataNotFoundError
 from isthmus.recipes import Result, get_recipe
 from isthmus.recipes.base import Recipe
 from isthmus.recipes.registry import implemented_slugs
@@ -17,7 +18,10 @@ FRAMED = [s for s in implemented_slugs() if get_recipe(s).run is Recipe.run]
 @pytest.mark.parametrize("slug", FRAMED)
 def test_smoke(slug, tmp_path):
     recipe = get_recipe(slug)()
-    result = recipe.execute("smoke", out_dir=tmp_path)
+    try:
+        result = recipe.execute("smoke", out_dir=tmp_path)
+    except DataNotFoundError as exc:  # a recipe whose data (or offline model) is not on this machine
+        pytest.skip(str(exc).splitlines()[0])
     back = Result.from_dict(json.loads(write_result(result, tmp_path).read_text()))
     assert back.recipe == slug and back.mode == "smoke" and not back.judged
     assert [g.gate.name for g in back.gates] == [g.name for g in recipe.gates]

@@ -24,6 +24,10 @@ unshuffled, time-ordered batches). The latent is ``(..., T, D)``.
   cheap because the prior is diagonal.
 * ``"time"``: the standard time-domain GP-VAE (the paper's baseline): mean-field posterior
   N(μ_t, σ²_t) per step, KL to N(0, K_ℓ) with the T×T RBF covariance (Cholesky).
+* ``"time_exact"``: the time-domain prior N(0, K_ℓ) with the *same posterior family* as ``"fourier"``:
+  the exact Gaussian posterior given the per-step pseudo-observations (a GP smoother of the encoder
+  outputs, T×T per trajectory and channel). Comparing it with ``"fourier"`` isolates the
+  parameterisation (circulant Fourier basis with pruned frequencies vs the exact time-domain kernel).
 * ``"iid"``: N(0, 1) at every step independently (a plain VAE per frame).
 
 ``losses["kl"]`` is β · KL per time step (the trajectory's KL summed over channels, divided by T,
@@ -54,7 +58,7 @@ class GPPriorConfig(BottleneckConfig):
     units of the initial length-scale (the wrap-around correlation is then negligible).
     """
 
-    domain: Literal["fourier", "time", "iid"] = "fourier"
+    domain: Literal["fourier", "time", "time_exact", "iid"] = "fourier"
     lengthscale: float = 10.0
     learn_lengthscale: bool = True
     min_lengthscale: float = 3.0
@@ -168,6 +172,8 @@ class GPPriorBottleneck(Bottleneck):
         domain = self.config.domain
         if domain == "fourier":
             return self._fourier(mu, logvar)
+        if domain == "time_exact":
+            return self._time_exact(mu, logvar)
         var = logvar.exp()
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if self.training else mu
         if domain == "time":
@@ -198,6 +204,34 @@ class GPPriorBottleneck(Bottleneck):
         var = (L_inv @ B.T).pow(2).sum(-2)  # diag(B P⁻¹ Bᵀ), (..., D, T)
         to_time = lambda a: torch.einsum("tm,...dm->...td", B, a)  # noqa: E731
         return GPPosterior(mean=to_time(m), var=var.transpose(-1, -2), sample=to_time(c), kl=kl)
+
+    def _time_exact(self, mu: torch.Tensor, logvar: torch.Tensor) -> GPPosterior:
+        """Exact Gaussian posterior under N(0, K) given pseudo-observations μ_t with noise σ²_t, per channel.
+
+        With A = K + diag(σ²): mean K A⁻¹ μ, covariance Σ = K − K A⁻¹ K, and
+        KL(N(m, Σ) ‖ N(0, K)) = ½[mᵀK⁻¹m − tr(A⁻¹K) + log|A| − Σ_t log σ²_t]. Samples by Matheron's rule
+        (prior draw f, noise ε: z = f + K A⁻¹(μ − f − ε)), which needs no Cholesky of the ill-conditioned Σ.
+        """
+        T = mu.shape[-2]
+        K = rbf_covariance(T, self.lengthscale, self.config.jitter)  # (D, T, T)
+        y, var = mu.transpose(-1, -2), logvar.exp().transpose(-1, -2)  # (..., D, T)
+        L = torch.linalg.cholesky(K + torch.diag_embed(var))  # (..., D, T, T)
+        a_inv_y = torch.cholesky_solve(y.unsqueeze(-1), L)  # (..., D, T, 1)
+        m = (K @ a_inv_y).squeeze(-1)  # (..., D, T)
+        Linv_K = torch.linalg.solve_triangular(L, K.expand_as(L), upper=False)  # L⁻¹K
+        tr = torch.cholesky_solve(K.expand_as(L), L).diagonal(dim1=-2, dim2=-1).sum(-1)  # tr(A⁻¹K)
+        quad = (a_inv_y.squeeze(-1) * m).sum(-1)  # (A⁻¹μ)ᵀ K (A⁻¹μ) = mᵀK⁻¹m
+        logdet_a = 2 * torch.log(L.diagonal(dim1=-2, dim2=-1)).sum(-1)
+        kl = 0.5 * (quad - tr + logdet_a - logvar.transpose(-1, -2).sum(-1))  # (..., D)
+        marg = (K.diagonal(dim1=-2, dim2=-1) - Linv_K.pow(2).sum(-2)).clamp_min(1e-8)  # diag Σ
+        if self.training:
+            Lk = torch.linalg.cholesky(K)
+            f = (Lk @ torch.randn_like(y).unsqueeze(-1)).squeeze(-1)
+            eps = torch.randn_like(y) * var.sqrt()
+            z = f + (K @ torch.cholesky_solve((y - f - eps).unsqueeze(-1), L)).squeeze(-1)
+        else:
+            z = m
+        return GPPosterior(mean=m.transpose(-1, -2), var=marg.transpose(-1, -2), sample=z.transpose(-1, -2), kl=kl)
 
     def _time_kl(self, mu: torch.Tensor, var: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         """KL(∏_t N(μ_t, σ²_t) ‖ N(0, K_ℓ)) per trajectory and channel, ``(..., D)``."""

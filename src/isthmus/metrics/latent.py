@@ -76,13 +76,17 @@ def principal_angles(a: Any, b: Any) -> np.ndarray:
 
 @torch.no_grad()
 def nearest_sq_distances(points: torch.Tensor, data: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
-    """min_i ‖points_j − data_i‖² for each row j of ``points`` (M, D) against ``data`` (N, D); ``(M,)``."""
+    """min_i ‖points_j − data_i‖² for each row j of ``points`` (M, D) against ``data`` (N, D); ``(M,)``.
+
+    Memory is O(M · chunk) (``torch.cdist`` per chunk of data rows), never O(M · chunk · D): 2000 test
+    images against 8000 training images of 784 pixels would otherwise need 25 GB.
+    """
     if points.shape[-1] != data.shape[-1]:
         raise ValueError(f"points have {points.shape[-1]} features but data have {data.shape[-1]}")
     best = torch.full((len(points),), float("inf"), dtype=points.dtype)
     for i in range(0, len(data), chunk):
-        d = (points.unsqueeze(1) - data[i : i + chunk].to(points).unsqueeze(0)).pow(2).sum(-1)  # (M, c)
-        best = torch.minimum(best, d.min(1).values)
+        d = torch.cdist(points, data[i : i + chunk].to(points))  # matrix-product form: fast, ~1e-6 relative error
+        best = torch.minimum(best, d.min(1).values.pow(2))
     return best
 
 

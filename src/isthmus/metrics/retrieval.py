@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["mrr_at_k", "recall_at_k", "ndcg_at_k", "retrieval_report"]
+__all__ = ["reciprocal_ranks", "mrr_at_k", "recall_at_k", "ndcg_at_k", "retrieval_report"]
 
 
 def _as_numpy(x: Any) -> np.ndarray:
@@ -57,12 +57,20 @@ def _mean(values: np.ndarray, keep: np.ndarray) -> float:
     return float(values[keep].mean()) if keep.any() else float("nan")
 
 
-def mrr_at_k(scores: Any, relevance: Any, k: int = 10) -> float:
-    """Mean reciprocal rank of the first relevant document in the top ``k`` (0 when none is there)."""
+def reciprocal_ranks(scores: Any, relevance: Any, k: int = 10) -> np.ndarray:
+    """Per query: 1 / rank of the first relevant document in the top ``k`` (0 when none is there; NaN
+    for a query with no relevant document). Their mean is :func:`mrr_at_k`; per-query values are what a
+    paired bootstrap over queries resamples."""
     ranked, mat, k = _prepare(scores, relevance, k)
     hit = ranked[:, :k] > 0
     rr = np.where(hit.any(1), 1.0 / (hit.argmax(1) + 1), 0.0)
-    return _mean(rr, (mat > 0).any(1))
+    return np.where((mat > 0).any(1), rr, np.nan)
+
+
+def mrr_at_k(scores: Any, relevance: Any, k: int = 10) -> float:
+    """Mean reciprocal rank of the first relevant document in the top ``k`` (0 when none is there)."""
+    rr = reciprocal_ranks(scores, relevance, k)
+    return _mean(np.nan_to_num(rr), ~np.isnan(rr))
 
 
 def recall_at_k(scores: Any, relevance: Any, k: int = 10) -> float:

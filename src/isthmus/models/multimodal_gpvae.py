@@ -48,7 +48,7 @@ class MultimodalGPVAEConfig(Config):
     hidden: list[int] = field(default_factory=lambda: [128, 64])
     image_loss: Literal["gaussian", "bce"] = "gaussian"
     image_sigma: float = 0.1
-    gp_domain: Literal["fourier", "time", "iid"] = "fourier"
+    gp_domain: Literal["fourier", "time", "time_exact", "iid"] = "fourier"
     lengthscale: float = 10.0
     learn_lengthscale: bool = True
     min_lengthscale: float = 3.0

@@ -7,20 +7,22 @@ image-only GP latent, 100 Poisson neurons driven by the shared and a neural-only
 
 Arms, same data, seeds and training budget (Adam, one learning rate for all parts, grad-clip 1):
 ``mmgpvae`` (both modalities, Fourier GP prior) against ``image_only`` and ``neural_only`` (Fourier GP,
-one modality), ``mm_time`` (both modalities, time-domain GP prior with a mean-field posterior: the
-standard GP-VAE) and ``plain_vae`` (both modalities, N(0, 1) per step).
+one modality), ``mm_time`` (both modalities, time-domain GP prior with the *same posterior family* as
+the Fourier arm — the exact Gaussian posterior given the encoders' per-step pseudo-observations — so
+the comparison isolates the parameterisation) and ``plain_vae`` (both modalities, N(0, 1) per step).
 
 Metrics on held-out trials: ``r2_<latent>`` — R² of each true latent from *all* of an arm's posterior-mean
-latents after an affine map fitted by least squares (what the arm's latents know); for the two-modality
-arms also ``r2_<latent>_block`` — from the arm's designated block only (does the shared/private split land
+latents after an affine map fitted by least squares (what the arm's latents know; the shared-latent
+comparison uses this on both sides); for the two-modality arms also ``r2_<latent>_block`` — from the arm's designated block only (does the shared/private split land
 where it should); ``image_mse`` per pixel and ``rate_r2`` (predicted vs true Poisson rates) where an arm
 models that modality.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,22 +30,28 @@ import torch
 from isthmus.data.gp_sim import MMGPSim, make_mm_gp_sim
 from isthmus.metrics.latent import affine_r2
 from isthmus.models import MultimodalGPVAE
-from isthmus.recipes.base import Paper, Recipe, Result, summarize_arms
+from isthmus.recipes.base import Paper, Recipe, RecipeSettings
+from isthmus.recipes.gates import Gate, Measured, Precondition, plateaued
 from isthmus.recipes.registry import register_recipe
 from isthmus.train import Trainer, TrainerConfig
-from isthmus.viz import pyplot
+from isthmus.viz import pyplot, save_figure
 
-# Fixed per mode before any run. Quick fits ~2 minutes on 2 cores (5 arms x 2 seeds).
-MODE_SETTINGS: dict[str, dict[str, Any]] = {
-    "smoke": dict(n_train=12, n_test=6, T=30, image_size=12, n_neurons=20, epochs=2),
-    "quick": dict(n_train=120, n_test=30, T=60, image_size=16, n_neurons=100, epochs=30),
-    "full": dict(n_train=240, n_test=60, T=60, image_size=16, n_neurons=100, epochs=300),
-}
+
+@dataclass
+class Settings(RecipeSettings):
+    n_train: int = 120
+    n_test: int = 30
+    T: int = 60
+    image_size: int = 16
+    n_neurons: int = 100
+    epochs: int = 250
+
+
 ARMS: dict[str, dict[str, str]] = {
     "mmgpvae": dict(modalities="both", gp_domain="fourier"),
     "image_only": dict(modalities="image", gp_domain="fourier"),
     "neural_only": dict(modalities="neural", gp_domain="fourier"),
-    "mm_time": dict(modalities="both", gp_domain="time"),
+    "mm_time": dict(modalities="both", gp_domain="time_exact"),
     "plain_vae": dict(modalities="both", gp_domain="iid"),
 }
 MODEL = dict(n_shared=1, n_image=1, n_neural=1, hidden=[64, 32], image_loss="gaussian", image_sigma=0.1,
@@ -52,12 +60,12 @@ TRAIN = dict(batch_size=20, lr=3e-3, optimizer="adam", grad_clip=1.0)
 LATENTS = ("shared", "image", "neural")
 
 
-def train_arm(arm: str, data: MMGPSim, seed: int, epochs: int) -> MultimodalGPVAE:
+def train_arm(arm: str, data: MMGPSim, seed: int, epochs: int) -> tuple[MultimodalGPVAE, list[float]]:
     torch.manual_seed(seed)
     model = MultimodalGPVAE({"image_dim": data.images[0, 0].numel(), "n_neurons": data.spikes.shape[-1],
                              **MODEL, **ARMS[arm]})
-    Trainer(model, TrainerConfig(epochs=epochs, seed=seed, progress=False, **TRAIN)).fit((data.images, data.spikes))
-    return model.eval()
+    res = Trainer(model, TrainerConfig(epochs=epochs, seed=seed, progress=False, **TRAIN)).fit((data.images, data.spikes))
+    return model.eval(), [float(h["train_loss"]) for h in res.history]
 
 
 def _flat(x: torch.Tensor) -> torch.Tensor:
@@ -82,8 +90,20 @@ def evaluate_arm(model: MultimodalGPVAE, test: MMGPSim) -> dict[str, float]:
     return out
 
 
-def _block_mean(per: dict[str, dict[str, list[float]]], arm: str) -> float:
-    return float(np.mean([np.mean(per[arm][f"r2_{k}_block"]) for k in LATENTS]))
+def _arm(name: str):
+    def arm(s: Settings, seed: int, data: dict) -> Measured:
+        model, curve = train_arm(name, data["train"], seed, s.epochs)
+        metrics = evaluate_arm(model, data["test"])
+        if model.config.modalities == "both":
+            metrics["r2_block_mean"] = float(np.mean([metrics[f"r2_{k}_block"] for k in LATENTS]))
+        metrics["converged"] = float(plateaued(curve))
+        info = {}
+        if name in ("mmgpvae", "mm_time"):  # two held-out trials' latents for the figure
+            with torch.no_grad():
+                z = model.encode(data["test"].images[:2], data["test"].spikes[:2])
+            info = {k: v.tolist() for k, v in z.items()}
+        return Measured(metrics=metrics, curves={"train_loss": curve}, info=info)
+    return arm
 
 
 @register_recipe
@@ -92,85 +112,86 @@ class MMGPVAE(Recipe):
     paper = Paper("Multi-modal Gaussian Process Variational Autoencoders for Neural and Behavioral Data", "2310.03111")
     claim = ("A multi-modal GP-VAE with Fourier-domain GP priors recovers the latent shared by images and spike "
              "counts better than single-modality models, and its Fourier parameterisation identifies the latents "
-             "at least as well as a standard time-domain GP-VAE.")
-    verdict_rule = (
-        "Means over seeds on held-out trials. (a) mmgpvae's R² of the true shared latent from its shared block alone "
-        "exceeds the R² of image_only and of neural_only from all of their latents; (b) mmgpvae's per-block R² "
-        "averaged over the shared, image and neural latents is >= mm_time's. reproduced = (a) and (b); partial = "
-        "exactly one; not reproduced = neither. plain_vae is reported, not judged."
+             "at least as well as a time-domain GP-VAE.")
+    Settings = Settings
+    modes = {
+        "smoke": Settings(seeds=1, n_train=12, n_test=6, T=30, image_size=12, n_neurons=20, epochs=2),
+        "quick": Settings(seeds=3, epochs=60),
+        "record": Settings(seeds=3, epochs=250),
+        "full": Settings(seeds=5, n_train=240, n_test=60, epochs=700),
+    }
+    ours = "mmgpvae"
+    gates = (
+        Gate("shared latent: both modalities beat spikes alone", "r2_shared", "mmgpvae", "neural_only", effect=0.02,
+             headline=True,
+             why="2 points of R2 from all of each arm's latents (the same latent set on both sides); spikes alone "
+                 "are the stronger single-modality model"),
+        Gate("shared latent: both modalities beat images alone", "r2_shared", "mmgpvae", "image_only", effect=0.02,
+             why="the same 2 points against the image-only model"),
+        Gate("Fourier at least as good as time domain", "r2_block_mean", "mmgpvae", "mm_time", kind="non_inferiority",
+             effect=0.05,
+             why="'at least as well': the mean per-block R2 may be at most 0.05 lower with the same posterior family"),
     )
-    default_seeds = {"smoke": 1, "quick": 2, "full": 3}
+    preconditions = (
+        Precondition("positive control: spikes alone recover the rates", "neural_only", "rate_r2", ">=", 0.8,
+                     over="every", why="a single-modality GP-VAE must fit the Poisson rates, else the data or "
+                                       "budget is broken"),
+        Precondition("the multimodal model fits its spikes", "mmgpvae", "rate_r2", ">=", 0.5, over="every",
+                     why="one learning rate for all parts (our deviation) can starve the spike pathway; a model "
+                         "that has not fitted one modality tests that deviation, not the paper"),
+        Precondition("mmgpvae converged", "mmgpvae", "converged", ">=", 1.0, over="every",
+                     why="the training loss must plateau before latents are compared"),
+        Precondition("mm_time converged", "mm_time", "converged", ">=", 1.0, over="every",
+                     why="the time-domain comparison needs both arms trained to a plateau"),
+    )
+    changes = (
+        "before the frame (quick, 2 seeds, 30 epochs = 180 steps in 27 s): 'partial' with bare > comparisons; (a) "
+        "compared mmgpvae's 1-d shared block with all of the unimodal arms' latents; (b) compared the Fourier arm's "
+        "exact (GP-smoothed) posterior with a mean-field time-domain posterior.",
+        "after the audit (issue 20): the time-domain arm now uses the same posterior family (domain 'time_exact': "
+        "exact Gaussian posterior given the per-step pseudo-observations); (a) is scored from all latents on both "
+        "sides; >= 3 seeds; record trains 250 epochs (the audit at 150 epochs, seed 0: mmgpvae shared R2 0.51 vs "
+        "neural_only 0.996, so the headline's failure is expected and is not why the budget was raised).",
+        "errata: 3 latents in total (1 shared, 1 image, 1 neural) — already so; the code's prior term squares "
+        "(mu + sigma^2) — we keep the correct expectation.",
+    )
 
-    def run(self, mode: str, seeds: Sequence[int], out_dir: Path) -> Result:
-        cfg = MODE_SETTINGS[mode]
-        per: dict[str, dict[str, list[float]]] = {arm: {} for arm in ARMS}
-        example: dict[str, Any] = {}
-        source = ""
-        for seed in seeds:
-            data = make_mm_gp_sim(cfg["n_train"] + cfg["n_test"], cfg["T"], image_size=cfg["image_size"],
-                                  n_neurons=cfg["n_neurons"], seed=1000 + seed)
-            source = data.meta["template_source"]
-            train, test = data.subset(slice(0, cfg["n_train"])), data.subset(slice(cfg["n_train"], None))
-            for arm in ARMS:
-                model = train_arm(arm, train, seed, cfg["epochs"])
-                for k, v in evaluate_arm(model, test).items():
-                    per[arm].setdefault(k, []).append(v)
-                if seed == seeds[0] and arm in ("mmgpvae", "mm_time"):
-                    example[arm] = model.encode(test.images[:2], test.spikes[:2])
-            if seed == seeds[0]:
-                example["truth"] = {k: v[:2] for k, v in test.latents.items()}
-        verdict, reason = self._verdict(per)
-        figure = self._plot(example, out_dir)
-        metrics, baselines = summarize_arms(per, "mmgpvae")
-        config = {"mode": mode, **cfg, "arms": ARMS, "model": MODEL, "train": TRAIN, "data_seed": "1000 + seed",
-                  "template": source}
-        notes = [f"per-seed values are in each metric's `values` (seeds {list(seeds)})",
-                 f"digit template: {source}",
-                 "r2_<latent> regresses the true latent on all of an arm's latents (affine, least squares on the "
-                 "held-out trials); r2_<latent>_block on the arm's designated block only",
-                 "deviations from the paper: one learning rate for all parts (paper: separate image-net / spike-encoder "
-                 "/ spike-decoder rates), MLP encoders, far fewer epochs (paper: 700); the Fourier posterior combines "
-                 "the encoders' per-step pseudo-observations with the diagonal prior (precision sum)"]
-        return Result(recipe=self.slug, paper=self.paper, claim=self.claim, mode=mode, seeds=list(seeds),
-                      metrics=metrics, baselines=baselines, verdict=verdict, verdict_reason=reason,
-                      config=config, figures=[figure], notes=notes)
+    def data(self, settings: Settings, seed: int) -> dict:
+        d = make_mm_gp_sim(settings.n_train + settings.n_test, settings.T, image_size=settings.image_size,
+                           n_neurons=settings.n_neurons, seed=1000 + seed)
+        return {"train": d.subset(slice(0, settings.n_train)), "test": d.subset(slice(settings.n_train, None)),
+                "source": d.meta["template_source"]}
 
-    @staticmethod
-    def _verdict(per: dict[str, dict[str, list[float]]]) -> tuple[str, str]:
-        m = lambda arm, k: float(np.mean(per[arm][k]))  # noqa: E731
-        shared = m("mmgpvae", "r2_shared_block")
-        a = shared > m("image_only", "r2_shared") and shared > m("neural_only", "r2_shared")
-        fourier, time_domain = _block_mean(per, "mmgpvae"), _block_mean(per, "mm_time")
-        b = fourier >= time_domain
-        n = int(a) + int(b)
-        verdict = "reproduced" if n == 2 else "partial" if n == 1 else "not reproduced"
-        reason = (f"(a) shared-latent R²: mmgpvae block {shared:.3f} vs image_only {m('image_only', 'r2_shared'):.3f}, "
-                  f"neural_only {m('neural_only', 'r2_shared'):.3f} ({'passed' if a else 'failed'}); (b) mean block R²: "
-                  f"Fourier {fourier:.3f} vs time-domain {time_domain:.3f} ({'passed' if b else 'failed'}); "
-                  f"plain_vae shared {m('plain_vae', 'r2_shared'):.3f}")
-        return verdict, reason
+    def arms(self, settings: Settings):
+        return {a: _arm(a) for a in ARMS}
 
-    @staticmethod
-    def _plot(example: dict[str, Any], out_dir: Path) -> str:
+    def describe(self, settings: Settings) -> dict[str, Any]:
+        return {"arms": ARMS, "model": MODEL, "train": TRAIN, "data_seed": "1000 + seed",
+                "template": self.data(settings, 0)["source"],
+                "deviations": ["one learning rate for all parts (paper: separate image-net / spike-encoder / "
+                               "spike-decoder rates)", "MLP encoders",
+                               f"{settings.epochs} epochs (paper: 650-700) on {settings.n_train} trials (paper: 300)",
+                               "the Fourier posterior combines the encoders' per-step pseudo-observations with the "
+                               "diagonal prior (exact); the authors map encoder outputs to Fourier coefficients with a "
+                               "learned linear map and a mean-field posterior"]}
+
+    def figures(self, settings: Settings, cells, out_dir: Path) -> list[str]:
         plt = pyplot()
-
-        truth = example["truth"]
+        truth = self.data(settings, min(cells["mmgpvae"]))["test"].latents
         fig, axes = plt.subplots(2, 3, figsize=(11, 5), sharex=True)
         for j, k in enumerate(LATENTS):
+            y = truth[k][:2]
+            for arm, color in (("mmgpvae", "tab:red"), ("mm_time", "tab:blue")):
+                z = torch.tensor(cells[arm][min(cells[arm])].info[k])
+                A = np.concatenate([_flat(z).numpy(), np.ones((z[..., 0].numel(), 1))], 1)
+                coef = np.linalg.lstsq(A, _flat(y).numpy(), rcond=None)[0]  # affine alignment on these trials
+                fit = (A @ coef).reshape(y.shape)
+                for i in range(2):
+                    axes[i, j].plot(fit[i], color=color, lw=1, label=f"{arm} (aligned)")
             for i in range(2):
-                ax = axes[i, j]
-                ax.plot(truth[k][i].numpy(), color="k", lw=1.5, label="true")
-                for arm, color in (("mmgpvae", "tab:red"), ("mm_time", "tab:blue")):
-                    z, y = example[arm][k], truth[k]
-                    A = np.concatenate([_flat(z).numpy(), np.ones((z[..., 0].numel(), 1))], 1)
-                    coef = np.linalg.lstsq(A, _flat(y).numpy(), rcond=None)[0]  # affine alignment on these trials
-                    ax.plot((A @ coef).reshape(y.shape)[i], color=color, lw=1, label=f"{arm} (aligned)")
-                ax.set_title(f"{k} latent, test trial {i}", fontsize=9)
+                axes[i, j].plot(y[i].numpy(), color="k", lw=1.5, label="true")
+                axes[i, j].set_title(f"{k} latent, test trial {i}", fontsize=9)
         axes[0, 0].legend(fontsize=7)
         for ax in axes[1]:
             ax.set_xlabel("time step")
-        fig.tight_layout()
-        name = "latents.png"
-        fig.savefig(out_dir / name, dpi=90)
-        plt.close(fig)
-        return name
+        return [save_figure(fig, out_dir / "latents.png", dpi=90).name]

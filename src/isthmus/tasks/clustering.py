@@ -9,7 +9,10 @@ with identical scaling, k-means settings and seeds:
 * ``"stacked"`` — a deep nonlinear MLP autoencoder (the paper's "stacked AE"; encoder widths
   step down from the input to the code, decoder mirrored, SELU by default),
 * ``"linear"``  — the same architecture with no activations (the paper's "canonical" deep linear AE),
-* ``"pca"``     — PCA to ``latent_dim`` components,
+* ``"pca"``     — PCA to ``latent_dim`` components (or to ``pca_variance`` explained variance),
+* ``"cascade"`` — the authors' cascade of three small SELU AEs (:class:`isthmus.tasks.cascade_ae.CascadeAE`,
+  2-d code; the 2024 notebooks behind the paper),
+* ``"canonical"`` — the cascade's first stage alone (the paper's "canonical" AE, 2-d code),
 * ``"none"``    — k-means on the scaled features themselves.
 
 :func:`majority_filter` is the map post-processing step (a mode filter over a window).
@@ -32,7 +35,7 @@ from sklearn.utils.validation import check_array, check_is_fitted
 
 __all__ = ["AEKMeans", "REDUCERS", "ramp_widths", "majority_filter"]
 
-REDUCERS = ("stacked", "linear", "pca", "none")
+REDUCERS = ("stacked", "linear", "pca", "cascade", "canonical", "none")
 
 
 def ramp_widths(in_dim: int, latent_dim: int, n_hidden: int = 5) -> list[int]:
@@ -58,7 +61,11 @@ class AEKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     epochs, batch_size, lr, optimizer: autoencoder training (isthmus Trainer, MSE loss).
     max_train_samples: train the autoencoder (and PCA, k-means) on at most this many rows drawn
         at random; all rows are still encoded and labelled. ``None`` uses every row.
-    scale: min-max then standard scaling, fitted on the training rows (the paper's pipeline).
+    scale: min-max scaling (then standard scaling when ``standardise``), fitted on the training rows.
+    standardise: standardise after min-max (False = min-max only, as in the authors' 2024 code).
+    pca_variance: with ``reducer="pca"``, keep the fewest components reaching this explained variance
+        (the authors: 0.9) instead of ``latent_dim``.
+    cascade_epochs, cascade_batch_sizes, l1_activity: per-stage training of ``"cascade"`` / ``"canonical"``.
     n_init: k-means restarts.
     random_state: seed for the subsample, network init, batch order and k-means.
 
@@ -83,6 +90,11 @@ class AEKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         scale: bool = True,
         n_init: int = 10,
         random_state: int | np.random.RandomState | None = None,
+        standardise: bool = True,
+        pca_variance: float | None = None,
+        cascade_epochs: tuple[int, ...] = (10, 5, 5),
+        cascade_batch_sizes: tuple[int, ...] = (64, 32, 16),
+        l1_activity: float = 1e-4,
     ) -> None:
         self.n_clusters = n_clusters
         self.latent_dim = latent_dim
@@ -98,6 +110,11 @@ class AEKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         self.scale = scale
         self.n_init = n_init
         self.random_state = random_state
+        self.standardise = standardise
+        self.pca_variance = pca_variance
+        self.cascade_epochs = cascade_epochs
+        self.cascade_batch_sizes = cascade_batch_sizes
+        self.l1_activity = l1_activity
 
     # ---- fitting ---------------------------------------------------------------------------
     def fit(self, X: Any, y: Any = None) -> "AEKMeans":
@@ -111,13 +128,22 @@ class AEKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         seed = int(rs.randint(0, 2**31 - 1))
         rows = self._train_rows(len(X), rs)
         Xt = X[rows]
-        self.scaler_ = make_pipeline(MinMaxScaler(), StandardScaler()).fit(Xt) if self.scale else None
+        steps = [MinMaxScaler(), StandardScaler()] if self.standardise else [MinMaxScaler()]
+        self.scaler_ = make_pipeline(*steps).fit(Xt) if self.scale else None
         Zt = self._scale(Xt)
-        self.model_, self.pca_, self.history_ = None, None, []
+        self.model_, self.pca_, self.cascade_, self.history_ = None, None, None, []
         if self.reducer in ("stacked", "linear"):
             self._fit_autoencoder(Zt, seed)
+        elif self.reducer in ("cascade", "canonical"):
+            from isthmus.tasks.cascade_ae import CascadeAE
+
+            self.cascade_ = CascadeAE(n_stages=3 if self.reducer == "cascade" else 1, epochs=tuple(self.cascade_epochs),
+                                      batch_sizes=tuple(self.cascade_batch_sizes), l1=self.l1_activity,
+                                      seed=seed).fit(Zt)
+            self.history_ = [list(c) for c in self.cascade_.curves]  # one loss curve per stage
         elif self.reducer == "pca":
-            self.pca_ = PCA(n_components=min(self.latent_dim, Zt.shape[1]), random_state=seed).fit(Zt)
+            n = self.pca_variance if self.pca_variance is not None else min(self.latent_dim, Zt.shape[1])
+            self.pca_ = PCA(n_components=n, svd_solver="full", random_state=seed).fit(Zt)
         self.kmeans_ = KMeans(self.n_clusters, n_init=self.n_init, random_state=seed).fit(self._reduce(Zt))
         self.labels_ = self.kmeans_.labels_ if len(rows) == len(X) else self.predict(X)
         return self
@@ -129,6 +155,8 @@ class AEKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             raise ValueError(f"n_clusters and latent_dim must be >= 1, got {self.n_clusters}, {self.latent_dim}")
         if self.max_train_samples is not None and self.max_train_samples < self.n_clusters:
             raise ValueError(f"max_train_samples must be >= n_clusters, got {self.max_train_samples}")
+        if self.pca_variance is not None and not 0 < self.pca_variance < 1:
+            raise ValueError(f"pca_variance must be in (0, 1), got {self.pca_variance}")
 
     def _train_rows(self, n: int, rs: np.random.RandomState) -> np.ndarray:
         if self.max_train_samples is None or self.max_train_samples >= n:
@@ -158,6 +186,8 @@ class AEKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         return X if self.scaler_ is None else self.scaler_.transform(X).astype(np.float32)
 
     def _reduce(self, Z: np.ndarray) -> np.ndarray:
+        if getattr(self, "cascade_", None) is not None:
+            return self.cascade_.encode(Z).astype(np.float32)
         if self.model_ is not None:
             with torch.no_grad():
                 xs = torch.from_numpy(np.ascontiguousarray(Z, dtype=np.float32))
@@ -190,10 +220,13 @@ class AEKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         """Fraction of the scaled features' variance the codes fail to reconstruct (0 = perfect).
 
         A convergence diagnostic: a deep *linear* AE can at best match PCA's value, so a linear
-        AE far above PCA is undertrained. ``reducer="none"`` gives 0.
+        AE far above PCA is undertrained. ``reducer="none"`` gives 0; ``"cascade"`` / ``"canonical"``
+        give stage 1's value (later stages reconstruct their own, wider inputs).
         """
         check_is_fitted(self, "kmeans_")
         Z = self._scale(check_array(X, dtype=np.float32))
+        if getattr(self, "cascade_", None) is not None:
+            return self.cascade_.stage1_fvu(Z)
         if self.model_ is not None:
             with torch.no_grad():
                 recon = self.model_.reconstruct(torch.from_numpy(np.ascontiguousarray(Z))).numpy()

@@ -6,7 +6,9 @@ its first d dimensions. Each step sums a contrastive loss over a **fixed list** 
 (the full model included) plus, for every pair other than the full model, a KL term pulling the
 sub-model towards the full model. The 2D Matryoshka baseline (2DMSE, Li et al., arXiv 2402.14776)
 instead trains the full model plus **one random** (layer, dim) pair per step; ``strategy="full"`` is
-plain fine-tuning of the full model only (the "separately trained, then truncated" baseline).
+plain fine-tuning of the full model only (the "fine-tuned, then truncated" baseline) and
+``strategy="only"`` trains just the listed pairs, without the full model or a KL term (a separately
+trained small model, the paper's headline baseline).
 
 Contrastive loss: MultipleNegativesRanking / InfoNCE with in-batch negatives on cosine similarities
 times ``scale`` (sentence-transformers' default 20). KL term, ``kl_target``:
@@ -54,7 +56,7 @@ class Matryoshka2DConfig:
     """How the (layer, dim) sub-models are trained. Layers count from 1 (0 = the embedding layer)."""
 
     pairs: list[Pair] = field(default_factory=lambda: [(1, 24), (2, 48), (3, 96), (4, 192), (5, 288), (6, 384)])
-    strategy: Literal["fixed", "random", "full"] = "fixed"  # Starbucks / 2DMSE / full model only
+    strategy: Literal["fixed", "random", "full", "only"] = "fixed"  # Starbucks / 2DMSE / full only / pairs only
     kl_weight: float = 1.0
     kl_temperature: float = 0.3
     kl_target: Literal["embedding", "similarity"] = "embedding"
@@ -64,8 +66,8 @@ class Matryoshka2DConfig:
     seed: int = 0
 
     def validate(self, n_layers: int, hidden: int) -> None:
-        if self.strategy not in ("fixed", "random", "full"):
-            raise ValueError(f"strategy must be 'fixed', 'random' or 'full', got {self.strategy!r}")
+        if self.strategy not in ("fixed", "random", "full", "only"):
+            raise ValueError(f"strategy must be 'fixed', 'random', 'full' or 'only', got {self.strategy!r}")
         if self.kl_target not in ("embedding", "similarity"):
             raise ValueError(f"kl_target must be 'embedding' or 'similarity', got {self.kl_target!r}")
         for layer, dim in self.pairs:
@@ -130,10 +132,12 @@ class Matryoshka2DEncoder(nn.Module):
         return [mean_pool(h, mask) for h in out.hidden_states]
 
     def train_pairs(self) -> list[Pair]:
-        """The (layer, dim) pairs this step trains; the full model always comes first."""
+        """The (layer, dim) pairs this step trains; the full model comes first (except for ``"only"``)."""
         cfg = self.config
         if cfg.strategy == "full":
             return [self.full]
+        if cfg.strategy == "only":
+            return [tuple(p) for p in cfg.pairs]
         if cfg.strategy == "fixed":
             return [self.full] + [p for p in cfg.pairs if tuple(p) != self.full]
         rng = random.Random(cfg.seed * 1_000_003 + self._step)
@@ -154,7 +158,7 @@ class Matryoshka2DEncoder(nn.Module):
             e = means[layer][:, :dim]
             q, d = e[:b], e[b:]
             losses[f"mnrl@L{layer}d{dim}"] = mnrl_loss(q, d, cfg.scale)
-            if (layer, dim) == self.full or cfg.kl_weight == 0:
+            if (layer, dim) == self.full or cfg.kl_weight == 0 or cfg.strategy == "only":
                 continue
             losses[f"kl@L{layer}d{dim}"] = cfg.kl_weight * cfg.kl_temperature * self._kl(e, full[:, :dim], b)
         loss = torch.stack(list(losses.values())).sum()
