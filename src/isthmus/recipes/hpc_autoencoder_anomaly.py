@@ -173,7 +173,7 @@ class HPCAutoencoderAnomaly(Recipe):
         "smoke": Settings(seeds=1, n_nodes=2, n_steps=800, n_cores=2, anomalies_per_node=2, ae_max_steps=200,
                           max_train=1000, smd_test=5000),
         "quick": Settings(seeds=3, ae_max_steps=1000, smd_test=10000),
-        "record": Settings(seeds=5, ae_max_steps=1500),
+        "record": Settings(seeds=3, ae_max_steps=1500),
         "full": Settings(seeds=10, n_nodes=8, n_steps=4000, n_cores=8, anomalies_per_node=4, ae_members=5,
                          ae_max_steps=2000, max_train=0),
     }

@@ -189,7 +189,7 @@ class KeyValueBottleneck(Recipe):
     modes = {
         "smoke": Settings(seeds=1, toy_steps=20, mnist_steps=10, n_train=600, n_test=200, ae_epochs=1),
         "quick": Settings(seeds=3),
-        "record": Settings(seeds=5),
+        "record": Settings(seeds=3),
         "full": Settings(seeds=10, mnist_steps=1000, ae_epochs=40),
     }
     ours = "dkvb"

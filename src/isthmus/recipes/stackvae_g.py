@@ -247,7 +247,7 @@ class StackVAEGRecipe(Recipe):
                           stride=4, hidden=16, latent_dim=3, k=3, embed_dim=8, max_steps=20, dense_hidden=32,
                           smd_train=800, smd_test=7000),
         "quick": Settings(seeds=3, max_steps=400, smd_train=5000, smd_test=10000),
-        "record": Settings(seeds=4),
+        "record": Settings(seeds=3),
         "full": Settings(seeds=5, n_train=4000, n_test=4000, n_anomalies=16, window=100, hidden=200, latent_dim=20,
                          k=10, embed_dim=30, max_steps=3000, dense_hidden=512, smd_train=0, smd_test=0),
     }

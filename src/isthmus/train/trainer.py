@@ -69,6 +69,14 @@ def build_optimizer(params: Iterable[nn.Parameter], cfg: TrainerConfig) -> torch
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
+def _decay_groups(model: nn.Module, no_decay: list[str]) -> list[dict[str, Any]]:
+    """Two optimizer groups: decayed parameters, and those named by ``no_decay`` (weight decay 0)."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    off = [p for n, p in named if any(s in n for s in no_decay)]
+    on = [p for n, p in named if not any(s in n for s in no_decay)]
+    return [g for g in ({"params": on}, {"params": off, "weight_decay": 0.0}) if g["params"]]
+
+
 def _grad_norm(params: list[nn.Parameter]) -> torch.Tensor:
     grads = [p.grad.detach() for p in params if p.grad is not None]
     if not grads:
@@ -164,7 +172,7 @@ class Trainer:
         self._reset_run_state()
         self.model.to(self.device)
         self._params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = build_optimizer(self._params, cfg)
+        self.optimizer = build_optimizer(_decay_groups(self.model, cfg.no_decay) if cfg.no_decay else self._params, cfg)
         self._n_train = len(train_src)
         n_batches = train_src.num_batches(cfg.batch_size, cfg.drop_last)
         if n_batches == 0:
