@@ -6,7 +6,14 @@ import torch
 
 from isthmus.bottlenecks.ariel import ArithmeticVolumeCoder
 from isthmus.models.ariel import GRULanguageModel, GRUSeqAutoencoder
-from isthmus.recipes.ariel import LATENT, MAX_LEN, VOCAB, is_grammatical, make_data, sample_sentence
+from isthmus.recipes.ariel import (
+    LATENT,
+    MAX_LEN,
+    VOCAB,
+    is_grammatical,
+    make_data,
+    sample_sentence,
+)
 
 
 def test_grammar_sampler_and_recogniser_agree():

@@ -4,7 +4,12 @@
 import numpy as np
 import pytest
 
-from isthmus.recipes.hpc_autoencoder_anomaly import Settings, _arm, detection_metrics, score_nodes
+from isthmus.recipes.hpc_autoencoder_anomaly import (
+    Settings,
+    _arm,
+    detection_metrics,
+    score_nodes,
+)
 
 
 def test_flag_all_is_the_f1_base_rate():

@@ -7,7 +7,12 @@ import torch
 from torch import nn
 
 from isthmus.metrics.continual import continual_report
-from isthmus.recipes.key_value_bottleneck import _mnist_split, build, digits_as_mnist, toy_data
+from isthmus.recipes.key_value_bottleneck import (
+    _mnist_split,
+    build,
+    digits_as_mnist,
+    toy_data,
+)
 from isthmus.tasks.continual import ncm_stream, split_classes, train_stream
 
 

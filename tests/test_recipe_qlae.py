@@ -1,7 +1,6 @@
 """Recipe qlae (seed 26): held-out factor combinations, the authors' loss scaling and decay scope.
 (The shared parametrized smoke test runs the recipe end to end.)"""
 
-import numpy as np
 import torch
 
 from isthmus.recipes.qlae import NO_DECAY, build_model, load_shapes

@@ -2,7 +2,6 @@
 (The shared parametrized smoke test runs the recipe end to end.)"""
 
 import numpy as np
-import pytest
 
 from isthmus.recipes.stackvae_g import Settings, _classic, _lift, adjacency_recovery
 

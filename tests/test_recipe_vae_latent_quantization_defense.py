@@ -3,7 +3,11 @@
 
 import torch
 
-from isthmus.recipes.vae_latent_quantization_defense import FILTERS, Settings, train_filter
+from isthmus.recipes.vae_latent_quantization_defense import (
+    FILTERS,
+    Settings,
+    train_filter,
+)
 from isthmus.tasks.adversarial import Purified, pgd
 
 

@@ -27,7 +27,13 @@ import numpy as np
 import torch
 
 from isthmus.bottlenecks.ariel import ArithmeticVolumeCoder, BigramLM
-from isthmus.models.ariel import SPECIAL, GRULanguageModel, GRUSeqAutoencoder, fit_sequence_model, sample_lm
+from isthmus.models.ariel import (
+    SPECIAL,
+    GRULanguageModel,
+    GRUSeqAutoencoder,
+    fit_sequence_model,
+    sample_lm,
+)
 from isthmus.recipes.base import Paper, Recipe, RecipeSettings
 from isthmus.recipes.gates import Check, Gate, Measured, Precondition, plateaued
 from isthmus.recipes.registry import register_recipe
