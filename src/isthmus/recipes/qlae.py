@@ -56,6 +56,7 @@ class Settings(RecipeSettings):
     steps: int = 6000
     batch_size: int = 128
     hidden: list[int] = field(default_factory=lambda: [256, 128])
+    vq_vae: bool = False  # the VQ-VAE arm (reported, never gated) costs a sixth of the run; on in full mode
 
 
 @lru_cache(maxsize=2)
@@ -150,8 +151,8 @@ class Qlae(Recipe):
     modes = {
         "smoke": Settings(seeds=1, n_train=512, steps=20, batch_size=64, hidden=[64]),
         "quick": Settings(seeds=3, steps=2000),
-        "record": Settings(seeds=3, steps=6000),
-        "full": Settings(seeds=5, image_size=32, n_train=12288, steps=50000, hidden=[512, 256]),
+        "record": Settings(seeds=3, steps=4000),
+        "full": Settings(seeds=5, image_size=32, n_train=12288, steps=50000, hidden=[512, 256], vq_vae=True),
     }
     ours = "qlae"
     gates = _gates()
@@ -168,7 +169,7 @@ class Qlae(Recipe):
         return load_shapes(s.image_size, s.n_train, s.heldout_fraction)
 
     def arms(self, s: Settings):
-        return {a: _arm(a) for a in ARMS}
+        return {a: _arm(a) for a in ARMS if a != "vq_vae" or s.vq_vae}
 
     def describe(self, s: Settings) -> dict[str, Any]:
         d = load_shapes(s.image_size, s.n_train, s.heldout_fraction)
@@ -220,8 +221,9 @@ class Qlae(Recipe):
         "0.01 quantisation/commitment terms ~256x weaker (mean BCE: InfoE 0.678 → 0.817, InfoM 0.332 → 0.272); "
         "(2) weight decay on every parameter incl. codebooks and biases (authors: weight matrices only); (3) 512 "
         "steps, so decay shrank weights by only e^-0.05; (4) 93.6 % of 'held-out' images were training images. "
-        "Now: mean BCE, no_decay on biases and codebooks (a TrainerConfig option), 6000 steps at batch 128 "
-        "(lr·wd·steps 0.6), and evaluation on held-out factor combinations.",
+        "Now: mean BCE, no_decay on biases and codebooks (a TrainerConfig option), 4000 steps at batch 128 "
+        "(lr·wd·steps 0.4; the audit asked for ~20 — out of reach on the shared 2-core CPU, full mode has 50k "
+        "steps), and evaluation on held-out factor combinations. The VQ-VAE arm (never gated) runs in full mode only.",
         "History from the old notes: a 20-epoch quick run at 768 held-out images took 245 s and gave the same old "
         "verdict; quick was then cut to 16 epochs / 512 images.",
     )
