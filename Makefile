@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-slow bench clean
+.PHONY: install demo test test-slow lint bench clean
 
 install: $(STAMP)
 
@@ -22,6 +22,11 @@ test: install
 
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow
+
+# ruff lint (no format check yet, see pyproject.toml) and mypy on the packages listed in [tool.mypy]
+lint: install
+	$(BIN)/ruff check src
+	$(BIN)/mypy
 
 bench: install
 	$(BIN)/python benchmarks/trainer_overhead.py

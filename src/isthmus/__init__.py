@@ -1,10 +1,10 @@
-"""isthmus: composable autoencoders — encoder → bottleneck → decoder, trained, measured, put to work."""
+"""isthmus: composable autoencoders — encoder → bottleneck → decoder, trained, measured, put to work.
+
+Importing isthmus changes no process state and is light (no torch), so ``isthmus --help`` and
+listings start fast: the one-thread and denormal defaults apply only inside its entry points (CLI,
+``Trainer.fit``, ``train_sae``, recipes); see :mod:`isthmus._runtime`.
+"""
 
 __version__ = "0.1.0"
-
-from isthmus._runtime import configure as _configure
-
-# Deliberate runtime defaults (1 intra-op thread, denormals flushed); see isthmus/_runtime.py.
-_configure()
 
 __all__ = ["__version__"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import types
 import typing
 from pathlib import Path
@@ -24,6 +25,22 @@ import yaml
 __all__ = ["Config", "ConfigError", "parse_override_value"]
 
 C = TypeVar("C", bound="Config")
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.safe_load`` with YAML 1.2 numbers: PyYAML follows YAML 1.1, where ``1e-3`` (no dot) is a
+    string, so ``lr: 1e-3`` in a config file was rejected; every other tool reads it as 0.001."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _safe_load(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader subclass
 
 
 class ConfigError(ValueError):
@@ -104,9 +121,9 @@ def parse_override_value(text: str) -> Any:
     """Parse the right-hand side of ``key=value`` with YAML rules (``3`` → int, ``[1,2]`` → list)."""
     if not text.strip():
         return ""
-    value = yaml.safe_load(text)
+    value = _safe_load(text)
     if isinstance(value, str):
-        try:  # YAML 1.1 reads "1e-3" as a string; users mean a number
+        try:  # "inf", "nan" on the command line mean numbers too
             return float(value)
         except ValueError:
             pass
@@ -169,7 +186,7 @@ class Config:
             raise ConfigError(f"config file {path} does not exist")
         text = path.read_text()
         try:
-            data = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
+            data = _safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
         except (json.JSONDecodeError, yaml.YAMLError) as exc:
             raise ConfigError(f"{path}: not valid {path.suffix.lstrip('.') or 'JSON'}: {exc}") from None
         return cls.from_dict(data or {}, _where=str(path))

@@ -2,9 +2,26 @@
 
 from __future__ import annotations
 
+import difflib
 from typing import Any, Callable, Generic, TypeVar
 
+from isthmus.config import ConfigError
+
 T = TypeVar("T")
+
+
+class UnknownNameError(ConfigError, KeyError):
+    """A name no part is registered under. A ConfigError (the CLI prints it without a traceback) and,
+    as before, a KeyError for callers that catch that."""
+
+    def __str__(self) -> str:  # KeyError would show the repr of the message, quotes and all
+        return str(self.args[0]) if self.args else ""
+
+
+def closest(name: str, names: list[str]) -> str:
+    """`` did you mean 'x'?`` for the registered name closest to ``name``, or ``""``."""
+    match = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    return f" did you mean {match[0]!r}?" if match else ""
 
 
 class Registry(Generic[T]):
@@ -27,11 +44,12 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         return sorted(self._entries)
 
-    def get(self, name: str) -> tuple[type, type | None]:
+    def get(self, name: str) -> tuple[type, Any]:
         try:
             return self._entries[name]
         except KeyError:
-            raise KeyError(f"unknown {self.kind} {name!r}; registered: {self.names()}") from None
+            raise UnknownNameError(f"unknown {self.kind} {name!r};{closest(str(name), self.names())} "
+                                   f"registered: {self.names()}") from None
 
     def build(self, name: str, config: Any = None, **kwargs: Any) -> T:
         """Build ``name`` from a config object, a dict, or keyword arguments."""

@@ -10,11 +10,12 @@ of the score over rows with the threshold and any labelled anomalies shaded.
 from __future__ import annotations
 
 import argparse
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from isthmus.viz import pyplot, save_figure
+from isthmus.cli.run_folder import add_run_folder_flags
 
 __all__ = ["add_parser"]
 
@@ -26,21 +27,31 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     group.set_defaults(help_parser=group)
     sub = group.add_subparsers(dest="detect_command", metavar="SUBCOMMAND")
 
-    p = sub.add_parser("fit", help="fit a detector on normal (or mostly normal) rows and save it")
+    p = sub.add_parser("fit", help="fit a detector on normal (or mostly normal) rows and save it",
+                       description="Fit an ensemble of autoencoders on normal (or mostly normal) rows and save "
+                                   "it to --out. With --entity, one detector per entity plus a global one.")
     _data_args(p)
-    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to write the detector to")
-    p.add_argument("--threshold", choices=("percentile", "contamination", "pot"), default="percentile")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR",
+                   help="folder to write the detector to; refused if not empty unless --overwrite")
+    add_run_folder_flags(p, resume=False)
+    p.add_argument("--threshold", choices=("percentile", "contamination", "pot"), default="percentile",
+                   help="how the flag threshold is set from the training scores (default percentile)")
     p.add_argument("--percentile", type=float, default=99.0, help="training-score percentile (default 99)")
     p.add_argument("--contamination", type=float, default=0.01, help="for --threshold contamination")
     p.add_argument("--n-estimators", type=int, default=5, help="autoencoders in the ensemble (default 5)")
     p.add_argument("--max-steps", type=int, default=1500, help="training steps per autoencoder (default 1500)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the ensemble (default 0)")
+    p.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=cmd_fit)
 
-    p = sub.add_parser("score", help="score rows with a saved detector; write scores, flags, top columns")
+    p = sub.add_parser("score", help="score rows with a saved detector; write scores, flags, top columns",
+                       description="Score rows with a detector from `isthmus detect fit`: one CSV row per input "
+                                   "row with the score (higher = more anomalous), the flag (1 = anomaly) and the "
+                                   "top contributing columns.")
     p.add_argument("model", type=Path, metavar="DIR", help="folder written by `isthmus detect fit`")
     _data_args(p)
-    p.add_argument("--out", type=Path, required=True, metavar="CSV", help="scores file to write")
+    p.add_argument("--output", "-o", type=Path, default=None, metavar="FILE", help="scores CSV to write")
+    p.add_argument("--out", dest="output", type=Path, help=argparse.SUPPRESS)  # the old name of --output
     p.add_argument("--top", type=int, default=3, help="contributing columns to list per row (default 3)")
     p.add_argument("--mode", choices=("entity", "global"), default="entity", help="fleet models only")
     p.add_argument("--plot", type=Path, default=None, metavar="PNG", help="also draw score over rows")
@@ -54,7 +65,7 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label", default=None, metavar="COL", help="label column (1 = anomaly); never a feature")
 
 
-def _load(args: argparse.Namespace) -> tuple[Any, np.ndarray | None, np.ndarray | None]:
+def _load(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     """(features as a DataFrame with column names, entities or None, labels or None)."""
     import pandas as pd
 
@@ -72,20 +83,46 @@ def _load(args: argparse.Namespace) -> tuple[Any, np.ndarray | None, np.ndarray 
     return X, table.meta.get("entity"), table.y
 
 
+def _with_progress(cls: type, total: int) -> type:
+    """``cls`` reporting each trained autoencoder on stderr: a fleet fit can run for many minutes.
+
+    A subclass (not a flag on the detector) so the saved detector and its parameters stay as they
+    are; scikit-learn's ``clone`` keeps the class, so fleet members report too.
+    """
+    done, t0 = [0], time.perf_counter()
+
+    class WithProgress(cls):  # type: ignore[misc, valid-type]
+        def _fit_member(self, spec: Any, Z: Any, seed: int) -> Any:
+            out = super()._fit_member(spec, Z, seed)
+            done[0] += 1
+            print(f"detect fit: autoencoder {done[0]}/{total} trained on {len(Z)} rows "
+                  f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+            return out
+
+    WithProgress.__name__ = WithProgress.__qualname__ = cls.__name__
+    return WithProgress
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from isthmus.cli.run_folder import claim_run_folder
     from isthmus.tasks.anomaly import AnomalyDetector
     from isthmus.tasks.fleet import FleetDetector, save_fleet
 
     X, entities, _ = _load(args)
-    det = AnomalyDetector(threshold=args.threshold, percentile=args.percentile,
-                          contamination=args.contamination, n_estimators=args.n_estimators,
-                          max_steps=args.max_steps, random_state=args.seed)
-    if entities is None:
-        det.fit(X).save(args.out)
-        print(f"fitted on {len(X)} rows x {X.shape[1]} columns; threshold {det.threshold_:.4g}; wrote {args.out}")
-        return 0
-    fleet = FleetDetector(det, random_state=args.seed).fit(X, entities)
-    save_fleet(fleet, args.out)
+    n_models = 1 if entities is None else len(set(np.asarray(entities).tolist())) + 1
+    cls = AnomalyDetector if args.no_progress else _with_progress(AnomalyDetector, n_models * args.n_estimators)
+    det = cls(threshold=args.threshold, percentile=args.percentile,
+              contamination=args.contamination, n_estimators=args.n_estimators,
+              max_steps=args.max_steps, random_state=args.seed)
+    with claim_run_folder(args.out, overwrite=args.overwrite):  # before fitting: refuse early, not after
+        if entities is None:
+            det.fit(X).save(args.out)
+            print(f"fitted on {len(X)} rows x {X.shape[1]} columns; threshold {det.threshold_:.4g}; wrote {args.out}")
+            return 0
+        fleet = FleetDetector(det, random_state=args.seed).fit(X, entities)
+        save_fleet(fleet, args.out)
     print(f"fitted {len(fleet.entities_)} entity models + 1 global on {len(X)} rows; wrote {args.out}")
     return 0
 
@@ -98,8 +135,11 @@ def _load_model(path: Path) -> Any:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    import numpy as np
     import pandas as pd
 
+    if args.output is None:
+        raise ValueError("detect score needs --output FILE (the scores CSV to write)")
     model = _load_model(args.model)
     X, entities, y = _load(args)
     fleet = hasattr(model, "detectors_")
@@ -116,17 +156,21 @@ def cmd_score(args: argparse.Namespace) -> int:
         out[f"top{k + 1}"] = np.asarray(X.columns)[top[:, k]]
     if y is not None:
         out["label"] = y
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    out.to_csv(args.out, index=False)
-    print(f"scored {len(X)} rows: {int(out['flag'].sum())} flagged; wrote {args.out}")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    out.to_csv(args.output, index=False)
+    print(f"scored {len(X)} rows: {int(out['flag'].sum())} flagged; wrote {args.output}")
     if args.plot is not None:
         _plot(args.plot, scores, scores - margin, y)
         print(f"wrote {args.plot}")
     return 0
 
 
-def _plot(path: Path, scores: np.ndarray, thresholds: np.ndarray, labels: np.ndarray | None) -> None:
+def _plot(path: Path, scores: Any, thresholds: Any, labels: Any) -> None:
     """Score over rows (log scale: scores are squared errors), threshold, labelled spans shaded."""
+    import numpy as np
+
+    from isthmus.viz import pyplot, save_figure
+
     plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(10, 3.2))

@@ -9,10 +9,12 @@ registers a sub-parser and sets ``func=<handler(args) -> int>`` on it, then appe
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
-from typing import Sequence
+import warnings
+from collections.abc import Sequence
 
 from isthmus import __version__
 
@@ -56,8 +58,8 @@ def _add_debug_flag(subparsers: argparse._SubParsersAction) -> None:
 def _user_error_types() -> tuple[type[BaseException], ...]:
     """Exceptions that mean "the input was wrong", not "isthmus has a bug".
 
-    ConfigError and the recipe errors subclass ValueError. Resolved only when an error happened,
-    so a command never pays for importing the data package.
+    ConfigError, RunFolderError and the recipe errors subclass ValueError. Resolved only when an
+    error happened, so a command never pays for importing the data or training packages.
     """
     from isthmus.io import CheckpointError
 
@@ -68,7 +70,33 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
         types.append(DataError)
     except ImportError:
         pass
+    if "isthmus.train.trainer" in sys.modules:  # a diverging loss: the message says what to change
+        types.append(sys.modules["isthmus.train.trainer"].NonFiniteLossError)
     return tuple(types)
+
+
+# The operating system refused a read or write: permissions, read-only or full disks, a folder where
+# a file was expected. The user fixes these, so they get a sentence, not a traceback.
+_OS_ERRNOS = {errno.EACCES: "fix the permissions or choose another path",
+              errno.EPERM: "fix the permissions or choose another path",
+              errno.EROFS: "the file system is read-only; choose another path",
+              errno.ENOSPC: "the disk is full; free space or choose another path",
+              errno.EDQUOT: "the disk quota is exceeded; free space or choose another path",
+              errno.EISDIR: "a folder is in the way of a file of the same name",
+              errno.ENOTDIR: "a file is in the way of a folder of the same name"}
+
+
+def _os_message(exc: OSError) -> str | None:
+    hint = _OS_ERRNOS.get(exc.errno or -1)
+    if hint is None:
+        return None
+    where = f": {exc.filename}" if exc.filename else ""
+    return f"{exc.strerror or exc}{where}; {hint}"
+
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings on the command line read as ``warning: <message>``, not as source locations."""
+    return f"warning: {message}\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -80,6 +108,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         # A bare group (``isthmus`` or ``isthmus recipes``): show the relevant help.
         getattr(args, "help_parser", parser).print_help(sys.stderr)
         return EXIT_USAGE
+    from isthmus._runtime import configure  # imports torch: only once a command runs, never for --help
+
+    configure()  # the CLI owns its process: 1 thread, flushed denormals (opt out: ISTHMUS_RUNTIME_DEFAULTS=0)
+    previous, warnings.formatwarning = warnings.formatwarning, _format_warning
+    try:
+        return _run(func, args)
+    finally:
+        warnings.formatwarning = previous
+
+
+def _run(func, args: argparse.Namespace) -> int:
     try:
         return int(func(args) or 0)
     except KeyboardInterrupt:
@@ -91,9 +130,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except Exception as exc:
-        if args.debug or not isinstance(exc, _user_error_types()):
+        if args.debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        message = _os_message(exc) if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError) else None
+        if message is None and not isinstance(exc, _user_error_types()):
+            raise
+        print(f"error: {message or exc}", file=sys.stderr)
         return EXIT_USAGE
 
 

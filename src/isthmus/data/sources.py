@@ -7,8 +7,11 @@ NumPy files are always read with ``allow_pickle=False``: a pickle in a data file
 
 from __future__ import annotations
 
+import gzip
 import re
+import warnings
 import zipfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,7 @@ __all__ = ["from_arrays", "load_csv", "load_parquet", "load_npy", "load_npz", "l
 # Names tried, in order, when load_npz is not told which array holds X / y.
 _X_KEYS = ("X", "x", "data", "features")
 _Y_KEYS = ("y", "labels", "label", "target", "targets")
+_FILE_SUFFIXES = (".csv", ".tsv", ".gz", ".parquet", ".pq", ".npy", ".npz", ".idx")
 
 
 def require_path(path: str | Path, what: str = "file") -> Path:
@@ -118,8 +122,28 @@ def load_csv(path: str | Path, columns: Sequence[str] | None = None, label_colum
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise DataError(f"{p}: not readable as CSV ({exc}); check the delimiter (sep=) and "
                         "that every row has the same number of fields") from None
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:  # a .gz name on a broken or non-gzip file
+        raise DataError(f"{p}: not readable as gzip-compressed CSV ({type(exc).__name__}: {exc}); the file "
+                        "may be truncated, or not gzip data despite its name") from None
+    df = _drop_index_column(df, str(p), columns)
     # +2: row 0 of the frame is line 2 of the file, after the header line.
     return _frame_to_table(df, str(p), columns, label_column, entity_column, line_offset=2)
+
+
+def _drop_index_column(df: pd.DataFrame, source: str, columns: Sequence[str] | None) -> pd.DataFrame:
+    """Drop the row index ``DataFrame.to_csv`` writes by default (a first column with an empty header,
+    which pandas names ``Unnamed: 0``). As a feature it is the row number: a model learns it, and new
+    rows (numbered higher) all look anomalous. Kept when ``columns=`` names it explicitly."""
+    first = str(df.columns[0]) if len(df.columns) else ""
+    if first != "Unnamed: 0" or (columns is not None and "Unnamed: 0" in columns):
+        return df
+    col = df.iloc[:, 0]
+    if not (pd.api.types.is_integer_dtype(col) and col.is_unique):  # an index holds unique integers
+        return df
+    warnings.warn(f"{source}: the first column has no header, so it is taken as the row index that "
+                  "DataFrame.to_csv writes by default and left out of the features (write files with "
+                  "to_csv(index=False), or pass columns=[...] naming 'Unnamed: 0' to keep it)", stacklevel=3)
+    return df.drop(columns=df.columns[0])
 
 
 def load_parquet(path: str | Path, columns: Sequence[str] | None = None, label_column: str | None = None,
@@ -218,6 +242,9 @@ def load_table(path: str | Path, **kw: Any) -> Table:
 
     p = require_path(path, "data file or folder")
     if p.is_dir():
+        if p.suffix.lower() in _FILE_SUFFIXES:
+            raise DataError(f"{p} is a folder, but its name ends in {p.suffix!r} like a data file; pass the "
+                            f"file inside it, or rename the folder if it holds images in class sub-folders")
         return load_image_folder(p, **kw)
     name = p.name.lower()
     # pandas and the idx reader decompress .gz themselves; NumPy and Parquet files are never gzipped.

@@ -196,6 +196,32 @@ class StoreWriter:
             self.abort()
 
 
+def _check_manifest(m: Any, where: Path) -> None:
+    """Every manifest field the reader relies on, with its type: a damaged or foreign manifest is a
+    :class:`CheckpointError` naming the field, not a KeyError (or a silently mis-shaped read)."""
+    def bad(what: str) -> CheckpointError:
+        return CheckpointError(f"{where} is not a valid isthmus activation store manifest: {what}")
+
+    if not isinstance(m, dict) or m.get("format") != FORMAT:
+        raise bad("no 'format': 'isthmus.activation_store'")
+    if not isinstance(m.get("dtype"), str) or m["dtype"] not in _DTYPES:
+        raise bad(f"dtype {m.get('dtype')!r} not in {sorted(_DTYPES)}")
+    shape = m.get("row_shape")
+    if not (isinstance(shape, list) and shape and all(type(v) is int and v > 0 for v in shape)):
+        raise bad(f"row_shape {shape!r} is not a list of positive integers")
+    if type(m.get("d")) is not int or m["d"] != math.prod(shape):
+        raise bad(f"d {m.get('d')!r} is not the product of row_shape {shape}")
+    shards = m.get("shards")
+    if not (isinstance(shards, list) and all(isinstance(s, dict) and isinstance(s.get("file"), str)
+                                             and type(s.get("rows")) is int and s["rows"] >= 0 for s in shards)):
+        raise bad("'shards' is not a list of {file, rows}")
+    for s in shards:
+        if Path(s["file"]).name != s["file"] or s["file"] in ("", ".", ".."):
+            raise bad(f"shard file {s['file']!r} is not a plain file name inside the store")
+    if type(m.get("n_rows")) is not int or m["n_rows"] != sum(s["rows"] for s in shards):
+        raise bad(f"n_rows {m.get('n_rows')!r} is not the sum of the shard rows")
+
+
 class ActivationStore:
     """Read a store folder written by :class:`StoreWriter`: ``len(store)`` rows of ``store.d`` numbers."""
 
@@ -204,8 +230,7 @@ class ActivationStore:
         if not (self.path / "manifest.json").exists():
             raise CheckpointError(f"{self.path} is not an activation store (no manifest.json)")
         self.manifest: dict[str, Any] = read_json(self.path / "manifest.json")
-        if self.manifest.get("format") != FORMAT:
-            raise CheckpointError(f"{self.path}/manifest.json is not an isthmus activation store manifest")
+        _check_manifest(self.manifest, self.path / "manifest.json")
         missing = [s["file"] for s in self.manifest["shards"] if not (self.path / s["file"]).exists()]
         if missing:
             raise CheckpointError(f"{self.path}: shard file(s) {missing[:3]} are missing")
@@ -230,7 +255,23 @@ class ActivationStore:
             file = self.path / self.manifest["shards"][shard]["file"]
             with open(file, "rb") as fh:
                 size = int.from_bytes(fh.read(8), "little")
-                self._headers[shard] = (file, 8 + size, json.loads(fh.read(size)))
+                try:
+                    table = json.loads(fh.read(min(size, 1 << 24)))
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    raise CheckpointError(f"{file} has no readable safetensors header; it is truncated or "
+                                          "not a shard of this store") from None
+            rows = self.shard_sizes[shard]
+            dtypes = {"activations": {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16"}[self.dtype],
+                      "token_ids": "I32", "positions": "I32", "sequence": "I64"}
+            for field, dtype in dtypes.items():
+                info = table.get(field) if isinstance(table, dict) else None
+                want = [rows, self.d] if field == "activations" else [rows]
+                if info is not None and (info.get("dtype") != dtype or info.get("shape") != want):
+                    raise CheckpointError(f"{file}: {field} is {info.get('dtype')} {info.get('shape')} but the "
+                                          f"manifest says {dtype} {want}; the manifest does not describe this shard")
+            if not isinstance(table, dict) or "activations" not in table:
+                raise CheckpointError(f"{file} holds no activations; it is not a shard of this store")
+            self._headers[shard] = (file, 8 + size, table)
         return self._headers[shard]
 
     def _read_into(self, shard: int, field: str, start: int, stop: int, out: torch.Tensor) -> None:

@@ -56,7 +56,8 @@ def frechet_distance_from_stats(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.nda
     diff = mu1 - mu2
     covmean = linalg.sqrtm(s1 @ s2)
     if not np.isfinite(covmean).all():  # singular product (e.g. fewer samples than features): regularise
-        warnings.warn(f"frechet_distance: sqrtm not finite; adding {eps}*I to both covariances", RuntimeWarning)
+        warnings.warn(f"frechet_distance: sqrtm not finite; adding {eps}*I to both covariances", RuntimeWarning,
+                      stacklevel=2)
         offset = np.eye(s1.shape[0]) * eps
         covmean = linalg.sqrtm((s1 + offset) @ (s2 + offset))
     if np.iscomplexobj(covmean):

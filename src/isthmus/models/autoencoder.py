@@ -7,6 +7,7 @@ Training loss = weighted reconstruction + the bottleneck's weighted terms, each 
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -17,7 +18,7 @@ from torch import nn
 from isthmus import __version__
 from isthmus.bottlenecks import Bottleneck, build_bottleneck
 from isthmus.config import Config, ConfigError
-from isthmus.io import CheckpointError, atomic_write_json, load_state_strict, load_tensors, read_json, save_tensors
+from isthmus.io import CheckpointError, Pretrained
 from isthmus.models.objectives import CORRUPTIONS, RECON_LOSSES, corrupt, reconstruction_loss
 from isthmus.models.output import ModelOutput
 from isthmus.nn import MLP, ConvDecoder, ConvEncoder, MLPConfig
@@ -57,8 +58,12 @@ def _first(batch: Any) -> torch.Tensor:
     return batch[0] if isinstance(batch, (tuple, list)) else batch
 
 
-class AutoEncoder(nn.Module):
+class AutoEncoder(Pretrained, nn.Module):
     """Encoder → bottleneck → decoder.
+
+    ``save_pretrained(path)`` / ``from_pretrained(path)`` come from :class:`isthmus.io.Pretrained`;
+    a loaded model is in eval mode, and ``encode``/``decode``/``reconstruct`` in eval mode build no
+    autograd graph unless the input requires grad (attribution, adversarial inputs).
 
     >>> model = AutoEncoder.mlp(in_dim=64, latent_dim=8)
     >>> out = model(torch.rand(4, 64))
@@ -148,12 +153,29 @@ class AutoEncoder(nn.Module):
     def latent_dim(self) -> int:
         return self.bottleneck.latent_dim
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Latent codes of ``x`` (deterministic in eval mode, e.g. the VAE posterior mean)."""
-        return self.bottleneck(self.encoder(x)).latent
+    def _grad_context(self, x: torch.Tensor) -> Any:
+        """No autograd graph for inference: eval mode and an input that does not ask for gradients."""
+        return torch.no_grad() if not self.training and not x.requires_grad else contextlib.nullcontext()
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z)
+    def encode(self, x: torch.Tensor | Any) -> torch.Tensor:
+        """Latent codes of ``x`` (deterministic in eval mode, e.g. the VAE posterior mean).
+
+        NumPy arrays are accepted (converted to float32 on the model's device).
+        """
+        x = self._as_input(x)
+        with self._grad_context(x):
+            return self.bottleneck(self.encoder(x)).latent
+
+    def decode(self, z: torch.Tensor | Any) -> torch.Tensor:
+        z = self._as_input(z)
+        with self._grad_context(z):
+            return self.decoder(z)
+
+    def _as_input(self, x: Any) -> torch.Tensor:
+        if isinstance(x, torch.Tensor):
+            return x
+        param = next(self.parameters(), None)
+        return torch.as_tensor(x, dtype=torch.float32, device=param.device if param is not None else None)
 
     def forward(self, x: torch.Tensor, target: torch.Tensor | None = None) -> ModelOutput:
         """Run the model; the reconstruction target defaults to the clean input ``x``.
@@ -210,7 +232,8 @@ class AutoEncoder(nn.Module):
             m.set_step(step)
 
     @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+    def reconstruct(self, x: torch.Tensor | Any) -> torch.Tensor:
+        x = self._as_input(x)
         was = self.training
         self.eval()
         try:
@@ -248,44 +271,26 @@ class AutoEncoder(nn.Module):
         """Constructor arguments a subclass keeps in its spec beyond the four parts (none here)."""
         return {}
 
-    def save_pretrained(self, path: str | Path, metrics: dict | None = None) -> Path:
-        """Write ``config.json`` + ``model.safetensors`` (+ ``metrics.json``) into folder ``path``."""
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        save_tensors(path / "model.safetensors", self.state_dict(), metadata={"format": "isthmus"})
-        atomic_write_json(path / "config.json", self.spec())
-        if metrics is not None:
-            atomic_write_json(path / "metrics.json", metrics)
-        return path
+    def _pretrained_spec(self) -> dict[str, Any]:
+        return self.spec()
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, map_location: str | torch.device = "cpu", **parts: nn.Module) -> "AutoEncoder":
-        """Load a folder written by :meth:`save_pretrained`.
-
-        Unregistered custom parts can be passed as ``encoder=``/``decoder=``/``bottleneck=``.
-        """
-        path = Path(path)
-        if not path.is_dir():
-            raise CheckpointError(f"{path} is not a folder written by save_pretrained")
-        spec = read_json(path / "config.json")
-        if spec.get("model") != cls.__name__:
-            raise CheckpointError(f"{path}/config.json describes a {spec.get('model')!r}, not a {cls.__name__}; "
-                                  f"load it with {spec.get('model')}.from_pretrained")
-        if parts:
-            base = cls.from_spec({**spec, **{k: v for k, v in spec.items() if k not in parts}}) if not all(
-                k in parts for k in ("encoder", "bottleneck", "decoder")) else None
-            model = cls(
-                parts.get("encoder", base.encoder if base else None),
-                parts.get("bottleneck", base.bottleneck if base else None),
-                parts.get("decoder", base.decoder if base else None),
-                ObjectiveConfig.from_dict(spec.get("objective", {})),
-                **cls._extra_from_spec(spec),
-            )
-        else:
-            model = cls.from_spec(spec)
-        state = load_tensors(path / "model.safetensors")
-        load_state_strict(model, state, str(path / "model.safetensors"))
-        return model.to(map_location)
+    def _from_pretrained_spec(cls, spec: dict[str, Any], path: Path, **parts: nn.Module) -> "AutoEncoder":
+        """Rebuild from ``config.json``; unregistered custom parts come in as ``encoder=``/``decoder=``/``bottleneck=``."""
+        unknown = set(parts) - {"encoder", "bottleneck", "decoder"}
+        if unknown:
+            raise TypeError(f"from_pretrained got unexpected arguments {sorted(unknown)}; "
+                            "custom parts are passed as encoder=, bottleneck= or decoder=")
+        if not parts:
+            return cls.from_spec(spec)
+        base = None if all(k in parts for k in ("encoder", "bottleneck", "decoder")) else cls.from_spec(spec)
+        return cls(
+            parts.get("encoder", base.encoder if base else None),
+            parts.get("bottleneck", base.bottleneck if base else None),
+            parts.get("decoder", base.decoder if base else None),
+            ObjectiveConfig.from_dict(spec.get("objective", {})),
+            **cls._extra_from_spec(spec),
+        )
 
 
 def _check_finite(x: torch.Tensor) -> None:

@@ -22,7 +22,6 @@ Saved as ``config.json`` + ``model.safetensors``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -31,7 +30,7 @@ from torch import nn
 
 from isthmus.bottlenecks.gp_prior import GPPosterior, GPPriorBottleneck, GPPriorConfig
 from isthmus.config import Config, ConfigError
-from isthmus.io import load_config_model, save_config_model
+from isthmus.io import Pretrained
 from isthmus.models.output import ModelOutput
 from isthmus.nn import MLP, MLPConfig
 
@@ -91,8 +90,10 @@ def _per_step(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return net(x.reshape(-1, x.shape[-1])).reshape(*x.shape[:-1], -1)
 
 
-class MultimodalGPVAE(nn.Module):
+class MultimodalGPVAE(Pretrained, nn.Module):
     """Two encoders, posterior-averaged shared latents, GP prior over time, image + Poisson decoders."""
+
+    config_class = MultimodalGPVAEConfig  # save_pretrained/from_pretrained: see isthmus.io.Pretrained
 
     def __init__(self, config: MultimodalGPVAEConfig | dict | None = None) -> None:
         super().__init__()
@@ -228,11 +229,3 @@ class MultimodalGPVAE(nn.Module):
 
     def set_step(self, step: int) -> None:
         self.bottleneck.set_step(step)
-
-    # ---- save / load -------------------------------------------------------------------------
-    def save_pretrained(self, path: str | Path, metrics: dict | None = None) -> Path:
-        return save_config_model(self, path, self.config, metrics)
-
-    @classmethod
-    def from_pretrained(cls, path: str | Path, map_location: str | torch.device = "cpu") -> "MultimodalGPVAE":
-        return load_config_model(cls, MultimodalGPVAEConfig, path, map_location)

@@ -24,7 +24,6 @@ samples; the mean is its deterministic limit).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -32,7 +31,7 @@ from torch import nn
 
 from isthmus.bottlenecks.gaussian import GaussianBottleneck, GaussianConfig
 from isthmus.config import Config, ConfigError
-from isthmus.io import load_config_model, save_config_model
+from isthmus.io import Pretrained
 from isthmus.models.output import ModelOutput
 from isthmus.nn.graph import GraphLearner, GraphLearnerConfig, mix_nodes
 from isthmus.nn.mlp import MLP, MLPConfig
@@ -66,13 +65,15 @@ class StackVAEGConfig(Config):
             raise ConfigError("StackVAEGConfig.consistency_weight and beta must be >= 0")
 
 
-class StackVAEG(nn.Module):
+class StackVAEG(Pretrained, nn.Module):
     """``forward(x)`` with ``x`` (B, window, C) → :class:`ModelOutput` (recon (B, w, C), latent (B, C·D)).
 
     >>> m = StackVAEG(StackVAEGConfig(n_channels=5, window=8, hidden=[16], latent_dim=3, k=2))
     >>> sorted(m(torch.randn(4, 8, 5)).losses)
     ['graph', 'kl', 'recon']
     """
+
+    config_class = StackVAEGConfig  # save_pretrained/from_pretrained: see isthmus.io.Pretrained
 
     def __init__(self, config: StackVAEGConfig | None = None) -> None:
         super().__init__()
@@ -145,11 +146,3 @@ class StackVAEG(nn.Module):
         finally:
             self.train(was)
         return torch.cat(outs) if outs else x.new_zeros(0, self.config.n_channels)
-
-    # ---- save / load -----------------------------------------------------------------------
-    def save_pretrained(self, path: str | Path) -> Path:
-        return save_config_model(self, path, self.config)
-
-    @classmethod
-    def from_pretrained(cls, path: str | Path) -> "StackVAEG":
-        return load_config_model(cls, StackVAEGConfig, path)

@@ -80,7 +80,7 @@ class LowRankLinear(nn.Module):
         with torch.no_grad():
             module.U.copy_(u[:, :r] * s[:r].sqrt())
             module.V.copy_(vh[:r].T * s[:r].sqrt())
-            if layer.bias is not None:
+            if layer.bias is not None and module.bias is not None:
                 module.bias.copy_(layer.bias.detach())
         return module
 

@@ -312,7 +312,7 @@ class AttentionOutputSAE(Recipe):
         rows = rows / rows.sum(1, keepdim=True)
         fig, ax = plt.subplots(figsize=(5, 4))
         im = ax.imshow(rows.numpy(), cmap="magma", aspect="auto", vmin=0, vmax=1)
-        for i, f in enumerate(FAMILIES):
+        for i in range(len(FAMILIES)):
             for h in gt[i]:
                 ax.add_patch(plt.Rectangle((h - 0.5, i * N_TOP - 0.5), 1, N_TOP, fill=False, ec="cyan", lw=1.5))
         ax.set_xticks(range(N_HEADS), [f"{h // 4}.{h % 4}" for h in range(N_HEADS)])

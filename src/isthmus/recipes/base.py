@@ -33,6 +33,7 @@ from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 
+from isthmus._runtime import runtime_defaults
 from isthmus.config import Config, ConfigError
 from isthmus.recipes.gates import (
     VERDICT_RULE, VERDICTS, Check, Gate, GateResult, Measured, Precondition, decide, evaluate_gate,
@@ -329,7 +330,8 @@ class Recipe:
         out.mkdir(parents=True, exist_ok=True)
         seeds = list(range(settings.seeds))
         t0 = time.perf_counter()
-        cells = self.run_cells(settings, seeds, out, progress=progress)
+        with runtime_defaults():  # 1 thread, flushed denormals; the caller's settings come back after
+            cells = self.run_cells(settings, seeds, out, progress=progress)
         verdict, reason, gate_results, checks = self.judge(mode, settings, cells)
         figures = list(self.figures(settings, cells, out))
         runtime = round(time.perf_counter() - t0, 2)
@@ -361,7 +363,8 @@ class Recipe:
         out = Path(out_dir) if out_dir is not None else Path("runs") / self.slug / mode
         out.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
-        result = self.run(mode, list(range(n)), out)
+        with runtime_defaults():  # 1 thread, flushed denormals; the caller's settings come back after
+            result = self.run(mode, list(range(n)), out)
         result.runtime_s = round(time.perf_counter() - t0, 2)
         result.versions = library_versions()
         return result

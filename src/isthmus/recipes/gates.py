@@ -7,15 +7,15 @@ when lower is better) the gate computes the mean difference, its 95 % interval (
 ddof = 1, or a paired bootstrap over seeds and, where the recipe reports them, over items such as
 queries or test rows) and the smallest effect the run could have detected (80 % power).
 
-Outcomes, with ``δ`` the pre-declared smallest effect that counts:
+Outcomes, with ``δ`` the pre-declared smallest effect that counts (the referee cards' convention):
 
-==================  ==============================  ===============================
-kind                met when                        failed when
-==================  ==============================  ===============================
-superiority         the interval lies above ``δ``   the interval lies below ``δ``
-non-inferiority     the interval lies above ``−δ``  the interval lies below ``−δ``
-parity              the interval lies in ``±δ``     the interval lies outside ``±δ``
-==================  ==============================  ===============================
+==================  ==========================================  ===============================
+kind                met when                                    failed when
+==================  ==========================================  ===============================
+superiority         the interval lies above 0 and mean ≥ ``δ``  the interval lies below ``δ``
+non-inferiority     the interval lies above ``−δ``              the interval lies below ``−δ``
+parity              the interval lies in ``±δ``                 the interval lies outside ``±δ``
+==================  ==========================================  ===============================
 
 and *unresolved* otherwise (the run cannot tell). A **precondition** is what must hold for the
 experiment to be able to show anything (the positive control works, training converged, enough
@@ -45,8 +45,10 @@ POWER = 0.80  # for the smallest detectable effect
 N_BOOT = 4000
 VERDICTS = ("reproduced", "partial", "not reproduced", "inconclusive")
 VERDICT_RULE = (
-    "Each gate is judged on paired per-seed differences (ddof=1) with a 95 % interval: met when the interval "
-    "clears the pre-declared smallest effect, failed when it excludes it, unresolved otherwise. reproduced = every "
+    "Each gate is judged on paired per-seed differences (ddof=1) with a 95 % interval against its pre-declared "
+    "smallest effect d: a superiority gate is met when the interval excludes 0 and the mean is at least d, failed "
+    "when the interval lies below d; a non-inferiority gate is met when the interval lies above -d, failed when it "
+    "lies below; a parity gate is met inside +-d, failed outside; otherwise unresolved. reproduced = every "
     "gate met; partial = headline gate(s) met, another failed or unresolved; not reproduced = a headline gate "
     "failed; inconclusive = a precondition failed or a headline gate is unresolved."
 )
@@ -292,7 +294,7 @@ def evaluate_gate(gate: Gate, cells: Cells) -> GateResult:
         how = f"paired t over {n} seeds"
     e = gate.effect
     if gate.kind == "superiority":
-        outcome = "met" if lo > e else "failed" if hi < e else "unresolved"
+        outcome = "met" if (lo > 0 and mean >= e) else "failed" if hi < e else "unresolved"
     elif gate.kind == "non_inferiority":
         outcome = "met" if lo > -e else "failed" if hi < -e else "unresolved"
     else:

@@ -278,6 +278,7 @@ def render_reproductions_table(
     when given, recipe names link to their ``report.md``.
     """
     found = _gather(results)
+    before = _verdicts_before(results)
     for slug in [s for s in found if s not in SLUGS]:
         warnings.warn(f"result for unknown recipe {slug!r} left out of the table", stacklevel=2)
     entries = list_recipes()
@@ -294,4 +295,35 @@ def render_reproductions_table(
         ]
     else:
         out += ["_No recipe is implemented yet._", ""]
-    return "\n".join(out + _footer(shown, planned, found)) + "\n"
+    return "\n".join(out + _moved(shown, found, before) + _footer(shown, planned, found)) + "\n"
+
+
+BEFORE_FILE = "verdicts-before-frame.json"
+
+
+def _verdicts_before(results: object) -> dict[str, dict]:
+    """Verdicts of record before the recipe frame, when the results folder keeps them."""
+    if isinstance(results, (str, Path)) and (Path(results) / BEFORE_FILE).is_file():
+        return dict(read_json(Path(results) / BEFORE_FILE).get("verdicts", {}))
+    return {}
+
+
+def _moved(shown: list, found: dict, before: dict[str, dict]) -> list[str]:
+    """Per recipe: the verdict before the frame, the verdict now, and what changed (the result's own words)."""
+    rows = [e.slug for e in shown if e.slug in before]
+    if not rows:
+        return []
+    out = ["## Before and after the recipe frame", "",
+           "Verdicts of record before the frame (quick mode, old rules) and now; the last column is the first "
+           "entry of the result's *what was changed after seeing results*.", "",
+           "| Recipe | Before | Now | Why it moved |", "|---|---|---|---|"]
+    for slug in rows:
+        b = before[slug]
+        res = found.get(slug, (None, None))[0]
+        now = "not run" if res is None else ("— (smoke)" if res.mode == "smoke" else
+                                              f"{res.verdict} ({res.mode}, n={len(res.seeds)})")
+        if res is not None and not res.gates:
+            now += " (legacy)"
+        why = _cell(res.changes[0]) if res is not None and res.changes else "—"
+        out.append(f"| `{slug}` | {b['verdict']} ({b['mode']}, n={b['seeds']}) | {now} | {why} |")
+    return out + [""]

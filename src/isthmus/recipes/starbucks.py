@@ -222,7 +222,7 @@ class Starbucks(Recipe):
                  "the paper trains BERT-base for an epoch of AllNLI / MS MARCO. Quick mode is a sanity-scale check.",
                  "the paper's separately trained per-pair models are not trained; full_finetune truncated stands in",
                  "word embeddings are frozen in every fine-tuned arm (CPU time); all other weights train",
-                 f"pretrained all-MiniLM-L6-v2 was trained with full-size mean pooling; its sub-models are a floor"]
+                 "pretrained all-MiniLM-L6-v2 was trained with full-size mean pooling; its sub-models are a floor"]
         return Result(recipe=self.slug, paper=self.paper, claim=self.claim, mode=mode, seeds=list(seeds),
                       metrics=metrics, baselines=baselines, verdict=verdict, verdict_reason=reason,
                       config=config, figures=[figure], notes=notes)

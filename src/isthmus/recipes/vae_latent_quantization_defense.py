@@ -91,8 +91,8 @@ def evaluate(defended, clf, x: torch.Tensor, y: torch.Tensor, s: Settings, seed:
     g = torch.Generator().manual_seed(seed)
     for eps in s.eps:
         for attack in ("fgsm", "pgd"):
-            craft = (lambda f: fgsm(f, x, y, eps)) if attack == "fgsm" else \
-                (lambda f: pgd(f, x, y, eps, steps=s.pgd_steps, generator=g))
+            craft = (lambda f, eps=eps: fgsm(f, x, y, eps)) if attack == "fgsm" else \
+                (lambda f, eps=eps: pgd(f, x, y, eps, steps=s.pgd_steps, generator=g))
             out[f"{attack}_eps{eps:g}_adaptive"] = accuracy(defended, craft(defended), y)
             out[f"{attack}_eps{eps:g}_transfer"] = accuracy(defended, craft(clf), y)
     return out

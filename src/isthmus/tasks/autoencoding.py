@@ -7,21 +7,23 @@ A run folder holds ``model/`` (``config.json`` + ``model.safetensors``), ``scale
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from isthmus.config import Config, ConfigError
-from isthmus.data import Scaler, Table, load_digits, load_mnist, load_table, make_scaler, make_shapes, train_val_split
-from isthmus.io import atomic_write_json, read_json
+from isthmus.data import DataError, Scaler, Table, load_digits, load_mnist, load_table, make_scaler, make_shapes, train_val_split
+from isthmus.io import CheckpointError, atomic_write_json, read_json
 from isthmus.models import AutoEncoder, ObjectiveConfig
-from isthmus.train import Trainer, TrainerConfig
+from isthmus.train import Callback, Trainer, TrainerConfig
+from isthmus.train.distributed import is_main_process
 
 __all__ = ["DataSection", "ModelSection", "RunConfig", "TrainedRun", "load_source", "build_model",
-           "train_autoencoder", "load_run", "reconstruction_metrics"]
+           "train_autoencoder", "load_run", "load_schema", "match_schema", "reconstruction_metrics"]
 
 BUILTIN_SOURCES = ("digits", "shapes", "mnist")
 
@@ -136,8 +138,66 @@ def reconstruction_metrics(model: AutoEncoder, X: np.ndarray, batch_size: int = 
     return {"mse": mse, "psnr": float(10 * np.log10(data_range**2 / max(mse, 1e-12)))}
 
 
-def train_autoencoder(cfg: RunConfig, save: bool = True) -> TrainedRun:
-    """Run the whole pipeline of ``cfg``; with ``save`` write the run folder to ``cfg.out_dir``."""
+def _check_device(device: str) -> None:
+    """A CUDA/MPS device the machine lacks is a config error, not torch's AssertionError mid-run."""
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"trainer.device={device!r} but this torch sees no CUDA GPU "
+                          f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}); "
+                          "use trainer.device=auto or trainer.device=cpu")
+    if device.startswith("mps") and not torch.backends.mps.is_available():
+        raise ConfigError(f"trainer.device={device!r} but MPS is not available here; use trainer.device=auto")
+
+
+def data_schema(table: Table, cfg: RunConfig) -> dict[str, Any]:
+    """What the model was trained on, checked by every later use (``schema.json`` in the run folder)."""
+    return {"feature_names": table.feature_names, "sample_shape": list(table.X.shape[1:]),
+            "label_column": cfg.data.label_column}
+
+
+def match_schema(table: Table, schema: dict[str, Any] | None, source: str) -> Table:
+    """``table`` with its columns in the training order, or a :class:`DataError` that says what differs.
+
+    Columns are matched by name: the same names in another order are reordered (with a warning),
+    extra columns are dropped (with a warning), missing or renamed ones are an error. Feeding
+    columns by position would silently give wrong results.
+    """
+    if schema is None:
+        return table
+    want_shape = tuple(schema.get("sample_shape") or ())
+    names, have = schema.get("feature_names"), table.feature_names
+    if names is not None and have is not None and have != names:
+        missing = [n for n in names if n not in have]
+        if missing:
+            extra = [n for n in have if n not in names]
+            raise DataError(f"{source}: the model was trained on columns {names}; this data lacks {missing}"
+                            + (f" and has {extra} instead (renamed?)" if extra else "")
+                            + "; give it the training columns (any order)")
+        extra = [n for n in have if n not in names]
+        if extra:
+            warnings.warn(f"{source}: ignoring column(s) {extra} the model was not trained on", stacklevel=2)
+        else:
+            warnings.warn(f"{source}: columns are in another order than at training; reordered them by name",
+                          stacklevel=2)
+        idx = [have.index(n) for n in names]
+        table = Table(table.X[:, idx], table.y, list(names), table.meta)
+    if want_shape and tuple(table.X.shape[1:]) != want_shape:
+        raise DataError(f"{source}: samples have shape {tuple(table.X.shape[1:])} but the model was trained on "
+                        f"{want_shape}")
+    return table
+
+
+def train_autoencoder(cfg: RunConfig, save: bool = True, resume: bool = False,
+                      callbacks: Sequence[Callback] = ()) -> TrainedRun:
+    """Run the whole pipeline of ``cfg``; with ``save`` write the run folder to ``cfg.out_dir``.
+
+    Under ``torchrun`` every rank trains (DDP) and only rank 0 saves (the others return ``out_dir=None``).
+
+    Saving writes ``run_config.json``, ``scaler.json`` and ``schema.json`` before training and
+    checkpoints into ``<out>/checkpoints`` (unless ``trainer.checkpoint_dir`` is set), so a killed run
+    continues with ``resume=True`` (CLI: ``--resume``) and a failed final save keeps the weights.
+    """
+    _check_device(cfg.trainer.device)
+    save = save and is_main_process()
     table = load_source(cfg.data)
     train, val = train_val_split(table, val_fraction=cfg.data.val_fraction, seed=cfg.data.seed)
     scaler = _resolve_scaler(cfg.data.scaler, train.X).fit(train.X)
@@ -146,26 +206,59 @@ def train_autoencoder(cfg: RunConfig, save: bool = True) -> TrainedRun:
     model = build_model(cfg.model, tuple(train.X.shape[1:]))
     out = Path(cfg.out_dir)
     tcfg = cfg.trainer
-    if save and tcfg.log_path is None:
-        tcfg = tcfg.with_overrides({"log_path": str(out / "train_log.jsonl")})
-        out.mkdir(parents=True, exist_ok=True)
-    result = Trainer(model, tcfg).fit(torch.as_tensor(Xtr), torch.as_tensor(Xva))
+    if save:
+        fill = {"log_path": str(out / "train_log.jsonl"), "checkpoint_dir": str(out / "checkpoints")}
+        tcfg = tcfg.with_overrides({k: v for k, v in fill.items() if getattr(tcfg, k) is None})
+        atomic_write_json(out / "run_config.json", cfg.to_dict())
+        atomic_write_json(out / "scaler.json", scaler.to_dict())
+        atomic_write_json(out / "schema.json", data_schema(table, cfg))
+    trainer = Trainer(model, tcfg, callbacks=callbacks)
+    result = trainer.fit(torch.as_tensor(Xtr), torch.as_tensor(Xva), resume=resume)
     metrics = {f"val_{k}": v for k, v in reconstruction_metrics(model, Xva).items()}
     metrics.update({f"train_{k}": v for k, v in reconstruction_metrics(model, Xtr).items()})
     run = TrainedRun(model, scaler, train, val, metrics, list(result.history), out if save else None)
     if save:
-        model.save_pretrained(out / "model", metrics=metrics)
-        atomic_write_json(out / "scaler.json", scaler.to_dict())
-        atomic_write_json(out / "run_config.json", cfg.to_dict())
-        atomic_write_json(out / "metrics.json", metrics)
+        try:
+            model.save_pretrained(out / "model", metrics=metrics)
+            atomic_write_json(out / "metrics.json", metrics)
+        except OSError as exc:
+            from isthmus.train.checkpoint import find_latest
+
+            last = find_latest(tcfg.checkpoint_dir) if tcfg.checkpoint_dir else None
+            keep = (f"the trained weights are safe in the last checkpoint {last}; fix the cause and run "
+                    f"`isthmus train --out {out} --resume` to write the model") if last else "no checkpoint was kept"
+            raise CheckpointError(f"training finished but saving the model to {out / 'model'} failed "
+                                  f"({exc.strerror or exc}); {keep}") from exc
     return run
 
 
+RUN_FILES = ("run_config.json", "scaler.json", "model/config.json", "model/model.safetensors")
+
+
 def load_run(path: str | Path) -> tuple[AutoEncoder, Scaler, RunConfig | None]:
-    """Read back a run folder (or a bare model folder, then with an identity scaler)."""
+    """Read back a run folder, complete or refused (a bare model folder loads with an identity scaler).
+
+    A run folder missing its scaler would silently feed unscaled data to the model, so every file
+    of :data:`RUN_FILES` must be there.
+    """
     path = Path(path)
-    model_dir = path / "model" if (path / "model" / "config.json").exists() else path
-    model = AutoEncoder.from_pretrained(model_dir).eval()
-    scaler = Scaler.from_dict(read_json(path / "scaler.json")) if (path / "scaler.json").exists() else make_scaler("none")
-    cfg = RunConfig.from_dict(read_json(path / "run_config.json")) if (path / "run_config.json").exists() else None
+    if not path.is_dir():
+        raise CheckpointError(f"{path} is not a folder; pass a run folder written by `isthmus train`")
+    if (path / "config.json").is_file() and not (path / "run_config.json").exists():
+        return AutoEncoder.from_pretrained(path), make_scaler("none"), None  # a bare model folder
+    missing = [f for f in RUN_FILES if not (path / f).is_file()]
+    if missing:
+        hint = (f"; training did not finish: continue it with `isthmus train --out {path} --resume`"
+                if (path / "checkpoints").is_dir() and "run_config.json" not in missing else
+                "; copy the whole run folder, or re-train")
+        raise CheckpointError(f"{path} is not a complete run folder: missing {missing}{hint}")
+    model = AutoEncoder.from_pretrained(path / "model")
+    scaler = Scaler.from_dict(read_json(path / "scaler.json"))
+    cfg = RunConfig.from_dict(read_json(path / "run_config.json"))
     return model, scaler, cfg
+
+
+def load_schema(path: str | Path) -> dict[str, Any] | None:
+    """The run's ``schema.json`` (None for runs saved before it existed)."""
+    path = Path(path) / "schema.json"
+    return read_json(path) if path.is_file() else None

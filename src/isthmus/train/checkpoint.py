@@ -200,10 +200,27 @@ def _prune(root: Path, keep: int, protect: Path) -> None:
 
 
 def _remove_stale(root: Path) -> None:
-    """Delete temp/trash folders left by a crash (ours or an earlier process's)."""
+    """Delete temp/trash folders left by a crash (ours or a dead process's).
+
+    A folder of another *live* process is left alone: deleting it mid-write crashed that process
+    with FileNotFoundError when two runs shared a checkpoint_dir.
+    """
     for p in root.iterdir():
         if p.is_dir() and (p.name.startswith(".tmp-ckpt-") or p.name.startswith(".trash-ckpt-")):
+            pid = p.name.rsplit("-", 1)[-1]
+            if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+                continue
             shutil.rmtree(p, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def _fsync_dir(path: Path) -> None:

@@ -23,6 +23,11 @@ class TrainerConfig(Config):
     loss; ``restore_best`` loads the weights of the best validation epoch when fit ends.
     ``checkpoint_dir`` enables checkpoints at every epoch end (and every
     ``checkpoint_every_steps`` steps); ``fit(resume=True)`` continues from the latest one.
+    ``precision="bf16"`` runs ``compute_loss`` under bfloat16 autocast (CPU and CUDA; weights,
+    optimizer and gradients stay fp32). ``num_workers``/``pin_memory`` feed torch Datasets through
+    a ``DataLoader``. ``runtime_defaults=False`` leaves the caller's thread count and denormal mode
+    alone during ``fit`` (see :mod:`isthmus._runtime`). Under ``torchrun``, ``batch_size`` is the
+    global batch, split evenly across ranks (see :mod:`isthmus.train.distributed`).
     """
 
     epochs: int = 30
@@ -55,6 +60,10 @@ class TrainerConfig(Config):
     shuffle: bool = True
     drop_last: bool = False
     eval_batch_size: int | None = None
+    precision: Literal["fp32", "bf16"] = "fp32"
+    num_workers: int = 0
+    pin_memory: bool = False
+    runtime_defaults: bool = True
 
     def validate(self) -> None:
         name = type(self).__name__
@@ -68,7 +77,8 @@ class TrainerConfig(Config):
                 raise ConfigError(f"{name}.{field_name} must be >= 1, got {value}")
         if not self.lr > 0:
             raise ConfigError(f"{name}.lr must be > 0, got {self.lr}")
-        for field_name in ("weight_decay", "grad_noise_eta", "grad_noise_gamma", "min_delta", "warmup_steps"):
+        for field_name in ("weight_decay", "grad_noise_eta", "grad_noise_gamma", "min_delta", "warmup_steps",
+                           "num_workers"):
             if getattr(self, field_name) < 0:
                 raise ConfigError(f"{name}.{field_name} must be >= 0, got {getattr(self, field_name)}")
         if not 0.0 <= self.momentum < 1.0:

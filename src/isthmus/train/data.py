@@ -1,19 +1,22 @@
 """Turn the data kinds the Trainer accepts into batches, with our own index permutations.
 
 For in-memory tensors, gathering ``x[idx]`` is far cheaper than a DataLoader on CPU, so
-tensors/arrays/tables are batched by indexing; a ``torch.utils.data.Dataset`` falls back to
-``dataset[i]`` plus ``default_collate``. The permutation of epoch ``e`` is drawn from a generator
-seeded by ``(seed, e)`` alone, so a resumed run sees exactly the batches an uninterrupted one saw.
+tensors/arrays/tables are batched by indexing (the fast default); a map-style
+``torch.utils.data.Dataset`` is read with ``dataset[i]`` plus ``default_collate`` in-process, or
+through a ``DataLoader`` (workers, pinned memory) fed the same index batches. The permutation of
+epoch ``e`` is drawn from a generator seeded by ``(seed, e)`` alone, so a resumed run sees exactly
+the batches an uninterrupted one saw; under data parallelism each rank takes every ``world``-th
+index of each global batch. ``DataLoader``s and iterable datasets are in :mod:`isthmus.train.loader`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, default_collate
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 __all__ = ["BatchSource", "derive_seed", "epoch_permutation"]
 
@@ -47,15 +50,29 @@ def _to_tensor(value: Any, where: str) -> torch.Tensor:
     raise TypeError(f"{where} must be a torch.Tensor or numpy array, got {type(value).__name__}")
 
 
+def _rank_share(perm: torch.Tensor | None, start: int, stop: int, rank: int, world: int) -> torch.Tensor:
+    """Indices of global batch ``[start, stop)`` of the epoch order that rank ``rank`` of ``world`` takes."""
+    idx = perm[start:stop] if perm is not None else torch.arange(start, stop)
+    return idx[rank::world] if world > 1 else idx
+
+
+def _collate_tuple(samples: list[Any]) -> Batch:
+    """``default_collate``, with list batches (from tuple samples) turned into tuples as models expect."""
+    batch = default_collate(samples)
+    return tuple(batch) if isinstance(batch, list) else batch
+
+
 class BatchSource:
     """Uniform index → batch view over a Tensor, array, ``(x, y, ...)``, table (``.X``/``.y``) or Dataset.
 
     A single tensor gives tensor batches; tuples and labelled tables give tuple batches ``(x, y)``.
     """
 
-    def __init__(self, data: Any, device: torch.device | str = "cpu") -> None:
+    def __init__(self, data: Any, device: torch.device | str = "cpu", num_workers: int = 0,
+                 pin_memory: bool = False) -> None:
         self.device = torch.device(device)
-        self.dataset: Dataset | None = None
+        self.num_workers, self.pin_memory = num_workers, pin_memory
+        self.dataset: Any = None  # a map-style Dataset (any object with __getitem__ and __len__)
         self.tensors: tuple[torch.Tensor, ...] = ()
         self.single = False
         if isinstance(data, (torch.Tensor, np.ndarray)):
@@ -92,6 +109,32 @@ class BatchSource:
         n = len(self)
         return n // batch_size if drop_last else -(-n // batch_size)
 
+    def epoch_batches(self, epoch: int, start_step: int, batch_size: int, *, shuffle: bool, seed: int,
+                      drop_last: bool = False, rank: int = 0, world: int = 1) -> Iterator[tuple[Batch, int]]:
+        """``(batch, global batch size)`` for the steps ``start_step..`` of ``epoch``; this rank's share."""
+        n = len(self)
+        perm = epoch_permutation(n, seed, epoch) if shuffle else None
+        bounds = [(i * batch_size, min((i + 1) * batch_size, n))
+                  for i in range(start_step, self.num_batches(batch_size, drop_last))]
+        if self.dataset is not None and (self.num_workers > 0 or self.pin_memory):
+            index_batches = [_rank_share(perm, a, b, rank, world).tolist() for a, b in bounds]
+            loader = DataLoader(self.dataset, batch_sampler=index_batches, num_workers=self.num_workers,
+                                pin_memory=self.pin_memory, collate_fn=_collate_tuple)
+            for (a, b), batch in zip(bounds, loader):
+                yield self._move(batch), b - a
+            return
+        for a, b in bounds:
+            if world == 1 and perm is None:
+                yield self.slice(a, b), b - a
+            else:
+                yield self.take(_rank_share(perm, a, b, rank, world)), b - a
+
+    def eval_batches(self, batch_size: int) -> Iterator[tuple[Batch, int]]:
+        """Every sample once, in order, in batches of ``batch_size``."""
+        for a in range(0, len(self), batch_size):
+            b = min(a + batch_size, len(self))
+            yield self.slice(a, b), b - a
+
     def take(self, idx: torch.Tensor) -> Batch:
         """The batch of the samples at ``idx`` (a 1-D LongTensor), on the target device."""
         if self.dataset is not None:
@@ -109,14 +152,18 @@ class BatchSource:
         return self._move(tuple(t[start:stop] for t in self.tensors))
 
     def _collate(self, indices: list[int]) -> Batch:
-        batch = default_collate([self.dataset[i] for i in indices])
-        return tuple(batch) if isinstance(batch, list) else batch
+        return _collate_tuple([self.dataset[i] for i in indices])
 
     def _move(self, batch: Batch) -> Batch:
-        if self.device.type == "cpu":
-            return batch
-        if isinstance(batch, torch.Tensor):
-            return batch.to(self.device, non_blocking=True)
-        if isinstance(batch, tuple):
-            return tuple(b.to(self.device, non_blocking=True) if isinstance(b, torch.Tensor) else b for b in batch)
+        return move_batch(batch, self.device)
+
+
+def move_batch(batch: Batch, device: torch.device) -> Batch:
+    """``batch`` (a tensor or tuple of them) on ``device``; CPU batches are returned as they are."""
+    if device.type == "cpu":
         return batch
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, tuple):
+        return tuple(b.to(device, non_blocking=True) if isinstance(b, torch.Tensor) else b for b in batch)
+    return batch

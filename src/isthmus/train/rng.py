@@ -7,7 +7,7 @@ legacy global state are converted to JSON-safe lists.
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ def capture_rng(extra: dict[str, torch.Generator] | None = None) -> tuple[dict[s
     for name, gen in (extra or {}).items():
         tensors[f"gen_{name}"] = gen.get_state()
     version, internal, gauss_next = random.getstate()
-    np_name, np_keys, np_pos, np_has_gauss, np_cached = np.random.get_state(legacy=True)
+    np_name, np_keys, np_pos, np_has_gauss, np_cached = cast(tuple, np.random.get_state(legacy=True))
     meta = {
         "python": [version, list(internal), gauss_next],
         "numpy": [np_name, np_keys.tolist(), int(np_pos), int(np_has_gauss), float(np_cached)],

@@ -4,30 +4,35 @@ Per step: ``model.set_step(t)`` (if present) → lr schedule → ``compute_loss`
 (the loop's only sync) → backward → global-norm clip → annealed gradient noise → optimizer step →
 callbacks. Batches come from index permutations seeded by ``(seed, epoch)``; together with the RNG
 states saved in checkpoints this makes ``fit(resume=True)`` continue bit-identically on CPU.
+Streamed data (``DataLoader``, ``IterableDataset``) is in :mod:`isthmus.train.loader`; ``torchrun``
+data parallelism in :mod:`isthmus.train.distributed`; ``precision="bf16"`` autocasts ``compute_loss``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, cast
 
 import torch
 from torch import nn
 
 from isthmus import __version__
-from isthmus._runtime import configure, resolve_device, seed_everything
+from isthmus._runtime import resolve_device, runtime_defaults, seed_everything
 from isthmus.config import ConfigError
 from isthmus.io import CheckpointError, load_state_strict
 from isthmus.train import checkpoint as ckpt
 from isthmus.train.callbacks import Callback, Checkpointer, EarlyStopping, MetricsLogger, ProgressBar
 from isthmus.train.callbacks.base import HOOKS, overridden_hooks
 from isthmus.train.config import TrainerConfig
-from isthmus.train.data import BatchSource, derive_seed, epoch_permutation
+from isthmus.train.data import derive_seed
+from isthmus.train.distributed import DistInfo, barrier, ddp_wrap, gather_rng, mean_over_ranks, rank_rng, setup
 from isthmus.train.grad_noise import GradientNoise
+from isthmus.train.loader import LoaderSource, make_source
 from isthmus.train.meter import LossMeter
 from isthmus.train.rng import capture_rng, restore_rng
 from isthmus.train.schedule import LRSchedule
@@ -101,6 +106,7 @@ class Trainer:
         self.device = resolve_device(self.config.device)
         self.optimizer: torch.optim.Optimizer | None = None
         self.callbacks: list[Any] = []
+        self.dist = DistInfo()
         self._reset_run_state()
 
     # ---- run state -------------------------------------------------------------------------------
@@ -126,9 +132,10 @@ class Trainer:
     def _build_callbacks(self, has_val: bool) -> list[Any]:
         cfg = self.config
         cbs: list[Any] = []
-        if cfg.progress:
+        main = self.dist.is_main  # under torchrun only rank 0 reports and writes files
+        if cfg.progress and main:
             cbs.append(ProgressBar(every=cfg.log_every_steps))
-        if cfg.log_path:
+        if cfg.log_path and main:
             cbs.append(MetricsLogger(cfg.log_path, every=cfg.log_every_steps))
         if cfg.early_stopping_patience is not None:
             if not has_val:
@@ -142,7 +149,16 @@ class Trainer:
 
     # ---- fit -------------------------------------------------------------------------------------
     def fit(self, train: Any, val: Any = None, resume: bool | str | Path = False) -> TrainResult:
-        """Train on ``train`` (validating on ``val`` each epoch); ``resume`` = True/path continues a run."""
+        """Train on ``train`` (validating on ``val`` each epoch); ``resume`` = True/path continues a run.
+
+        ``train``/``val``: a Tensor, array, ``(x, y)`` tuple, table, map-style or iterable torch
+        Dataset, or a DataLoader. Runs with 1 thread and flushed denormals unless
+        ``config.threads``/``config.runtime_defaults`` say otherwise; the caller's settings come back after.
+        """
+        with runtime_defaults(self.config.threads, self.config.runtime_defaults):
+            return self._fit(train, val, resume)
+
+    def _fit(self, train: Any, val: Any, resume: bool | str | Path) -> TrainResult:
         train_src, val_src, n_batches = self._prepare(train, val, resume)
         hooks = {h: overridden_hooks(self.callbacks, h) for h in HOOKS}
         t0 = time.perf_counter()
@@ -150,6 +166,8 @@ class Trainer:
             for fn in hooks["on_fit_start"]:
                 fn(self)
             self._run_epochs(train_src, val_src, n_batches, hooks)
+            if self.dist.active:
+                barrier()  # ranks leave fit together, after rank 0's last checkpoint
         except BaseException as exc:
             self.error = exc
             raise
@@ -162,22 +180,27 @@ class Trainer:
                            steps=self.global_step, stopped_early=self.should_stop,
                            runtime_s=time.perf_counter() - t0)
 
-    def _prepare(self, train: Any, val: Any, resume: bool | str | Path) -> tuple[BatchSource, BatchSource | None, int]:
-        """Runtime, data, optimizer, schedule, noise, callbacks; then a resume or fresh seeding."""
+    def _prepare(self, train: Any, val: Any, resume: bool | str | Path) -> tuple[Any, Any, int | None]:
+        """Process group, data, optimizer, schedule, noise, callbacks; then a resume or fresh seeding."""
         cfg = self.config
-        configure(cfg.threads, force=cfg.threads is not None)
-        torch.set_flush_denormal(True)
-        train_src = BatchSource(train, self.device)
-        val_src = BatchSource(val, self.device) if val is not None else None
+        self.dist = setup(self.device)
+        if self.dist.active and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
+        if cfg.batch_size % self.dist.world:
+            raise ConfigError(f"TrainerConfig.batch_size={cfg.batch_size} is the global batch under torchrun; make it "
+                              f"a multiple of the {self.dist.world} processes")
+        eval_bs = cfg.eval_batch_size or max(4 * cfg.batch_size, 256)
+        train_src = make_source(train, self.device, cfg.batch_size // self.dist.world, cfg.num_workers,
+                                cfg.pin_memory, self.dist.world)
+        val_src = make_source(val, self.device, eval_bs, cfg.num_workers, cfg.pin_memory) if val is not None else None
         self._reset_run_state()
         self.model.to(self.device)
         self._params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = build_optimizer(_decay_groups(self.model, cfg.no_decay) if cfg.no_decay else self._params, cfg)
-        self._n_train = len(train_src)
-        n_batches = train_src.num_batches(cfg.batch_size, cfg.drop_last)
-        if n_batches == 0:
-            raise ValueError(f"{self._n_train} samples make no full batch of {cfg.batch_size} with drop_last=True")
-        self.total_steps = cfg.epochs * n_batches
+        self._forward: Callable[[Any], Any] = (ddp_wrap(self.model, self.device) if self.dist.active
+                                               else cast(Any, self.model).compute_loss)
+        self._n_train, n_batches = self._count(train_src)
+        self.total_steps = cfg.epochs * n_batches if n_batches is not None else 0
         self._schedule = LRSchedule(self.optimizer, self.total_steps, cfg.schedule, cfg.warmup_steps)
         self._noise = GradientNoise(cfg.grad_noise_eta, cfg.grad_noise_gamma, derive_seed(cfg.seed, 1),
                                     self.device) if cfg.grad_noise_eta > 0 else None
@@ -185,12 +208,33 @@ class Trainer:
         source = self._resume_source(resume)
         if source is not None:
             self._load(source)
-        else:
-            seed_everything(cfg.seed)
+        else:  # ranks > 0 draw their own dropout/sampling noise
+            seed_everything(cfg.seed if self.dist.rank == 0 else derive_seed(cfg.seed, 3, self.dist.rank))
         self._schedule.apply(self.global_step)  # the config's lr wins over the checkpoint's
         return train_src, val_src, n_batches
 
-    def _run_epochs(self, train_src: BatchSource, val_src: BatchSource | None, n_batches: int,
+    def _count(self, src: Any) -> tuple[int, int | None]:
+        """``(samples, batches per epoch)``; -1 / None for streams of unknown length."""
+        cfg = self.config
+        try:
+            n = len(src)
+        except TypeError:
+            n = -1
+        self._drop_last = cfg.drop_last
+        if self.dist.active and not isinstance(src, LoaderSource) and n % cfg.batch_size and not cfg.drop_last:
+            # equal shares per rank keep the DDP gradient mean equal to the global-batch mean
+            warnings.warn(f"under torchrun the last incomplete batch ({n % cfg.batch_size} of {n} samples) is "
+                          "dropped each epoch (drop_last)", stacklevel=5)
+            self._drop_last = True
+        n_batches = src.num_batches(cfg.batch_size, self._drop_last)
+        if n_batches == 0:
+            raise ValueError(f"{n} samples make no full batch of {cfg.batch_size} with drop_last=True")
+        if n_batches is None and cfg.schedule != "constant":
+            raise ConfigError(f"schedule={cfg.schedule!r} needs the number of steps, but the training stream has no "
+                              "length; give the dataset a __len__ or use schedule='constant'")
+        return n, n_batches
+
+    def _run_epochs(self, train_src: Any, val_src: Any, n_batches: int | None,
                     hooks: dict[str, list]) -> None:
         if self.epoch_done:  # resumed from an epoch-end checkpoint
             if self.should_stop:
@@ -207,33 +251,41 @@ class Trainer:
                 return
             self.epoch, self.step_in_epoch, self.epoch_done = self.epoch + 1, 0, False
 
-    def _train_epoch(self, src: BatchSource, n_batches: int, step_hooks: list) -> None:
+    def _train_epoch(self, src: Any, n_batches: int | None, step_hooks: list) -> None:
         """The hot loop: keep per-step Python work and syncs to a minimum."""
         cfg, model, opt, params = self.config, self.model, self.optimizer, self._params
+        assert opt is not None, "_prepare builds the optimizer"
         model.train()
-        n, bs = len(src), cfg.batch_size
-        perm = epoch_permutation(n, cfg.seed, self.epoch) if cfg.shuffle else None
+        batches = src.epoch_batches(self.epoch, self.step_in_epoch, cfg.batch_size, shuffle=cfg.shuffle,
+                                    seed=cfg.seed, drop_last=self._drop_last, rank=self.dist.rank,
+                                    world=self.dist.world)
+        forward, amp, synced = self._forward, self._autocast(), self.dist.active
         set_step = getattr(model, "set_step", None)
         schedule = None if self._schedule.is_constant else self._schedule
         clip, noise, meter = cfg.grad_clip, self._noise, self.meter
         norm_every = cfg.log_every_steps if cfg.log_path else 0
         flush_every = cfg.log_every_steps
         checked = False
-        for i in range(self.step_in_epoch, n_batches):
-            start = i * bs
-            stop = min(start + bs, n)
-            batch = src.take(perm[start:stop]) if perm is not None else src.slice(start, stop)
+        for i, (batch, size) in enumerate(batches, start=self.step_in_epoch):
             gs = self.global_step
             if set_step is not None:
                 set_step(gs)
             if schedule is not None:
                 schedule.apply(gs)
-            out = model.compute_loss(batch)
+            if amp is None:
+                out = forward(batch)
+            else:
+                with amp:
+                    out = forward(batch)
             loss = out.loss
             if not checked:
                 _check_output(out, model)
                 checked = True
-            value = loss.item()  # the loop's one sync
+            terms = out.losses
+            if synced:  # every rank logs, and checks finiteness on, the mean over ranks
+                value, terms = mean_over_ranks(loss, terms)
+            else:
+                value = loss.item()  # the loop's one sync
             if not math.isfinite(value):
                 raise self._nonfinite(value, out)
             opt.zero_grad(set_to_none=True)
@@ -248,13 +300,19 @@ class Trainer:
             self.global_step = gs + 1
             self.step_in_epoch = i + 1
             self.last_loss, self.last_output = value, out
-            meter.add(value, out.losses, stop - start)
+            meter.add(value, terms, size)
             if self.global_step % flush_every == 0:
                 meter.flush()
             for fn in step_hooks:
                 fn(self)
 
-    def _end_epoch(self, val_src: BatchSource | None, epoch_hooks: list) -> None:
+    def _autocast(self) -> Any:
+        """The autocast context of ``config.precision`` (reusable), or None for fp32."""
+        if self.config.precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return None
+
+    def _end_epoch(self, val_src: Any, epoch_hooks: list) -> None:
         self.meter.flush()
         logs: dict[str, Any] = {"epoch": self.epoch, "step": self.global_step}
         logs.update({f"train_{k}": v for k, v in self.meter.epoch.means().items()})
@@ -266,6 +324,7 @@ class Trainer:
                 self.best_val_loss, self.best_epoch = v, self.epoch
                 if self.config.restore_best:
                     self._best_state = {k: t.detach().clone() for k, t in self.model.state_dict().items()}
+        assert self.optimizer is not None, "_prepare builds the optimizer"
         logs["lr"] = self.optimizer.param_groups[0]["lr"]
         self.history.append(logs)
         self.epoch_done = True
@@ -285,19 +344,23 @@ class Trainer:
     def evaluate(self, data: Any) -> dict[str, float]:
         """Sample-weighted mean of ``loss`` and every named term over ``data`` (eval mode, no grad)."""
         self.model.to(self.device)
-        return self._evaluate(BatchSource(data, self.device))
+        cfg = self.config
+        bs = cfg.eval_batch_size or max(4 * cfg.batch_size, 256)
+        return self._evaluate(make_source(data, self.device, bs, cfg.num_workers, cfg.pin_memory))
 
     @torch.no_grad()
-    def _evaluate(self, src: BatchSource) -> dict[str, float]:
+    def _evaluate(self, src: Any) -> dict[str, float]:
+        """Every rank evaluates all of ``src`` (same weights, same numbers): no collective needed."""
         was_training = self.model.training
         self.model.eval()
         meter = LossMeter()
         bs = self.config.eval_batch_size or max(4 * self.config.batch_size, 256)
+        amp = self._autocast()
         try:
-            for start in range(0, len(src), bs):
-                stop = min(start + bs, len(src))
-                out = self.model.compute_loss(src.slice(start, stop))
-                meter.add(float(out.loss), out.losses, stop - start)
+            for batch, size in src.eval_batches(bs):
+                with amp if amp is not None else contextlib.nullcontext():
+                    out = cast(Any, self.model).compute_loss(batch)
+                meter.add(float(out.loss), out.losses, size)
         finally:
             self.model.train(was_training)
         meter.flush()
@@ -310,6 +373,12 @@ class Trainer:
         if not cfg.checkpoint_dir or self.optimizer is None:
             raise ConfigError("save_checkpoint needs TrainerConfig.checkpoint_dir and a running fit")
         rng_tensors, rng_meta = capture_rng(self._rng_generators())
+        name = ckpt.checkpoint_name(self.global_step, epoch_end)
+        rng_ranks = None
+        if self.dist.active:  # a collective: every rank's RNG goes into rank 0's checkpoint
+            rng_tensors, rng_ranks = gather_rng(rng_tensors, rng_meta)
+            if not self.dist.is_main:
+                return Path(cfg.checkpoint_dir) / name
         state = {
             "isthmus_version": __version__,
             "epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "epoch_done": self.epoch_done,
@@ -319,9 +388,8 @@ class Trainer:
             "meter": self.meter.state_dict(),
             "callbacks": {cb.state_key: cb.state_dict() for cb in self.callbacks
                           if hasattr(cb, "state_dict") and hasattr(cb, "state_key")},
-            "config": cfg.to_dict(), "rng": rng_meta,
+            "config": cfg.to_dict(), "rng": rng_meta, "world_size": self.dist.world, "rng_ranks": rng_ranks,
         }
-        name = ckpt.checkpoint_name(self.global_step, epoch_end)
         return ckpt.save_checkpoint(cfg.checkpoint_dir, name, model_state=self.model.state_dict(),
                                     optimizer=self.optimizer, rng_tensors=rng_tensors, state=state,
                                     best_model=self._best_state, keep=cfg.keep_checkpoints)
@@ -364,8 +432,9 @@ class Trainer:
                     "Resume with the same data and batch_size"
                 )
         load_state_strict(self.model, c.model, str(path / "model.safetensors"))
+        assert self.optimizer is not None, "_prepare builds the optimizer before a resume"
         ckpt.optimizer_from_flat(self.optimizer, c.optimizer["tensors"], c.optimizer["meta"], str(path))
-        restore_rng(c.rng_tensors, s["rng"], self._rng_generators())
+        self._restore_rng(c.rng_tensors, s)
         self.epoch, self.step_in_epoch = int(s["epoch"]), int(s["step_in_epoch"])
         self.epoch_done, self.global_step = bool(s["epoch_done"]), int(s["global_step"])
         self.best_val_loss, self.best_epoch = s["best_val_loss"], s["best_epoch"]
@@ -378,6 +447,17 @@ class Trainer:
             if key in s["callbacks"] and hasattr(cb, "load_state_dict"):
                 cb.load_state_dict(s["callbacks"][key])
         self.resumed_from = path
+
+    def _restore_rng(self, tensors: dict[str, torch.Tensor], s: dict[str, Any]) -> None:
+        gens = self._rng_generators()
+        own = rank_rng(tensors, s, self.dist.rank)
+        if own is not None:
+            restore_rng(*own, gens)
+            return
+        warnings.warn(f"the checkpoint holds no RNG state for rank {self.dist.rank}; it reseeds, so stochastic "
+                      "layers will not replay the uninterrupted run", stacklevel=4)
+        restore_rng(tensors, s["rng"], gens)  # grad-noise generator must match rank 0's
+        seed_everything(derive_seed(self.config.seed, 3, self.dist.rank, self.global_step))
 
 
 def _check_output(out: Any, model: nn.Module) -> None:

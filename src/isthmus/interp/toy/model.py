@@ -17,7 +17,6 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -26,7 +25,7 @@ from torch import nn
 
 from isthmus.config import Config, ConfigError
 from isthmus.interp.hooks import Point
-from isthmus.io import atomic_write_json, load_state_strict, load_tensors, read_json, save_tensors
+from isthmus.io import Pretrained
 from isthmus.models.output import ModelOutput
 
 __all__ = ["ToyConfig", "ToyTransformer", "HookPoint"]
@@ -115,8 +114,11 @@ class Block(nn.Module):
         return self.hook_resid_post(x), kv
 
 
-class ToyTransformer(nn.Module):
+class ToyTransformer(Pretrained, nn.Module):
     """Decoder-only transformer over integer tokens; ``forward(tokens) -> logits (B, T, vocab)``."""
+
+    config_class = ToyConfig  # save_pretrained/from_pretrained: see isthmus.io.Pretrained
+    config_attr = "cfg"
 
     def __init__(self, cfg: ToyConfig | dict | None = None) -> None:
         super().__init__()
@@ -190,18 +192,3 @@ class ToyTransformer(nn.Module):
             name = f"blocks.{i}.attn.hook_result"
             points[name] = Point(name, f"blocks.{i}.attn.hook_z", read=result, readonly=True)
         return points
-
-    # ---- persistence: config.json + model.safetensors ------------------------------------------
-    def save_pretrained(self, path: str | Path, extra: dict[str, Any] | None = None) -> None:
-        path = Path(path)
-        save_tensors(path / "model.safetensors", self.state_dict())
-        atomic_write_json(path / "config.json", {"model": "ToyTransformer", "config": self.cfg.to_dict(),
-                                                 **(extra or {})})
-
-    @classmethod
-    def from_pretrained(cls, path: str | Path) -> "ToyTransformer":
-        path = Path(path)
-        spec = read_json(path / "config.json")
-        model = cls(ToyConfig.from_dict(spec["config"]))
-        load_state_strict(model, load_tensors(path / "model.safetensors"), str(path))
-        return model.eval()

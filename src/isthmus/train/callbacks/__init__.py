@@ -6,6 +6,8 @@ from isthmus.train.callbacks.checkpointing import Checkpointer
 from isthmus.train.callbacks.early_stopping import EarlyStopping
 from isthmus.train.callbacks.metrics_log import MetricsLogger
 from isthmus.train.callbacks.progress import ProgressBar
+from isthmus.train.callbacks.tracking import JSONLForwarder, MLflowLogger, TensorBoardLogger, make_tracker
 
-__all__ = ["ARDUpdate", "Callback", "Checkpointer", "EarlyStopping", "HOOKS", "MetricsLogger", "ProgressBar",
-           "overridden_hooks", "update_ard_priors"]
+__all__ = ["ARDUpdate", "Callback", "Checkpointer", "EarlyStopping", "HOOKS", "JSONLForwarder", "MLflowLogger",
+           "MetricsLogger", "ProgressBar", "TensorBoardLogger", "make_tracker", "overridden_hooks",
+           "update_ard_priors"]
