@@ -1,6 +1,9 @@
 """TopK SAE training throughput: isthmus sparse backward vs naive autograd vs SAELens, same data/batch/Adam.
 
 Run: ``.venv/bin/python benchmarks/sae_throughput.py`` (a few minutes on 2 cores; ``--quick`` for a smoke run).
+``--bottleneck batchtopk|matryoshka`` measures those through the COO sparse kernels instead (the peer is then
+SAELens' ``BatchTopKTrainingSAE`` / ``MatryoshkaBatchTopKTrainingSAE``; the FLOP bound is the same, k being the
+mean L0).
 
 Each trainer takes the same fixed activation tensor (B, d), batch size and Adam (lr 1e-4), one warm-up
 step, then ``steps`` timed steps (forward, backward, optimizer step; ours also renormalises decoder rows). ``--fused-adam`` gives
@@ -63,9 +66,14 @@ def _time_steps(step, steps: int) -> float:
     return (time.perf_counter() - t) / steps
 
 
-def bench_isthmus(x: torch.Tensor, m: int, k: int, steps: int, sparse: bool, fused: bool) -> float:
+BOTTLENECKS = {"topk": "sae_topk", "batchtopk": "sae_batchtopk", "matryoshka": "sae_matryoshka"}
+MATRYOSHKA_FRACTIONS = (0.125, 0.25, 0.5, 1.0)  # isthmus' default prefixes; the peer gets the same widths
+
+
+def bench_isthmus(x: torch.Tensor, m: int, k: int, steps: int, sparse: bool, fused: bool,
+                  bottleneck: str = "topk") -> float:
     torch.manual_seed(0)
-    sae = SparseAutoEncoder(SAEConfig(d_in=x.shape[1], d_sae=m, sparse_backward=sparse,
+    sae = SparseAutoEncoder(SAEConfig(d_in=x.shape[1], d_sae=m, sparse_backward=sparse, bottleneck=BOTTLENECKS[bottleneck],
                                       bottleneck_config={"k": k, "dead_steps": 10**9})).train()
     opt = adam(sae.parameters(), fused)
 
@@ -79,15 +87,25 @@ def bench_isthmus(x: torch.Tensor, m: int, k: int, steps: int, sparse: bool, fus
     return x.shape[0] / _time_steps(step, steps)
 
 
-def bench_saelens(x: torch.Tensor, m: int, k: int, steps: int, fused: bool) -> float | None:
+def bench_saelens(x: torch.Tensor, m: int, k: int, steps: int, fused: bool, bottleneck: str = "topk") -> float | None:
     try:
-        from sae_lens import TopKTrainingSAE, TopKTrainingSAEConfig
+        import sae_lens
         from sae_lens.saes.sae import TrainStepInput
     except ImportError as exc:  # the peer is optional (the ``bench`` extra)
         print(f"  sae-lens not importable ({exc}); skipping the peer")
         return None
     torch.manual_seed(0)
-    sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=x.shape[1], d_sae=m, k=k)).train()
+    d = x.shape[1]
+    if bottleneck == "topk":
+        sae = sae_lens.TopKTrainingSAE(sae_lens.TopKTrainingSAEConfig(d_in=d, d_sae=m, k=k)).train()
+    elif bottleneck == "batchtopk":
+        sae = sae_lens.BatchTopKTrainingSAE(sae_lens.BatchTopKTrainingSAEConfig(d_in=d, d_sae=m, k=k)).train()
+    else:
+        from sae_lens.saes.matryoshka_batchtopk_sae import MatryoshkaBatchTopKTrainingSAEConfig
+
+        widths = sorted({max(1, round(f * m)) for f in MATRYOSHKA_FRACTIONS})
+        sae = sae_lens.MatryoshkaBatchTopKTrainingSAE(
+            MatryoshkaBatchTopKTrainingSAEConfig(d_in=d, d_sae=m, k=k, matryoshka_widths=widths)).train()
     opt = adam(sae.parameters(), fused)
     n = [0]
 
@@ -102,7 +120,7 @@ def bench_saelens(x: torch.Tensor, m: int, k: int, steps: int, fused: bool) -> f
     return x.shape[0] / _time_steps(step, steps)
 
 
-def run_case(name: str, quick: bool, threads: int | None, fused: bool) -> dict[str, float | None]:
+def run_case(name: str, quick: bool, threads: int | None, fused: bool, bottleneck: str = "topk") -> dict[str, float | None]:
     d, m, k, batch, default_threads, steps = CASES[name]
     threads = threads or default_threads
     if quick:
@@ -112,11 +130,13 @@ def run_case(name: str, quick: bool, threads: int | None, fused: bool) -> dict[s
     x = torch.randn(batch, d, generator=torch.Generator().manual_seed(0))  # one fixed activation tensor
     peak = matmul_peak(threads)
     flops = 2 * d * m + 8 * k * d
-    res = {"sparse": bench_isthmus(x, m, k, steps, True, fused), "naive": bench_isthmus(x, m, k, steps, False, fused),
-           "peer": bench_saelens(x, m, k, steps, fused)}
+    res = {"sparse": bench_isthmus(x, m, k, steps, True, fused, bottleneck),
+           "naive": bench_isthmus(x, m, k, steps, False, fused, bottleneck),
+           "peer": bench_saelens(x, m, k, steps, fused, bottleneck)}
     bound = peak / flops
     peer = res["peer"]
-    print(f"[{name}] d={d} m={m} k={k} batch={batch} threads={threads} steps={steps} adam={'fused' if fused else 'for-loop'}")
+    print(f"[{name}] {bottleneck} d={d} m={m} k={k} batch={batch} threads={threads} steps={steps} "
+          f"adam={'fused' if fused else 'for-loop'}")
     print(f"  matmul peak {peak / 1e9:.1f} GFLOP/s; bound {flops / 1e6:.2f} MFLOP/token -> {bound:,.0f} tokens/s")
     for key, label in (("sparse", "isthmus-sparse"), ("naive", "isthmus-naive"), ("peer", "sae-lens")):
         if res[key] is not None:
@@ -132,9 +152,10 @@ def main() -> None:
     ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     ap.add_argument("--threads", type=int, default=None, help="intra-op threads for every case (default: per case)")
     ap.add_argument("--fused-adam", action="store_true", help="fused Adam (one kernel per parameter) for all trainers")
+    ap.add_argument("--bottleneck", choices=list(BOTTLENECKS), default="topk", help="topk (default), batchtopk, matryoshka")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
-    results = {name: run_case(name, args.quick, args.threads, args.fused_adam) for name in args.cases}
+    results = {name: run_case(name, args.quick, args.threads, args.fused_adam, args.bottleneck) for name in args.cases}
     last = results.get("d768") or results[args.cases[-1]]
     ratio = last["sparse"] / last["peer"] if last["peer"] else float("nan")
     print(f"ratio_vs_peer {ratio:.2f} bound_fraction {last['sparse'] / last['bound']:.3f}")

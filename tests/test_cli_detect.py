@@ -2,6 +2,7 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from isthmus.cli.main import main
@@ -51,3 +52,23 @@ def test_fit_and_score_per_entity(tmp_path, capsys):
     rc = main(["detect", "score", str(tmp_path / "f"), str(tmp_path / "test.csv"), "--columns", args[-1],
                "--out", str(tmp_path / "y.csv")])
     assert rc == 2 and "--entity" in capsys.readouterr().err
+
+
+def test_score_with_moved_threshold(tmp_path, capsys):
+    _csvs(tmp_path)
+    cols = "freq,power,temp,fan,mem"
+    assert main(["detect", "fit", str(tmp_path / "train.csv"), "--columns", cols, "--out", str(tmp_path / "m"), *FAST]) == 0
+    base = ["detect", "score", str(tmp_path / "m"), str(tmp_path / "test.csv"), "--columns", cols]
+    assert main([*base, "--out", str(tmp_path / "a.csv")]) == 0
+    saved = pd.read_csv(tmp_path / "a.csv")
+    assert main([*base, "--out", str(tmp_path / "b.csv"), "--threshold", "0"]) == 0
+    zero = pd.read_csv(tmp_path / "b.csv")
+    np.testing.assert_array_equal(zero["score"], saved["score"])  # raw scores never change
+    np.testing.assert_array_equal(zero["flag"], (zero["score"] > 0).astype(int))
+    assert main([*base, "--out", str(tmp_path / "c.csv"), "--percentile", "50"]) == 0
+    half = pd.read_csv(tmp_path / "c.csv")
+    assert saved["flag"].sum() < half["flag"].sum() < len(half)
+    assert main([*base, "--out", str(tmp_path / "d.csv"), "--contamination", "0.7"]) == 2
+    assert "contamination" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse: the three are mutually exclusive
+        main([*base, "--out", str(tmp_path / "e.csv"), "--threshold", "1", "--percentile", "5"])

@@ -45,7 +45,7 @@ def test_diverging_loss(tmp_path, capsys):
 
 def test_a_directory_named_like_a_csv(tmp_path, capsys):
     (tmp_path / "adir.csv").mkdir()
-    assert main(["train", f"data.source={tmp_path / 'adir.csv'}", *TINY, "--out", str(tmp_path / "r")]) == 2
+    assert main(["train", *TINY, f"data.source={tmp_path / 'adir.csv'}", "--out", str(tmp_path / "r")]) == 2
     assert "is a folder" in _err(capsys)
 
 
@@ -61,6 +61,20 @@ def test_os_errors_while_writing(tmp_path, monkeypatch, capsys, code, words):
     assert main(["train", *TINY, "--out", str(tmp_path / "r")]) == 2
     err = _err(capsys)
     assert words in err and "run_config.json" in err
+
+
+def test_a_path_override_as_the_first_word(tmp_path, capsys):
+    pd.DataFrame(np.random.default_rng(0).normal(size=(40, 3)), columns=list("abc")).to_csv(tmp_path / "d.csv",
+                                                                                           index=False)
+    assert main(["train", f"data.source={tmp_path / 'd.csv'}", *TINY, "--out", str(tmp_path / "r")]) == 0
+
+
+def test_overrides_after_options(tmp_path, capsys):
+    assert main(["train", "--print-config", "trainer.epochs=3", "--out", str(tmp_path / "r"), "model.latent_dim=5"]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["trainer"]["epochs"] == 3 and cfg["model"]["latent_dim"] == 5
+    with pytest.raises(SystemExit):
+        main(["train", "--print-config", "--bogus-flag"])
 
 
 def test_train_stdout_is_pure_json(tmp_path, capsys):
@@ -91,7 +105,7 @@ def test_disk_full_during_a_checkpoint_keeps_the_last_good_one(tmp_path, monkeyp
 
     rng = np.random.default_rng(0)
     pd.DataFrame(rng.normal(size=(160, 4)), columns=list("abcd")).to_csv(tmp_path / "d.csv", index=False)
-    args = ["train", f"data.source={tmp_path / 'd.csv'}", "model.hidden=[8]", "model.latent_dim=2",
+    args = ["train", "model.hidden=[8]", f"data.source={tmp_path / 'd.csv'}", "model.latent_dim=2",
             "trainer.epochs=3", "trainer.batch_size=32", "trainer.progress=false", "trainer.checkpoint_every_steps=2"]
     real, calls = io.save_file, [0]
 
@@ -154,3 +168,27 @@ def test_readme_python_example_beats_pca(tmp_path, monkeypatch, capsys):
     m = re.search(r"autoencoder ([\d.]+), PCA\(8\) ([\d.]+)", capsys.readouterr().out)
     ae, pca = float(m.group(1)), float(m.group(2))
     assert ae < 0.7 * pca  # measured: 0.0113 vs 0.0238
+
+
+@pytest.mark.slow
+def test_real_full_disk_on_a_small_tmpfs(tmp_path, capsys):
+    """The same on a real 6 MiB tmpfs (root only): one checkpoint (~4 MiB) fits, the second does not."""
+    import os
+    import subprocess as sp
+
+    from isthmus.train.checkpoint import find_latest, load_checkpoint
+
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if os.geteuid() != 0 or sp.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mnt)],
+                                   capture_output=True).returncode != 0:
+        pytest.skip("needs root and tmpfs to mount a small file system")
+    try:
+        rc = main(["train", "data.limit=200", "trainer.epochs=3", "trainer.progress=false", "--out", str(mnt / "r")])
+        err = _err(capsys)
+        assert rc == 2 and "disk is full" in err and "Traceback" not in err
+        last = find_latest(mnt / "r" / "checkpoints")
+        assert last is not None and load_checkpoint(last).state["epoch"] == 0
+        assert not [p for p in (mnt / "r" / "checkpoints").iterdir() if p.name.startswith(".")]
+    finally:
+        sp.run(["umount", str(mnt)], check=False)

@@ -80,3 +80,56 @@ def test_bad_inputs_and_report():
         auroc([0, 1], [0.1, np.nan])
     rep = anomaly_report([0, 1, 0, 1], [0.1, 0.9, 0.5, 0.4])
     assert set(rep) >= {"auroc", "auprc", "precision_at_n", "best_f1"}
+
+
+# ---- range-based precision/recall and VUS (TSB-AD definitions), hand-computed ---------------------
+from isthmus.metrics import range_f1, range_precision_recall, vus  # noqa: E402
+
+
+def test_range_precision_recall_by_hand():
+    # label range [1, 3]; predicted ranges [1, 1] and [6, 7]
+    r = range_precision_recall([0, 1, 1, 1, 0, 0, 0, 0], [0, 1, 0, 0, 0, 0, 1, 1])
+    # recall: 0.2 * existence(1) + 0.8 * covered(1/3) * cardinality(1); precision: mean(1, 0)
+    assert r.recall == pytest.approx(0.2 + 0.8 / 3)
+    assert r.precision == pytest.approx(0.5)
+    assert r.f1 == pytest.approx(2 * 0.5 * r.recall / (0.5 + r.recall))
+    # two predicted ranges inside one label range: cardinality 1/2 halves the overlap reward
+    r = range_precision_recall([1, 1, 1, 1, 0], [1, 0, 1, 0, 0])
+    assert r.recall == pytest.approx(0.2 + 0.8 * 0.5 * 0.5) and r.precision == pytest.approx(1.0)
+    # no flags: precision and F1 are 0, not NaN
+    assert range_precision_recall([0, 1, 0], [0, 0, 0]).f1 == 0.0
+    with pytest.raises(ValueError, match="0/1 predictions"):
+        range_precision_recall([0, 1, 0], [0, 0.5, 0])
+
+
+def test_range_f1_threshold_and_search():
+    y = [0, 0, 1, 1, 0, 0]
+    s = [0.1, 0.2, 0.9, 0.8, 0.3, 0.0]
+    assert range_f1(y, s, threshold=0.5).f1 == pytest.approx(1.0)
+    best = range_f1(y, s)
+    assert best.f1 == pytest.approx(1.0) and 0.3 <= best.threshold < 0.8
+    assert range_f1(y, s, threshold=0.85).recall == pytest.approx(0.2 + 0.8 * 0.5)
+
+
+def test_vus_by_hand():
+    y = np.array([0, 0, 1, 0, 0])
+    s = np.array([0.0, 0.1, 0.2, 0.9, 0.3])  # the anomaly ranks third; step 3 (next to it) ranks first
+    # no buffer (max_buffer 0 and 1 both give w // 2 = 0): ordinary ROC / PR areas, 0.5 and 1/3
+    v0 = vus(y, s, max_buffer=0)
+    assert (v0.roc, v0.pr) == (pytest.approx(0.5), pytest.approx(1 / 3))
+    # w = 2: steps 1 and 3 get buffer weight b = sqrt(1/2). Thresholds flag {3}, {3,4}, {2,3,4}, +1, +0.
+    b = np.sqrt(0.5)
+    p1 = 1 + b / 2                                     # P' while only step 3's buffer is flagged
+    tpr1, fpr1, prec1 = b / p1, (1 - b) / (5 - p1), b / 1
+    fpr2 = (2 - b) / (5 - p1)
+    prec3 = (1 + b) / 3                                # {2,3,4}: TP = 1 + b, recall capped at 1
+    p4 = 1 + b                                         # {1,2,3,4}: both buffer steps flagged
+    fpr4, fpr5 = (4 - (1 + 2 * b)) / (5 - p4), (5 - (1 + 2 * b)) / (5 - p4)
+    roc2 = fpr1 * tpr1 / 2 + (fpr2 - fpr1) * tpr1 + (1 - fpr2) * 1.0  # fpr3 == fpr2
+    pr2 = tpr1 * prec1 + (1 - tpr1) * prec3
+    assert fpr4 < fpr5 < 1
+    v2 = vus(y, s, max_buffer=2)
+    assert v2.roc == pytest.approx((0.5 + 0.5 + roc2) / 3)
+    assert v2.pr == pytest.approx((1 / 3 + 1 / 3 + pr2) / 3)
+    perfect = vus(y, np.array([0.0, 0.1, 0.9, 0.2, 0.3]), max_buffer=4)
+    assert (perfect.roc, perfect.pr) == (pytest.approx(1.0), pytest.approx(1.0))

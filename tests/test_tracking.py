@@ -52,19 +52,18 @@ def test_tensorboard_receives_the_jsonl_numbers(tmp_path):
         assert want and _match(_tb_scalars(tmp_path / "tb", f"{event}/{key}"), want)
 
 
-def test_mlflow_run_holds_the_jsonl_numbers_and_resume_continues_it(tmp_path):
+def test_mlflow_run_holds_the_jsonl_numbers_and_resume_continues_it(tmp_path, monkeypatch):
     pytest.importorskip("mlflow")
     from mlflow.tracking import MlflowClient
 
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
     logger = MLflowLogger(tmp_path / "mlruns", run_name="r1")
     records = _fit(tmp_path, logger, checkpoint_dir=str(tmp_path / "ck"))
-    os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
-    try:
-        client = MlflowClient(tracking_uri=logger.tracking_uri)
-        run = client.get_run(logger.run_id)
-        history = [(m.step, m.value) for m in client.get_metric_history(logger.run_id, "step/loss")]
-    finally:
-        os.environ.pop("MLFLOW_ALLOW_FILE_STORE")
+    assert "MLFLOW_ALLOW_FILE_STORE" not in os.environ  # the logger put the variable back as it found it
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    client = MlflowClient(tracking_uri=logger.tracking_uri)
+    run = client.get_run(logger.run_id)
+    history = [(m.step, m.value) for m in client.get_metric_history(logger.run_id, "step/loss")]
     assert run.info.status == "FINISHED" and run.data.params["batch_size"] == "16"
     assert _match(sorted(history), _jsonl_series(records, "step", "loss"))
     # a new process resuming the run (more epochs) logs into the same MLflow run

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from isthmus.data.videos import moving_shapes
-from isthmus.nn.recurrent import LRCN
+from isthmus.models.lrcn import LRCN
 
 
 def test_clips_are_seeded_and_motion_matches_the_label():

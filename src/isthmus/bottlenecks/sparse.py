@@ -172,14 +172,18 @@ class BatchTopKBottleneck(SparseBottleneck):
         flat = a.reshape(-1)
         vals, idx = flat.topk(min(k * a.shape[0], flat.numel()))
         z = torch.zeros_like(flat).scatter(0, idx, vals).reshape(a.shape)
-        with torch.no_grad():
-            pos = vals[vals > 0]
-            if pos.numel():
-                low = pos.min()
-                mom = self.config.threshold_momentum
-                new = low if float(self.threshold) < 0 else mom * self.threshold + (1 - mom) * low
-                self.threshold.copy_(new)
+        self.update_threshold(vals)
         return z
+
+    @torch.no_grad()
+    def update_threshold(self, kept: torch.Tensor) -> None:
+        """EMA of the smallest positive kept activation (also called by the SAE's sparse-kernel path)."""
+        pos = kept[kept > 0]
+        if pos.numel():
+            low = pos.min()
+            mom = self.config.threshold_momentum
+            new = low if float(self.threshold) < 0 else mom * self.threshold + (1 - mom) * low
+            self.threshold.copy_(new)
 
     def forward(self, h, decoder_norm=None, input_norm=None):
         self.check_input(h)

@@ -55,6 +55,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--top", type=int, default=3, help="contributing columns to list per row (default 3)")
     p.add_argument("--mode", choices=("entity", "global"), default="entity", help="fleet models only")
     p.add_argument("--plot", type=Path, default=None, metavar="PNG", help="also draw score over rows")
+    moved = p.add_mutually_exclusive_group()  # move the saved threshold for this scoring (flags only)
+    moved.add_argument("--threshold", type=float, default=None, metavar="SCORE",
+                       help="flag rows whose score is above SCORE instead of the saved threshold")
+    moved.add_argument("--percentile", type=float, default=None, metavar="P",
+                       help="threshold at the P-th percentile of the training scores (0 < P < 100)")
+    moved.add_argument("--contamination", type=float, default=None, metavar="F",
+                       help="threshold flagging the fraction F of training rows (0 < F < 0.5)")
     p.set_defaults(func=cmd_score)
 
 
@@ -141,6 +148,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     if args.output is None:
         raise ValueError("detect score needs --output FILE (the scores CSV to write)")
     model = _load_model(args.model)
+    _move_threshold(model, args)
     X, entities, y = _load(args)
     fleet = hasattr(model, "detectors_")
     if fleet and entities is None and args.mode == "entity":
@@ -163,6 +171,19 @@ def cmd_score(args: argparse.Namespace) -> int:
         _plot(args.plot, scores, scores - margin, y)
         print(f"wrote {args.plot}")
     return 0
+
+
+def _move_threshold(model: Any, args: argparse.Namespace) -> None:
+    """Apply --threshold/--percentile/--contamination (a fleet: to each entity's detector, percentiles
+    of its own training scores). Scores are unaffected; only flags and the plotted threshold move."""
+    given = {"value": args.threshold, "percentile": args.percentile, "contamination": args.contamination}
+    given = {k: v for k, v in given.items() if v is not None}
+    if not given:
+        return
+    detectors = [model] if not hasattr(model, "detectors_") else [*model.detectors_.values(), model.global_]
+    for det in detectors:
+        if det is not None:
+            det.set_threshold(**given)
 
 
 def _plot(path: Path, scores: Any, thresholds: Any, labels: Any) -> None:

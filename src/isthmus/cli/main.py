@@ -21,7 +21,7 @@ from isthmus import __version__
 __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 
 COMMAND_MODULES: tuple[str, ...] = ("isthmus.cli.model_commands", "isthmus.cli.demo", "isthmus.cli.recipes",
-                                     "isthmus.cli.sae", "isthmus.cli.detect")
+                                     "isthmus.cli.sae", "isthmus.cli.detect", "isthmus.cli.generate")
 
 EXIT_USAGE = 2
 
@@ -102,7 +102,15 @@ def _format_warning(message, category, filename, lineno, line=None) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # argparse stops filling a nargs="*" positional at the first option, so the overrides in
+        # `isthmus train cfg.yaml --out runs/x trainer.epochs=3` would be "unrecognized": take them.
+        if isinstance(getattr(args, "overrides", None), list) and all("=" in e and not e.startswith("-")
+                                                                      for e in extra):
+            args.overrides.extend(extra)
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     func = getattr(args, "func", None)
     if func is None:
         # A bare group (``isthmus`` or ``isthmus recipes``): show the relevant help.

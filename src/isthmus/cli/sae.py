@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from isthmus.cli._args import positive_int
-from isthmus.viz import pyplot, save_figure
 
 __all__ = ["add_parser", "SUBCOMMANDS", "DATASETS", "split_overrides"]
 
@@ -27,6 +26,11 @@ __all__ = ["add_parser", "SUBCOMMANDS", "DATASETS", "split_overrides"]
 DATASETS = {"tinyshakespeare": "input.txt", "wikitext-2": "valid.txt"}
 
 
+def add_device_args(p: argparse.ArgumentParser, dtype_help: str) -> None:
+    """``--device`` and ``--dtype``, the same on every ``isthmus sae`` command."""
+    p.add_argument("--device", default="auto", metavar="DEVICE",
+                   help="auto (CUDA, else MPS, else CPU; default), cpu, cuda, cuda:N or mps")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32", help=dtype_help)
 
 
 def _add_harvest(sub: argparse._SubParsersAction) -> None:
@@ -43,13 +47,17 @@ def _add_harvest(sub: argparse._SubParsersAction) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--text", type=Path, metavar="FILE", help="a UTF-8 text file (paragraphs = blank-line blocks)")
     src.add_argument("--dataset", choices=sorted(DATASETS), help="a local data set (found via $ISTHMUS_DATA)")
+    src.add_argument("--corpus", metavar="PATH",
+                     help="a local corpus streamed with Hugging Face datasets: a parquet/jsonl/arrow/txt file, a "
+                          "folder of them, or a glob; tokenized with context packing (windows of --max-length)")
+    p.add_argument("--text-field", default="text", metavar="NAME", help="the corpus column holding text")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="store folder")
     p.add_argument("--max-tokens", type=positive_int, default=100_000, metavar="N",
                    help="stop after N tokens (default 100000)")
     p.add_argument("--batch-size", type=positive_int, default=16, metavar="B", help="sequences per forward pass")
     p.add_argument("--max-length", type=positive_int, default=128, metavar="T",
                    help="tokens per sequence (truncation / toy window; default 128)")
-    p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32")
+    add_device_args(p, "autocast precision of the host forward, and the store's dtype (default float32)")
     p.add_argument("--shard-mb", type=float, default=64.0, metavar="MB", help="approximate shard size")
     p.add_argument("--keep-special", action="store_true", help="keep [CLS]/[SEP]-like tokens (padding is "
                                                                "always dropped)")
@@ -77,38 +85,25 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-tokens", type=positive_int, default=16_384, metavar="N",
                    help="store rows scored for metrics.json after training (default 16384)")
     p.add_argument("--max-memory-mb", type=float, default=512.0, metavar="MB", help="store streaming buffer")
+    p.add_argument("--target-store", type=Path, metavar="DIR",
+                   help="train a transcoder: --store holds its input (e.g. blocks.1.hook_resid_mid), this store its "
+                        "target (e.g. blocks.1.hook_mlp_out), both from one harvest")
+    p.add_argument("--skip", action="store_true", help="transcoder with a linear skip connection")
+    p.add_argument("--checkpoint-every", type=int, default=None, metavar="STEPS",
+                   help="write a resumable checkpoint into OUT/checkpoints every STEPS steps (default: steps/10)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the latest checkpoint in OUT/checkpoints (same store and settings)")
+    add_device_args(p, "autocast precision of the SAE forward; parameters and Adam stay float32")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
 
-def _add_evaluate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "evaluate", help="score SAEs on a store (and by splicing into their host model)",
-        description="Metrics JSON (L0, MSE, FVU, cosine, dead/dense fractions, density histogram; loss recovered "
-                    "when --host is given) and plots: a feature-density histogram per SAE, L0 vs FVU for several.")
-    p.add_argument("saes", nargs="+", type=Path, metavar="SAE_DIR", help="folder(s) written by `isthmus sae train`")
-    p.add_argument("--store", type=Path, required=True, metavar="DIR", help="activation store to score on")
-    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for metrics.json and PNGs")
-    p.add_argument("--max-tokens", type=positive_int, default=65_536, metavar="N", help="store rows scored")
-    p.add_argument("--host", metavar="MODEL", help="minilm, hf:PATH, toy:TASK or toy:PATH: splice the SAE into it")
-    p.add_argument("--point", metavar="NAME", help="hook point to splice at (default: the store's point)")
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--text", type=Path, metavar="FILE", help="host text (default: the store's text file)")
-    src.add_argument("--dataset", choices=sorted(DATASETS), help="host text from a local data set")
-    p.add_argument("--host-tokens", type=positive_int, default=4096, metavar="N",
-                   help="about N host tokens for loss recovered (default 4096)")
-    p.add_argument("--batch-size", type=positive_int, default=16, metavar="B", help="host sequences per pass")
-    p.add_argument("--max-length", type=positive_int, default=128, metavar="T", help="host tokens per sequence")
-    p.add_argument("--seed", type=int, default=1, help="seed of toy-task sequences (default 1: not the harvest's 0)")
-    p.add_argument("--toy-train", nargs="*", default=[], metavar="KEY=VALUE", help="as for harvest (same cache)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_evaluate)
-
-
 from isthmus.cli.sae_dashboard import add_dashboard as _add_dashboard  # noqa: E402
+from isthmus.cli.sae_evaluate import add_evaluate as _add_evaluate  # noqa: E402
+from isthmus.cli.sae_synth import add_synth as _add_synth  # noqa: E402
 
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_harvest, _add_train, _add_evaluate,
-                                                                    _add_dashboard]
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_harvest, _add_synth, _add_train,
+                                                                    _add_evaluate, _add_dashboard]
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -121,8 +116,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         add(sub)
 
 
-def _read_text(args: argparse.Namespace) -> tuple[str, str] | None:
-    """(text, dataset label) from --text/--dataset, or None."""
+def _read_text(args: argparse.Namespace) -> Any:
+    """(text, dataset label) from --text/--dataset, a :class:`~isthmus.interp.corpus.Corpus` for --corpus,
+    or None."""
+    if getattr(args, "corpus", None):
+        from isthmus.interp.corpus import Corpus
+
+        return Corpus(args.corpus, text_field=args.text_field)
     if args.text is not None:
         if not args.text.is_file():
             raise FileNotFoundError(f"--text {args.text} is not a file")
@@ -145,10 +145,13 @@ def paragraphs(text: str, max_chars: int = 2000) -> list[str]:
     return out
 
 
-def _hf_batches(args: argparse.Namespace, tokenizer: Any, text: str) -> Iterator[Any]:
+def _hf_batches(args: argparse.Namespace, tokenizer: Any, text: Any) -> Iterator[Any]:
+    from isthmus.interp.corpus import Corpus, pack_tokens
     from isthmus.interp.hf import tokenize_batches
 
-    return tokenize_batches(tokenizer, paragraphs(text), args.batch_size, args.max_length)
+    if isinstance(text, Corpus):  # streamed and packed: bounded memory, no padding
+        return pack_tokens(tokenizer, text.texts(), args.max_length, args.batch_size)
+    return tokenize_batches(tokenizer, paragraphs(text[0]), args.batch_size, args.max_length)
 
 
 def _toy_batches(args: argparse.Namespace, model: Any, vocab: list[str], task: str | None,
@@ -156,6 +159,14 @@ def _toy_batches(args: argparse.Namespace, model: Any, vocab: list[str], task: s
     import torch
 
     t = min(args.max_length, model.cfg.n_ctx)
+    if text is not None and not isinstance(text, tuple):  # a streamed corpus: read only the characters needed
+        chars, n = [], 0
+        for doc in text.texts():
+            chars.append(doc)
+            n += len(doc) + 1
+            if n >= args.max_tokens + t:
+                break
+        text = ("\n".join(chars), text.label)
     if text is not None:
         index = {c: i for i, c in enumerate(vocab)}
         unknown = sorted({c for c in text[0][:100_000] if c not in index})[:5]
@@ -174,15 +185,18 @@ def _toy_batches(args: argparse.Namespace, model: Any, vocab: list[str], task: s
 
 
 def _load(args: argparse.Namespace) -> tuple[Any, Callable, dict[str, Any]]:
-    """(model, batches factory, manifest meta) for --model."""
+    """(model, batches factory, manifest meta) for --model, on --device."""
+    from isthmus.interp.precision import resolve_device
+
     spec = args.model
+    device = resolve_device(getattr(args, "device", "cpu"))
     if spec == "minilm" or spec.startswith("hf:"):
         from isthmus.interp.hf import load_hf, load_minilm
 
-        model, tok = load_minilm() if spec == "minilm" else load_hf(spec[3:])
+        model, tok = load_minilm(device) if spec == "minilm" else load_hf(spec[3:], device=device)
         name = "sentence-transformers/all-MiniLM-L6-v2" if spec == "minilm" else spec[3:]
         meta = {"model": name, "max_length": args.max_length, "drop_special": not args.keep_special}
-        return model, lambda text: _hf_batches(args, tok, text[0]), meta
+        return model, lambda text: _hf_batches(args, tok, text), meta
     if spec.startswith("toy:"):
         from isthmus.interp.toy import ToyTransformer, train_toy
         from isthmus.io import read_json
@@ -199,7 +213,8 @@ def _load(args: argparse.Namespace) -> tuple[Any, Callable, dict[str, Any]]:
             print(f"toy model {target}: held-out accuracy {run.metrics['acc']:.3f} "
                   f"({'cached' if run.cached else 'trained'}, {run.path})")
         meta = {"model": spec, "task": task, "seed": args.seed}
-        return model.eval(), lambda text: _toy_batches(args, model, vocab, task, text), meta
+        model = model.to(device).eval()
+        return model, lambda text: _toy_batches(args, model, vocab, task, text), meta
     raise ValueError(f"--model {spec!r}: use minilm, hf:PATH or toy:TASK")
 
 
@@ -213,12 +228,15 @@ def cmd_harvest(args: argparse.Namespace) -> int:
         resolve_point(model, point)  # fail on a typo before any work
     if text is None and not args.model.startswith("toy:"):
         raise ValueError("give the text to harvest with --text FILE or --dataset NAME")
-    meta["dataset"] = text[1] if text is not None else meta.get("task")
+    meta["dataset"] = (text[1] if isinstance(text, tuple) else text.label) if text is not None else meta.get("task")
+    if text is not None and not isinstance(text, tuple):
+        meta["text_field"] = text.text_field  # lets `sae evaluate` stream the same corpus to the host
     points: Any = args.points[0] if len(args.points) == 1 else args.points
     t0 = time.perf_counter()
     stores = harvest_to_store(model, make_batches(text), points, args.out, max_tokens=args.max_tokens,
                               drop_special=not args.keep_special, dtype=args.dtype, shard_mb=args.shard_mb,
-                              meta=meta, progress=not args.no_progress, overwrite=args.overwrite)
+                              meta=meta, progress=not args.no_progress, overwrite=args.overwrite,
+                              autocast_dtype=args.dtype)
     seconds = time.perf_counter() - t0
     stores = stores if isinstance(stores, dict) else {points: stores}
     for point, store in stores.items():
@@ -259,42 +277,53 @@ def split_overrides(bottleneck: str, items: list[str]) -> tuple[dict, dict, dict
 
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
-    from tqdm.auto import tqdm
 
-    from isthmus.interp.sae import SAEConfig, SAETrainConfig, SparseAutoEncoder, train_sae
+    from isthmus.interp.precision import autocast, resolve_device
+    from isthmus.interp.sae import SAEConfig, SparseAutoEncoder
+    from isthmus.interp.sae_train import SAETrainConfig, train_sae
     from isthmus.interp.store import ActivationStore
     from isthmus.metrics.sae import evaluate_sae
 
     bn_over, train_over, sae_over = split_overrides(args.bottleneck, args.overrides)
+    device = resolve_device(args.device)  # before any work: a missing GPU is reported first
     store = ActivationStore(args.store)
     cfg = SAEConfig(d_in=store.d, d_sae=args.d_sae, bottleneck=args.bottleneck,
                     bottleneck_config=bn_over).with_overrides(sae_over)
+    if args.skip and args.target_store is None:
+        raise ValueError("--skip makes a skip transcoder; give its target with --target-store DIR")
     tcfg = SAETrainConfig().with_overrides(train_over)
-    if "log_every" not in train_over:
-        tcfg = tcfg.with_overrides({"log_every": max(1, tcfg.steps // 100)})
-    sae = SparseAutoEncoder(cfg)
-    bar = tqdm(total=tcfg.steps, unit="step", desc="sae train", disable=args.no_progress)
+    every = args.checkpoint_every if args.checkpoint_every is not None else max(1, tcfg.steps // 10)
+    tcfg = tcfg.with_overrides({"autocast": args.dtype, "progress": not args.no_progress,
+                                "checkpoint_dir": str(args.out / "checkpoints"), "checkpoint_every": every,
+                                "log_path": str(args.out / "train_log.jsonl"),
+                                **({} if "log_every" in train_over else {"log_every": max(1, tcfg.steps // 100)})})
+    if args.target_store is not None:
+        from isthmus.interp.paired import PairedStores
+        from isthmus.interp.transcoder import Transcoder, TranscoderConfig
 
-    def log(row: dict) -> None:
-        bar.update(row["step"] - bar.n)
-        bar.set_postfix(loss=f"{row['loss']:.4g}", l0=f"{row.get('l0', float('nan')):.1f}")
-
+        paired = PairedStores(store, args.target_store, args.max_memory_mb)
+        sae = Transcoder(TranscoderConfig(**cfg.to_dict(), d_out=paired.targets.d, skip=args.skip)).to(device)
+        data: Any = paired
+        eval_iter = paired.iter_batches(min(4096, args.eval_tokens), shuffle=False)
+    else:
+        sae = SparseAutoEncoder(cfg).to(device)
+        data = _StoreSource(store, args.max_memory_mb)
+        eval_iter = store.iter_batches(min(4096, args.eval_tokens), shuffle=False, max_memory_mb=args.max_memory_mb)
     t0 = time.perf_counter()
-    data = _StoreSource(store, args.max_memory_mb)
-    try:
-        history = train_sae(sae, data, tcfg, log=log)
-    finally:
-        bar.close()
+    history = train_sae(sae, data, tcfg, resume=args.resume)
     seconds = time.perf_counter() - t0
-    batches = (b.float() for b in store.iter_batches(min(4096, args.eval_tokens), shuffle=False,
-                                                     max_memory_mb=args.max_memory_mb))
-    with torch.no_grad():
+    batches = (tuple(t.to(device=device, dtype=torch.float32) for t in b) if isinstance(b, tuple)
+               else b.to(device=device, dtype=torch.float32) for b in eval_iter)
+    with torch.no_grad(), autocast(device, args.dtype):
         metrics = evaluate_sae(sae, _take(batches, args.eval_tokens))
-    metrics.update(train_seconds=round(seconds, 3), tokens_per_s=tcfg.steps * tcfg.batch_size / max(seconds, 1e-9),
+    metrics.update(train_seconds=round(seconds, 3), device=str(device), dtype=args.dtype,
+                   tokens_per_s=history[-1]["tokens_per_s"] if history else None,
                    store=str(args.store), train_config=tcfg.to_dict(), final=history[-1] if history else {},
-                   store_meta={k: store.manifest.get(k) for k in ("model", "point", "dataset")})
-    sae.save_pretrained(args.out, metrics=metrics)
-    print(f"trained {cfg.bottleneck} d_sae={cfg.d_sae} on {len(store)} x {store.d} for {tcfg.steps} steps in "
+                   store_meta={k: store.manifest.get(k) for k in ("model", "point", "dataset")},
+                   target_store=str(args.target_store) if args.target_store else None)
+    sae.cpu().save_pretrained(args.out, metrics=metrics)
+    kind = f"transcoder ({cfg.bottleneck})" if args.target_store is not None else cfg.bottleneck
+    print(f"trained {kind} d_sae={cfg.d_sae} on {len(store)} x {store.d} for {tcfg.steps} steps in "
           f"{seconds:.1f} s: L0 {metrics['l0']:.2f}  FVU {metrics['fvu']:.4f}  dead {metrics['dead_fraction']:.3f}"
           f" -> {args.out}")
     return 0
@@ -317,102 +346,3 @@ def _take(batches: Iterator[Any], n: int) -> Iterator[Any]:
             return
         yield b[: n - seen]
         seen += len(b)
-
-
-# ---- evaluate --------------------------------------------------------------------------------------------
-def _host_splice(args: argparse.Namespace, store: Any, saes: dict[str, Any]) -> dict[str, dict]:
-    """Loss recovered of each SAE spliced into ``--host`` at ``--point`` (default: the store's point)."""
-    from isthmus.interp.splice import splice_loss_recovered
-
-    point = args.point or store.manifest.get("point")
-    if not point:
-        raise ValueError("--point is needed: the store's manifest names no hook point")
-    text = _read_text(args)
-    dataset = store.manifest.get("dataset")
-    if text is None and isinstance(dataset, str) and Path(dataset).is_file():
-        text = (Path(dataset).read_text(encoding="utf-8", errors="replace"), dataset)
-    ns = argparse.Namespace(model=args.host, max_length=args.max_length, keep_special=False,
-                            toy_train=args.toy_train, no_progress=args.no_progress, seed=args.seed,
-                            max_tokens=args.host_tokens, batch_size=args.batch_size)
-    model, make_batches, _ = _load(ns)
-    if text is None and not args.host.startswith("toy:"):
-        raise ValueError("loss recovered on this host needs text: --text FILE or --dataset NAME")
-    batches, tokens = [], 0
-    for b in make_batches(text):
-        batches.append(b)
-        tokens += int(b["attention_mask"].sum()) if isinstance(b, dict) else b.numel()
-        if tokens >= args.host_tokens:
-            break
-    return {name: {**splice_loss_recovered(model, batches, point, sae).to_dict(), "host": args.host}
-            for name, sae in saes.items()}
-
-
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    from isthmus.interp.sae import SparseAutoEncoder
-    from isthmus.interp.store import ActivationStore
-    from isthmus.io import atomic_write_json
-    from isthmus.metrics.sae import evaluate_sae
-
-    store = ActivationStore(args.store)
-    saes: dict[str, Any] = {}
-    for path in args.saes:
-        name = path.name if path.name not in saes else str(path)
-        saes[name] = SparseAutoEncoder.from_pretrained(path)
-        if saes[name].config.d_in != store.d:
-            raise ValueError(f"SAE {path} takes d_in={saes[name].config.d_in}, the store holds d={store.d}")
-    results: dict[str, dict] = {}
-    for name, sae in saes.items():
-        batches = (b.float() for b in store.iter_batches(4096, shuffle=False))
-        results[name] = evaluate_sae(sae, _take(batches, args.max_tokens))
-        results[name]["bottleneck"] = sae.config.bottleneck
-    if args.host:
-        for name, splice in _host_splice(args, store, saes).items():
-            results[name]["splice"] = splice
-            results[name]["loss_recovered"] = splice["loss_recovered"]
-    args.out.mkdir(parents=True, exist_ok=True)
-    figures = [_plot_density(results, args.out)]
-    if len(results) > 1:
-        figures.append(_plot_l0_fvu(results, args.out))
-    atomic_write_json(args.out / "metrics.json", {"store": str(args.store), "saes": results, "figures": figures})
-    for name, r in results.items():
-        lr = f"  loss recovered {r['loss_recovered']:.3f}" if "loss_recovered" in r else ""
-        print(f"{name}: L0 {r['l0']:.2f}  MSE {r['mse']:.4g}  FVU {r['fvu']:.4f}  cos {r['cosine']:.3f}  "
-              f"dead {r['dead_fraction']:.3f}  dense {r['dense_fraction']:.3f}{lr}")
-    print(f"wrote {args.out / 'metrics.json'} and {', '.join(figures)}")
-    return 0
-
-
-def _plt() -> Any:
-    plt = pyplot()
-
-    return plt
-
-
-def _plot_density(results: dict[str, dict], out: Path) -> str:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.5, 3.4))
-    for name, r in results.items():
-        h = r["density_histogram"]
-        edges = h["log10_edges"]
-        centers = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])]
-        ax.step(centers, h["counts"], where="mid", label=f"{name} (dead {h['dead']})")
-    ax.set_xlabel("log10 firing density")
-    ax.set_ylabel("latents")
-    ax.set_title("feature density")
-    ax.legend(fontsize=7)
-    save_figure(fig, out / "feature_density.png", dpi=90)
-    return "feature_density.png"
-
-
-def _plot_l0_fvu(results: dict[str, dict], out: Path) -> str:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(4.8, 3.6))
-    for name, r in results.items():
-        ax.scatter(r["l0"], r["fvu"])
-        ax.annotate(name, (r["l0"], r["fvu"]), fontsize=7)
-    ax.set_xscale("log")
-    ax.set_xlabel("L0")
-    ax.set_ylabel("FVU")
-    ax.set_title("sparsity vs reconstruction")
-    save_figure(fig, out / "l0_vs_fvu.png", dpi=90)
-    return "l0_vs_fvu.png"

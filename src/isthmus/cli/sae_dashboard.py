@@ -32,6 +32,9 @@ def add_dashboard(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-tokens", type=positive_int, default=65_536, metavar="N", help="store rows scanned")
     p.add_argument("--top", type=positive_int, default=16, metavar="N", help="top contexts per feature")
     p.add_argument("--max-features", type=positive_int, metavar="N", help="pages for at most N features")
+    from isthmus.cli.sae import add_device_args
+
+    add_device_args(p, "autocast precision of the SAE forward (default float32)")
     p.set_defaults(func=cmd_dashboard)
 
 
@@ -43,10 +46,13 @@ def _read_vocab(path: Path):
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from isthmus.interp.dashboard import build_dashboard, load_explanations, store_vocab
-    from isthmus.interp.sae import SparseAutoEncoder
+    from isthmus.interp.transcoder import load_dictionary
     from isthmus.interp.store import ActivationStore
 
-    sae = SparseAutoEncoder.from_pretrained(args.sae).eval()
+    from isthmus.interp.precision import autocast, resolve_device
+
+    device = resolve_device(args.device)
+    sae = load_dictionary(args.sae).to(device).eval()  # an SAE or a transcoder (features read its input store)
     store = ActivationStore(args.store)
     if sae.config.d_in != store.d:
         raise ValueError(f"SAE {args.sae} takes d_in={sae.config.d_in}, the store holds d={store.d}")
@@ -54,9 +60,10 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     if token_text is None:
         print("note: no vocabulary found for the store's model; tokens are shown as ids (give --vocab FILE)")
     expl = load_explanations(args.explanations or args.sae / "explanations.json")
-    index = build_dashboard(sae, store, args.out, token_text=token_text, explanations=expl,
-                            max_rows=args.max_tokens, n_top=args.top, max_features=args.max_features,
-                            title=f"SAE {args.sae.name} on {args.store.name}")
+    with autocast(device, args.dtype):
+        index = build_dashboard(sae, store, args.out, token_text=token_text, explanations=expl,
+                                max_rows=args.max_tokens, n_top=args.top, max_features=args.max_features,
+                                title=f"SAE {args.sae.name} on {args.store.name}")
     n_pages = len(list((args.out / "features").glob("f*.html")))
     print(f"wrote {index} ({n_pages} feature pages); serve with: python -m http.server -d {args.out}")
     return 0

@@ -56,7 +56,9 @@ class FeatureStats:
 
 @torch.no_grad()
 def _encode(sae: Any, x: torch.Tensor) -> torch.Tensor:
-    return sae.encode(x.float())
+    """Codes on the CPU for an SAE on any device."""
+    w = sae.W_enc
+    return sae.encode(x.to(device=w.device, dtype=w.dtype)).float().cpu()
 
 
 @torch.no_grad()
@@ -90,7 +92,7 @@ def feature_stats(sae: Any, acts: torch.Tensor, n_top: int = 16, batch_size: int
 
 def decoder_stats(sae: Any) -> dict[str, np.ndarray]:
     """Per feature: decoder norm, nearest other decoder row (id, cosine), encoder/decoder cosine."""
-    w = sae.W_dec.detach().float()
+    w = sae.W_dec.detach().float().cpu()
     norms = w.norm(dim=1)
     unit = w / norms.clamp_min(1e-12).unsqueeze(1)
     nn_cos, nn_id = torch.zeros(len(w)), torch.zeros(len(w), dtype=torch.long)
@@ -98,10 +100,13 @@ def decoder_stats(sae: Any) -> dict[str, np.ndarray]:
         cos = unit[s:s + 2048] @ unit.t()
         cos[torch.arange(len(cos)), torch.arange(s, s + len(cos))] = -2.0
         nn_cos[s:s + 2048], nn_id[s:s + 2048] = cos.max(1)
-    we = sae.W_enc.detach().float()
-    enc_dec = (we * unit).sum(1) / we.norm(dim=1).clamp_min(1e-12)
+    we = sae.W_enc.detach().float().cpu()
+    if we.shape == unit.shape:
+        enc_dec = (we * unit).sum(1) / we.norm(dim=1).clamp_min(1e-12)
+    else:  # a transcoder: encoder and decoder live in different spaces
+        enc_dec = torch.full((len(w),), float("nan"))
     return {"norm": norms.numpy(), "nn_id": nn_id.numpy(), "nn_cos": nn_cos.numpy(), "enc_dec_cos": enc_dec.numpy(),
-            "b_enc": sae.b_enc.detach().float().numpy()}
+            "b_enc": sae.b_enc.detach().float().cpu().numpy()}
 
 
 def load_explanations(path: str | Path | None) -> dict[int, dict[str, Any]]:
@@ -204,6 +209,12 @@ def _e(x: Any) -> str:
     return html.escape(str(x), quote=True)
 
 
+def _finite(x: Any) -> float | None:
+    """A JSON-safe number: None for NaN (a transcoder's encoder/decoder cosine is undefined)."""
+    x = float(x)
+    return None if x != x else x
+
+
 def _fmt(x: float, digits: int = 4) -> str:
     return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}g}"
 
@@ -284,7 +295,7 @@ def build_dashboard(sae: Any, store: Any, out: str | Path, *, token_text: Callab
         records.append({"feature": f, "density": float(stats.density[f]), "mean_act": float(stats.mean_act[f]),
                         "max_act": float(stats.max[f]), "decoder_norm": float(dec["norm"][f]),
                         "nearest_feature": int(dec["nn_id"][f]), "nearest_cos": float(dec["nn_cos"][f]),
-                        "enc_dec_cos": float(dec["enc_dec_cos"][f]), "explanation": e.get("explanation"),
+                        "enc_dec_cos": _finite(dec["enc_dec_cos"][f]), "explanation": e.get("explanation"),
                         "score": None if score is None else float(score), "scores": e.get("scores", {}),
                         "page": f"features/f{f:05d}.html" if f in paged_set else None})
     for f in paged:
@@ -311,6 +322,7 @@ def build_dashboard(sae: Any, store: Any, out: str | Path, *, token_text: Callab
         nn_link = (f'<a href="f{nn_f:05d}.html">feature {nn_f}</a>' if nn_f in paged_set else f"feature {nn_f}")
         expl_html = _e(r["explanation"]) if r["explanation"] else '<span class="muted">no explanation</span>'
         score_html = "" if r["score"] is None else f"<dt>explanation score</dt><dd>{_e(_fmt(r['score']))}</dd>"
+        enc_dec = "n/a" if r["enc_dec_cos"] is None else f"{r['enc_dec_cos']:.3f}"
         body = (
             f'<p><a href="../index.html">&larr; all features</a></p><h1>Feature {f}</h1>'
             f'<p class="explanation">{expl_html}</p><dl>{score_html}{scores}<dt>density</dt><dd>{r["density"]:.4g} ({int(stats.count[f])} of {n} tokens)</dd>'
@@ -320,7 +332,7 @@ def build_dashboard(sae: Any, store: Any, out: str | Path, *, token_text: Callab
             f'<p class="muted">non-zero activations, log-scaled counts</p>'
             f'<h2>Decoder direction</h2><dl><dt>decoder norm</dt><dd>{r["decoder_norm"]:.4g}</dd>'
             f'<dt>nearest decoder direction</dt><dd>{nn_link} (cosine {r["nearest_cos"]:.3f})</dd>'
-            f'<dt>encoder/decoder cosine</dt><dd>{r["enc_dec_cos"]:.3f}</dd><dt>encoder bias</dt>'
+            f'<dt>encoder/decoder cosine</dt><dd>{enc_dec}</dd><dt>encoder bias</dt>'
             f'<dd>{float(dec["b_enc"][f]):.4g}</dd></dl>'
             f'<h2>Top-activating contexts</h2><table class="contexts"><thead><tr><th>activation</th><th>where</th>'
             f'<th>context</th></tr></thead><tbody>{"".join(ctx_rows)}</tbody></table>')

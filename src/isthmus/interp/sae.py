@@ -18,21 +18,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 from torch import nn
 
-from isthmus._runtime import configure
 from isthmus.bottlenecks import BOTTLENECKS
-from isthmus.bottlenecks.sparse import SparseBottleneck, TopKBottleneck
-from isthmus.bottlenecks.sparse_backward import dense_from_topk, sparse_decode, topk_encode
+from isthmus.bottlenecks.sparse import BatchTopKBottleneck, SparseBottleneck, TopKBottleneck
+from isthmus.bottlenecks.sparse_backward import (batchtopk_encode, coo_decode, dense_from_coo, dense_from_topk,
+                                                 sparse_decode, topk_encode)
 from isthmus.config import Config, ConfigError
 from isthmus.io import load_config_model, save_config_model
 from isthmus.models.output import ModelOutput
 from isthmus.train.callbacks.base import Callback
 
-__all__ = ["SAEConfig", "SparseAutoEncoder", "SAETrainConfig", "train_sae", "resample_dead_latents", "UnitNormDecoder"]
+__all__ = ["SAEConfig", "SparseAutoEncoder", "UnitNormDecoder"]  # + SAETrainConfig, train_sae, resample_dead_latents (lazy)
 
 
 @dataclass
@@ -113,12 +113,26 @@ class SparseAutoEncoder(nn.Module):
     def uses_sparse_path(self) -> bool:
         return self.config.sparse_backward and type(self.bottleneck) is TopKBottleneck
 
+    @property
+    def uses_batch_sparse_path(self) -> bool:
+        """BatchTopK / Matryoshka in training: the batch-level top-k through the COO kernels (eval mode uses
+        the global threshold, a dense elementwise op)."""
+        return self.config.sparse_backward and self.training and isinstance(self.bottleneck, BatchTopKBottleneck)
+
     def _decoder_norm(self) -> torch.Tensor | None:
         return None if self.config.normalize_decoder else self.W_dec.norm(dim=1)
 
+    def _center(self, x: torch.Tensor) -> torch.Tensor:
+        """The encoder's input: x − b_dec (tied pre-bias); a :class:`Transcoder` encodes x as is."""
+        return x - self.b_dec
+
+    def _skip(self, x: torch.Tensor) -> torch.Tensor | None:
+        """A linear skip term added to the reconstruction (skip transcoders); None for an SAE."""
+        return None
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Dense sparse code z (B, m)."""
-        x_c = x - self.b_dec
+        x_c = self._center(x)
         pre = torch.addmm(self.b_enc, x_c, self.W_enc.t())  # (B, m)
         return self.bottleneck(pre, decoder_norm=self._decoder_norm(), input_norm=x_c.norm(dim=1)).latent
 
@@ -136,55 +150,90 @@ class SparseAutoEncoder(nn.Module):
         return min(self.config.aux_k, n_dead)
 
     def _auxk_loss(self, x: torch.Tensor, recon: torch.Tensor, aux_vals, aux_idx) -> torch.Tensor:
+        """``x`` is the target (the input for an SAE)."""
         e = (x - recon).detach()
         e_hat = sparse_decode(aux_vals, aux_idx, self.W_dec)
         var = (x - x.mean(0)).pow(2).sum(1).mean().clamp_min(1e-12)  # input variance, as sparsify does
         return self.config.aux_coeff * (e - e_hat).pow(2).sum(1).mean() / var
 
-    def _sparse_forward(self, x: torch.Tensor, dense_latent: bool):
+    def _sparse_forward(self, x: torch.Tensor, y: torch.Tensor, dense_latent: bool):
         """TopK through the sparse kernels; returns (recon, latent or None, codes, extra losses, stats)."""
         bn, m = self.bottleneck, self.config.d_sae
         dead = bn.dead_mask()
         k_aux = self._aux_k(dead)
-        vals, idx, aux_vals, aux_idx = topk_encode(x - self.b_dec, self.W_enc, self.b_enc, bn.config.k_eff,
+        vals, idx, aux_vals, aux_idx = topk_encode(self._center(x), self.W_enc, self.b_enc, bn.config.k_eff,
                                                    dead if k_aux else None, k_aux)
         recon = sparse_decode(vals, idx, self.W_dec) + self.b_dec
+        skip = self._skip(x)
+        recon = recon if skip is None else recon + skip
         if self.training:
             fired = torch.zeros(m, dtype=torch.bool, device=x.device)
             fired[idx[vals > 0]] = True
             bn.track(fired)
-        losses = {"auxk": self._auxk_loss(x, recon, aux_vals, aux_idx)} if k_aux else {}
+        losses = {"auxk": self._auxk_loss(y, recon, aux_vals, aux_idx)} if k_aux else {}
         stats = {"l0": (vals > 0).sum(1).float().mean().detach(), "dead_fraction": bn.dead_mask().float().mean()}
         latent = dense_from_topk(vals, idx, m) if dense_latent else None
         return recon, latent, idx, losses, stats
 
-    def _dense_forward(self, x: torch.Tensor):
-        x_c = x - self.b_dec
+    def _batch_sparse_forward(self, x: torch.Tensor, y: torch.Tensor, dense_latent: bool):
+        """BatchTopK (and Matryoshka prefixes) through the COO kernels; same outputs as the dense path."""
+        bn, m, B = self.bottleneck, self.config.d_sae, x.shape[0]
+        dead = bn.dead_mask()
+        k_aux = self._aux_k(dead)
+        vals, rows, cols, aux_vals, aux_idx = batchtopk_encode(self._center(x), self.W_enc, self.b_enc,
+                                                               bn.config.k_eff * B, dead if k_aux else None, k_aux)
+        skip = self._skip(x)
+        base = self.b_dec if skip is None else self.b_dec + skip
+        recon = coo_decode(vals, rows, cols, self.W_dec, B) + base
+        fired = torch.zeros(m, dtype=torch.bool, device=x.device)
+        fired[cols[vals > 0]] = True
+        bn.track(fired)
+        bn.update_threshold(vals.detach())
+        losses = {}
+        sizes = getattr(bn, "nested_sizes", None)
+        if sizes and len(sizes) > 1:
+            losses["matryoshka"] = sum(self._recon_loss(coo_decode(vals * (cols < s), rows, cols, self.W_dec, B) + base, y)
+                                       for s in sizes[:-1])
+        if k_aux:
+            losses["auxk"] = self._auxk_loss(y, recon, aux_vals, aux_idx)
+        stats = {"l0": (vals > 0).sum().float().div(B).detach(), "dead_fraction": bn.dead_mask().float().mean(),
+                 "threshold": float(bn.threshold)}
+        latent = dense_from_coo(vals, rows, cols, B, m) if dense_latent else None
+        return recon, latent, None, losses, stats
+
+    def _dense_forward(self, x: torch.Tensor, y: torch.Tensor):
+        x_c = self._center(x)
         pre = torch.addmm(self.b_enc, x_c, self.W_enc.t())  # (B, m)
         dead = self.bottleneck.dead_mask()  # before this batch updates it, as in the sparse path
         out = self.bottleneck(pre, decoder_norm=self._decoder_norm(), input_norm=x_c.norm(dim=1))
         z = out.latent
-        recon = self.decode(z)
+        skip = self._skip(x)
+        base = self.b_dec if skip is None else self.b_dec + skip
+        recon = z @ self.W_dec + base
         losses = dict(out.losses)
         sizes = getattr(self.bottleneck, "nested_sizes", None)
         if sizes and len(sizes) > 1:
-            losses["matryoshka"] = sum(self._recon_loss(z[:, :s] @ self.W_dec[:s] + self.b_dec, x) for s in sizes[:-1])
+            losses["matryoshka"] = sum(self._recon_loss(z[:, :s] @ self.W_dec[:s] + base, y) for s in sizes[:-1])
         k_aux = self._aux_k(dead)
         if k_aux:
             aux_vals, aux_idx = pre.masked_fill(~dead, float("-inf")).topk(k_aux, dim=1)
-            losses["auxk"] = self._auxk_loss(x, recon, torch.relu(aux_vals), aux_idx)
+            losses["auxk"] = self._auxk_loss(y, recon, torch.relu(aux_vals), aux_idx)
         return recon, z, out.codes, losses, out.stats
 
-    def forward(self, x: torch.Tensor, dense_latent: bool = True) -> ModelOutput:
-        """Reconstruct ``x`` (B, d). ``dense_latent=False`` skips building the (B, m) code on the TopK
-        fast path (``latent`` is then None and ``codes`` holds the (B, k) active indices)."""
+    def forward(self, x: torch.Tensor, dense_latent: bool = True, target: torch.Tensor | None = None) -> ModelOutput:
+        """Reconstruct ``x`` (B, d) — or predict ``target`` (a transcoder's output activation).
+        ``dense_latent=False`` skips building the (B, m) code on the TopK fast path (``latent`` is then
+        None and ``codes`` holds the (B, k) active indices)."""
         if x.dim() != 2 or x.shape[1] != self.config.d_in:
-            raise ValueError(f"SparseAutoEncoder expects (B, {self.config.d_in}) activations, got {tuple(x.shape)}")
+            raise ValueError(f"{type(self).__name__} expects (B, {self.config.d_in}) activations, got {tuple(x.shape)}")
+        y = x if target is None else target
         if self.uses_sparse_path:
-            recon, z, codes, losses, stats = self._sparse_forward(x, dense_latent)
+            recon, z, codes, losses, stats = self._sparse_forward(x, y, dense_latent)
+        elif self.uses_batch_sparse_path:
+            recon, z, codes, losses, stats = self._batch_sparse_forward(x, y, dense_latent)
         else:
-            recon, z, codes, losses, stats = self._dense_forward(x)
-        losses = {"recon": self._recon_loss(recon, x), **losses}
+            recon, z, codes, losses, stats = self._dense_forward(x, y)
+        losses = {"recon": self._recon_loss(recon, y), **losses}
         return ModelOutput(loss=sum(losses.values()), losses=losses, recon=recon, latent=z, codes=codes, stats=stats)
 
     def compute_loss(self, batch: Any) -> ModelOutput:
@@ -200,6 +249,33 @@ class SparseAutoEncoder(nn.Module):
     def from_pretrained(cls, path: str | Path, map_location: str | torch.device = "cpu") -> "SparseAutoEncoder":
         return load_config_model(cls, SAEConfig, path, map_location)
 
+    # ---- peer formats (see isthmus.interp.interop) ------------------------------------------------------
+    @classmethod
+    def from_saelens(cls, path: str | Path) -> "SparseAutoEncoder":
+        """Load a SAELens folder (``cfg.json`` + ``sae_weights.safetensors``; transcoders give a Transcoder)."""
+        from isthmus.interp.interop import from_saelens
+
+        return from_saelens(path)
+
+    def to_saelens(self, path: str | Path, metadata: dict | None = None) -> Path:
+        """Write a folder that ``sae_lens.SAE.load_from_disk`` loads (same encode/decode)."""
+        from isthmus.interp.interop import to_saelens
+
+        return to_saelens(self, path, metadata)
+
+    @classmethod
+    def from_sparsify(cls, path: str | Path) -> "SparseAutoEncoder":
+        """Load a sparsify ``SparseCoder`` folder (``cfg.json`` + ``sae.safetensors``)."""
+        from isthmus.interp.interop import from_sparsify
+
+        return from_sparsify(path)
+
+    def to_sparsify(self, path: str | Path) -> Path:
+        """Write a folder that ``sparsify.SparseCoder.load_from_disk`` loads (TopK only)."""
+        from isthmus.interp.interop import to_sparsify
+
+        return to_sparsify(self, path)
+
 
 # ---- training ------------------------------------------------------------------------------------------
 class UnitNormDecoder(Callback):
@@ -212,123 +288,11 @@ class UnitNormDecoder(Callback):
         trainer.model.normalize_decoder_()
 
 
-@dataclass
-class SAETrainConfig(Config):
-    """Knobs of :func:`train_sae`: Adam, linear LR warm-up, linear decay over the last
-    ``decay_fraction`` of ``steps``, optional dead-latent resampling every ``resample_every`` steps."""
+def __getattr__(name: str) -> Any:
+    """``SAETrainConfig``, ``train_sae`` and ``resample_dead_latents`` live in :mod:`isthmus.interp.sae_train`
+    (resumable training); they stay importable from here (PEP 562 lazy attribute, no import cycle)."""
+    if name in ("SAETrainConfig", "train_sae", "resample_dead_latents"):
+        from isthmus.interp import sae_train
 
-    steps: int = 1000
-    batch_size: int = 1024
-    lr: float = 4e-4
-    betas: tuple[float, float] = (0.9, 0.999)
-    warmup_steps: int = 0
-    decay_fraction: float = 0.2
-    grad_clip: float | None = None
-    resample_every: int = 0
-    init_b_dec: bool = True
-    fused_adam: bool = True  # torch's fused Adam: one kernel per tensor (≈2× less optimizer time on CPU)
-    seed: int = 0
-    log_every: int = 100
-
-
-def _batches(data: Any, cfg: SAETrainConfig, gen: torch.Generator) -> Iterator[torch.Tensor]:
-    """Endless (B, d) batches from a tensor (random rows), a store with ``iter_batches``, or an iterable."""
-    if isinstance(data, torch.Tensor):
-        while True:
-            yield data[torch.randint(0, data.shape[0], (cfg.batch_size,), generator=gen)]
-    epoch = 0
-    while True:
-        if hasattr(data, "iter_batches"):
-            it = data.iter_batches(cfg.batch_size, shuffle=True, seed=cfg.seed + epoch)
-        else:
-            it = iter(data)
-        empty = True
-        for b in it:
-            empty = False
-            yield b[0] if isinstance(b, (tuple, list)) else b
-        if empty:
-            raise ValueError("the activation source yielded no batches")
-        epoch += 1
-
-
-def _lr_factor(step: int, cfg: SAETrainConfig) -> float:
-    if cfg.warmup_steps and step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
-    decay_start = int(cfg.steps * (1 - cfg.decay_fraction))
-    if step >= decay_start and cfg.decay_fraction > 0:
-        return max(0.0, (cfg.steps - step) / max(1, cfg.steps - decay_start))
-    return 1.0
-
-
-def train_sae(sae: SparseAutoEncoder, data: Any, config: SAETrainConfig | None = None,
-              log: Callable[[dict], None] | None = None) -> list[dict[str, float]]:
-    """Train ``sae`` on activations: a (N, d) tensor, an ``ActivationStore`` (``iter_batches``) or any
-    iterable of (B, d) tensors (re-iterated when exhausted). Returns the logged history."""
-    cfg = config or SAETrainConfig()
-    configure()  # thread count and denormal flushing (see isthmus._runtime)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
-    batches = _batches(data, cfg, gen)
-    opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr, betas=cfg.betas, fused=cfg.fused_adam or None)
-    sae.train()
-    history: list[dict[str, float]] = []
-    for step in range(cfg.steps):
-        x = next(batches).to(sae.W_enc.dtype)  # stores may hold float16/bfloat16
-        if step == 0 and cfg.init_b_dec:
-            sae.init_b_dec_(x)
-        sae.set_step(step)
-        for group in opt.param_groups:
-            group["lr"] = cfg.lr * _lr_factor(step, cfg)
-        out = sae.compute_loss(x)
-        opt.zero_grad(set_to_none=True)
-        out.loss.backward()
-        if cfg.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(sae.parameters(), cfg.grad_clip)
-        opt.step()
-        sae.normalize_decoder_()
-        if cfg.resample_every and (step + 1) % cfg.resample_every == 0:
-            resample_dead_latents(sae, x, opt)
-        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-            row = {"step": step + 1, "loss": float(out.loss.detach()),
-                   **{k: float(v.detach()) for k, v in out.losses.items()},
-                   **{k: float(v) for k, v in out.stats.items() if torch.as_tensor(v).numel() == 1}}
-            history.append(row)
-            if log is not None:
-                log(row)
-    sae.eval()
-    return history
-
-
-@torch.no_grad()
-def resample_dead_latents(sae: SparseAutoEncoder, x: torch.Tensor, optimizer: torch.optim.Optimizer | None = None,
-                          dead: torch.Tensor | None = None, encoder_scale: float = 0.2) -> int:
-    """Re-initialise dead latents (Anthropic "Towards Monosemanticity" resampling, simplified): each
-    dead latent's decoder row becomes a residual direction of an input drawn with probability ∝ its
-    squared reconstruction error; its encoder row is that direction times ``encoder_scale`` × the mean
-    alive encoder norm; its bias is 0 and its Adam moments are cleared. Returns how many were resampled."""
-    dead = sae.bottleneck.dead_mask() if dead is None else dead
-    idx = dead.nonzero().squeeze(1)
-    if idx.numel() == 0:
-        return 0
-    was = sae.training
-    sae.eval()
-    err = x - sae(x).recon
-    sae.train(was)
-    w = err.pow(2).sum(1)
-    probs = w / w.sum() if float(w.sum()) > 0 else torch.full_like(w, 1.0 / w.numel())
-    pick = torch.multinomial(probs, idx.numel(), replacement=idx.numel() > x.shape[0])
-    dirs = err[pick]
-    dirs = dirs / dirs.norm(dim=1, keepdim=True).clamp_min(1e-8)
-    alive = ~dead
-    enc_norm = sae.W_enc[alive].norm(dim=1).mean() if bool(alive.any()) else torch.tensor(1.0)
-    sae.W_dec[idx] = dirs
-    sae.W_enc[idx] = dirs * encoder_scale * enc_norm
-    sae.b_enc[idx] = 0.0
-    sae.bottleneck.steps_since_fired[idx] = 0
-    if optimizer is not None:
-        for p in (sae.W_dec, sae.W_enc, sae.b_enc):
-            state = optimizer.state.get(p, {})
-            for key in ("exp_avg", "exp_avg_sq"):
-                if key in state:
-                    state[key][idx] = 0.0
-    return int(idx.numel())
+        return getattr(sae_train, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

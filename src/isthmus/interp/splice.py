@@ -14,7 +14,9 @@ and the host's loss is compared with the clean run. The loss is
   mean-pooled sentence embedding, so the clean loss is 0 by construction.
 
 ``loss_recovered`` = (L_zero − L_spliced) / (L_zero − L_clean) (:func:`isthmus.metrics.sae.loss_recovered`);
-``loss_recovered_mean`` uses the mean-ablated loss as the reference instead.
+``loss_recovered_mean`` uses the mean-ablated loss as the reference instead. For LMs the KL divergence
+of the next-token distribution from the clean one is reported too (``kl_spliced``, ``kl_zero_ablated``,
+``kl_score`` = (KL_zero − KL_spliced) / KL_zero, the SAELens / SAEBench "KL score").
 
 For Hugging Face batches (tokenizer dicts) only real tokens are replaced: padding always stays
 clean and, with ``splice_special=False`` (default, matching a store harvested with special tokens
@@ -49,6 +51,10 @@ class SpliceResult:
     loss_recovered: float      # vs zero ablation
     loss_recovered_mean: float  # vs mean ablation
     n: int                     # targets (tokens) or sentences averaged over
+    kl_spliced: float = float("nan")  # mean KL(clean ‖ spliced) per target token (LMs only)
+    kl_zero_ablated: float = float("nan")
+    kl_mean_ablated: float = float("nan")
+    kl_score: float = float("nan")  # (KL_zero − KL_spliced) / KL_zero, as SAELens/SAEBench
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -76,26 +82,44 @@ def _unpack(batch: Any) -> tuple[Any, torch.Tensor | None, torch.Tensor | None]:
     return batch, None, None
 
 
+def _to_device(item: Any, device: torch.device) -> Any:
+    """Tensors (also inside dicts/tuples) moved to the host model's device."""
+    if isinstance(item, torch.Tensor):
+        return item.to(device)
+    if isinstance(item, dict):
+        return {k: _to_device(v, device) for k, v in item.items()}
+    if isinstance(item, tuple):
+        return tuple(_to_device(v, device) for v in item)
+    return item
+
+
 def _forward(model: nn.Module, inputs: Any) -> Any:
     return model(**inputs) if isinstance(inputs, dict) else model(inputs)
 
 
 def _loss(model: nn.Module, inputs: Any, target_mask: torch.Tensor | None, clean_emb: torch.Tensor | None
-          ) -> tuple[float, int, torch.Tensor | None]:
-    """(summed loss, count, embedding) of one forward pass."""
+          ) -> tuple[float, int, torch.Tensor | None, float]:
+    """(summed loss, count, reference, summed KL) of one forward pass.
+
+    The reference of a clean pass (``clean_emb`` None) is the sentence embedding (encoders) or the
+    next-token log-probabilities (LMs); patched passes get it back and add KL(clean ‖ patched),
+    summed over target tokens (NaN for encoders)."""
     out = _forward(model, inputs)
     if isinstance(inputs, dict):  # encoder: mean-pooled sentence embedding
         h = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]  # (B, T, d)
         w = inputs["attention_mask"].unsqueeze(-1).to(h.dtype)
         emb = (h * w).sum(1) / w.sum(1).clamp_min(1.0)  # (B, d)
         if clean_emb is None:
-            return 0.0, emb.shape[0], emb
-        return float((1 - F.cosine_similarity(emb, clean_emb, dim=-1)).sum()), emb.shape[0], emb
+            return 0.0, emb.shape[0], emb, float("nan")
+        return float((1 - F.cosine_similarity(emb, clean_emb, dim=-1)).sum()), emb.shape[0], emb, float("nan")
     logits = (out.logits if hasattr(out, "logits") else out)[:, :-1]  # (B, T-1, V)
     target = inputs[:, 1:]
     m = torch.ones_like(target, dtype=torch.bool) if target_mask is None else target_mask[:, 1:]
-    ce = F.cross_entropy(logits[m].float(), target[m], reduction="sum")
-    return float(ce), int(m.sum()), None
+    logp = F.log_softmax(logits[m].float(), dim=-1)  # (N, V)
+    ce = float(F.nll_loss(logp, target[m], reduction="sum"))
+    if clean_emb is None:
+        return ce, int(m.sum()), logp, 0.0
+    return ce, int(m.sum()), logp, float(F.kl_div(logp, clean_emb, log_target=True, reduction="sum"))
 
 
 def _replacer(value_fn: Callable[[torch.Tensor], torch.Tensor], where: torch.Tensor | None):
@@ -127,6 +151,8 @@ def splice_loss_recovered(model: nn.Module, batches: Iterable[Any], point: str, 
     was = model.training
     model.eval()
     p = resolve_point(model, point)
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
     items = []
     for i, batch in enumerate(batches):
         if max_batches is not None and i >= max_batches:
@@ -134,30 +160,35 @@ def splice_loss_recovered(model: nn.Module, batches: Iterable[Any], point: str, 
         inputs, target_mask, where = _unpack(batch)
         if where is not None and not splice_special and "special_tokens_mask" in batch:
             where = where & ~batch["special_tokens_mask"].bool()
-        items.append((inputs, target_mask, where))
+        items.append(_to_device((inputs, target_mask, where), device))
     if not items:
         raise ValueError("splice_loss_recovered got no batches")
     if mean_activation is None:
         mean_activation = _mean_activation(model, items, p)
     sums = {"clean": 0.0, "spliced": 0.0, "zero": 0.0, "mean": 0.0}
+    kls = {"spliced": 0.0, "zero": 0.0, "mean": 0.0}
     n = 0
     try:
         for inputs, target_mask, where in items:
-            clean, count, emb = _loss(model, inputs, target_mask, None)
+            clean, count, emb, _ = _loss(model, inputs, target_mask, None)
             sums["clean"] += clean
             n += count
             fns = {"spliced": reconstruct, "zero": torch.zeros_like,
                    "mean": lambda x: mean_activation.to(x.dtype).expand_as(x)}
             for name, value_fn in fns.items():
                 with patch(model, p, _replacer(value_fn, where)):
-                    sums[name] += _loss(model, inputs, target_mask, emb)[0]
+                    loss, _, _, kl = _loss(model, inputs, target_mask, emb)
+                sums[name] += loss
+                kls[name] += kl
     finally:
         model.train(was)
     c, s, z, m = (sums[k] / max(n, 1) for k in ("clean", "spliced", "zero", "mean"))
     metric = "embedding_cosine_drop" if isinstance(items[0][0], dict) else "next_token_ce"
+    ks, kz, km = (kls[k] / max(n, 1) for k in ("spliced", "zero", "mean"))
     return SpliceResult(metric=metric, point=p.name, clean_loss=c, spliced_loss=s, zero_ablated_loss=z,
                         mean_ablated_loss=m, loss_recovered=loss_recovered(c, s, z),
-                        loss_recovered_mean=loss_recovered(c, s, m), n=n)
+                        loss_recovered_mean=loss_recovered(c, s, m), n=n, kl_spliced=ks, kl_zero_ablated=kz,
+                        kl_mean_ablated=km, kl_score=(kz - ks) / kz if kz > 1e-12 else float("nan"))
 
 
 def _mean_activation(model: nn.Module, items: list, p: Any) -> torch.Tensor:

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from isthmus.interp.hooks import run_with_cache
+from isthmus.interp.precision import autocast
 from isthmus.io import CheckpointError, atomic_write_json, read_json, save_tensors
 
 __all__ = ["FORMAT", "StoreExistsError", "Rows", "iter_activations", "StoreWriter", "ActivationStore", "harvest_to_store"]
@@ -76,8 +77,12 @@ def _split_batch(batch: Any, drop_special: bool) -> tuple[Any, torch.Tensor, tor
 
 
 def iter_activations(model: nn.Module, batches: Iterable[Any], points: Sequence[str], *,
-                     max_tokens: int | None = None, drop_special: bool = True) -> Iterator[Rows]:
-    """Run each batch through ``model`` (no grad, stopping after the last point) and yield kept tokens."""
+                     max_tokens: int | None = None, drop_special: bool = True,
+                     autocast_dtype: str | torch.dtype | None = None) -> Iterator[Rows]:
+    """Run each batch through ``model`` (no grad, stopping after the last point) and yield kept tokens.
+
+    Inputs go to the model's device; ``autocast_dtype`` ("bfloat16", "float16") runs the forward under
+    :func:`torch.autocast`; activations come back to the CPU as float32."""
     seen, seq_offset = 0, 0
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
@@ -88,7 +93,8 @@ def iter_activations(model: nn.Module, batches: Iterable[Any], points: Sequence[
             inputs = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
         else:
             inputs = inputs.to(device)
-        acts = {p: a.cpu() for p, a in run_with_cache(model, inputs, points).items()}
+        with autocast(device, autocast_dtype):
+            acts = {p: a.cpu() for p, a in run_with_cache(model, inputs, points).items()}
         b, t = ids.shape
         pos = torch.arange(t).expand(b, t)
         seq = (torch.arange(b) + seq_offset).unsqueeze(1).expand(b, t)
@@ -391,12 +397,14 @@ class ActivationStore:
 def harvest_to_store(model: nn.Module, batches: Iterable[Any], point: str | Sequence[str], store_dir: str | Path,
                      *, max_tokens: int | None = None, drop_special: bool = True, dtype: str = "float32",
                      shard_mb: float = 64.0, meta: dict[str, Any] | None = None, progress: bool = True,
-                     overwrite: bool = False) -> ActivationStore | dict[str, ActivationStore]:
+                     overwrite: bool = False, autocast_dtype: str | torch.dtype | None = None
+                     ) -> ActivationStore | dict[str, ActivationStore]:
     """Harvest ``point`` activations of every kept token into a store at ``store_dir``.
 
     ``batches`` are tokenizer-output dicts (padding and, with ``drop_special``, special tokens are
     dropped) or ``(B, T)`` token tensors. Several points write one store each, in
-    ``store_dir/<point>/``, from the same forward passes. Returns the opened store(s).
+    ``store_dir/<point>/``, from the same forward passes. The host runs on its own device, under
+    ``autocast_dtype`` if given. Returns the opened store(s).
     """
     from tqdm.auto import tqdm
 
@@ -408,7 +416,8 @@ def harvest_to_store(model: nn.Module, batches: Iterable[Any], point: str | Sequ
     bar = tqdm(total=max_tokens, unit="tok", desc="harvest", disable=not progress)
     t0 = time.perf_counter()
     try:
-        for rows in iter_activations(model, batches, points, max_tokens=max_tokens, drop_special=drop_special):
+        for rows in iter_activations(model, batches, points, max_tokens=max_tokens, drop_special=drop_special,
+                                     autocast_dtype=autocast_dtype):
             for p, w in writers.items():
                 w.add(rows.acts[p], rows.token_ids, rows.positions, rows.sequence)
             bar.update(len(rows.token_ids))

@@ -3,6 +3,7 @@
 from isthmus.metrics.anomaly import (
     BestF1, anomaly_report, auprc, auroc, best_f1, interpretation_hit_rate, point_adjusted_f1, precision_at_n,
 )
+from isthmus.metrics.anomaly_series import VUS, RangeScores, range_f1, range_precision_recall, vus
 from isthmus.metrics.disentanglement import dci, disentanglement_report, infomec, mig, nmi_matrix
 from isthmus.metrics.generative import frechet_distance, generative_report, inception_score
 from isthmus.metrics.clustering import ari, cluster_report, clustering_accuracy, contingency, nmi
@@ -26,6 +27,11 @@ __all__ = [
     "point_adjusted_f1",
     "interpretation_hit_rate",
     "anomaly_report",
+    "range_precision_recall",
+    "range_f1",
+    "RangeScores",
+    "vus",
+    "VUS",
     "mse",
     "bce",
     "psnr",

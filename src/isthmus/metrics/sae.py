@@ -8,6 +8,9 @@ Conventions follow SAELens/SAEBench where they exist (see ``../shared/papers/pee
   a window (:class:`FiringTracker`).
 * ``loss_recovered`` — (L_zero − L_spliced) / (L_zero − L_clean): 1 when splicing the reconstruction
   into the host model costs nothing, 0 when it is as bad as zero-ablating the activation.
+* shrinkage — ``l2_ratio`` = mean ‖x̂‖/‖x‖ over non-zero inputs (SAELens) and ``relative_reconstruction_bias`` γ =
+  E‖x̂‖² / E⟨x̂, x⟩ (Rajamanoharan et al. 2024, arXiv 2404.16014): γ < 1 means the SAE shrinks its
+  reconstructions (the L1 bias), 1 is unbiased.
 """
 
 from __future__ import annotations
@@ -114,17 +117,19 @@ def loss_recovered_from_callables(clean: Callable[[], float], spliced: Callable[
 @torch.no_grad()
 def evaluate_sae(sae: torch.nn.Module, batches: Iterable[torch.Tensor], dense_threshold: float = 0.1,
                  bins: int = 30) -> dict[str, Any]:
-    """L0, MSE, FVU, cosine, dead/dense fractions and density histogram of ``sae`` over ``batches``.
+    """L0, MSE, FVU, cosine, shrinkage, dead/dense fractions and density histogram of ``sae`` over ``batches``.
 
     ``sae`` needs ``forward(x)`` returning an output with ``recon`` and a dense ``latent`` (B, m).
+    Batches are (B, d) tensors, or ``(x, y)`` pairs for a transcoder (errors are then measured against y).
     """
     was = sae.training
     sae.eval()
     tracker, n, sums = None, 0, {"l0": 0.0, "mse": 0.0, "cosine": 0.0}
-    sq_err, xs, xsq = 0.0, None, 0.0
+    sq_err, xs, xsq, rr, rx, l2_sum, l2_n = 0.0, None, 0.0, 0.0, 0.0, 0.0, 0
     try:
-        for x in batches:
-            out = sae(x)
+        for batch in batches:
+            inp, x = (batch[0], batch[1]) if isinstance(batch, (tuple, list)) else (batch, batch)
+            out = sae(inp)
             z = out.latent
             tracker = tracker or FiringTracker(z.shape[1])
             tracker.update(z)
@@ -132,6 +137,13 @@ def evaluate_sae(sae: torch.nn.Module, batches: Iterable[torch.Tensor], dense_th
             sums["l0"] += l0(z) * b
             sums["mse"] += sae_mse(x, out.recon) * b
             sums["cosine"] += cosine_similarity(x, out.recon) * b
+            r = out.recon.double()
+            xn = x.double().norm(dim=1)
+            ok = xn > 1e-6 * xn.mean().clamp_min(1e-30)  # all-zero inputs have no ratio
+            l2_sum += float((r.norm(dim=1)[ok] / xn[ok]).sum())
+            l2_n += int(ok.sum())
+            rr += float(r.pow(2).sum())
+            rx += float((r * x.double()).sum())
             sq_err += float((x - out.recon).double().pow(2).sum())
             xs = x.double().sum(0) if xs is None else xs + x.double().sum(0)
             xsq += float(x.double().pow(2).sum())
@@ -143,5 +155,7 @@ def evaluate_sae(sae: torch.nn.Module, batches: Iterable[torch.Tensor], dense_th
     total_var = xsq - float((xs * xs).sum()) / n  # Σ‖x − x̄‖² over all tokens
     density = tracker.density()
     return {**{k: v / n for k, v in sums.items()}, "fvu": sq_err / max(total_var, 1e-12), "tokens": n,
+            "l2_ratio": l2_sum / l2_n if l2_n else float("nan"),
+            "relative_reconstruction_bias": rr / rx if abs(rx) > 1e-12 else float("nan"),
             "dead_fraction": tracker.dead_fraction(), "dense_fraction": tracker.dense_fraction(dense_threshold),
             "density_histogram": density_histogram(density, bins)}

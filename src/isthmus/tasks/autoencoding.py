@@ -248,9 +248,10 @@ def load_run(path: str | Path) -> tuple[AutoEncoder, Scaler, RunConfig | None]:
         return AutoEncoder.from_pretrained(path), make_scaler("none"), None  # a bare model folder
     missing = [f for f in RUN_FILES if not (path / f).is_file()]
     if missing:
+        unfinished = (set(missing) <= {"model/config.json", "model/model.safetensors"}
+                      and (path / "checkpoints").is_dir())  # the model is written last
         hint = (f"; training did not finish: continue it with `isthmus train --out {path} --resume`"
-                if (path / "checkpoints").is_dir() and "run_config.json" not in missing else
-                "; copy the whole run folder, or re-train")
+                if unfinished else "; copy the whole run folder, or re-train")
         raise CheckpointError(f"{path} is not a complete run folder: missing {missing}{hint}")
     model = AutoEncoder.from_pretrained(path / "model")
     scaler = Scaler.from_dict(read_json(path / "scaler.json"))

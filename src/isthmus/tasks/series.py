@@ -21,11 +21,14 @@ from sklearn.utils.validation import check_is_fitted
 from isthmus.data.validation import DataError, validate_array
 from isthmus.data.windows import n_windows, sliding_windows
 from isthmus.tasks.anomaly import AnomalyDetector
+from isthmus.tasks.anomaly_base import refuse_no_features, refuse_unsupported
 
 __all__ = ["SeriesDetector", "StreamScorer"]
 
 
 def _series(X: Any, name: str = "series") -> np.ndarray:
+    refuse_unsupported(X)  # sparse, complex, non-numeric objects: the messages scikit-learn expects
+    refuse_no_features(X, name)
     arr = validate_array(X, name=name, min_ndim=1)
     arr = arr[:, None] if arr.ndim == 1 else arr
     if arr.ndim != 2:
@@ -57,7 +60,7 @@ class SeriesDetector(BaseEstimator):
         if len({p.shape[1] for p in parts}) != 1:
             raise DataError(f"all series must have the same channels, got {[p.shape[1] for p in parts]}")
         wins = [sliding_windows(p, self.window, self.stride) for p in parts]
-        self.n_channels_ = parts[0].shape[1]
+        self.n_channels_ = self.n_features_in_ = parts[0].shape[1]
         flat = np.concatenate([w.reshape(len(w), -1) for w in wins])
         base = self.detector if self.detector is not None else AnomalyDetector()
         self.detector_ = clone(base).fit(flat)

@@ -70,7 +70,10 @@ class StackVAEGDetector(BaseEstimator):
         if len({p.shape[1] for p in parts}) != 1:
             raise DataError(f"all series must have the same channels, got {[p.shape[1] for p in parts]}")
         rows = np.concatenate(parts)
-        self.n_channels_ = rows.shape[1]
+        if max(len(p) for p in parts) < self.window:
+            raise DataError(f"series has n_samples={max(len(p) for p in parts)} time steps, fewer than "
+                            f"window={self.window}; pass a longer series or a smaller window")
+        self.n_channels_ = self.n_features_in_ = rows.shape[1]
         self.mean_ = rows.mean(0)
         self.scale_ = np.maximum(rows.std(0), 1e-3)
         wins = np.concatenate([sliding_windows(self._scale(p), self.window, self.stride) for p in parts])

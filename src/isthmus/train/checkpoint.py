@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from isthmus.io import CheckpointError, atomic_write_json, load_tensors, read_json, save_tensors
+from isthmus.io import CheckpointError, atomic_write_json, load_tensors, read_json, save_tensors, sha256_file
 
 __all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "find_latest", "list_checkpoints",
            "optimizer_to_flat", "optimizer_from_flat", "FORMAT", "VERSION"]
@@ -154,7 +154,11 @@ def save_checkpoint(root: str | Path, name: str, *, model_state: dict[str, torch
         save_tensors(tmp / "rng.safetensors", rng_tensors, metadata={"format": FORMAT})
         if best_model is not None:
             save_tensors(tmp / "best_model.safetensors", best_model, metadata={"format": FORMAT})
-        atomic_write_json(tmp / "trainer_state.json", {"format": FORMAT, "version": VERSION, **state})
+        # SHA-256 of every tensor file, checked by load_checkpoint: a flipped byte in the tensor data
+        # would otherwise resume silently from corrupt weights or optimizer moments.
+        digests = {p.name: sha256_file(p) for p in sorted(tmp.glob("*.safetensors"))}
+        atomic_write_json(tmp / "trainer_state.json", {"format": FORMAT, "version": VERSION, **state,
+                                                       "sha256": digests})
         final = root / name
         if final.exists():  # re-creating a step after resuming from an older checkpoint
             trash = root / f".trash-{name}-{os.getpid()}"
@@ -180,6 +184,12 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"{path}/trainer_state.json is not an isthmus trainer checkpoint")
     if state.get("version") != VERSION:
         raise CheckpointError(f"{path} has checkpoint version {state.get('version')}; this isthmus reads {VERSION}")
+    digests = state.get("sha256", {})
+    for name, want in (digests.items() if isinstance(digests, dict) else []):
+        file = path / name
+        if file.is_file() and sha256_file(file) != want:
+            raise CheckpointError(f"{file} is corrupt: its SHA-256 does not match trainer_state.json; "
+                                  "resume from an older checkpoint (fit(resume=<folder>))")
     opt_meta = read_json(path / "optimizer.json")
     optimizer = {"tensors": load_tensors(path / "optimizer.safetensors"), "meta": opt_meta}
     best_path = path / "best_model.safetensors"

@@ -10,6 +10,12 @@ process group (NCCL on CUDA, gloo on CPU) and the Trainer then
   would and the loss curves agree to float rounding,
 * averages the logged loss across ranks, and lets only rank 0 write logs, progress and checkpoints
   (every rank's RNG states are gathered into rank 0's checkpoint for exact resume).
+
+Limits: buffers a model updates itself (EMA codebooks, running statistics) are broadcast from rank 0
+before every forward, so they learn from rank 0's share of each batch only and such models follow
+the 1-process run approximately, not to rounding. The last incomplete global batch of an epoch is
+dropped. Streams (iterable datasets) must shard themselves by rank (see :mod:`isthmus.train.loader`).
+Tested here on CPU with gloo; the NCCL/CUDA path is the same code, untested on these machines.
 """
 
 from __future__ import annotations
