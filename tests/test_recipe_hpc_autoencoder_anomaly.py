@@ -31,3 +31,23 @@ def test_baseline_thresholds_are_per_node():
     assert curves == []
     assert scores[5] > 0 and (scores[6:] <= np.abs(scores[6:]).max()).all()
     assert (scores[6:] < 0).sum() >= 5  # training-like rows of the loud node stay under its threshold
+
+
+def test_library_detectors_score_like_the_recipe_copies_they_replaced():
+    """PCA and IsolationForest now come from tasks/anomaly_classic; the record result was made with the
+    recipe's scikit-learn copies, so the two must agree to round-off."""
+    from sklearn.decomposition import PCA
+    from sklearn.ensemble import IsolationForest
+    from sklearn.preprocessing import StandardScaler
+
+    from isthmus.recipes.hpc_autoencoder_anomaly import _baseline_scorer
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 5)) @ rng.normal(size=(5, 5))
+    T = 2 * rng.normal(size=(100, 5))
+    sc = StandardScaler().fit(X)
+    pca = PCA(n_components=0.9, svd_solver="full").fit(sc.transform(X))
+    old_pca = ((sc.transform(T) - pca.inverse_transform(pca.transform(sc.transform(T)))) ** 2).sum(1)
+    old_if = -IsolationForest(random_state=3).fit(sc.transform(X)).score_samples(sc.transform(T))
+    np.testing.assert_allclose(_baseline_scorer("pca", X, 3)(T), old_pca, atol=1e-10)
+    np.testing.assert_allclose(_baseline_scorer("iforest", X, 3)(T), old_if, atol=1e-10)

@@ -128,18 +128,17 @@ def _dense_vae(s: Settings, tr: np.ndarray, te: np.ndarray, seed: int):
 
 
 def _classic(name: str, s: Settings, tr: np.ndarray, te: np.ndarray, seed: int):
-    from sklearn.decomposition import PCA
-    from sklearn.ensemble import IsolationForest
-
+    """PCA / IsolationForest of :mod:`isthmus.tasks.anomaly_classic` on flattened windows (already standardised
+    per channel, so no second scaler)."""
     from isthmus.data.windows import sliding_windows
+    from isthmus.tasks.anomaly_classic import IsolationForestDetector, PCADetector
 
     w, c = s.window, tr.shape[1]
     wtr = sliding_windows(tr, w, s.stride).reshape(-1, w * c)
     wte = sliding_windows(te, w).reshape(-1, w * c)
     if name == "iforest":  # no per-step error: the whole window's isolation depth
-        return _per_step(-IsolationForest(random_state=seed).fit(wtr).score_samples(wte), w), None
-    pca = PCA(n_components=0.9, svd_solver="full", random_state=seed).fit(wtr)
-    resid = (wte - pca.inverse_transform(pca.transform(wte))) ** 2
+        return _per_step(IsolationForestDetector(random_state=seed).fit(wtr).score_samples(wte), w), None
+    resid = PCADetector(variance=0.9, scaler="none").fit(wtr).feature_contributions(wte, normalize=False)
     last = _per_step(resid.reshape(-1, w, c)[:, -1], w)  # the same last-step error as the neural arms
     return last.sum(1), last
 
