@@ -63,15 +63,17 @@ class TrainResult:
         return asdict(self)
 
 
-def build_optimizer(params: Iterable[nn.Parameter], cfg: TrainerConfig) -> torch.optim.Optimizer:
-    params = list(params)
-    if not params:
+def build_optimizer(params: Iterable[nn.Parameter] | Iterable[dict[str, Any]], cfg: TrainerConfig
+                    ) -> torch.optim.Optimizer:
+    """The optimizer of ``cfg`` over ``params`` (parameters, or param-group dicts such as ``_decay_groups``)."""
+    groups: list[Any] = list(params)
+    if not groups:
         raise ValueError("the model has no trainable parameters (all have requires_grad=False)")
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(groups, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
 def _decay_groups(model: nn.Module, no_decay: list[str]) -> list[dict[str, Any]]:
