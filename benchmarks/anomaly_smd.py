@@ -37,14 +37,10 @@ METHODS = ("isthmus", "stackvae_g", "iforest", "pca")
 
 
 def load_machine(path: Path) -> dict:
-    d = np.load(path, allow_pickle=False)
-    events = []
-    interp = path.with_name(path.stem + "_interpretation_label.txt")
-    for line in interp.read_text().split() if interp.is_file() else []:
-        span, dims = line.split(":")
-        start, end = (int(v) for v in span.split("-"))
-        events.append((start, end + 1, [int(v) - 1 for v in dims.split(",")]))  # inclusive end, 1-based dims
-    return {"train": d["train"], "test": d["test"], "y": d["test_label"].astype(np.int64), "events": events}
+    from isthmus.data.smd import load_smd_machine
+
+    m = load_smd_machine(path)
+    return {"train": m.train, "test": m.test, "y": m.labels, "events": m.events}
 
 
 def per_step(values: np.ndarray, window: int) -> np.ndarray:

@@ -75,3 +75,22 @@ def test_generative_report_ranks_real_above_noise():
     noise = generative_report(clf, torch.rand(800, 1, 8, 8), x[800:])
     assert real["frechet"] < noise["frechet"] and real["inception_score"] > noise["inception_score"]
     assert real["class_accuracy"] > 0.85
+
+
+def test_feature_classifier_trains_on_the_given_indices_only():
+    from isthmus.tasks.feature_classifier import frechet_sanity
+
+    idx = np.arange(0, 1797, 2)  # even rows train; odd rows are the references below
+    clf = train_feature_classifier("digits", seed=0, epochs=8, train_indices=idx)
+    assert np.array_equal(clf.train_indices_, idx) and clf.heldout_accuracy_ > 0.85
+    other = train_feature_classifier("digits", seed=0, epochs=8, train_indices=idx[:400])
+    assert other is not clf  # different indices, different model (the cache key includes them)
+    with pytest.raises(ValueError, match="rows in"):
+        train_feature_classifier("digits", train_indices=[0, 5000])
+    with pytest.raises(ValueError, match="repeated"):
+        train_feature_classifier("digits", train_indices=[1, 1])
+    from isthmus.data import load_digits
+
+    odd = torch.as_tensor(load_digits(as_images=True).X)[1::2]
+    fd = frechet_sanity(clf, odd[:450], odd[450:])
+    assert fd["real"] < 0.5 * min(fd["blurred"], fd["noise"])

@@ -117,3 +117,20 @@ def test_fit_is_deterministic_per_random_state():
     kw = dict(window=8, stride=4, hidden=(8,), latent_dim=2, k=2, embed_dim=4, max_steps=10, random_state=3)
     a, b = StackVAEGDetector(**kw).fit(x), StackVAEGDetector(**kw).fit(x)
     np.testing.assert_array_equal(a.score_steps(x), b.score_steps(x))
+
+
+def test_graph_weights_follow_the_authors_formula():
+    """W = ReLU(α·tanh(M Mᵀ)) (α outside, liwk16/StackVAE get_adjmat): weights reach α, not 1, and the
+    embeddings keep a usable gradient at the paper's N(0, 1) init (α inside saturates the tanh)."""
+    import torch
+
+    from isthmus.nn.graph import GraphLearner, GraphLearnerConfig
+
+    torch.manual_seed(0)
+    g = GraphLearner(GraphLearnerConfig(n_nodes=12, embed_dim=30, k=3, alpha=3.0))
+    m = torch.tanh(3.0 * g.proj(g.embedding))
+    want = torch.relu(3.0 * torch.tanh(m @ m.T)) * (1 - torch.eye(12))
+    assert torch.allclose(g.dense(), want)
+    assert g.dense().max() > 1.5  # α scales the weights past tanh's ceiling of 1
+    g.dense().sum().backward()
+    assert g.embedding.grad.abs().mean() > 1e-4

@@ -266,3 +266,28 @@ def test_jsonl_log_names_every_term(tmp_path):
         assert r["loss"] == pytest.approx(r["recon"] + r["kl"], rel=1e-5) and r["grad_norm"] > 0
     for r in epochs:
         assert {"train_loss", "train_recon", "train_kl", "val_loss", "val_recon", "val_kl", "lr"} <= set(r)
+
+
+def test_no_decay_exempts_named_parameters_from_weight_decay():
+    """With no_decay=["bias", "bottleneck."] AdamW shrinks only the weight matrices: at lr·wd large and zero
+    gradient (a frozen loss), biases and codebook values stay put while weights decay."""
+    import torch
+
+    from isthmus.models import AutoEncoder
+    from isthmus.train import Trainer, TrainerConfig
+
+    torch.manual_seed(0)
+    m = AutoEncoder.mlp(16, latent_dim=2, hidden=(8,), bottleneck="scalar_codebooks", n_values=5)
+    before = {n: p.detach().clone() for n, p in m.named_parameters()}
+    cfg = TrainerConfig(epochs=1, batch_size=8, optimizer="adamw", lr=1e-9, weight_decay=1e7,
+                        no_decay=["bias", "bottleneck."], progress=False, device="cpu")
+    trainer = Trainer(m, cfg)
+    trainer.fit(torch.rand(8, 16))
+    groups = trainer.optimizer.param_groups
+    assert [g["weight_decay"] for g in groups] == [1e7, 0.0]
+    for n, p in m.named_parameters():
+        moved = (p.detach() - before[n]).abs().max().item()
+        if "bias" in n or n.startswith("bottleneck."):
+            assert moved < 1e-6, n
+        else:  # decoupled decay: w ← w·(1 − lr·wd) = 0.99·w
+            assert torch.allclose(p.detach(), before[n] * (1 - 1e-2), atol=1e-5), n

@@ -8,8 +8,10 @@ from isthmus.models.objectives import corrupt, reconstruction_loss
 from isthmus.models.output import ModelOutput
 from isthmus.models.prototype import PrototypeClassifier
 from isthmus.models.stackvae import StackVAEG, StackVAEGConfig
+from isthmus.models.token_transformer import TokenTransformer
 
 __all__ = [
     "AutoEncoder", "Classifier", "FrozenEncoderHead", "MatryoshkaAutoEncoder", "ModelOutput", "MultimodalGPVAE", "MultimodalGPVAEConfig", "ObjectiveConfig", "PrototypeClassifier", "StackVAEG", "StackVAEGConfig",
+    "TokenTransformer",
     "corrupt", "reconstruction_loss",
 ]

@@ -170,8 +170,9 @@ class GRUSeqAutoencoder(nn.Module):
         return self.posterior(pad_batch(sentences))[0]
 
     @torch.no_grad()
-    def decode(self, z: torch.Tensor, max_len: int) -> list[list[int]]:
-        """Greedy decoding, stopping at EOS or after ``max_len`` tokens."""
+    def decode(self, z: torch.Tensor, max_len: int, generator: torch.Generator | None = None) -> list[list[int]]:
+        """Greedy decoding (or, with a ``generator``, sampling at temperature 1), stopping at EOS or after
+        ``max_len`` tokens."""
         n = len(z)
         h = torch.tanh(self.from_z(z))[None]
         x = torch.full((n, 1), BOS, dtype=torch.long)
@@ -179,7 +180,9 @@ class GRUSeqAutoencoder(nn.Module):
         done = torch.zeros(n, dtype=torch.bool)
         for _ in range(max_len):
             o, h = self.dec(self._step_inputs(z, x), h)
-            k = self.head(o[:, -1]).argmax(-1)
+            logits = self.head(o[:, -1])
+            k = (logits.argmax(-1) if generator is None
+                 else torch.multinomial(F.softmax(logits, -1), 1, generator=generator)[:, 0])
             for i in torch.nonzero(~done)[:, 0].tolist():
                 if k[i] == EOS:
                     done[i] = True

@@ -2,7 +2,9 @@
 
 Graph learning as in StackVAE-G (Li et al., arXiv 2105.08397; after MTGNN, Wu et al. 2020): each
 node has a learnable embedding ``E`` (C, d); ``M = tanh(α·Lin(E))``, dense weights
-``W = ReLU(tanh(α·M Mᵀ))``; each row keeps its ``k`` largest off-diagonal weights, the identity is
+``W = ReLU(α·tanh(M Mᵀ))`` — α outside the outer tanh, as in the authors' code
+(``liwk16/StackVAE``, ``GraphVAE_Module.get_adjmat``; the paper notes put it inside, which at
+|M Mᵀ| ≈ 5 saturates the tanh and leaves the embeddings without gradient); each row keeps its ``k`` largest off-diagonal weights, the identity is
 added (every node keeps itself) and rows are normalised to sum to 1. The diagonal is masked before
 the top-k so the k picks are true neighbours (the paper's M Mᵀ diagonal is its largest entry).
 The top-k *choice* is not differentiable, the kept weights are.
@@ -47,10 +49,10 @@ class GraphLearner(nn.Module):
         self.proj = nn.Linear(c.embed_dim, c.embed_dim)
 
     def dense(self) -> torch.Tensor:
-        """``ReLU(tanh(α M Mᵀ))`` with a zero diagonal, ``(C, C)``, before sparsification."""
+        """``ReLU(α tanh(M Mᵀ))`` with a zero diagonal, ``(C, C)``, before sparsification."""
         a = self.config.alpha
         m = torch.tanh(a * self.proj(self.embedding))  # (C, d)
-        w = torch.relu(torch.tanh(a * m @ m.T))  # (C, C), symmetric
+        w = torch.relu(a * torch.tanh(m @ m.T))  # (C, C), symmetric
         return w * (1.0 - torch.eye(len(w), dtype=w.dtype, device=w.device))
 
     def forward(self) -> torch.Tensor:

@@ -18,6 +18,8 @@ uniform over the language. The data are drawn once (seed 0); models are trained 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -25,8 +27,15 @@ import numpy as np
 import torch
 
 from isthmus.bottlenecks.ariel import ArithmeticVolumeCoder, BigramLM
-from isthmus.models.ariel import SPECIAL, GRULanguageModel, GRUSeqAutoencoder, fit_sequence_model, sample_lm
-from isthmus.recipes.base import Paper, Recipe, Result, summarize
+from isthmus.models.ariel import (
+    SPECIAL,
+    GRULanguageModel,
+    GRUSeqAutoencoder,
+    fit_sequence_model,
+    sample_lm,
+)
+from isthmus.recipes.base import Paper, Recipe, RecipeSettings
+from isthmus.recipes.gates import Check, Gate, Measured, Precondition, plateaued
 from isthmus.recipes.registry import register_recipe
 from isthmus.viz import pyplot, save_figure
 
@@ -37,18 +46,24 @@ WORDS = DET + ADJ + NOUN + PREP + VERB + ("is", "?")
 WID = {w: i + SPECIAL for i, w in enumerate(WORDS)}
 VOCAB = SPECIAL + len(WORDS)
 MAX_LEN, LATENT = 12, 16
-MODE_SETTINGS: dict[str, dict[str, Any]] = {
-    "smoke": dict(n_train=300, n_heldout=60, n_samples=200, emb=16, hidden=32, lm_epochs=2, ae_epochs=2),
-    "quick": dict(n_train=3000, n_heldout=300, n_samples=2000, emb=32, hidden=64, lm_epochs=6, ae_epochs=12),
-    "full": dict(n_train=5000, n_heldout=1000, n_samples=2000, emb=32, hidden=128, lm_epochs=20, ae_epochs=40),
-}
+
+
+@dataclass
+class Settings(RecipeSettings):
+    n_train: int = 3000
+    n_heldout: int = 300
+    n_samples: int = 2000
+    emb: int = 32
+    hidden: int = 64
+    lm_epochs: int = 10
+    ae_epochs: int = 20
+
+
 ARMS = ("ariel", "lm_sampling", "vae", "vae_bowman", "ae")
 # baseline -> (variational, word dropout, free bits in nats per latent dimension)
 SEQ_AES: dict[str, tuple[bool, float, float]] = {
     "vae": (True, 0.25, 0.5), "vae_bowman": (True, 0.25, 0.0), "ae": (False, 0.0, 0.0)}
 AE_BATCH, AE_LR = 128, 5e-3
-HEADLINE = ("valid_unique", "valid", "unique", "novel", "recon_exact", "ended")
-MARGIN = 0.02
 
 
 # ---------------------------------------------------------------- grammar
@@ -110,10 +125,11 @@ def to_words(ids: Sequence[int]) -> list[str]:
     return [WORDS[i - SPECIAL] if i >= SPECIAL else "<unk>" for i in ids]
 
 
-def make_data(cfg: dict, seed: int = 0) -> dict[str, list[list[int]]]:
+@lru_cache(maxsize=2)
+def make_data(n_train: int, n_heldout: int, seed: int = 0) -> dict[str, list[list[int]]]:
     rng = np.random.default_rng(seed)
-    train = [to_ids(sample_sentence(rng, True)) for _ in range(cfg["n_train"])]
-    heldout = [to_ids(sample_sentence(rng, False)) for _ in range(cfg["n_heldout"])]
+    train = [to_ids(sample_sentence(rng, True)) for _ in range(n_train)]
+    heldout = [to_ids(sample_sentence(rng, False)) for _ in range(n_heldout)]
     return {"train": train, "heldout": heldout}
 
 
@@ -131,38 +147,48 @@ def _ended(samples: list[list[int]]) -> np.ndarray:
     return np.array([len(s) < MAX_LEN for s in samples])
 
 
-def run_seed(data: dict, cfg: dict, seed: int) -> dict[str, dict[str, float]]:
-    """Train the LM, AE and VAE on one seed; score the four generators on the same number of samples."""
-    train_set = {tuple(s) for s in data["train"]}
-    n, held = cfg["n_samples"], data["heldout"]
-    torch.manual_seed(seed)
-    lm = GRULanguageModel(VOCAB, emb=cfg["emb"], hidden=cfg["hidden"])
-    fit_sequence_model(lm, data["train"], cfg["lm_epochs"], seed)
-    coder = ArithmeticVolumeCoder(lm.as_step_lm(), dim=LATENT, max_len=MAX_LEN)
-    rng = np.random.default_rng(seed)
-    out, ended = coder.decode_with_status(rng.random((n, LATENT)))
-    res = {"ariel": {**sample_scores(out, ended, train_set),
-                     "recon_exact": float(np.mean([a == b for a, b in zip(coder.decode(coder.encode(held)), held)]))}}
-    lm_out = sample_lm(lm, n, MAX_LEN, torch.Generator().manual_seed(seed))
-    res["lm_sampling"] = {**sample_scores(lm_out, _ended(lm_out), train_set), "recon_exact": float("nan")}
-    for arm, (variational, word_dropout, free_bits) in SEQ_AES.items():
+def seq_autoencoder_arm(arm: str):
+    """Train the sequence AE/VAE of ``arm`` on one seed; sample latents; decode by SAMPLING (temperature 1, as
+    AriEL samples by construction) and, reported alongside, greedily."""
+    variational, word_dropout, free_bits = SEQ_AES[arm]
+
+    def fn(s: Settings, seed: int, d: dict) -> Measured:
         torch.manual_seed(seed)
-        steps = cfg["ae_epochs"] * -(-cfg["n_train"] // AE_BATCH)
-        m = GRUSeqAutoencoder(VOCAB, LATENT, emb=cfg["emb"], hidden=cfg["hidden"], variational=variational,
+        steps = s.ae_epochs * -(-s.n_train // AE_BATCH)
+        m = GRUSeqAutoencoder(VOCAB, LATENT, emb=s.emb, hidden=s.hidden, variational=variational,
                               word_dropout=word_dropout, kl_anneal_steps=steps // 2, free_bits=free_bits)
-        fit_sequence_model(m, data["train"], cfg["ae_epochs"], seed, batch_size=AE_BATCH, lr=AE_LR)
+        loss = fit_sequence_model(m, d["train"], s.ae_epochs, seed, batch_size=AE_BATCH, lr=AE_LR)
+        m.eval()
         g = torch.Generator().manual_seed(seed)
+        n = s.n_samples
         if variational:
             z = torch.randn(n, LATENT, generator=g)
         else:  # Gaussian fitted to the training codes
-            codes = m.encode(data["train"]).double()
+            codes = m.encode(d["train"]).double()
             chol = torch.linalg.cholesky(torch.cov(codes.T) + 1e-6 * torch.eye(LATENT, dtype=torch.float64))
             z = (codes.mean(0) + torch.randn(n, LATENT, generator=g, dtype=torch.float64) @ chol.T).float()
-        dec = m.decode(z, MAX_LEN)
-        rec = m.decode(m.encode(held), MAX_LEN)
-        res[arm] = {**sample_scores(dec, _ended(dec), train_set),
-                    "recon_exact": float(np.mean([a == b for a, b in zip(rec, held)]))}
-    return res
+        sampled = m.decode(z, MAX_LEN, generator=torch.Generator().manual_seed(seed + 1))
+        greedy = m.decode(z, MAX_LEN)
+        rec = m.decode(m.encode(d["heldout"]), MAX_LEN)
+        metrics = {**sample_scores(sampled, _ended(sampled), d["train_set"]),
+                   **{f"{k}_greedy": v for k, v in sample_scores(greedy, _ended(greedy), d["train_set"]).items()},
+                   "recon_exact": float(np.mean([a == b for a, b in zip(rec, d["heldout"])])),
+                   "converged": float(plateaued(loss))}
+        return Measured(metrics=metrics, curves={"loss": loss})
+    return fn
+
+
+def ariel_arm(s: Settings, seed: int, d: dict) -> Measured:
+    coder = ArithmeticVolumeCoder(d["lm"].as_step_lm(), dim=LATENT, max_len=MAX_LEN)
+    out, ended = coder.decode_with_status(np.random.default_rng(seed).random((s.n_samples, LATENT)))
+    exact = float(np.mean([a == b for a, b in zip(coder.decode(coder.encode(d["heldout"])), d["heldout"])]))
+    return Measured(metrics={**sample_scores(out, ended, d["train_set"]), "recon_exact": exact,
+                             "converged": float(plateaued(d["lm_loss"]))}, curves={"lm_loss": d["lm_loss"]})
+
+
+def lm_sampling_arm(s: Settings, seed: int, d: dict) -> Measured:
+    out = sample_lm(d["lm"], s.n_samples, MAX_LEN, torch.Generator().manual_seed(seed))
+    return Measured(metrics=sample_scores(out, _ended(out), d["train_set"]))
 
 
 def precision_sweep(lengths: Sequence[int], dims: Sequence[int], n: int = 100, seed: int = 0) -> dict[int, list[float]]:
@@ -182,26 +208,6 @@ def precision_sweep(lengths: Sequence[int], dims: Sequence[int], n: int = 100, s
     return out
 
 
-def verdict(m: dict[str, dict[str, float]]) -> tuple[str, str]:
-    """``m[arm][metric]`` = seed means. See ``Ariel.verdict_rule``."""
-    a = m["ariel"]
-    wins = {b: a["valid_unique"] - m[b]["valid_unique"] > MARGIN for b in ("vae", "ae")}
-    exact = a["recon_exact"] == 1.0
-    v = ("reproduced" if all(wins.values()) and exact
-         else "partial" if any(wins.values()) else "not reproduced")
-    parts = [f"valid-unique ariel {a['valid_unique']:.3f} vs {b} {m[b]['valid_unique']:.3f} ({'win' if w else 'no win'})"
-             for b, w in wins.items()]
-    parts.append(f"ariel held-out round trip {a['recon_exact']:.3f} ({'exact' if exact else 'NOT exact'})")
-    c = m["lm_sampling"]
-    tie = all(abs(a[k] - c[k]) <= 0.03 for k in ("valid", "unique"))
-    parts.append(f"control LM sampling valid {c['valid']:.3f} / unique {c['unique']:.3f} vs ariel {a['valid']:.3f} / "
-                 f"{a['unique']:.3f} ({'ties, as expected' if tie else 'does not tie'})")
-    order = m["vae"]["valid_unique"] > m["ae"]["valid_unique"]
-    parts.append(f"paper's order VAE > AE on valid-unique: {'yes' if order else 'no'}; Bowman VAE (no free bits) "
-                 f"valid-unique {m['vae_bowman']['valid_unique']:.3f}")
-    return v, "; ".join(parts)
-
-
 @register_recipe
 class Ariel(Recipe):
     slug = "ariel"
@@ -209,80 +215,99 @@ class Ariel(Recipe):
     claim = ("Decoding uniformly random points of AriEL's latent cube (a language model's probabilities laid out as "
              "nested boxes) yields a wider variety of correct sentences than sampling the latent space of a sequence "
              "VAE or AE, and every sentence round-trips exactly.")
-    verdict_rule = (
-        f"Seed means over {{n_samples}} random latent points per arm. valid_unique = distinct grammatical sentences "
-        f"/ samples (grammar checked by an exact recogniser; sentences without EOS by {MAX_LEN} tokens count as "
-        f"invalid). reproduced = AriEL's valid_unique exceeds both the VAE's and the AE's by more than {MARGIN} "
-        "(the VAE with free bits; the Bowman VAE without them is reported, not gated) AND AriEL decodes its "
-        "encoding of every held-out sentence exactly (recon_exact = 1.0); partial = AriEL "
-        "beats at least one of them by that margin (whatever its round trip); not reproduced otherwise. The "
-        "LM-sampling control is reported (it should tie AriEL within 0.03 on valid and unique, since AriEL on "
-        "uniform points is ancestral sampling) but does not gate the verdict; nor does the paper's VAE > AE order."
+    Settings = Settings
+    modes = {
+        "smoke": Settings(seeds=1, n_train=300, n_heldout=60, n_samples=200, emb=16, hidden=32, lm_epochs=2,
+                          ae_epochs=2),
+        "quick": Settings(seeds=4, lm_epochs=6, ae_epochs=12),
+        "record": Settings(seeds=8),
+        "full": Settings(seeds=10, n_train=5000, n_heldout=1000, hidden=128, lm_epochs=20, ae_epochs=40),
+    }
+    ours = "ariel"
+    gates = (
+        Gate("more valid distinct sentences than the VAE", "valid_unique", "ariel", "vae", effect=0.02, headline=True,
+             why="2 % of the samples: the smallest variety gain worth a new latent space"),
+        Gate("more valid distinct sentences than the AE", "valid_unique", "ariel", "ae", effect=0.02, headline=True,
+             why="the same margin against the AE (Gaussian fitted to its codes), both decoded by sampling"),
+    )
+    preconditions = (
+        Precondition("the LM learned the grammar", "lm_sampling", "valid", ">=", 0.5,
+                     why="AriEL inherits the LM; below half grammatical samples it is not a test of the coding"),
+        Precondition("LM training converged", "ariel", "converged", ">=", 1.0, over="every",
+                     why="plateaued() on the LM's per-epoch loss"),
+        Precondition("VAE training converged", "vae", "converged", ">=", 1.0, over="every",
+                     why="the gated baselines get the same chance"),
+        Precondition("AE training converged", "ae", "converged", ">=", 1.0, over="every",
+                     why="the gated baselines get the same chance"),
     )
 
-    def run(self, mode: str, seeds: Sequence[int], out_dir: Path) -> Result:
-        cfg = MODE_SETTINGS[mode]
-        data = make_data(cfg)
-        per = {a: [] for a in ARMS}
-        for s in seeds:
-            for arm, scores in run_seed(data, cfg, s).items():
-                per[arm].append(scores)
-        summ = {a: {k: summarize([r[k] for r in rs]) for k in HEADLINE} for a, rs in per.items()}
-        v, why = verdict({a: {k: x.mean for k, x in d.items()} for a, d in summ.items()})
-        lengths = [4, 8, 12, 16, 24, 32, 48, 64] if mode != "smoke" else [4, 16, 32]
-        sweep = precision_sweep(lengths, dims=(1, 4, 16), n=100 if mode != "smoke" else 20)
-        figures = [self._plot_bars(summ, out_dir), self._plot_precision(lengths, sweep, out_dir)]
-        rule_n = self.verdict_rule.replace("{n_samples}", str(cfg["n_samples"]))
-        config = {"mode": mode, **cfg, "latent_dim": LATENT, "max_len": MAX_LEN, "vocab": list(WORDS),
-                  "grammar": "S -> NP V PP | NP is ADJ | is NP PP ? ; NP -> DET [ADJ] N ; PP -> P NP (57,840 sentences)",
-                  "data": "train: biased PCFG samples; heldout: uniform over the language; drawn once with seed 0",
-                  "samplers": {"ariel": "U[0,1]^16 decoded with the GRU LM (float64)", "lm_sampling":
-                               "ancestral sampling from the same LM", "vae": "N(0, I), greedy decoding",
-                               "vae_bowman": "N(0, I), greedy decoding",
-                               "ae": "Gaussian fitted to training codes, greedy decoding"},
-                  "seq_autoencoders": {a: {"variational": v, "word_dropout": w, "free_bits_nats_per_dim": f}
-                                       for a, (v, w, f) in SEQ_AES.items()},
-                  "kl_annealing": "linear 0->1 over the first half of the steps; decoder sees z at every step",
-                  "optimizer": f"adam, grad clip 5; LM lr 3e-3 batch 64; AE/VAE lr {AE_LR} batch {AE_BATCH}",
-                  "verdict_rule": rule_n,
-                  "precision_sweep": {"lengths": lengths, "failure_rate_by_dim": {str(d): r for d, r in sweep.items()}}}
-        notes = [f"precision (float64, uniform 21-word LM, 4.4 bits/token): round-trip failure rate by sentence length "
-                 f"{lengths}: " + "; ".join(f"D={d}: {r}" for d, r in sweep.items()) +
-                 " - one dimension holds ~52 bits, so D=1 fails beyond ~12 tokens and D=16 holds ~190",
-                 "grammar sentences are <= 9 words, so at D=16 each dimension receives at most one token here: the "
-                 "round trip is far from the precision limit",
-                 "coverage of the held-out set is not reported: 2,000 samples cover a negligible part of 57,840 sentences",
-                 "lm_sampling has no encoder: its recon_exact is NaN by construction",
-                 "the AE/VAE decode greedily; a sampled decoder would raise their uniqueness and lower validity"]
-        return Result(recipe=self.slug, paper=self.paper, claim=self.claim, mode=mode, seeds=list(seeds),
-                      metrics=summ["ariel"], baselines={a: summ[a] for a in ARMS if a != "ariel"}, verdict=v,
-                      verdict_reason=why, config=config, figures=figures, notes=notes)
+    def data(self, s: Settings, seed: int) -> dict:
+        d = dict(make_data(s.n_train, s.n_heldout))
+        torch.manual_seed(seed)
+        lm = GRULanguageModel(VOCAB, emb=s.emb, hidden=s.hidden)
+        d["lm_loss"] = fit_sequence_model(lm, d["train"], s.lm_epochs, seed)
+        d["lm"] = lm.eval()
+        d["train_set"] = {tuple(x) for x in d["train"]}
+        return d
 
-    @staticmethod
-    def _plot_bars(summ: dict, out_dir: Path) -> str:
+    def arms(self, s: Settings):
+        return {"ariel": ariel_arm, "lm_sampling": lm_sampling_arm,
+                **{a: seq_autoencoder_arm(a) for a in ("vae", "vae_bowman", "ae")}}
+
+    def checks(self, s: Settings, cells) -> list[Check]:
+        """The control: AriEL on uniform points IS ancestral sampling of its LM, so the two must tie."""
+        gap = {k: float(np.mean([cells["ariel"][i].metrics[k] - cells["lm_sampling"][i].metrics[k]
+                                 for i in cells["ariel"]])) for k in ("valid", "unique")}
+        return [Check("control: AriEL ties ancestral LM sampling", all(abs(v) <= 0.03 for v in gap.values()),
+                      f"mean AriEL − LM sampling: valid {gap['valid']:+.3f}, unique {gap['unique']:+.3f} (|·| ≤ 0.03)")]
+
+    def describe(self, s: Settings) -> dict[str, Any]:
+        sweep = precision_sweep([4, 8, 12, 16, 32, 64], dims=(1, 4, 16), n=20)
+        return {"latent_dim": LATENT, "max_len": MAX_LEN, "vocab": list(WORDS),
+                "grammar": "S -> NP V PP | NP is ADJ | is NP PP ? ; NP -> DET [ADJ] N ; PP -> P NP (57,840 sentences)",
+                "data": "train: biased PCFG samples; heldout: uniform over the language; drawn once with seed 0",
+                "samplers": {"ariel": "U[0,1]^16 decoded with the GRU LM (float64)",
+                             "lm_sampling": "ancestral sampling from the same LM",
+                             "vae / vae_bowman": "N(0, I), decoded by sampling (greedy reported as *_greedy)",
+                             "ae": "Gaussian fitted to training codes, decoded by sampling (greedy as *_greedy)"},
+                "seq_autoencoders": {a: {"variational": v, "word_dropout": w, "free_bits_nats_per_dim": f}
+                                     for a, (v, w, f) in SEQ_AES.items()},
+                "optimizer": f"adam, grad clip 5; LM lr 3e-3 batch 64; AE/VAE lr {AE_LR} batch {AE_BATCH}",
+                "precision_sweep (float64, uniform 21-word LM; failure rate by length 4..64)":
+                    {str(d): r for d, r in sweep.items()},
+                "deviations": ["toy grammar only: the paper's GuessWhat?! experiment and Transformer baseline are "
+                               "omitted", "the encoder stops at EOS (authors' code runs over all padded positions)",
+                               "cube side 1 (authors: 1 to 1e6 by class)"]}
+
+    def figures(self, s: Settings, cells, out_dir: Path) -> list[str]:
         plt = pyplot()
-
-        keys = ("valid_unique", "valid", "unique", "novel", "recon_exact")
-        fig, axes = plt.subplots(1, len(keys), figsize=(2.6 * len(keys), 3.0))
+        keys = ("valid_unique", "valid", "unique", "novel")
+        arms = list(cells)
+        fig, axes = plt.subplots(1, len(keys), figsize=(2.8 * len(keys), 3.0))
         for ax, k in zip(axes, keys):
-            ax.bar(range(len(ARMS)), [summ[a][k].mean for a in ARMS], yerr=[summ[a][k].std for a in ARMS],
-                   color=["tab:red" if a == "ariel" else "tab:gray" for a in ARMS])
-            ax.set_xticks(range(len(ARMS)), ARMS, rotation=45, fontsize=7)
+            for i, a in enumerate(arms):
+                v = [m.metrics[k] for m in cells[a].values()]
+                ax.bar(i, np.mean(v), color="tab:red" if a == "ariel" else "tab:gray")
+                ax.plot([i] * len(v), v, "k.", ms=3)
+                g = [m.metrics.get(f"{k}_greedy") for m in cells[a].values()]
+                if g[0] is not None:
+                    ax.plot(i, np.mean(g), "bx", label="greedy decoding" if (i, k) == (2, keys[0]) else None)
+            ax.set_xticks(range(len(arms)), arms, rotation=45, fontsize=7)
             ax.set_ylim(0, 1.05)
             ax.set_title(k, fontsize=9)
+        axes[0].legend(fontsize=6)
         save_figure(fig, out_dir / "generation.png", dpi=90)
-        return "generation.png"
+        return ["generation.png"]
 
-    @staticmethod
-    def _plot_precision(lengths: list[int], sweep: dict, out_dir: Path) -> str:
-        plt = pyplot()
-
-        fig, ax = plt.subplots(figsize=(4.2, 3.0))
-        for d, r in sweep.items():
-            ax.plot(lengths, r, marker="o", label=f"D={d}")
-        ax.set_xlabel("sentence length (tokens, 4.4 bits each)")
-        ax.set_ylabel("round-trip failure rate")
-        ax.set_title("AriEL float64 precision", fontsize=9)
-        ax.legend(fontsize=7)
-        save_figure(fig, out_dir / "precision.png", dpi=90)
-        return "precision.png"
+    changes = (
+        "Before the frame (quick, 3 seeds): 'reproduced' — valid-unique AriEL 0.748 vs VAE 0.545 and vs AE by "
+        "+0.023 (per seed +0.026 / +0.029 / +0.014), just over the fixed 0.02 margin. The audit's extra seeds 3-7 "
+        "gave +0.044 / +0.033 / +0.026 / -0.002 / +0.017: the AE gate depended on the seed draw. Now ≥ 8 seeds, "
+        "paired intervals, and the AE/VAE decode by sampling like AriEL (greedy decoding is reported as *_greedy): "
+        "greedy decoding had depressed the baselines' uniqueness.",
+        "The round-trip gate (recon_exact = 1) could not fail with ≤ 9-token sentences at D = 16; it is a unit test "
+        "now (tests/test_recipe_ariel.py) and still reported.",
+        "The LM-sampling control moved from the reason text to a check: if it does not tie AriEL, the verdict is "
+        "inconclusive.",
+        "LM and AE/VAE epochs raised (quick 6/12 → record 10/20) so the convergence preconditions can hold.",
+    )

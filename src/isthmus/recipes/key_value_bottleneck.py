@@ -4,23 +4,27 @@ Träuble et al., "Discrete Key-Value Bottleneck", ICML 2023 (arXiv 2207.11240). 
 ``FrozenEncoderHead(encoder, key_value bottleneck)``: fixed random projections into C heads, keys from
 k-means on *unlabelled* data and then frozen, learnable values (width = number of classes) averaged over
 heads into logits (non-parametric decoder). Baselines on the same frozen features, stream, optimizer,
-steps and seeds: a linear probe and a one-hidden-layer MLP. Upper bound: each model trained i.i.d. on all
-classes for the same total number of steps.
+steps and seeds: a linear probe, a one-hidden-layer MLP and a nearest-class-mean head (NCM: running
+class means, cannot forget). Upper bounds: each trained model trained i.i.d. on all classes for the
+same total number of steps.
 
-Settings (``isthmus.tasks.continual.train_stream``; no task identity or boundary reaches the model):
+Settings (``isthmus.tasks.continual``; no task identity or boundary reaches the model):
 
-* **toy** (the paper's protocol): 8 Gaussian classes on a circle (``make_gaussian_classes``), presented two
-  at a time, 100 training samples per class pair, 1000 steps per stage; encoder = identity; keys by
-  k-means on 2,000 unlabelled points uniform over [-1.5, 1.5]²; C = 32 heads, K = 64 keys, d_v = 8.
-* **mnist**: MNIST t10k (or scikit-learn digits when absent); the first half of the training split,
-  labels ignored, trains a frozen MLP autoencoder encoder (784-256-32) and initialises the keys; the second
-  half is the stream, 5 tasks × 2 classes; C = 64 heads of 8 dims, K = 128 keys, d_v = 10.
+* **toy** (our variant, not the paper's C = 1 / 400-key toy): 8 Gaussian classes on a circle, presented
+  two at a time, 100 training samples per class pair; encoder = identity; keys by k-means on 2,000
+  unlabelled points uniform over [-1.5, 1.5]²; C = 32 heads, K = 64 keys, d_v = 8.
+* **mnist**: the stream is MNIST t10k (5 tasks × 2 classes); the frozen MLP autoencoder encoder
+  (784-256-32) and the keys are fitted on data DISJOINT from the stream — scikit-learn's digits (another
+  source: 8×8 scans by other writers, resized to MNIST's 20×20 box in a 28×28 frame; labels unused), as
+  the paper initialises CIFAR-10 keys on CIFAR-100. C = 64 heads of 8 dims, K = 128 keys, d_v = 10.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,23 +34,29 @@ from isthmus.bottlenecks import build_bottleneck
 from isthmus.data import load_digit_split, make_gaussian_classes
 from isthmus.models import AutoEncoder, FrozenEncoderHead
 from isthmus.nn import MLP, MLPConfig
-from isthmus.recipes.base import Paper, Recipe, Result, summarize
+from isthmus.recipes.base import Paper, Recipe, RecipeSettings
+from isthmus.recipes.gates import Gate, Measured, Precondition
 from isthmus.recipes.registry import register_recipe
-from isthmus.tasks.continual import split_classes, train_stream
+from isthmus.tasks.continual import ncm_stream, split_classes, train_stream
 from isthmus.train import Trainer, TrainerConfig
 from isthmus.viz import pyplot, save_figure
 
-MODE_SETTINGS: dict[str, dict[str, Any]] = {
-    "smoke": dict(toy_steps=20, mnist_steps=10, n_train=600, n_test=200, ae_epochs=1, iid=()),
-    "quick": dict(toy_steps=1000, mnist_steps=300, n_train=9000, n_test=1000, ae_epochs=5, iid=("mnist",)),
-    "full": dict(toy_steps=1000, mnist_steps=1000, n_train=9000, n_test=1000, ae_epochs=20, iid=("mnist", "toy")),
-}
-SETTINGS = {
+HEADS = {
     "toy": dict(kv=dict(heads=32, key_dim=2, num_keys=64), mlp_hidden=64, per_task=2, batch_size=32),
     "mnist": dict(kv=dict(heads=64, key_dim=8, num_keys=128), mlp_hidden=128, per_task=2, batch_size=32),
 }
-MODELS = ("dkvb", "linear_probe", "mlp")
+TRAINED = ("dkvb", "linear_probe", "mlp")
 LR = 1e-3  # Adam, every model, both settings
+
+
+@dataclass
+class Settings(RecipeSettings):
+    toy_steps: int = 1000
+    mnist_steps: int = 300
+    n_train: int = 5000  # stream images
+    n_test: int = 1000
+    ae_epochs: int = 20
+    key_source: str = "digits"  # "digits" (disjoint source, default) or "mnist" (held-apart MNIST images)
 
 
 class _Standardize(nn.Module):
@@ -68,147 +78,170 @@ def toy_data(seed: int) -> dict[str, Any]:
     u = np.random.default_rng(3000 + seed).uniform(-1.5, 1.5, size=(2000, 2)).astype(np.float32)
     t = torch.as_tensor
     return {"x": t(x), "y": t(y), "x_test": t(xt), "y_test": t(yt), "unlabelled": t(u),
-            "encoder": nn.Identity(), "n_classes": 8, "desc": "8 Gaussians on a circle (radius 1, std 0.1)"}
+            "encoder": nn.Identity(), "n_classes": 8}
 
 
-def mnist_data(cfg: dict) -> dict[str, Any]:
-    """Unlabelled half → frozen AE encoder (+ standardisation); labelled half → stream. Encoder seed fixed (0)."""
-    split = load_digit_split(cfg["n_train"], cfg["n_test"], seed=0)
-    x = torch.as_tensor(split.x_train)
-    half = len(x) // 2
-    unl, stream = x[:half], x[half:]
-    torch.manual_seed(0)
+def digits_as_mnist() -> torch.Tensor:
+    """scikit-learn digits (1,797 8×8 scans) in MNIST's layout: resized to 20×20, centred in 28×28, in [0, 1]."""
+    import torch.nn.functional as F
+
+    from isthmus.data import load_digits
+
+    x = torch.as_tensor(np.asarray(load_digits(as_images=True).X), dtype=torch.float32)
+    x = x / x.amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6)
+    x = F.pad(F.interpolate(x, size=(20, 20), mode="bilinear", align_corners=False), (4, 4, 4, 4))
+    return x.clamp(0, 1).reshape(len(x), -1)
+
+
+@lru_cache(maxsize=2)
+def _mnist_split(n_train: int, n_test: int, key_source: str):
+    split = load_digit_split(n_train * (2 if key_source == "mnist" else 1), n_test, seed=0)
+    x, y = torch.as_tensor(split.x_train), torch.as_tensor(split.y_train)
+    if key_source == "mnist":  # first half keys/encoder, second half stream: disjoint images, same classes
+        return x[n_train:], y[n_train:], x[:n_train], split, "held-apart MNIST images (same classes)"
+    if key_source != "digits":
+        raise ValueError(f"key_source must be 'digits' or 'mnist', got {key_source!r}")
+    return x, y, digits_as_mnist(), split, "scikit-learn digits resized to MNIST's layout (another source)"
+
+
+def mnist_data(s: Settings, seed: int) -> dict[str, Any]:
+    """Unlabelled key data → frozen AE encoder (+ standardisation) and keys; the MNIST stream is disjoint."""
+    x, y, unl, split, what = _mnist_split(s.n_train, s.n_test, s.key_source)
+    torch.manual_seed(seed)
     ae = AutoEncoder.mlp(x.shape[1], latent_dim=32, hidden=(256,))
-    Trainer(ae, TrainerConfig(epochs=cfg["ae_epochs"], batch_size=64, seed=0, progress=False)).fit(unl)
+    Trainer(ae, TrainerConfig(epochs=s.ae_epochs, batch_size=64, seed=seed, progress=False)).fit(unl)
     with torch.no_grad():
         h = ae.encoder.eval()(unl)
     enc = nn.Sequential(ae.encoder, _Standardize(h.mean(0), h.std(0))).eval()
     with torch.no_grad():
         feats = enc(unl)
-    return {"x": stream, "y": torch.as_tensor(split.y_train[half:]), "x_test": torch.as_tensor(split.x_test),
-            "y_test": torch.as_tensor(split.y_test), "unlabelled": feats, "encoder": enc, "n_classes": 10,
-            "desc": f"{split.description}; encoder: MLP AE 256-32 ({cfg['ae_epochs']} epochs) on the first "
-                    f"{half} training images (labels unused), frozen; stream: the other {len(stream)}"}
+    return {"x": x, "y": y, "x_test": torch.as_tensor(split.x_test), "y_test": torch.as_tensor(split.y_test),
+            "unlabelled": feats, "encoder": enc, "n_classes": 10,
+            "desc": f"{split.description}; encoder: MLP AE 256-32 ({s.ae_epochs} epochs, seed-dependent) and keys "
+                    f"on {len(unl)} {what}, labels unused, frozen; stream: {len(x)} MNIST images"}
 
 
 def build(model: str, data: dict, setting: str, seed: int) -> nn.Module:
     torch.manual_seed(seed)
-    s, d_in, k = SETTINGS[setting], data["unlabelled"].shape[1], data["n_classes"]
+    h, d_in, k = HEADS[setting], data["unlabelled"].shape[1], data["n_classes"]
     if model == "dkvb":
         head = build_bottleneck("key_value", latent_dim=k, input_dim=d_in, decoding="mean",
-                                init_on_first_batch=False, **s["kv"])
+                                init_on_first_batch=False, **h["kv"])
         head.init_keys(data["unlabelled"])  # unlabelled data only; frozen from here on
     elif model == "linear_probe":
         head = nn.Linear(d_in, k)
     else:
-        head = MLP(MLPConfig(in_dim=d_in, out_dim=k, hidden=[s["mlp_hidden"]], activation="relu"))
+        head = MLP(MLPConfig(in_dim=d_in, out_dim=k, hidden=[h["mlp_hidden"]], activation="relu"))
     return FrozenEncoderHead(data["encoder"], head)
 
 
-def run_setting(setting: str, data: dict, seed: int, steps: int, iid: bool) -> dict[str, dict]:
-    """Each model on the class-incremental stream (and, if ``iid``, on one task holding all classes)."""
-    s = SETTINGS[setting]
-    tasks = split_classes(range(data["n_classes"]), s["per_task"])
-    opt = lambda p: torch.optim.Adam(p, lr=LR)  # noqa: E731
-    out = {}
-    for m in MODELS:
-        model = build(m, data, setting, seed)
-        out[m] = train_stream(model, data["x"], data["y"], data["x_test"], data["y_test"], tasks, steps,
-                              s["batch_size"], opt, seed=seed)
-        if iid:
-            model = build(m, data, setting, seed)
-            r = train_stream(model, data["x"], data["y"], data["x_test"], data["y_test"],
-                             [list(range(data["n_classes"]))], steps * len(tasks), s["batch_size"], opt, seed=seed)
-            out[f"{m}_iid"] = r
-    return out
+def run_model(model: str, setting: str, data: dict, seed: int, steps: int, iid: bool = False) -> dict:
+    h = HEADS[setting]
+    tasks = split_classes(range(data["n_classes"]), h["per_task"])
+    if iid:
+        tasks, steps = [list(range(data["n_classes"]))], steps * len(tasks)
+    if model == "ncm":
+        return ncm_stream(data["encoder"], data["x"], data["y"], data["x_test"], data["y_test"], tasks, steps,
+                          h["batch_size"], data["n_classes"], seed=seed)
+    return train_stream(build(model, data, setting, seed), data["x"], data["y"], data["x_test"], data["y_test"],
+                        tasks, steps, h["batch_size"], lambda p: torch.optim.Adam(p, lr=LR), seed=seed)
 
 
-def setting_verdict(d: dict[str, list[float]], n: int) -> tuple[bool, str]:
-    """``d[model/metric]`` = per-seed values. DKVB beats both baselines on final accuracy and forgetting."""
-    acc = {m: np.asarray(d[f"{m}/final_acc"]) for m in MODELS}
-    fgt = {m: float(np.mean(d[f"{m}/forgetting"])) for m in MODELS}
-    best = max(("linear_probe", "mlp"), key=lambda m: acc[m].mean())
-    margin = max(0.05, 2.0 * float(np.sqrt(acc["dkvb"].var() / n + acc[best].var() / n)))
-    a = acc["dkvb"].mean() - acc[best].mean() > margin
-    b = fgt["dkvb"] < min(fgt["linear_probe"], fgt["mlp"])
-    why = (f"final acc dkvb {acc['dkvb'].mean():.3f} vs best baseline {best} {acc[best].mean():.3f} "
-           f"(margin {margin:.3f}: {'passed' if a else 'failed'}); forgetting dkvb {fgt['dkvb']:.3f} vs linear "
-           f"{fgt['linear_probe']:.3f}, mlp {fgt['mlp']:.3f} ({'passed' if b else 'failed'})")
-    return a and b, why
+def _arm(model: str, iid: bool = False):
+    def arm(s: Settings, seed: int, data: dict) -> Measured:
+        metrics, info = {}, {}
+        for setting in ("mnist", "toy"):
+            if iid and setting == "toy":
+                continue
+            steps = s.mnist_steps if setting == "mnist" else s.toy_steps
+            r = run_model(model, setting, data[setting], seed, steps, iid=iid)
+            keys = ("final_acc",) if iid else ("final_acc", "forgetting", "last_task_acc")
+            metrics.update({f"{setting}_{k}": float(r[k]) for k in keys})
+            info[f"{setting}_acc_matrix"] = np.asarray(r["acc_matrix"]).tolist()
+        return Measured(metrics=metrics, info=info)
+    return arm
+
+
+def _gates() -> tuple[Gate, ...]:
+    g = []
+    for b in ("linear_probe", "mlp"):
+        g.append(Gate(f"mnist: final accuracy above {b}", "mnist_final_acc", "dkvb", b, effect=0.05, headline=True,
+                      why="the paper's claim on real images: at least 5 accuracy points over all classes"))
+    for b in ("linear_probe", "mlp"):
+        g.append(Gate(f"mnist: forgets less than {b}", "mnist_forgetting", "dkvb", b, direction="lower", effect=0.05,
+                      why="'forgets far less': at least 5 points less average forgetting"))
+        g.append(Gate(f"toy: final accuracy above {b}", "toy_final_acc", "dkvb", b, effect=0.05,
+                      why="the same claim on the 2-D toy"))
+    g.append(Gate("mnist: not below nearest-class-mean", "mnist_final_acc", "dkvb", "ncm", kind="non_inferiority",
+                  effect=0.02, why="a referee's baseline on the same frozen features: NCM cannot forget; DKVB "
+                                   "should be within 2 points of it to be worth its learned values"))
+    return tuple(g)
 
 
 @register_recipe
 class KeyValueBottleneck(Recipe):
     slug = "key-value-bottleneck"
     paper = Paper("Discrete Key-Value Bottleneck", "2207.11240")
-    claim = ("A discrete key-value bottleneck on a frozen encoder (frozen k-means keys, learnable values, "
+    claim = ("A discrete key-value bottleneck on a frozen encoder (frozen keys from unlabelled data, learnable values, "
              "non-parametric decoding) forgets far less than a linear probe or an MLP head trained on the same "
              "class-incremental stream without task boundaries, so its final accuracy over all classes is higher.")
-    verdict_rule = (
-        "Per setting (toy, mnist), over the same seeds: (a) DKVB's mean final accuracy over all classes exceeds the "
-        "better of linear probe and MLP by more than max(0.05, 2*sqrt(var_dkvb/n + var_base/n)); (b) DKVB's mean "
-        "forgetting is below both baselines'. A setting passes when (a) and (b) hold. reproduced = both settings "
-        "pass; partial = one; not reproduced = none. The i.i.d. runs are reported as upper bounds, not gated."
+    Settings = Settings
+    modes = {
+        "smoke": Settings(seeds=1, toy_steps=20, mnist_steps=10, n_train=600, n_test=200, ae_epochs=1),
+        "quick": Settings(seeds=3),
+        "record": Settings(seeds=3),
+        "full": Settings(seeds=10, mnist_steps=1000, ae_epochs=40),
+    }
+    ours = "dkvb"
+    gates = _gates()
+    preconditions = (
+        Precondition("positive control: the frozen features support the task", "linear_probe_iid", "mnist_final_acc",
+                     ">=", 0.75, why="a linear probe trained i.i.d. on all classes must reach 75 %, else the "
+                                     "encoder, not the head, limits every arm"),
+        Precondition("DKVB learns i.i.d.", "dkvb_iid", "mnist_final_acc", ">=", 0.6,
+                     why="the bottleneck itself must be able to learn the task when nothing is forgotten"),
     )
 
-    def run(self, mode: str, seeds: Sequence[int], out_dir: Path) -> Result:
-        cfg = MODE_SETTINGS[mode]
-        mnist = mnist_data(cfg)
-        vals: dict[str, dict[str, list[float]]] = {}
-        matrices: dict[str, dict[str, np.ndarray]] = {}
-        for s in seeds:
-            for setting in ("mnist", "toy"):
-                data = mnist if setting == "mnist" else toy_data(s)
-                steps = cfg[f"{setting}_steps"]
-                for m, r in run_setting(setting, data, s, steps, setting in cfg["iid"]).items():
-                    for k in ("final_acc",) if m.endswith("_iid") else ("final_acc", "forgetting", "last_task_acc"):
-                        vals.setdefault(setting, {}).setdefault(f"{m}/{k}", []).append(r[k])
-                    if s == seeds[0]:
-                        matrices.setdefault(setting, {})[m] = r["acc_matrix"]
-        passes, reasons = [], []
-        for setting in ("mnist", "toy"):
-            ok, why = setting_verdict(vals[setting], len(seeds))
-            passes.append(ok)
-            reasons.append(f"{setting}: {why}")
-        verdict = "reproduced" if all(passes) else "partial" if any(passes) else "not reproduced"
-        metrics, baselines = {}, {}
-        for setting in ("mnist", "toy"):
-            for key, v in vals[setting].items():
-                model, metric = key.split("/")
-                target = metrics if model == "dkvb" else baselines.setdefault(model, {})
-                target[f"{setting}/{metric}"] = summarize(v)
-        config = {"mode": mode, **{k: list(c) if isinstance(c, tuple) else c for k, c in cfg.items()}, "settings": SETTINGS, "optimizer": f"adam lr {LR} (one optimizer per run, "
-                  "never reset between tasks)", "toy_data": toy_data(0)["desc"], "mnist_data": mnist["desc"],
-                  "steps_note": "steps are per task; i.i.d. runs use steps x number of tasks on all classes"}
-        figure = self._plot(matrices, out_dir)
-        notes = ["accuracy on a task = share of its test samples classified correctly among all classes "
-                 "(no task oracle)", "figure: accuracy matrices (rows: after stage t; columns: task) for seed 0",
-                 "values are updated by Adam: an entry selected earlier keeps receiving decaying momentum "
-                 "updates for a few steps after it stops being selected",
-                 "*_iid baselines: the same model trained on all classes at once (upper bound), final accuracy only"]
-        if mode == "quick":
-            notes.append("a first quick run (i.i.d. upper bounds in both settings) took 476 s wall / 151 s CPU on the "
-                         "shared machine; quick now runs i.i.d. bounds for mnist only (toy i.i.d. accuracy was 0.999-1.0 "
-                         "for all three models) and codebook statistics were vectorised (DKVB step 2.4 -> 0.9 ms); "
-                         "the verdict of that run was also reproduced")
-        return Result(recipe=self.slug, paper=self.paper, claim=self.claim, mode=mode, seeds=list(seeds),
-                      metrics=metrics, baselines=baselines, verdict=verdict, verdict_reason="; ".join(reasons),
-                      config=config, figures=[figure], notes=notes)
+    def data(self, s: Settings, seed: int) -> dict:
+        return {"mnist": mnist_data(s, seed), "toy": toy_data(seed)}
 
-    @staticmethod
-    def _plot(matrices: dict, out_dir: Path) -> str:
+    def arms(self, s: Settings):
+        return {**{m: _arm(m) for m in (*TRAINED, "ncm")}, **{f"{m}_iid": _arm(m, iid=True) for m in TRAINED}}
+
+    def describe(self, s: Settings) -> dict[str, Any]:
+        return {"heads": HEADS, "optimizer": f"adam lr {LR}, one optimizer per run, never reset between tasks",
+                "mnist_data": mnist_data(s, 0)["desc"] if s.n_train <= 600 else
+                f"MNIST t10k stream {s.n_train} / test {s.n_test}; keys and encoder on {s.key_source} (see module doc)",
+                "toy_data": "8 Gaussians on a circle (radius 1, std 0.1), our variant of the paper's toy",
+                "steps_note": "steps are per task; i.i.d. runs use steps x number of tasks on all classes",
+                "deviations": ["keys by k-means, then frozen (authors' code: EMA-trained keys, unused keys masked at "
+                               "evaluation, values zero-initialised, CE with label smoothing 0.1) — not applied",
+                               "toy: 32 heads / 64 keys with projections (paper: one codebook of 400 keys on raw 2-D)",
+                               "Adam for every model (paper CIFAR sweeps: SGD lr 0.3)"]}
+
+    def figures(self, s: Settings, cells, out_dir: Path) -> list[str]:
         plt = pyplot()
-
-        fig, axes = plt.subplots(len(matrices), len(MODELS), figsize=(3.2 * len(MODELS), 3.0 * len(matrices)),
-                                 squeeze=False)
-        for row, (setting, ms) in zip(axes, matrices.items()):
-            for ax, m in zip(row, MODELS):
-                a = ms[m]
+        seed = min(cells["dkvb"])
+        models = (*TRAINED, "ncm")
+        fig, axes = plt.subplots(2, len(models), figsize=(3.2 * len(models), 6.0), squeeze=False)
+        for row, setting in zip(axes, ("mnist", "toy")):
+            for ax, m in zip(row, models):
+                a = np.asarray(cells[m][seed].info[f"{setting}_acc_matrix"])
                 ax.imshow(a, vmin=0, vmax=1, cmap="viridis")
                 for (i, j), v in np.ndenumerate(a):
                     ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6, color="w" if v < 0.5 else "k")
-                ax.set_title(f"{setting}: {m}", fontsize=8)
+                ax.set_title(f"{setting}: {m} (seed {seed})", fontsize=8)
                 ax.set_xlabel("task", fontsize=7)
                 ax.set_ylabel("after stage", fontsize=7)
         save_figure(fig, out_dir / "accuracy_matrices.png", dpi=90)
-        return "accuracy_matrices.png"
+        return ["accuracy_matrices.png"]
+
+    changes = (
+        "Before the frame (quick, 3 seeds): 'reproduced' — MNIST final accuracy DKVB 0.766 vs linear 0.659, toy 0.999 "
+        "vs 0.500. The audit found (1) keys and encoder were fitted on the first half of the same MNIST split as the "
+        "stream (same classes; the paper uses another data set), (2) the encoder was trained once with seed 0, and "
+        "(3) a nearest-class-mean head on the same features reached 0.816, above DKVB. Now: keys and encoder on "
+        "scikit-learn digits (another source), the encoder trained per seed, and NCM as a gated baseline.",
+        "History kept from the old notes: a first quick run with i.i.d. bounds in both settings took 476 s; the toy "
+        "i.i.d. bound (0.999-1.0 for all three models) was dropped, and codebook statistics were vectorised.",
+    )

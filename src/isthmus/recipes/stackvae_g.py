@@ -3,47 +3,57 @@ multivariate time-series anomalies as well as heavier models, with far fewer par
 graph shows which channels belong together.
 
 Li et al., AI Open 3 (2022), arXiv 2105.08397. Model: :class:`isthmus.models.stackvae.StackVAEG`
-through :class:`isthmus.tasks.stackvae.StackVAEGDetector`. Data: the planted-group series of
-:mod:`isthmus.data.channel_groups` (always) and SMD machines 1-2 and 2-1 (when
-``find_data("smd")`` finds them; quick mode uses a subsample, stated in the result's notes).
+through :class:`isthmus.tasks.stackvae.StackVAEGDetector`, with the authors' graph formula
+``W = ReLU(α·tanh(M Mᵀ))`` (:mod:`isthmus.nn.graph`). Data: the planted-group series of
+:mod:`isthmus.data.channel_groups` (per seed) and SMD machines 1-2 and 2-1 (:mod:`isthmus.data.smd`,
+the same data for every seed; record mode uses the first steps of each, stated in the result).
 
 Every method scores test step t from the window ending at t, in the same standardised units
-(training mean/std per channel). Baselines, same windows and seeds: the same model with λ = 0 (no
-graph, no consistency term), a dense VAE over the flattened (w·C) window, PCA (90 % variance) and
-IsolationForest on flattened windows. Neural methods and PCA score the last step's squared error
-(summed over channels; per channel for the interpretation hit rate); IsolationForest scores the
-window. Point-adjusted numbers lift every labelled segment to its maximum score (OPTIMISTIC).
+(training mean/std per channel). The neural arms and PCA score the squared error of the window's
+LAST step (summed over channels; per channel for the interpretation hit rate); IsolationForest has
+no per-step error and scores the whole window. Baselines, same windows and seeds: the same model
+with λ = 0 (no graph, no consistency term), a dense VAE over the flattened (w·C) window, PCA (90 %
+variance) and IsolationForest on flattened windows; ``corr_graph`` (|correlation| of training
+channels, top-k per row) is a reference for graph recovery only. Point-adjusted numbers lift every
+labelled segment to its maximum score (OPTIMISTIC; reported, not judged).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from isthmus.recipes.base import Paper, Recipe, Result, summarize
+from isthmus.recipes.base import Paper, Recipe, RecipeSettings
+from isthmus.recipes.gates import Check, Gate, Measured, Precondition, plateaued
 from isthmus.recipes.registry import register_recipe
 from isthmus.viz import pyplot, save_figure
 
-MODE_SETTINGS: dict[str, dict[str, Any]] = {
-    "smoke": dict(synth=dict(n_channels=12, n_groups=3, n_train=400, n_test=500, n_anomalies=6, anomaly_length=(15, 40)),
-                  model=dict(window=12, stride=4, hidden=(16, 16), latent_dim=3, k=3, embed_dim=8, max_steps=20),
-                  dense_hidden=(32,), smd=False, smd_train=None, smd_test=None),
-    "quick": dict(synth=dict(n_channels=24, n_groups=4, n_train=2000, n_test=2400, n_anomalies=10),
-                  model=dict(window=20, stride=5, hidden=(48, 48), latent_dim=4, k=5, embed_dim=16, max_steps=250),
-                  dense_hidden=(128,), smd=True, smd_train=5000, smd_test=10000),
-    "full": dict(synth=dict(n_channels=24, n_groups=4, n_train=4000, n_test=4000, n_anomalies=16),
-                 model=dict(window=100, stride=5, hidden=(200, 200), latent_dim=20, k=10, embed_dim=30, max_steps=3000),
-                 dense_hidden=(512, 256), smd=True, smd_train=None, smd_test=None),
-}
-# name → (λ, std of the initial graph embeddings); the first is the paper's model (N(0, 1) init), the second our
-# variant with a small init (the paper's saturates tanh(α·), see the notes), the third the λ = 0 ablation.
-VARIANTS = {"stackvae_g": (0.5, 1.0), "stackvae_g_init0.1": (0.5, 0.1), "no_graph": (0.0, 1.0)}
-NEURAL = ("stackvae_g", "no_graph", "dense_vae")
-BASELINES = ("no_graph", "dense_vae", "pca", "iforest")
-DETECT_KEYS = ("auroc", "auprc", "best_f1", "pa_auroc (optimistic)", "pa_best_f1 (optimistic)")
-AUROC_MARGIN, RECOVERY_MIN, PARAM_RATIO = 0.02, 0.8, 5.0
+MACHINES = {"smd12": "machine-1-2", "smd21": "machine-2-1"}
+GRAPH_WEIGHT, ALPHA = 0.5, 3.0
+
+
+@dataclass
+class Settings(RecipeSettings):
+    n_channels: int = 24
+    n_groups: int = 4
+    n_train: int = 2000
+    n_test: int = 2400
+    n_anomalies: int = 10
+    window: int = 20
+    stride: int = 5
+    hidden: int = 48
+    latent_dim: int = 4
+    k: int = 5
+    embed_dim: int = 16
+    max_steps: int = 1000
+    dense_hidden: int = 128
+    smd: bool = True
+    smd_train: int = 8000  # first steps of each machine (0 = all)
+    smd_test: int = 12000
 
 
 def _per_step(values: np.ndarray, window: int) -> np.ndarray:
@@ -67,8 +77,7 @@ def detection_metrics(y: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     from isthmus.metrics.anomaly import auprc, auroc, best_f1, point_adjusted_f1
 
     return {"auroc": auroc(y, scores), "auprc": auprc(y, scores), "best_f1": best_f1(y, scores).f1,
-            "pa_auroc (optimistic)": auroc(y, _lift(y, scores)),
-            "pa_best_f1 (optimistic)": point_adjusted_f1(y, scores)}
+            "pa_auroc_optimistic": auroc(y, _lift(y, scores)), "pa_best_f1_optimistic": point_adjusted_f1(y, scores)}
 
 
 def adjacency_recovery(weights: np.ndarray, adjacency: np.ndarray, same_group: np.ndarray) -> dict[str, float]:
@@ -78,79 +87,7 @@ def adjacency_recovery(weights: np.ndarray, adjacency: np.ndarray, same_group: n
     off = ~np.eye(len(same_group), dtype=bool)
     kept = (adjacency > 0) & off
     return {"edge_auroc": float(roc_auc_score(same_group[off], weights[off])),
-            "topk_precision": float(same_group[kept].mean()) if kept.any() else float("nan")}
-
-
-def _fit_dense_vae(tr: np.ndarray, te: np.ndarray, cfg: dict, hidden: Sequence[int], seed: int):
-    """Dense VAE on flattened windows of the scaled series → (per-step channel errors, n_params)."""
-    import torch
-
-    from isthmus.data.windows import sliding_windows
-    from isthmus.models import AutoEncoder
-    from isthmus.train import Trainer, TrainerConfig
-
-    w, c = cfg["window"], tr.shape[1]
-    xtr = torch.from_numpy(sliding_windows(tr, w, cfg["stride"]).reshape(-1, w * c))
-    torch.manual_seed(seed)
-    model = AutoEncoder.mlp(w * c, latent_dim=2 * cfg["latent_dim"], hidden=hidden, bottleneck="gaussian",
-                            activation="relu")
-    epochs = max(1, round(cfg["max_steps"] / -(-len(xtr) // 64)))
-    Trainer(model, TrainerConfig(epochs=epochs, lr=1e-3, weight_decay=1e-3, grad_clip=12.0, seed=seed,
-                                 progress=False, device="cpu")).fit(xtr)
-    xte = torch.from_numpy(sliding_windows(te, w).reshape(-1, w * c))
-    rec = torch.cat([model.reconstruct(b) for b in xte.split(1024)]).numpy()
-    err = (rec.reshape(-1, w, c)[:, -1] - xte.numpy().reshape(-1, w, c)[:, -1]) ** 2
-    return _per_step(err.astype(np.float64), w), sum(p.numel() for p in model.parameters())
-
-
-def _classic(name: str, tr: np.ndarray, te: np.ndarray, cfg: dict, seed: int):
-    from sklearn.decomposition import PCA
-    from sklearn.ensemble import IsolationForest
-
-    from isthmus.data.windows import sliding_windows
-
-    w, c = cfg["window"], tr.shape[1]
-    wtr = sliding_windows(tr, w, cfg["stride"]).reshape(-1, w * c)
-    wte = sliding_windows(te, w).reshape(-1, w * c)
-    if name == "iforest":
-        return _per_step(-IsolationForest(random_state=seed).fit(wtr).score_samples(wte), w), None
-    pca = PCA(n_components=0.9, svd_solver="full", random_state=seed).fit(wtr)
-    resid = (wte - pca.inverse_transform(pca.transform(wte))) ** 2
-    return _per_step(resid.sum(1), w), _per_step(resid.reshape(-1, w, c)[:, -1], w)
-
-
-def evaluate(data: dict, cfg: dict, dense_hidden: Sequence[int], seed: int) -> dict[str, dict[str, float]]:
-    """All methods on one dataset and seed → {method: metrics}; also keeps seed-0 artefacts for plots."""
-    from isthmus.metrics.anomaly import interpretation_hit_rate
-    from isthmus.tasks.stackvae import StackVAEGDetector
-
-    tr, te = _scale(data["train"], data["train"]), _scale(data["train"], data["test"])
-    contrib, out, extra, params = {}, {}, {}, {}
-    for name, (lam, init) in VARIANTS.items():
-        det = StackVAEGDetector(graph_weight=lam, graph_init_scale=init, random_state=seed, **cfg).fit(data["train"])
-        contrib[name] = det.channel_contributions(data["test"])
-        params[name] = float(det.n_params_)
-        if lam > 0:
-            extra[name] = {"adjacency": det.adjacency(), "weights": det.model_.edge_weights().numpy()}
-    contrib["dense_vae"], params["dense_vae"] = _fit_dense_vae(tr, te, cfg, dense_hidden, seed)
-    scores = {k: v.sum(1) for k, v in contrib.items()}
-    scores["pca"], contrib["pca"] = _classic("pca", tr, te, cfg, seed)
-    scores["iforest"], _ = _classic("iforest", tr, te, cfg, seed)
-    for name, s in scores.items():
-        out.setdefault(name, {}).update(detection_metrics(data["y"], s))
-        if data["events"] and name in contrib:
-            per_event = np.array([contrib[name][a:b].mean(0) for a, b, _ in data["events"]])
-            out[name]["hit_rate@150%"] = interpretation_hit_rate(per_event, [ch for _, _, ch in data["events"]])
-    for name, n in params.items():  # after the detection metrics: the first metric is the table's key metric
-        out[name]["n_params"] = float(n)
-    if data.get("same_group") is not None:
-        for name, art in extra.items():
-            out[name].update(adjacency_recovery(art["weights"], art["adjacency"], data["same_group"]))
-        corr = np.abs(np.corrcoef(tr.T))
-        out["corr_graph"] = adjacency_recovery(corr, _topk_graph(corr, cfg["k"]), data["same_group"])
-    out["_artefacts"] = {**extra["stackvae_g"], "init0.1": extra["stackvae_g_init0.1"],  # type: ignore[assignment]
-                         "score": scores["stackvae_g"]}
-    return out
+            "topk_precision": float(same_group[kept].mean()) if kept.any() else 0.0}
 
 
 def _topk_graph(w: np.ndarray, k: int) -> np.ndarray:
@@ -160,39 +97,140 @@ def _topk_graph(w: np.ndarray, k: int) -> np.ndarray:
     return keep
 
 
-def synthetic_data(cfg: dict, seed: int) -> dict:
-    from isthmus.data.channel_groups import make_channel_groups
+def last_step_errors(model, wins: np.ndarray, w: int, c: int) -> np.ndarray:
+    """Per-channel squared error of the last step of each flattened window ``(N, w·c)`` → ``(N, c)``."""
+    import torch
 
-    d = make_channel_groups(seed=seed, **cfg)
-    return {"train": d.train, "test": d.test, "y": d.test_labels, "events": [(a, b, ch) for a, b, ch, _ in d.events],
-            "same_group": d.same_group(), "groups": d.groups}
+    x = torch.from_numpy(np.ascontiguousarray(wins, dtype=np.float32))
+    with torch.no_grad():
+        rec = torch.cat([model.reconstruct(b) for b in x.split(1024)]).numpy()
+    return ((rec.reshape(-1, w, c)[:, -1] - wins.reshape(-1, w, c)[:, -1]) ** 2).astype(np.float64)
 
 
-def smd_data(n_train: int | None, n_test: int | None) -> dict[str, dict] | None:
-    """SMD machines (first ``n_train`` train and ``n_test`` test steps); None when absent."""
-    from isthmus.data import DataNotFoundError, find_data
+def _dense_vae(s: Settings, tr: np.ndarray, te: np.ndarray, seed: int):
+    import torch
+
+    from isthmus.data.windows import sliding_windows
+    from isthmus.models import AutoEncoder
+    from isthmus.train import Trainer, TrainerConfig
+
+    w, c = s.window, tr.shape[1]
+    xtr = torch.from_numpy(sliding_windows(tr, w, s.stride).reshape(-1, w * c))
+    torch.manual_seed(seed)
+    model = AutoEncoder.mlp(w * c, latent_dim=2 * s.latent_dim, hidden=(s.dense_hidden,), bottleneck="gaussian",
+                            activation="relu")
+    epochs = max(1, round(s.max_steps / -(-len(xtr) // 64)))
+    hist = Trainer(model, TrainerConfig(epochs=epochs, lr=1e-3, weight_decay=1e-3, grad_clip=12.0, seed=seed,
+                                        progress=False, device="cpu")).fit(xtr).history
+    model.eval()
+    err = last_step_errors(model, sliding_windows(te, w).reshape(-1, w * c), w, c)
+    return _per_step(err, w), sum(p.numel() for p in model.parameters()), [h["train_loss"] for h in hist]
+
+
+def _classic(name: str, s: Settings, tr: np.ndarray, te: np.ndarray, seed: int):
+    """PCA / IsolationForest of :mod:`isthmus.tasks.anomaly_classic` on flattened windows (already standardised
+    per channel, so no second scaler)."""
+    from isthmus.data.windows import sliding_windows
+    from isthmus.tasks.anomaly_classic import IsolationForestDetector, PCADetector
+
+    w, c = s.window, tr.shape[1]
+    wtr = sliding_windows(tr, w, s.stride).reshape(-1, w * c)
+    wte = sliding_windows(te, w).reshape(-1, w * c)
+    if name == "iforest":  # no per-step error: the whole window's isolation depth
+        return _per_step(IsolationForestDetector(random_state=seed).fit(wtr).score_samples(wte), w), None
+    resid = PCADetector(variance=0.9, scaler="none").fit(wtr).feature_contributions(wte, normalize=False)
+    last = _per_step(resid.reshape(-1, w, c)[:, -1], w)  # the same last-step error as the neural arms
+    return last.sum(1), last
+
+
+def run_method(method: str, s: Settings, d: dict, seed: int) -> tuple[dict[str, float], dict[str, Any]]:
+    """One method on one dataset → (metrics, artefacts: per-channel contributions, loss curve, graph)."""
+    from isthmus.metrics.anomaly import interpretation_hit_rate
+
+    tr, te = _scale(d["train"], d["train"]), _scale(d["train"], d["test"])
+    art: dict[str, Any] = {}
+    out: dict[str, float] = {}
+    if method == "corr_graph":
+        corr = np.abs(np.corrcoef(tr.T))
+        return adjacency_recovery(corr, _topk_graph(corr, s.k), d["same_group"]), art
+    if method in ("stackvae_g", "no_graph"):
+        from isthmus.tasks.stackvae import StackVAEGDetector
+
+        lam = GRAPH_WEIGHT if method == "stackvae_g" else 0.0
+        det = StackVAEGDetector(window=s.window, stride=s.stride, hidden=(s.hidden, s.hidden), latent_dim=s.latent_dim,
+                                k=s.k, embed_dim=s.embed_dim, graph_weight=lam, alpha=ALPHA, max_steps=s.max_steps,
+                                random_state=seed).fit(d["train"])
+        contrib, n_params = det.channel_contributions(d["test"]), det.n_params_
+        art["loss"] = [h["train_loss"] for h in det.history_]
+        if lam > 0:
+            art["adjacency"], art["weights"] = det.adjacency(), det.model_.edge_weights().numpy()
+    elif method == "dense_vae":
+        contrib, n_params, art["loss"] = _dense_vae(s, tr, te, seed)
+    else:
+        score, contrib = _classic(method, s, tr, te, seed)
+        n_params = None
+    score = contrib.sum(1) if contrib is not None and method != "iforest" else score
+    out.update(detection_metrics(d["y"], score))
+    if d["events"] and contrib is not None:
+        per_event = np.array([contrib[a:b].mean(0) for a, b, _ in d["events"]])
+        out["hit_rate150"] = interpretation_hit_rate(per_event, [ch for _, _, ch in d["events"]])
+    if n_params is not None:
+        out["n_params"] = float(n_params)
+    if "weights" in art and d.get("same_group") is not None:
+        out.update(adjacency_recovery(art["weights"], art["adjacency"], d["same_group"]))
+    art["score"] = score
+    return out, art
+
+
+@lru_cache(maxsize=1)
+def _smd(n_train: int, n_test: int) -> dict | None:
+    from isthmus.data import DataNotFoundError
+    from isthmus.data.smd import load_smd
 
     try:
-        root = find_data("smd")
+        ms = load_smd(list(MACHINES.values()), n_train=n_train or None, n_test=n_test or None)
     except DataNotFoundError:
         return None
-    out = {}
-    for name in ("machine-1-2", "machine-2-1"):
-        path = root / f"{name}.npz"
-        if not path.is_file():
-            continue
-        d = np.load(path, allow_pickle=False)
-        test = d["test"][:n_test].astype(np.float32)
-        events = []
-        interp = root / f"{name}_interpretation_label.txt"
-        for line in interp.read_text().split() if interp.is_file() else []:
-            span, dims = line.split(":")
-            a, b = (int(v) for v in span.split("-"))
-            if b < len(test):  # inclusive end, 1-based channels
-                events.append((a, b + 1, [int(v) - 1 for v in dims.split(",")]))
-        out[name] = {"train": d["train"][:n_train].astype(np.float32), "test": test,
-                     "y": d["test_label"][:len(test)].astype(np.int64), "events": events}
-    return out or None
+    return {k: {"train": m.train, "test": m.test, "y": m.labels, "events": m.events} for k, m in zip(MACHINES, ms)}
+
+
+def _arm(method: str):
+    def arm(s: Settings, seed: int, data: dict) -> Measured:
+        metrics, curves, info, conv = {}, {}, {}, []
+        for ds, d in data.items():
+            if method == "corr_graph" and ds != "synth":
+                continue
+            m, art = run_method(method, s, d, seed)
+            metrics.update({f"{ds}_{k}": v for k, v in m.items()})
+            if "loss" in art:
+                curves[f"{ds}_loss"] = art["loss"]
+                conv.append(plateaued(art["loss"]))
+            if ds == "synth" and "weights" in art:
+                info = {"weights": art["weights"].tolist(), "adjacency": art["adjacency"].tolist()}
+            if ds == "synth" and method == "stackvae_g":
+                curves["synth_score"] = art["score"].tolist()
+        if conv:
+            metrics["converged"] = float(all(conv))
+        return Measured(metrics=metrics, curves=curves, info=info)
+    return arm
+
+
+def _gates() -> tuple[Gate, ...]:
+    g = [Gate(f"{ds}: detection not below the dense VAE", f"{ds}_auroc", "stackvae_g", "dense_vae",
+              kind="non_inferiority", effect=0.02, headline=True,
+              why="'as well as heavier models': within 2 AUROC points of a dense VAE over the whole window")
+         for ds in MACHINES]
+    for ds in ("synth", *MACHINES):
+        for b in ("pca", "iforest"):
+            g.append(Gate(f"{ds}: detection not below {b}", f"{ds}_auroc", "stackvae_g", b, kind="non_inferiority",
+                          effect=0.02, why="the same 2-point margin against classical detectors"))
+    g.append(Gate("synth: detection not below the dense VAE", "synth_auroc", "stackvae_g", "dense_vae",
+                  kind="non_inferiority", effect=0.02, why="as on SMD; the planted groups need cross-channel information"))
+    g.append(Gate("graph recovers the planted groups", "synth_edge_auroc", "stackvae_g", 0.5, effect=0.3,
+                  why="edge AUROC above 0.8 (0.5 = chance): the old recipe's threshold, kept"))
+    g.append(Gate("the graph helps detection (synth)", "synth_auroc", "stackvae_g", "no_graph", effect=0.0,
+                  why="the paper's ablation: λ = 0.5 beats λ = 0 on data whose anomalies break channel groups"))
+    return tuple(g)
 
 
 @register_recipe
@@ -202,114 +240,103 @@ class StackVAEGRecipe(Recipe):
     claim = ("A VAE whose weights are shared across channels, with latents mixed along a learned sparse channel graph, "
              "detects multivariate time-series anomalies as well as heavier models with far fewer parameters, and its "
              "learned graph captures which channels are related.")
-    verdict_rule = (
-        f"(a) detection: on every dataset run (synthetic; SMD machines when present), StackVAE-G's mean unadjusted AUROC "
-        f">= the best baseline's (no-graph λ=0, dense VAE, PCA, IsolationForest) minus {AUROC_MARGIN}; (b) efficiency: "
-        f"dense VAE parameters >= {PARAM_RATIO:g}x StackVAE-G's; (c) graph: mean edge AUROC of the learned weights "
-        f"against the planted groups >= {RECOVERY_MIN}. reproduced = a and b and c; not reproduced = neither a nor c; "
-        "otherwise partial. Point-adjusted numbers, hit rates and the graph-vs-no-graph gap are reported, not judged."
+    Settings = Settings
+    modes = {
+        "smoke": Settings(seeds=1, n_channels=12, n_groups=3, n_train=400, n_test=500, n_anomalies=6, window=12,
+                          stride=4, hidden=16, latent_dim=3, k=3, embed_dim=8, max_steps=20, dense_hidden=32,
+                          smd_train=800, smd_test=7000),
+        "quick": Settings(seeds=3, max_steps=400, smd_train=5000, smd_test=10000),
+        "record": Settings(seeds=3, smd_train=5000, smd_test=10000),
+        "full": Settings(seeds=5, n_train=4000, n_test=4000, n_anomalies=16, window=100, hidden=200, latent_dim=20,
+                         k=10, embed_dim=30, max_steps=3000, dense_hidden=512, smd_train=0, smd_test=0),
+    }
+    ours = "stackvae_g"
+    gates = _gates()
+    preconditions = (
+        Precondition("StackVAE-G training converged", "stackvae_g", "converged", ">=", 1.0, over="every",
+                     why="every dataset's loss curve has plateaued; an unconverged model is not a test of the paper"),
+        Precondition("dense VAE training converged", "dense_vae", "converged", ">=", 1.0, over="every",
+                     why="the heavier baseline gets the same chance"),
+        Precondition("positive control: PCA finds the planted anomalies", "pca", "synth_auroc", ">=", 0.7,
+                     why="a linear detector must see them, else the synthetic data are broken"),
     )
-    default_seeds = {"smoke": 1, "quick": 2, "full": 5}
 
-    def run(self, mode: str, seeds: Sequence[int], out_dir: Path) -> Result:
-        cfg = MODE_SETTINGS[mode]
-        datasets = {"synth": [synthetic_data(cfg["synth"], s) for s in seeds]}
-        smd = smd_data(cfg["smd_train"], cfg["smd_test"]) if cfg["smd"] else None
-        for name, d in (smd or {}).items():
-            datasets[name] = [d] * len(seeds)
-        runs = {ds: [evaluate(d, cfg["model"], cfg["dense_hidden"], s) for d, s in zip(ds_list, seeds)]
-                for ds, ds_list in datasets.items()}
-        metrics = self._collect(runs, "stackvae_g")
-        baselines = {b: self._collect(runs, b) for b in (*BASELINES, "stackvae_g_init0.1", "corr_graph")}
-        verdict, why = self._verdict(metrics, baselines, list(datasets))
-        figures = self._plot(datasets, runs, out_dir)
-        return Result(recipe=self.slug, paper=self.paper, claim=self.claim, mode=mode, seeds=list(seeds),
-                      metrics=metrics, baselines=baselines, verdict=verdict, verdict_reason=why,
-                      config=self._config(mode, cfg, smd), figures=figures, notes=self._notes(mode, cfg, smd))
+    def data(self, s: Settings, seed: int) -> dict:
+        from isthmus.data.channel_groups import make_channel_groups
 
-    @staticmethod
-    def _collect(runs: dict[str, list[dict]], method: str) -> dict:
-        out = {}
-        for ds, rs in runs.items():
-            if method in rs[0]:
-                out.update({f"{ds}_{k}": summarize([r[method][k] for r in rs]) for k in rs[0][method]})
+        d = make_channel_groups(n_channels=s.n_channels, n_groups=s.n_groups, n_train=s.n_train, n_test=s.n_test,
+                                n_anomalies=s.n_anomalies, seed=seed,
+                                **({"anomaly_length": (15, 40)} if s.n_test < 1000 else {}))
+        out = {"synth": {"train": d.train, "test": d.test, "y": d.test_labels, "groups": d.groups,
+                         "events": [(a, b, ch) for a, b, ch, _ in d.events], "same_group": d.same_group()}}
+        if s.smd:
+            smd = _smd(s.smd_train, s.smd_test)
+            if smd is None:
+                raise FileNotFoundError("SMD not found (find_data('smd')); run with smd=false to judge synthetic only")
+            out.update(smd)
         return out
 
-    @staticmethod
-    def _verdict(metrics: dict, baselines: dict, datasets: list[str]) -> tuple[str, str]:
-        parts, a = [], True
-        for ds in datasets:
-            ours = metrics[f"{ds}_auroc"].mean
-            best_name = max(BASELINES, key=lambda b: baselines[b][f"{ds}_auroc"].mean)
-            best = baselines[best_name][f"{ds}_auroc"].mean
-            a &= ours >= best - AUROC_MARGIN
-            parts.append(f"{ds} AUROC {ours:.3f} vs best baseline {best_name} {best:.3f}")
-        ref = "machine-1-2" if "machine-1-2" in datasets else "synth"
-        ratio = baselines["dense_vae"][f"{ref}_n_params"].mean / metrics[f"{ref}_n_params"].mean
-        b = ratio >= PARAM_RATIO
-        rec = metrics["synth_edge_auroc"].mean
-        c = rec >= RECOVERY_MIN
-        verdict = "reproduced" if a and b and c else "not reproduced" if not (a or c) else "partial"
-        why = ("; ".join(parts) + f" ({'a passed' if a else 'a failed'}); dense/StackVAE-G params on {ref} "
-               f"{ratio:.1f}x ({'b passed' if b else 'b failed'}); synthetic edge AUROC {rec:.3f} "
-               f"({'c passed' if c else 'c failed'}; |corr| graph {baselines['corr_graph']['synth_edge_auroc'].mean:.3f})")
-        return verdict, why
+    def arms(self, s: Settings):
+        return {m: _arm(m) for m in ("stackvae_g", "no_graph", "dense_vae", "pca", "iforest", "corr_graph")}
 
-    @staticmethod
-    def _config(mode: str, cfg: dict, smd: dict | None) -> dict:
-        return {"mode": mode, "synthetic": cfg["synth"], "model": {**cfg["model"], "graph_weight": 0.5, "alpha": 3.0,
-                "consistency_weight": 1.0, "beta": 1.0, "variants (λ, init std)": VARIANTS, "lr": 1e-3,
-                "weight_decay": 1e-3, "grad_clip": 12.0, "batch_size": 64},
-                "dense_vae_hidden": list(cfg["dense_hidden"]), "smd": sorted(smd) if smd else [],
-                "smd_train_steps": cfg["smd_train"], "smd_test_steps": cfg["smd_test"]}
+    def checks(self, s: Settings, cells) -> list[Check]:
+        ratio = [cells["dense_vae"][k].metrics["synth_n_params"] / cells["stackvae_g"][k].metrics["synth_n_params"]
+                 for k in cells["stackvae_g"]]
+        return [Check("SMD judged", s.smd, "SMD machines 1-2 and 2-1 are part of the claim" if s.smd else
+                      "smd=false: the headline gates need SMD")] + \
+            [Check("StackVAE-G is the lighter model", min(ratio) > 1.0,
+                   f"dense VAE / StackVAE-G parameters {min(ratio):.1f}x (structural, reported; not a gate)")]
 
-    @staticmethod
-    def _notes(mode: str, cfg: dict, smd: dict | None) -> list[str]:
-        notes = [
-            "point-adjusted numbers (pa_*) are OPTIMISTIC: a whole labelled segment counts once any step in it scores high",
-            "stackvae_g uses the paper's N(0, 1) graph-embedding init; with α = 3 it saturates tanh, so the edge "
-            "weights get almost no gradient and stay near their random start. stackvae_g_init0.1 (reported, not "
-            "judged) starts at N(0, 0.1²): its weights do move (the consistency term ranks same-group edges higher) "
-            "but shrink towards 0, so A ≈ I and the mixing nearly vanishes. Development runs (synthetic seed 0, "
-            "window 32): edge AUROC 0.50 (init 1), 0.53 (0.3), 0.74 (0.1)",
-            "the top-k choice excludes the diagonal (the identity is added after), decoder is unit-variance Gaussian "
-            "(the paper also predicts a variance), and scoring decodes the posterior mean instead of 200 samples",
-            "corr_graph is a reference for adjacency recovery only: |correlation| of training channels, top-k per row",
-        ]
-        if cfg["smd"] and smd is None:
-            notes.append("SMD not found (find_data('smd') / ../shared/data/smd): synthetic set only")
-        if smd and cfg["smd_train"]:
-            notes.append(f"SMD subsampled for time: first {cfg['smd_train']} train steps and first {cfg['smd_test']} "
-                         "test steps of each machine (interpretation events inside that slice only); SMD data is the "
-                         "same for every seed, seeds vary the models only")
-        if cfg["model"]["window"] != 100:
-            notes.append(f"window {cfg['model']['window']} and hidden {cfg['model']['hidden']} (paper: 100 and 200-200) "
-                         f"with {cfg['model']['max_steps']} optimiser steps (paper: 256 epochs) to fit the CPU budget")
-        return notes
+    def describe(self, s: Settings) -> dict[str, Any]:
+        return {"model": {"graph_weight": GRAPH_WEIGHT, "alpha": ALPHA, "graph": "ReLU(α·tanh(M Mᵀ)), top-k, + I, "
+                          "row-normalised (authors' code)", "consistency_weight": 1.0, "beta": 1.0, "lr": 1e-3,
+                          "weight_decay": 1e-3, "grad_clip": 12.0, "batch_size": 64},
+                "smd": {"machines": list(MACHINES.values()), "train_steps": s.smd_train or "all",
+                        "test_steps": s.smd_test or "all", "same data for every seed": True} if s.smd else "not used",
+                "scoring": "neural arms and PCA: squared error of the window's last step; IsolationForest: window",
+                "deviations": [
+                    "the reconstruction term uses the decoder mean with unit variance; the authors' code trains on a "
+                    "sample from a learned output Gaussian (errata) — not applied here",
+                    "no StepLR(10, 0.8) schedule; graph mixing acts on the hidden features, not a z_dim projection",
+                    "the diagonal is masked before top-k; scoring decodes the posterior mean instead of averaging "
+                    "200 latent samples",
+                    f"window {s.window}, hidden {s.hidden}, latent {s.latent_dim}, {s.max_steps} steps "
+                    "(paper: 100, 200-200, 20, 256 epochs) to fit the CPU budget",
+                    "SMD scaled by training mean/std (the authors min-max scale train and test separately)"]}
 
-    @staticmethod
-    def _plot(datasets: dict, runs: dict, out_dir: Path) -> list[str]:
+    def figures(self, s: Settings, cells, out_dir: Path) -> list[str]:
         plt = pyplot()
-
-        d, art = datasets["synth"][0], runs["synth"][0]["_artefacts"]
+        seed = min(cells["stackvae_g"])
+        m = cells["stackvae_g"][seed]
+        d = self.data(s.with_overrides({"smd": False}), seed)["synth"]
         order = np.argsort(d["groups"], kind="stable")
-        fig, ax = plt.subplots(1, 4, figsize=(16, 4))
-        for a, (m, title) in zip(ax, [(art["weights"], "edge weights, paper init N(0,1)"),
-                                      (art["adjacency"], "adjacency A (top-k + I), paper init"),
-                                      (art["init0.1"]["weights"], "edge weights, init N(0,0.1²)"),
-                                      (d["same_group"].astype(float), "planted groups")]):
-            a.imshow(m[np.ix_(order, order)], cmap="viridis")
-            a.set_title(title, fontsize=9)
+        fig, ax = plt.subplots(1, 3, figsize=(12, 4))
+        for a, (mat, title) in zip(ax, [(np.asarray(m.info["weights"]), "edge weights ReLU(α·tanh(MMᵀ))"),
+                                        (np.asarray(m.info["adjacency"]), "adjacency A (top-k + I)"),
+                                        (d["same_group"].astype(float), "planted groups")]):
+            a.imshow(mat[np.ix_(order, order)], cmap="viridis")
+            a.set_title(f"{title}, seed {seed}", fontsize=9)
             a.set_xlabel("channel (sorted by planted group)")
         save_figure(fig, out_dir / "adjacency.png", dpi=90)
-        panels = [(k, datasets[k][0], runs[k][0]["_artefacts"]["score"]) for k in datasets]
-        fig, ax = plt.subplots(len(panels), 1, figsize=(12, 2.6 * len(panels)), squeeze=False)
-        for a, (name, dd, s) in zip(ax[:, 0], panels):
-            a.plot(s, lw=0.6, color="k")
-            a.fill_between(np.arange(len(s)), 0, 1, where=dd["y"] > 0, color="r", alpha=0.25,
-                           transform=a.get_xaxis_transform(), label="labelled anomaly")
-            a.set_yscale("log")
-            a.set_title(f"{name}: StackVAE-G score per test step (seed 0)", fontsize=9)
-        ax[0, 0].legend(loc="upper right", fontsize=8)
+        fig, a = plt.subplots(figsize=(12, 2.8))
+        sc = np.asarray(m.curves["synth_score"])
+        a.plot(sc, lw=0.6, color="k")
+        a.fill_between(np.arange(len(sc)), 0, 1, where=d["y"] > 0, color="r", alpha=0.25,
+                       transform=a.get_xaxis_transform(), label="labelled anomaly")
+        a.set_yscale("log")
+        a.set_title(f"synthetic: StackVAE-G score per test step (seed {seed})", fontsize=9)
+        a.legend(loc="upper right", fontsize=8)
         save_figure(fig, out_dir / "score_over_time.png", dpi=90)
         return ["adjacency.png", "score_over_time.png"]
+
+    changes = (
+        "Before the frame (quick, 2 seeds, 250 steps): 'not reproduced' — synthetic AUROC 0.63 vs PCA 0.91, edge "
+        "AUROC 0.525 < 0.8. The audit found (1) the graph formula had α inside the tanh (copied from the paper "
+        "notes), saturating it (edge AUROC 0.525 → 0.645 at 250 steps and 0.734 at 1000 with the authors' "
+        "ReLU(α·tanh(MMᵀ))); (2) PCA scored the whole window while the neural arms scored the last step (PCA on "
+        "machine-2-1: 0.805 window vs 0.646 last step); (3) the parameter-ratio gate could not fail. Now: the "
+        "authors' formula in nn/graph.py, last-step scoring for PCA, ≥ 1000 steps, the ratio is a check.",
+        "The small-init variant (stackvae_g_init0.1) existed only to work around the saturated formula and is dropped.",
+        "SMD is judged (headline: non-inferior to the dense VAE on both machines) instead of only the synthetic set; "
+        "record mode uses the first 5,000 train / 10,000 test steps of each machine for CPU time (full: all).",
+    )

@@ -16,7 +16,7 @@ from torch import nn
 
 from isthmus.metrics.continual import continual_report
 
-__all__ = ["split_classes", "train_stream", "task_accuracies"]
+__all__ = ["split_classes", "train_stream", "task_accuracies", "ncm_stream"]
 
 
 def split_classes(classes: Sequence[int], per_task: int) -> list[list[int]]:
@@ -63,4 +63,33 @@ def train_stream(model: nn.Module, x: torch.Tensor, y: torch.Tensor, x_test: tor
             loss.backward()
             opt.step()
         acc[t] = task_accuracies(model, x_test, y_test, tasks)
+    return {"acc_matrix": acc, **continual_report(acc)}
+
+
+@torch.no_grad()
+def ncm_stream(features: nn.Module, x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor,
+               tasks: list[list[int]], steps_per_task: int, batch_size: int, n_classes: int, seed: int = 0) -> dict:
+    """Nearest-class-mean on frozen ``features`` over the same stream as :func:`train_stream` (the same
+    minibatches, drawn with the same generator): running class means, prediction = nearest mean (Euclidean).
+    It has no weights to overwrite, so it cannot forget — the strongest simple baseline for a frozen encoder."""
+    g = torch.Generator().manual_seed(seed)
+    features.eval()
+    f_test = features(x_test)
+    sums = torch.zeros(n_classes, f_test.shape[1], dtype=torch.float64)
+    counts = torch.zeros(n_classes, dtype=torch.float64)
+    acc = np.zeros((len(tasks), len(tasks)))
+    for t, cls in enumerate(tasks):
+        idx = torch.nonzero(torch.isin(y, torch.as_tensor(cls))).squeeze(1)
+        for _ in range(steps_per_task):
+            b = idx[torch.randint(len(idx), (min(batch_size, len(idx)),), generator=g)]
+            sums.index_add_(0, y[b], features(x[b]).double())
+            counts.index_add_(0, y[b], torch.ones(len(b), dtype=torch.float64))
+        seen = counts > 0
+        means = sums / counts.clamp_min(1)[:, None]
+        d = torch.cdist(f_test.double(), means)
+        d[:, ~seen] = float("inf")  # a class never seen cannot be predicted
+        pred = d.argmin(1)
+        for j, c in enumerate(tasks):
+            mask = torch.isin(y_test, torch.as_tensor(c))
+            acc[t, j] = float((pred[mask] == y_test[mask]).float().mean()) if mask.any() else float("nan")
     return {"acc_matrix": acc, **continual_report(acc)}

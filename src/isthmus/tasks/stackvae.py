@@ -84,7 +84,7 @@ class StackVAEGDetector(BaseEstimator):
         n_batches = math.ceil(len(wins) / self.batch_size)
         cfg = TrainerConfig(epochs=max(1, round(self.max_steps / n_batches)), batch_size=self.batch_size, lr=self.lr,
                             weight_decay=self.weight_decay, grad_clip=12.0, seed=seed, progress=False, device="cpu")
-        Trainer(self.model_, cfg).fit(torch.from_numpy(wins))
+        self.history_ = Trainer(self.model_, cfg).fit(torch.from_numpy(wins)).history  # per-epoch train_* means
         self.model_.eval()
         train_scores = np.concatenate([self.score_steps(p) for p in parts])
         self.threshold_ = float(np.percentile(train_scores, self.percentile))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -35,6 +35,9 @@ class TrainerConfig(Config):
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     lr: float = 1e-3
     weight_decay: float = 0.0
+    # parameters whose name contains one of these strings get no weight decay (e.g. ["bias", "bottleneck."]:
+    # decay on weight matrices only, as latent-quantization papers do)
+    no_decay: list[str] = field(default_factory=list)
     momentum: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
     schedule: Literal["constant", "cosine", "linear"] = "constant"

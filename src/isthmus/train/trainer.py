@@ -63,15 +63,25 @@ class TrainResult:
         return asdict(self)
 
 
-def build_optimizer(params: Iterable[nn.Parameter], cfg: TrainerConfig) -> torch.optim.Optimizer:
-    params = list(params)
-    if not params:
+def build_optimizer(params: Iterable[nn.Parameter] | Iterable[dict[str, Any]], cfg: TrainerConfig
+                    ) -> torch.optim.Optimizer:
+    """The optimizer of ``cfg`` over ``params`` (parameters, or param-group dicts such as ``_decay_groups``)."""
+    groups: list[Any] = list(params)
+    if not groups:
         raise ValueError("the model has no trainable parameters (all have requires_grad=False)")
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(groups, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def _decay_groups(model: nn.Module, no_decay: list[str]) -> list[dict[str, Any]]:
+    """Two optimizer groups: decayed parameters, and those named by ``no_decay`` (weight decay 0)."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    off = [p for n, p in named if any(s in n for s in no_decay)]
+    on = [p for n, p in named if not any(s in n for s in no_decay)]
+    return [g for g in ({"params": on}, {"params": off, "weight_decay": 0.0}) if g["params"]]
 
 
 def _grad_norm(params: list[nn.Parameter]) -> torch.Tensor:
@@ -188,7 +198,7 @@ class Trainer:
         self._reset_run_state()
         self.model.to(self.device)
         self._params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = build_optimizer(self._params, cfg)
+        self.optimizer = build_optimizer(_decay_groups(self.model, cfg.no_decay) if cfg.no_decay else self._params, cfg)
         self._forward: Callable[[Any], Any] = (ddp_wrap(self.model, self.device) if self.dist.active
                                                else cast(Any, self.model).compute_loss)
         self._n_train, n_batches = self._count(train_src)
