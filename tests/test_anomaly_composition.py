@@ -1,0 +1,193 @@
+"""AnomalyDetector: the score's composition, eval-mode scoring, sign conventions and parameter checks.
+
+test_anomaly_detector.py shows the detector *works* (AUROC, contributions, scikit-learn rules); these
+pin down *how* the score is built, so that a dropped ``.eval()``, a sum instead of a mean, a missing
+normalisation or a silently disabled distance term fails (audit A01-A27). Only public behaviour and
+learned attributes documented in the class docstring are used.
+"""
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.stats
+import torch
+
+from isthmus.data import DataError
+from isthmus.tasks.anomaly import AnomalyDetector, default_members, pot_threshold
+
+torch.set_num_threads(1)
+SMALL = dict(n_estimators=2, max_steps=40, random_state=0)
+
+
+def rows(n: int = 120, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, 2))
+    W = np.random.default_rng(7).normal(size=(2, 5))
+    return (z @ W + 0.1 * rng.normal(size=(n, 5)) + 3.0).astype(np.float32)
+
+
+def recon_error(model, Z: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        x = torch.from_numpy(Z.astype(np.float64))
+        return ((model.reconstruct(x) - x) ** 2).sum(1).numpy()
+
+
+@pytest.fixture(scope="module")
+def pair():
+    """The same ensemble (same seeds) fitted without and with the distance term, minmax-scaled so the
+    training mean is not 0 in the scaled space."""
+    X = rows()
+    plain = AnomalyDetector(distance_weight=0.0, scaler="minmax", **SMALL).fit(X)
+    full = AnomalyDetector(scaler="minmax", **SMALL).fit(X)  # default distance_weight = 1
+    return X, plain, full
+
+
+def test_reconstruction_term_is_the_mean_of_median_normalised_member_errors(pair):
+    X, plain, _ = pair
+    Z = plain.scaler_.transform(X)
+    parts = [recon_error(m, Z) for m in plain.models_]
+    expected = np.mean([p / np.median(p) for p in parts], axis=0)  # each member: median training row = 1
+    test = rows(30, seed=1)
+    Zt = plain.scaler_.transform(test)
+    expected_test = np.mean([recon_error(m, Zt) / np.median(p) for m, p in zip(plain.models_, parts)], axis=0)
+    np.testing.assert_allclose(plain.score_samples(X), expected, rtol=1e-9)
+    np.testing.assert_allclose(plain.score_samples(test), expected_test, rtol=1e-9)
+    np.testing.assert_allclose(plain.train_scores_, expected, rtol=1e-9)
+
+
+def test_distance_term_is_the_squared_distance_from_the_training_mean_over_its_median(pair):
+    X, plain, full = pair
+    Z = np.asarray(full.scaler_.transform(X), dtype=np.float64)
+    center = Z.mean(0)
+    assert np.abs(center).max() > 0.1  # minmax: the distance must be measured from the mean, not from 0
+    d_train = ((Z - center) ** 2).sum(1)
+    test = rows(30, seed=2)
+    test[0] += 10.0  # far out along every feature
+    d_test = ((np.asarray(full.scaler_.transform(test), dtype=np.float64) - center) ** 2).sum(1) / np.median(d_train)
+    np.testing.assert_allclose(full.score_samples(test) - plain.score_samples(test), d_test, rtol=1e-6)
+    # a typical training row scores about 1 (reconstruction) + 1 (distance), the documented scale
+    assert np.median(full.train_scores_ - plain.train_scores_) == pytest.approx(1.0)
+
+
+def test_distance_weight_scales_only_the_distance_term(pair):
+    X, plain, full = pair
+    heavy = AnomalyDetector(distance_weight=2.5, scaler="minmax", **SMALL).fit(X)
+    test = rows(20, seed=3)
+    np.testing.assert_allclose(heavy.score_samples(test) - plain.score_samples(test),
+                               2.5 * (full.score_samples(test) - plain.score_samples(test)), rtol=1e-6)
+
+
+def test_signs_decision_function_and_ties(pair):
+    X, _, full = pair
+    test = rows(40, seed=4)
+    test[:3] += 25.0
+    s = full.score_samples(test)
+    assert s[:3].min() > s[3:].max()  # higher = more anomalous
+    np.testing.assert_allclose(full.decision_function(test), s - full.threshold_)
+    assert full.predict(test)[:3].tolist() == [1, 1, 1]
+    np.testing.assert_array_equal(full.predict(test), (s > full.threshold_).astype(np.int64))
+    tie = AnomalyDetector(scaler="minmax", **SMALL).fit(X)
+    tie.threshold_ = float(tie.score_samples(test[:1])[0])
+    assert tie.predict(test[:1]).tolist() == [0]  # a score equal to the threshold is not an alarm
+
+
+@pytest.mark.parametrize("spec", [
+    {"hidden": [16], "latent_dim": 2, "bottleneck": "gaussian"},  # a VAE samples its latent in train mode
+    {"hidden": [16], "latent_dim": 2, "dropout": 0.5},
+])
+def test_scoring_is_deterministic_in_eval_mode(spec):
+    X = rows(80)
+    det = AnomalyDetector(model=spec, n_estimators=1, max_steps=20, random_state=0).fit(X)
+    assert not any(m.training for m in det.models_)
+    a, b = det.score_samples(X[:10]), det.score_samples(X[:10])
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(det.score_samples(X), det.train_scores_, rtol=1e-9)
+
+
+def test_threshold_rules_on_the_training_scores(pair):
+    X, _, full = pair
+    assert full.threshold_ == pytest.approx(np.percentile(full.train_scores_, 99.0))
+    c = AnomalyDetector(threshold="contamination", contamination=0.1, scaler="minmax", **SMALL).fit(X)
+    assert c.threshold_ == pytest.approx(np.quantile(c.train_scores_, 0.9))
+    assert (c.predict(X) == 1).sum() == pytest.approx(0.1 * len(X), abs=1)
+
+
+# ---- parameters and input checks ----------------------------------------------------------------------
+@pytest.mark.parametrize("params, name", [
+    ({"percentile": 0}, "percentile"), ({"percentile": 100}, "percentile"), ({"percentile": -1}, "percentile"),
+    ({"contamination": 0.0}, "contamination"), ({"contamination": 0.5}, "contamination"),
+    ({"distance_weight": -0.1}, "distance_weight"), ({"n_estimators": 0}, "n_estimators"),
+    ({"threshold": "magic"}, "threshold"), ({"model": 42}, "model"),
+])
+def test_invalid_parameters_are_rejected_at_fit(params, name):
+    with pytest.raises(ValueError, match=name):
+        AnomalyDetector(**params).fit(rows(20))
+
+
+@pytest.mark.parametrize("params", [{"percentile": 0.5}, {"percentile": 99.9}, {"contamination": 0.49},
+                                    {"distance_weight": 0.0}])
+def test_boundary_parameters_are_accepted(params):
+    AnomalyDetector(n_estimators=1, epochs=1, random_state=0, **params).fit(rows(20))
+
+
+def test_one_row_is_not_enough_to_fit():
+    with pytest.raises(DataError, match="at least 2 rows"):
+        AnomalyDetector(n_estimators=1, epochs=1).fit(rows(1))
+
+
+def test_reordered_dataframe_columns_are_refused():
+    cols = list("abcde")
+    det = AnomalyDetector(n_estimators=1, epochs=1, random_state=0).fit(pd.DataFrame(rows(30), columns=cols))
+    df = pd.DataFrame(rows(5, seed=1), columns=cols)
+    with pytest.raises(DataError, match="different order"):
+        det.score_samples(df[["b", "a", "c", "d", "e"]])
+    assert det.score_samples(df).shape == (5,)
+
+
+# ---- defaults ------------------------------------------------------------------------------------------
+def test_default_members_widths_and_latent_sizes():
+    assert [m["hidden"] for m in default_members(20, 2)] == [[40], [40]]  # 2d, inside [16, 128]
+    assert default_members(3, 1)[0]["hidden"] == [16] and default_members(100, 1)[0]["hidden"] == [128]
+    assert [m["latent_dim"] for m in default_members(8, 6)] == [2, 4, 3, 1, 5, 2]  # fractions cycle
+    assert [m["latent_dim"] for m in default_members(2, 5)] == [1, 1, 1, 1, 1]  # below d, at least 1
+    assert [m["latent_dim"] for m in default_members(1, 2)] == [1, 1]
+
+
+@pytest.mark.parametrize("n, max_steps, epochs", [(100, 1, 5), (40, 100, 100), (8, 1500, 200)])
+def test_auto_epochs_follow_the_step_budget_within_5_and_200(n, max_steps, epochs):
+    det = AnomalyDetector(n_estimators=1, max_steps=max_steps, batch_size=64, random_state=0)
+    det.fit(rows(n))
+    assert len(det.history_[0]) == epochs
+
+
+def test_explicit_epochs_win():
+    det = AnomalyDetector(n_estimators=1, epochs=3, random_state=0).fit(rows(40))
+    assert len(det.history_[0]) == 3
+
+
+def test_squared_error_is_independent_of_the_chunk_size(pair):
+    from isthmus.tasks.anomaly import _squared_error
+
+    X, plain, _ = pair
+    Z = plain.scaler_.transform(X[:7]).astype(np.float32)
+    whole = _squared_error(plain.models_[0], Z)
+    np.testing.assert_allclose(_squared_error(plain.models_[0], Z, chunk=3), whole, rtol=1e-12)
+    assert whole.shape == (7, 5)
+
+
+# ---- POT threshold branches ----------------------------------------------------------------------------
+def test_pot_falls_back_to_the_empirical_quantile_with_few_peaks():
+    s = np.arange(200, dtype=np.float64)  # 2 % of 200 = 4 peaks above the 0.98 quantile: too few to fit
+    assert pot_threshold(s, risk=1e-3, level=0.98) == pytest.approx(np.quantile(s, 1 - 1e-3))
+    s = np.arange(500, dtype=np.float64)  # exactly 10 peaks: the tail is fitted, beyond the quantile rule
+    assert pot_threshold(s, risk=1e-3, level=0.98) != pytest.approx(np.quantile(s, 1 - 1e-3), rel=1e-6)
+
+
+def test_pot_exponential_tail_branch(monkeypatch):
+    s = np.arange(1000, dtype=np.float64)
+    monkeypatch.setattr(scipy.stats.genpareto, "fit", lambda *a, **k: (0.0, 0.0, 5.0))  # shape 0: exponential
+    t = np.quantile(s, 0.98)
+    peaks = (s > t).sum()
+    expected = t - 5.0 * np.log(1e-3 * len(s) / peaks)
+    assert pot_threshold(s, risk=1e-3, level=0.98) == pytest.approx(expected)
+    assert expected > t
