@@ -239,7 +239,8 @@ def test_wrong_optimizer_class_is_rejected():
     _, adam = _opt()
     tensors, meta = ck.optimizer_to_flat(adam)
     sgd = torch.optim.SGD(torch.nn.Linear(3, 2).parameters(), lr=0.1)
-    with pytest.raises(CheckpointError, match="holds a Adam state but the trainer uses SGD"):
+    with pytest.raises(CheckpointError, match="holds a Adam state but the trainer uses SGD; resume with the "
+                                              "optimizer the checkpoint was written with"):
         ck.optimizer_from_flat(sgd, tensors, meta, "ckpt")
 
 
@@ -247,8 +248,49 @@ def test_wrong_parameter_layout_is_rejected():
     _, adam = _opt()
     tensors, meta = ck.optimizer_to_flat(adam)
     other = torch.optim.Adam([torch.nn.Parameter(torch.zeros(2))], lr=0.1)
-    with pytest.raises(CheckpointError, match=r"parameter groups of sizes \[2\] but the model has \[1\]"):
+    with pytest.raises(CheckpointError, match=r"parameter groups of sizes \[2\] but the model has \[1\]; "
+                                              "the checkpoint is from a different model"):
         ck.optimizer_from_flat(other, tensors, meta, "ckpt")
+
+
+class _Tagged(torch.optim.Optimizer):
+    """An optimizer whose state has a key with a slash and a parameter with only scalar state."""
+
+    def __init__(self, params):
+        super().__init__(params, {"lr": 0.1})
+
+    def step(self, closure=None):
+        first, second = self.param_groups[0]["params"]
+        self.state[first]["moments/2"] = torch.full_like(first, 7.0)
+        self.state[second]["count"] = self.state[second].get("count", 0) + 1
+
+
+def test_state_keys_with_slashes_and_scalar_only_parameters_round_trip():
+    model = torch.nn.Linear(3, 2)
+    opt = _Tagged(model.parameters())
+    opt.step()
+    opt.step()
+    tensors, meta = ck.optimizer_to_flat(opt)
+    assert set(tensors) == {"state/0/moments/2"} and meta["scalars"] == {"1": {"count": 2}}
+    fresh = _Tagged(torch.nn.Linear(3, 2).parameters())
+    ck.optimizer_from_flat(fresh, tensors, meta, "ckpt")
+    state = fresh.state_dict()["state"]
+    assert torch.equal(state[0]["moments/2"], torch.full((2, 3), 7.0)) and state[1] == {"count": 2}
+    del meta["scalars"]  # optional: a checkpoint with tensor state only
+    ck.optimizer_from_flat(_Tagged(torch.nn.Linear(3, 2).parameters()), tensors, meta, "ckpt")
+
+
+def test_torch_refusing_the_state_is_reported_as_a_checkpoint_error(monkeypatch):
+    _, adam = _opt()
+    tensors, meta = ck.optimizer_to_flat(adam)
+    target = torch.optim.Adam(torch.nn.Linear(3, 2).parameters())
+
+    def refuse(state_dict):
+        raise ValueError("torch says no")
+
+    monkeypatch.setattr(target, "load_state_dict", refuse)
+    with pytest.raises(CheckpointError, match="ckpt-x does not fit this optimizer: torch says no"):
+        ck.optimizer_from_flat(target, tensors, meta, "ckpt-x")
 
 
 def test_unsaveable_optimizer_state_raises_instead_of_dropping_it():

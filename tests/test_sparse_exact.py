@@ -106,6 +106,9 @@ def test_batchtopk_eval_uses_the_learned_threshold():
     assert float(bn.threshold) == 0.75  # eval never moves the threshold
     bn.threshold.fill_(0.0)  # an estimate of exactly 0 is an estimate: plain ReLU, not top-k
     assert bn(t([[3.0, 0.5, -2.0, 1.0]])).latent.tolist() == [[3.0, 0.5, 0.0, 1.0]]
+    bn.train()  # ... and training averages into it rather than starting over
+    bn(t([[2.0, 0.0, 0.0, 0.0]]))
+    assert float(bn.threshold) == pytest.approx(0.01 * 2.0)
 
 
 def test_batchtopk_eval_before_any_training_falls_back_to_per_sample_topk():
@@ -222,6 +225,13 @@ def test_topafa_k_is_capped_at_256_by_default():
     assert out.codes.tolist() == [256] and int((out.latent != 0).sum()) == 256
     capped = BOTTLENECKS.build("sae_topafa", latent_dim=300, k_max=5, afa_coeff=0.0)
     assert capped(torch.ones(1, 300), input_norm=torch.tensor([300.0 ** 0.5])).codes.tolist() == [5]
+
+
+def test_topafa_builds_its_masks_on_the_input_device():
+    # the meta device stands in for a GPU: a mask made on the CPU cannot be combined with meta tensors
+    bn = BOTTLENECKS.build("sae_topafa", latent_dim=4, afa_coeff=1.0).to("meta")
+    out = bn(torch.ones(2, 4, device="meta"), input_norm=torch.ones(2, device="meta"))
+    assert out.latent.device.type == "meta" and out.losses["afa"].device.type == "meta"
 
 
 def test_topafa_default_target_is_the_pre_activation_norm():

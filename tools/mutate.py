@@ -30,17 +30,21 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "tools" / "mutation.toml"
 WORK = ROOT / ".mutmut"
 KILLED = {1, 3, 36, 24, -24, 152, 255}  # test failure / pytest error / timeout
+NICE = int(os.environ.get("MUTATE_NICE", "10"))  # a shared machine: leave the CPU to interactive work
 
 
 def _pyproject(module: dict) -> str:
     """mutmut + pytest config for one module's scratch folder."""
     tests = ", ".join(json.dumps(t) for t in module["tests"])
+    extra = ["-x", "-q", "-p", "no:randomly"]
+    for node in module.get("deselect", []):
+        extra += ["--deselect", node]
     return (
         "[tool.mutmut]\n"
         'source_paths = ["src"]\n'
         f"only_mutate = [{json.dumps(module['path'])}]\n"
         f"pytest_add_cli_args_test_selection = [{tests}]\n"
-        'pytest_add_cli_args = ["-x", "-q", "-p", "no:randomly"]\n'
+        f"pytest_add_cli_args = {json.dumps(extra)}\n"
         "use_git_change_detection = false\n"
         "\n[tool.pytest.ini_options]\n"
         'testpaths = ["tests"]\n'
@@ -99,7 +103,7 @@ def _mutated_lines(diff: str) -> list[str]:
 def run_module(module: dict, budget: float, show_survivors: bool) -> dict:
     wd = _prepare(module)
     env = _env(wd)
-    cmd = ["nice", "-n", "19", _mutmut(), "run", "--max-children", "1"]
+    cmd = ["nice", "-n", str(NICE), _mutmut(), "run", "--max-children", "1"]
     t0 = time.time()
     print(f"== {module['name']}: {module['path']} against {' '.join(module['tests'])}", flush=True)
     try:
