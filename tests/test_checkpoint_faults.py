@@ -93,6 +93,49 @@ def test_failed_save_leaves_pointer_and_every_folder_unchanged(two_checkpoints, 
     assert ck.find_latest(root).name == "ckpt-000000020-0"
 
 
+def test_save_creates_nested_folders_stamps_every_file_and_keeps_two_by_default(tmp_path):
+    from safetensors import safe_open
+
+    root = tmp_path / "runs" / "a" / "ck"  # none of these exist yet
+    model, opt = _opt()
+    for step in (1, 2, 3):
+        folder = ck.save_checkpoint(root, ck.checkpoint_name(step, True), model_state=model.state_dict(),
+                                    optimizer=opt, rng_tensors={"cpu": torch.zeros(2, dtype=torch.uint8)},
+                                    state={"global_step": step}, best_model=model.state_dict())
+    assert [p.name for p in ck.list_checkpoints(root)] == ["ckpt-000000002-1", "ckpt-000000003-1"]
+    for f in folder.glob("*.safetensors"):  # identifiable as ours by any safetensors reader
+        with safe_open(str(f), "pt") as fh:
+            assert fh.metadata() == {"format": ck.FORMAT}, f.name
+
+
+def test_a_failure_after_the_rename_surfaces_as_itself(two_checkpoints, monkeypatch):
+    def broken_fsync(path):
+        raise OSError("injected: fsync failed")
+
+    monkeypatch.setattr(ck, "_fsync_dir", broken_fsync)
+    with pytest.raises(OSError, match="injected"):  # not a FileNotFoundError from cleaning up the temp folder
+        _save(two_checkpoints, 30)
+    assert ck.find_latest(two_checkpoints).name == "ckpt-000000020-0"  # the pointer was not moved
+
+
+def test_pruning_tolerates_a_folder_removed_meanwhile(two_checkpoints, monkeypatch):
+    listed = ck.list_checkpoints
+    ghost = two_checkpoints / "ckpt-000000005-0"  # listed, then removed by another process
+    monkeypatch.setattr(ck, "list_checkpoints", lambda root: [ghost, *listed(root)])
+    _save(two_checkpoints, 30, keep=2)
+    assert [p.name for p in listed(two_checkpoints)] == ["ckpt-000000020-0", "ckpt-000000030-0"]
+
+
+def test_leftovers_that_cannot_be_removed_never_fail_a_save(two_checkpoints, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    # rmtree refuses symlinks: stand-ins for leftovers another process holds or is removing
+    (two_checkpoints / ".tmp-ckpt-000000007-0-999").symlink_to(elsewhere)
+    (two_checkpoints / "ckpt-000000001-0").symlink_to(elsewhere)  # oldest, so due for pruning
+    _save(two_checkpoints, 30, keep=2)
+    assert ck.find_latest(two_checkpoints).name == "ckpt-000000030-0" and elsewhere.is_dir()
+
+
 def test_recreating_a_step_replaces_the_folder(two_checkpoints):
     root = two_checkpoints
     _save(root, 20, best={"w": torch.ones(2)})
@@ -296,11 +339,12 @@ def test_torch_refusing_the_state_is_reported_as_a_checkpoint_error(monkeypatch)
 def test_unsaveable_optimizer_state_raises_instead_of_dropping_it():
     _, opt = _opt(torch.optim.SGD, lr=0.1)
     opt.state[opt.param_groups[0]["params"][0]]["history"] = [1.0, 2.0]
-    with pytest.raises(CheckpointError, match="'history' of parameter 0 is a list"):
+    with pytest.raises(CheckpointError, match="'history' of parameter 0 is a list; only tensors and JSON "
+                                              "scalars can be saved without pickle"):
         ck.optimizer_to_flat(opt)
     _, opt = _opt(torch.optim.SGD, lr=0.1)
     opt.param_groups[0]["hook"] = object()
-    with pytest.raises(CheckpointError, match="param_group field 'hook'"):
+    with pytest.raises(CheckpointError, match=r"param_group field 'hook' \(object\) is not JSON-safe"):
         ck.optimizer_to_flat(opt)
 
 
