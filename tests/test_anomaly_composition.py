@@ -117,7 +117,8 @@ def test_threshold_rules_on_the_training_scores(pair):
     ({"percentile": 0}, "percentile"), ({"percentile": 100}, "percentile"), ({"percentile": -1}, "percentile"),
     ({"contamination": 0.0}, "contamination"), ({"contamination": 0.5}, "contamination"),
     ({"distance_weight": -0.1}, "distance_weight"), ({"n_estimators": 0}, "n_estimators"),
-    ({"threshold": "magic"}, "threshold"), ({"model": 42}, "model"),
+    ({"threshold": "magic"}, r"threshold must be one of \('percentile', 'contamination', 'pot'\), got 'magic'"),
+    ({"model": 42}, r"model must be None, a dict of AutoEncoder\.mlp arguments or a callable f\(n_features\)"),
 ])
 def test_invalid_parameters_are_rejected_at_fit(params, name):
     with pytest.raises(ValueError, match=name):
@@ -191,3 +192,62 @@ def test_pot_exponential_tail_branch(monkeypatch):
     expected = t - 5.0 * np.log(1e-3 * len(s) / peaks)
     assert pot_threshold(s, risk=1e-3, level=0.98) == pytest.approx(expected)
     assert expected > t
+
+
+def test_pot_defaults_and_float32_scores():
+    s = np.random.default_rng(0).exponential(size=5000)
+    assert pot_threshold(s) == pot_threshold(s, risk=1e-3, level=0.98)
+    assert pot_threshold(s.astype(np.float32)) == pytest.approx(pot_threshold(s.astype(np.float32).astype(np.float64)),
+                                                                rel=1e-12)  # computed in float64 whatever comes in
+
+
+# ---- contributions and conveniences ---------------------------------------------------------------------
+def test_normalised_contributions_sum_to_one_even_for_low_scores(pair):
+    X, _, full = pair
+    c = full.feature_contributions(X)
+    assert (full.score_samples(X) < 1).any()  # rows scoring below 1 are normalised too
+    np.testing.assert_allclose(c.sum(1), 1.0, rtol=1e-9)
+    np.testing.assert_allclose(full.feature_contributions(X, normalize=False).sum(1), full.score_samples(X))
+
+
+def test_top_features_default_k_and_ties_in_column_order():
+    det = AnomalyDetector()
+    det.n_features_in_ = 40
+    c = np.zeros((1, 40))
+    c[0, [5, 30]] = 0.5
+    det.feature_contributions = lambda X: c  # many exact ties: the earlier column comes first
+    assert det.top_features(None) == [["5", "30", "0"]]
+    assert det.top_features(None, k=6) == [["5", "30", "0", "1", "2", "3"]]
+
+
+def test_fit_predict_is_fit_then_predict():
+    X = rows(60)
+    X[:2] += 20.0
+    det = AnomalyDetector(threshold="contamination", contamination=0.05, n_estimators=1, epochs=2, random_state=0)
+    flags = det.fit_predict(X)
+    np.testing.assert_array_equal(flags, det.predict(X))
+    assert flags[:2].tolist() == [1, 1] and flags.sum() == pytest.approx(0.05 * 60, abs=1)
+
+
+@pytest.mark.parametrize("shape, message", [
+    ((20,), r"X must be 2-D \(n_samples, n_features\), got shape \(20,\)\. Reshape your data with "
+            r"X\.reshape\(-1, 1\) for one feature or X\.reshape\(1, -1\) for one sample"),
+    ((20, 3, 2), r"got shape \(20, 3, 2\); window a time series first \(isthmus\.data\.sliding_windows\) "
+                 "and flatten it"),
+])
+def test_wrong_dimensionality_says_how_to_reshape(shape, message):
+    with pytest.raises(DataError, match=message):
+        AnomalyDetector(n_estimators=1, epochs=1).fit(np.ones(shape, dtype=np.float32))
+
+
+def test_wrong_columns_at_score_time_say_what_differs():
+    det = AnomalyDetector(n_estimators=1, epochs=1, random_state=0).fit(pd.DataFrame(rows(30), columns=list("abcde")))
+    with pytest.raises(DataError, match=r"X has 4 features, but AnomalyDetector is expecting 5 features as input"):
+        det.score_samples(rows(5)[:, :4])
+    renamed = pd.DataFrame(rows(5), columns=list("abcdz"))
+    with pytest.raises(DataError, match=r"missing \['e'\], unexpected \['z'\]\); pass the columns "
+                                        r"\['a', 'b', 'c', 'd', 'e'\] in that order"):
+        det.score_samples(renamed)
+    assert det.feature_names_in_.tolist() == list("abcde")
+    plain = det.fit(rows(30))  # refitting on an array forgets the names
+    assert not hasattr(plain, "feature_names_in_") and plain.score_samples(rows(3)).shape == (3,)

@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -106,12 +107,17 @@ def run_module(module: dict, budget: float, show_survivors: bool) -> dict:
     cmd = ["nice", "-n", str(NICE), _mutmut(), "run", "--max-children", "1"]
     t0 = time.time()
     print(f"== {module['name']}: {module['path']} against {' '.join(module['tests'])}", flush=True)
+    # own process group: on timeout the forked mutant workers (and their test subprocesses) stop too
+    proc = subprocess.Popen(cmd, cwd=wd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
     try:
-        proc = subprocess.run(cmd, cwd=wd, env=env, timeout=budget, capture_output=True, text=True)
+        out, _ = proc.communicate(timeout=budget)
         finished = proc.returncode == 0
         if not finished:
-            print(proc.stdout[-3000:], proc.stderr[-3000:], sep="\n")
+            print(out[-3000:])
     except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.communicate()
         finished = False
         print(f"   stopped after the {budget:.0f} s budget; the score below covers the mutants checked so far")
     codes = _results(wd, module)
