@@ -251,3 +251,32 @@ def test_wrong_columns_at_score_time_say_what_differs():
     assert det.feature_names_in_.tolist() == list("abcde")
     plain = det.fit(rows(30))  # refitting on an array forgets the names
     assert not hasattr(plain, "feature_names_in_") and plain.score_samples(rows(3)).shape == (3,)
+
+
+@pytest.mark.parametrize("risk, level", [(0.0, 0.98), (0.5, 0.5), (0.6, 0.5)])
+def test_pot_risk_outside_its_open_interval_is_rejected(risk, level):
+    with pytest.raises(ValueError, match=rf"pot risk must be in \(0, 1 - level={1 - level:g}\), got {risk}"):
+        pot_threshold(np.arange(100.0), risk=risk, level=level)
+
+
+def test_pot_fits_location_zero_to_the_peaks_strictly_above_the_level_quantile():
+    s = np.r_[np.zeros(985), np.random.default_rng(1).exponential(2.0, size=15)]  # the 0.98 quantile is 0
+    assert np.quantile(s, 0.98) == 0.0
+    peaks = s[s > 0.0]  # the 985 rows sitting exactly on the quantile are not peaks
+    shape, loc, scale = scipy.stats.genpareto.fit(peaks, floc=0.0)
+    assert loc == 0.0
+    ratio = 1e-3 * len(s) / len(peaks)
+    assert pot_threshold(s, risk=1e-3, level=0.98) == pytest.approx(scale / shape * (ratio ** (-shape) - 1.0))
+
+
+def test_pot_general_tail_branch(monkeypatch):
+    s = np.arange(1000, dtype=np.float64)
+    monkeypatch.setattr(scipy.stats.genpareto, "fit", lambda *a, **k: (0.5, 0.0, 5.0))  # a heavy tail
+    t = np.quantile(s, 0.98)
+    ratio = 1e-3 * len(s) / (s > t).sum()
+    assert pot_threshold(s, risk=1e-3, level=0.98) == pytest.approx(t + 5.0 / 0.5 * (ratio ** -0.5 - 1.0))
+
+
+def test_predict_returns_integer_labels(pair):
+    X, _, full = pair
+    assert full.predict(X[:3]).dtype == np.int64

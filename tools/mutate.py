@@ -55,11 +55,15 @@ def _pyproject(module: dict) -> str:
     )
 
 
-def _prepare(module: dict) -> Path:
+def _prepare(module: dict, retest: bool) -> Path:
     wd = WORK / module["name"]
+    skip = shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc")
+    if retest:  # keep the mutants and their results; refresh the tests only (mutmut adds stats for new tests)
+        shutil.copytree(ROOT / "tests", wd / "tests", ignore=skip, dirs_exist_ok=True)
+        (wd / "pyproject.toml").write_text(_pyproject(module))
+        return wd
     shutil.rmtree(wd, ignore_errors=True)
     wd.mkdir(parents=True)
-    skip = shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc")
     shutil.copytree(ROOT / "src", wd / "src", ignore=skip)
     shutil.copytree(ROOT / "tests", wd / "tests", ignore=skip)
     (wd / "pyproject.toml").write_text(_pyproject(module))
@@ -101,10 +105,20 @@ def _mutated_lines(diff: str) -> list[str]:
     return [ln[1:].strip() for ln in diff.splitlines() if ln.startswith("+") and not ln.startswith("+++")]
 
 
-def run_module(module: dict, budget: float, show_survivors: bool) -> dict:
-    wd = _prepare(module)
+def run_module(module: dict, budget: float, show_survivors: bool, retest: bool = False) -> dict:
+    wd = WORK / module["name"]
+    again = []
+    if retest:
+        codes = _results(wd, module)
+        changed = bool(codes) and (ROOT / module["path"]).read_bytes() != (wd / module["path"]).read_bytes()
+        if not codes or changed:
+            print(f"   no usable earlier run of {module['name']} to retest" + (" (source changed)" if changed else ""))
+            retest = False
+        else:
+            again = sorted(k for k, v in codes.items() if v is None or v not in KILLED)
+    wd = _prepare(module, retest)
     env = _env(wd)
-    cmd = ["nice", "-n", str(NICE), _mutmut(), "run", "--max-children", "1"]
+    cmd = ["nice", "-n", str(NICE), _mutmut(), "run", "--max-children", "1", *again]
     t0 = time.time()
     print(f"== {module['name']}: {module['path']} against {' '.join(module['tests'])}", flush=True)
     # own process group: on timeout the forked mutant workers (and their test subprocesses) stop too
@@ -153,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("modules", nargs="*", help="names from tools/mutation.toml (default: all, in order)")
     ap.add_argument("--budget", type=float, default=1800, help="seconds per module (default 1800)")
     ap.add_argument("--survivors", action="store_true", help="print the diff of every surviving mutant")
+    ap.add_argument("--retest", action="store_true",
+                    help="rerun only the last run's survivors against the current tests (source unchanged)")
     args = ap.parse_args(argv)
     modules = tomllib.loads(CONFIG.read_text())["module"]
     known = {m["name"]: m for m in modules}
@@ -160,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         ap.error(f"unknown module(s) {unknown}; choose from {list(known)}")
     chosen = [known[n] for n in args.modules] if args.modules else modules
-    rows = [run_module(m, args.budget, args.survivors) for m in chosen]
+    rows = [run_module(m, args.budget, args.survivors, args.retest) for m in chosen]
     WORK.mkdir(exist_ok=True)
     (WORK / "summary.json").write_text(json.dumps(rows, indent=1))
     print("\nmodule       mutants  checked  killed  equivalent  survived  score   time")
