@@ -140,7 +140,7 @@ def test_reordered_dataframe_columns_are_refused():
     cols = list("abcde")
     det = AnomalyDetector(n_estimators=1, epochs=1, random_state=0).fit(pd.DataFrame(rows(30), columns=cols))
     df = pd.DataFrame(rows(5, seed=1), columns=cols)
-    with pytest.raises(DataError, match="different order"):
+    with pytest.raises(DataError, match=r"\(same names, different order\)"):
         det.score_samples(df[["b", "a", "c", "d", "e"]])
     assert det.score_samples(df).shape == (5,)
 
@@ -248,6 +248,8 @@ def test_wrong_columns_at_score_time_say_what_differs():
     with pytest.raises(DataError, match=r"missing \['e'\], unexpected \['z'\]\); pass the columns "
                                         r"\['a', 'b', 'c', 'd', 'e'\] in that order"):
         det.score_samples(renamed)
+    with pytest.raises(DataError, match=r"missing \['e'\], unexpected \[\]\)"):
+        det.score_samples(pd.DataFrame(rows(5)[:, :4], columns=list("abcd")))
     assert det.feature_names_in_.tolist() == list("abcde")
     plain = det.fit(rows(30))  # refitting on an array forgets the names
     assert not hasattr(plain, "feature_names_in_") and plain.score_samples(rows(3)).shape == (3,)
@@ -280,3 +282,13 @@ def test_pot_general_tail_branch(monkeypatch):
 def test_predict_returns_integer_labels(pair):
     X, _, full = pair
     assert full.predict(X[:3]).dtype == np.int64
+
+
+def test_a_failed_fit_leaves_the_detector_unfitted():
+    from sklearn.exceptions import NotFittedError
+
+    det = AnomalyDetector(n_estimators=1, epochs=1)
+    with pytest.raises(DataError, match="at least 2 rows"):
+        det.fit(pd.DataFrame(rows(1), columns=list("abcde")))  # column names were read before the refusal
+    with pytest.raises(NotFittedError):
+        det.score_samples(rows(3))
