@@ -151,6 +151,7 @@ def test_default_members_widths_and_latent_sizes():
     assert default_members(3, 1)[0]["hidden"] == [16] and default_members(100, 1)[0]["hidden"] == [128]
     assert [m["latent_dim"] for m in default_members(8, 6)] == [2, 4, 3, 1, 5, 2]  # fractions cycle
     assert [m["latent_dim"] for m in default_members(2, 5)] == [1, 1, 1, 1, 1]  # below d, at least 1
+    assert [m["latent_dim"] for m in default_members(3, 5)] == [1, 2, 1, 1, 2]  # round(1.5), round(1.875) = 2
     assert [m["latent_dim"] for m in default_members(1, 2)] == [1, 1]
 
 
@@ -292,3 +293,41 @@ def test_a_failed_fit_leaves_the_detector_unfitted():
         det.fit(pd.DataFrame(rows(1), columns=list("abcde")))  # column names were read before the refusal
     with pytest.raises(NotFittedError):
         det.score_samples(rows(3))
+
+
+# ---- member training --------------------------------------------------------------------------------------
+def test_members_train_with_the_estimator_settings(capfd):
+    det = AnomalyDetector(model={"hidden": [8], "latent_dim": 3}, n_estimators=1, epochs=2, batch_size=10,
+                          lr=0.0123, random_state=0).fit(rows(40))
+    assert capfd.readouterr().err == ""  # no progress bars from the members' training
+    member = det.models_[0]
+    assert member.latent_dim == 3  # the dict spec reaches AutoEncoder.mlp
+    assert member.objective.recon_loss == "mse" and member.objective.recon_reduction == "mean"
+    hist = det.history_[0]
+    assert [h["step"] for h in hist] == [4, 8]  # batch_size 10 on 40 rows
+    assert hist[0]["lr"] == pytest.approx(0.0123)
+
+
+def test_default_members_are_built_as_specified():
+    det = AnomalyDetector(n_estimators=3, epochs=1, random_state=0).fit(rows(40))
+    assert [m.latent_dim for m in det.models_] == [m["latent_dim"] for m in default_members(5, 3)]
+
+
+def test_weight_decay_reaches_the_members():
+    X = rows(40)
+    plain = AnomalyDetector(n_estimators=1, epochs=3, random_state=0).fit(X)
+    decayed = AnomalyDetector(n_estimators=1, epochs=3, weight_decay=0.5, random_state=0).fit(X)
+    assert not np.allclose(plain.score_samples(X), decayed.score_samples(X))
+
+
+def test_members_with_the_same_init_differ_by_their_batch_order():
+    from isthmus.models import AutoEncoder
+
+    def same_init(d):
+        with torch.random.fork_rng():
+            torch.manual_seed(123)
+            return AutoEncoder.mlp(d, latent_dim=2, hidden=[8])
+
+    det = AnomalyDetector(model=same_init, n_estimators=2, epochs=2, batch_size=8, random_state=0).fit(rows(40))
+    a, b = (m.state_dict() for m in det.models_)
+    assert any(not torch.equal(a[k], b[k]) for k in a)  # each member's trainer is seeded on its own
