@@ -110,6 +110,9 @@ def test_threshold_rules_on_the_training_scores(pair):
     c = AnomalyDetector(threshold="contamination", contamination=0.1, scaler="minmax", **SMALL).fit(X)
     assert c.threshold_ == pytest.approx(np.quantile(c.train_scores_, 0.9))
     assert (c.predict(X) == 1).sum() == pytest.approx(0.1 * len(X), abs=1)
+    p = AnomalyDetector(threshold="pot", pot_risk=0.005, pot_level=0.9, scaler="minmax", **SMALL).fit(X)
+    assert p.threshold_ == pytest.approx(pot_threshold(p.train_scores_, risk=0.005, level=0.9))
+    assert p.threshold_ != pytest.approx(pot_threshold(p.train_scores_), rel=1e-6)
 
 
 # ---- parameters and input checks ----------------------------------------------------------------------
