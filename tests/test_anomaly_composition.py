@@ -58,6 +58,8 @@ def test_reconstruction_term_is_the_mean_of_median_normalised_member_errors(pair
 def test_distance_term_is_the_squared_distance_from_the_training_mean_over_its_median(pair):
     X, plain, full = pair
     Z = np.asarray(full.scaler_.transform(X), dtype=np.float64)
+    np.testing.assert_allclose(Z.min(0), 0.0, atol=1e-6)  # the requested minmax scaler, fitted on X
+    np.testing.assert_allclose(Z.max(0), 1.0, atol=1e-6)
     center = Z.mean(0)
     assert np.abs(center).max() > 0.1  # minmax: the distance must be measured from the mean, not from 0
     d_train = ((Z - center) ** 2).sum(1)
@@ -121,7 +123,7 @@ def test_threshold_rules_on_the_training_scores(pair):
     ({"contamination": 0.0}, "contamination"), ({"contamination": 0.5}, "contamination"),
     ({"distance_weight": -0.1}, "distance_weight"), ({"n_estimators": 0}, "n_estimators"),
     ({"threshold": "magic"}, r"threshold must be one of \('percentile', 'contamination', 'pot'\), got 'magic'"),
-    ({"model": 42}, r"model must be None, a dict of AutoEncoder\.mlp arguments or a callable f\(n_features\)"),
+    ({"model": 42}, r"^model must be None, a dict of AutoEncoder\.mlp arguments or a callable f\(n_features\)$"),
 ])
 def test_invalid_parameters_are_rejected_at_fit(params, name):
     with pytest.raises(ValueError, match=name):
@@ -134,9 +136,10 @@ def test_boundary_parameters_are_accepted(params):
     AnomalyDetector(n_estimators=1, epochs=1, random_state=0, **params).fit(rows(20))
 
 
-def test_one_row_is_not_enough_to_fit():
+def test_one_row_is_not_enough_to_fit_two_are():
     with pytest.raises(DataError, match="at least 2 rows"):
         AnomalyDetector(n_estimators=1, epochs=1).fit(rows(1))
+    assert AnomalyDetector(n_estimators=1, epochs=1, random_state=0).fit(rows(2)).score_samples(rows(2)).shape == (2,)
 
 
 def test_reordered_dataframe_columns_are_refused():
