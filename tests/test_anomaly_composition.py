@@ -16,7 +16,7 @@ from isthmus.data import DataError
 from isthmus.tasks.anomaly import AnomalyDetector, default_members, pot_threshold
 
 torch.set_num_threads(1)
-SMALL = dict(n_estimators=2, max_steps=40, random_state=0)
+SMALL = dict(n_estimators=2, epochs=6, random_state=0)
 
 
 def rows(n: int = 120, seed: int = 0) -> np.ndarray:
@@ -32,7 +32,7 @@ def recon_error(model, Z: np.ndarray) -> np.ndarray:
         return ((model.reconstruct(x) - x) ** 2).sum(1).numpy()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture  # per test, not per module: mutation testing maps a fit to every test that needs it
 def pair():
     """The same ensemble (same seeds) fitted without and with the distance term, minmax-scaled so the
     training mean is not 0 in the scaled space."""
@@ -42,7 +42,7 @@ def pair():
     return X, plain, full
 
 
-def test_reconstruction_term_is_the_mean_of_median_normalised_member_errors(pair):
+def test_score_reconstruction_term_is_the_mean_of_median_normalised_member_errors(pair):
     X, plain, _ = pair
     Z = plain.scaler_.transform(X)
     parts = [recon_error(m, Z) for m in plain.models_]
@@ -55,7 +55,7 @@ def test_reconstruction_term_is_the_mean_of_median_normalised_member_errors(pair
     np.testing.assert_allclose(plain.train_scores_, expected, rtol=1e-9)
 
 
-def test_distance_term_is_the_squared_distance_from_the_training_mean_over_its_median(pair):
+def test_score_distance_term_is_the_squared_distance_from_the_training_mean_over_its_median(pair):
     X, plain, full = pair
     Z = np.asarray(full.scaler_.transform(X), dtype=np.float64)
     np.testing.assert_allclose(Z.min(0), 0.0, atol=1e-6)  # the requested minmax scaler, fitted on X
@@ -71,7 +71,7 @@ def test_distance_term_is_the_squared_distance_from_the_training_mean_over_its_m
     assert np.median(full.train_scores_ - plain.train_scores_) == pytest.approx(1.0)
 
 
-def test_distance_weight_scales_only_the_distance_term(pair):
+def test_score_distance_weight_scales_only_the_distance_term(pair):
     X, plain, full = pair
     heavy = AnomalyDetector(distance_weight=2.5, scaler="minmax", **SMALL).fit(X)
     test = rows(20, seed=3)
@@ -79,7 +79,7 @@ def test_distance_weight_scales_only_the_distance_term(pair):
                                2.5 * (full.score_samples(test) - plain.score_samples(test)), rtol=1e-6)
 
 
-def test_signs_decision_function_and_ties(pair):
+def test_score_signs_decision_function_and_ties(pair):
     X, _, full = pair
     test = rows(40, seed=4)
     test[:3] += 25.0
@@ -106,7 +106,7 @@ def test_scoring_is_deterministic_in_eval_mode(spec):
     np.testing.assert_allclose(det.score_samples(X), det.train_scores_, rtol=1e-9)
 
 
-def test_threshold_rules_on_the_training_scores(pair):
+def test_score_threshold_rules_on_the_training_scores(pair):
     X, _, full = pair
     assert full.threshold_ == pytest.approx(np.percentile(full.train_scores_, 99.0))
     c = AnomalyDetector(threshold="contamination", contamination=0.1, scaler="minmax", **SMALL).fit(X)
@@ -173,7 +173,7 @@ def test_explicit_epochs_win():
     assert len(det.history_[0]) == 3
 
 
-def test_squared_error_is_independent_of_the_chunk_size(pair):
+def test_score_squared_error_is_independent_of_the_chunk_size(pair):
     from isthmus.tasks.anomaly import _squared_error
 
     X, plain, _ = pair
@@ -209,7 +209,7 @@ def test_pot_defaults_and_float32_scores():
 
 
 # ---- contributions and conveniences ---------------------------------------------------------------------
-def test_normalised_contributions_sum_to_one_even_for_low_scores(pair):
+def test_score_normalised_contributions_sum_to_one_even_for_low_scores(pair):
     X, _, full = pair
     c = full.feature_contributions(X)
     assert (full.score_samples(X) < 1).any()  # rows scoring below 1 are normalised too
@@ -286,7 +286,7 @@ def test_pot_general_tail_branch(monkeypatch):
     assert pot_threshold(s, risk=1e-3, level=0.98) == pytest.approx(t + 5.0 / 0.5 * (ratio ** -0.5 - 1.0))
 
 
-def test_predict_returns_integer_labels(pair):
+def test_score_predict_returns_integer_labels(pair):
     X, _, full = pair
     assert full.predict(X[:3]).dtype == np.int64
 
