@@ -337,3 +337,15 @@ def test_members_with_the_same_init_differ_by_their_batch_order():
     det = AnomalyDetector(model=same_init, n_estimators=2, epochs=2, batch_size=8, random_state=0).fit(rows(40))
     a, b = (m.state_dict() for m in det.models_)
     assert any(not torch.equal(a[k], b[k]) for k in a)  # each member's trainer is seeded on its own
+
+
+@pytest.mark.parametrize("at_fit", [True, False])
+def test_non_finite_values_are_reported_against_X_with_their_position(at_fit):
+    bad = rows(10)
+    bad[3, 2] = np.nan
+    det = AnomalyDetector(n_estimators=1, epochs=1, random_state=0)
+    if not at_fit:
+        det.fit(rows(10))
+    with pytest.raises(DataError, match=r"^X: contains 1 non-finite value\(s\); impute or drop rows; first NaN at row 3, "
+                                        r"column 2"):
+        det.fit(bad) if at_fit else det.score_samples(bad)
