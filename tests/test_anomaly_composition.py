@@ -349,3 +349,14 @@ def test_non_finite_values_are_reported_against_X_with_their_position(at_fit):
     with pytest.raises(DataError, match=r"^X: contains 1 non-finite value\(s\); impute or drop rows; first NaN at row 3, "
                                         r"column 2"):
         det.fit(bad) if at_fit else det.score_samples(bad)
+
+
+def test_fitted_column_names_label_errors_and_follow_scikit_learn():
+    det = AnomalyDetector(n_estimators=1, epochs=1, random_state=0).fit(pd.DataFrame(rows(10), columns=list("abcde")))
+    assert det.feature_names_in_.dtype == object  # scikit-learn's convention
+    bad = rows(4)
+    bad[1, 2] = np.inf
+    with pytest.raises(DataError, match="row 1, column 2 \\('c'\\)|'c'"):  # an array scored by name-fitted detector
+        det.score_samples(bad)
+    with pytest.raises(DataError, match="must be 2-D"):  # a Series has .iloc but no columns
+        AnomalyDetector(n_estimators=1, epochs=1).fit(pd.Series(rows(10)[:, 0]))

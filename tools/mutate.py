@@ -105,8 +105,11 @@ def _mutated_lines(diff: str) -> list[str]:
     return [ln[1:].strip() for ln in diff.splitlines() if ln.startswith("+") and not ln.startswith("+++")]
 
 
-def run_module(module: dict, budget: float, show_survivors: bool, retest: bool = False) -> dict:
+def run_module(module: dict, budget: float, show_survivors: bool, retest: bool = False,
+               report_only: bool = False) -> dict:
     wd = WORK / module["name"]
+    if report_only:
+        return _summarise(module, wd, _env(wd), finished=True, t0=time.time(), show_survivors=show_survivors)
     again = []
     if retest:
         codes = _results(wd, module)
@@ -134,6 +137,10 @@ def run_module(module: dict, budget: float, show_survivors: bool, retest: bool =
         proc.communicate()
         finished = False
         print(f"   stopped after the {budget:.0f} s budget; the score below covers the mutants checked so far")
+    return _summarise(module, wd, env, finished, t0, show_survivors)
+
+
+def _summarise(module: dict, wd: Path, env: dict, finished: bool, t0: float, show_survivors: bool) -> dict:
     codes = _results(wd, module)
     equivalent = {}
     for name, entry in module.get("equivalent", {}).items():
@@ -167,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("modules", nargs="*", help="names from tools/mutation.toml (default: all, in order)")
     ap.add_argument("--budget", type=float, default=1800, help="seconds per module (default 1800)")
     ap.add_argument("--survivors", action="store_true", help="print the diff of every surviving mutant")
+    ap.add_argument("--report", action="store_true", help="only recompute the scores of the last runs")
     ap.add_argument("--retest", action="store_true",
                     help="rerun only the last run's survivors against the current tests (source unchanged)")
     args = ap.parse_args(argv)
@@ -176,7 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         ap.error(f"unknown module(s) {unknown}; choose from {list(known)}")
     chosen = [known[n] for n in args.modules] if args.modules else modules
-    rows = [run_module(m, args.budget, args.survivors, args.retest) for m in chosen]
+    if args.report:
+        chosen = [m for m in chosen if _results(WORK / m["name"], m)]
+    rows = [run_module(m, args.budget, args.survivors, args.retest, args.report) for m in chosen]
     WORK.mkdir(exist_ok=True)
     (WORK / "summary.json").write_text(json.dumps(rows, indent=1))
     print("\nmodule       mutants  checked  killed  equivalent  survived  score   time")
