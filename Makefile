@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-slow lint bench clean
+.PHONY: install demo test test-slow lint bench mutate clean
 
 install: $(STAMP)
 
@@ -27,6 +27,14 @@ test-slow: install
 lint: install
 	$(BIN)/ruff check src
 	$(BIN)/mypy
+
+# Mutation testing of the core modules (slow: minutes per module; not part of `make test`).
+# `make mutate MODULES="sparse checkpoint"` picks modules from tools/mutation.toml; BUDGET is seconds per module.
+MODULES ?=
+BUDGET ?= 1800
+mutate: install
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[test,mutate]"
+	$(BIN)/python tools/mutate.py $(MODULES) --budget $(BUDGET)
 
 bench: install
 	$(BIN)/python benchmarks/trainer_overhead.py

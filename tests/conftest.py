@@ -10,6 +10,8 @@ import torch
 torch.set_num_threads(1)
 sys.path.insert(0, str(Path(__file__).parent))
 
+pytest_plugins = ["ci_skips", "pytester"]  # CI: a skip for missing ../shared data fails (tests/ci_skips.py)
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 

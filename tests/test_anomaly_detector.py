@@ -61,7 +61,7 @@ def test_scores_separate_correlation_breaks(fitted):
     y = np.r_[np.zeros(len(test)), np.ones(len(bad))]
     assert auroc(y, np.r_[s_ok, s_bad]) > 0.95
     np.testing.assert_allclose(det.decision_function(bad), s_bad - det.threshold_)
-    assert set(np.unique(det.predict(bad))) <= {0, 1} and det.predict(bad).mean() > 0.9
+    assert det.predict(bad).mean() > 0.9
     assert det.predict(test).mean() < 0.1
 
 
@@ -103,7 +103,8 @@ def test_pot_threshold_matches_exponential_tail():
 def test_any_autoencoder_via_model_argument():
     X = correlated(300)
     vae = AnomalyDetector(model={"hidden": [16], "latent_dim": 2, "bottleneck": "gaussian"}, **FAST).fit(X)
-    assert np.isfinite(vae.score_samples(X)).all()
+    np.testing.assert_array_equal(vae.score_samples(X), vae.score_samples(X))  # eval mode: no sampling
+    np.testing.assert_allclose(vae.score_samples(X), vae.train_scores_, rtol=1e-9)
     custom = AnomalyDetector(model=lambda d: AutoEncoder.mlp(d, latent_dim=2, hidden=[8]), **FAST).fit(X)
     assert custom.models_[0].latent_dim == 2
     assert [m["latent_dim"] for m in default_members(20, 3)] == [5, 10, 8]

@@ -43,7 +43,8 @@ def test_validate_nan_names_row_and_column():
         validate_array(X, "metrics.csv", feature_names=["mem", "cpu_load", "disk"])
     msg = str(err.value)
     assert "metrics.csv" in msg and "row 12" in msg and "'cpu_load'" in msg and "impute or drop" in msg
-    assert validate_array(X, allow_nan=True) is not None
+    kept = validate_array(X, allow_nan=True)
+    assert kept.shape == (20, 3) and np.isnan(kept[12, 1]) and np.isnan(kept).sum() == 1
 
 
 def test_validate_inf_empty_text_complex_ragged():

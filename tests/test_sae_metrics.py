@@ -58,4 +58,4 @@ def test_evaluate_sae_on_a_model():
     assert res["l0"] == pytest.approx(3.0) and res["tokens"] == 100
     out = sae(x)
     assert res["fvu"] == pytest.approx(fvu(x, out.recon.detach()), rel=1e-4)
-    assert 0 <= res["dead_fraction"] <= 1 and sum(res["density_histogram"]["counts"]) + res["density_histogram"]["dead"] == 32
+    assert res["dead_fraction"] == res["density_histogram"]["dead"] / 32 and sum(res["density_histogram"]["counts"]) + res["density_histogram"]["dead"] == 32

@@ -70,24 +70,26 @@ def test_train_sae_accepts_iterables_and_stores():
             for i in range(0, len(self.x), batch_size):
                 yield self.x[perm[i:i + batch_size]]
 
+    torch.manual_seed(0)
     x = torch.randn(256, 16)
     cfg = SAETrainConfig(steps=30, batch_size=64, lr=3e-3, warmup_steps=5, log_every=10)
     for source in (Store(x), [x[:128], x[128:]], x):
         hist = train_sae(_sae(), source, cfg)
         assert [h["step"] for h in hist] == [10, 20, 30]
-        assert hist[-1]["recon"] < hist[0]["recon"] * 1.5
+        assert hist[-1]["recon"] < hist[0]["recon"] * 0.85  # measured 0.6-0.75 over seeds 0-3
 
 
 def test_train_sae_streams_from_an_activation_store(tmp_path):
     from isthmus.interp.store import ActivationStore, StoreWriter
 
+    torch.manual_seed(0)
     x = torch.randn(600, 16)
     with StoreWriter(tmp_path / "acts", dtype="float16", shard_rows=200, meta={"model": "test"}) as w:
         w.add(x)
     store = ActivationStore(tmp_path / "acts")
     sae = _sae()
     hist = train_sae(sae, store, SAETrainConfig(steps=40, batch_size=64, lr=3e-3, log_every=20))
-    assert len(hist) == 2 and hist[-1]["recon"] < hist[0]["recon"] * 1.5
+    assert len(hist) == 2 and hist[-1]["recon"] < hist[0]["recon"] * 0.85  # measured 0.62-0.71, seeds 0-2
     assert sae.W_dec.dtype == torch.float32
 
 

@@ -76,6 +76,7 @@ def test_topk_sae_keeps_exactly_k(sparse):
 
 @pytest.mark.parametrize("name", ["sae_topk", "sae_batchtopk", "sae_matryoshka"])
 def test_topk_family_sparsity(name):
+    torch.manual_seed(0)
     bn = BOTTLENECKS.build(name, latent_dim=256, k=9).train()
     h = torch.randn(40, 256)
     z = bn(h).latent
@@ -84,8 +85,10 @@ def test_topk_family_sparsity(name):
     else:  # batch-level: exactly k·B active in total, per-sample counts vary
         assert int((z != 0).sum()) == 9 * 40
     bn.eval()
-    l0 = (bn(torch.randn(400, 256)).latent != 0).sum(1).float().mean()
-    assert 4 < float(l0) < 18, "eval threshold should give roughly the training L0"
+    counts = (bn(torch.randn(400, 256)).latent != 0).sum(1).float()
+    assert abs(float(counts.mean()) - 9) < 1.5, "eval threshold should give about the training L0"
+    if name != "sae_topk":  # a global threshold, not per-sample top-k: per-sample counts vary
+        assert len(set(counts.tolist())) > 3
 
 
 def test_dense_from_topk_roundtrip():

@@ -48,14 +48,17 @@ def test_physics_couples_metrics_and_anomalies_break_it(fleet):
     load = train[:, : m["freq"]].mean(1)
     assert np.corrcoef(load, train[:, m["power"]])[0, 1] > 0.8  # load drives power
     f2 = make_fleet_telemetry(**{**SMALL, "kinds": ("freq_cap",)})
-    e = f2.events[0]
-    seg = f2.X[e["node"], e["start"] : e["end"]]
-    healthy = f2.X[e["node"], : f2.train_end]
     # under a cap, frequency per unit of load is below anything seen while healthy at similar load
-    busy = seg[:, : m["freq"]].mean(1) > 0.5
-    if busy.any():
-        ref = healthy[healthy[:, : m["freq"]].mean(1) > 0.5, m["freq"]].min()
-        assert (seg[busy, m["freq"]] <= ref + 0.05).mean() > 0.8
+    n_busy = 0
+    for e in f2.events:
+        seg = f2.X[e["node"], e["start"] : e["end"]]
+        healthy = f2.X[e["node"], : f2.train_end]
+        busy = seg[:, : m["freq"]].mean(1) > 0.5
+        n_busy += int(busy.sum())
+        if busy.any():
+            ref = healthy[healthy[:, : m["freq"]].mean(1) > 0.5, m["freq"]].min()
+            assert (seg[busy, m["freq"]] <= ref + 0.05).mean() > 0.8
+    assert n_busy > 50  # the check above ran on real busy rows (the first event alone has none)
 
 
 def test_config_errors():
@@ -79,11 +82,13 @@ def test_fleet_detector_per_entity_and_global(fleet):
     assert set(fd.detectors_) == {"n0", "n1", "n2"} and fd.global_ is not None
     s_ent = fd.score_samples(te, ent_te)
     s_glob = fd.score_samples(te, ent_te, mode="global")
-    assert auroc(y, s_ent) > 0.7 and auroc(y, s_glob) > 0.5
+    assert auroc(y, s_ent) > 0.7 and auroc(y, s_glob) > 0.7  # measured 0.79 and 0.77
     # each row is scored by its own node's model
     rows = ent_te == "n1"
     np.testing.assert_allclose(s_ent[rows], fd.detectors_["n1"].score_samples(te[rows]))
-    assert set(np.unique(fd.predict(te, ent_te))) <= {0, 1}
+    pred = fd.predict(te, ent_te)
+    np.testing.assert_array_equal(pred, (fd.decision_function(te, ent_te) > 0).astype(np.int64))
+    assert pred[y == 1].mean() > 0.15 and pred[y == 0].mean() < 0.05  # measured 0.23 and 0.01
     np.testing.assert_allclose(fd.feature_contributions(te[:5], ent_te[:5]).sum(1), 1.0, rtol=1e-6)
     with pytest.raises(DataError, match="not seen at fit"):
         fd.score_samples(te[:3], np.array(["n9"] * 3))

@@ -102,6 +102,7 @@ def test_resume_after_sigkill_is_bit_identical(script, tmp_path):
     assert log_without_times(run_dir / "log.jsonl") == log_without_times(ref_dir / "log.jsonl")
 
 
+@pytest.mark.slow  # ~16 s: three kills and four processes; the single-kill test above stays in the default run
 def test_repeated_sigkills_with_early_stopping_are_bit_identical(script, tmp_path):
     extra = json.dumps({"early_stopping_patience": 3, "restore_best": True, "keep_checkpoints": 1})
     ref_dir, run_dir = tmp_path / "ref", tmp_path / "run"

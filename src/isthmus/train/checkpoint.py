@@ -145,6 +145,7 @@ def save_checkpoint(root: str | Path, name: str, *, model_state: dict[str, torch
     root.mkdir(parents=True, exist_ok=True)
     _remove_stale(root)
     tmp = root / f".tmp-{name}-{os.getpid()}"
+    trash = root / f".trash-{name}-{os.getpid()}"
     tmp.mkdir()
     try:
         opt_tensors, opt_meta = optimizer_to_flat(optimizer)
@@ -161,12 +162,13 @@ def save_checkpoint(root: str | Path, name: str, *, model_state: dict[str, torch
                                                        "sha256": digests})
         final = root / name
         if final.exists():  # re-creating a step after resuming from an older checkpoint
-            trash = root / f".trash-{name}-{os.getpid()}"
             final.rename(trash)
         tmp.rename(final)
         _fsync_dir(root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if trash.exists() and not final.exists():  # put the folder we moved aside back
+            trash.rename(final)
         raise
     atomic_write_json(root / "latest.json", {"checkpoint": name, "global_step": state.get("global_step")})
     _prune(root, keep, protect=final)
