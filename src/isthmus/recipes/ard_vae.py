@@ -34,7 +34,7 @@ from isthmus.recipes.base import Paper, Recipe, RecipeSettings
 from isthmus.recipes.gates import Gate, Measured, Precondition
 from isthmus.recipes.registry import register_recipe
 from isthmus.train import Trainer, TrainerConfig
-from isthmus.train.callbacks import ARDUpdate, Callback
+from isthmus.train.callbacks import ARDUpdate, EpochTrace
 from isthmus.viz import pyplot, save_figure
 
 FACTOR_ORDER = ("x", "y", "scale", "rotation", "shape")
@@ -57,16 +57,6 @@ class Settings(RecipeSettings):
     n_test: int = 500
     epochs: int = 50
     tau_subset: float = 0.5  # share of the held-out pool drawn afresh for τ² every epoch
-
-
-class _PriorTrace(Callback):
-    """τ² after every epoch's update (runs after :class:`ARDUpdate`), for the stability precondition."""
-
-    def __init__(self) -> None:
-        self.trace: list[list[float]] = []
-
-    def on_epoch_end(self, trainer, logs: dict[str, Any]) -> None:
-        self.trace.append(trainer.model.bottleneck.prior_var.detach().tolist())
 
 
 def tau_share_drift(trace: list[list[float]], window: int = TAU_WINDOW) -> float:
@@ -93,10 +83,10 @@ def train_vae(x: torch.Tensor, held_out: torch.Tensor, L: int, seed: int, epochs
     model = AutoEncoder.mlp(x.shape[1], latent_dim=L, hidden=tuple(MODEL["hidden"]),
                             bottleneck="ard" if ard else "gaussian", beta=MODEL["beta"],
                             out_activation=MODEL["out_activation"])
-    trace = _PriorTrace()
+    trace = EpochTrace(lambda m: m.bottleneck.prior_var.detach().tolist())  # τ² after each epoch's update
     callbacks = [ARDUpdate(held_out, subset_size=max(1, int(tau_subset * len(held_out))), seed=seed), trace] if ard else []
     Trainer(model, TrainerConfig(epochs=epochs, seed=seed, progress=False, **TRAIN), callbacks=callbacks).fit(x)
-    return model.eval(), trace.trace
+    return model.eval(), trace.values
 
 
 @torch.no_grad()

@@ -27,7 +27,7 @@ from isthmus.recipes.gates import Check, Gate, Measured, Precondition
 from isthmus.recipes.registry import register_recipe
 from isthmus.recipes.gates import plateaued
 from isthmus.train import Trainer, TrainerConfig
-from isthmus.train.callbacks import Callback
+from isthmus.train.callbacks import EpochTrace
 
 LEVELS = 17
 
@@ -60,24 +60,11 @@ def _configs(s: Settings, side: int = 8) -> tuple[PriorConfig, PriorConfig]:
     return axial, full
 
 
-class _ValBpd(Callback):
-    def __init__(self, x: torch.Tensor) -> None:
-        self.x, self.curve = x, []
-
-    def on_epoch_end(self, trainer, logs: dict[str, Any]) -> None:
-        model = trainer.model
-        was = model.training
-        model.eval()
-        with torch.no_grad():
-            self.curve.append(float(model.bits_per_dim(self.x)))
-        model.train(was)
-
-
 def _train(cls, s: Settings, seed: int) -> Measured:
     xtr, xva, xte = load()
     torch.manual_seed(seed)
     model = cls(_configs(s)[0 if cls is AxialPrior else 1])
-    cb = _ValBpd(xva)
+    cb = EpochTrace(lambda m: float(m.bits_per_dim(xva)))  # validation bits/dim per epoch
     Trainer(model, TrainerConfig(epochs=s.epochs, batch_size=64, lr=1e-3, seed=seed, progress=False),
             callbacks=[cb]).fit(xtr)
     model.eval()
@@ -85,8 +72,8 @@ def _train(cls, s: Settings, seed: int) -> Measured:
         bpd = float(model.bits_per_dim(xte))
     return Measured(metrics={"bpd": bpd, "log_bpd": math.log(bpd), "params": float(sum(p.numel() for p in
                                                                                       model.parameters())),
-                             "converged": float(plateaued(cb.curve, rel_tol=0.05))},
-                    curves={"val_bpd": cb.curve})
+                             "converged": float(plateaued(cb.values, rel_tol=0.05))},
+                    curves={"val_bpd": cb.values})
 
 
 def _step_time(model, x: torch.Tensor, repeats: int) -> float:

@@ -30,7 +30,7 @@ from isthmus.recipes.base import Paper, Recipe, RecipeSettings
 from isthmus.recipes.gates import Check, Gate, Measured, Precondition
 from isthmus.recipes.registry import register_recipe
 from isthmus.train import NonFiniteLossError, Trainer, TrainerConfig
-from isthmus.train.callbacks import Callback
+from isthmus.train.callbacks import EpochTrace
 from isthmus.viz import pyplot, save_figure
 
 TRAINED_THRESHOLD = 0.5  # final test accuracy (5x chance) that counts a run as "trained"
@@ -47,17 +47,6 @@ class Settings(RecipeSettings):
     lr: float = 0.1
     clip: float = 10.0
     eta: float = 0.01
-
-
-class _TestAccuracy(Callback):
-    """Test-set accuracy after every epoch (the paper reports best and final test accuracy)."""
-
-    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        self.x, self.y, self.acc = x, y, []
-
-    def on_epoch_end(self, trainer, logs: dict[str, Any]) -> None:
-        pred = trainer.model.predict(self.x)
-        self.acc.append(float((pred == self.y).float().mean()))
 
 
 @lru_cache(maxsize=2)
@@ -86,14 +75,14 @@ def train_once(data, seed: int, lr: float, clip: float, eta: float, epochs: int,
     model = Classifier(MLP(MLPConfig(in_dim=xtr.shape[1], out_dim=10, **{**MODEL, "init": init})))
     tc = TrainerConfig(epochs=epochs, batch_size=batch_size, optimizer="sgd", lr=lr, grad_clip=clip,
                        grad_noise_eta=eta, grad_noise_gamma=0.55, seed=seed, progress=False)
-    cb = _TestAccuracy(xte, yte)
+    cb = EpochTrace(lambda m: float((m.predict(xte) == yte).float().mean()))  # test accuracy per epoch
     trainer = Trainer(model, tc, callbacks=[cb])
     try:
         trainer.fit((xtr, ytr))
         diverged = False
     except NonFiniteLossError:  # a diverged run is a failed run, not a crash of the recipe
         diverged = True
-    acc = cb.acc + [float((model.predict(xte) == yte).float().mean())] * (epochs - len(cb.acc))
+    acc = cb.values + [float((model.predict(xte) == yte).float().mean())] * (epochs - len(cb.values))
     return Measured(
         metrics={"best_acc": max(acc), "final_acc": acc[-1], "trained": float(acc[-1] > TRAINED_THRESHOLD),
                  "diverged": float(diverged)},

@@ -24,7 +24,7 @@ from isthmus.recipes.base import Paper, Recipe, RecipeSettings
 from isthmus.recipes.gates import Check, Gate, Measured, Precondition, plateaued
 from isthmus.recipes.registry import register_recipe
 from isthmus.train import Trainer, TrainerConfig
-from isthmus.train.callbacks import Callback
+from isthmus.train.callbacks import EpochTrace
 
 N_CLASSES = 6
 
@@ -52,25 +52,12 @@ def clips(n_train: int, n_val: int, n_test: int, frames: int, seed: int) -> tupl
             as_t(ytr[n_train:], torch.long), as_t(xte, torch.float32), as_t(yte, torch.long))
 
 
-class _ValLoss(Callback):
-    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        self.x, self.y, self.curve = x, y, []
-
-    def on_epoch_end(self, trainer, logs: dict[str, Any]) -> None:
-        m = trainer.model
-        was = m.training
-        m.eval()
-        with torch.no_grad():
-            self.curve.append(float(m.compute_loss((self.x, self.y)).loss))
-        m.train(was)
-
-
 def _train(model: LRCN, s: Settings, seed: int, data, epochs: int | None = None) -> tuple[LRCN, list[float]]:
     xtr, ytr, xva, yva = data[:4]
-    cb = _ValLoss(xva, yva)
+    cb = EpochTrace(lambda m: float(m.compute_loss((xva, yva)).loss))  # validation loss per epoch
     Trainer(model, TrainerConfig(epochs=epochs or s.epochs, batch_size=32, lr=s.lr, seed=seed, progress=False),
             callbacks=[cb]).fit((xtr, ytr))
-    return model.eval(), cb.curve
+    return model.eval(), cb.values
 
 
 def _measure(model: LRCN, curve: list[float], data) -> Measured:
