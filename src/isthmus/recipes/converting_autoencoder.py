@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from isthmus.models import AutoEncoder, Classifier
+from isthmus.models.distill import Distilled
 from isthmus.models.early_exit import EarlyExitNet, LeNet5, calibrate_threshold, entropy
 from isthmus.models.output import ModelOutput
 from isthmus.nn import MLP, MLPConfig
@@ -150,28 +151,12 @@ def branch_alone(s: Settings, seed: int, d) -> dict[str, float]:
     return {"acc": _acc(head.predict(d["xte"]), d["yte"]), "acc_hard_mix": _acc(head.predict(d["xmix"]), d["ymix"])}
 
 
-class _KD(nn.Module):
-    """Distillation from LeNet (T = 4, α = 0.5): the referee's same-size classifier."""
-
-    def __init__(self, student: nn.Module, teacher: nn.Module) -> None:
-        super().__init__()
-        self.student, self.teacher = student, teacher
-
-    def compute_loss(self, batch: Any) -> ModelOutput:
-        x, y = batch
-        logits = self.student(x.flatten(1))
-        with torch.no_grad():
-            soft = F.softmax(self.teacher(x) / 4.0, -1)
-        kd = 0.5 * 16.0 * F.kl_div(F.log_softmax(logits / 4.0, -1), soft, reduction="batchmean")
-        ce = 0.5 * F.cross_entropy(logits, y)
-        return ModelOutput(loss=kd + ce, losses={"kd": kd, "ce": ce})
-
-
 def same_size_classifier(s: Settings, seed: int, d) -> dict[str, float]:
     """An MLP 784-256-64-256-10 (the converting AE's shape, so about its latency), distilled from LeNet."""
     torch.manual_seed(seed)
     mlp = MLP(MLPConfig(in_dim=784, out_dim=10, hidden=[256, 64, 256], activation="relu"))
-    _fit(_KD(mlp, d["lenet"]), (d["xtr"], d["ytr"]), s.classifier_epochs, seed)
+    kd = Distilled(mlp, d["lenet"], temperature=4.0, alpha=0.5, student_input=lambda x: x.flatten(1))
+    _fit(kd, (d["xtr"], d["ytr"]), s.classifier_epochs, seed)
     with torch.no_grad():
         return {"acc": _acc(mlp(d["xte"].flatten(1)).argmax(-1), d["yte"]),
                 "acc_hard_mix": _acc(mlp(d["xmix"].flatten(1)).argmax(-1), d["ymix"])}
