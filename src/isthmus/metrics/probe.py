@@ -15,7 +15,7 @@ from sklearn.preprocessing import StandardScaler
 
 from isthmus.metrics._arrays import to_labels, to_numpy
 
-__all__ = ["linear_probe_accuracy"]
+__all__ = ["linear_probe_accuracies", "linear_probe_accuracy"]
 
 
 def _features(z: Any, name: str) -> np.ndarray:
@@ -37,20 +37,34 @@ def linear_probe_accuracy(
     random_state: int = 0,
 ) -> float:
     """Test accuracy of logistic regression trained on standardised ``Z_train``."""
-    ztr, zte = _features(Z_train, "Z_train"), _features(Z_test, "Z_test")
-    ytr, yte = to_labels(y_train, "y_train"), to_labels(y_test, "y_test")
-    if ztr.shape[0] != ytr.size or zte.shape[0] != yte.size:
-        raise ValueError(
-            f"rows and labels differ: Z_train {ztr.shape[0]} vs y_train {ytr.size}, "
-            f"Z_test {zte.shape[0]} vs y_test {yte.size}"
-        )
-    if ztr.shape[1] != zte.shape[1]:
-        raise ValueError(f"Z_train has {ztr.shape[1]} features but Z_test has {zte.shape[1]}")
+    return linear_probe_accuracies(Z_train, y_train, {"test": (Z_test, y_test)}, C, max_iter, random_state)["test"]
+
+
+def linear_probe_accuracies(
+    Z_train: Any,
+    y_train: Any,
+    evals: dict[str, tuple[Any, Any]],
+    C: float = 1.0,
+    max_iter: int = 1000,
+    random_state: int = 0,
+) -> dict[str, float]:
+    """One probe (logistic regression on standardised ``Z_train``) scored on several named eval sets."""
+    ztr, ytr = _features(Z_train, "Z_train"), to_labels(y_train, "y_train")
+    if ztr.shape[0] != ytr.size:
+        raise ValueError(f"rows and labels differ: Z_train {ztr.shape[0]} vs y_train {ytr.size}")
     if np.unique(ytr).size < 2:
         raise ValueError("y_train has a single class; a linear probe needs at least two")
     if C <= 0:
         raise ValueError(f"C must be > 0, got {C}")
+    tests = {}
+    for name, (z, y) in evals.items():
+        zte, yte = _features(z, f"Z_{name}"), to_labels(y, f"y_{name}")
+        if zte.shape[0] != yte.size:
+            raise ValueError(f"rows and labels differ: Z_{name} {zte.shape[0]} vs y_{name} {yte.size}")
+        if ztr.shape[1] != zte.shape[1]:
+            raise ValueError(f"Z_train has {ztr.shape[1]} features but Z_{name} has {zte.shape[1]}")
+        tests[name] = (zte, yte)
     scaler = StandardScaler().fit(ztr)
     clf = LogisticRegression(C=C, max_iter=max_iter, random_state=random_state)
     clf.fit(scaler.transform(ztr), ytr)
-    return float(np.mean(clf.predict(scaler.transform(zte)) == yte))
+    return {name: float(np.mean(clf.predict(scaler.transform(z)) == y)) for name, (z, y) in tests.items()}

@@ -31,16 +31,14 @@ import torch
 from scipy.cluster.hierarchy import cophenet, fcluster, linkage
 from scipy.spatial.distance import pdist
 from scipy.stats import spearmanr
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import adjusted_rand_score
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from isthmus.data import load_digits, load_mnist, make_shapes
 from isthmus.data.paths import DataNotFoundError
 from isthmus.interp.sae import SAEConfig, SAETrainConfig, SparseAutoEncoder, train_sae
 from isthmus.metrics.anomaly import auroc
 from isthmus.nn.conv import ConvEncoder
+from isthmus.metrics.probe import linear_probe_accuracies
 from isthmus.recipes.base import Paper, Recipe, RecipeSettings
 from isthmus.recipes.gates import Check, Gate, Measured, Precondition, plateaued
 from isthmus.recipes.registry import register_recipe
@@ -127,9 +125,7 @@ def nuisance_shift(x: torch.Tensor, seed: int, angle: tuple[float, float] = SHIF
 def linear_probe(f_tr: np.ndarray, y_tr: np.ndarray, evals: Mapping[str, tuple[np.ndarray, np.ndarray]],
                  seed: int) -> dict[str, float]:
     """Accuracy of a standardised multinomial logistic regression fitted on ``f_tr`` on each eval set."""
-    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=PROBE_ITER, C=PROBE_C, random_state=seed))
-    clf.fit(f_tr, y_tr)
-    return {name: float((clf.predict(f) == y).mean()) for name, (f, y) in evals.items()}
+    return linear_probe_accuracies(f_tr, y_tr, dict(evals), C=PROBE_C, max_iter=PROBE_ITER, random_state=seed)
 
 
 def train_cnn(d: dict, epochs: int, seed: int) -> SmallCNN:
