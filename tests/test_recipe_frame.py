@@ -132,7 +132,11 @@ def test_changed_gates_mark_a_result_stale(tmp_path, monkeypatch):
     r = Toy().execute("quick", out_dir=tmp_path)
     write_result(r, tmp_path / "res")
     assert staleness(r) == ""
-    assert "(stale)" not in render_reproductions_table(tmp_path / "res")
+    fresh = render_reproductions_table(tmp_path / "res")
+    assert "(stale)" not in fresh
+    # a quick run is shown, but not counted among the results of record
+    assert "quick run: not a result of record" in fresh and "quick runs only (not evidence yet): 1" in fresh
+    assert "results of record: reproduced: 0" in fresh
     monkeypatch.setattr(Toy, "gates", (Gate("acc", "acc", "ours", "base", effect=0.2, headline=True),))
     assert staleness(r) == "stale"
     table = render_reproductions_table(tmp_path / "res")
