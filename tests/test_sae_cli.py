@@ -27,6 +27,10 @@ def test_toy_harvest_train_evaluate(tmp_path, monkeypatch, capsys):
         assert main(["sae", "train", "--store", str(store), "--bottleneck", bn, "--d-sae", "256", *extra,
                      "steps=100", "batch_size=128", "lr=1e-3", "aux_k=32", "--out", str(saes[-1]),
                      "--no-progress"]) == 0
+    again = ["sae", "train", "--store", str(store), "--bottleneck", "sae_topk", "--d-sae", "256", "k=4",
+             "steps=10", "batch_size=128", "--out", str(saes[0]), "--no-progress"]
+    assert main(again) == 2  # the run-folder rule: a trained SAE is never overwritten unasked
+    assert "--overwrite" in capsys.readouterr().err
     sae = SparseAutoEncoder.from_pretrained(saes[0])
     assert sae.config.bottleneck_config["k"] == 4 and sae.config.aux_k == 32 and sae.config.d_in == 64
     trained = json.loads((saes[0] / "metrics.json").read_text())

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from isthmus.cli._args import positive_int
+from isthmus.cli.run_folder import add_run_folder_flags
 
 # The text loaders moved to isthmus.data.text; the old names still import from here, lazily, because
 # importing isthmus.data pulls in torch and `isthmus --help` must stay light.
@@ -102,8 +103,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--skip", action="store_true", help="transcoder with a linear skip connection")
     p.add_argument("--checkpoint-every", type=int, default=None, metavar="STEPS",
                    help="write a resumable checkpoint into OUT/checkpoints every STEPS steps (default: steps/10)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue from the latest checkpoint in OUT/checkpoints (same store and settings)")
+    add_run_folder_flags(p)  # --overwrite clears OUT; --resume continues from OUT/checkpoints (same settings)
     add_device_args(p, "autocast precision of the SAE forward; parameters and Adam stay float32")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
@@ -278,13 +278,11 @@ def split_overrides(bottleneck: str, items: list[str]) -> tuple[dict, dict, dict
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    import torch
 
-    from isthmus.interp.precision import autocast, resolve_device
+    from isthmus.interp.precision import resolve_device
     from isthmus.interp.sae import SAEConfig, SparseAutoEncoder
-    from isthmus.interp.sae_train import SAETrainConfig, train_sae
+    from isthmus.interp.sae_train import SAETrainConfig
     from isthmus.interp.store import ActivationStore
-    from isthmus.metrics.sae import evaluate_sae
 
     bn_over, train_over, sae_over = split_overrides(args.bottleneck, args.overrides)
     device = resolve_device(args.device)  # before any work: a missing GPU is reported first
@@ -311,6 +309,20 @@ def cmd_train(args: argparse.Namespace) -> int:
         sae = SparseAutoEncoder(cfg).to(device)
         data = _StoreSource(store, args.max_memory_mb)
         eval_iter = store.iter_batches(min(4096, args.eval_tokens), shuffle=False, max_memory_mb=args.max_memory_mb)
+    from isthmus.cli.run_folder import claim_run_folder
+
+    with claim_run_folder(args.out, overwrite=args.overwrite, resume=args.resume):  # the one run-folder rule
+        return _train_into(args, sae, data, tcfg, store, cfg, device, eval_iter)
+
+
+def _train_into(args: argparse.Namespace, sae: Any, data: Any, tcfg: Any, store: Any, cfg: Any, device: Any,
+                eval_iter: Any) -> int:
+    import torch
+
+    from isthmus.interp.precision import autocast
+    from isthmus.interp.sae_train import train_sae
+    from isthmus.metrics.sae import evaluate_sae
+
     t0 = time.perf_counter()
     history = train_sae(sae, data, tcfg, resume=args.resume)
     seconds = time.perf_counter() - t0
