@@ -22,7 +22,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="report folder (default runs/demo)")
     p.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    p.set_defaults(func=lambda a: (run_demo(a.out, a.epochs, progress=not a.no_progress), 0)[1])
+    p.set_defaults(func=cmd_demo)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from isthmus.cli.run_folder import claim_run_folder
+
+    # the one run-folder rule; the demo's folder is its own report, replaced on every run (lock + writability)
+    with claim_run_folder(args.out, overwrite=True):
+        run_demo(args.out, args.epochs, progress=not args.no_progress)
+    return 0
 
 
 def _fit(model, Xtr, Xte, epochs: int, progress: bool):

@@ -106,9 +106,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(recipe.settings_for(args.mode, args.overrides).to_json())
         return 0
     out = args.out if args.out is not None else Path("runs") / args.slug / args.mode
+    from isthmus.cli.run_folder import claim_run_folder
+
     kwargs = {"overrides": args.overrides, "progress": not args.no_progress} if framed else {}
-    result = recipe.execute(mode=args.mode, n_seeds=args.seeds, out_dir=out, **kwargs)
-    path = write_result(result, out)
+    # the one run-folder rule (lock, writability first); a recipe folder always resumes: its cached cells are
+    # reused only under the same settings, so continuing it never mixes runs
+    with claim_run_folder(out, resume=out.is_dir() and any(out.iterdir())):
+        result = recipe.execute(mode=args.mode, n_seeds=args.seeds, out_dir=out, **kwargs)
+        path = write_result(result, out)
     print("\n".join(metrics_table(result)))  # every metric, ours vs each baseline, mean ± std
     if result.gates:
         print()
