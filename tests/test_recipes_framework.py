@@ -5,12 +5,14 @@ import os
 import re
 import sys
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from isthmus.recipes import registry
-from isthmus.recipes.base import Paper, Recipe, Result, summarize
+from isthmus.recipes.base import Paper, Recipe, RecipeSettings
+from isthmus.recipes.gates import Gate
 from isthmus.recipes.catalog import SEEDS, SLUGS, seed
 from isthmus.recipes.registry import (
     PlannedRecipeError,
@@ -32,26 +34,31 @@ SHARED = Path(os.environ.get("ISTHMUS_SHARED", Path(__file__).resolve().parents[
 TOY_SLUG = "model-collapse"
 
 
+@dataclass
+class ToySettings(RecipeSettings):
+    lr: float = 0.1
+
+
 class ToyRecipe(Recipe):
-    """A recipe whose numbers are a function of the seed; registered per test."""
+    """A recipe on the frame whose numbers are a function of the seed; registered per test."""
 
     slug = TOY_SLUG
     paper = Paper(title=seed(TOY_SLUG).title, arxiv=seed(TOY_SLUG).arxiv)
     claim = "Accumulating data keeps test loss bounded."
-    verdict_rule = "reproduced if ours < baseline on every seed"
+    Settings = ToySettings
+    modes = {"smoke": ToySettings(seeds=1), "quick": ToySettings(seeds=2), "record": ToySettings(seeds=3)}
+    ours = "accumulate"
+    min_seeds = 1
+    gates = (Gate("ours below baseline", metric="test_loss", arm="accumulate", vs="replace | data",
+                  direction="lower", effect=0.1, headline=True, why="a toy: any clear gap"),)
 
-    def run(self, mode, seeds, out_dir):
+    def arms(self, settings):
+        return {"accumulate": lambda s, sd, d: {"test_loss": 0.1 + 0.01 * sd, "steps": 10.0},
+                "replace | data": lambda s, sd, d: {"test_loss": 0.5 + 0.01 * sd}}
+
+    def figures(self, settings, cells, out_dir):
         (out_dir / "curve.png").write_bytes(b"\x89PNG fake")
-        ours = [0.1 + 0.01 * s for s in seeds]
-        base = [0.5 + 0.01 * s for s in seeds]
-        ok = all(o < b for o, b in zip(ours, base))
-        return Result(
-            recipe=self.slug, paper=self.paper, claim=self.claim, mode=mode, seeds=list(seeds),
-            metrics={"test_loss": summarize(ours), "steps": summarize([10] * len(seeds))},
-            baselines={"replace | data": {"test_loss": summarize(base)}},
-            verdict="reproduced" if ok else "not reproduced", verdict_reason="ours below baseline",
-            config={"lr": 0.1, "mode": mode}, figures=["curve.png"],
-        )
+        return ["curve.png"]
 
 
 @pytest.fixture
@@ -137,7 +144,7 @@ def test_real_recipe_modules_import_and_register_their_own_slug():
 
 # ---- results ---------------------------------------------------------------------------------
 def test_execute_write_and_load_round_trip(toy_registry, tmp_path):
-    result = get_recipe(TOY_SLUG)().execute(mode="smoke", n_seeds=2, out_dir=tmp_path)
+    result = get_recipe(TOY_SLUG)().execute(mode="quick", n_seeds=2, out_dir=tmp_path)
     path = write_result(result, tmp_path)
     data = json.loads(path.read_text())
     assert {"recipe", "paper", "claim", "mode", "seeds", "metrics", "baselines", "verdict",

@@ -318,8 +318,6 @@ class Recipe:
         """
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if type(self).run is not Recipe.run:  # a recipe not yet moved onto the frame
-            return self._execute_legacy(mode, n_seeds, out_dir)
         settings = self.settings_for(mode, overrides)
         if n_seeds is not None:
             if n_seeds < 1:
@@ -350,27 +348,6 @@ class Recipe:
             figures=figures, notes=notes, gates=gate_results, checks=checks, declared=self.declaration(),
             changes=list(self.changes),
         )
-
-    # ---- recipes not yet on the frame ----------------------------------------------------------
-    default_seeds: ClassVar[dict[str, int]] = {"smoke": 1, "quick": 3, "record": 5, "full": 5}
-
-    def run(self, mode: str, seeds: Sequence[int], out_dir: Path) -> Result:  # pragma: no cover - legacy hook
-        raise NotImplementedError
-
-    def _execute_legacy(self, mode: str, n_seeds: int | None, out_dir: str | Path | None) -> Result:
-        n = n_seeds if n_seeds is not None else self.default_seeds.get(mode, 3)
-        if n < 1:
-            raise ValueError(f"--seeds must be >= 1, got {n}")
-        out = Path(out_dir) if out_dir is not None else Path("runs") / self.slug / mode
-        out.mkdir(parents=True, exist_ok=True)
-        t0 = time.perf_counter()
-        from isthmus._runtime import runtime_defaults
-
-        with runtime_defaults():  # 1 thread, flushed denormals; the caller's settings come back after
-            result = self.run(mode, list(range(n)), out)
-        result.runtime_s = round(time.perf_counter() - t0, 2)
-        result.versions = library_versions()
-        return result
 
 
 def _metric_names(per_seed: Mapping[int, Measured], seeds: Sequence[int]) -> list[str]:

@@ -74,8 +74,7 @@ def _validate(cls: type) -> None:
     claim = getattr(cls, "claim", None)
     if not isinstance(claim, str) or not claim.strip():
         raise RecipeError(f"{name}.claim must be a non-empty sentence")
-    if cls.run is Recipe.run:  # on the frame: settings per mode, gates and arms are declared
-        _validate_frame(cls, name)
+    _validate_frame(cls, name)  # settings per mode, gates and arms are declared
     # A recipe shipped in the package must live in the module named after its slug, so the lazy
     # loader finds it; a copy-pasted slug in the wrong file is caught here.
     module = cls.__module__
