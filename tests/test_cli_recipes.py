@@ -3,31 +3,40 @@
 import json
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from isthmus.cli.main import main
 from isthmus.recipes import registry
-from isthmus.recipes.base import Paper, Recipe, Result, summarize
+from isthmus.recipes.base import Paper, Recipe, RecipeSettings
+from isthmus.recipes.gates import Gate
 from isthmus.recipes.registry import register_recipe
 
 ISTHMUS_BIN = Path(sys.executable).parent / "isthmus"
 TOY_SLUG = "model-collapse"
 
 
+@dataclass
+class ToySettings(RecipeSettings):
+    pass
+
+
 class ToyRecipe(Recipe):
     slug = TOY_SLUG
     paper = Paper(title="Is Model Collapse Inevitable?", arxiv="2404.01413")
     claim = "Accumulating data keeps test loss bounded."
+    Settings = ToySettings
+    modes = {"smoke": ToySettings(seeds=1), "quick": ToySettings(seeds=2), "record": ToySettings(seeds=3)}
+    ours = "accumulate"
+    min_seeds = 1
+    gates = (Gate("ours below baseline", metric="test_loss", arm="accumulate", vs="replace", direction="lower",
+                  effect=0.1, headline=True),)
 
-    def run(self, mode, seeds, out_dir):
-        return Result(
-            recipe=self.slug, paper=self.paper, claim=self.claim, mode=mode, seeds=list(seeds),
-            metrics={"test_loss": summarize([0.1 for _ in seeds])},
-            baselines={"replace": {"test_loss": summarize([0.5 for _ in seeds])}},
-            verdict="reproduced", verdict_reason="ours below baseline",
-        )
+    def arms(self, settings):
+        return {"accumulate": lambda s, sd, d: {"test_loss": 0.1 + 0.01 * sd},
+                "replace": lambda s, sd, d: {"test_loss": 0.5 + 0.02 * sd}}
 
 
 @pytest.fixture
@@ -49,11 +58,11 @@ def test_list_text_and_json(toy_registry, capsys):
 
 def test_run_writes_result_and_report(toy_registry, tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["recipes", "run", TOY_SLUG, "--mode", "smoke", "--seeds", "2", "--out", str(out)]) == 0
+    assert main(["recipes", "run", TOY_SLUG, "--mode", "quick", "--seeds", "2", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "reproduced" in printed and str(out / "result.json") in printed
     data = json.loads((out / "result.json").read_text())
-    assert data["mode"] == "smoke" and data["seeds"] == [0, 1]
+    assert data["mode"] == "quick" and data["seeds"] == [0, 1] and data["verdict"] == "reproduced"
     assert (out / "report.md").exists()
 
 

@@ -93,26 +93,20 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from isthmus.recipes.registry import get_recipe
     from isthmus.recipes.render import REPORT_FILE, metrics_table, write_result
-
-    from isthmus.recipes.base import Recipe
     from isthmus.recipes.render import gates_table
 
     recipe = get_recipe(args.slug)()  # PlannedRecipeError / UnknownRecipeError → exit 2
-    framed = type(recipe).run is Recipe.run
-    if (args.overrides or args.show_settings) and not framed:
-        print(f"error: {args.slug} is not on the recipe frame yet; it takes --seeds only", file=sys.stderr)
-        return 2
     if args.show_settings:
         print(recipe.settings_for(args.mode, args.overrides).to_json())
         return 0
     out = args.out if args.out is not None else Path("runs") / args.slug / args.mode
     from isthmus.cli.run_folder import claim_run_folder
 
-    kwargs = {"overrides": args.overrides, "progress": not args.no_progress} if framed else {}
     # the one run-folder rule (lock, writability first); a recipe folder always resumes: its cached cells are
     # reused only under the same settings, so continuing it never mixes runs
     with claim_run_folder(out, resume=out.is_dir() and any(out.iterdir())):
-        result = recipe.execute(mode=args.mode, n_seeds=args.seeds, out_dir=out, **kwargs)
+        result = recipe.execute(mode=args.mode, n_seeds=args.seeds, out_dir=out, overrides=args.overrides,
+                                progress=not args.no_progress)
         path = write_result(result, out)
     print("\n".join(metrics_table(result)))  # every metric, ours vs each baseline, mean ± std
     if result.gates:
