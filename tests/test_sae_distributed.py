@@ -135,3 +135,21 @@ def test_killed_two_process_sae_run_resumes_bit_exactly_on_two_or_one_process(sc
     runpy.run_path(str(tmp_path / "sae_ddp_script.py"))["main"](str(solo), 0, True)
     c = load_tensors(solo / "final.safetensors")
     assert all(torch.allclose(a[k], c[k], rtol=1e-4, atol=1e-5) for k in a)
+
+
+@pytest.mark.slow
+def test_torchrun_runs_sae_train_and_rank_0_alone_writes_the_run_folder(script, tmp_path):
+    out = tmp_path / "sae"
+    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "isthmus",
+            "sae", "train", "--store", str(tmp_path / "store"), "--d-sae", "32", "k=4", "steps=12", "batch_size=32",
+            "log_every=1", "--eval-tokens", "64", "--device", "cpu", "--no-progress", "--out", str(out)]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (done.stdout + done.stderr).count("trained sae_topk") == 1  # rank 0 reports, once
+    assert (out / "model.safetensors").exists() and json.loads((out / "metrics.json").read_text())["l0"] > 0
+    assert [r["step"] for r in rows_of_log(out / "train_log.jsonl")] == list(range(1, 13))
+
+
+def rows_of_log(path: Path) -> list[dict]:
+    return [json.loads(s) for s in path.read_text().splitlines()]
