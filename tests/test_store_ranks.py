@@ -81,3 +81,28 @@ def test_two_ranks_harvest_one_store_with_the_one_process_rows(tmp_path):
             assert torch.equal(two[f][order], one[f]), f
     leftovers = [p.name for p in (tmp_path / "two").iterdir() if p.name.startswith(".")]
     assert leftovers == [], "a rank left its temporary folder behind"
+
+
+@pytest.mark.slow
+def test_torchrun_sae_harvest_cli_writes_one_store_and_reports_once(tmp_path):
+    from isthmus.interp.toy import ToyTransformer
+    from isthmus.interp.toy.model import ToyConfig
+
+    vocab = list("abcdefgh \n")
+    ToyTransformer(ToyConfig(vocab_size=len(vocab), n_ctx=16, n_layers=1, d_model=16, n_heads=2)).save_pretrained(
+        tmp_path / "toy", extra={"vocab": vocab})
+    text = tmp_path / "text.txt"
+    text.write_text("".join(vocab[i % 9] for i in range(2000)))
+    common = ["-m", "isthmus", "sae", "harvest", "--model", f"toy:{tmp_path / 'toy'}", "--points",
+              "blocks.0.hook_resid_post", "--text", str(text), "--max-tokens", "600", "--batch-size", "4",
+              "--max-length", "16", "--device", "cpu", "--no-progress"]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, *common, "--out", str(tmp_path / "one")], capture_output=True, text=True,
+                         timeout=300, env=env)
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+                          *common, "--out", str(tmp_path / "two")], capture_output=True, text=True, timeout=300, env=env)
+    assert one.returncode == 0 and two.returncode == 0, (one.stderr + two.stderr)[-3000:]
+    assert two.stdout.count("harvested 600 tokens") == 1  # rank 0 reports the one store
+    a, b = _rows(tmp_path / "one"), _rows(tmp_path / "two")
+    order = sorted(range(600), key=lambda i: (int(b["sequence"][i]), int(b["positions"][i])))
+    assert all(torch.equal(b[f][order], a[f]) for f in FIELDS)
