@@ -246,7 +246,10 @@ def train_sae(sae: SparseAutoEncoder, data: Any, config: SAETrainConfig | None =
 
     ``resume=True`` continues from the latest checkpoint in ``config.checkpoint_dir`` (or starts fresh
     when there is none); a folder path resumes from that checkpoint. An iterable source must yield
-    the same batches in the same order when iterated again (a store or a list does)."""
+    the same batches in the same order when iterated again (a store or a list does).
+
+    Under ``torchrun`` every rank calls this with the same arguments; ``log`` is called on rank 0
+    only, and every rank returns the same (rank-averaged) history."""
     cfg = config or SAETrainConfig()
     configure()  # thread count and denormal flushing (see isthmus._runtime)
     param = sae.W_enc
