@@ -433,7 +433,9 @@ def harvest_to_store(model: nn.Module, batches: Iterable[Any], point: str | Sequ
     dirs = {p: root if isinstance(point, str) else root / p for p in points}
     writers = {p: StoreWriter(d, dtype=dtype, shard_mb=shard_mb, overwrite=overwrite,
                               meta={**(meta or {}), "point": p}) for p, d in dirs.items()}
-    bar = tqdm(total=max_tokens, unit="tok", desc="harvest", disable=not progress or not info.is_main)
+    share = None if max_tokens is None else math.ceil(max_tokens / info.world)  # rank 0 counts its own rows
+    bar = tqdm(total=share, unit="tok", desc="harvest" if not info.active else f"harvest (rank 0 of {info.world})",
+               disable=not progress or not info.is_main)
     t0 = time.perf_counter()
     try:
         for rows in iter_activations(model, batches, points, max_tokens=max_tokens, drop_special=drop_special,
