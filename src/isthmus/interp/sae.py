@@ -28,7 +28,7 @@ from isthmus.bottlenecks.sparse import BatchTopKBottleneck, SparseBottleneck, To
 from isthmus.bottlenecks.sparse_backward import (batchtopk_encode, coo_decode, dense_from_coo, dense_from_topk,
                                                  sparse_decode, topk_encode)
 from isthmus.config import Config, ConfigError
-from isthmus.io import load_config_model, save_config_model
+from isthmus.io import Pretrained
 from isthmus.models.output import ModelOutput
 from isthmus.train.callbacks.base import Callback
 
@@ -62,13 +62,18 @@ class SAEConfig(Config):
             raise ConfigError(f"{name}: aux_k and aux_coeff must be >= 0")
 
 
-class SparseAutoEncoder(nn.Module):
+class SparseAutoEncoder(Pretrained, nn.Module):
     """A sparse autoencoder over d-dimensional activations with an m-latent dictionary.
+
+    ``save_pretrained(path)`` / ``from_pretrained(path, map_location=)`` come from :class:`isthmus.io.Pretrained`
+    (``config.json`` holding this :class:`SAEConfig` + ``model.safetensors``, digest-checked, eval mode).
 
     >>> sae = SparseAutoEncoder(SAEConfig(d_in=16, d_sae=64, bottleneck_config={"k": 4}))
     >>> sae.encode(torch.randn(3, 16)).shape
     torch.Size([3, 64])
     """
+
+    config_class = SAEConfig
 
     def __init__(self, config: SAEConfig | None = None, **overrides: Any) -> None:
         super().__init__()
@@ -239,15 +244,6 @@ class SparseAutoEncoder(nn.Module):
     def compute_loss(self, batch: Any) -> ModelOutput:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
         return self(x, dense_latent=False)
-
-    # ---- save / load -------------------------------------------------------------------------------
-    def save_pretrained(self, path: str | Path, metrics: dict | None = None) -> Path:
-        """Write ``config.json`` + ``model.safetensors`` (+ ``metrics.json``) into folder ``path``."""
-        return save_config_model(self, path, self.config, metrics)
-
-    @classmethod
-    def from_pretrained(cls, path: str | Path, map_location: str | torch.device = "cpu") -> "SparseAutoEncoder":
-        return load_config_model(cls, SAEConfig, path, map_location)
 
     # ---- peer formats (see isthmus.interp.interop) ------------------------------------------------------
     @classmethod

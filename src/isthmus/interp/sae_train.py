@@ -10,6 +10,11 @@ Resuming after a SIGKILL reproduces the uninterrupted run bit for bit (``tests/t
 Every batch is moved to the SAE's device and dtype (a store on disk feeding an SAE on CUDA works);
 ``autocast="bfloat16"`` runs the forward under :func:`torch.autocast` while parameters and Adam
 state stay float32.
+
+Under ``torchrun`` the N processes train one SAE data-parallel (DDP from :mod:`isthmus.train.distributed`,
+the Trainer's): ``batch_size`` is the global batch, each rank takes its slice of the batch one process
+would draw, and rank 0 alone logs, shows progress and checkpoints. Every rank's RNG follows the same
+stream, so rank 0's checkpoint resumes any number of ranks exactly. Details: :mod:`isthmus.interp.sae_ddp`.
 """
 
 from __future__ import annotations
@@ -24,10 +29,12 @@ import torch
 
 from isthmus._runtime import configure
 from isthmus.config import Config, ConfigError
+from isthmus.interp import sae_ddp
 from isthmus.interp.precision import DTYPES, autocast
 from isthmus.interp.sae import SparseAutoEncoder
 from isthmus.io import CheckpointError
 from isthmus.train import checkpoint as ckpt
+from isthmus.train.distributed import DistInfo, all_mean, barrier, ddp_wrap, setup
 from isthmus.train.rng import capture_rng, restore_rng
 
 __all__ = ["SAETrainConfig", "train_sae", "resample_dead_latents", "BatchSource"]
@@ -77,10 +84,14 @@ class SAETrainConfig(Config):
 
 class BatchSource:
     """Endless (B, d) batches from a tensor (random rows), a store (``iter_batches``) or an iterable,
-    with a saveable position: the sampler generator for a tensor, (epoch, batches taken) otherwise."""
+    with a saveable position: the sampler generator for a tensor, (epoch, batches taken) otherwise.
 
-    def __init__(self, data: Any, batch_size: int, seed: int) -> None:
+    With ``dist`` (under torchrun) every rank draws the same global batch and returns its slice; a
+    batch that does not split evenly over the ranks is skipped (see :mod:`isthmus.interp.sae_ddp`)."""
+
+    def __init__(self, data: Any, batch_size: int, seed: int, dist: DistInfo | None = None) -> None:
         self.data, self.batch_size, self.seed = data, batch_size, seed
+        self.dist = dist or DistInfo()
         self.gen = torch.Generator().manual_seed(seed)
         self.epoch, self.taken = 0, 0
         self._it: Iterator[Any] | None = None
@@ -91,6 +102,16 @@ class BatchSource:
         return iter(self.data)
 
     def __next__(self) -> Any:
+        if not self.dist.active:
+            return self._next_global()
+        for _ in range(3):  # at most one short batch per epoch end is skipped
+            batch = self._next_global()
+            if sae_ddp.rows_of(batch) % self.dist.world == 0:
+                return sae_ddp.share(batch, self.dist)
+        raise ValueError(f"the activation batches do not split evenly over {self.dist.world} processes; "
+                         f"use batches whose size is a multiple of {self.dist.world}")
+
+    def _next_global(self) -> Any:
         if isinstance(self.data, torch.Tensor):
             rows = torch.randint(0, self.data.shape[0], (self.batch_size,), generator=self.gen)
             return self.data[rows.to(self.data.device)]
@@ -225,14 +246,19 @@ def train_sae(sae: SparseAutoEncoder, data: Any, config: SAETrainConfig | None =
 
     ``resume=True`` continues from the latest checkpoint in ``config.checkpoint_dir`` (or starts fresh
     when there is none); a folder path resumes from that checkpoint. An iterable source must yield
-    the same batches in the same order when iterated again (a store or a list does)."""
+    the same batches in the same order when iterated again (a store or a list does).
+
+    Under ``torchrun`` every rank calls this with the same arguments; ``log`` is called on rank 0
+    only, and every rank returns the same (rank-averaged) history."""
     cfg = config or SAETrainConfig()
     configure()  # thread count and denormal flushing (see isthmus._runtime)
     param = sae.W_enc
     device, dtype = param.device, param.dtype
+    info = _join(device, cfg)
+    main = info.is_main  # under torchrun only rank 0 logs, shows progress and checkpoints
     transcoder = bool(getattr(sae, "is_transcoder", False))
-    torch.manual_seed(cfg.seed)
-    source = BatchSource(data, cfg.batch_size, cfg.seed)
+    torch.manual_seed(cfg.seed)  # the same on every rank: resampling draws the same numbers everywhere
+    source = BatchSource(data, cfg.batch_size, cfg.seed, info)
     fused = cfg.fused_adam and device.type in ("cpu", "cuda")
     opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr, betas=cfg.betas, fused=fused or None)
     history: list[dict[str, float]] = []
@@ -245,9 +271,10 @@ def train_sae(sae: SparseAutoEncoder, data: Any, config: SAETrainConfig | None =
         source.load_state_dict(c.state["data"])
         start, history, log_bytes = int(c.state["global_step"]), list(c.state["history"]), c.state["log_bytes"]
         tokens_before = start * cfg.batch_size
-    writer = _JsonlLog(cfg.log_path, log_bytes)
+    writer = _JsonlLog(cfg.log_path if main else None, log_bytes)
+    forward = ddp_wrap(sae, device) if info.active else sae.compute_loss  # DDP: gradients averaged in backward
     bar = None
-    if cfg.progress:
+    if cfg.progress and main:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=cfg.steps, initial=start, unit="step", desc="sae train")
@@ -256,7 +283,7 @@ def train_sae(sae: SparseAutoEncoder, data: Any, config: SAETrainConfig | None =
         rng_tensors, rng_meta = capture_rng({"sampler": source.gen})
         state = {"kind": KIND, "global_step": step, "history": history, "config": cfg.to_dict(),
                  "sae_config": sae.config.to_dict(), "data": source.state_dict(), "rng": rng_meta,
-                 "log_bytes": writer.tell()}
+                 "log_bytes": writer.tell(), "world_size": info.world}
         ckpt.save_checkpoint(cfg.checkpoint_dir, ckpt.checkpoint_name(step, step == cfg.steps),
                              model_state=sae.state_dict(), optimizer=opt, rng_tensors=rng_tensors, state=state,
                              keep=cfg.keep_checkpoints)
@@ -270,40 +297,67 @@ def train_sae(sae: SparseAutoEncoder, data: Any, config: SAETrainConfig | None =
             y = None if y is None else y.to(device=device, dtype=dtype, non_blocking=True)
             if step == 0 and cfg.init_b_dec:
                 sae.init_b_dec_(x if y is None else y)
+                if info.active:  # the mean of equal slices' means: the global batch mean
+                    sae.b_dec.data.copy_(all_mean(sae.b_dec.data))
             sae.set_step(step)
             lr = cfg.lr * _lr_factor(step, cfg)
             for group in opt.param_groups:
                 group["lr"] = lr
             with autocast(device, cfg.autocast):
-                out = sae.compute_loss(x if y is None else (x, y))
+                out = forward(x if y is None else (x, y))
             opt.zero_grad(set_to_none=True)
             out.loss.backward()
+            if info.active:
+                sae_ddp.sync_dead_counters(sae)
             if cfg.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(sae.parameters(), cfg.grad_clip)
             opt.step()
             sae.normalize_decoder_()
             if cfg.resample_every and (step + 1) % cfg.resample_every == 0 and y is None:
-                resample_dead_latents(sae, x, opt)
+                if info.active:
+                    resample_dead_latents(sae, sae_ddp.gather_batch(x), opt)
+                    sae_ddp.broadcast_resampled(sae, opt)
+                else:
+                    resample_dead_latents(sae, x, opt)
             if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
                 tokens, seconds = (step + 1) * cfg.batch_size, time.perf_counter() - t0
                 row = _row(step + 1, out, x if y is None else y, sae, lr, tokens, (tokens - tokens_before) / max(seconds, 1e-9))
+                row = sae_ddp.mean_row(row) if info.active else row
                 history.append(row)
                 writer.write({**row, "time_s": round(time.perf_counter() - t0, 4)})
-                if log is not None:
+                if log is not None and main:
                     log(row)
                 if bar is not None:
                     bar.update(step + 1 - bar.n)
                     bar.set_postfix(tok_s=f"{row['tokens_per_s']:.3g}", l0=f"{row.get('l0', float('nan')):.1f}",
                                     fvu=f"{row['fvu']:.3f}", dead=f"{row['dead_fraction']:.2f}")
-            if cfg.checkpoint_dir and ((cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0)
-                                       or step + 1 == cfg.steps):
+            if main and cfg.checkpoint_dir and ((cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0)
+                                                or step + 1 == cfg.steps):
                 save(step + 1)
     finally:
         writer.close()
         if bar is not None:
             bar.close()
+    if info.active:
+        barrier()  # ranks leave together, after rank 0's last checkpoint
     sae.eval()
     return history
+
+
+def _join(device: torch.device, cfg: SAETrainConfig) -> DistInfo:
+    """This process's place in a torchrun job (joining the process group once); checks the global batch."""
+    info = setup(device)
+    if not info.active:
+        return info
+    if cfg.batch_size % info.world:
+        raise ConfigError(f"SAETrainConfig.batch_size={cfg.batch_size} is the global batch; make it a multiple "
+                          f"of the {info.world} processes")
+    if device.type == "cuda":
+        if device.index != info.local_rank:
+            raise ConfigError(f"rank {info.rank} trains on {device}; put the SAE on cuda:{info.local_rank} "
+                              "(its LOCAL_RANK) before train_sae")
+        torch.cuda.set_device(device)
+    return info
 
 
 @torch.no_grad()

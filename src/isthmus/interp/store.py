@@ -78,17 +78,28 @@ def _split_batch(batch: Any, drop_special: bool) -> tuple[Any, torch.Tensor, tor
 
 def iter_activations(model: nn.Module, batches: Iterable[Any], points: Sequence[str], *,
                      max_tokens: int | None = None, drop_special: bool = True,
-                     autocast_dtype: str | torch.dtype | None = None) -> Iterator[Rows]:
+                     autocast_dtype: str | torch.dtype | None = None, rank: int = 0, world: int = 1) -> Iterator[Rows]:
     """Run each batch through ``model`` (no grad, stopping after the last point) and yield kept tokens.
 
     Inputs go to the model's device; ``autocast_dtype`` ("bfloat16", "float16") runs the forward under
-    :func:`torch.autocast`; activations come back to the CPU as float32."""
+    :func:`torch.autocast`; activations come back to the CPU as float32.
+
+    ``rank``/``world`` shard the work: every rank reads all batches but runs the model only on
+    batches ``rank, rank + world, ...``. Which tokens are kept (``max_tokens`` included) and the
+    ``sequence`` ids are decided from the masks alone, so the ranks' rows together are exactly the
+    rows of one process."""
     seen, seq_offset = 0, 0
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
-    for batch in batches:
+    for index, batch in enumerate(batches):
         inputs, ids, keep = _split_batch(batch, drop_special)
         ids, keep = ids.cpu(), keep.cpu()
+        if index % world != rank:  # another rank's batch: only count its sequences and kept tokens
+            seq_offset += ids.shape[0]
+            seen += int(keep.sum()) if max_tokens is None else min(int(keep.sum()), max_tokens - seen)
+            if max_tokens is not None and seen >= max_tokens:
+                return
+            continue
         if isinstance(inputs, dict):
             inputs = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
         else:
@@ -167,10 +178,14 @@ class StoreWriter:
         self.shards.append({"file": name, "rows": rows})
         self.n_rows += rows
 
-    def close(self) -> "ActivationStore":
-        """Write the last shard and the manifest, move the store into place, and open it."""
+    def flush(self) -> None:
+        """Write the rows not yet in a shard as a (short) shard."""
         if self.pending_rows:
             self._flush(self.pending_rows)
+
+    def close(self) -> "ActivationStore":
+        """Write the last shard and the manifest, move the store into place, and open it."""
+        self.flush()
         if not self.n_rows:
             self.abort()
             raise ValueError(f"no rows were added to the activation store {self.path}")
@@ -405,19 +420,26 @@ def harvest_to_store(model: nn.Module, batches: Iterable[Any], point: str | Sequ
     dropped) or ``(B, T)`` token tensors. Several points write one store each, in
     ``store_dir/<point>/``, from the same forward passes. The host runs on its own device, under
     ``autocast_dtype`` if given. Returns the opened store(s).
+
+    Under ``torchrun`` the ranks share the work and write one store: see :mod:`isthmus.interp.store_ranks`.
     """
     from tqdm.auto import tqdm
 
+    from isthmus.interp.store_ranks import close_across_ranks, join
+
+    info = join(model)
     points = [point] if isinstance(point, str) else list(point)
     root = Path(store_dir)
     dirs = {p: root if isinstance(point, str) else root / p for p in points}
     writers = {p: StoreWriter(d, dtype=dtype, shard_mb=shard_mb, overwrite=overwrite,
                               meta={**(meta or {}), "point": p}) for p, d in dirs.items()}
-    bar = tqdm(total=max_tokens, unit="tok", desc="harvest", disable=not progress)
+    share = None if max_tokens is None else math.ceil(max_tokens / info.world)  # rank 0 counts its own rows
+    bar = tqdm(total=share, unit="tok", desc="harvest" if not info.active else f"harvest (rank 0 of {info.world})",
+               disable=not progress or not info.is_main)
     t0 = time.perf_counter()
     try:
         for rows in iter_activations(model, batches, points, max_tokens=max_tokens, drop_special=drop_special,
-                                     autocast_dtype=autocast_dtype):
+                                     autocast_dtype=autocast_dtype, rank=info.rank, world=info.world):
             for p, w in writers.items():
                 w.add(rows.acts[p], rows.token_ids, rows.positions, rows.sequence)
             bar.update(len(rows.token_ids))
@@ -431,5 +453,5 @@ def harvest_to_store(model: nn.Module, batches: Iterable[Any], point: str | Sequ
     stores = {}
     for p, w in writers.items():
         w.meta["harvest_seconds"] = round(elapsed, 3)
-        stores[p] = w.close()
+        stores[p] = close_across_ranks(w, info) if info.active else w.close()
     return stores[point] if isinstance(point, str) else stores

@@ -24,7 +24,6 @@ from isthmus.config import ConfigError
 from isthmus.interp.hooks import capture, patch, resolve_point, run_with_cache
 from isthmus.interp.sae import SAEConfig, SparseAutoEncoder
 from isthmus.interp.splice import _loss, _to_device, _unpack
-from isthmus.io import load_config_model
 from isthmus.metrics.sae import loss_recovered
 from isthmus.models.output import ModelOutput
 
@@ -53,6 +52,7 @@ class Transcoder(SparseAutoEncoder):
     """
 
     is_transcoder = True
+    config_class = TranscoderConfig  # save_pretrained/from_pretrained: see isthmus.io.Pretrained
 
     def __init__(self, config: TranscoderConfig | None = None, **overrides: Any) -> None:
         config = config or TranscoderConfig()
@@ -96,10 +96,6 @@ class Transcoder(SparseAutoEncoder):
         if not (isinstance(batch, (tuple, list)) and len(batch) >= 2):
             raise ValueError("a Transcoder trains on (input, target) pairs; got a single tensor")
         return self(batch[0], dense_latent=False, target=batch[1])
-
-    @classmethod
-    def from_pretrained(cls, path: str | Path, map_location: str | torch.device = "cpu") -> "Transcoder":
-        return load_config_model(cls, TranscoderConfig, path, map_location)
 
 
 @torch.no_grad()
