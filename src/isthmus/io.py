@@ -20,11 +20,14 @@ import re
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+
+if TYPE_CHECKING:
+    from isthmus.config import Config
 
 __all__ = [
     "WEIGHTS_NAME",
@@ -248,7 +251,7 @@ class Pretrained:
     others override :meth:`_pretrained_spec` and :meth:`_from_pretrained_spec`.
     """
 
-    config_class: ClassVar[type | None] = None
+    config_class: ClassVar[type[Config] | None] = None
     config_attr: ClassVar[str] = "config"
 
     def _pretrained_spec(self) -> dict[str, Any]:
@@ -264,7 +267,8 @@ class Pretrained:
             raise TypeError(f"{cls.__name__}.from_pretrained got unexpected arguments {sorted(kwargs)}")
         if "config" not in spec:
             raise CheckpointError(f"{path / CONFIG_NAME} has no 'config' entry")
-        return cls(cls.config_class.from_dict(spec["config"]))
+        # the mixin has no __init__; the nn.Module it is mixed into takes the config
+        return cast(Any, cls)(cls.config_class.from_dict(spec["config"]))
 
     def save_pretrained(self, path: str | Path, metrics: dict | None = None, extra: dict | None = None) -> Path:
         """Write ``config.json`` + ``model.safetensors`` (+ ``metrics.json``) into folder ``path``."""
@@ -286,7 +290,7 @@ def save_config_model(model: torch.nn.Module, path: str | Path, config: Any, met
     return write_pretrained(model, path, {"config": config.to_dict()}, metrics, extra)
 
 
-def load_config_model(cls: type, config_cls: type, path: str | Path, map_location: Any = "cpu") -> Any:
+def load_config_model(cls: type, config_cls: type[Config], path: str | Path, map_location: Any = "cpu") -> Any:
     """Function form of :meth:`Pretrained.from_pretrained`: ``cls(config_cls.from_dict(...))``, verified, eval."""
     path = Path(path)
     spec = read_pretrained_spec(path, cls.__name__)
