@@ -65,6 +65,8 @@ class ARDBottleneck(GaussianBottleneck):
     """Gaussian posterior, prior N(0, diag τ²) with τ² in the ``prior_var`` buffer (saved with the model)."""
 
     config: ARDConfig
+    prior_var: torch.Tensor  # buffers
+    prior_updates: torch.Tensor
 
     def __init__(self, config: ARDConfig | None = None) -> None:
         super().__init__(config or ARDConfig())

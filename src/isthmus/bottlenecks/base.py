@@ -46,6 +46,7 @@ class Bottleneck(nn.Module):
     """
 
     config: BottleneckConfig
+    step: torch.Tensor  # buffer
 
     def __init__(self, config: BottleneckConfig) -> None:
         super().__init__()

@@ -54,6 +54,8 @@ class FSQBottleneck(Bottleneck):
     """
 
     config: FSQConfig
+    levels: torch.Tensor  # buffers
+    basis: torch.Tensor
 
     def __init__(self, config: FSQConfig | None = None) -> None:
         super().__init__(config or FSQConfig())
@@ -93,6 +95,6 @@ class FSQBottleneck(Bottleneck):
         hw = self.half_width(h.dtype)
         latent = rounded / hw  # (B, D) in [-1, 1]
         codes = ((rounded.detach() + hw).round().long() * self.basis).sum(1)  # (B,)
-        stats = dict(codebook_stats(codes, self.codebook_size))
+        stats: dict[str, torch.Tensor | float] = dict(codebook_stats(codes, self.codebook_size))
         stats["bound_error"] = (latent.detach() - bounded.detach() / hw).pow(2).mean()
         return BottleneckOutput(latent=latent, codes=codes, losses={}, stats=stats)

@@ -47,6 +47,8 @@ class GaussianBottleneck(Bottleneck):
     In eval mode the latent is the posterior mean (deterministic encode).
     """
 
+    config: GaussianConfig
+
     def __init__(self, config: GaussianConfig | None = None) -> None:
         super().__init__(config or GaussianConfig())
 

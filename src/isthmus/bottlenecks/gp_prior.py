@@ -124,6 +124,9 @@ class GPPosterior:
 class GPPriorBottleneck(Bottleneck):
     """GP prior over time (RBF, learnable ℓ per channel) with a Fourier-domain posterior. See the module doc."""
 
+    config: GPPriorConfig
+    log_lengthscale: torch.Tensor  # a Parameter when learned, else a buffer
+
     def __init__(self, config: GPPriorConfig | None = None) -> None:
         super().__init__(config or GPPriorConfig())
         cfg = self.config

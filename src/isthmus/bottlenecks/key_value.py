@@ -68,6 +68,9 @@ class KeyValueBottleneck(Bottleneck):
     """DKVB. ``codes``: the selected key per head (B, C); latent: decoded values (B, latent_dim)."""
 
     config: KeyValueConfig
+    projection: torch.Tensor  # buffers
+    keys: torch.Tensor
+    keys_initialized: torch.Tensor
 
     def __init__(self, config: KeyValueConfig | None = None) -> None:
         super().__init__(config or KeyValueConfig())
@@ -113,5 +116,5 @@ class KeyValueBottleneck(Bottleneck):
         heads = torch.arange(cfg.heads, device=h.device)
         fetched = self.values[heads[None, :], idx]  # (B, C, dv); gradient only to the fetched values
         latent = fetched.mean(1) if cfg.decoding == "mean" else fetched.reshape(h.shape[0], -1)  # (B, latent_dim)
-        stats = dict(codebook_stats(idx, cfg.num_keys, separate_codebooks=True))
+        stats: dict[str, torch.Tensor | float] = dict(codebook_stats(idx, cfg.num_keys, separate_codebooks=True))
         return BottleneckOutput(latent=latent, codes=idx, losses={}, stats=stats)

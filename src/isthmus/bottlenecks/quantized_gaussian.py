@@ -61,6 +61,7 @@ class QuantizedGaussianBottleneck(GaussianBottleneck):
     def forward(self, h: torch.Tensor) -> BottleneckOutput:
         out = super().forward(h)  # checks input; z = sample (train) or μ (eval); codes = μ
         mu = out.codes
+        assert mu is not None  # GaussianBottleneck always returns μ as codes
         latent = self.quantize(out.latent)
         codes = torch.round(mu.detach() / self.config.step).long()  # (B, D)
         stats = dict(out.stats)

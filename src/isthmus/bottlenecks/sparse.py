@@ -62,6 +62,7 @@ class SparseBottleneck(Bottleneck):
 
     config: SparseConfig
     exact_k: bool = False  # True where every sample keeps exactly k latents (TopK)
+    steps_since_fired: torch.Tensor  # buffer
 
     def __init__(self, config: SparseConfig) -> None:
         super().__init__(config)
@@ -156,6 +157,9 @@ class BatchTopKBottleneck(SparseBottleneck):
     """Training: keep the k·B largest ReLU activations of the whole batch (mean L0 = k, per-sample
     varies). The smallest kept value is tracked as an EMA in the ``threshold`` buffer; eval mode uses
     z = ReLU(h)·[h > threshold] (per-sample top-k until a threshold has been estimated)."""
+
+    config: BatchTopKConfig
+    threshold: torch.Tensor  # buffer
 
     def __init__(self, config: BatchTopKConfig) -> None:
         super().__init__(config)
@@ -322,6 +326,8 @@ class MatryoshkaSAEConfig(BatchTopKConfig):
 class MatryoshkaSAEBottleneck(BatchTopKBottleneck):
     """BatchTopK whose first ``nested_sizes[i]`` latents must reconstruct on their own (the SAE model
     adds one reconstruction loss per prefix). Alone or in an AutoEncoder it behaves as BatchTopK."""
+
+    config: MatryoshkaSAEConfig
 
     @property
     def nested_sizes(self) -> list[int]:

@@ -17,6 +17,7 @@ and every random choice uses the global torch RNG, so runs are deterministic giv
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +38,12 @@ class VectorQuantizer(nn.Module):
     straight-through and loss terms are the caller's business. In training mode it also runs the
     k-means initialisation (once), the EMA update and the dead-code reset.
     """
+
+    codebook: torch.Tensor  # a buffer with EMA updates, else a Parameter
+    ema_size: torch.Tensor
+    ema_sum: torch.Tensor
+    initialized: torch.Tensor
+    unused_steps: torch.Tensor
 
     def __init__(self, codebook_size: int, dim: int, ema: bool = True, decay: float = 0.99, eps: float = 1e-5,
                  kmeans_init: bool = True, kmeans_iters: int = 10, dead_code_steps: int = 0) -> None:
@@ -188,7 +195,7 @@ class VQBottleneck(Bottleneck):
         latent = (z + (z_q - z).detach()).reshape(b, -1)  # (B, D), straight-through
         codes = idx.reshape(b, cfg.groups) if cfg.groups > 1 else idx  # (B, G) or (B,)
         terms = _vq_terms(z, z_q, cfg)
-        stats = dict(codebook_stats(codes, cfg.codebook_size))
+        stats: dict[str, torch.Tensor | float] = dict(codebook_stats(codes, cfg.codebook_size))
         stats["quantization_error"] = terms["commitment"].detach()
         stats["expired_codes"] = self.quantizer.expired()
         return BottleneckOutput(latent=latent, codes=codes, losses=_weighted(terms, cfg), stats=stats)
@@ -233,9 +240,10 @@ class ResidualVQBottleneck(Bottleneck):
         latent = (z + (total - z).detach()).reshape(b, -1)  # (B, D)
         idx_all = torch.stack(indices, 1)  # (B*G, Q)
         codes = idx_all.reshape(b, cfg.groups, -1) if cfg.groups > 1 else idx_all
-        stats = dict(codebook_stats(idx_all, cfg.codebook_size, separate_codebooks=True))
+        stats: dict[str, torch.Tensor | float] = dict(
+            codebook_stats(idx_all, cfg.codebook_size, separate_codebooks=True))
         stats["bits_per_latent"] = stats["bits_per_latent"] * cfg.groups  # stats above are per group row
         stats["bits_capacity"] = stats["bits_capacity"] * cfg.groups
         stats["quantization_error"] = F.mse_loss(total, z).detach()
-        stats["expired_codes"] = sum(q.expired() for q in self.quantizers)
+        stats["expired_codes"] = sum(cast(VectorQuantizer, q).expired() for q in self.quantizers)
         return BottleneckOutput(latent=latent, codes=codes, losses=_weighted(terms, cfg), stats=stats)
