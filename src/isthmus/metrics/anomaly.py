@@ -173,8 +173,8 @@ def interpretation_hit_rate(
     if len(faulty) != len(c):
         raise ValueError(f"faulty lists {len(faulty)} events but contributions has {len(c)} rows")
     rates = []
-    for row, true_set in zip(c, faulty):
-        true_set = {int(j) for j in true_set}
+    for row, labelled in zip(c, faulty):
+        true_set = {int(j) for j in labelled}
         if not true_set:
             raise ValueError("every event needs at least one labelled faulty channel")
         if max(true_set) >= c.shape[1] or min(true_set) < 0:

@@ -14,6 +14,7 @@ AutoEncoder trains with), ``l1`` → Laplace with scale 1. Works with any bottle
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -33,8 +34,9 @@ def observation_log_prob(recon: torch.Tensor, x: torch.Tensor, kind: str = "mse"
     raise ValueError(f"no observation model for recon_loss {kind!r}; use 'mse', 'bce' or 'l1'")
 
 
-def _chunk_ll(model: nn.Module, x: torch.Tensor, k: int, k_chunk: int, kind: str, obs_var: float,
+def _chunk_ll(model: Any, x: torch.Tensor, k: int, k_chunk: int, kind: str, obs_var: float,
               generator: torch.Generator | None) -> torch.Tensor:
+    # ``model`` is duck-typed (encoder, Gaussian-family bottleneck, decoder); the caller checks it
     bn = model.bottleneck
     mu, logvar = bn.posterior(model.encoder(x))  # (b, D) each
     std = torch.exp(0.5 * logvar)
@@ -67,7 +69,8 @@ def importance_sampled_log_likelihood(model: nn.Module, x: torch.Tensor, k: int 
     if bn is None or not hasattr(bn, "posterior") or not hasattr(bn, "prior_log_prob"):
         raise TypeError("importance_sampled_log_likelihood needs a model with a Gaussian-family bottleneck "
                         "(posterior + prior_log_prob), e.g. bottleneck='gaussian', 'ard' or 'tcvae'")
-    kind = recon_loss or getattr(getattr(model, "objective", None), "recon_loss", "mse")
+    default: str = getattr(getattr(model, "objective", None), "recon_loss", "mse")
+    kind = recon_loss or default
     was = model.training
     model.eval()
     try:

@@ -152,6 +152,7 @@ def evaluate_sae(sae: torch.nn.Module, batches: Iterable[torch.Tensor], dense_th
         sae.train(was)
     if n == 0:
         raise ValueError("evaluate_sae got no batches")
+    assert tracker is not None and xs is not None  # set by the first batch
     total_var = xsq - float((xs * xs).sum()) / n  # Σ‖x − x̄‖² over all tokens
     density = tracker.density()
     return {**{k: v / n for k, v in sums.items()}, "fvu": sq_err / max(total_var, 1e-12), "tokens": n,
