@@ -61,6 +61,7 @@ def load_digit_split(n_train: int = 8000, n_test: int = 2000, seed: int = 0) -> 
     except DataNotFoundError:
         table, source, name = load_digits(), "digits", "scikit-learn digits (MNIST not found)"
         n_train, n_test = min(n_train, 1397), min(n_test, 400)
+    assert table.y is not None  # both loaders return labels
     X = np.ascontiguousarray(table.X.reshape(len(table.X), -1), dtype=np.float32)
     side = int(round(X.shape[1] ** 0.5))
     perm = np.random.default_rng(seed).permutation(len(X))

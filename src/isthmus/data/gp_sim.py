@@ -66,7 +66,7 @@ def _render(template: torch.Tensor, angle: torch.Tensor, scale: torch.Tensor) ->
     zero = torch.zeros_like(c)
     theta = torch.stack([torch.stack([c, -s, zero], -1), torch.stack([s, c, zero], -1)], -2)  # (F, 2, 3)
     H, W = template.shape
-    grid = F.affine_grid(theta, (len(angle), 1, H, W), align_corners=False)
+    grid = F.affine_grid(theta, [len(angle), 1, H, W], align_corners=False)
     out = F.grid_sample(template.expand(len(angle), 1, H, W), grid, align_corners=False, padding_mode="zeros")
     return out[:, 0]
 

@@ -90,7 +90,7 @@ def adjacency_power(A_hat: sp.spmatrix | np.ndarray, r: int, cumulative: bool = 
         power = power @ A
         if cumulative:
             out += power
-    return out if cumulative else power
+    return out if out is not None else power  # out is set iff cumulative
 
 
 def rewire_edges(A: sp.spmatrix, fraction: float, seed: int = 0) -> sp.csr_matrix:
@@ -111,7 +111,8 @@ def rewire_edges(A: sp.spmatrix, fraction: float, seed: int = 0) -> sp.csr_matri
         i, j = sorted(rng.integers(0, n, 2).tolist())
         if i != j and (i, j) not in existing:
             existing.add((i, j))
-            rows.append(i), cols.append(j)
+            rows.append(i)
+            cols.append(j)
             added += 1
     return edges_to_adjacency(np.asarray([rows, cols]), n)
 

@@ -88,7 +88,7 @@ def load_geotiff_rgb(path: str | Path | None = None) -> tuple[np.ndarray, np.nda
                         "16/32-bit rasters need rasterio") from None
     if img.ndim != 3 or img.shape[2] != 3:
         raise DataError(f"{p}: expected 3 bands, got shape {img.shape}")
-    return img, img.any(axis=2)
+    return img, np.asarray(img.any(axis=2))
 
 
 def pixel_patches(image: np.ndarray, window: int = 3) -> np.ndarray:

@@ -65,15 +65,17 @@ class Scaler:
         return self
 
     def _check(self, X: Any, method: str) -> None:
-        if not self.is_fitted:
+        if self.feature_shape_ is None:  # not fitted
             if self.requires_fit:
                 raise DataError(f"{type(self).__name__}.{method} called before fit; call fit(X_train) first")
             return
         check_feature_count(X, self.feature_shape_, f"{type(self).__name__}.{method}")
 
     def _apply(self, X: Any, inverse: bool) -> Any:
-        if self.center_ is None:  # identity, or an unfitted scaler that needs no statistics
+        if self.center_ is None or self.scale_ is None:  # identity, or an unfitted scaler that needs no statistics
             return X
+        c: torch.Tensor | np.ndarray  # the statistics, in X's kind and dtype
+        s: torch.Tensor | np.ndarray
         if isinstance(X, torch.Tensor):
             dtype = X.dtype if X.is_floating_point() else torch.float32
             c = torch.as_tensor(self.center_, dtype=dtype, device=X.device)
@@ -81,9 +83,9 @@ class Scaler:
             X = X.to(dtype)
         else:
             X = np.asarray(X)
-            dtype = X.dtype if X.dtype.kind == "f" else np.dtype(np.float32)
-            c, s = self.center_.astype(dtype), self.scale_.astype(dtype)
-            X = X.astype(dtype, copy=False)
+            np_dtype = X.dtype if X.dtype.kind == "f" else np.dtype(np.float32)
+            c, s = self.center_.astype(np_dtype), self.scale_.astype(np_dtype)
+            X = X.astype(np_dtype, copy=False)
         return (X - self.low) * s + c if inverse else (X - c) / s + self.low
 
     def transform(self, X: Any) -> Any:
@@ -103,9 +105,9 @@ class Scaler:
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON state: kind, constructor params and (if fitted) the statistics."""
         out: dict[str, Any] = {"kind": self.kind, "params": self.params()}
-        if self.is_fitted:
+        if self.feature_shape_ is not None:  # fitted
             out["feature_shape"] = list(self.feature_shape_)
-            if self.center_ is not None:
+            if self.center_ is not None and self.scale_ is not None:
                 out["center"] = self.center_.tolist()
                 out["scale"] = self.scale_.tolist()
         return out

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, cast
 
 import numpy as np
 
@@ -196,8 +196,8 @@ def make_shapes(n: int = 10000, image_size: int = 32, seed: int = 0,
     """
     cfg = ShapesConfig(n=n, image_size=image_size, seed=seed, shapes=tuple(shapes),
                        vary=list(vary) if vary is not None else None, fixed=dict(fixed or {}),
-                       n_values=dict(n_values or {}), scale_range=tuple(scale_range),
-                       rotation_range=tuple(rotation_range), max_radius=max_radius, antialias=antialias)
+                       n_values=dict(n_values or {}), scale_range=cast(tuple[float, float], tuple(scale_range)),
+                       rotation_range=cast(tuple[float, float], tuple(rotation_range)), max_radius=max_radius, antialias=antialias)
     return shapes_from_config(cfg)
 
 

@@ -209,6 +209,7 @@ def load_npz(path: str | Path, x_key: str | None = None, y_key: str | None = Non
         keys = list(archive.files)
         xk = _pick_key(keys, x_key, _X_KEYS, p, "X")
         yk = _pick_key(keys, y_key, _Y_KEYS, p, "y")
+        assert xk is not None  # _pick_key raises rather than return None for X
         X, y = _np_load_member(archive, xk, p), (None if yk is None else _np_load_member(archive, yk, p))
     X = X[:, None] if X.ndim == 1 else X
     table = from_arrays(X, None, name=f"{p}[{xk}]")

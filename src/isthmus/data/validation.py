@@ -71,7 +71,7 @@ def _check_dtype(arr: np.ndarray, name: str) -> None:
             if hasattr(v, "__len__") and not isinstance(v, str):
                 raise DataError(_ragged_message(list(arr), name))
             if not isinstance(v, (int, float, np.number, bool, np.bool_)):
-                where = _location(np.unravel_index(i, arr.shape), None)
+                where = _location(tuple(int(j) for j in np.unravel_index(i, arr.shape)), None)
                 raise DataError(f"{name}: non-numeric value {v!r} at {where}; convert or drop it")
         return
     raise DataError(f"{name}: unsupported dtype {arr.dtype}; expected numbers")

@@ -60,7 +60,7 @@ def moving_digits(digits: np.ndarray, labels: np.ndarray, n: int, frames: int = 
 
     rng = np.random.default_rng(seed)
     small = np.stack([np.asarray(Image.fromarray((d * 255).astype(np.uint8)).resize((digit, digit),
-                                                                                      Image.BILINEAR)) / 255.0
+                                                                                      Image.Resampling.BILINEAR)) / 255.0
                       for d in digits]).astype(np.float32)
     by_label = {int(c): np.flatnonzero(labels == c) for c in np.unique(labels)}
     y = rng.integers(0, len(MOTIONS), n)

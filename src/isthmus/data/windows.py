@@ -36,10 +36,10 @@ def sliding_windows(X: Any, window: int, stride: int = 1) -> Any:
     Trailing steps that do not fill a whole window are dropped.
     """
     if isinstance(X, torch.Tensor):
-        x = X[:, None] if X.ndim == 1 else X
-        _check_series(tuple(x.shape))
-        n_windows(x.shape[0], window, stride)
-        return x.unfold(0, window, stride).permute(0, 2, 1).contiguous()  # (N, C, window) → (N, window, C)
+        t = X[:, None] if X.ndim == 1 else X
+        _check_series(tuple(t.shape))
+        n_windows(t.shape[0], window, stride)
+        return t.unfold(0, window, stride).permute(0, 2, 1).contiguous()  # (N, C, window) → (N, window, C)
     x = as_numpy(X)
     x = x[:, None] if x.ndim == 1 else x
     _check_series(x.shape)
@@ -63,5 +63,5 @@ def window_labels(labels: Any, window: int, stride: int = 1, how: str = "any") -
         return y[window - 1::stride][:n].copy()
     if how == "any":
         view = np.lib.stride_tricks.sliding_window_view(y != 0, window)[::stride]
-        return view.any(axis=1).astype(np.int64)
+        return np.asarray(view.any(axis=1), dtype=np.int64)
     raise DataError(f"window_labels: how must be 'any' or 'last', got {how!r}")
