@@ -132,6 +132,7 @@ class TopKConfig(SparseConfig):
 class TopKBottleneck(SparseBottleneck):
     """Keep the ``k`` largest pre-activations per sample, then ReLU. ``codes`` are their (B, k) indices."""
 
+    config: TopKConfig
     exact_k = True
 
     def forward(self, h, decoder_norm=None, input_norm=None):

@@ -14,13 +14,16 @@ splicing a reconstruction back into a model (:func:`splice_losses`) and feature/
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from isthmus.interp.hooks import patch, run_with_cache
+
+if TYPE_CHECKING:
+    from isthmus.interp.toy.model import ToyTransformer
 
 __all__ = ["collect_head_outputs", "head_block_norms", "attribution_entropy", "head_ablation_effects",
            "head_direct_effects", "attention_to_sources",
@@ -103,7 +106,8 @@ def head_direct_effects(model: nn.Module, tokens: torch.Tensor, n_layers: int,
     residual to logits (default: a :class:`~isthmus.interp.toy.ToyTransformer`'s ``ln_final`` + ``unembed``);
     ``vocabs[family]`` restricts that family's CE to those tokens (see :func:`masked_ce`)."""
     vocabs = vocabs or {}
-    readout = readout or (lambda r: model.unembed(model.ln_final(r)))
+    toy = cast("ToyTransformer", model)  # read only by the default readout
+    readout = readout or (lambda r: toy.unembed(toy.ln_final(r)))
     pts = [f"blocks.{i}.attn.hook_result" for i in range(n_layers)] + [f"blocks.{n_layers - 1}.hook_resid_post"]
     acts = run_with_cache(model, tokens, pts, stop_early=False)
     resid = acts[pts[-1]]  # (B, T, d)
@@ -134,6 +138,11 @@ def attention_to_sources(model: nn.Module, tokens: torch.Tensor, n_layers: int,
 
 
 @torch.no_grad()
+def _reshape_to(part: torch.Tensor, shape: Sequence[int]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A patch function that replaces an activation (B, T, *shape) by ``part`` reshaped to it."""
+    return lambda v: part.reshape(*v.shape[:2], *shape)
+
+
 def splice_losses(model: nn.Module, tokens: torch.Tensor, points: Sequence[str],
                   reconstruct: Callable[[torch.Tensor], torch.Tensor], target_mask: torch.Tensor) -> dict[str, float]:
     """CE with clean activations, with ``points`` replaced by ``reconstruct`` of the clean concatenated
@@ -149,7 +158,7 @@ def splice_losses(model: nn.Module, tokens: torch.Tensor, points: Sequence[str],
     def run(parts: Sequence[torch.Tensor]) -> float:
         with contextlib.ExitStack() as stack:
             for p, part, s in zip(points, parts, shapes):
-                stack.enter_context(patch(model, p, lambda v, part=part, s=s: part.reshape(*v.shape[:2], *s)))
+                stack.enter_context(patch(model, p, _reshape_to(part, s)))
             return masked_ce(model(tokens), tokens, target_mask)
 
     clean = masked_ce(model(tokens), tokens, target_mask)

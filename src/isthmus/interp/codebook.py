@@ -39,6 +39,9 @@ class CodebookLayer(nn.Module):
     (for :meth:`loss`). ``forced`` (..., k) ids with a boolean mask (...) override the choice.
     """
 
+    usage: torch.Tensor  # buffers
+    steps: torch.Tensor
+
     def __init__(self, dim: int, n_codes: int, k: int = 1, *, beta: float = 0.0, reset_every: int = 100,
                  rho: float = 0.01) -> None:
         super().__init__()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import glob
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, cast
 
 import torch
 
@@ -74,7 +74,7 @@ class Corpus:
         if len(kinds) != 1 or None in kinds:
             raise ValueError(f"corpus {self.path} mixes file kinds {sorted(map(str, kinds))}; point it at one kind "
                              "or pass builder=")
-        return kinds.pop(), files
+        return cast(str, kinds.pop()), files  # None in kinds was rejected above
 
     def dataset(self) -> Any:
         """The (iterable, when streaming) ``datasets`` object."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence, cast
 
 import torch
 from torch import nn
@@ -107,7 +107,7 @@ def _n_heads(model: nn.Module) -> int:
 
 def head_output_weight(o_proj: nn.Module, n_heads: int, conv1d: bool = False) -> torch.Tensor:
     """W_O split per head as ``(H, dh, d)``: row block h maps head h's output into the residual stream."""
-    w = o_proj.weight if conv1d else o_proj.weight.T  # (H·dh, d)
+    w = cast(torch.Tensor, o_proj.weight if conv1d else o_proj.weight.T)  # (H·dh, d)
     hd, d = w.shape
     if hd % n_heads:
         raise ValueError(f"output projection input size {hd} is not divisible by {n_heads} heads")

@@ -27,12 +27,16 @@ Pretrained SAEs from the hub are one download away, which this library never doe
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
+from isthmus.bottlenecks.sparse import TopKConfig
 from isthmus.interp.sae import SAEConfig, SparseAutoEncoder
 from isthmus.io import atomic_write_json, load_tensors, read_json, save_tensors
+
+if TYPE_CHECKING:
+    from isthmus.interp.transcoder import Transcoder
 
 __all__ = ["from_saelens", "to_saelens", "from_sparsify", "to_sparsify", "InteropError"]
 
@@ -50,7 +54,7 @@ def _unit_rows(w: torch.Tensor) -> bool:
 
 def _build(d_in: int, d_sae: int, bottleneck: str, bn_cfg: dict, unit: bool, d_out: int | None = None,
            skip: bool = False) -> SparseAutoEncoder:
-    base = dict(d_in=d_in, d_sae=d_sae, bottleneck=bottleneck, bottleneck_config=bn_cfg, normalize_decoder=unit)
+    base: dict[str, Any] = dict(d_in=d_in, d_sae=d_sae, bottleneck=bottleneck, bottleneck_config=bn_cfg, normalize_decoder=unit)
     if d_out is None and not skip:
         return SparseAutoEncoder(SAEConfig(**base))
     from isthmus.interp.transcoder import Transcoder, TranscoderConfig
@@ -109,9 +113,9 @@ def from_saelens(path: str | Path) -> SparseAutoEncoder:
 def _inference_threshold(sae: SparseAutoEncoder) -> torch.Tensor | None:
     bn = sae.bottleneck
     if sae.config.bottleneck == "sae_jumprelu":
-        return bn.threshold.detach()
+        return cast(torch.Tensor, bn.threshold).detach()
     if sae.config.bottleneck in ("sae_batchtopk", "sae_matryoshka"):
-        t = float(bn.threshold)
+        t = float(cast(torch.Tensor, bn.threshold))
         if t < 0:
             raise InteropError("this BatchTopK SAE has no inference threshold yet (train it first); SAELens stores "
                                "BatchTopK as JumpReLU with that threshold")
@@ -124,8 +128,10 @@ def to_saelens(sae: SparseAutoEncoder, path: str | Path, metadata: dict[str, Any
     path = Path(path)
     name = sae.config.bottleneck
     transcoder = getattr(sae, "is_transcoder", False)
+    tc = cast("Transcoder", sae)  # read only where transcoder is set
     if name == "sae_topk" and not transcoder:
-        arch, extra = "topk", {"k": int(sae.bottleneck.config.k), "rescale_acts_by_decoder_norm": False}
+        k = int(cast(TopKConfig, sae.bottleneck.config).k)
+        arch, extra = "topk", {"k": k, "rescale_acts_by_decoder_norm": False}
     elif name == "sae_relu":
         arch, extra = "standard", {}
     elif name in ("sae_jumprelu", "sae_batchtopk", "sae_matryoshka"):
@@ -135,18 +141,18 @@ def to_saelens(sae: SparseAutoEncoder, path: str | Path, metadata: dict[str, Any
     if transcoder:
         if arch == "topk":
             raise InteropError("SAELens has no TopK transcoder class; use to_sparsify for TopK transcoders")
-        arch = {"standard": "skip_transcoder" if sae.config.skip else "transcoder",
+        arch = {"standard": "skip_transcoder" if tc.config.skip else "transcoder",
                 "jumprelu": "jumprelu_transcoder"}[arch]
-        if sae.config.skip and arch == "jumprelu_transcoder":
+        if tc.config.skip and arch == "jumprelu_transcoder":
             raise InteropError("SAELens has no JumpReLU skip transcoder")
-        extra["d_out"] = sae.config.d_out
+        extra["d_out"] = tc.config.d_out
     tensors = {"W_enc": sae.W_enc.detach().t().contiguous().float().cpu(), "W_dec": sae.W_dec.detach().float().cpu(),
                "b_enc": sae.b_enc.detach().float().cpu(), "b_dec": sae.b_dec.detach().float().cpu()}
     threshold = _inference_threshold(sae)
     if threshold is not None:
         tensors["threshold"] = threshold.float().cpu()
-    if transcoder and sae.config.skip:
-        tensors["W_skip"] = sae.W_skip.detach().float().cpu()
+    if transcoder and tc.W_skip is not None:  # set iff config.skip
+        tensors["W_skip"] = tc.W_skip.detach().float().cpu()
     cfg = {"d_in": sae.config.d_in, "d_sae": sae.config.d_sae, "dtype": "float32", "device": "cpu",
            "apply_b_dec_to_input": not transcoder, "normalize_activations": "none", "reshape_activations": "none",
            "metadata": {"isthmus_bottleneck": name, **(metadata or {})}, "architecture": arch, **extra}
@@ -190,12 +196,12 @@ def to_sparsify(sae: SparseAutoEncoder, path: str | Path) -> Path:
     transcoder = getattr(sae, "is_transcoder", False)
     d_in, m = sae.config.d_in, sae.config.d_sae
     cfg = {"activation": "topk", "expansion_factor": max(1, m // d_in), "normalize_decoder": sae.config.normalize_decoder,
-           "num_latents": m, "k": int(sae.bottleneck.config.k), "multi_topk": False,
-           "skip_connection": bool(transcoder and sae.config.skip), "transcode": transcoder, "d_in": d_in}
+           "num_latents": m, "k": int(cast(TopKConfig, sae.bottleneck.config).k), "multi_topk": False,
+           "skip_connection": bool(transcoder and cast("Transcoder", sae).config.skip), "transcode": transcoder, "d_in": d_in}
     tensors = {"encoder.weight": sae.W_enc.detach().float().cpu(), "encoder.bias": sae.b_enc.detach().float().cpu(),
                "W_dec": sae.W_dec.detach().float().cpu(), "b_dec": sae.b_dec.detach().float().cpu()}
     if cfg["skip_connection"]:
-        tensors["W_skip"] = sae.W_skip.detach().float().cpu()
+        tensors["W_skip"] = cast(torch.Tensor, sae.W_skip).detach().float().cpu()
     path.mkdir(parents=True, exist_ok=True)
     save_tensors(path / SPARSIFY_WEIGHTS, tensors)
     atomic_write_json(path / SPARSIFY_CFG, cfg)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -80,8 +80,8 @@ class SparseAutoEncoder(Pretrained, nn.Module):
         config = config or SAEConfig()
         self.config = config.with_overrides(overrides) if overrides else config
         d, m = self.config.d_in, self.config.d_sae
-        self.bottleneck: SparseBottleneck = BOTTLENECKS.build(
-            self.config.bottleneck, {**self.config.bottleneck_config, "latent_dim": m})
+        self.bottleneck = cast(SparseBottleneck, BOTTLENECKS.build(  # validate() allows only "sae_*" bottlenecks
+            self.config.bottleneck, {**self.config.bottleneck_config, "latent_dim": m}))
         w = torch.randn(m, d)
         w = w / w.norm(dim=1, keepdim=True)
         self.W_dec = nn.Parameter(w)  # (m, d), rows = dictionary atoms
@@ -163,7 +163,7 @@ class SparseAutoEncoder(Pretrained, nn.Module):
 
     def _sparse_forward(self, x: torch.Tensor, y: torch.Tensor, dense_latent: bool):
         """TopK through the sparse kernels; returns (recon, latent or None, codes, extra losses, stats)."""
-        bn, m = self.bottleneck, self.config.d_sae
+        bn, m = cast(TopKBottleneck, self.bottleneck), self.config.d_sae  # uses_sparse_path checked the type
         dead = bn.dead_mask()
         k_aux = self._aux_k(dead)
         vals, idx, aux_vals, aux_idx = topk_encode(self._center(x), self.W_enc, self.b_enc, bn.config.k_eff,
@@ -182,7 +182,7 @@ class SparseAutoEncoder(Pretrained, nn.Module):
 
     def _batch_sparse_forward(self, x: torch.Tensor, y: torch.Tensor, dense_latent: bool):
         """BatchTopK (and Matryoshka prefixes) through the COO kernels; same outputs as the dense path."""
-        bn, m, B = self.bottleneck, self.config.d_sae, x.shape[0]
+        bn, m, B = cast(BatchTopKBottleneck, self.bottleneck), self.config.d_sae, x.shape[0]  # see uses_batch_sparse_path
         dead = bn.dead_mask()
         k_aux = self._aux_k(dead)
         vals, rows, cols, aux_vals, aux_idx = batchtopk_encode(self._center(x), self.W_enc, self.b_enc,

@@ -119,7 +119,7 @@ def sparse_probing(sae: Any, x: torch.Tensor, tasks: dict[str, np.ndarray], ks: 
     tr, te = perm[:cut], perm[cut:]
     z = _encode(sae, x).numpy()
     xs = x.float().cpu().numpy()
-    results = {}
+    results: dict[str, dict[str, Any]] = {}
     for name, y in tasks.items():
         y = np.asarray(y, bool)
         if y[tr].all() or not y[tr].any() or y[te].all() or not y[te].any():

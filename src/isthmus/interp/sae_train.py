@@ -280,6 +280,7 @@ def train_sae(sae: SparseAutoEncoder, data: Any, config: SAETrainConfig | None =
         bar = tqdm(total=cfg.steps, initial=start, unit="step", desc="sae train")
 
     def save(step: int) -> None:
+        assert cfg.checkpoint_dir is not None  # called only when checkpointing
         rng_tensors, rng_meta = capture_rng({"sampler": source.gen})
         state = {"kind": KIND, "global_step": step, "history": history, "config": cfg.to_dict(),
                  "sae_config": sae.config.to_dict(), "data": source.state_dict(), "rng": rng_meta,

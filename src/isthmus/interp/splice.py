@@ -192,7 +192,8 @@ def splice_loss_recovered(model: nn.Module, batches: Iterable[Any], point: str, 
 
 
 def _mean_activation(model: nn.Module, items: list, p: Any) -> torch.Tensor:
-    total, count = None, 0
+    total: torch.Tensor | None = None
+    count = 0
     for inputs, _, where in items:
         v = run_with_cache(model, inputs, [p])[p.name]
         flat = v.reshape(v.shape[0] * v.shape[1], -1).double()
@@ -200,4 +201,5 @@ def _mean_activation(model: nn.Module, items: list, p: Any) -> torch.Tensor:
             flat = flat[where.reshape(-1)]
         total = flat.sum(0) if total is None else total + flat.sum(0)
         count += flat.shape[0]
+    assert total is not None  # the caller rejects an empty items
     return (total / max(count, 1)).float()

@@ -164,6 +164,7 @@ class StoreWriter:
             rows[name] = (fill if value is None else value.detach().cpu().reshape(n)).to(META_FIELDS[name])
         self.pending.append(rows)
         self.pending_rows += n
+        assert self.shard_rows is not None  # set with row_shape by the first add
         while self.pending_rows >= self.shard_rows:
             self._flush(self.shard_rows)
 
@@ -189,6 +190,7 @@ class StoreWriter:
         if not self.n_rows:
             self.abort()
             raise ValueError(f"no rows were added to the activation store {self.path}")
+        assert self.row_shape is not None  # set by the first add
         manifest = {"format": FORMAT, "version": 1, **self.meta, "dtype": self.dtype,
                     "d": math.prod(self.row_shape), "row_shape": list(self.row_shape), "n_rows": self.n_rows,
                     "fields": {"activations": self.dtype, **{k: str(v).removeprefix("torch.")
@@ -309,7 +311,7 @@ class ActivationStore:
         view = out.view(torch.int16) if out.dtype == torch.bfloat16 else out  # numpy has no bfloat16
         with open(file, "rb") as fh:
             fh.seek(base + info["data_offsets"][0] + start * row_bytes)
-            got = fh.readinto(memoryview(view.numpy()).cast("B"))
+            got = fh.readinto(view.numpy().data.cast("B"))
         if got != (stop - start) * row_bytes:
             raise CheckpointError(f"{file} is truncated (read {got} of {(stop - start) * row_bytes} bytes)")
 

@@ -53,6 +53,7 @@ class Transcoder(SparseAutoEncoder):
 
     is_transcoder = True
     config_class = TranscoderConfig  # save_pretrained/from_pretrained: see isthmus.io.Pretrained
+    config: TranscoderConfig
 
     def __init__(self, config: TranscoderConfig | None = None, **overrides: Any) -> None:
         config = config or TranscoderConfig()
@@ -100,7 +101,7 @@ class Transcoder(SparseAutoEncoder):
 
 @torch.no_grad()
 def transcoder_loss_recovered(model: nn.Module, batches: Iterable[Any], input_point: str, output_point: str,
-                              transcoder: Transcoder) -> dict[str, float]:
+                              transcoder: Transcoder) -> dict[str, Any]:
     """Host loss clean / with the transcoder's prediction replacing ``output_point`` / zero- and
     mean-ablated there. The prediction is computed from the (clean) ``input_point`` activation of the
     same forward pass, so ``input_point`` must run before ``output_point`` (MLP in → MLP out)."""
@@ -114,6 +115,7 @@ def transcoder_loss_recovered(model: nn.Module, batches: Iterable[Any], input_po
     if not items:
         raise ValueError("transcoder_loss_recovered got no batches")
     w = transcoder.W_enc
+    total: torch.Tensor | None
     sums, total, count, n = {"clean": 0.0, "spliced": 0.0, "zero": 0.0, "mean": 0.0}, None, 0, 0
     kls = {"spliced": 0.0, "zero": 0.0, "mean": 0.0}
     try:
@@ -122,11 +124,12 @@ def transcoder_loss_recovered(model: nn.Module, batches: Iterable[Any], input_po
             flat = v.reshape(-1, v.shape[-1]).double()
             total = flat.sum(0) if total is None else total + flat.sum(0)
             count += flat.shape[0]
+        assert total is not None  # items is not empty
         mean = (total / count).float()
         for inputs, target_mask, _ in items:
-            clean, c, emb, _ = _loss(model, inputs, target_mask, None)
+            clean, cnt, emb, _ = _loss(model, inputs, target_mask, None)
             sums["clean"] += clean
-            n += c
+            n += cnt
             with capture(model, [p_in]) as cache:  # keeps the input activation as it flows past
                 def predicted(v: torch.Tensor) -> torch.Tensor:
                     x = cache[p_in.name]

@@ -212,7 +212,7 @@ def find_circuit(model: nn.Module, positives: Any, negatives: Any, points: Seque
     pos_p, neg_p = position if isinstance(position, tuple) else (position, position)
     xp = head_outputs(model, positives, points, pos_p, batch_size)  # (Np, H, d)
     xn = head_outputs(model, negatives, points, neg_p, batch_size)
-    layers = [int(_RESULT.match(p).group(1)) if _RESULT.match(p) else k for k, p in enumerate(points)]
+    layers = [int(hit.group(1)) if (hit := _RESULT.match(p)) else k for k, p in enumerate(points)]
     per_point = xp.shape[1] // len(points)
     heads = [(layers[k], h) for k in range(len(points)) for h in range(per_point)]
     t1 = time.perf_counter()

@@ -14,7 +14,7 @@ is not inferable from the context, following the paper's corruptions:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -67,7 +67,7 @@ def _docstring(n: int, seed: int, n_args: int = 3, n_arg_names: int = 24) -> tup
     return d.tokens, neg, d.mask
 
 
-PAIR_TASKS = {"induction": _induction, "ioi": _ioi, "greater_than": _greater_than, "docstring": _docstring}
+PAIR_TASKS: dict[str, Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {"induction": _induction, "ioi": _ioi, "greater_than": _greater_than, "docstring": _docstring}
 
 
 def task_pairs(task: str, n: int, seed: int = 0, **task_kwargs: Any) -> tuple[torch.Tensor, torch.Tensor,

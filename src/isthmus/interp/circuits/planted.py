@@ -20,11 +20,12 @@ stream), so the mechanism is exact up to softmax sharpness.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 
 from isthmus.interp.hooks import run_with_cache
-from isthmus.interp.toy.model import ToyConfig, ToyTransformer
+from isthmus.interp.toy.model import Attention, Block, ToyConfig, ToyTransformer
 
 __all__ = ["PlantedCircuit", "planted_induction", "induction_pairs"]
 
@@ -56,13 +57,13 @@ def planted_induction(seed: int = 0, vocab: int = 32, half: int = 10, n_heads: i
     with torch.no_grad():
         for p in model.parameters():
             p.zero_()
-        for ln in [b.ln1 for b in model.blocks] + [model.ln_final]:
+        for ln in [cast(Block, b).ln1 for b in model.blocks] + [model.ln_final]:
             ln.weight.fill_(1.0)
         model.embed.weight[:, tok:tok + vocab] = eye_v
         model.pos_embed.weight[:, pos:pos + t] = eye_t
         model.unembed.weight[:, out:out + vocab] = eye_v * gain
         for layer, block in enumerate(model.blocks):
-            a = block.attn
+            a = cast(Attention, block.attn)
             for h in range(n_heads):
                 q, k, v = (w.weight[h * d_head:(h + 1) * d_head] for w in (a.W_Q, a.W_K, a.W_V))  # (dh, d)
                 o = a.W_O.weight[:, h * d_head:(h + 1) * d_head]  # (d, dh)
@@ -100,7 +101,7 @@ def _match_output_norms(model: ToyTransformer, circuit: list[tuple[int, int]], v
         target = norms[[h for lay, h in circuit if lay == layer][0]]
         for h in range(heads):
             if (layer, h) not in circuit:
-                block.attn.W_O.weight[:, h * dh:(h + 1) * dh] *= target / norms[h].clamp_min(1e-8)
+                cast(Attention, block.attn).W_O.weight[:, h * dh:(h + 1) * dh] *= target / norms[h].clamp_min(1e-8)
 
 
 def induction_pairs(n: int, seed: int = 0, vocab: int = 32, half: int = 10, distinct: bool = True

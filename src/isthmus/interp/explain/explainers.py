@@ -75,7 +75,8 @@ class TokenStatsExplainer(Explainer):
         return voc[t] if voc else str(t)
 
     def _pick(self, counts: Counter, n_active: int) -> list[int]:
-        out, covered = [], 0
+        out: list[int] = []
+        covered = 0
         for t, c in counts.most_common():
             if len(out) >= self.max_tokens or covered >= self.coverage * n_active:
                 break
@@ -86,10 +87,12 @@ class TokenStatsExplainer(Explainer):
         return out
 
     def explain(self, record: LatentRecord) -> Explanation:
-        cur, prev, n_active = Counter(), Counter(), 0
+        cur: Counter[int] = Counter()
+        prev: Counter[int] = Counter()
+        n_active = 0
         for ex in record.train:
-            for i, (t, on) in enumerate(zip(ex.tokens, ex.active(record.threshold))):
-                if on:
+            for i, (t, fires) in enumerate(zip(ex.tokens, ex.active(record.threshold))):
+                if fires:
                     n_active += 1
                     cur[t] += 1
                     if i > 0:
@@ -188,7 +191,7 @@ class OpenAICompatibleExplainer(Explainer):
         self.max_examples = max_examples
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self._sem = threading.Semaphore(max_concurrency)
-        self.stats = Counter()  # requests, retries, cache_hits
+        self.stats: Counter[str] = Counter()  # requests, retries, cache_hits
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(base_url={self.base_url!r}, model={self.model!r}, "

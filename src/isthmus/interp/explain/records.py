@@ -105,7 +105,7 @@ def build_record(latent: int, acts: torch.Tensor | np.ndarray, tokens: torch.Ten
         ranks[np.argsort(wmax[order], kind="stable")] = np.arange(len(order))
         for i, r in zip(order, ranks):
             qbin[int(i)] = int(r * n_quantiles // len(order))
-    used = set()
+    used: set[int] = set()
     if train_from == "top":
         train_idx = list(order[:n_train])
     else:

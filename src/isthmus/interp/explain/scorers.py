@@ -106,16 +106,16 @@ class ClientSimulator:
 
 
 def balanced_accuracy(y: Sequence[bool], pred: Sequence[bool]) -> float:
-    y, p = np.asarray(y, bool), np.asarray(pred, bool)
-    if y.all() or (~y).all():
+    t, p = np.asarray(y, bool), np.asarray(pred, bool)
+    if t.all() or (~t).all():
         return float("nan")
-    return float(0.5 * ((p[y]).mean() + (~p[~y]).mean()))
+    return float(0.5 * ((p[t]).mean() + (~p[~t]).mean()))
 
 
 def _f1(y: Sequence[bool], pred: Sequence[bool]) -> float:
-    y, p = np.asarray(y, bool), np.asarray(pred, bool)
-    tp = int((y & p).sum())
-    return 2 * tp / max(2 * tp + int((~y & p).sum()) + int((y & ~p).sum()), 1)
+    t, p = np.asarray(y, bool), np.asarray(pred, bool)
+    tp = int((t & p).sum())
+    return 2 * tp / max(2 * tp + int((~t & p).sum()) + int((t & ~p).sum()), 1)
 
 
 def auroc(pos: Sequence[float], neg: Sequence[float]) -> float:
@@ -160,7 +160,9 @@ class MiniLMEncoder:
     """Mean-pooled, L2-normalised all-MiniLM-L6-v2 sentence embeddings (offline; loaded on first use)."""
 
     def __init__(self, batch_size: int = 64) -> None:
-        self.batch_size, self._model, self._tok = batch_size, None, None
+        self.batch_size = batch_size
+        self._model: Any = None  # MiniLM and its tokenizer, loaded on first use
+        self._tok: Any = None
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         import torch

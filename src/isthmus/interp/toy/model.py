@@ -17,7 +17,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -183,7 +183,7 @@ class ToyTransformer(Pretrained, nn.Module):
         """Every :class:`HookPoint` by path, plus the derived per-head ``blocks.L.attn.hook_result``."""
         points = {n: Point(n, n) for n, m in self.named_modules() if isinstance(m, HookPoint)}
         for i, block in enumerate(self.blocks):
-            attn = block.attn
+            attn = cast(Attention, block.attn)
 
             def result(z: torch.Tensor, attn: Attention = attn) -> torch.Tensor:  # (B,T,H,dh) -> (B,T,H,d)
                 w = attn.W_O.weight.T.reshape(attn.n_heads, attn.d_head, -1)
