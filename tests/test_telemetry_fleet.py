@@ -125,3 +125,15 @@ def test_fleet_save_load(tmp_path):
     te, ete = f.test.reshape(-1, d), np.repeat(["a", "b"], f.X.shape[1] - f.train_end)
     for mode in ("entity", "global"):
         np.testing.assert_array_equal(back.score_samples(te, ete, mode=mode), fd.score_samples(te, ete, mode=mode))
+
+
+def test_fleet_rejects_empty_input_in_every_mode():
+    # found by mypy (issue 12): per-entity mode returned None for an X without rows, global mode raised
+    from isthmus.tasks.anomaly_classic import IsolationForestDetector
+
+    rng = np.random.default_rng(0)
+    fd = FleetDetector(IsolationForestDetector(), random_state=0).fit(rng.standard_normal((60, 3)),
+                                                                      np.repeat(["a", "b"], 30))
+    for mode in ("entity", "global"):
+        with pytest.raises(DataError, match="empty"):
+            fd.score_samples(np.zeros((0, 3)), np.array([]), mode=mode)

@@ -92,6 +92,9 @@ class FeatureClassifier(nn.Module):
     """MLP on flattened images ``(B, side*side)`` or ``(B, 1, side, side)``: ``features`` (penultimate, ReLU)
     and ``probs`` (softmax over classes). Inputs of another side are bilinearly resized first."""
 
+    train_indices_: np.ndarray  # set by isthmus.tasks.feature_classifier (the rows it trained on)
+    heldout_accuracy_: float
+
     def __init__(self, side: int, n_classes: int = 10, hidden: int = 256, feature_dim: int = 64) -> None:
         super().__init__()
         self.side = side

@@ -11,11 +11,14 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:
+    from isthmus.models import AutoEncoder
 
 __all__ = ["fgsm", "pgd", "accuracy", "Purified"]
 
@@ -69,7 +72,7 @@ class Purified(nn.Module):
         self.train(False)
 
     def purify(self, x: torch.Tensor) -> torch.Tensor:
-        ae = self.autoencoder
+        ae = cast("AutoEncoder", self.autoencoder)
         return ae.decoder(ae.bottleneck(ae.encoder(x)).latent).reshape(x.shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

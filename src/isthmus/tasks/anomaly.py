@@ -53,7 +53,7 @@ Set ``distance_weight=0`` for a score computed only by the autoencoders, and add
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import numpy as np
 import torch
@@ -193,8 +193,13 @@ class AnomalyDetector(DetectorMixin, BaseEstimator):
         Z = np.ascontiguousarray(self.scaler_.transform(X), dtype=np.float32)
         self.center_ = Z.astype(np.float64).mean(0)
         self.distance_scale_ = float(max(np.median(((Z - self.center_) ** 2).sum(1)), 1e-12))
-        self.models_, self.history_, self.member_scale_, self.feature_scale_ = [], [], [], []
-        self.latent_mean_, self.latent_precision_, self.latent_scale_ = [], [], []
+        self.models_: list[torch.nn.Module] = []
+        self.history_: list[Any] = []
+        self.member_scale_: list[float] = []
+        self.feature_scale_: Any = []  # a (D,) array per member, stacked to (M, D) below
+        self.latent_mean_: list[np.ndarray] = []
+        self.latent_precision_: list[np.ndarray] = []
+        self.latent_scale_: list[float] = []
         for spec in self._member_specs():
             seed = int(rs.randint(0, 2**31 - 1))
             model, hist = self._fit_member(spec, Z, seed)
@@ -304,7 +309,7 @@ def _codes(model: torch.nn.Module, Z: np.ndarray) -> np.ndarray:
         was = model.training
         model.eval()
         try:
-            codes = model.encode(torch.from_numpy(np.asarray(Z, dtype=np.float64)))
+            codes = cast(Any, model).encode(torch.from_numpy(np.asarray(Z, dtype=np.float64)))  # an isthmus AE
         finally:
             model.train(was)
     return codes.reshape(len(Z), -1).numpy()
@@ -322,7 +327,7 @@ def _squared_error(model: torch.nn.Module, Z: np.ndarray, chunk: int = 65536) ->
     with torch.no_grad():
         for i in range(0, len(Z), chunk):
             xs = torch.from_numpy(np.asarray(Z[i : i + chunk], dtype=np.float64))
-            recon = model.reconstruct(xs).reshape(xs.shape)
+            recon = cast(Any, model).reconstruct(xs).reshape(xs.shape)  # an isthmus AE
             out.append(((recon - xs) ** 2).numpy())
     return np.concatenate(out)
 
@@ -337,7 +342,7 @@ class _Trimmed(torch.nn.Module):
 
     def set_step(self, step: int) -> None:
         if hasattr(self.ae, "set_step"):
-            self.ae.set_step(step)
+            cast(Any, self.ae).set_step(step)
 
     def compute_loss(self, batch: Any) -> Any:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch

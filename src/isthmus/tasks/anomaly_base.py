@@ -11,7 +11,7 @@ how many alarms a week of data raises.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import sparse, stats
@@ -113,6 +113,19 @@ class DetectorMixin:
     ``score_samples``. The host's constructor has ``threshold``, ``percentile``,
     ``contamination``, ``pot_risk`` and ``pot_level`` (see :class:`AnomalyDetector`)."""
 
+    # What the host provides, declared for the type checker only (annotations and TYPE_CHECKING stubs
+    # define nothing at runtime, so the mixin, first in the MRO, shadows none of the host's members).
+    threshold: str
+    percentile: float
+    contamination: float
+    pot_risk: float
+    pot_level: float
+    train_scores_: np.ndarray
+    if TYPE_CHECKING:
+        def fit(self, X: Any, y: Any = None) -> Any: ...
+        def score_samples(self, X: Any) -> np.ndarray: ...
+        def feature_contributions(self, X: Any, normalize: bool = True) -> np.ndarray: ...
+
     def _check_threshold_params(self) -> None:
         if self.threshold not in THRESHOLDS:
             raise ValueError(f"threshold must be one of {THRESHOLDS}, got {self.threshold!r}")
@@ -168,6 +181,7 @@ class DetectorMixin:
                 raise ValueError(f"percentile must be in (0, 100), got {percentile}")
             self.threshold_ = float(np.percentile(self.train_scores_, percentile))
         else:
+            assert contamination is not None  # exactly one was given
             if not 0 < contamination < 0.5:
                 raise ValueError(f"contamination must be in (0, 0.5), got {contamination}")
             self.threshold_ = float(np.quantile(self.train_scores_, 1.0 - contamination))

@@ -17,7 +17,7 @@ like the saved one, but refitting it uses the default architecture unless ``mode
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -57,7 +57,7 @@ def save_detector(det: Any, path: str | Path) -> Path:
         if not hasattr(model, "save_pretrained"):
             raise CheckpointError(f"member {i} ({type(model).__name__}) has no save_pretrained; "
                                   "only isthmus AutoEncoders can be saved")
-        model.save_pretrained(path / f"member_{i}")
+        cast(Any, model).save_pretrained(path / f"member_{i}")
     state = {"train_scores": det.train_scores_, "center": det.center_, "feature_scale": det.feature_scale_}
     for i, (mean, precision) in enumerate(zip(det.latent_mean_, det.latent_precision_)):
         state[f"latent_mean_{i}"], state[f"latent_precision_{i}"] = mean, precision

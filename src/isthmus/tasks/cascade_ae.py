@@ -14,7 +14,7 @@ The features are stage 3's 2-d code. Inputs are min-max scaled to [0, 1] (the si
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Sequence, cast
 
 import numpy as np
 import torch
@@ -62,7 +62,7 @@ class SeluAE(nn.Module):
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
         acts, recon = self.activations(x)
         mse = (recon - x).pow(2).mean()
-        l1 = self.l1 * sum(a.abs().sum(1).mean() for a in [*acts, recon])
+        l1 = self.l1 * cast(torch.Tensor, sum(a.abs().sum(1).mean() for a in [*acts, recon]))  # never empty
         return ModelOutput(loss=mse + l1, losses={"recon": mse, "l1": l1}, recon=recon, latent=acts[self.n_enc - 1])
 
 

@@ -20,7 +20,7 @@ with identical scaling, k-means settings and seeds:
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 import numpy as np
 import torch
@@ -32,6 +32,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted
+
+if TYPE_CHECKING:
+    from isthmus.models import AutoEncoder
 
 __all__ = ["AEKMeans", "REDUCERS", "ramp_widths", "majority_filter"]
 
@@ -85,7 +88,7 @@ class AEKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         epochs: int = 15,
         batch_size: int = 64,
         lr: float = 1e-3,
-        optimizer: str = "adam",
+        optimizer: Literal["adam", "adamw", "sgd"] = "adam",
         max_train_samples: int | None = None,
         scale: bool = True,
         n_init: int = 10,
@@ -131,7 +134,8 @@ class AEKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         steps = [MinMaxScaler(), StandardScaler()] if self.standardise else [MinMaxScaler()]
         self.scaler_ = make_pipeline(*steps).fit(Xt) if self.scale else None
         Zt = self._scale(Xt)
-        self.model_, self.pca_, self.cascade_, self.history_ = None, None, None, []
+        self.model_: AutoEncoder | None = None
+        self.pca_, self.cascade_, self.history_ = None, None, []
         if self.reducer in ("stacked", "linear"):
             self._fit_autoencoder(Zt, seed)
         elif self.reducer in ("cascade", "canonical"):
@@ -186,8 +190,8 @@ class AEKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         return X if self.scaler_ is None else self.scaler_.transform(X).astype(np.float32)
 
     def _reduce(self, Z: np.ndarray) -> np.ndarray:
-        if getattr(self, "cascade_", None) is not None:
-            return self.cascade_.encode(Z).astype(np.float32)
+        if (cascade := getattr(self, "cascade_", None)) is not None:
+            return cascade.encode(Z).astype(np.float32)
         if self.model_ is not None:
             with torch.no_grad():
                 xs = torch.from_numpy(np.ascontiguousarray(Z, dtype=np.float32))
@@ -225,8 +229,8 @@ class AEKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self, "kmeans_")
         Z = self._scale(check_array(X, dtype=np.float32))
-        if getattr(self, "cascade_", None) is not None:
-            return self.cascade_.stage1_fvu(Z)
+        if (cascade := getattr(self, "cascade_", None)) is not None:
+            return cascade.stage1_fvu(Z)
         if self.model_ is not None:
             with torch.no_grad():
                 recon = self.model_.reconstruct(torch.from_numpy(np.ascontiguousarray(Z))).numpy()

@@ -169,7 +169,7 @@ class DeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         scores = {k: silhouette_score(space, self._cluster(space, k, seed)[0], random_state=seed)
                   for k in range(lo, hi + 1)}
         self.k_scores_ = scores
-        return max(scores, key=scores.get)
+        return max(scores, key=lambda k: scores[k])
 
     def _cluster(self, space: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         if self.method == "gmm":

@@ -99,6 +99,8 @@ class FleetDetector(BaseEstimator):
             if out is None:
                 out = np.zeros((len(ent),) + vals.shape[1:], dtype=vals.dtype)
             out[mask] = vals
+        if out is None:  # no rows; mode="global" (the member's own check) says the same
+            raise DataError(f"X: is empty (shape {np.shape(X)}); it needs at least one row")
         return out
 
     def score_samples(self, X: Any, entities: Any = None, mode: str = "entity") -> np.ndarray:

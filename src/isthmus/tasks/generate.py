@@ -36,7 +36,7 @@ class TwoStageGenerator:
         self.autoencoder = autoencoder
         self.prior_kind = prior
         self.prior_options = dict(prior_options or {})
-        self.prior: torch.nn.Module | None = None
+        self.prior: FlowMatchingPrior | AutoregressiveFlow | None = None
         self.mean: torch.Tensor | None = None
         self.std: torch.Tensor | None = None
         self.chol: torch.Tensor | None = None  # the Gaussian prior's Cholesky factor
@@ -72,12 +72,14 @@ class TwoStageGenerator:
 
     @torch.no_grad()
     def sample_latents(self, n: int, seed: int = 0) -> torch.Tensor:
-        if self.mean is None:
+        if self.mean is None or self.std is None:  # fit sets both
             raise RuntimeError("call fit() before sampling")
         g = torch.Generator().manual_seed(seed)
         if self.prior_kind == "gaussian":
+            assert self.chol is not None  # fit sets it for the Gaussian prior
             u = torch.randn(n, len(self.mean), generator=g) @ self.chol.T
         else:
+            assert self.prior is not None  # fit trains it for the other priors
             u = self.prior.sample(n, generator=g)
         return u * self.std + self.mean
 
@@ -89,7 +91,7 @@ class TwoStageGenerator:
 
     # ---- save / load ---------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        if self.mean is None:
+        if self.mean is None or self.std is None:  # fit sets both
             raise RuntimeError("nothing to save: call fit() first")
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, Sequence, cast
 
 import torch
 import torch.nn.functional as F
@@ -116,8 +116,9 @@ class Matryoshka2DEncoder(nn.Module):
         super().__init__()
         cfg = config if isinstance(config, Matryoshka2DConfig) else Matryoshka2DConfig(**(config or {}))
         self.backbone, self.tokenizer, self.config, self.max_length = backbone, tokenizer, cfg, max_length
-        self.n_layers = int(backbone.config.num_hidden_layers)
-        self.hidden = int(backbone.config.hidden_size)
+        hf_config: Any = backbone.config  # a Hugging Face model's config
+        self.n_layers = int(hf_config.num_hidden_layers)
+        self.hidden = int(hf_config.hidden_size)
         cfg.validate(self.n_layers, self.hidden)
         self.full: Pair = (self.n_layers, self.hidden)
         self._step = 0
@@ -137,7 +138,7 @@ class Matryoshka2DEncoder(nn.Module):
         if cfg.strategy == "full":
             return [self.full]
         if cfg.strategy == "only":
-            return [tuple(p) for p in cfg.pairs]
+            return [cast(Pair, tuple(p)) for p in cfg.pairs]  # JSON gives lists
         if cfg.strategy == "fixed":
             return [self.full] + [p for p in cfg.pairs if tuple(p) != self.full]
         rng = random.Random(cfg.seed * 1_000_003 + self._step)

@@ -70,8 +70,9 @@ def linear_collapse(d: int = 10, T: int = 100, sigma: float = 1.0, iterations: i
     for _ in range(repetitions):
         X = rng.standard_normal((T, d))
         w = rng.standard_normal(d)
-        xs, ys = [], []
-        w_prev = w
+        xs: list[np.ndarray] = []
+        ys: list[np.ndarray] = []
+        w_prev: np.ndarray = w
         for t in range(iterations):
             y = X @ w_prev + sigma * rng.standard_normal(T)
             xs, ys = ([X], [y]) if mode == "replace" else (xs + [X], ys + [y])

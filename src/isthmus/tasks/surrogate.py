@@ -71,7 +71,9 @@ class BlackBoxSurrogate(ClassifierMixin, BaseEstimator):
     def fidelity(self, X: Any) -> float:
         """Share of rows where the surrogate agrees with the black box."""
         X = np.asarray(X, dtype=np.float64)
-        return float(np.mean(self.predict(X) == np.asarray(self.black_box(X))))
+        pred = self.predict(X)  # raises before fit
+        assert self.black_box is not None  # fit checked it
+        return float(np.mean(pred == np.asarray(self.black_box(X))))
 
     def rules(self, feature_names: list[str] | None = None) -> str:
         """The tree as nested if/else rules over the original feature names."""
