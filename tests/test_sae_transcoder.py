@@ -157,3 +157,17 @@ def test_transcoder_replaces_a_minilm_mlp():
     held_out = list(tokenize_batches(tok, texts[320:], batch_size=40, max_length=24))
     r = transcoder_loss_recovered(model, held_out, p_in, p_out, tc)
     assert r["zero_ablated_loss"] > r["spliced_loss"] and r["loss_recovered"] > 0.5, r
+
+
+def test_cli_evaluate_names_a_target_store_without_a_point(tmp_path, monkeypatch, capsys):
+    # found by mypy (issue 12): a target store whose manifest names no point reached resolve_point(None)
+    monkeypatch.setenv("ISTHMUS_CACHE", str(tmp_path / "cache"))
+    src, tgt, tc_dir = tmp_path / "src", tmp_path / "tgt", tmp_path / "tc"
+    gen = torch.Generator().manual_seed(0)
+    for path, meta in ((src, {"point": "blocks.1.hook_resid_mid"}), (tgt, {})):
+        with StoreWriter(path, meta=meta) as w:
+            w.add(torch.randn(256, 64, generator=gen))
+    Transcoder(TranscoderConfig(d_in=64, d_sae=64, bottleneck_config={"k": 4})).save_pretrained(tc_dir)
+    rc = main(["sae", "evaluate", str(tc_dir), "--store", str(src), "--target-store", str(tgt), "--host",
+               "toy:induction", *TOY, "--host-tokens", "200", "--out", str(tmp_path / "eval"), "--no-progress"])
+    assert rc != 0 and "names no hook point" in capsys.readouterr().err

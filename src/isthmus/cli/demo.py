@@ -12,6 +12,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 __all__ = ["add_parser", "run_demo"]
 
@@ -87,7 +88,7 @@ def run_demo(out: Path = Path("runs/demo"), epochs: int = 30, progress: bool = T
 
     # The VAE uses a Bernoulli likelihood (sigmoid + BCE), the usual choice for pixels in [0, 1]:
     # with a unit-variance Gaussian likelihood the KL term would dwarf the reconstruction term.
-    models = {
+    models: dict[str, dict[str, Any]] = {
         "AutoEncoder": dict(bottleneck="identity"),
         "VAE (beta=1)": dict(bottleneck="gaussian", out_activation="sigmoid", objective={"recon_loss": "bce"}),
     }

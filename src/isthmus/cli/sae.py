@@ -307,7 +307,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         from isthmus.interp.transcoder import Transcoder, TranscoderConfig
 
         paired = PairedStores(store, args.target_store, args.max_memory_mb)
-        sae = Transcoder(TranscoderConfig(**cfg.to_dict(), d_out=paired.targets.d, skip=args.skip)).to(device)
+        sae: SparseAutoEncoder = Transcoder(TranscoderConfig(**cfg.to_dict(), d_out=paired.targets.d,
+                                                             skip=args.skip)).to(device)
         data: Any = paired
         eval_iter = paired.iter_batches(min(4096, args.eval_tokens), shuffle=False)
     else:

@@ -96,6 +96,9 @@ def _host_splice(args: argparse.Namespace, store: Any, saes: dict[str, Any]) -> 
         for name, sae in saes.items():
             if getattr(sae, "is_transcoder", False):
                 target = ActivationStore(args.target_store).manifest.get("point")
+                if not target:
+                    raise ValueError(f"{args.target_store}: the target store's manifest names no hook point, so "
+                                     "the transcoder's output cannot be spliced into --host")
                 r = transcoder_loss_recovered(model, batches, point, target, sae)
             else:
                 r = splice_loss_recovered(model, batches, point, sae).to_dict()
@@ -161,6 +164,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if getattr(sae, "is_transcoder", False):
             from isthmus.interp.paired import PairedStores
 
+            assert targets is not None  # checked above for every transcoder
             pairs = PairedStores(store, targets).iter_batches(4096, shuffle=False)
             batches: Any = (tuple(t.to(device=device, dtype=torch.float32) for t in b) for b in pairs)
         else:
