@@ -93,10 +93,14 @@ class MaskedAutoEncoder(Pretrained, nn.Module):
             tokens = blk(tokens)
         return self.norm(tokens)
 
+    def encode_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """Encoder features of every patch, no masking ``(B, N, dim)`` (what an attentive probe reads)."""
+        self._check(x)
+        return self._encode_tokens(self.embed(patchify(x, self.config.patch)) + self.pos)
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Mean-pooled encoder features of all patches, no masking ``(B, dim)``."""
-        self._check(x)
-        return self._encode_tokens(self.embed(patchify(x, self.config.patch)) + self.pos).mean(1)
+        return self.encode_tokens(x).mean(1)
 
     def forward(self, x: torch.Tensor, mask_ratio: float | None = None,
                 generator: torch.Generator | None = None) -> ModelOutput:
