@@ -33,10 +33,10 @@ from isthmus.tasks.masked_pretrain import frozen_features, pretrain_masked, whit
 
 @dataclass
 class Settings(RecipeSettings):
-    n_pretrain: int = 3000  # unlabelled for pretraining; their labels train the probes
+    n_pretrain: int = 2000  # unlabelled for pretraining; their labels train the probes
     n_val: int = 500  # held-out pretext loss (label-free), train photos
     n_test: int = 2000  # probe test: digits 8,000+ on the test photos
-    epochs: int = 15
+    epochs: int = 12
     batch_size: int = 128
     lr: float = 1e-3
     dim: int = 64
@@ -144,7 +144,7 @@ class ContextAutoencoder(Recipe):
     Settings = Settings
     modes = {
         "smoke": Settings(seeds=1, n_pretrain=128, n_val=32, n_test=64, epochs=1, dim=16, probe_epochs=1),
-        "quick": Settings(seeds=3, n_pretrain=1500, n_val=500, epochs=4),
+        "quick": Settings(seeds=3, n_pretrain=1000, n_val=500, epochs=4),
         "record": Settings(seeds=3),
     }
     ours = "cae"
