@@ -12,7 +12,7 @@ import numpy as np
 
 from isthmus.data.photos import photo_patches
 
-__all__ = ["mnist_background"]
+__all__ = ["mnist_background", "mnist_bg_split"]
 
 
 def mnist_background(digits: np.ndarray, split: str, seed: int = 0) -> np.ndarray:
@@ -27,3 +27,21 @@ def mnist_background(digits: np.ndarray, split: str, seed: int = 0) -> np.ndarra
         raise ValueError(f"digits must lie in [0, 1] (got [{d.min():.3g}, {d.max():.3g}]); divide uint8 images by 255")
     bg = photo_patches(split, len(d), size=d.shape[1], seed=seed, gray=True)[:, 0]
     return np.maximum(d, bg)[:, None].astype(np.float32)
+
+
+def mnist_bg_split(n_pretrain: int, n_val: int, n_test: int, root: str | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The referee cards' MNIST-bg split of MNIST t10k: ``(x_pretrain, y_pretrain, x_val, x_test, y_test)``.
+
+    Digits 0–7,999 go on train-photo patches (pretraining first, then validation); digits 8,000+ go on
+    test-photo patches. Images are ``(N, 1, 28, 28)`` float32.
+    """
+    from isthmus.data.paths import load_mnist
+
+    if n_pretrain + n_val > 8000 or n_test > 2000 or min(n_pretrain, n_val, n_test) < 1:
+        raise ValueError("MNIST-bg uses digits < 8,000 for pretrain + val (at most 8,000) and the last 2,000 for "
+                         f"test; got {n_pretrain} + {n_val} and {n_test}")
+    t = load_mnist(root)
+    tr = mnist_background(t.X[:n_pretrain + n_val], "train", seed=0)
+    te = mnist_background(t.X[8000:8000 + n_test], "test", seed=1)
+    return tr[:n_pretrain], np.asarray(t.y[:n_pretrain]), tr[n_pretrain:], te, np.asarray(t.y[8000:8000 + n_test])

@@ -20,8 +20,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from isthmus.data import load_mnist
-from isthmus.data.mnist_bg import mnist_background
+from isthmus.data.mnist_bg import mnist_bg_split
 from isthmus.metrics.attentive_probe import attentive_probe_accuracy
 from isthmus.models.context_ae import CAEConfig, ContextAutoEncoder
 from isthmus.models.masked import MAEConfig, MaskedAutoEncoder
@@ -46,14 +45,7 @@ class Settings(RecipeSettings):
 @lru_cache(maxsize=2)
 def mnist_bg(n_pretrain: int, n_val: int, n_test: int) -> tuple[torch.Tensor, ...]:
     """(x_pretrain, y_pretrain, x_val, x_test, y_test): fixed across seeds, so arms and seeds share the split."""
-    t = load_mnist()
-    if n_pretrain + n_val > 8000 or n_test > 2000:
-        raise ValueError("MNIST-bg uses digits < 8,000 for pretrain + val and the last 2,000 for test")
-    tr = mnist_background(t.X[:n_pretrain + n_val], "train", seed=0)
-    te = mnist_background(t.X[8000:8000 + n_test], "test", seed=1)
-    as_x = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
-    return (as_x(tr[:n_pretrain]), torch.as_tensor(t.y[:n_pretrain]), as_x(tr[n_pretrain:]), as_x(te),
-            torch.as_tensor(t.y[8000:8000 + n_test]))
+    return tuple(torch.as_tensor(a) for a in mnist_bg_split(n_pretrain, n_val, n_test))
 
 
 def _cae(s: Settings, align_weight: float) -> ContextAutoEncoder:
