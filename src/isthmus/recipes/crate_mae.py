@@ -37,7 +37,7 @@ class Settings(RecipeSettings):
     n_pretrain: int = 2000
     n_val: int = 500
     n_test: int = 2000
-    epochs: int = 20
+    epochs: int = 15
     batch_size: int = 128
     lr: float = 1e-3
 

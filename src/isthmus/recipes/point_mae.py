@@ -32,11 +32,11 @@ from isthmus.tasks.masked_pretrain import pretrain_masked
 
 @dataclass
 class Settings(RecipeSettings):
-    n_pool: int = 1000  # unlabelled pretraining clouds (half single primitives, half unions)
+    n_pool: int = 800  # unlabelled pretraining clouds (half single primitives, half unions)
     n_val: int = 200  # held-out pool clouds for the pretext curve
     n_labelled: int = 400  # labelled clouds the episodes draw from (40 per class)
     n_points: int = 256
-    epochs: int = 15  # pretraining
+    epochs: int = 10  # pretraining
     finetune_epochs: int = 30
     episodes: int = 5
     n_way: int = 5
