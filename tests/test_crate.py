@@ -88,3 +88,10 @@ def test_coding_rate_hand_value_duplicates_and_rank():
     with pytest.raises(ValueError):
         coding_rate(z, eps=0.0)
     assert np.isfinite(coding_rate(torch.zeros(1, 3, 4)))
+
+
+def test_crate_mae_passes_the_conformance_battery(tmp_path):
+    from tests.conformance import run_battery
+
+    cfg = MAEConfig(image_size=8, patch=4, dim=8, heads=2, depth=2, decoder_dim=8, decoder_depth=1, block="crate")
+    run_battery(lambda: MaskedAutoEncoder(cfg), torch.rand(4, 1, 8, 8), tmp_path)

@@ -75,3 +75,11 @@ def test_point_mae_hides_the_declared_share_and_both_models_train():
         assert float(loss) < first
     mask = PointMAE(cfg)(x).stats["mask"]
     assert (mask.sum(1) == 6).all()  # round(10 * 0.6) hidden patches per cloud
+
+
+@pytest.mark.parametrize("cls", [PointMAE, PointFoldingAE])
+def test_point_models_pass_the_conformance_battery(cls, tmp_path):
+    from tests.conformance import run_battery
+
+    cfg = PointMAEConfig(n_points=16, groups=4, k=4, dim=8, heads=2, depth=1, decoder_depth=1, embed_hidden=8)
+    run_battery(lambda: cls(cfg), torch.as_tensor(make_point_clouds(3, n_points=16, seed=0)[0]), tmp_path)
