@@ -83,9 +83,13 @@ class ContextAutoEncoder(Pretrained, nn.Module):
             tokens = blk(tokens)
         return self.norm(tokens)
 
+    def encode_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """Encoder features of every patch, no masking ``(B, N, dim)`` (what an attentive probe reads)."""
+        return self._encode_tokens(self.embed(patchify(x, self.config.patch)) + self.pos)
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Mean-pooled encoder features over all patches ``(B, dim)``."""
-        return self._encode_tokens(self.embed(patchify(x, self.config.patch)) + self.pos).mean(1)
+        return self.encode_tokens(x).mean(1)
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> ModelOutput:
         c = self.config

@@ -20,6 +20,7 @@ from torch import nn
 from isthmus.config import Config, ConfigError
 from isthmus.io import Pretrained
 from isthmus.models.output import ModelOutput
+from isthmus.nn.crate import CRATEDecoderBlock, CRATEEncoderBlock
 from isthmus.nn.vit import Block, PatchEmbed, patchify, random_masking, sincos_positions, unpatchify
 
 __all__ = ["MAEConfig", "MaskedAutoEncoder"]
@@ -37,7 +38,7 @@ class MAEConfig(Config):
     decoder_depth: int = 2
     mask_ratio: float = 0.75
     norm_pix_loss: bool = False
-    block: Literal["vit"] = "vit"
+    block: Literal["vit", "crate"] = "vit"  # "crate": white-box MSSA + ISTA blocks (nn.crate)
 
     def validate(self) -> None:
         if self.image_size % self.patch:
@@ -69,12 +70,16 @@ class MaskedAutoEncoder(Pretrained, nn.Module):
         self.embed = PatchEmbed(cfg.patch_dim, cfg.dim)
         self.register_buffer("pos", sincos_positions(cfg.n_patches, cfg.dim)[None], persistent=False)
         self.register_buffer("dec_pos", sincos_positions(cfg.n_patches, cfg.decoder_dim)[None], persistent=False)
-        self.encoder = nn.ModuleList([Block(cfg.dim, cfg.heads) for _ in range(cfg.depth)])
+        if cfg.block == "crate":
+            self.encoder = nn.ModuleList([CRATEEncoderBlock(cfg.dim, cfg.heads) for _ in range(cfg.depth)])
+        else:
+            self.encoder = nn.ModuleList([Block(cfg.dim, cfg.heads) for _ in range(cfg.depth)])
         self.norm = nn.LayerNorm(cfg.dim)
         self.to_decoder = nn.Linear(cfg.dim, cfg.decoder_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, cfg.decoder_dim))
         nn.init.normal_(self.mask_token, std=0.02)
-        self.decoder = nn.ModuleList([Block(cfg.decoder_dim, cfg.heads) for _ in range(cfg.decoder_depth)])
+        dec_block = CRATEDecoderBlock if cfg.block == "crate" else Block
+        self.decoder = nn.ModuleList([dec_block(cfg.decoder_dim, cfg.heads) for _ in range(cfg.decoder_depth)])
         self.dec_norm = nn.LayerNorm(cfg.decoder_dim)
         self.head = nn.Linear(cfg.decoder_dim, cfg.patch_dim)
 
@@ -93,10 +98,23 @@ class MaskedAutoEncoder(Pretrained, nn.Module):
             tokens = blk(tokens)
         return self.norm(tokens)
 
+    def encode_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """Encoder features of every patch, no masking ``(B, N, dim)`` (what an attentive probe reads)."""
+        self._check(x)
+        return self._encode_tokens(self.embed(patchify(x, self.config.patch)) + self.pos)
+
+    def encode_layers(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Tokens after each encoder block (all patches, no masking): for per-layer diagnostics."""
+        self._check(x)
+        tokens, out = self.embed(patchify(x, self.config.patch)) + self.pos, []
+        for blk in self.encoder:
+            tokens = blk(tokens)
+            out.append(tokens)
+        return out
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Mean-pooled encoder features of all patches, no masking ``(B, dim)``."""
-        self._check(x)
-        return self._encode_tokens(self.embed(patchify(x, self.config.patch)) + self.pos).mean(1)
+        return self.encode_tokens(x).mean(1)
 
     def forward(self, x: torch.Tensor, mask_ratio: float | None = None,
                 generator: torch.Generator | None = None) -> ModelOutput:
