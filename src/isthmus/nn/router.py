@@ -44,8 +44,9 @@ class LayerRouter(nn.Module):
         super().__init__()
         if d_model < 1 or hidden < 1:
             raise ValueError(f"LayerRouter needs d_model >= 1 and hidden >= 1, got {d_model}, {hidden}")
-        self.net = nn.Sequential(nn.Linear(d_model, hidden), nn.GELU(), nn.Linear(hidden, 1))
-        nn.init.constant_(self.net[2].bias, init_bias)  # init_bias > 0 starts close to "keep everything"
+        first, out = nn.Linear(d_model, hidden), nn.Linear(hidden, 1)  # this order: seeded inits unchanged
+        nn.init.constant_(out.bias, init_bias)  # init_bias > 0 starts close to "keep everything"
+        self.net = nn.Sequential(first, nn.GELU(), out)
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         return self.net(masked_mean(h, mask)).squeeze(-1)
