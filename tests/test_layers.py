@@ -18,10 +18,11 @@ ALLOWED = {
     "train": {"nn", "bottlenecks", "models"},
     "data": set(),
     "metrics": set(),
+    "search": set(),
     "tasks": {"nn", "bottlenecks", "models", "train", "data", "metrics"},
     "interp": {"nn", "bottlenecks", "models", "train", "data", "metrics", "tasks"},
-    "recipes": {"nn", "bottlenecks", "models", "train", "data", "metrics", "tasks", "interp"},
-    "cli": {"nn", "bottlenecks", "models", "train", "data", "metrics", "tasks", "interp", "recipes"},
+    "recipes": {"nn", "bottlenecks", "models", "train", "data", "metrics", "tasks", "interp", "search"},
+    "cli": {"nn", "bottlenecks", "models", "train", "data", "metrics", "tasks", "interp", "recipes", "search"},
 }
 
 
