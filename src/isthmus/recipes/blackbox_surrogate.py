@@ -270,11 +270,17 @@ def _coef(predict: Callable, extras: dict, d: Split, s: Settings, seed: int) -> 
     return np.abs(extras["model"].coef_).sum(0)
 
 
-def oracle_lr(s: Settings, seed: int, data: dict) -> dict[str, float]:
-    """Logistic regression on the 25 planted columns only: the ceiling the synthetic task allows."""
+def oracle(s: Settings, seed: int, data: dict) -> dict[str, float]:
+    """Learners that are told the 25 planted columns: the card's logistic regression (``syn_f1``) and the tuned
+    XGBoost configuration on those columns only (``syn_f1_gbdt``; make_classification puts two clusters per
+    class on hypercube vertices, which a linear model cannot separate)."""
     syn = data["syn"]
-    m = LogisticRegression(max_iter=1000).fit(syn.Xtr[:, :N_RELEVANT], syn.ytr)
-    return {"syn_f1": float(f1_score(syn.yte, m.predict(syn.Xte[:, :N_RELEVANT]), average="macro"))}
+    cols = slice(0, N_RELEVANT)
+    lr = LogisticRegression(max_iter=1000).fit(syn.Xtr[:, cols], syn.ytr)
+    sub = Split(syn.Xtr[:, cols], syn.ytr, syn.Xte[:, cols], syn.yte, syn.n_classes)
+    gb, _ = fit_xgboost(sub, data["tuned"]["syn"]["xgboost"], s, seed)
+    return {"syn_f1": float(f1_score(syn.yte, lr.predict(syn.Xte[:, cols]), average="macro")),
+            "syn_f1_gbdt": _macro_f1(gb, sub)}
 
 
 @register_recipe
@@ -290,10 +296,19 @@ class BlackboxSurrogate(Recipe):
                           tune=False, probe_rows=32, probe_candidates=20, shap_rows=50, surrogate_k=10,
                           xgb_rounds=10),
         "quick": Settings(seeds=3, p_synthetic=500, ae_epochs=5, clf_epochs=15, tune=False, probe_candidates=100),
-        "record": Settings(seeds=5),
+        "record": Settings(seeds=5, clf_epochs=60),
     }
     ours = "cae"
     min_seeds = 5
+    changes = (
+        "after the first quick cell (seed 0, before any record run): the CAE had not stopped improving within "
+        "15 CE epochs (converged = 0, Cora F1 0.40 vs the MLP's 0.75), so the record's CE epoch cap was raised "
+        "from 30 to 60 (early stopping on validation loss, patience 4, still decides when it ends)",
+        "same quick cell: the card's oracle (logistic regression on the 25 planted columns) scored F1 0.61 vs "
+        "XGBoost's 0.73 on all columns: make_classification places two clusters per class on hypercube vertices, "
+        "which no linear model separates; the oracle precondition now takes the better of that LR and the tuned "
+        "XGBoost configuration on the 25 planted columns (both reported)",
+    )
     gates = (
         Gate("black box beats XGBoost on Cora", "cora_f1", "cae", "xgboost", effect=0.01, headline=True,
              why="1 pt ≈ 2× the paired SE over 5 folds; the least gap tabular benchmarks treat as a ranking"),
@@ -321,14 +336,16 @@ class BlackboxSurrogate(Recipe):
 
     def arms(self, s: Settings):
         return {"cae": _explained_arm("cae", _probe), "xgboost": _explained_arm("xgboost", _shap),
-                "mlp": _explained_arm("mlp", _probe), "l1_lr": _explained_arm("l1_lr", _coef), "oracle_lr": oracle_lr}
+                "mlp": _explained_arm("mlp", _probe), "l1_lr": _explained_arm("l1_lr", _coef), "oracle": oracle}
 
     def checks(self, s: Settings, cells) -> list[Check]:
         out = []
         means = {a: np.mean([m.value("syn_f1") for m in cells[a].values()]) for a in cells}
-        best = max(v for a, v in means.items() if a != "oracle_lr")
-        out.append(Check("oracle reaches the best arm", means["oracle_lr"] >= 0.9 * best,
-                         f"oracle LR syn F1 {means['oracle_lr']:.3f} vs 0.9 × best arm {best:.3f}"))
+        best = max(v for a, v in means.items() if a != "oracle")
+        orc = max(means["oracle"], np.mean([m.value("syn_f1_gbdt") for m in cells["oracle"].values()]))
+        out.append(Check("oracle reaches the best arm", orc >= 0.9 * best,
+                         f"best oracle (LR or XGBoost on the 25 planted columns) syn F1 {orc:.3f} vs 0.9 × best "
+                         f"arm {best:.3f}"))
         chance = N_RELEVANT / s.p_synthetic
         sh = [m.value("p25_shuffled_labels") for m in cells["cae"].values()]
         out.append(Check("probe finds nothing under shuffled labels", float(np.mean(sh)) <= chance + 0.1,
