@@ -28,3 +28,12 @@ def test_deterministic_per_seed_and_in_range():
     assert a[0].min() >= 0 and a[0].max() <= 1 and set(np.unique(a[1])) <= set(range(10))
     with pytest.raises(ValueError, match="n_train"):
         mnist_m(9000, 2000)
+
+
+def test_pooled_photos_are_deterministic_and_differ_from_the_disjoint_split():
+    pytest.importorskip("skimage")
+    Xtr, _, Xte, _ = mnist_m(60, 40, seed=0, disjoint_photos=False)
+    again = mnist_m(60, 40, seed=0, disjoint_photos=False)
+    assert np.array_equal(Xtr, again[0]) and np.array_equal(Xte, again[2])
+    assert not np.array_equal(Xte, mnist_m(60, 40, seed=0)[2])
+    assert Xtr.shape == (60, 3, 28, 28) and Xte.shape == (40, 3, 28, 28)

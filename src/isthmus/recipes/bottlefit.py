@@ -4,7 +4,7 @@ the encoder frozen), it keeps the teacher's accuracy at high compression where o
 
 Matsubara et al., arXiv 2201.02693 (`yoshitomo-matsubara/bottlefit-split_computing`). Referee card
 ``cards-I-J.md`` §4 followed: teacher = ResNet-8 (8-16-32) trained once on MNIST-M (8,000 train, 10 % val,
-2,000 test; digits from MNIST t10k, backgrounds from disjoint photos); the split is at the teacher's
+2,000 test; digits from MNIST t10k, backgrounds drawn from one pool of photos); the split is at the teacher's
 stage-2 output (16 × 7 × 7). Student = encoder (3→8 s2 → 8→16 s2 → 16→C, the raw conv output is the
 transmitted tensor, errata) → 8-bit per-sample link → decoder (BN, ReLU, C→32→16) → the teacher's stage 3
 + classifier, initialised from the teacher. Stage 1 (GHND): Σ MSE (sum reduction, batch-mean) at
@@ -47,6 +47,7 @@ class Settings(RecipeSettings):
     batch_size: int = 64
     lowres: int = 10  # the equal-byte arm's grey input side (100 B)
     latency_repeats: int = 41
+    disjoint_photos: bool = False  # True: test backgrounds from photos never seen in training (a domain shift)
 
 
 class Student(nn.Module):
@@ -229,7 +230,8 @@ def _shared(s: Settings) -> dict:
         return _CACHE[key]
     from isthmus.data.mnist_m import mnist_m
 
-    xtr, ytr, xte, yte = (torch.as_tensor(a) for a in mnist_m(s.n_train, s.n_test, seed=0))
+    xtr, ytr, xte, yte = (torch.as_tensor(a) for a in mnist_m(s.n_train, s.n_test, seed=0,
+                                                               disjoint_photos=s.disjoint_photos))
     n_val = s.n_train // 10
     xva, yva, xtr, ytr = xtr[:n_val], ytr[:n_val], xtr[n_val:], ytr[n_val:]
     torch.manual_seed(0)
@@ -262,10 +264,18 @@ class Bottlefit(Recipe):
     modes = {
         "smoke": Settings(seeds=1, n_train=600, n_test=200, teacher_epochs=1, stage_epochs=1, latency_repeats=3),
         "quick": Settings(seeds=3, n_train=4000, teacher_epochs=6, stage_epochs=2, latency_repeats=11),
-        "record": Settings(seeds=4),
+        "record": Settings(seeds=4, teacher_epochs=20),
     }
     ours = "bottlefit"
     min_seeds = 4
+    changes = (
+        "after the quick run (before any record run): MNIST-M test backgrounds came from photos disjoint from the "
+        "training photos, a domain shift (teacher validation 0.80 vs test 0.74) that the BottleFit claim is not "
+        "about and that pushed the teacher below the card's 85 % 'teacher learns' floor; train and test now draw "
+        "different patches from one pool of all photos (Ganin et al. use one photo collection)",
+        "same quick run: the teacher was still improving at its last epoch (val 0.785 → 0.80), so the record "
+        "teacher trains 20 epochs instead of 12 (it is trained once, before any student)",
+    )
     gates = (
         Gate("beats naive CE at C=2", "acc", "bottlefit", "naive", effect=0.01, headline=True,
              why="H (all three of the C=2 gates): 1 pt ≈ 2× paired noise at 2,000 test images"),
