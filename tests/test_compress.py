@@ -46,3 +46,17 @@ def test_latency_ratio_calls_both_sides_interleaved():
     calls = []
     r = latency_ratio(lambda: calls.append("a"), lambda: calls.append("b"), repeats=4, warmup=1)
     assert calls == ["a", "b"] * 5 and r > 0  # no timing asserted: speed lives in benchmarks
+
+
+def test_fake_quantize_per_sample_round_trip_and_straight_through_gradient():
+    from isthmus.tasks.compress import fake_quantize_uint8
+
+    x = torch.stack([torch.linspace(-1, 1, 50), torch.linspace(0, 100, 50)]).view(2, 2, 5, 5).requires_grad_(True)
+    q = fake_quantize_uint8(x)
+    rng = torch.tensor([2.0, 100.0]).view(2, 1, 1, 1)
+    assert torch.all((q - x).abs() <= rng / 510 + 1e-5)  # half a step of each sample's own range
+    assert len(torch.unique(q[0])) <= 256
+    q.sum().backward()
+    assert torch.equal(x.grad, torch.ones_like(x))  # straight through
+    const = torch.full((1, 3), 4.0)
+    assert torch.equal(fake_quantize_uint8(const), const)

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 __all__ = ["count_flops", "quantize_uint8", "dequantize_uint8", "transmitted_bytes", "SplitModel", "latency_ratio",
-           "QuantizedTensor"]
+           "QuantizedTensor", "fake_quantize_uint8"]
 
 
 def count_flops(module: nn.Module, *inputs: torch.Tensor) -> int:
@@ -59,6 +59,18 @@ def quantize_uint8(x: torch.Tensor) -> QuantizedTensor:
 
 def dequantize_uint8(q: QuantizedTensor) -> torch.Tensor:
     return q.values.to(torch.float32) * q.scale + q.zero
+
+
+def fake_quantize_uint8(x: torch.Tensor) -> torch.Tensor:
+    """Per-sample affine 8-bit quantise → dequantise (each sample's own ``[min, max]`` in 256 levels, as a
+    device sends it), with a straight-through gradient so it can sit inside a trained graph."""
+    flat = x.detach().flatten(1)
+    lo, hi = flat.min(1).values, flat.max(1).values
+    scale = torch.where(hi > lo, (hi - lo) / 255.0, torch.ones_like(hi))
+    shape = (-1,) + (1,) * (x.ndim - 1)
+    lo, scale = lo.view(shape), scale.view(shape)
+    q = torch.clamp(torch.round((x.detach() - lo) / scale), 0, 255) * scale + lo
+    return x + (q - x).detach()
 
 
 def transmitted_bytes(x: torch.Tensor, quantized: bool) -> float:
