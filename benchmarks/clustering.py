@@ -61,7 +61,7 @@ def main() -> None:
     ap.add_argument("--datasets", default="digits,mnist,cora")
     ap.add_argument("--max-rows", type=int, default=0,
                     help="random subsample (rng 0) of each data set to at most this many rows; 0 = all. The full "
-                         "5-seed run takes ~11 CPU-minutes; --max-rows 2000 --seeds 3 is a quick check")
+                         "5-seed run takes ~9 CPU-minutes; --max-rows 2000 --seeds 3 is a quick check")
     args = ap.parse_args()
     nmis: dict[str, list[float]] = {}
     print(f"{'data':<8} {'role':<9} {'method':<12} {'ACC':>6} {'NMI':>6} {'ARI':>6} {'cpu-s':>7}")
