@@ -16,7 +16,7 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from isthmus.metrics._arrays import to_labels
 
-__all__ = ["clustering_accuracy", "nmi", "ari", "cluster_report", "contingency"]
+__all__ = ["clustering_accuracy", "nmi", "ari", "cluster_report", "contingency", "batch_same_label_rate"]
 
 
 def _pair(y_true: Any, y_pred: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -65,3 +65,23 @@ def cluster_report(y_true: Any, y_pred: Any) -> dict[str, float | int]:
         "n_clusters": int(np.unique(p).size),
         "n_classes": int(np.unique(t).size),
     }
+
+
+def batch_same_label_rate(batches: Any, labels: Any) -> float:
+    """Share of within-batch pairs ``i < j`` whose labels agree, pooled over ``batches``.
+
+    In contrastive learning every other item of a batch is a negative, so with true class labels
+    this is the false-negative share (G-SimCLR's mechanism): about ``Σ_c p_c²`` for random batches.
+    """
+    y = to_labels(labels, "labels")
+    same = pairs = 0
+    for batch in batches:
+        idx = np.asarray(batch, dtype=np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= y.size):
+            raise ValueError(f"batch indices must lie in [0, {y.size}), got range [{idx.min()}, {idx.max()}]")
+        _, counts = np.unique(y[idx], return_counts=True)
+        same += int((counts * (counts - 1) // 2).sum())
+        pairs += idx.size * (idx.size - 1) // 2
+    if pairs == 0:
+        raise ValueError("no batch holds two items: the same-label rate is undefined")
+    return same / pairs
