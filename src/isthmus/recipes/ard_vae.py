@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeAlias
 
 import numpy as np
 import torch
@@ -161,7 +161,7 @@ class ARDVAE(Recipe):
     claim = ("A VAE with a hierarchical ARD prior, whose per-axis variances are re-estimated from held-out data, "
              "identifies the number of relevant latent dimensions (the data's K known factors) regardless of the "
              "initial latent size.")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, Ks=(2,), Ls=(8,), n_train=300, n_heldout=100, n_test=100, epochs=2),
         "quick": Settings(seeds=3, n_train=2000, n_heldout=500, n_test=500, epochs=20),

@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import torch
@@ -263,7 +263,7 @@ class AttentionOutputSAE(Recipe):
              "per-head norms of their decoder weights, to the heads that compute them (here: the long- and "
              "short-range context families the toy demonstrably learns), while splicing the SAE in keeps the "
              "model's loss.")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, toy_train=256, toy_epochs=1, n_sae_seqs=128, n_eval=64, d_sae=128, steps=60),
         "quick": Settings(seeds=5),

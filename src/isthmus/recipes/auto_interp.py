@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import torch
@@ -194,7 +194,7 @@ class AutoInterp(Recipe):
     paper = Paper("Automatically Interpreting Millions of Features in Large Language Models", "2410.13928")
     claim = ("Explanations of SAE latents score higher under detection and fuzzing than explanations of the same "
              "layer's neurons, even neurons sparsified by top-k.")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, toy_train=256, toy_epochs=1, n_seqs=256, d_sae=128, steps=80, n_units=8, n_ex=10,
                           min_windows=10),

@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import torch
@@ -201,7 +201,7 @@ class CoarseToFineTokens(Recipe):
     claim = ("Autoregressively predicting k-means cluster labels of VQ tokens and then filling in the fine tokens "
              "with one bidirectional pass generates better images (lower FID, higher IS) than autoregression over "
              "the fine tokens directly; with random clusters the fine tokens cannot be recovered.")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, n_train=400, n_eval=200, codebook=64, coarse=8, vq_epochs=1, max_epochs=2,
                           d_model=16, per_class=10, clf_epochs=2),

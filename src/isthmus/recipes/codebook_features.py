@@ -21,7 +21,7 @@ import contextlib
 import copy
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Sequence, TypeAlias
 
 import numpy as np
 import torch
@@ -350,7 +350,7 @@ class CodebookFeatures(Recipe):
     claim = ("Top-k codebooks inserted into a transformer and fine-tuned keep its behaviour while single codes "
              "detect the hidden states of a finite-state machine far better than the best single neuron, "
              "and forcing a state's code steers the next-token prediction as if the model were in that state.")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, n_states=5, n_symbols=3, steps=8, n_train=512, epochs=2, ft_steps=30, n_codes=32,
                           batch=64, n_fit=128, n_eval=128),

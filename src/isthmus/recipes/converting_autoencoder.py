@@ -16,7 +16,7 @@ import statistics
 import time
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import torch
@@ -170,7 +170,7 @@ class ConvertingAutoencoder(Recipe):
     claim = ("A converting autoencoder that turns hard images into easy ones of their class, followed by the first "
              "exit of a BranchyNet, classifies with at least 1.5x lower latency than BranchyNet (on a hard-heavy mix) "
              "and than LeNet, at accuracy within 0.5 points of LeNet.")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, n_train=512, n_val=256, n_test=256, classifier_epochs=1, ae_epochs=1,
                           branch_epochs=1, latency_images=20),

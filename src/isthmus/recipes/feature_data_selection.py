@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import torch
@@ -195,7 +195,7 @@ class FeatureDataSelection(Recipe):
     claim = ("Ranking pool examples by the generalized Jaccard similarity of their mean-pooled SAE feature "
              "activations to a target task's examples selects more on-task data than raw-activation cosine "
              "(NAS) and lexical (TF-IDF/BM25) selection.")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, n_topics=3, n_keywords=6, n_shared=12, per_task=40, n_target=10, length=16,
                           d_model=32, lm_steps=30, sae_steps=60, expansion=4, k=4),

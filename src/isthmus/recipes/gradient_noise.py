@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeAlias
 
 import numpy as np
 import torch
@@ -104,7 +104,7 @@ class GradientNoise(Recipe):
     claim = ("Annealed Gaussian gradient noise (sigma^2 = eta/(1+t)^0.55) lets a 20-layer, 50-unit ReLU MLP with poor "
              "N(0, 0.1^2) init, trained by SGD with gradient clipping, train where it otherwise fails: higher best "
              "test accuracy over seeds and more runs that train.")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, n_train=512, n_test=256, epochs=2),
         "quick": Settings(seeds=5, epochs=10),

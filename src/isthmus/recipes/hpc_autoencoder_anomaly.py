@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any, Callable, TypeAlias
 
 import numpy as np
 
@@ -167,7 +167,7 @@ class HPCAutoencoderAnomaly(Recipe):
     claim = ("A dense autoencoder per node, trained only on healthy telemetry and thresholded at the 99th percentile "
              "of its training error, detects unseen anomalies (88-96 % accuracy in the paper), beating simpler "
              "baselines.")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, n_nodes=2, n_steps=800, n_cores=2, anomalies_per_node=2, ae_max_steps=200,
                           max_train=1000, smd_test=5000),

@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import torch
@@ -185,7 +185,7 @@ class KeyValueBottleneck(Recipe):
     claim = ("A discrete key-value bottleneck on a frozen encoder (frozen keys from unlabelled data, learnable values, "
              "non-parametric decoding) forgets far less than a linear probe or an MLP head trained on the same "
              "class-incremental stream without task boundaries, so its final accuracy over all classes is higher.")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, toy_steps=20, mnist_steps=10, n_train=600, n_test=200, ae_epochs=1),
         "quick": Settings(seeds=3),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeAlias
 
 import numpy as np
 import torch
@@ -91,7 +91,7 @@ class LRCNRecipe(Recipe):
     claim = ("A CNN whose per-frame features feed an LSTM, trained end to end, classifies motion clips better than "
              "a single-frame CNN with averaged predictions, than a fixed temporal receptive field and than an LSTM on "
              "frozen single-frame features, with limited training data.")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, n_train=32, n_val=16, n_test=32, frames=4, epochs=1),
         "quick": Settings(seeds=3, n_train=300, n_test=500, epochs=10),

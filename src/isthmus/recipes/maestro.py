@@ -25,7 +25,7 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeAlias
 
 import numpy as np
 import torch
@@ -179,7 +179,7 @@ class Maestro(Recipe):
     claim = ("Low-rank layers trained with ordered dropout over the rank recover ordered components - PCA at every "
              "rank for a linear autoencoder - and a network trained once can be truncated to any rank with better "
              "accuracy than post-hoc SVD truncation at the same parameter count.")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, lin_n=500, lin_epochs=2, n_train=512, n_test=256, epochs=1),
         "quick": Settings(seeds=3, lin_n=4000, lin_epochs=100, epochs=8),

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import torch
@@ -113,7 +113,7 @@ class MMGPVAE(Recipe):
     claim = ("A multi-modal GP-VAE with Fourier-domain GP priors recovers the latent shared by images and spike "
              "counts better than single-modality models, and its Fourier parameterisation identifies the latents "
              "at least as well as a time-domain GP-VAE.")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, n_train=12, n_test=6, T=30, image_size=12, n_neurons=20, epochs=2),
         "quick": Settings(seeds=3, epochs=60),

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeAlias
 
 import numpy as np
 import torch
@@ -156,7 +156,7 @@ class PrototypeNet(Recipe):
     claim = ("A classifier that predicts from distances to 15 learned latent prototypes matches the accuracy of the "
              "same encoder with a plain head, and its prototypes decode to realistic digits only thanks to the R1/R2 "
              "regularisers (without them the prototypes are not interpretable).")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, n_train=512, n_test=256, epochs=1, judge_epochs=1),
         "quick": Settings(seeds=3, epochs=8, judge_epochs=5),

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 
@@ -124,7 +124,7 @@ class SaeCircuits(Recipe):
     claim = ("Discrete codes (argmax latents) of one small SAE, with the paper's settings, trained on the "
              "position-averaged attention-head outputs of 10 prompts identify the heads of a circuit (node ROC-AUC "
              "~0.86) about as well as patching-based discovery, with far fewer forward passes.")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, tasks=("induction",), n_pairs=12, n_train=256, train_epochs=1, sae_epochs=30,
                           n_truth=24),

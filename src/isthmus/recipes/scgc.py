@@ -19,7 +19,7 @@ import statistics
 import time
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeAlias
 
 import numpy as np
 import torch
@@ -234,7 +234,7 @@ class SCGC(Recipe):
     claim = ("An MLP autoencoder with a Student-t cluster head trained with a neighbourhood-contrastive loss over "
              "adjacency powers (SCGC*, no decoder, no graph convolutions) clusters a graph better than the GNN deep "
              "clusterer SDCN, and faster per epoch.")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, dataset="digits", n_subsample=200, pretrain_epochs=2, epochs=3, alpha=4.0, r=4,
                           lr=1e-3, sdcn_lr=1e-3),

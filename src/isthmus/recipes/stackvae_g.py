@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 
@@ -240,7 +240,7 @@ class StackVAEGRecipe(Recipe):
     claim = ("A VAE whose weights are shared across channels, with latents mixed along a learned sparse channel graph, "
              "detects multivariate time-series anomalies as well as heavier models with far fewer parameters, and its "
              "learned graph captures which channels are related.")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, n_channels=12, n_groups=3, n_train=400, n_test=500, n_anomalies=6, window=12,
                           stride=4, hidden=16, latent_dim=3, k=3, embed_dim=8, max_steps=20, dense_hidden=32,

@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeAlias
 
 import numpy as np
 import torch
@@ -201,7 +201,7 @@ class Starbucks(Recipe):
              "model makes each small sub-model (early layer, truncated dims) retrieve on par with a model trained "
              "separately for that size, better than truncating a normally fine-tuned model and at least as well as "
              "random-pair 2D Matryoshka, without hurting the full model.")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, pairs=((2, 48), (6, 384)), steps=1, batch=4, n_test=16, n_distract=16,
                           max_length=16),
