@@ -242,7 +242,7 @@ class Ariel(Recipe):
     )
 
     def data(self, s: Settings, seed: int) -> dict:
-        d = dict(make_data(s.n_train, s.n_heldout))
+        d: dict[str, Any] = dict(make_data(s.n_train, s.n_heldout))
         torch.manual_seed(seed)
         lm = GRULanguageModel(VOCAB, emb=s.emb, hidden=s.hidden)
         d["lm_loss"] = fit_sequence_model(lm, d["train"], s.lm_epochs, seed)

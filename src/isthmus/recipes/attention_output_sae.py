@@ -98,7 +98,9 @@ def family_features(corr: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def attribution_scores(norms: torch.Tensor, feats: dict[str, torch.Tensor], gt: list[set[int]],
                        learned: list[bool]) -> dict[str, float]:
     """Feature-level and family-level top-head accuracy, and polysemantic-head shares (SAE vs ground truth)."""
-    hits, fam_hits, owners = [], [], {h: set() for h in range(norms.shape[1])}
+    hits: list[bool] = []
+    fam_hits: list[bool] = []
+    owners: dict[int, set[str]] = {h: set() for h in range(norms.shape[1])}
     for i, f in enumerate(FAMILIES):
         top = norms[feats[f]].argmax(1)
         for h in top.tolist():

@@ -225,7 +225,7 @@ class FeatureDataSelection(Recipe):
 
     def checks(self, settings: Settings, cells) -> list[Check]:
         means = {a: float(np.mean([m.metrics["precision"] for m in cells[a].values()])) for a in METHODS}
-        best = max((a for a in METHODS if a != "random"), key=means.get)
+        best = max((a for a in METHODS if a != "random"), key=means.__getitem__)
         return [Check("the task is solvable (positive control)", means[best] >= 0.3,
                       f"best selector {best} precision {means[best]:.3f} (>= 0.3 needed; random keeps "
                       f"{means['random']:.3f}): if none leaves chance the pool has no signal to select on")]

@@ -264,9 +264,9 @@ class StackVAEGRecipe(Recipe):
     def data(self, s: Settings, seed: int) -> dict:
         from isthmus.data.channel_groups import make_channel_groups
 
+        short: dict[str, Any] = {"anomaly_length": (15, 40)} if s.n_test < 1000 else {}
         d = make_channel_groups(n_channels=s.n_channels, n_groups=s.n_groups, n_train=s.n_train, n_test=s.n_test,
-                                n_anomalies=s.n_anomalies, seed=seed,
-                                **({"anomaly_length": (15, 40)} if s.n_test < 1000 else {}))
+                                n_anomalies=s.n_anomalies, seed=seed, **short)
         out = {"synth": {"train": d.train, "test": d.test, "y": d.test_labels, "groups": d.groups,
                          "events": [(a, b, ch) for a, b, ch, _ in d.events], "same_group": d.same_group()}}
         if s.smd:
