@@ -16,7 +16,7 @@ import statistics
 import time
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 import numpy as np
 import torch
@@ -59,7 +59,10 @@ def load(n_train: int, n_val: int, n_test: int) -> tuple[torch.Tensor, ...]:
     return x[perm[:a]], y[perm[:a]], x[perm[a:b]], y[perm[a:b]], x[perm[b:c]], y[perm[b:c]]
 
 
-def _fit(model: nn.Module, data: tuple, epochs: int, seed: int, lr: float = 1e-3) -> nn.Module:
+_M = TypeVar("_M", bound=nn.Module)
+
+
+def _fit(model: _M, data: tuple, epochs: int, seed: int, lr: float = 1e-3) -> _M:
     Trainer(model, TrainerConfig(epochs=epochs, batch_size=128, lr=lr, seed=seed, progress=False)).fit(data)
     return model.eval()
 
