@@ -96,7 +96,7 @@ def _arm(name: str):
         scores = {}
         for sname, st in data.items():
             if name.startswith("sae_"):
-                kw = dict(TUNED if name == "sae_tuned" else PAPER, epochs=s.sae_epochs)
+                kw: dict[str, Any] = dict(TUNED if name == "sae_tuned" else PAPER, epochs=s.sae_epochs)
                 kw["l1"] = PAPER_L1.get(sname, kw["l1"])
                 res = find_circuit(st["model"], st["pos"], st["neg"], seed=seed, **kw)
                 sc, n_fwd = res.node_scores, res.timing["n_forward"]
