@@ -54,9 +54,9 @@ ARMS: dict[str, dict[str, str]] = {
     "mm_time": dict(modalities="both", gp_domain="time_exact"),
     "plain_vae": dict(modalities="both", gp_domain="iid"),
 }
-MODEL = dict(n_shared=1, n_image=1, n_neural=1, hidden=[64, 32], image_loss="gaussian", image_sigma=0.1,
+MODEL: dict[str, Any] = dict(n_shared=1, n_image=1, n_neural=1, hidden=[64, 32], image_loss="gaussian", image_sigma=0.1,
              lengthscale=10.0, min_lengthscale=4.0)
-TRAIN = dict(batch_size=20, lr=3e-3, optimizer="adam", grad_clip=1.0)
+TRAIN: dict[str, Any] = dict(batch_size=20, lr=3e-3, optimizer="adam", grad_clip=1.0)
 LATENTS = ("shared", "image", "neural")
 
 
