@@ -194,8 +194,8 @@ class GRUSeqAutoencoder(nn.Module):
         return out
 
 
-def fit_sequence_model(model: GRULanguageModel | GRUSeqAutoencoder, sentences: Sequence[Sequence[int]], epochs: int, seed: int,
-                       batch_size: int = 64, lr: float = 3e-3) -> list[float]:
+def fit_sequence_model(model: GRULanguageModel | GRUSeqAutoencoder, sentences: Sequence[Sequence[int]], epochs: int,
+                       seed: int, batch_size: int = 64, lr: float = 3e-3) -> list[float]:
     """Adam on ``sum(model.loss(y, step).values())`` over shuffled batches; returns the mean loss per epoch."""
     torch.manual_seed(seed)
     torch.set_flush_denormal(True)

@@ -64,7 +64,8 @@ def _train(cls, s: Settings, seed: int) -> Measured:
     xtr, xva, xte = load()
     torch.manual_seed(seed)
     model = cls(_configs(s)[0 if cls is AxialPrior else 1])
-    cb = EpochTrace(lambda m: float(cast(AxialPrior | FullCausalPrior, m).bits_per_dim(xva)))  # validation bits/dim per epoch
+    # validation bits/dim per epoch
+    cb = EpochTrace(lambda m: float(cast(AxialPrior | FullCausalPrior, m).bits_per_dim(xva)))
     Trainer(model, TrainerConfig(epochs=s.epochs, batch_size=64, lr=1e-3, seed=seed, progress=False),
             callbacks=[cb]).fit(xtr)
     model.eval()

@@ -76,7 +76,8 @@ def train_once(data, seed: int, lr: float, clip: float, eta: float, epochs: int,
     model = Classifier(MLP(MLPConfig(in_dim=xtr.shape[1], out_dim=10, **{**MODEL, "init": init})))
     tc = TrainerConfig(epochs=epochs, batch_size=batch_size, optimizer="sgd", lr=lr, grad_clip=clip,
                        grad_noise_eta=eta, grad_noise_gamma=0.55, seed=seed, progress=False)
-    cb = EpochTrace(lambda m: float((cast(Classifier, m).predict(xte) == yte).float().mean()))  # test accuracy per epoch
+    # test accuracy per epoch
+    cb = EpochTrace(lambda m: float((cast(Classifier, m).predict(xte) == yte).float().mean()))
     trainer = Trainer(model, tc, callbacks=[cb])
     try:
         trainer.fit((xtr, ytr))

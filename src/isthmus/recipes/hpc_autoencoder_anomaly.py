@@ -194,7 +194,8 @@ class HPCAutoencoderAnomaly(Recipe):
         short: dict[str, Any] = {"anomaly_length": (30, 60)} if s.n_steps < 1000 else {}
         f = make_fleet_telemetry(seed=seed, n_nodes=s.n_nodes, n_steps=s.n_steps, n_cores=s.n_cores,
                                  anomalies_per_node=s.anomalies_per_node, **short)
-        out: dict[str, Any] = {"fleet": {"train": list(f.train), "test": list(f.test), "y": np.concatenate(list(f.test_labels))}}
+        out: dict[str, Any] = {"fleet": {"train": list(f.train), "test": list(f.test),
+                                         "y": np.concatenate(list(f.test_labels))}}
         smd = _smd(s.smd_test) if s.smd else None
         if smd is not None:
             out["smd"] = smd

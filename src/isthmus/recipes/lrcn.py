@@ -55,7 +55,8 @@ def clips(n_train: int, n_val: int, n_test: int, frames: int, seed: int) -> tupl
 
 def _train(model: LRCN, s: Settings, seed: int, data, epochs: int | None = None) -> tuple[LRCN, list[float]]:
     xtr, ytr, xva, yva = data[:4]
-    cb = EpochTrace(lambda m: float(cast(LRCN, m).compute_loss((xva, yva)).loss))  # validation loss per epoch
+    # validation loss per epoch
+    cb = EpochTrace(lambda m: float(cast(LRCN, m).compute_loss((xva, yva)).loss))
     Trainer(model, TrainerConfig(epochs=epochs or s.epochs, batch_size=32, lr=s.lr, seed=seed, progress=False),
             callbacks=[cb]).fit((xtr, ytr))
     return model.eval(), cb.values
@@ -121,7 +122,8 @@ class LRCNRecipe(Recipe):
 
     def checks(self, s: Settings, cells: Mapping[str, Mapping[int, Measured]]) -> list[Check]:
         top = max(np.mean([m.value("acc") for m in c.values()]) for c in cells.values())
-        return [Check("no ceiling", bool(top < 0.98), f"best arm mean accuracy {top:.3f} (< 0.98 keeps the gates informative)")]
+        return [Check("no ceiling", bool(top < 0.98),
+                      f"best arm mean accuracy {top:.3f} (< 0.98 keeps the gates informative)")]
 
     def describe(self, s: Settings) -> dict[str, Any]:
         return {"data": f"moving MNIST digits, {N_CLASSES} motions, {s.frames} frames of 24x24: {s.n_train} train / "

@@ -47,8 +47,8 @@ class Settings(RecipeSettings):
     judge_epochs: int = 10
 
 
-MODEL = dict(latent_dim=40, hidden=[256], n_prototypes=15, n_classes=10, class_weight=20.0)
-TRAIN = dict(batch_size=250, lr=2e-3, optimizer="adam")
+MODEL: dict[str, Any] = dict(latent_dim=40, hidden=[256], n_prototypes=15, n_classes=10, class_weight=20.0)
+TRAIN: dict[str, Any] = dict(batch_size=250, lr=2e-3, optimizer="adam")
 JUDGE_SEED = 12345  # one judge for every seed and arm: the yardstick must not move between arms
 INTERP_KEYS = ("proto_judge_confidence", "proto_judge_agreement", "proto_pixel_nn_ratio")
 

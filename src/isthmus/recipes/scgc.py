@@ -144,8 +144,8 @@ def _make_sdcn(data, seed: int, lr: float):
     model = SDCN(copy.deepcopy(ae), len(np.unique(y)))
     model.head.init_centers(torch.as_tensor(centers, dtype=torch.float32))
     a_hat = normalize_adjacency(A, kind="row").tocoo()  # sparse, as SDCN's own torch.spmm: a fair epoch time
-    a = torch.sparse_coo_tensor(torch.as_tensor(np.vstack([a_hat.row, a_hat.col]), dtype=torch.long), a_hat.data, a_hat.shape,
-                                dtype=torch.float32).coalesce()
+    idx = torch.as_tensor(np.vstack([a_hat.row, a_hat.col]), dtype=torch.long)
+    a = torch.sparse_coo_tensor(idx, a_hat.data, a_hat.shape, dtype=torch.float32).coalesce()
     return model, torch.optim.Adam(model.parameters(), lr=lr), torch.as_tensor(X), a
 
 
