@@ -115,7 +115,7 @@ def random_scores(n: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).random(n)
 
 
-def on_task_share(selected: Sequence[int], labels: Sequence[Any], target: Any) -> float:
+def on_task_share(selected: Sequence[int] | np.ndarray, labels: Sequence[Any], target: Any) -> float:
     """Fraction of the selected examples whose true label is ``target`` (selection precision)."""
     sel = np.asarray(selected, dtype=int)
     if len(sel) == 0:

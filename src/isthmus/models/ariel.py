@@ -15,7 +15,7 @@ The LM never gives probability to PAD, BOS or UNK.
 from __future__ import annotations
 
 import copy
-from typing import Sequence
+from typing import Sequence, cast
 
 import numpy as np
 import torch
@@ -194,8 +194,8 @@ class GRUSeqAutoencoder(nn.Module):
         return out
 
 
-def fit_sequence_model(model: nn.Module, sentences: Sequence[Sequence[int]], epochs: int, seed: int,
-                       batch_size: int = 64, lr: float = 3e-3) -> list[float]:
+def fit_sequence_model(model: GRULanguageModel | GRUSeqAutoencoder, sentences: Sequence[Sequence[int]], epochs: int,
+                       seed: int, batch_size: int = 64, lr: float = 3e-3) -> list[float]:
     """Adam on ``sum(model.loss(y, step).values())`` over shuffled batches; returns the mean loss per epoch."""
     torch.manual_seed(seed)
     torch.set_flush_denormal(True)
@@ -209,7 +209,7 @@ def fit_sequence_model(model: nn.Module, sentences: Sequence[Sequence[int]], epo
         for i in range(0, len(data), batch_size):
             y = data[order[i:i + batch_size]]
             y = y[:, : int((y != PAD).sum(1).max())]  # trim padding columns
-            loss = sum(model.loss(y, step).values())
+            loss = cast(torch.Tensor, sum(model.loss(y, step).values()))  # both models return terms
             opt.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 5.0)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 import torch
 from torch import nn
@@ -115,7 +115,7 @@ class AutoEncoder(Pretrained, nn.Module):
         bn = build_bottleneck(bottleneck, latent_dim=latent_dim, **bottleneck_kwargs) if isinstance(
             bottleneck, str
         ) else build_bottleneck(bottleneck)
-        common = dict(activation=activation, norm=norm, dropout=dropout, init=init)
+        common: dict[str, Any] = dict(activation=activation, norm=norm, dropout=dropout, init=init)
         enc = MLP(MLPConfig(in_dim=in_dim, out_dim=bn.in_features, hidden=list(hidden), **common))
         dec = MLP(
             MLPConfig(in_dim=bn.latent_dim, out_dim=in_dim, hidden=list(hidden)[::-1],
@@ -206,7 +206,7 @@ class AutoEncoder(Pretrained, nn.Module):
         if unknown:
             raise ConfigError(f"loss_weights names unknown term(s) {sorted(unknown)}; terms are {sorted(terms)}")
         losses = {k: v * weights.get(k, 1.0) for k, v in terms.items()}
-        total = sum(losses.values())
+        total = cast(torch.Tensor, sum(losses.values()))  # never empty: "recon" is always a term
         return ModelOutput(loss=total, losses=losses, recon=recon, latent=bn.latent, codes=bn.codes, stats=bn.stats)
 
     def _jacobian_sq_norm(self, inp: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
@@ -283,11 +283,13 @@ class AutoEncoder(Pretrained, nn.Module):
                             "custom parts are passed as encoder=, bottleneck= or decoder=")
         if not parts:
             return cls.from_spec(spec)
-        base = None if all(k in parts for k in ("encoder", "bottleneck", "decoder")) else cls.from_spec(spec)
+        if not all(k in parts for k in ("encoder", "bottleneck", "decoder")):
+            base = cls.from_spec(spec)
+            parts = {"encoder": base.encoder, "bottleneck": base.bottleneck, "decoder": base.decoder, **parts}
         return cls(
-            parts.get("encoder", base.encoder if base else None),
-            parts.get("bottleneck", base.bottleneck if base else None),
-            parts.get("decoder", base.decoder if base else None),
+            parts["encoder"],
+            cast(Bottleneck, parts["bottleneck"]),  # a custom one is checked by build_bottleneck
+            parts["decoder"],
             ObjectiveConfig.from_dict(spec.get("objective", {})),
             **cls._extra_from_spec(spec),
         )

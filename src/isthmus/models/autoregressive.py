@@ -115,6 +115,8 @@ class AxialPrior(_Prior):
 
 
 class FullCausalPrior(_Prior):
+    pos: torch.Tensor  # a buffer
+
     def __init__(self, config: PriorConfig | None = None, **overrides: Any) -> None:
         super().__init__(config, **overrides)
         c = self.config

@@ -6,7 +6,7 @@ targets) without writing a second training loop.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +35,8 @@ class Classifier(nn.Module):
         ce = F.cross_entropy(logits, y.long())
         acc = (logits.argmax(1) == y).float().mean().detach()
         losses = {"ce": ce, **low_rank_losses(self.net)}
-        return ModelOutput(loss=sum(losses.values()), losses=losses, logits=logits, stats={"accuracy": acc})
+        total = cast(torch.Tensor, sum(losses.values()))  # never empty: "ce" is always a term
+        return ModelOutput(loss=total, losses=losses, logits=logits, stats={"accuracy": acc})
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:

@@ -13,7 +13,7 @@ positions) and predicts the masked patches' (normalised) pixels; ``L = L_rec + Î
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -56,6 +56,8 @@ class CAEConfig(Config):
 
 
 class ContextAutoEncoder(Pretrained, nn.Module):
+    pos: torch.Tensor  # a buffer
+
     config_class = CAEConfig
 
     def __init__(self, config: CAEConfig | None = None, **overrides: Any) -> None:
@@ -119,7 +121,7 @@ class ContextAutoEncoder(Pretrained, nn.Module):
         if c.norm_pix_loss:
             target = (target - target.mean(-1, keepdim=True)) / (target.var(-1, keepdim=True) + 1e-6).sqrt()
         losses["reconstruction"] = (pred - target).pow(2).mean()
-        total = sum(losses.values())
+        total = cast(torch.Tensor, sum(losses.values()))  # never empty: "reconstruction" is always a term
         return ModelOutput(loss=total, losses=losses, latent=z_v.mean(1), stats={"mask": mask})
 
     def compute_loss(self, batch: Any) -> ModelOutput:

@@ -11,7 +11,7 @@ Training (``compute_loss``) sums the cross-entropies of both exits, as BranchyNe
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -88,7 +88,7 @@ class EarlyExitNet(nn.Module):
         x, y = batch
         b, f = self(x)
         terms = {"branch_ce": F.cross_entropy(b, y), "full_ce": F.cross_entropy(f, y)}
-        return ModelOutput(loss=sum(terms.values()), losses=terms, logits=f)
+        return ModelOutput(loss=cast(torch.Tensor, sum(terms.values())), losses=terms, logits=f)
 
 
 @torch.no_grad()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -47,6 +47,8 @@ class FlowConfig(Config):
 
 
 class _FlowBlock(nn.Module):
+    pos: torch.Tensor  # a buffer
+
     def __init__(self, c: FlowConfig) -> None:
         super().__init__()
         n = c.dim // c.token_dim
@@ -118,7 +120,7 @@ class AutoregressiveFlow(Pretrained, nn.Module):
         for i in reversed(range(len(self.flow))):
             if i % 2:
                 h = h.flip(1)
-            h = self.flow[i].inverse(h)
+            h = cast(_FlowBlock, self.flow[i]).inverse(h)
             if i % 2:
                 h = h.flip(1)
         return h.reshape(n, -1)

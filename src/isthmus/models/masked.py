@@ -59,6 +59,9 @@ class MAEConfig(Config):
 
 
 class MaskedAutoEncoder(Pretrained, nn.Module):
+    pos: torch.Tensor  # buffers
+    dec_pos: torch.Tensor
+
     config_class = MAEConfig
 
     def __init__(self, config: MAEConfig | None = None, **overrides: Any) -> None:

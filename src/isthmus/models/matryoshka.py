@@ -9,7 +9,7 @@ terms (KL, ...) are added once.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -60,13 +60,13 @@ class MatryoshkaAutoEncoder(AutoEncoder):
 
     @classmethod
     def mlp(cls, *args: Any, matryoshka: MatryoshkaConfig | dict | None = None, **kwargs: Any) -> "MatryoshkaAutoEncoder":
-        model = super().mlp(*args, **kwargs)
+        model = cast("MatryoshkaAutoEncoder", super().mlp(*args, **kwargs))
         model.set_nesting(matryoshka)
         return model
 
     @classmethod
     def conv(cls, *args: Any, matryoshka: MatryoshkaConfig | dict | None = None, **kwargs: Any) -> "MatryoshkaAutoEncoder":
-        model = super().conv(*args, **kwargs)
+        model = cast("MatryoshkaAutoEncoder", super().conv(*args, **kwargs))
         model.set_nesting(matryoshka)
         return model
 
@@ -86,7 +86,8 @@ class MatryoshkaAutoEncoder(AutoEncoder):
         if unknown:
             raise ConfigError(f"loss_weights names unknown term(s) {sorted(unknown)}; terms are {sorted(terms)}")
         losses = {k: v * obj.loss_weights.get(k, 1.0) for k, v in terms.items()}
-        return ModelOutput(loss=sum(losses.values()), losses=losses, recon=recon, latent=bn.latent,
+        total = cast(torch.Tensor, sum(losses.values()))  # never empty: one recon@k per prefix at least
+        return ModelOutput(loss=total, losses=losses, recon=recon, latent=bn.latent,
                            codes=bn.codes, stats=bn.stats)
 
     def encode_prefix(self, x: torch.Tensor, k: int) -> torch.Tensor:

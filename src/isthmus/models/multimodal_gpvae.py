@@ -22,7 +22,7 @@ Saved as ``config.json`` + ``model.safetensors``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -128,7 +128,8 @@ class MultimodalGPVAE(Pretrained, nn.Module):
         """Fused per-step pseudo-observations ``(B, T, 2D)`` in the channel order of :attr:`groups`."""
         cfg = self.config
         S, I, N = cfg.n_shared, cfg.n_image, cfg.n_neural
-        parts_mu, parts_lv = [], []
+        parts_mu: list[torch.Tensor] = []
+        parts_lv: list[torch.Tensor] = []
         img = spk = None
         if cfg.uses_image:
             if images is None:
@@ -140,7 +141,7 @@ class MultimodalGPVAE(Pretrained, nn.Module):
             spk = _per_step(self.spike_encoder, torch.log1p(spikes)).chunk(2, dim=-1)  # (B, T, S+N)
         for k in range(2):  # 0: mean, 1: log-variance
             srcs = [x[k][..., :S] for x in (img, spk) if x is not None]
-            parts = [sum(srcs) / len(srcs)]  # shared: the average of the encoders' (paper)
+            parts = [cast(torch.Tensor, sum(srcs)) / len(srcs)]  # shared: the average of the encoders' (paper)
             if img is not None:
                 parts.append(img[k][..., S:S + I])
             if spk is not None:
@@ -216,9 +217,10 @@ class MultimodalGPVAE(Pretrained, nn.Module):
             nll = (torch.exp(eta_mu + 0.5 * eta_var) - spikes * eta_mu).sum()
             losses["spikes"] = nll / (B * T)
         losses["kl"] = self.config.beta * post.kl.sum() / (B * T)
-        stats = {"kl": losses["kl"].detach() / max(self.config.beta, 1e-12),
+        stats: dict[str, torch.Tensor | float] = {"kl": losses["kl"].detach() / max(self.config.beta, 1e-12),
                  "lengthscale": self.bottleneck.lengthscale.detach()}
-        return ModelOutput(loss=sum(losses.values()), losses=losses, recon=recon, latent=post.sample,
+        total = cast(torch.Tensor, sum(losses.values()))  # never empty: "kl" is always a term
+        return ModelOutput(loss=total, losses=losses, recon=recon, latent=post.sample,
                            codes=post.mean, stats=stats)
 
     def compute_loss(self, batch: Any) -> ModelOutput:

@@ -9,7 +9,7 @@ bottleneck and λ_class (20 in the paper) here. Batches are ``(x, y)`` pairs, so
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +33,8 @@ class PrototypeClassifier(AutoEncoder):
     (['ce', 'r1', 'r2', 'recon'], torch.Size([6, 3]))
     """
 
+    bottleneck: PrototypeBottleneck  # checked in __init__
+
     def __init__(self, encoder: nn.Module, bottleneck: Bottleneck | str | dict, decoder: nn.Module,
                  objective: ObjectiveConfig | None = None, class_weight: float = 20.0) -> None:
         super().__init__(encoder, bottleneck, decoder, objective)
@@ -46,14 +48,14 @@ class PrototypeClassifier(AutoEncoder):
     def mlp(cls, *args: Any, class_weight: float = 20.0, **kwargs: Any) -> "PrototypeClassifier":
         """``AutoEncoder.mlp`` with the prototype bottleneck (pass ``n_prototypes``, ``n_classes`` ...)."""
         kwargs.setdefault("bottleneck", "prototype")
-        model = super().mlp(*args, **kwargs)
+        model = cast("PrototypeClassifier", super().mlp(*args, **kwargs))
         model.class_weight = float(class_weight)
         return model
 
     @classmethod
     def conv(cls, *args: Any, class_weight: float = 20.0, **kwargs: Any) -> "PrototypeClassifier":
         kwargs.setdefault("bottleneck", "prototype")
-        model = super().conv(*args, **kwargs)
+        model = cast("PrototypeClassifier", super().conv(*args, **kwargs))
         model.class_weight = float(class_weight)
         return model
 

@@ -24,6 +24,8 @@ __all__ = ["TokenTransformer"]
 
 
 class TokenTransformer(nn.Module):
+    member_mask: torch.Tensor | None  # a buffer
+
     def __init__(self, vocab_in: int, vocab_out: int, n_pos: int, n_classes: int, d_model: int, n_layers: int,
                  causal: bool, n_heads: int = 4, member_mask: torch.Tensor | None = None) -> None:
         super().__init__()

@@ -22,11 +22,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeAlias, cast
 
 import numpy as np
 import torch
 
+from isthmus.bottlenecks import ARDBottleneck, GaussianBottleneck
 from isthmus.data import make_shapes
 from isthmus.metrics import active_units, kl_active_units, pca_dims_for_variance
 from isthmus.models import AutoEncoder
@@ -38,9 +39,10 @@ from isthmus.train.callbacks import ARDUpdate, EpochTrace
 from isthmus.viz import pyplot, save_figure
 
 FACTOR_ORDER = ("x", "y", "scale", "rotation", "shape")
-DATA = dict(image_size=16, shapes=("ellipse", "square", "heart"), rotation_range=(0.0, math.pi / 2), antialias=True)
-MODEL = dict(hidden=[256], beta=0.5, out_activation="sigmoid")
-TRAIN = dict(batch_size=100, lr=1e-3, optimizer="adam")
+DATA: dict[str, Any] = dict(image_size=16, shapes=("ellipse", "square", "heart"), rotation_range=(0.0, math.pi / 2),
+                            antialias=True)
+MODEL: dict[str, Any] = dict(hidden=[256], beta=0.5, out_activation="sigmoid")
+TRAIN: dict[str, Any] = dict(batch_size=100, lr=1e-3, optimizer="adam")
 THRESHOLD = 0.01  # active-unit threshold (nats for the KL rule, variance for the covariance rule)
 RELEVANCE = 0.99  # the paper's cumulative-relevance share
 N_JACOBIAN = 200  # inputs whose posterior means average the decoder Jacobian
@@ -83,21 +85,22 @@ def train_vae(x: torch.Tensor, held_out: torch.Tensor, L: int, seed: int, epochs
     model = AutoEncoder.mlp(x.shape[1], latent_dim=L, hidden=tuple(MODEL["hidden"]),
                             bottleneck="ard" if ard else "gaussian", beta=MODEL["beta"],
                             out_activation=MODEL["out_activation"])
-    trace = EpochTrace(lambda m: m.bottleneck.prior_var.detach().tolist())  # τ² after each epoch's update
+    # τ² after each epoch's update (ARD only)
+    trace = EpochTrace(lambda m: cast(ARDBottleneck, m.bottleneck).prior_var.detach().tolist())
     callbacks = [ARDUpdate(held_out, subset_size=max(1, int(tau_subset * len(held_out))), seed=seed), trace] if ard else []
     Trainer(model, TrainerConfig(epochs=epochs, seed=seed, progress=False, **TRAIN), callbacks=callbacks).fit(x)
     return model.eval(), trace.values
 
 
 @torch.no_grad()
-def count_dims(model: AutoEncoder, x_test: torch.Tensor) -> dict[str, float]:
+def count_dims(model: AutoEncoder, x_test: torch.Tensor) -> dict[str, Any]:
     """Estimated dimension counts of one trained VAE on test data (ARD rule, KL and covariance AU)."""
-    bn = model.bottleneck
+    bn = cast(GaussianBottleneck, model.bottleneck)  # "gaussian" or "ard" (train_vae)
     mu, logvar = bn.posterior(model.encoder(x_test))
-    out = {"vae_active_units": kl_active_units(bn.kl_per_dim(mu, logvar), THRESHOLD),
+    out: dict[str, Any] = {"vae_active_units": kl_active_units(bn.kl_per_dim(mu, logvar), THRESHOLD),
            "vae_active_units_cov": active_units(mu, THRESHOLD),
            "recon_fvu": float((model.reconstruct(x_test) - x_test).pow(2).sum() / (x_test - x_test.mean(0)).pow(2).sum())}
-    if hasattr(bn, "relevant_dims"):
+    if isinstance(bn, ARDBottleneck):
         out["ard"] = len(bn.relevant_dims(RELEVANCE, decoder=model.decoder, mu=mu[:N_JACOBIAN]))
         out["relevance"] = bn.relevance(model.decoder, mu[:N_JACOBIAN]).numpy()
     return out
@@ -161,7 +164,7 @@ class ARDVAE(Recipe):
     claim = ("A VAE with a hierarchical ARD prior, whose per-axis variances are re-estimated from held-out data, "
              "identifies the number of relevant latent dimensions (the data's K known factors) regardless of the "
              "initial latent size.")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, Ks=(2,), Ls=(8,), n_train=300, n_heldout=100, n_test=100, epochs=2),
         "quick": Settings(seeds=3, n_train=2000, n_heldout=500, n_test=500, epochs=20),

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, TypeAlias
 
 import numpy as np
 import torch
@@ -215,7 +215,7 @@ class Ariel(Recipe):
     claim = ("Decoding uniformly random points of AriEL's latent cube (a language model's probabilities laid out as "
              "nested boxes) yields a wider variety of correct sentences than sampling the latent space of a sequence "
              "VAE or AE, and every sentence round-trips exactly.")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, n_train=300, n_heldout=60, n_samples=200, emb=16, hidden=32, lm_epochs=2,
                           ae_epochs=2),
@@ -242,7 +242,7 @@ class Ariel(Recipe):
     )
 
     def data(self, s: Settings, seed: int) -> dict:
-        d = dict(make_data(s.n_train, s.n_heldout))
+        d: dict[str, Any] = dict(make_data(s.n_train, s.n_heldout))
         torch.manual_seed(seed)
         lm = GRULanguageModel(VOCAB, emb=s.emb, hidden=s.hidden)
         d["lm_loss"] = fit_sequence_model(lm, d["train"], s.lm_epochs, seed)

@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import torch
@@ -98,7 +98,9 @@ def family_features(corr: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def attribution_scores(norms: torch.Tensor, feats: dict[str, torch.Tensor], gt: list[set[int]],
                        learned: list[bool]) -> dict[str, float]:
     """Feature-level and family-level top-head accuracy, and polysemantic-head shares (SAE vs ground truth)."""
-    hits, fam_hits, owners = [], [], {h: set() for h in range(norms.shape[1])}
+    hits: list[bool] = []
+    fam_hits: list[bool] = []
+    owners: dict[int, set[str]] = {h: set() for h in range(norms.shape[1])}
     for i, f in enumerate(FAMILIES):
         top = norms[feats[f]].argmax(1)
         for h in top.tolist():
@@ -263,7 +265,7 @@ class AttentionOutputSAE(Recipe):
              "per-head norms of their decoder weights, to the heads that compute them (here: the long- and "
              "short-range context families the toy demonstrably learns), while splicing the SAE in keeps the "
              "model's loss.")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, toy_train=256, toy_epochs=1, n_sae_seqs=128, n_eval=64, d_sae=128, steps=60),
         "quick": Settings(seeds=5),

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias, cast
 
 import numpy as np
 import torch
@@ -49,7 +49,7 @@ CTX_LEN = 8
 
 def mlp_hidden(model: torch.nn.Module, tokens: torch.Tensor, layer: int = LAYER, batch: int = 256) -> torch.Tensor:
     """Post-GELU MLP activations of ``layer``: (N, T, d_mlp)."""
-    act = model.blocks[layer].mlp[2]
+    act: torch.nn.Module = cast(Any, model).blocks[layer].mlp[2]  # a ToyTransformer's GELU
     outs: list[torch.Tensor] = []
     h = act.register_forward_hook(lambda m, i, o: outs.append(o.detach()))
     try:
@@ -83,7 +83,8 @@ def score_arm(codes: torch.Tensor, tokens: torch.Tensor, vocab: list[str], expla
     eligible = np.flatnonzero(n_act >= cfg.min_windows)
     rng = np.random.default_rng(seed)
     units = rng.choice(eligible, min(cfg.n_units, len(eligible)), replace=False) if len(eligible) else []
-    sim, rows = PredicateSimulator(), []
+    sim = PredicateSimulator()
+    rows: list[dict[str, Any]] = []
     a_np, t_np = codes.numpy(), tokens.numpy()
     for j, u in enumerate(units):
         rec = build_record(int(u), a_np[..., int(u)], t_np, ctx_len=CTX_LEN, n_top=cfg.n_ex, n_train=cfg.n_ex,
@@ -194,7 +195,7 @@ class AutoInterp(Recipe):
     paper = Paper("Automatically Interpreting Millions of Features in Large Language Models", "2410.13928")
     claim = ("Explanations of SAE latents score higher under detection and fuzzing than explanations of the same "
              "layer's neurons, even neurons sparsified by top-k.")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, toy_train=256, toy_epochs=1, n_seqs=256, d_sae=128, steps=80, n_units=8, n_ex=10,
                           min_windows=10),
@@ -270,9 +271,9 @@ class AutoInterp(Recipe):
         axes[0].set_ylim(0, 1.05)
         axes[0].legend(fontsize=7)
         for arm in ARMS:
-            vals = [v for m in cells[arm].values() for v in m.items.get("unit_interp", [])]
-            if vals:
-                axes[1].hist(vals, bins=np.linspace(0.3, 1, 15), histtype="step", label=arm)
+            unit_vals = [v for m in cells[arm].values() for v in m.items.get("unit_interp", [])]
+            if unit_vals:
+                axes[1].hist(unit_vals, bins=np.linspace(0.3, 1, 15), histtype="step", label=arm)
         axes[1].set_xlabel("per-unit interpretability (all seeds)")
         axes[1].legend(fontsize=7)
         fig.suptitle("auto-interp: SAE latents vs MLP neurons (offline explainer, predicate simulator)", fontsize=9)

@@ -81,7 +81,7 @@ def summarize(values: Sequence[float]) -> MetricSummary:
     return MetricSummary(mean=float(np.mean(arr)), std=std, values=vals)
 
 
-def summarize_arms(per: dict[str, dict[str, Sequence[float]]], ours: str
+def summarize_arms(per: Mapping[str, Mapping[str, Sequence[float]]], ours: str
                    ) -> tuple[dict[str, MetricSummary], dict[str, dict[str, MetricSummary]]]:
     """Split ``arm -> metric -> per-seed values`` into ``(metrics of ours, baselines)`` for a Result."""
     if ours not in per:

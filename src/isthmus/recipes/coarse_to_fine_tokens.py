@@ -25,12 +25,13 @@ import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias, cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from isthmus.bottlenecks.vq import VQBottleneck
 from isthmus.metrics.generative import frechet_distance, inception_score
 from isthmus.models import AutoEncoder, TokenTransformer
 from isthmus.recipes.base import Paper, Recipe, RecipeSettings
@@ -57,7 +58,7 @@ class Settings(RecipeSettings):
     clf_epochs: int = 15
 
 
-def load_images(n_train: int, n_eval: int) -> tuple[dict[str, torch.Tensor], str]:
+def load_images(n_train: int, n_eval: int) -> tuple[dict[str, Any], str]:
     """Images ``(N, 1, 16, 16)`` in [0, 1], labels, and the row indices (in the source's order) of each split."""
     from isthmus.data import load_digits, load_mnist
     from isthmus.data.paths import DataNotFoundError
@@ -88,9 +89,14 @@ def tokenize(vq: AutoEncoder, x: torch.Tensor) -> torch.Tensor:
     return vq.bottleneck(vq.encoder(x)).codes.reshape(len(x), N_TOK)  # (N, 16)
 
 
+def codewords(vq: AutoEncoder) -> torch.Tensor:
+    """The tokenizer's codewords ``(K, 8)``; :func:`train_tokenizer` builds a "vq" bottleneck."""
+    return cast(VQBottleneck, vq.bottleneck).quantizer.codebook
+
+
 @torch.no_grad()
 def detokenize(vq: AutoEncoder, tokens: torch.Tensor) -> torch.Tensor:
-    z = vq.bottleneck.quantizer.codebook[tokens].reshape(len(tokens), -1)  # (N, 16*8)
+    z = codewords(vq)[tokens].reshape(len(tokens), -1)  # (N, 16*8)
     return vq.decode(z).reshape(len(tokens), 1, SIDE, SIDE)
 
 
@@ -131,7 +137,7 @@ def _setup(key: str) -> dict[str, Any]:
     half = len(data["x_eval"]) // 2
     sanity = frechet_sanity(clf, data["x_eval"][half:], data["x_eval"][:half])
     return {"data": data, "source": source, "vq": vq, "tok": tok, "clf": clf, "sanity": sanity,
-            "labels": clusters(vq.bottleneck.quantizer.codebook, s.coarse),
+            "labels": clusters(codewords(vq), s.coarse),
             "vq_reference": score(clf, detokenize(vq, tok["eval"]), data["y_eval"], data["x_eval"])}
 
 
@@ -201,7 +207,7 @@ class CoarseToFineTokens(Recipe):
     claim = ("Autoregressively predicting k-means cluster labels of VQ tokens and then filling in the fine tokens "
              "with one bidirectional pass generates better images (lower FID, higher IS) than autoregression over "
              "the fine tokens directly; with random clusters the fine tokens cannot be recovered.")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, n_train=400, n_eval=200, codebook=64, coarse=8, vq_epochs=1, max_epochs=2,
                           d_model=16, per_class=10, clf_epochs=2),

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Sequence, TypeAlias
 
 import numpy as np
 import torch
@@ -200,7 +201,7 @@ def mean_patch_steering(model: ToyTransformer, means: dict[str, torch.Tensor], d
 
     with contextlib.ExitStack() as stack:
         for point, m in means.items():
-            stack.enter_context(patch(model, point, lambda v, m=m: put(v, m)))
+            stack.enter_context(patch(model, point, functools.partial(put, m=m)))
         pred = model(data.tokens)[rows, col].argmax(-1)
     return float((pred == target + 1).float().mean())
 
@@ -249,7 +250,7 @@ def shared(s: Settings, seed: int) -> dict[str, Any]:
 
 def _best_layer(per_layer: dict[str, dict[str, list[float]]], fit_f1: dict[str, float]) -> dict[str, float]:
     """Detection numbers of the layer with the best mean fit-split F1 (the same rule for every arm)."""
-    layer = max(fit_f1, key=fit_f1.get)
+    layer = max(fit_f1, key=fit_f1.__getitem__)
     return {f"state_{k}": float(np.mean(v)) for k, v in per_layer[layer].items()} | {"layer": float(
         list(fit_f1).index(layer))}
 
@@ -275,7 +276,9 @@ def codebook_arm(s: Settings, seed: int, d: dict[str, Any]) -> Measured:
         for split in ("fit", "ev"):
             with torch.no_grad():
                 model(d[split].tokens)
-            codes.append(books[point].last_codes[:, d["pos"]].reshape(-1, s.k))
+            last = books[point].last_codes
+            assert last is not None  # set by the forward pass above
+            codes.append(last[:, d["pos"]].reshape(-1, s.k))
         fires[point] = (one_hot_fires(codes[0], s.n_codes), one_hot_fires(codes[1], s.n_codes))
         pf, rf = code_pr(codes[0], d["y_fit"], s.n_codes, s.n_states)
         best[point] = _f1(pf, rf).argmax(1)
@@ -326,7 +329,7 @@ def posthoc_sae_arm(s: Settings, seed: int, d: dict[str, Any]) -> Measured:
         train_sae(sae, x, SAETrainConfig(steps=max(200, 2 * s.ft_steps), batch_size=256, lr=2e-3, seed=seed,
                                          log_every=10_000))
         with torch.no_grad():
-            fires[p] = tuple(sae.encode(d["acts"][x_][p]) > 0 for x_ in ("fit", "ev"))
+            fires[p] = (sae.encode(d["acts"]["fit"][p]) > 0, sae.encode(d["acts"]["ev"][p]) > 0)
     m = _detect(d, fires)
     m["state_acc"] = d["base_acc"]
     return Measured(metrics=m)
@@ -350,7 +353,7 @@ class CodebookFeatures(Recipe):
     claim = ("Top-k codebooks inserted into a transformer and fine-tuned keep its behaviour while single codes "
              "detect the hidden states of a finite-state machine far better than the best single neuron, "
              "and forcing a state's code steers the next-token prediction as if the model were in that state.")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, n_states=5, n_symbols=3, steps=8, n_train=512, epochs=2, ft_steps=30, n_codes=32,
                           batch=64, n_fit=128, n_eval=128),

@@ -16,7 +16,7 @@ import statistics
 import time
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeAlias, TypeVar
 
 import numpy as np
 import torch
@@ -59,7 +59,10 @@ def load(n_train: int, n_val: int, n_test: int) -> tuple[torch.Tensor, ...]:
     return x[perm[:a]], y[perm[:a]], x[perm[a:b]], y[perm[a:b]], x[perm[b:c]], y[perm[b:c]]
 
 
-def _fit(model: nn.Module, data: tuple, epochs: int, seed: int, lr: float = 1e-3) -> nn.Module:
+_M = TypeVar("_M", bound=nn.Module)
+
+
+def _fit(model: _M, data: tuple, epochs: int, seed: int, lr: float = 1e-3) -> _M:
     Trainer(model, TrainerConfig(epochs=epochs, batch_size=128, lr=lr, seed=seed, progress=False)).fit(data)
     return model.eval()
 
@@ -170,7 +173,7 @@ class ConvertingAutoencoder(Recipe):
     claim = ("A converting autoencoder that turns hard images into easy ones of their class, followed by the first "
              "exit of a BranchyNet, classifies with at least 1.5x lower latency than BranchyNet (on a hard-heavy mix) "
              "and than LeNet, at accuracy within 0.5 points of LeNet.")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, n_train=512, n_val=256, n_test=256, classifier_epochs=1, ae_epochs=1,
                           branch_epochs=1, latency_images=20),

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import torch
@@ -195,7 +195,7 @@ class FeatureDataSelection(Recipe):
     claim = ("Ranking pool examples by the generalized Jaccard similarity of their mean-pooled SAE feature "
              "activations to a target task's examples selects more on-task data than raw-activation cosine "
              "(NAS) and lexical (TF-IDF/BM25) selection.")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, n_topics=3, n_keywords=6, n_shared=12, per_task=40, n_target=10, length=16,
                           d_model=32, lm_steps=30, sae_steps=60, expansion=4, k=4),
@@ -225,7 +225,7 @@ class FeatureDataSelection(Recipe):
 
     def checks(self, settings: Settings, cells) -> list[Check]:
         means = {a: float(np.mean([m.metrics["precision"] for m in cells[a].values()])) for a in METHODS}
-        best = max((a for a in METHODS if a != "random"), key=means.get)
+        best = max((a for a in METHODS if a != "random"), key=means.__getitem__)
         return [Check("the task is solvable (positive control)", means[best] >= 0.3,
                       f"best selector {best} precision {means[best]:.3f} (>= 0.3 needed; random keeps "
                       f"{means['random']:.3f}): if none leaves chance the pool has no signal to select on")]

@@ -293,6 +293,7 @@ def evaluate_gate(gate: Gate, cells: Cells) -> GateResult:
         lo, hi, mde = _t_interval(d)
         how = f"paired t over {n} seeds"
     e = gate.effect
+    outcome: Literal["met", "failed", "unresolved"]
     if gate.kind == "superiority":
         outcome = "met" if (lo > 0 and mean >= e) else "failed" if hi < e else "unresolved"
     elif gate.kind == "non_inferiority":

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeAlias, cast
 
 import numpy as np
 import torch
@@ -35,7 +35,7 @@ from isthmus.viz import pyplot, save_figure
 
 TRAINED_THRESHOLD = 0.5  # final test accuracy (5x chance) that counts a run as "trained"
 CHANCE_CEILING = 0.2  # a run whose best accuracy never exceeds this stayed at chance (10 classes)
-MODEL = dict(hidden=[50] * 20, activation="relu", init="normal", init_std=0.1)
+MODEL: dict[str, Any] = dict(hidden=[50] * 20, activation="relu", init="normal", init_std=0.1)
 
 
 @dataclass
@@ -59,6 +59,7 @@ def load_data(n_train: int, n_test: int) -> tuple[tuple[torch.Tensor, ...], str]
     except DataNotFoundError:
         table, name = load_digits(), "scikit-learn digits (MNIST not found)"
         n_train, n_test = min(n_train, 1397), min(n_test, 400)
+    assert table.y is not None  # both loaders return labels
     X, y = table.X.reshape(len(table.X), -1), table.y
     perm = np.random.default_rng(0).permutation(len(X))  # one fixed split for every seed and arm
     tr, te = perm[:n_train], perm[n_train : n_train + n_test]
@@ -75,7 +76,8 @@ def train_once(data, seed: int, lr: float, clip: float, eta: float, epochs: int,
     model = Classifier(MLP(MLPConfig(in_dim=xtr.shape[1], out_dim=10, **{**MODEL, "init": init})))
     tc = TrainerConfig(epochs=epochs, batch_size=batch_size, optimizer="sgd", lr=lr, grad_clip=clip,
                        grad_noise_eta=eta, grad_noise_gamma=0.55, seed=seed, progress=False)
-    cb = EpochTrace(lambda m: float((m.predict(xte) == yte).float().mean()))  # test accuracy per epoch
+    # test accuracy per epoch
+    cb = EpochTrace(lambda m: float((cast(Classifier, m).predict(xte) == yte).float().mean()))
     trainer = Trainer(model, tc, callbacks=[cb])
     try:
         trainer.fit((xtr, ytr))
@@ -104,7 +106,7 @@ class GradientNoise(Recipe):
     claim = ("Annealed Gaussian gradient noise (sigma^2 = eta/(1+t)^0.55) lets a 20-layer, 50-unit ReLU MLP with poor "
              "N(0, 0.1^2) init, trained by SGD with gradient clipping, train where it otherwise fails: higher best "
              "test accuracy over seeds and more runs that train.")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, n_train=512, n_test=256, epochs=2),
         "quick": Settings(seeds=5, epochs=10),

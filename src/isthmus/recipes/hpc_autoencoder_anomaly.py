@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any, Callable, TypeAlias
 
 import numpy as np
 
@@ -98,7 +98,11 @@ def score_nodes(method: str, nodes: dict, seed: int, s: Settings) -> tuple[np.nd
         fleet.fit(np.concatenate(train), ent_tr)
         mode = "global" if method == "global_ae" else "entity"
         scores = fleet.decision_function(np.concatenate(test), ent_te, mode=mode)
-        dets = [fleet.global_] if mode == "global" else list(fleet.detectors_.values())
+        if mode == "global":
+            assert fleet.global_ is not None  # fitted: fit_global is set for this mode
+            dets = [fleet.global_]
+        else:
+            dets = list(fleet.detectors_.values())
         curves = [[h["train_loss"] for h in d.history_[0]] for d in dets]
         return scores, curves
     out = np.zeros(len(ent_te))
@@ -132,7 +136,6 @@ def _arm(method: str):
                 continue
             y = nodes["y"]
             if method == "flag_all":  # every step flagged: the F1 base rate (its accuracy is the anomaly share)
-                scores, node_curves = np.ones(len(y)), []
                 metrics.update({f"{ds}_auroc": 0.5, f"{ds}_f1_p99": 2 * y.mean() / (1 + y.mean()),
                                 f"{ds}_accuracy_p99": float(y.mean()), f"{ds}_best_f1": 2 * y.mean() / (1 + y.mean()),
                                 f"{ds}_flag_nothing_accuracy": float(1 - y.mean())})
@@ -167,7 +170,7 @@ class HPCAutoencoderAnomaly(Recipe):
     claim = ("A dense autoencoder per node, trained only on healthy telemetry and thresholded at the 99th percentile "
              "of its training error, detects unseen anomalies (88-96 % accuracy in the paper), beating simpler "
              "baselines.")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, n_nodes=2, n_steps=800, n_cores=2, anomalies_per_node=2, ae_max_steps=200,
                           max_train=1000, smd_test=5000),
@@ -188,10 +191,11 @@ class HPCAutoencoderAnomaly(Recipe):
     def data(self, s: Settings, seed: int) -> dict:
         from isthmus.data.telemetry import make_fleet_telemetry
 
+        short: dict[str, Any] = {"anomaly_length": (30, 60)} if s.n_steps < 1000 else {}
         f = make_fleet_telemetry(seed=seed, n_nodes=s.n_nodes, n_steps=s.n_steps, n_cores=s.n_cores,
-                                 anomalies_per_node=s.anomalies_per_node, **({"anomaly_length": (30, 60)}
-                                                                            if s.n_steps < 1000 else {}))
-        out = {"fleet": {"train": list(f.train), "test": list(f.test), "y": np.concatenate(list(f.test_labels))}}
+                                 anomalies_per_node=s.anomalies_per_node, **short)
+        out: dict[str, Any] = {"fleet": {"train": list(f.train), "test": list(f.test),
+                                         "y": np.concatenate(list(f.test_labels))}}
         smd = _smd(s.smd_test) if s.smd else None
         if smd is not None:
             out["smd"] = smd

@@ -24,13 +24,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias, cast
 
 import numpy as np
 import torch
 from torch import nn
 
 from isthmus.bottlenecks import build_bottleneck
+from isthmus.bottlenecks.key_value import KeyValueBottleneck as KVBottleneck  # the recipe class below shares the name
 from isthmus.data import load_digit_split, make_gaussian_classes
 from isthmus.models import AutoEncoder, FrozenEncoderHead
 from isthmus.nn import MLP, MLPConfig
@@ -41,7 +42,7 @@ from isthmus.tasks.continual import ncm_stream, split_classes, train_stream
 from isthmus.train import Trainer, TrainerConfig
 from isthmus.viz import pyplot, save_figure
 
-HEADS = {
+HEADS: dict[str, dict[str, Any]] = {
     "toy": dict(kv=dict(heads=32, key_dim=2, num_keys=64), mlp_hidden=64, per_task=2, batch_size=32),
     "mnist": dict(kv=dict(heads=64, key_dim=8, num_keys=128), mlp_hidden=128, per_task=2, batch_size=32),
 }
@@ -61,6 +62,9 @@ class Settings(RecipeSettings):
 
 class _Standardize(nn.Module):
     """Fixed affine map (x - mean) / std, statistics from the unlabelled set."""
+
+    mean: torch.Tensor  # buffers
+    std: torch.Tensor
 
     def __init__(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         super().__init__()
@@ -124,10 +128,11 @@ def mnist_data(s: Settings, seed: int) -> dict[str, Any]:
 def build(model: str, data: dict, setting: str, seed: int) -> nn.Module:
     torch.manual_seed(seed)
     h, d_in, k = HEADS[setting], data["unlabelled"].shape[1], data["n_classes"]
+    head: nn.Module
     if model == "dkvb":
         head = build_bottleneck("key_value", latent_dim=k, input_dim=d_in, decoding="mean",
                                 init_on_first_batch=False, **h["kv"])
-        head.init_keys(data["unlabelled"])  # unlabelled data only; frozen from here on
+        cast(KVBottleneck, head).init_keys(data["unlabelled"])  # unlabelled data only; frozen from here on
     elif model == "linear_probe":
         head = nn.Linear(d_in, k)
     else:
@@ -185,7 +190,7 @@ class KeyValueBottleneck(Recipe):
     claim = ("A discrete key-value bottleneck on a frozen encoder (frozen keys from unlabelled data, learnable values, "
              "non-parametric decoding) forgets far less than a linear probe or an MLP head trained on the same "
              "class-incremental stream without task boundaries, so its final accuracy over all classes is higher.")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, toy_steps=20, mnist_steps=10, n_train=600, n_test=200, ae_epochs=1),
         "quick": Settings(seeds=3),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeAlias, cast
 
 import numpy as np
 import torch
@@ -44,6 +44,7 @@ def clips(n_train: int, n_val: int, n_test: int, frames: int, seed: int) -> tupl
     from isthmus.data import load_mnist
 
     t = load_mnist()
+    assert t.y is not None  # MNIST has labels
     d = t.X.reshape(len(t.X), 28, 28)
     xtr, ytr = moving_digits(d[:8000], t.y[:8000], n_train + n_val, frames=frames, seed=seed)
     xte, yte = moving_digits(d[8000:], t.y[8000:], n_test, frames=frames, seed=10_000 + seed)
@@ -54,7 +55,8 @@ def clips(n_train: int, n_val: int, n_test: int, frames: int, seed: int) -> tupl
 
 def _train(model: LRCN, s: Settings, seed: int, data, epochs: int | None = None) -> tuple[LRCN, list[float]]:
     xtr, ytr, xva, yva = data[:4]
-    cb = EpochTrace(lambda m: float(m.compute_loss((xva, yva)).loss))  # validation loss per epoch
+    # validation loss per epoch
+    cb = EpochTrace(lambda m: float(cast(LRCN, m).compute_loss((xva, yva)).loss))
     Trainer(model, TrainerConfig(epochs=epochs or s.epochs, batch_size=32, lr=s.lr, seed=seed, progress=False),
             callbacks=[cb]).fit((xtr, ytr))
     return model.eval(), cb.values
@@ -91,7 +93,7 @@ class LRCNRecipe(Recipe):
     claim = ("A CNN whose per-frame features feed an LSTM, trained end to end, classifies motion clips better than "
              "a single-frame CNN with averaged predictions, than a fixed temporal receptive field and than an LSTM on "
              "frozen single-frame features, with limited training data.")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, n_train=32, n_val=16, n_test=32, frames=4, epochs=1),
         "quick": Settings(seeds=3, n_train=300, n_test=500, epochs=10),
@@ -120,7 +122,8 @@ class LRCNRecipe(Recipe):
 
     def checks(self, s: Settings, cells: Mapping[str, Mapping[int, Measured]]) -> list[Check]:
         top = max(np.mean([m.value("acc") for m in c.values()]) for c in cells.values())
-        return [Check("no ceiling", top < 0.98, f"best arm mean accuracy {top:.3f} (< 0.98 keeps the gates informative)")]
+        return [Check("no ceiling", bool(top < 0.98),
+                      f"best arm mean accuracy {top:.3f} (< 0.98 keeps the gates informative)")]
 
     def describe(self, s: Settings) -> dict[str, Any]:
         return {"data": f"moving MNIST digits, {N_CLASSES} motions, {s.frames} frames of 24x24: {s.n_train} train / "

@@ -25,7 +25,7 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeAlias
 
 import numpy as np
 import torch
@@ -42,11 +42,11 @@ from isthmus.recipes.registry import register_recipe
 from isthmus.train import Trainer, TrainerConfig
 from isthmus.viz import pyplot, save_figure
 
-LINEAR = dict(dim=32, rank=16, decay=0.85, batch_size=128, lr=1e-2)
+LINEAR: dict[str, Any] = dict(dim=32, rank=16, decay=0.85, batch_size=128, lr=1e-2)
 FRACTIONS = (0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
 # group-lasso λ chosen on a validation split of the training data (test untouched; seed 0, 8 epochs) from
 # {5e-3, 5e-4, 5e-5, 0} by mean validation accuracy over FRACTIONS (history in Maestro.changes).
-MLP = dict(hidden=256, group_lasso=5e-5, batch_size=64, lr=1e-3, optimizer="adam")
+MLP: dict[str, Any] = dict(hidden=256, group_lasso=5e-5, batch_size=64, lr=1e-3, optimizer="adam")
 MAX_GAP = 0.05  # reconstruction MSE at most 5 % above PCA's at every prefix = "matches PCA"
 MEAN_ANGLE_DEG = 10.0  # mean principal angle over prefixes that still counts as "the same subspaces"
 
@@ -179,7 +179,7 @@ class Maestro(Recipe):
     claim = ("Low-rank layers trained with ordered dropout over the rank recover ordered components - PCA at every "
              "rank for a linear autoencoder - and a network trained once can be truncated to any rank with better "
              "accuracy than post-hoc SVD truncation at the same parameter count.")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, lin_n=500, lin_epochs=2, n_train=512, n_test=256, epochs=1),
         "quick": Settings(seeds=3, lin_n=4000, lin_epochs=100, epochs=8),

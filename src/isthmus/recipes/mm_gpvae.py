@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import torch
@@ -54,9 +54,9 @@ ARMS: dict[str, dict[str, str]] = {
     "mm_time": dict(modalities="both", gp_domain="time_exact"),
     "plain_vae": dict(modalities="both", gp_domain="iid"),
 }
-MODEL = dict(n_shared=1, n_image=1, n_neural=1, hidden=[64, 32], image_loss="gaussian", image_sigma=0.1,
+MODEL: dict[str, Any] = dict(n_shared=1, n_image=1, n_neural=1, hidden=[64, 32], image_loss="gaussian", image_sigma=0.1,
              lengthscale=10.0, min_lengthscale=4.0)
-TRAIN = dict(batch_size=20, lr=3e-3, optimizer="adam", grad_clip=1.0)
+TRAIN: dict[str, Any] = dict(batch_size=20, lr=3e-3, optimizer="adam", grad_clip=1.0)
 LATENTS = ("shared", "image", "neural")
 
 
@@ -113,7 +113,7 @@ class MMGPVAE(Recipe):
     claim = ("A multi-modal GP-VAE with Fourier-domain GP priors recovers the latent shared by images and spike "
              "counts better than single-modality models, and its Fourier parameterisation identifies the latents "
              "at least as well as a time-domain GP-VAE.")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, n_train=12, n_test=6, T=30, image_size=12, n_neurons=20, epochs=2),
         "quick": Settings(seeds=3, epochs=60),

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeAlias
 
 import numpy as np
 import torch
@@ -47,8 +47,8 @@ class Settings(RecipeSettings):
     judge_epochs: int = 10
 
 
-MODEL = dict(latent_dim=40, hidden=[256], n_prototypes=15, n_classes=10, class_weight=20.0)
-TRAIN = dict(batch_size=250, lr=2e-3, optimizer="adam")
+MODEL: dict[str, Any] = dict(latent_dim=40, hidden=[256], n_prototypes=15, n_classes=10, class_weight=20.0)
+TRAIN: dict[str, Any] = dict(batch_size=250, lr=2e-3, optimizer="adam")
 JUDGE_SEED = 12345  # one judge for every seed and arm: the yardstick must not move between arms
 INTERP_KEYS = ("proto_judge_confidence", "proto_judge_agreement", "proto_pixel_nn_ratio")
 
@@ -156,7 +156,7 @@ class PrototypeNet(Recipe):
     claim = ("A classifier that predicts from distances to 15 learned latent prototypes matches the accuracy of the "
              "same encoder with a plain head, and its prototypes decode to realistic digits only thanks to the R1/R2 "
              "regularisers (without them the prototypes are not interpretable).")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, n_train=512, n_test=256, epochs=1, judge_epochs=1),
         "quick": Settings(seeds=3, epochs=8, judge_epochs=5),

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import torch
@@ -147,7 +147,7 @@ class Qlae(Recipe):
     claim = ("Quantizing each latent dimension to its own small learnable scalar codebook and training with high "
              "AdamW weight decay (QLAE) gives more modular and explicit latents (higher InfoM and InfoE) than AE and "
              "beta-VAE without losing reconstruction; both the quantization and the weight decay matter.")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, n_train=512, steps=20, batch_size=64, hidden=[64]),
         "quick": Settings(seeds=3, steps=2000),

@@ -218,6 +218,7 @@ def _row(slug: str, found: tuple[Result, Path | None] | None, link_from: Path | 
     km = key_metric(res)
     ours: MetricSummary | None = res.metrics.get(km) if km else None
     if head is not None:
+        km = head.gate.metric  # what key_metric picked; narrows km to str
         vs = head.gate.vs if isinstance(head.gate.vs, str) else f"{head.gate.vs:g}"
         # the arm named by the gate: a baseline's own metrics, else ours
         ours = res.baselines[head.gate.arm].get(km) if head.gate.arm in res.baselines else ours

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 
@@ -96,7 +96,7 @@ def _arm(name: str):
         scores = {}
         for sname, st in data.items():
             if name.startswith("sae_"):
-                kw = dict(TUNED if name == "sae_tuned" else PAPER, epochs=s.sae_epochs)
+                kw: dict[str, Any] = dict(TUNED if name == "sae_tuned" else PAPER, epochs=s.sae_epochs)
                 kw["l1"] = PAPER_L1.get(sname, kw["l1"])
                 res = find_circuit(st["model"], st["pos"], st["neg"], seed=seed, **kw)
                 sc, n_fwd = res.node_scores, res.timing["n_forward"]
@@ -124,7 +124,7 @@ class SaeCircuits(Recipe):
     claim = ("Discrete codes (argmax latents) of one small SAE, with the paper's settings, trained on the "
              "position-averaged attention-head outputs of 10 prompts identify the heads of a circuit (node ROC-AUC "
              "~0.86) about as well as patching-based discovery, with far fewer forward passes.")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, tasks=("induction",), n_pairs=12, n_train=256, train_epochs=1, sae_epochs=30,
                           n_truth=24),

@@ -19,7 +19,7 @@ import statistics
 import time
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeAlias, cast
 
 import numpy as np
 import torch
@@ -29,6 +29,7 @@ from torch import nn
 from isthmus.data.graphs import knn_graph, load_planetoid, normalize_adjacency
 from isthmus.metrics.clustering import ari, clustering_accuracy, nmi
 from isthmus.models import AutoEncoder
+from isthmus.nn import MLP
 from isthmus.nn.cluster_head import ClusterHead, target_distribution
 from isthmus.nn.gcn import GCNLayer
 from isthmus.recipes.base import Paper, Recipe, RecipeSettings
@@ -71,6 +72,7 @@ def load(dataset: str, knn: int, n_subsample: int):
         A = None
     else:
         raise ValueError(f"dataset must be 'cora' or 'digits', got {dataset!r}")
+    assert y is not None  # both datasets are labelled
     if n_subsample:
         idx = np.random.default_rng(0).permutation(len(X))[:n_subsample]
         X, y = X[idx], y[idx]
@@ -97,7 +99,7 @@ class SDCN(nn.Module):
     def __init__(self, ae: AutoEncoder, n_clusters: int, sigma: float = 0.5) -> None:
         super().__init__()
         self.ae, self.sigma = ae, sigma
-        widths = [ae.encoder.in_dim, *HIDDEN, LATENT]
+        widths = [cast(MLP, ae.encoder).in_dim, *HIDDEN, LATENT]  # an MLP autoencoder (pretrain)
         self.gcn = nn.ModuleList([GCNLayer(a, b, activation=i < len(widths) - 2)
                                   for i, (a, b) in enumerate(zip(widths[:-1], widths[1:]))])
         self.out = GCNLayer(LATENT, n_clusters, activation=False)
@@ -106,7 +108,7 @@ class SDCN(nn.Module):
     def hidden_states(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Outputs of each encoder layer after its activation, then the latent."""
         states, h = [], x
-        layers = list(self.ae.encoder.net)
+        layers = list(cast(MLP, self.ae.encoder).net)
         for i, m in enumerate(layers):
             h = m(h)
             if not isinstance(m, nn.Linear) and i < len(layers) - 1:
@@ -142,8 +144,8 @@ def _make_sdcn(data, seed: int, lr: float):
     model = SDCN(copy.deepcopy(ae), len(np.unique(y)))
     model.head.init_centers(torch.as_tensor(centers, dtype=torch.float32))
     a_hat = normalize_adjacency(A, kind="row").tocoo()  # sparse, as SDCN's own torch.spmm: a fair epoch time
-    a = torch.sparse_coo_tensor(np.vstack([a_hat.row, a_hat.col]), a_hat.data, a_hat.shape,
-                                dtype=torch.float32).coalesce()
+    idx = torch.as_tensor(np.vstack([a_hat.row, a_hat.col]), dtype=torch.long)
+    a = torch.sparse_coo_tensor(idx, a_hat.data, a_hat.shape, dtype=torch.float32).coalesce()
     return model, torch.optim.Adam(model.parameters(), lr=lr), torch.as_tensor(X), a
 
 
@@ -234,7 +236,7 @@ class SCGC(Recipe):
     claim = ("An MLP autoencoder with a Student-t cluster head trained with a neighbourhood-contrastive loss over "
              "adjacency powers (SCGC*, no decoder, no graph convolutions) clusters a graph better than the GNN deep "
              "clusterer SDCN, and faster per epoch.")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, dataset="digits", n_subsample=200, pretrain_epochs=2, epochs=3, alpha=4.0, r=4,
                           lr=1e-3, sdcn_lr=1e-3),

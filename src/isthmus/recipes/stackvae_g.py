@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 
@@ -240,7 +240,7 @@ class StackVAEGRecipe(Recipe):
     claim = ("A VAE whose weights are shared across channels, with latents mixed along a learned sparse channel graph, "
              "detects multivariate time-series anomalies as well as heavier models with far fewer parameters, and its "
              "learned graph captures which channels are related.")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, n_channels=12, n_groups=3, n_train=400, n_test=500, n_anomalies=6, window=12,
                           stride=4, hidden=16, latent_dim=3, k=3, embed_dim=8, max_steps=20, dense_hidden=32,
@@ -264,9 +264,9 @@ class StackVAEGRecipe(Recipe):
     def data(self, s: Settings, seed: int) -> dict:
         from isthmus.data.channel_groups import make_channel_groups
 
+        short: dict[str, Any] = {"anomaly_length": (15, 40)} if s.n_test < 1000 else {}
         d = make_channel_groups(n_channels=s.n_channels, n_groups=s.n_groups, n_train=s.n_train, n_test=s.n_test,
-                                n_anomalies=s.n_anomalies, seed=seed,
-                                **({"anomaly_length": (15, 40)} if s.n_test < 1000 else {}))
+                                n_anomalies=s.n_anomalies, seed=seed, **short)
         out = {"synth": {"train": d.train, "test": d.test, "y": d.test_labels, "groups": d.groups,
                          "events": [(a, b, ch) for a, b, ch, _ in d.events], "same_group": d.same_group()}}
         if s.smd:

@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping, TypeAlias
 
 import numpy as np
 import torch
@@ -55,8 +55,8 @@ class Settings(RecipeSettings):
     max_length: int = 32
 
 
-TRAIN = dict(lr=5e-5, optimizer="adamw", weight_decay=0.01, freeze_word_embeddings=True)
-LOSS = dict(kl_weight=1.0, kl_temperature=0.3, kl_target="embedding", scale=20.0)
+TRAIN: dict[str, Any] = dict(lr=5e-5, optimizer="adamw", weight_decay=0.01, freeze_word_embeddings=True)
+LOSS: dict[str, Any] = dict(kl_weight=1.0, kl_temperature=0.3, kl_target="embedding", scale=20.0)
 K = 10
 
 
@@ -123,7 +123,10 @@ def make_task(paras: list[list[str]], seed: int, n_train: int, n_test: int, n_di
 _CACHE: dict[str, Any] = {}  # the pretrained MiniLM, loaded once per process
 
 
-def build(strategy: str, pairs: list[tuple[int, int]], seed: int, max_length: int):
+Strategy = Literal["fixed", "random", "full", "only"]  # Matryoshka2DConfig.strategy
+
+
+def build(strategy: Strategy, pairs: list[tuple[int, int]], seed: int, max_length: int):
     from isthmus.interp.hf import load_minilm
     from isthmus.tasks.matryoshka2d import Matryoshka2DConfig, Matryoshka2DEncoder
 
@@ -133,13 +136,13 @@ def build(strategy: str, pairs: list[tuple[int, int]], seed: int, max_length: in
     backbone = copy.deepcopy(base)  # every arm starts from the same pretrained weights
     if TRAIN["freeze_word_embeddings"]:
         backbone.embeddings.word_embeddings.weight.requires_grad_(False)
-    cfg = Matryoshka2DConfig(pairs=[tuple(p) for p in pairs], strategy=strategy, seed=seed,
+    cfg = Matryoshka2DConfig(pairs=[(a, b) for a, b in pairs], strategy=strategy, seed=seed,
                              random_layers=GRID_LAYERS[:-1], random_dims=GRID_DIMS, **LOSS)
     return Matryoshka2DEncoder(backbone, tok, cfg, max_length=max_length)
 
 
-STRATEGY = {"starbucks": "fixed", "full_finetune": "full", "2dmse": "random", "pretrained": "full",
-            "separate_small": "only"}
+STRATEGY: dict[str, Strategy] = {"starbucks": "fixed", "full_finetune": "full", "2dmse": "random",
+                                 "pretrained": "full", "separate_small": "only"}
 
 
 def train_arm(arm: str, task: dict, cfg: Settings, seed: int):
@@ -201,7 +204,7 @@ class Starbucks(Recipe):
              "model makes each small sub-model (early layer, truncated dims) retrieve on par with a model trained "
              "separately for that size, better than truncating a normally fine-tuned model and at least as well as "
              "random-pair 2D Matryoshka, without hurting the full model.")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, pairs=((2, 48), (6, 384)), steps=1, batch=4, n_test=16, n_distract=16,
                           max_length=16),

@@ -24,7 +24,7 @@ import json
 import math
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import torch
@@ -148,7 +148,7 @@ class TopAfaSae(Recipe):
     paper = Paper("Evaluating and Designing Sparse Autoencoders by Approximating Quasi-Orthogonality", "2503.24277")
     claim = ("A top-AFA SAE, which picks each sample's number of active latents by matching the code's norm to the "
              "input's norm, reaches the reconstruction of a TopK SAE at the same L0 without a sweep over k.")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, d=16, n_features=48, n_parents=4, expansion=4, steps=40, batch_size=128,
                           n_train=4096, n_eval=1024, ks=(2, 4), lr=1e-3),

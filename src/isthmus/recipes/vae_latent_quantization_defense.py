@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import torch
@@ -128,7 +128,7 @@ class VaeLatentQuantizationDefense(Recipe):
     claim = ("A VAE with a uniformly quantized latent and an encoder-Jacobian penalty, used as a purifier "
              "decode(quantize(encode(x))) in front of a classifier, keeps clean accuracy and raises accuracy under "
              "FGSM/PGD attacks above the undefended classifier and a plain-autoencoder purifier.")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, n_train=800, n_test=200, n_attack=64, clf_epochs=1, ae_epochs=1, pgd_steps=3,
                           hidden=[64], latent=8),

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeAlias
 
 import numpy as np
 import torch
@@ -270,7 +270,7 @@ class VisionSAE(Recipe):
     claim = ("SAE features of a vision model's embeddings are semantically meaningful: a linear probe on them "
              "generalises better out of distribution (under a nuisance shift) than one on the raw embedding, and "
              "they recover the ontological (hierarchical) structure of the classes.")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, n_digits=600, n_shapes=300, epochs=1, sae_steps=50),
         "quick": Settings(seeds=5, n_digits=5000, n_shapes=2000, epochs=6, sae_steps=600),
