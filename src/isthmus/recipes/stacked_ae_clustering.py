@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeAlias
 
 import numpy as np
 from sklearn.decomposition import PCA
@@ -58,6 +58,8 @@ class Settings(RecipeSettings):
 def _statlog(rows: int) -> tuple[np.ndarray, np.ndarray]:
     table = load_statlog_landsat(split="both")
     X, y = table.X, table.y
+    if y is None:
+        raise ValueError("the Statlog Landsat table has no label column")
     if rows:
         idx = np.random.default_rng(0).choice(len(X), min(rows, len(X)), replace=False)
         X, y = X[idx], y[idx]
@@ -70,7 +72,7 @@ def pca_components(X: np.ndarray) -> int:
 
 
 def _estimator(arm: str, s: Settings, k: int, seed: int, n_pca: int) -> AEKMeans:
-    common = dict(n_clusters=k, standardise=False, max_train_samples=s.max_train, n_init=s.n_init, random_state=seed)
+    common: dict[str, Any] = dict(n_clusters=k, standardise=False, max_train_samples=s.max_train, n_init=s.n_init, random_state=seed)
     if arm == "cascade_ae":
         return AEKMeans(reducer="cascade", cascade_epochs=tuple(s.cascade_epochs), **common)
     if arm == "canonical_ae":
@@ -97,7 +99,7 @@ def _arm(name: str):
                 metrics[f"{ds}_acc_mf"] = cluster_report(y, majority_filter(pred.reshape(shape), 7).ravel())["acc"]
             if name != "raw":
                 metrics[f"fvu/{ds}"] = est.reconstruction_fvu(X)
-            hist = est.history_
+            hist: list[Any] = est.history_
             if hist and isinstance(hist[0], list):  # cascade: one curve per stage
                 for i, c in enumerate(hist):
                     curves[f"loss/{ds}/stage{i + 1}"] = c
@@ -118,7 +120,7 @@ class StackedAEClustering(Recipe):
     paper = Paper("Remote sensing framework for geological mapping via stacked autoencoders and clustering", "2404.02180")
     claim = ("k-means on the codes of a stacked (cascaded) nonlinear autoencoder maps geological/land-cover units more "
              "accurately than k-means on PCA features or on a single (canonical) autoencoder's codes.")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, scene_size=24, statlog_rows=400, max_train=256, n_init=2, cascade_epochs=(1, 1, 1),
                           linear_epochs=1),
@@ -166,7 +168,7 @@ class StackedAEClustering(Recipe):
 
     def data(self, settings: Settings, seed: int) -> dict:
         X, y = _statlog(settings.statlog_rows)
-        out = {"statlog": {"X": X, "y": y, "k": STATLOG_K, "shape": None}}
+        out: dict[str, dict[str, Any]] = {"statlog": {"X": X, "y": y, "k": STATLOG_K, "shape": None}}
         for level, name in ((1.0, "scene_nl1"), (0.0, "scene_nl0")):
             sc = make_scene(settings.scene_size, nonlinearity=level, seed=seed, **SCENE)
             Xs, ys = sc.pixels()
