@@ -22,8 +22,9 @@ from isthmus.config import Config, ConfigError
 from isthmus.io import Pretrained
 from isthmus.models.output import ModelOutput
 from isthmus.nn.unet import UNet, UNetConfig
+from isthmus.train.config import TrainerConfig
 
-__all__ = ["RestorerConfig", "Restorer", "fit_restorer", "FitResult"]
+__all__ = ["RestorerConfig", "Restorer", "fit_restorer", "FitResult", "RestoreRunConfig", "RestoreRun", "train_restore_run"]
 
 
 @dataclass
@@ -135,7 +136,7 @@ class FitResult:
 def fit_restorer(degraded: np.ndarray, clean: np.ndarray, config: RestorerConfig | None = None,
                  trainer: Any = None, val: tuple[np.ndarray, np.ndarray] | None = None) -> FitResult:
     """Train a :class:`Restorer` on ``(N, C, h, w)`` patch pairs with the isthmus Trainer."""
-    from isthmus.train import Trainer, TrainerConfig
+    from isthmus.train import Trainer
 
     degraded, clean = np.asarray(degraded, np.float32), np.asarray(clean, np.float32)
     if degraded.shape != clean.shape or degraded.ndim != 4:
@@ -154,3 +155,65 @@ def fit_restorer(degraded: np.ndarray, clean: np.ndarray, config: RestorerConfig
     hist = res.history
     return FitResult(model.eval(), [float(h.get("train_loss", float("nan"))) for h in hist],
                      [float(h.get("val_loss", float("nan"))) for h in hist])
+
+
+@dataclass
+class RestoreRunConfig(Config):
+    """What ``isthmus restore fit CONFIG`` trains: patches of the bundled train photos, degraded by
+    ``degradations`` (:mod:`isthmus.data.degrade` names), judged on the held-out test photos."""
+
+    restorer: RestorerConfig = field(default_factory=RestorerConfig)
+    degradations: list[str] = field(default_factory=lambda: ["blur", "fading", "noise", "scratches", "dust"])
+    n_train: int = 4000
+    n_val: int = 400
+    n_test: int = 400
+    patch: int = 32
+    gray: bool = False
+    seed: int = 0
+    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(epochs=10, batch_size=32, lr=1e-3))
+
+    def validate(self) -> None:
+        from isthmus.data.degrade import FAMILIES
+
+        bad = [d for d in self.degradations if d not in FAMILIES]
+        if bad or not self.degradations:
+            raise ConfigError(f"RestoreRunConfig.degradations: unknown or empty {bad or self.degradations}; "
+                              f"choose from {sorted(FAMILIES)}")
+        if min(self.n_train, self.n_val, self.n_test) < 1:
+            raise ConfigError("RestoreRunConfig: n_train, n_val and n_test must be >= 1")
+        mult = 2 ** (len(self.restorer.unet.channels) - 1)
+        if self.patch < mult or self.patch % mult:
+            raise ConfigError(f"RestoreRunConfig.patch={self.patch} must be a multiple of the U-Net's pooling "
+                              f"factor {mult}")
+        c = 1 if self.gray else 3
+        if self.restorer.unet.in_channels != c or self.restorer.unet.out_channels != c:
+            raise ConfigError(f"RestoreRunConfig: gray={self.gray} gives {c}-channel patches; set "
+                              f"restorer.unet.in_channels and out_channels to {c}")
+
+
+@dataclass
+class RestoreRun:
+    model: Restorer
+    config: RestoreRunConfig
+    report: dict[str, Any]
+
+
+def train_restore_run(cfg: RestoreRunConfig, progress: bool = False) -> RestoreRun:
+    """Train on degraded train-photo patches; report PSNR/SSIM on test-photo patches (input vs restored)."""
+    from isthmus.data.degrade import degrade
+    from isthmus.data.photos import photo_patches
+    from isthmus.metrics.image import psnr, ssim
+    tc = cfg.trainer.with_overrides({"seed": cfg.seed, "progress": progress})
+    s = cfg.seed
+    clean = photo_patches("train", cfg.n_train + cfg.n_val, cfg.patch, seed=s, gray=cfg.gray)
+    deg = degrade(clean, cfg.degradations, seed=s + 1)
+    n = cfg.n_train
+    fit = fit_restorer(deg[:n], clean[:n], cfg.restorer, tc, val=(deg[n:], clean[n:]))
+    test = photo_patches("test", cfg.n_test, cfg.patch, seed=s + 2, gray=cfg.gray)
+    test_deg = degrade(test, cfg.degradations, seed=s + 3)
+    restored = fit.model.restore(test_deg)
+    report = {"degradations": list(cfg.degradations), "train_loss": fit.train_loss, "val_loss": fit.val_loss,
+              "test_psnr_input": float(psnr(test, test_deg).mean()), "test_psnr_restored": float(psnr(test, restored).mean()),
+              "test_ssim_input": float(ssim(test, test_deg).mean()), "test_ssim_restored": float(ssim(test, restored).mean()),
+              "test_patches": cfg.n_test, "test_photos": "held-out photos (isthmus.data.photos.TEST_PHOTOS)"}
+    return RestoreRun(fit.model, cfg, report)
