@@ -21,6 +21,7 @@ from torch import nn
 from isthmus.config import Config, ConfigError
 from isthmus.io import Pretrained
 from isthmus.models.output import ModelOutput
+from isthmus.nn.adversary import DomainCritic, domain_adversary_loss
 from isthmus.nn.unet import UNet, UNetConfig
 from isthmus.train.config import TrainerConfig
 
@@ -31,10 +32,14 @@ __all__ = ["RestorerConfig", "Restorer", "fit_restorer", "FitResult", "RestoreRu
 class RestorerConfig(Config):
     unet: UNetConfig = field(default_factory=UNetConfig)
     loss: Literal["l1", "mse"] = "l1"
+    # > 0: a DANN critic on the U-Net bottleneck aligns unpaired target-domain images (batch (x, y, r))
+    domain_adversary: float = 0.0
 
     def validate(self) -> None:
         if self.loss not in ("l1", "mse"):
             raise ConfigError(f"RestorerConfig.loss must be 'l1' or 'mse', got {self.loss!r}")
+        if self.domain_adversary < 0:
+            raise ConfigError(f"RestorerConfig.domain_adversary must be >= 0, got {self.domain_adversary}")
 
 
 class Restorer(nn.Module, Pretrained):
@@ -46,6 +51,7 @@ class Restorer(nn.Module, Pretrained):
         super().__init__()
         self.config = config or RestorerConfig()
         self.net = UNet(self.config.unet)
+        self.critic = (DomainCritic(self.config.unet.channels[-1]) if self.config.domain_adversary > 0 else None)
 
     @property
     def margin(self) -> int:
@@ -59,14 +65,23 @@ class Restorer(nn.Module, Pretrained):
         return self.net(x)
 
     def compute_loss(self, batch: Any) -> ModelOutput:
-        if not isinstance(batch, (tuple, list)) or len(batch) != 2:
-            raise ValueError("Restorer trains on (degraded, clean) pairs: pass a tuple of two image tensors")
-        x, y = batch
+        want = 3 if self.critic is not None else 2
+        if not isinstance(batch, (tuple, list)) or len(batch) != want:
+            raise ValueError("Restorer trains on (degraded, clean) pairs" +
+                             (" plus unpaired target-domain images: pass (x, y, r)" if want == 3 else
+                              ": pass a tuple of two image tensors"))
+        x, y = batch[0], batch[1]
         if x.shape != y.shape:
             raise ValueError(f"degraded and clean batches differ in shape: {tuple(x.shape)} vs {tuple(y.shape)}")
-        out = self(x)
+        skips, bottleneck = self.net.encode(x)
+        out = self.net.decode(skips, bottleneck, x)
         loss = (out - y).abs().mean() if self.config.loss == "l1" else ((out - y) ** 2).mean()
-        return ModelOutput(loss=loss, losses={self.config.loss: loss}, recon=out)
+        losses = {self.config.loss: loss}
+        if self.critic is not None:
+            _, b_r = self.net.encode(batch[2])
+            losses["domain_adversary"] = self.config.domain_adversary * domain_adversary_loss(
+                self.critic, bottleneck, b_r)
+        return ModelOutput(loss=sum(losses.values()), losses=losses, recon=out)
 
     # ---- inference on arbitrary sizes -------------------------------------------------------------
     def _run_padded(self, x: torch.Tensor, tile: int | None) -> torch.Tensor:
@@ -130,12 +145,14 @@ class Restorer(nn.Module, Pretrained):
 class FitResult:
     model: Restorer
     train_loss: list[float]
-    val_loss: list[float]
+    val_loss: list[float]  # per epoch: the restoration term (L1/MSE) on the validation pairs
 
 
 def fit_restorer(degraded: np.ndarray, clean: np.ndarray, config: RestorerConfig | None = None,
-                 trainer: Any = None, val: tuple[np.ndarray, np.ndarray] | None = None) -> FitResult:
-    """Train a :class:`Restorer` on ``(N, C, h, w)`` patch pairs with the isthmus Trainer."""
+                 trainer: Any = None, val: tuple[np.ndarray, np.ndarray] | None = None,
+                 unpaired: np.ndarray | None = None) -> FitResult:
+    """Train a :class:`Restorer` on ``(N, C, h, w)`` patch pairs with the isthmus Trainer (``unpaired``:
+    target-domain images for a ``domain_adversary`` restorer, one per pair, never paired in content)."""
     from isthmus.train import Trainer
 
     degraded, clean = np.asarray(degraded, np.float32), np.asarray(clean, np.float32)
@@ -150,11 +167,18 @@ def fit_restorer(degraded: np.ndarray, clean: np.ndarray, config: RestorerConfig
     torch.manual_seed(tc.seed)
     model = Restorer(config)
     t = lambda a: torch.as_tensor(np.ascontiguousarray(a))  # noqa: E731
-    vdata = (t(val[0]), t(val[1])) if val is not None else None
-    res = Trainer(model, tc).fit((t(degraded), t(clean)), vdata)
+    if (unpaired is not None) != (model.critic is not None):
+        raise ValueError("pass unpaired target-domain images exactly when config.domain_adversary > 0")
+    train = (t(degraded), t(clean)) + ((t(np.asarray(unpaired, np.float32)),) if unpaired is not None else ())
+    if len(train[-1]) != len(degraded):
+        raise ValueError(f"need one unpaired image per pair: {len(train[-1])} vs {len(degraded)}")
+    if val is not None and model.critic is not None:  # validation scores the restoration term only
+        val = (val[0], val[1], val[0])
+    vdata = tuple(t(v) for v in val) if val is not None else None
+    res = Trainer(model, tc).fit(train, vdata)
     hist = res.history
     return FitResult(model.eval(), [float(h.get("train_loss", float("nan"))) for h in hist],
-                     [float(h.get("val_loss", float("nan"))) for h in hist])
+                     [float(h.get(f"val_{config.loss}", float("nan"))) for h in hist])  # restoration term only
 
 
 @dataclass
