@@ -82,12 +82,20 @@ class UNet(nn.Module):
             skips.append(h)
         return skips[:-1], skips[-1]
 
-    def decode(self, skips: list[torch.Tensor], bottleneck: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def _decode_features(self, skips: list[torch.Tensor], bottleneck: torch.Tensor) -> torch.Tensor:
         h = bottleneck
         for up, merge, skip in zip(self.up, self.merge, reversed(skips)):
             h = merge(torch.cat([up(h), skip], dim=1))
-        out = self.head(h)
+        return h
+
+    def decode(self, skips: list[torch.Tensor], bottleneck: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        out = self.head(self._decode_features(skips, bottleneck))
         return x + out if self.config.residual else out
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The full-resolution feature map before the 1×1 head, ``(B, channels[0], H, W)`` (what a prior
+        network conditions another network with)."""
+        return self._decode_features(*self.encode(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips, bottleneck = self.encode(x)
