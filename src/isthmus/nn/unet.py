@@ -59,7 +59,7 @@ class UNet(nn.Module):
         self.head = nn.Conv2d(ch[0], config.out_channels, 1)
         if config.residual:  # start at the identity map: the correction is zero before training
             nn.init.zeros_(self.head.weight)
-            nn.init.zeros_(self.head.bias)
+            nn.init.zeros_(self.head.bias)  # type: ignore[arg-type]  # Conv2d(bias=True) has a bias
 
     @property
     def multiple(self) -> int:
