@@ -41,3 +41,16 @@ def test_psnr_and_ssim_known_values():
     assert (ssim(x, noisy) < 0.5).all()
     with pytest.raises(ValueError, match="same shape"):
         psnr(x, y[:, :, :8])
+
+
+def test_family_b_is_disjoint_and_its_operations_behave():
+    from isthmus.data.degrade import OLD_PHOTO_B, defocus, film_grain, vignette
+
+    assert not set(OLD_PHOTO) & set(OLD_PHOTO_B) and set(OLD_PHOTO_B) <= set(FAMILIES)
+    flat = np.full((2, 1, 24, 24), 0.4, np.float32)
+    rng = np.random.default_rng(0)
+    np.testing.assert_allclose(defocus(flat, rng), flat, atol=1e-6)  # a normalised disk keeps flat regions
+    assert (vignette(flat, rng) <= flat + 1e-7).all()  # vignetting only darkens
+    g = film_grain(flat, rng)[0, 0] - 0.4
+    lag1 = np.corrcoef(g[:, :-1].ravel(), g[:, 1:].ravel())[0, 1]
+    assert lag1 > 0.3  # correlated grain, unlike the white `noise`

@@ -21,7 +21,8 @@ from isthmus import __version__
 __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 
 COMMAND_MODULES: tuple[str, ...] = ("isthmus.cli.model_commands", "isthmus.cli.demo", "isthmus.cli.recipes",
-                                     "isthmus.cli.sae", "isthmus.cli.detect", "isthmus.cli.generate")
+                                     "isthmus.cli.sae", "isthmus.cli.detect", "isthmus.cli.generate",
+                                     "isthmus.cli.restore")
 
 EXIT_USAGE = 2
 

@@ -15,7 +15,7 @@ from sklearn.preprocessing import StandardScaler
 
 from isthmus.metrics._arrays import to_labels, to_numpy
 
-__all__ = ["linear_probe_accuracies", "linear_probe_accuracy"]
+__all__ = ["linear_probe_accuracies", "linear_probe_accuracy", "domain_probe_auroc"]
 
 
 def _features(z: Any, name: str) -> np.ndarray:
@@ -68,3 +68,23 @@ def linear_probe_accuracies(
     clf = LogisticRegression(C=C, max_iter=max_iter, random_state=random_state)
     clf.fit(scaler.transform(ztr), ytr)
     return {name: float(np.mean(clf.predict(scaler.transform(z)) == y)) for name, (z, y) in tests.items()}
+
+
+def domain_probe_auroc(a: Any, b: Any, folds: int = 5, C: float = 1.0, random_state: int = 0) -> float:
+    """How well a linear probe tells codes ``a`` from codes ``b``: cross-validated ROC AUC (0.5 = aligned,
+    1 = separable). The scaler is fitted inside each fold, so no held-out fold leaks into it."""
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.metrics import roc_auc_score
+    from sklearn.pipeline import make_pipeline
+
+    za, zb = _features(a, "a"), _features(b, "b")
+    if za.shape[1] != zb.shape[1]:
+        raise ValueError(f"a and b must have the same features, got {za.shape[1]} and {zb.shape[1]}")
+    if min(len(za), len(zb)) < folds:
+        raise ValueError(f"need at least {folds} codes per domain for {folds}-fold cross-validation")
+    z = np.concatenate([za, zb])
+    y = np.r_[np.ones(len(za)), np.zeros(len(zb))]
+    probe = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=1000, random_state=random_state))
+    cv = StratifiedKFold(folds, shuffle=True, random_state=random_state)
+    p = cross_val_predict(probe, z, y, cv=cv, method="predict_proba")[:, 1]
+    return float(roc_auc_score(y, p))
