@@ -44,9 +44,9 @@ def synthesize_low_light(gt: np.ndarray, seed: int = 0, k: tuple[float, float] =
         raise ValueError(f"gt must be finite (N, C, H, W) images in [0, 1], got shape {gt.shape}")
     rng = np.random.default_rng(seed)
     n, _, h, w = gt.shape
-    kk = rng.uniform(*k, size=(n, 1, 1, 1)).astype(np.float32)
+    kk = np.asarray(rng.uniform(*k, size=(n, 1, 1, 1)), dtype=np.float32)
     illum = kk * smooth_field(n, h, w, rng)
-    g = rng.uniform(*gamma, size=n).astype(np.float32)
+    g = np.asarray(rng.uniform(*gamma, size=n), dtype=np.float32)
     clean = illum * gt ** g[:, None, None, None]
     if noise:
         gn = rng.uniform(*gain, size=(n, 1, 1, 1))

@@ -48,6 +48,8 @@ def mnist_bg_split(n_pretrain: int, n_val: int, n_test: int, root: str | None = 
         raise ValueError("MNIST-bg uses digits < 8,000 for pretrain + val (at most 8,000) and the last 2,000 for "
                          f"test; got {n_pretrain} + {n_val} and {n_test}")
     t = load_mnist(root)
+    if t.y is None:
+        raise ValueError("the MNIST table has no labels")
     tr = mnist_background(t.X[:n_pretrain + n_val], "train", seed=0)
     te = mnist_background(t.X[8000:8000 + n_test], "test", seed=1)
     return tr[:n_pretrain], np.asarray(t.y[:n_pretrain]), tr[n_pretrain:], te, np.asarray(t.y[8000:8000 + n_test])
@@ -80,10 +82,10 @@ def add_backgrounds(digits: np.ndarray, seed: int = 0, photos: Sequence[np.ndarr
         if p.ndim != 2 or p.shape[0] < h or p.shape[1] < w:
             raise ValueError(f"every photo must be a grey (H, W) array of at least {h}x{w}, got {p.shape}")
     rng = np.random.default_rng(seed)
-    which = rng.integers(0, len(pool), n)
+    which: np.ndarray = rng.integers(0, len(pool), n)
     bg = np.empty_like(x)
-    for i, k in enumerate(which):
-        p = pool[k]
+    for i in range(n):
+        p = pool[int(which[i])]
         r, c = rng.integers(0, p.shape[0] - h + 1), rng.integers(0, p.shape[1] - w + 1)
         bg[i] = p[r:r + h, c:c + w]
     return x + (1.0 - x) * strength * bg

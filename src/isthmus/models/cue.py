@@ -37,11 +37,10 @@ def window_mask(n: int, h: int, w: int, window: int, ratio: float, rng: np.rando
         raise ValueError(f"image {h}×{w} is not a whole number of {window}×{window} windows")
     gh, gw = h // window, w // window
     k = int(round(ratio * gh * gw))
-    out = np.ones((n, 1, gh * gw), np.float32)
+    flat = np.ones((n, 1, gh * gw), np.float32)
     for i in range(n):
-        out[i, 0, rng.choice(gh * gw, size=k, replace=False)] = 0.0
-    out = out.reshape(n, 1, gh, gw)
-    return np.repeat(np.repeat(out, window, axis=2), window, axis=3)
+        flat[i, 0, rng.choice(gh * gw, size=k, replace=False)] = 0.0
+    return np.repeat(np.repeat(flat.reshape(n, 1, gh, gw), window, axis=2), window, axis=3)
 
 
 def gradient_magnitude(x: torch.Tensor) -> torch.Tensor:
@@ -57,7 +56,7 @@ def total_variation(x: torch.Tensor) -> torch.Tensor:
     return (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
 
 
-def frozen_feature_loss(net: nn.Module, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def frozen_feature_loss(net: "GradientPrior", a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """L1 between ``net.features`` of ``a`` and of ``b``; ``net``'s parameters get no gradient."""
     if any(p.requires_grad for p in net.parameters()):
         raise ValueError("the prior of a frozen feature loss must be frozen: call .requires_grad_(False)")

@@ -126,14 +126,15 @@ class SpatialVAE(nn.Module, Pretrained):
         terms = [self._domain_terms(x) for x in xs]
         recon = sum(t[1] for t in terms) / len(terms)
         kl = sum(t[2] for t in terms) / len(terms)
-        losses = {"recon_l1": recon, "kl": self.config.kl_weight * kl}
+        losses: dict[str, torch.Tensor] = {"recon_l1": torch.as_tensor(recon),
+                                           "kl": self.config.kl_weight * torch.as_tensor(kl)}
         if self.critic is not None:
             if len(xs) != 2:
                 raise ValueError("a SpatialVAE with adversary_weight > 0 trains on two domains: pass (x_a, x_b)")
             n = min(len(xs[0]), len(xs[1]))  # equal counts per domain, as the authors truncate
             losses["adversary"] = self.config.adversary_weight * domain_adversary_loss(
                 self.critic, terms[0][0][:n], terms[1][0][:n])
-        return ModelOutput(loss=sum(losses.values()), losses=losses, latent=terms[0][0])
+        return ModelOutput(loss=torch.stack(list(losses.values())).sum(), losses=losses, latent=terms[0][0])
 
     @torch.no_grad()
     def encode_array(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
@@ -186,7 +187,7 @@ class LatentMapping(nn.Module, Pretrained):
 def translate(vae_src: SpatialVAE, mapping: LatentMapping, vae_tgt: SpatialVAE, x: np.ndarray,
               batch_size: int = 256) -> np.ndarray:
     """Restore ``x`` as ``D_tgt(T(E_src(x)))`` (no decoder noise), clipped to [0, 1]."""
-    mods = (vae_src, mapping, vae_tgt)
+    mods: tuple[nn.Module, ...] = (vae_src, mapping, vae_tgt)
     was = [m.training for m in mods]
     for m in mods:
         m.eval()

@@ -134,6 +134,8 @@ class PointFoldingAE(Pretrained, nn.Module):
 
     config_class = PointMAEConfig
 
+    grid: torch.Tensor  # (side², 2) folding grid, a non-persistent buffer
+
     def __init__(self, config: PointMAEConfig | None = None, **overrides: Any) -> None:
         super().__init__()
         c = config or PointMAEConfig()

@@ -70,7 +70,7 @@ class PoolIndexAutoencoder(nn.Module, Pretrained):
         for i, conv in enumerate(self.dec):
             idx, size = indices[-1 - i], sizes[-1 - i]
             if self.config.use_indices:
-                h = nn.functional.max_unpool2d(h, idx, 2, output_size=size)
+                h = nn.functional.max_unpool2d(h, idx, (2, 2), output_size=list(size))
             else:
                 h = nn.functional.interpolate(h, scale_factor=2, mode="nearest")
             h = conv(h)

@@ -76,12 +76,12 @@ class Restorer(nn.Module, Pretrained):
         skips, bottleneck = self.net.encode(x)
         out = self.net.decode(skips, bottleneck, x)
         loss = (out - y).abs().mean() if self.config.loss == "l1" else ((out - y) ** 2).mean()
-        losses = {self.config.loss: loss}
+        losses: dict[str, torch.Tensor] = {self.config.loss: loss}
         if self.critic is not None:
             _, b_r = self.net.encode(batch[2])
             losses["domain_adversary"] = self.config.domain_adversary * domain_adversary_loss(
                 self.critic, bottleneck, b_r)
-        return ModelOutput(loss=sum(losses.values()), losses=losses, recon=out)
+        return ModelOutput(loss=torch.stack(list(losses.values())).sum(), losses=losses, recon=out)
 
     # ---- inference on arbitrary sizes -------------------------------------------------------------
     def _run_padded(self, x: torch.Tensor, tile: int | None) -> torch.Tensor:
@@ -172,9 +172,10 @@ def fit_restorer(degraded: np.ndarray, clean: np.ndarray, config: RestorerConfig
     train = (t(degraded), t(clean)) + ((t(np.asarray(unpaired, np.float32)),) if unpaired is not None else ())
     if len(train[-1]) != len(degraded):
         raise ValueError(f"need one unpaired image per pair: {len(train[-1])} vs {len(degraded)}")
+    vals: tuple[np.ndarray, ...] | None = val
     if val is not None and model.critic is not None:  # validation scores the restoration term only
-        val = (val[0], val[1], val[0])
-    vdata = tuple(t(v) for v in val) if val is not None else None
+        vals = (val[0], val[1], val[0])
+    vdata = tuple(t(v) for v in vals) if vals is not None else None
     res = Trainer(model, tc).fit(train, vdata)
     hist = res.history
     return FitResult(model.eval(), [float(h.get("train_loss", float("nan"))) for h in hist],
