@@ -95,8 +95,12 @@ class MaskedAutoEncoder(Pretrained, nn.Module):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Mean-pooled encoder features of all patches, no masking ``(B, dim)``."""
+        return self.encode_tokens(x).mean(1)
+
+    def encode_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """Encoder features of every patch, no masking ``(B, n_patches, dim)`` (an RAE's latent tokens)."""
         self._check(x)
-        return self._encode_tokens(self.embed(patchify(x, self.config.patch)) + self.pos).mean(1)
+        return self._encode_tokens(self.embed(patchify(x, self.config.patch)) + self.pos)
 
     def forward(self, x: torch.Tensor, mask_ratio: float | None = None,
                 generator: torch.Generator | None = None) -> ModelOutput:

@@ -2,7 +2,7 @@
 noise-augmented latent space, with a deep–shallow layout, than in pixels.
 
 Gu et al. (Apple, 2025, arXiv 2506.06276; code ``apple/ml-starflow``). Referee card ``cards-I-J.md`` §19 and
-the errata followed at toy scale: MNIST t10k at 16×16 (7,000 train / 1,000 val / 2,000 test), a conv
+the errata followed at toy scale: MNIST t10k at 16×16 (4,000 train / 500 val / 1,000 test: the card's 8,000 / 2,000 cut to fit the CPU), a conv
 autoencoder with a 64-d latent (16 tokens × 4) trained once (seed 0) standing for SD-VAE, ≈ 0.15 M-param
 flows (:class:`isthmus.models.flows.AutoregressiveFlow`). Arms (equal width, layers and steps):
 
@@ -15,7 +15,7 @@ flows (:class:`isthmus.models.flows.AutoregressiveFlow`). Arms (equal width, lay
 * ``dit`` — the referee's latent flow-matching DiT (adaLN-zero, width 48, depth 4 ≈ the flow's parameters)
   on clean latents with classifier-free guidance chosen the same way, the original decoder.
 
-Scored by FD of 2,000 class-conditional samples (200 per class) against the 2,000 test images in a fixed
+Scored by FD of 1,000 class-conditional samples (100 per class) against the test images in a fixed
 classifier's features; the classifier trains on the train + val rows only (:mod:`isthmus.tasks.sample_quality`).
 """
 
@@ -47,19 +47,20 @@ GUIDANCE = (0.0, 0.5, 1.0, 2.0)
 
 @dataclass
 class Settings(RecipeSettings):
-    n_train: int = 7000
-    n_val: int = 1000
-    n_test: int = 2000
+    n_train: int = 4000
+    n_val: int = 500
+    n_test: int = 1000
     ae_epochs: int = 12
     finetune_epochs: int = 4
-    epochs: int = 20  # every prior: the same epochs (= steps) over the same training rows
+    epochs: int = 8  # every prior: the same epochs (= steps) over the same training rows
+    dit_steps: int = 25  # Euler steps of the DiT sampler
     batch_size: int = 64
     lr: float = 5e-4
     width: int = 48
     latent_noise: float = 0.3
     pixel_noise: float = 0.05
-    n_samples: int = 2000  # scored against the test images
-    n_select: int = 500  # per guidance value, scored against the validation images
+    n_samples: int = 1000  # scored against the test images
+    n_select: int = 200  # per guidance value, scored against the validation images
     clf_epochs: int = 15
 
 
@@ -215,7 +216,7 @@ def dit_arm(s: Settings, seed: int, _: Any) -> Measured:
     sp, u = st["split"], st["u"]
     torch.manual_seed(seed)
     prior = FlowMatchingPrior(FlowMatchingConfig(dim=LATENT, net="dit", tokens=TOKENS, width=s.width, depth=4,
-                                                 heads=4, n_classes=10, label_drop=0.1, steps=50))
+                                                 heads=4, n_classes=10, label_drop=0.1, steps=s.dit_steps))
     res = Trainer(prior, _trainer(s, seed, len(u["train"]))).fit((u["train"], sp.y_train), val=(u["val"], sp.y_val))
     prior.eval()
     curve = [h["val_loss"] for h in res.history]
@@ -240,7 +241,7 @@ class StarFlow(Recipe):
     modes = {
         "smoke": Settings(seeds=1, n_train=300, n_val=100, n_test=200, ae_epochs=1, finetune_epochs=1, epochs=1,
                           width=16, n_samples=60, n_select=30, clf_epochs=1),
-        "quick": Settings(seeds=3, epochs=6),
+        "quick": Settings(seeds=3, epochs=3, n_samples=500),
         "record": Settings(seeds=3),
     }
     ours = "starflow"
@@ -299,6 +300,10 @@ class StarFlow(Recipe):
                     "decoder fine-tune uses MSE only (the code adds LPIPS, GAN, LeCam terms)",
                     "no latent-norm regulariser (1e-4, errata item 1); no RoPE (sine-cosine positions); LayerNorm",
                     "the 'no noise / no decoder fine-tune' ablation of the card is not run (CPU budget)",
+                    f"CPU budget (2 cores shared by 9 jobs): {s.n_train} train / {s.n_test} test images and {s.n_samples} "
+                    f"samples (card 8,000 / 2,000 / 2,000), {s.epochs} epochs ≈ "
+                    f"{s.epochs * math.ceil(s.n_train / s.batch_size)} steps per prior (card 2,000), DiT Euler "
+                    f"{s.dit_steps} steps (card 50)",
                     "one deep block of 4 layers + two shallow of 1 (card: 1+1+4), uniform 2+2+2",
                 ]}
 
