@@ -32,6 +32,7 @@ class RepresentationAutoencoder(nn.Module):
         self.tokens, self.token_dim, self.noise_tau = tokens, token_dim, noise_tau
         for p in self.encoder.parameters():
             p.requires_grad_(False)
+        self.encoder.eval()  # frozen from the start (train() keeps it so)
         self.register_buffer("mean", torch.zeros(token_dim))
         self.register_buffer("std", torch.ones(token_dim))
 

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from isthmus.metrics.generative import frechet_distance, inception_score
 from isthmus.tasks.feature_classifier import train_feature_classifier
 
-__all__ = ["ImageSplit", "image_split", "SampleScorer", "gaussian_blur"]
+__all__ = ["ImageSplit", "image_split", "SampleScorer", "gaussian_blur", "balanced_labels", "guided_score"]
 
 
 @dataclass
@@ -102,3 +102,29 @@ class SampleScorer:
                "clf_heldout_accuracy": float(self.clf.heldout_accuracy_)}
         out["ok"] = float(out["real"] <= 0.2 * out["blurred"] and out["blurred"] < out["noise"])
         return out
+
+
+def balanced_labels(n: int, n_classes: int = 10) -> torch.Tensor:
+    """``n // n_classes`` labels of each class, in class order."""
+    return torch.arange(n_classes).repeat_interleave(n // n_classes)
+
+
+def guided_score(scorer: SampleScorer, draw, weights: tuple[float, ...], n_select: int, n_samples: int, seed: int
+                 ) -> tuple[dict[str, float], dict[str, float], torch.Tensor]:
+    """Choose the guidance weight on validation FD, then score ``n_samples`` class-balanced samples on test.
+
+    ``draw(n, labels, w, generator) -> images``. Returns (scores at the chosen w plus ``w_star``, validation
+    FD per weight, the images). Selection and test draws use different seeds, so the test score is not the
+    one the weight was picked on.
+    """
+    sel = {}
+    for w in weights:
+        lab = balanced_labels(n_select)
+        sel[str(w)] = scorer.score(draw(len(lab), lab, w, torch.Generator().manual_seed(seed * 100 + 1)), lab,
+                                   "val")["frechet"]
+    w_star = min(weights, key=lambda w: sel[str(w)])
+    lab = balanced_labels(n_samples)
+    imgs = draw(len(lab), lab, w_star, torch.Generator().manual_seed(seed * 100 + 2))
+    out = scorer.score(imgs, lab)
+    out["w_star"] = float(w_star)
+    return out, sel, imgs
