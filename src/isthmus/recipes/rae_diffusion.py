@@ -65,8 +65,8 @@ class Settings(RecipeSettings):
     depth: int = 4
     head_width: int = 128  # the DDT head (card: ≈ 5x width; 2x here for CPU, still > the token dim)
     sample_steps: int = 25
-    n_samples: int = 1000
-    n_select: int = 200
+    n_samples: int = 600  # CPU budget (card 2,000)
+    n_select: int = 150
     overfit_steps: int = 400  # G2: steps on 8 latents
     clf_epochs: int = 15
 
@@ -237,7 +237,7 @@ class RAEDiffusion(Recipe):
         "smoke": Settings(seeds=1, n_train=300, n_val=100, n_test=200, mae_epochs=1, decoder_epochs=1, vae_epochs=1,
                           epochs=1, width=16, head_width=16, depth=1, sample_steps=3, n_samples=60, n_select=30,
                           overfit_steps=5, clf_epochs=1),
-        "quick": Settings(seeds=3, epochs=3, n_samples=500, overfit_steps=150),
+        "quick": Settings(seeds=3, epochs=3, n_samples=300, overfit_steps=150),
         "record": Settings(seeds=3),
     }
     ours = "rae"
