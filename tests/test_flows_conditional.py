@@ -104,3 +104,21 @@ def test_dit_prior_trains_down_and_samples_are_seeded_with_guidance():
     assert a[:20].mean() < -0.5 and a[20:].mean() > 0.5  # the class decides the mode
     with pytest.raises(ValueError, match="labels"):
         prior.sample(2, labels=torch.tensor([0, 5]))
+
+
+def test_vector_conditioned_prior_follows_its_condition():
+    torch.manual_seed(0)
+    prior = FlowMatchingPrior(FlowMatchingConfig(dim=2, width=32, depth=2, cond_dim=1, steps=20))
+    opt = torch.optim.Adam(prior.parameters(), lr=3e-3)
+    for _ in range(300):
+        c = torch.randint(0, 2, (128, 1)).float()
+        x = (c * 4 - 2).expand(-1, 2) + 0.1 * torch.randn(128, 2)
+        loss = prior.flow_matching_loss(x, c)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    c = torch.tensor([[0.0]] * 50 + [[1.0]] * 50)
+    s = prior.sample(100, torch.Generator().manual_seed(0), cond=c)
+    assert s[:50].mean() < -1.5 and s[50:].mean() > 1.5
+    with pytest.raises(ValueError, match="cond"):
+        prior.sample(3)
