@@ -37,7 +37,7 @@ def test_conditional_log_prob_is_exact_and_labels_matter():
     y = torch.tensor([0, 2])
     lp = m.log_prob(x, y)
     for i in range(2):
-        jac = torch.autograd.functional.jacobian(lambda v: m.to_noise(v[None], y[i:i + 1])[0][0], x[i])
+        jac = torch.autograd.functional.jacobian(lambda v, i=i: m.to_noise(v[None], y[i:i + 1])[0][0], x[i])
         z = m.to_noise(x[i:i + 1], y[i:i + 1])[0][0]
         ref = -0.5 * (z.pow(2).sum() + 6 * math.log(2 * math.pi)) + torch.linalg.slogdet(jac)[1]
         assert lp[i].item() == pytest.approx(ref.item(), abs=1e-8)

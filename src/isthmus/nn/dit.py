@@ -39,9 +39,10 @@ class _AdaLNBlock(nn.Module):
         self.attn = SelfAttention(width, heads)
         hidden = int(width * mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, width))
-        self.mod = nn.Sequential(nn.SiLU(), nn.Linear(cond, 6 * width))
-        nn.init.zeros_(self.mod[1].weight)  # adaLN-zero: gates start at 0, the block is the identity
-        nn.init.zeros_(self.mod[1].bias)
+        lin = nn.Linear(cond, 6 * width)
+        nn.init.zeros_(lin.weight)  # adaLN-zero: gates start at 0, the block is the identity
+        nn.init.zeros_(lin.bias)
+        self.mod = nn.Sequential(nn.SiLU(), lin)
 
     def forward(self, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         s1, b1, g1, s2, b2, g2 = self.mod(c)[:, None].chunk(6, -1)
@@ -53,11 +54,11 @@ class _Final(nn.Module):
     def __init__(self, width: int, cond: int, out: int) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(width, elementwise_affine=False)
-        self.mod = nn.Sequential(nn.SiLU(), nn.Linear(cond, 2 * width))
-        self.out = nn.Linear(width, out)
-        for lin in (self.mod[1], self.out):
+        mod, self.out = nn.Linear(cond, 2 * width), nn.Linear(width, out)
+        for lin in (mod, self.out):
             nn.init.zeros_(lin.weight)
             nn.init.zeros_(lin.bias)
+        self.mod = nn.Sequential(nn.SiLU(), mod)
 
     def forward(self, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         s, b = self.mod(c)[:, None].chunk(2, -1)
@@ -80,6 +81,7 @@ class DiT(nn.Module):
         self.time = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
         self.label = nn.Embedding(n_classes + 1, width) if n_classes else None
         self.blocks = nn.ModuleList([_AdaLNBlock(width, heads, width) for _ in range(depth)])
+        self.head: nn.ModuleList | None = None
         if head_width:
             self.head_in = nn.Linear(width + token_dim, head_width)
             self.register_buffer("head_pos", sincos_positions(n_tokens, head_width)[None], persistent=False)
@@ -87,7 +89,6 @@ class DiT(nn.Module):
             self.head = nn.ModuleList([_AdaLNBlock(head_width, heads, head_width) for _ in range(head_depth)])
             self.final = _Final(head_width, head_width, token_dim)
         else:
-            self.head = None
             self.final = _Final(width, width, token_dim)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
