@@ -1,0 +1,30 @@
+"""DiCoDe recipe parts: the validity metric and the clip layout."""
+
+import numpy as np
+import torch
+
+from isthmus.recipes.dicode import CLIP, KeyframeTokenizer, clips, validity
+
+
+def test_validity_accepts_real_clips_and_rejects_blur_and_wrong_counts():
+    x, counts, _ = clips(5, 0)
+    assert x.shape == (20, CLIP, 1, 16, 16)
+    assert validity(x, counts) == 1.0
+    assert validity(x, counts + 1) == 0.0
+    grown = x.clone()
+    grown[:, 1:-1] = torch.nn.functional.max_pool2d(grown[:, 1:-1].reshape(-1, 1, 16, 16), 3, 1, 1).reshape(
+        grown[:, 1:-1].shape)  # sprites 5x5 instead of 3x3: areas 25 > 1.25 x 9
+    assert validity(grown, counts) < 0.2
+    assert validity(np.full_like(x.numpy(), 0.3), counts) == 0.0  # grey blur: no blob above 0.5
+
+
+def test_clips_share_boundary_keyframes():
+    x, _, _ = clips(3, 0)
+    n = 3
+    # clip i of a sequence ends on the frame clip i + 1 starts with
+    assert torch.equal(x[:n, -1], x[n:2 * n, 0]) and torch.equal(x[2 * n:3 * n, -1], x[3 * n:, 0])
+
+
+def test_tokenizer_gives_64_numbers_per_keyframe():
+    torch.manual_seed(0)
+    assert KeyframeTokenizer()(torch.rand(2, 1, 16, 16)).shape == (2, 64)
