@@ -33,8 +33,10 @@ class MaskAwareSkip(nn.Module):
         adapters: list[nn.Module] = []
         for ci, co in zip(in_channels, out_channels):
             if kind == "linear":
-                conv = nn.Conv2d(ci, co, 3, padding=1)
-                nn.init.zeros_(conv.weight), nn.init.zeros_(conv.bias)
+                conv = nn.Conv2d(ci, co, 3, padding=1, bias=True)
+                nn.init.zeros_(conv.weight)
+                assert conv.bias is not None
+                nn.init.zeros_(conv.bias)
                 adapters.append(conv)
             else:
                 adapters.append(nn.Sequential(nn.Conv2d(ci, ci, 3, padding=1), nn.SiLU(), nn.Conv2d(ci, co, 3, padding=1)))

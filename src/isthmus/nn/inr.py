@@ -68,7 +68,7 @@ class GatedCNNBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x.permute(0, 2, 3, 1)
-        g, i, c = torch.split(self.fc1(h), (self.hidden, self.hidden - self.dim, self.dim), dim=-1)
+        g, i, c = torch.split(self.fc1(h), [self.hidden, self.hidden - self.dim, self.dim], dim=-1)
         c = self.conv(c.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
         return x + self.fc2(F.gelu(g) * torch.cat((i, c), dim=-1)).permute(0, 3, 1, 2)
 
@@ -135,6 +135,7 @@ class FourierFeatures(nn.Module):
 
     def __init__(self, n_freqs: int = 6, dim: int = 2) -> None:
         super().__init__()
+        self.freqs: torch.Tensor
         self.register_buffer("freqs", (2.0 ** torch.arange(n_freqs, dtype=torch.float32)) * math.pi)
         self.out_dim = dim * (2 * n_freqs + 1)
 
