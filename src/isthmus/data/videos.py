@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["moving_shapes", "moving_digits", "DIRECTIONS", "MOTIONS"]
+__all__ = ["moving_shapes", "moving_digits", "pan_video", "DIRECTIONS", "MOTIONS"]
 
 DIRECTIONS = ("right", "left", "down", "up")
 _STEP = {0: (0, 1), 1: (0, -1), 2: (1, 0), 3: (-1, 0)}  # (d_row, d_col) per class
@@ -84,3 +84,40 @@ def moving_digits(digits: np.ndarray, labels: np.ndarray, n: int, frames: int = 
             cc = (int(round(c)) + np.arange(digit)) % size
             clips[k, t, 0][np.ix_(rr, cc)] = np.maximum(clips[k, t, 0][np.ix_(rr, cc)], img)
     return clips, y.astype(np.int64)
+
+
+def pan_video(photo: np.ndarray, frames: int = 24, height: int = 48, width: int = 64, seed: int = 0,
+              downscale: float = 2.5, zoom: float = 1.25, pan: float = 0.25) -> np.ndarray:
+    """A synthetic camera move over a real photo: a linear pan plus a zoom with sub-pixel motion.
+
+    ``photo`` ``(H, W, 3)`` in [0, 1] is first downscaled by ``downscale`` (antialiased), then each frame
+    samples a ``height × width`` window by bilinear interpolation; over the clip the window's centre moves
+    by ``pan`` of the free room in a seeded direction and its scale shrinks from 1 to ``1/zoom``.
+    Returns ``(frames, 3, height, width)`` float32 in [0, 1].
+    """
+    from PIL import Image
+    from scipy.ndimage import map_coordinates
+
+    img = np.asarray(photo, np.float32)
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"photo must be (H, W, 3), got {img.shape}")
+    h0, w0 = int(img.shape[0] / downscale), int(img.shape[1] / downscale)
+    if h0 < 2 * height or w0 < 2 * width:
+        raise ValueError(f"photo {img.shape[:2]} is too small for {height}x{width} frames at downscale {downscale}")
+    small = np.asarray(Image.fromarray((img * 255).astype(np.uint8)).resize((w0, h0), Image.LANCZOS),
+                       np.float32) / 255.0
+    rng = np.random.default_rng(seed)
+    ang = rng.uniform(0, 2 * np.pi)
+    room = np.array([h0 - height, w0 - width]) / 2.0
+    start = np.array([h0, w0]) / 2.0 - pan * room * np.array([np.sin(ang), np.cos(ang)])
+    end = np.array([h0, w0]) / 2.0 + pan * room * np.array([np.sin(ang), np.cos(ang)])
+    ys, xs = np.arange(height) - (height - 1) / 2, np.arange(width) - (width - 1) / 2
+    out = np.empty((frames, 3, height, width), np.float32)
+    for k in range(frames):
+        a = k / max(1, frames - 1)
+        cy, cx = (1 - a) * start + a * end
+        s = 1.0 / (1 + (zoom - 1) * a)  # window scale: zooming in
+        yy, xx = np.meshgrid(cy + s * ys, cx + s * xs, indexing="ij")
+        for ch in range(3):
+            out[k, ch] = map_coordinates(small[..., ch], [yy, xx], order=1, mode="reflect")
+    return np.clip(out, 0.0, 1.0)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["psnr", "ssim", "match_psnr"]
+__all__ = ["psnr", "ssim", "match_psnr", "region_psnr", "gradient_error"]
 
 
 def _pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -56,3 +56,26 @@ def match_psnr(transform, images: np.ndarray, target_db: float, lo: float, hi: f
             return mid
         lo, hi = (mid, hi) if g > 0 else (lo, mid)
     return 0.5 * (lo + hi)
+
+
+def region_psnr(reference: np.ndarray, test: np.ndarray, region: np.ndarray, data_range: float = 1.0) -> np.ndarray:
+    """PSNR over the pixels of ``region`` (boolean, ``(N, 1, H, W)`` or the images' shape), per image;
+    NaN for an image whose region is empty, inf for an exact match."""
+    a, b = _pairs(reference, test)
+    r = np.broadcast_to(np.asarray(region, bool).reshape(len(a), -1, *a.shape[-2:]), a.shape)
+    err = ((a - b) ** 2 * r).reshape(len(a), -1).sum(1)
+    count = r.reshape(len(a), -1).sum(1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return 10 * np.log10(data_range ** 2 / (err / count))
+
+
+def gradient_error(reference: np.ndarray, test: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """Mean ``|∇test − ∇reference|`` (forward differences along x and y, all channels) over ``region``."""
+    a, b = _pairs(reference, test)
+    r = np.broadcast_to(np.asarray(region, bool).reshape(len(a), -1, *a.shape[-2:]), a.shape)
+    d = b - a
+    gx, gy = np.zeros_like(d), np.zeros_like(d)
+    gx[..., :, :-1] = d[..., :, 1:] - d[..., :, :-1]
+    gy[..., :-1, :] = d[..., 1:, :] - d[..., :-1, :]
+    g = (np.abs(gx) + np.abs(gy)) * r
+    return g.reshape(len(a), -1).sum(1) / np.maximum(1, r.reshape(len(a), -1).sum(1))
