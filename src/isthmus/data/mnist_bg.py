@@ -82,7 +82,7 @@ def add_backgrounds(digits: np.ndarray, seed: int = 0, photos: Sequence[np.ndarr
         if p.ndim != 2 or p.shape[0] < h or p.shape[1] < w:
             raise ValueError(f"every photo must be a grey (H, W) array of at least {h}x{w}, got {p.shape}")
     rng = np.random.default_rng(seed)
-    which: np.ndarray = rng.integers(0, len(pool), n)
+    which = np.asarray(rng.integers(0, len(pool), n))
     bg = np.empty_like(x)
     for i in range(n):
         p = pool[int(which[i])]

@@ -104,7 +104,7 @@ def pan_video(photo: np.ndarray, frames: int = 24, height: int = 48, width: int 
     h0, w0 = int(img.shape[0] / downscale), int(img.shape[1] / downscale)
     if h0 < 2 * height or w0 < 2 * width:
         raise ValueError(f"photo {img.shape[:2]} is too small for {height}x{width} frames at downscale {downscale}")
-    small = np.asarray(Image.fromarray((img * 255).astype(np.uint8)).resize((w0, h0), Image.LANCZOS),
+    small = np.asarray(Image.fromarray((img * 255).astype(np.uint8)).resize((w0, h0), Image.Resampling.LANCZOS),
                        np.float32) / 255.0
     rng = np.random.default_rng(seed)
     ang = rng.uniform(0, 2 * np.pi)

@@ -23,6 +23,9 @@ __all__ = ["RepresentationAutoencoder"]
 
 
 class RepresentationAutoencoder(nn.Module):
+    mean: torch.Tensor  # per-channel token statistics (buffers, set by fit_normaliser)
+    std: torch.Tensor
+
     def __init__(self, encoder: nn.Module, decoder: nn.Module, tokens: int, token_dim: int,
                  noise_tau: float = 0.8) -> None:
         super().__init__()
@@ -47,7 +50,7 @@ class RepresentationAutoencoder(nn.Module):
 
     @torch.no_grad()
     def _tokens(self, x: torch.Tensor) -> torch.Tensor:
-        t = self.encoder(x)
+        t: torch.Tensor = self.encoder(x)
         if t.shape[1:] != (self.tokens, self.token_dim):
             raise ValueError(f"encoder returned {tuple(t.shape)}, expected (B, {self.tokens}, {self.token_dim})")
         return t

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any, Callable, TypeAlias
 
 import numpy as np
 import torch
@@ -290,7 +290,7 @@ class BlackboxSurrogate(Recipe):
     claim = ("A conv-autoencoder black box on wide tabular data beats XGBoost by >= 1 pt macro-F1 on real data "
              "(Cora bag-of-words), its probed top-25 features recover planted informative features as well as "
              "SHAP-on-XGBoost, and a depth-6 tree on its top-50 features mimics it with fidelity >= 0.85.")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, p_synthetic=100, n_synthetic=300, cora_rows=500, ae_epochs=1, clf_epochs=2,
                           tune=False, probe_rows=32, probe_candidates=20, shap_rows=50, surrogate_k=10,

@@ -18,7 +18,7 @@ import copy
 import json
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, TypeAlias
 
 import numpy as np
 import torch
@@ -260,7 +260,7 @@ class Bottlefit(Recipe):
     claim = ("A small encoder head with a 2-channel bottleneck (95.8 % compression), trained in BottleFit's two stages, "
              "beats the same student trained end-to-end with CE, with KD, or with head distillation alone by >= 1 pt; "
              "at 12 channels (75 %) it stays within 1 pt of the teacher.")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, n_train=600, n_test=200, teacher_epochs=1, stage_epochs=1, latency_repeats=3),
         "quick": Settings(seeds=3, n_train=4000, teacher_epochs=6, stage_epochs=2, latency_repeats=11),

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeAlias
 
 import numpy as np
 import torch
@@ -133,7 +133,7 @@ class ContextAutoencoder(Recipe):
              "encoder copy, lambda = 2) and decoding only from them gives a better frozen encoder than MAE: "
              "higher linear-probe accuracy (paper: 70.3 vs 67.8 on ImageNet at 1600 epochs) and attentive-probe "
              "accuracy (77.2 vs 74.2), and the alignment term is what helps (lambda = 0 ablation).")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, n_pretrain=128, n_val=32, n_test=64, epochs=1, dim=16, probe_epochs=1),
         "quick": Settings(seeds=3, n_pretrain=1000, n_val=500, epochs=4),

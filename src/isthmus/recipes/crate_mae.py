@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeAlias
 
 import numpy as np
 import torch
@@ -109,7 +109,7 @@ class CrateMAE(Recipe):
     claim = ("A white-box masked autoencoder (CRATE blocks: shared-QKV subspace attention + one ISTA sparse-coding "
              "step) learns representations comparable to MAE's at the same configuration with ~30 % of its "
              "parameters; it is an efficient design, not merely a smaller model; its layers compress the tokens.")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, n_pretrain=128, n_val=32, n_test=64, epochs=1),
         "quick": Settings(seeds=3, n_pretrain=1000, n_val=300, epochs=4),

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeAlias
 
 import numpy as np
 import torch
@@ -136,7 +136,7 @@ class DDMI(Recipe):
     claim = ("Generating adaptive, hierarchically decomposed positional embeddings (a D2C-VAE decoding latents into "
              "multi-scale feature grids read by a shared coarse-to-fine MLP) instead of weights/modulations of a "
              "fixed-PE network gives higher-quality INR generation (lower FD) at equal capacity.")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, n_train=200, n_test=100, steps=4, prior_steps=5, n_samples=100, clf_epochs=1),
         "quick": Settings(seeds=3, steps=150, prior_steps=400, n_samples=1000, clf_epochs=5),

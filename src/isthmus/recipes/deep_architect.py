@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, TypeAlias
 
 import numpy as np
 import torch
@@ -307,7 +307,7 @@ class DeepArchitect(Recipe):
     claim = ("In a modular, tree-structured search-space language, model-based searchers (SMBO with a ridge surrogate "
              "on module n-grams; MCTS with UCT) find better models than random search for the same number of "
              "evaluated models (here: a tabulated 1,080-config MLP space on digits, 16 and 64 evaluations).")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, reps=2, control_reps=2, spot_check=1),
         "quick": Settings(seeds=3, reps=70, control_reps=10, spot_check=2),

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeAlias
 
 import numpy as np
 import torch
@@ -156,7 +156,7 @@ class DiCoDe(Recipe):
     claim = ("Mechanism only: a diffusion decoder conditioned on a few continuous deep tokens of a clip's head and rear "
              "keyframes generates valid middle frames where a deterministic decoder from the same tokens blurs them "
              "(no FVD, compression-ratio or scale claim is tested).")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, n_train=40, n_test=10, width=32, depth=1, epochs=1, sample_steps=3),
         "quick": Settings(seeds=3, epochs=8),

@@ -32,7 +32,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeAlias
 
 import numpy as np
 import torch
@@ -431,7 +431,7 @@ class FirstRouters(Recipe):
              "a sparsity penalty) keep more quality than input-agnostic layer skipping at the same number of skipped "
              "layers, stay close to the unskipped model and cut latency (here: all-MiniLM-L6-v2 on real text, "
              "2 of 6 layers skipped per query on average, asymmetric next-passage retrieval).")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, n_train=32, n_val=16, n_test=16, steps=2, batch=8, latency_queries=2,
                           calibration_iters=3, max_length=24),

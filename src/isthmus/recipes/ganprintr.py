@@ -19,7 +19,7 @@ each at the PSNR GANprintR reaches; the arm reports the highest EER of the four)
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, TypeAlias
 
 import numpy as np
 import torch
@@ -215,7 +215,7 @@ class GANprintR(Recipe):
     claim = ("An autoencoder trained only on real images (max-pool indices passed to the decoder) removes GAN "
              "fingerprints from fakes, so a detector near-perfect on raw fakes degrades strongly, while the fakes keep "
              "their visual quality.")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     ours = "ganprintr"
     min_seeds = 4
     modes = {

@@ -15,7 +15,7 @@ import copy
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import torch
@@ -117,7 +117,7 @@ class LadiVtonEmasc(Recipe):
     claim = ("EMASC only (not try-on): mask-aware learnable skips from the frozen VAE encoder, run on the masked "
              "image, restore the detail lost by the x8 latent compression outside the edited region without "
              "harming the edited region.")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, size=16, n_train=64, n_test=16, vae_steps=5, vae_batch=8, steps=4, batch_size=4),
         "quick": Settings(seeds=3, vae_steps=300, steps=100, n_test=128),

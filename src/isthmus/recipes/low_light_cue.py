@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeAlias
 
 import numpy as np
 import torch
@@ -205,7 +205,7 @@ class LowLightCUE(Recipe):
     claim = ("Customised learnable priors (a masked-AE illumination prior conditioning the illumination step, a "
              "frozen gradient-map prior as a feature loss) make a Retinex deep-unfolding enhancer beat unfolding "
              "with generic proximal nets, and end-to-end mapping nets, in PSNR.")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     ours = "cue"
     modes = {
         "smoke": Settings(seeds=1, n_train=48, n_val=16, n_test=16, epochs=1, prior_epochs=1),

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeAlias
 
 import numpy as np
 import torch
@@ -130,7 +130,7 @@ class ModelCollapse(Recipe):
     claim = ("When each generation of a generative model trains on the previous generations' samples, replacing the "
              "data makes real-test error grow every generation while accumulating real and synthetic data keeps it "
              "bounded (VAE level; the linear level is checked as the protocol).")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, generations=2, steps=20, n_train=400, n_test=200, iwae_k=4),
         "quick": Settings(seeds=3, generations=4, steps=600),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeAlias
 
 import numpy as np
 import torch
@@ -124,7 +124,7 @@ class NeRVPlusPlus(Recipe):
     claim = ("Replacing NeRV's upsampling blocks by NeRV++ blocks (separable-conv residual blocks around the "
              "upsampling, bilinear skip) gives better rate-distortion than NeRV: higher PSNR at matched bits per "
              "pixel after pruning and 8-bit quantisation.")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, frames=4, epochs=2, finetune_epochs=1, fc_dim=16, stem_dim=32),
         "quick": Settings(seeds=3, epochs=60, finetune_epochs=10),

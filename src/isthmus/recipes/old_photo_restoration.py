@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeAlias
 
 import numpy as np
 import torch
@@ -177,7 +177,7 @@ class OldPhotoRestoration(Recipe):
     claim = ("Restoring in the latent space of two VAEs (VAE1 shared by synthetic-old and real-old photos with a "
              "latent adversary, VAE2 on clean photos, a mapping T learned on synthetic pairs) generalises to real "
              "old photos better than a network trained directly on the synthetic pairs.")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, n_train=32, n_val=16, n_test=20, epochs=1),
         "quick": Settings(seeds=3, n_train=1000, n_val=200, n_test=500, epochs=3),

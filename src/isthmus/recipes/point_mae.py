@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeAlias
 
 import numpy as np
 import torch
@@ -184,7 +184,7 @@ class PointMaskedAutoencoder(Recipe):
              "pretrains a transformer whose few-shot accuracy (5-way 10-shot, fine-tuned) beats the same "
              "transformer from scratch (paper: 96.3 vs 87.8 on ModelNet40), and masking matters: it also beats a "
              "plain point autoencoder of the same encoder.")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, n_pool=32, n_val=16, n_labelled=60, n_points=64, epochs=1, finetune_epochs=1,
                           episodes=1, n_way=2, k_shot=2, n_query=2, dim=16),

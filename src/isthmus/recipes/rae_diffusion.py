@@ -27,7 +27,7 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeAlias
 
 import numpy as np
 import torch
@@ -232,7 +232,7 @@ class RAEDiffusion(Recipe):
     claim = ("A frozen representation encoder + trained decoder (RAE), with a DiT adapted to its wide tokens (width >= "
              "token dim, dimension-dependent time shift, noise-augmented decoding, wide shallow head), generates "
              "better than the same DiT on a VAE's latents.")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, n_train=300, n_val=100, n_test=200, mae_epochs=1, decoder_epochs=1, vae_epochs=1,
                           epochs=1, width=16, head_width=16, depth=1, sample_steps=3, n_samples=60, n_select=30,

@@ -27,7 +27,7 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeAlias
 
 import numpy as np
 import torch
@@ -237,7 +237,7 @@ class StarFlow(Recipe):
     claim = ("A transformer autoregressive flow generates better images when it models a pretrained autoencoder's "
              "noise-augmented latents (decoder fine-tuned on noisy latents) with a deep-shallow layout than when it "
              "models pixels; guidance improves class fidelity; it approaches a same-size latent diffusion model.")
-    Settings = Settings
+    Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, n_train=300, n_val=100, n_test=200, ae_epochs=1, finetune_epochs=1, epochs=1,
                           width=16, n_samples=60, n_select=30, clf_epochs=1),

@@ -29,7 +29,8 @@ DECODER_PARTS = ("dec_in", "dec_mid", "up", "upconv", "dec_norm", "conv_out")
 def weights_hash(module: torch.nn.Module) -> str:
     h = hashlib.sha256()
     for k, v in sorted(module.state_dict().items()):
-        h.update(k.encode()), h.update(v.detach().cpu().numpy().tobytes())
+        h.update(k.encode())
+        h.update(v.detach().cpu().numpy().tobytes())
     return h.hexdigest()[:16]
 
 
@@ -54,7 +55,8 @@ def fit_skip_vae(vae: SkipVAE, images: np.ndarray, steps: int, batch_size: int =
         loss = (out - xb).abs().mean() + kl_weight * kl
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step(), sched.step()
+        opt.step()
+        sched.step()
         curve.append(float(loss.detach()))
     return curve
 
@@ -115,7 +117,8 @@ def train_skips(vae: SkipVAE, skip: MaskAwareSkip | None, images: np.ndarray, ma
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step(), sched.step()
+        opt.step()
+        sched.step()
         out.loss_curve.append(float(loss.detach()))
     for p in vae.parameters():
         p.requires_grad_(False)

@@ -111,7 +111,8 @@ def fit_latent_prior(model: INRVAE, x: np.ndarray | torch.Tensor, steps: int, ba
         loss = prior.compute_loss(u[torch.randint(len(u), (batch_size,), generator=g)]).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step(), sched.step()
+        opt.step()
+        sched.step()
         curve.append(float(loss.detach()))
     prior.eval()
     return LatentPrior(prior, mean, std, shape, curve)
