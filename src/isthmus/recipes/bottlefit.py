@@ -136,9 +136,9 @@ def _result(model: nn.Module, d: dict, curve: list[float], bytes_: float, head: 
     if head is not None:
         metrics["head_flops"] = count_flops(head, d["xte"][:1])
     if hasattr(model, "quantize"):
-        model.quantize = False
+        model.quantize = False  # type: ignore[assignment]  # a plain bool attribute, not a Tensor/Module
         metrics["quant_drop"] = abs(_acc(model, d["xte"], d["yte"]) - metrics["acc"])
-        model.quantize = True
+        model.quantize = True  # type: ignore[assignment]
     return Measured(metrics={**metrics, **(extra or {})}, curves={"val_acc": curve})
 
 
@@ -169,6 +169,8 @@ def _no_grad(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def _one_stage_student(kind: str) -> Callable[[Settings, int, dict], Measured]:
     def arm(s: Settings, seed: int, d: dict) -> Measured:
         st = _student(s.c_small, d["teacher"], seed)
+        train: list[nn.Module]
+        frozen: list[nn.Module]
         if kind == "hnd":  # BottleFit's stage 1 alone, for all the epochs
             loss, train, frozen = _ghnd_loss(st), [st.encoder, st.decoder], [st.tail]
         else:

@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence, TypeAlias
+from typing import Any, Sequence, TypeAlias, cast
 
 import numpy as np
 import torch
@@ -42,7 +42,7 @@ LAYER = Concat([Module("affine", {"width": Choice("width", [16, 32, 64])}),
 SPACE = Module("mlp", {"body": Repeat("depth", LAYER, (1, 2, 3), tied=(3,)), "out": Module("affine", {"width": 10}),
                        "optimizer": Module("adam", {"lr": Choice("lr", [1e-3, 3e-3, 1e-2])})})
 N_CONFIGS = 1080
-TRAIN = {"epochs": 10, "batch": 64, "seeds": (0, 1), "split": (0.6, 0.2, 0.2), "split_seed": 0}
+TRAIN: dict[str, Any] = {"epochs": 10, "batch": 64, "seeds": (0, 1), "split": (0.6, 0.2, 0.2), "split_seed": 0}
 TABLE = Path(__file__).resolve().parents[3] / "benchmarks" / "deep_architect_table.json"
 BUDGETS = (8, 16, 32, 64)
 
@@ -116,7 +116,8 @@ class StackedMLP:
                 mu, var = layer["mean"], layer["var"]
             normed = (h - mu) / torch.sqrt(var + 1e-5) * layer["gamma"] + layer["beta"]
             h = torch.where(layer["bn"], normed, h)  # unused BatchNorm parameters get exactly zero gradient
-            h = sum(torch.where(mask, fn(h), 0.0) for a, mask in layer["act"].items() for fn in [_ACT[a]])
+            h = cast(torch.Tensor, sum(torch.where(mask, fn(h), 0.0)
+                                       for a, mask in layer["act"].items() for fn in [_ACT[a]]))
         return h
 
     def step(self, loss: torch.Tensor) -> None:
@@ -129,6 +130,7 @@ class StackedMLP:
         c1, c2 = 1 - 0.9 ** self.t, 1 - 0.999 ** self.t
         with torch.no_grad():
             for p, m, v in zip(self.params, self.m, self.v):
+                assert p.grad is not None  # set by loss.backward() for every parameter
                 m.mul_(0.9).add_(p.grad, alpha=0.1)
                 v.mul_(0.999).addcmul_(p.grad, p.grad, value=0.001)
                 p.sub_(self.lr * (m / c1) / ((v / c2).sqrt() + 1e-8))
@@ -256,12 +258,15 @@ def _search_arm(name: str, mult: int = 1):
     def arm(s: Settings, seed: int, d) -> Measured:
         table: Table = d["table"]
         curves = np.zeros((s.reps, s.budget))
-        at = {b: [] for b in BUDGETS if b <= s.budget}
+        at: dict[int, list[float]] = {b: [] for b in BUDGETS if b <= s.budget}
         val_at16 = []
         for r in range(s.reps):
             qrng = np.random.default_rng([seed, r, 1])  # query noise: the same stream for every searcher
-            trace = run_search(SEARCHERS[name](SPACE, np.random.default_rng([seed, r])),
-                               lambda p, q=qrng: table.query(p, q), s.budget * mult)
+
+            def evaluate(p: tuple[int, ...], q: np.random.Generator = qrng) -> float:
+                return table.query(p, q)
+
+            trace = run_search(SEARCHERS[name](SPACE, np.random.default_rng([seed, r])), evaluate, s.budget * mult)
             inc = [table.test(trace.incumbent(b * mult)) for b in range(1, s.budget + 1)]
             curves[r] = inc
             for b in at:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Mapping, TypeAlias
+from typing import Any, Mapping, TypeAlias, cast
 
 import numpy as np
 import torch
@@ -87,6 +87,7 @@ class ClipDecoder(nn.Module):
         super().__init__()
         self.kind, self.tok = kind, KeyframeTokenizer()
         d, c = CLIP * SIDE * SIDE, 2 * QUERIES * TOKEN_DIM
+        self.dec: FlowMatchingPrior | nn.Sequential
         if kind == "diffusion":
             self.dec = FlowMatchingPrior(FlowMatchingConfig(dim=d, width=s.width, depth=s.depth, cond_dim=c,
                                                             steps=s.sample_steps))
@@ -104,7 +105,7 @@ class ClipDecoder(nn.Module):
         target = clip.reshape(len(clip), -1) * 2 - 1
         cond = self.condition(clip)
         if self.kind == "diffusion":
-            loss = self.dec.flow_matching_loss(target, cond)
+            loss = cast(FlowMatchingPrior, self.dec).flow_matching_loss(target, cond)
         else:
             loss = (self.dec(cond) - target).pow(2).mean()
         return ModelOutput(loss=loss, losses={"loss": loss})
@@ -112,7 +113,7 @@ class ClipDecoder(nn.Module):
     @torch.no_grad()
     def decode(self, clip: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         cond = self.condition(clip)
-        out = self.dec.sample(len(clip), generator, cond=cond) if self.kind == "diffusion" else self.dec(cond)
+        out = cast(FlowMatchingPrior, self.dec).sample(len(clip), generator, cond=cond) if self.kind == "diffusion" else self.dec(cond)
         return ((out.reshape(clip.shape) + 1) / 2).clamp(0, 1)
 
 

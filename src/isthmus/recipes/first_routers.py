@@ -32,7 +32,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, TypeAlias
+from typing import Any, Callable, TypeAlias, cast
 
 import numpy as np
 import torch
@@ -135,7 +135,8 @@ class Host:
     def __init__(self, max_length: int) -> None:
         from isthmus.interp.hf import load_minilm
 
-        self.model, self.tok = load_minilm()
+        model, self.tok = load_minilm()
+        self.model: Any = cast(Any, model)  # a Hugging Face BertModel: encoder.layer, embeddings, config
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.layers = list(self.model.encoder.layer)
@@ -276,7 +277,7 @@ def shared(s: Settings) -> dict[str, Any]:
     q = {k: [a for a, _ in v] for k, v in task["pairs"].items()}
     p = {k: [b for _, b in v] for k, v in task["pairs"].items()}
     corpus = {k: embed_fixed(hst, p[k], [()])[()] for k in ("train", "val", "test")}
-    val_fixed = embed_fixed(hst, q["val"], [()] + PAIRS)
+    val_fixed = embed_fixed(hst, q["val"], [(), *PAIRS])
     val_rr = {ss: rr(e, corpus["val"]) for ss, e in val_fixed.items()}
     dom = task["domain"]
     unified = max(PAIRS, key=lambda ss: val_rr[ss].mean())

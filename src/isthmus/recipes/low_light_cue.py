@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, TypeAlias
+from typing import Any, Literal, Mapping, TypeAlias
 
 import numpy as np
 import torch
@@ -58,7 +58,7 @@ class Settings(RecipeSettings):
     mask_ratio: float = 0.5
 
 
-def _unfold_cfg(s: Settings, illumination: str, prox_l_width: int = 8) -> RetinexUnfoldingConfig:
+def _unfold_cfg(s: Settings, illumination: Literal["prior", "prox"], prox_l_width: int = 8) -> RetinexUnfoldingConfig:
     return RetinexUnfoldingConfig(width=s.width, illumination=illumination, prior_channels=list(s.prior_channels),
                                   prox_l_width=prox_l_width, enhance_channels=list(s.enhance_channels))
 
@@ -169,6 +169,7 @@ def _unfolding_arm(kind: str):
         else:
             model = CUEEnhancer(_unfold_cfg(s, "prior"), pri["gradient" if kind == "cue" else "random_gradient"])
             if kind == "cue":  # initialised from the pretrained masked AE, then fine-tuned with the rest
+                assert model.net.prior is not None  # illumination="prior" builds it
                 model.net.prior.load_state_dict(pri["illumination"].net.state_dict())
         res = Trainer(model, _tc(s, seed, s.epochs)).fit(_t(d["low_tr"], d["gt_tr"]), _t(d["low_va"], d["gt_va"]))
         curve = [float(h["val_output"]) for h in res.history]
@@ -246,7 +247,7 @@ class LowLightCUE(Recipe):
         p = lambda split, n, k: photo_patches(split, n, s.patch, seed=1000 * k + seed)  # noqa: E731
         gt_tr, gt_va, gt_te = _augment(p("train", s.n_train, 1), rng), p("train", s.n_val, 2), p("test", s.n_test, 3)
         tr, va, te = (synthesize_low_light(g, seed=10 * seed + k) for k, g in enumerate((gt_tr, gt_va, gt_te)))
-        d = {"gt_tr": gt_tr, "low_tr": tr.low, "gt_va": gt_va, "low_va": va.low, "gt_te": gt_te, "low_te": te.low,
+        d: dict[str, Any] = {"gt_tr": gt_tr, "low_tr": tr.low, "gt_va": gt_va, "low_va": va.low, "gt_te": gt_te, "low_te": te.low,
              "illum_te": te.illumination}
         d["floor_psnr"] = float(psnr(gt_te, gamma_tv(te.low)).mean())
         return {"arrays": d, "priors": pretrain_priors(d, s, seed), "matched": matched_widths(s)}
