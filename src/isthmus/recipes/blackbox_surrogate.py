@@ -208,7 +208,7 @@ def probing(predict: Callable, logits: nn.Module, d: Split, s: Settings, seed: i
     gxi = gradient_x_input(lambda x: logits(x), d.Xtr)
     cand = np.argsort(-gxi, kind="stable")[: s.probe_candidates]
     rows = np.random.default_rng(seed).choice(len(d.Xtr), min(s.probe_rows, len(d.Xtr)), replace=False)
-    perm = probe_importance(predict, d.Xtr[rows], n_repeats=1, random_state=seed, features=cand)
+    perm = probe_importance(predict, d.Xtr[rows], n_repeats=1, random_state=seed, features=cand.tolist())
     return rank_average(gxi, perm)
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Mapping, TypeAlias
+from typing import Any, Literal, Mapping, TypeAlias, cast
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ from isthmus.recipes.gates import Check, Gate, Measured, Precondition
 from isthmus.recipes.registry import register_recipe
 from isthmus.tasks.masked_pretrain import frozen_features, n_params, pretrain_masked, whitened_linear_probe
 
-ARCH = {"crate_mae": (64, 64, "crate"), "mae": (64, 64, "vit"), "mae_matched": (32, 36, "vit")}
+ARCH: dict[str, tuple[int, int, Literal["vit", "crate"]]] = {"crate_mae": (64, 64, "crate"), "mae": (64, 64, "vit"), "mae_matched": (32, 36, "vit")}
 
 
 @dataclass
@@ -72,7 +72,7 @@ def _pretrained(arm: str):
         model = build(arm, s)
         mid = max(1, round(0.8 * s.epochs))
         trace = pretrain_masked(model, xtr, xva, epochs=s.epochs, seed=seed, batch_size=s.batch_size, lr=s.lr,
-                                probe=lambda m: _probe(m, data), probe_epochs=(mid,))
+                                probe=lambda m: _probe(cast(MaskedAutoEncoder, m), data), probe_epochs=(mid,))
         acc, curve = _probe(model, data), trace.val_loss
         k = min(len(curve) - 1, mid) - 1
         change = abs(curve[-1] - curve[k]) / abs(curve[k]) if k >= 0 and mid < s.epochs else 1.0

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Mapping, TypeAlias
+from typing import Any, Mapping, TypeAlias, cast
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ from isthmus.models import AutoEncoder
 from isthmus.recipes.base import Paper, Recipe, RecipeSettings
 from isthmus.recipes.gates import Check, Gate, Measured, Precondition, plateaued
 from isthmus.recipes.registry import register_recipe
-from isthmus.tasks.recursive import linear_collapse, recursive_generations
+from isthmus.tasks.recursive import Mode, linear_collapse, recursive_generations
 from isthmus.train import Trainer, TrainerConfig
 
 ACCUMULATE_WEIGHT = 4.0  # H: Δ(replace) − 4·Δ(accumulate) > 0 (card: a quarter of replace's degradation)
@@ -72,7 +72,8 @@ def _fit(s: Settings, seed: int, steps: int | None = None):
         epochs = max(1, round((steps or s.steps) / steps_per_epoch))  # the same number of steps for every rule
         res = Trainer(model, TrainerConfig(epochs=epochs, batch_size=s.batch_size, lr=1e-3,
                                            seed=seed * 1000 + generation, progress=False)).fit(torch.as_tensor(data))
-        model.train_curve_ = [h["train_loss"] for h in res.history]  # per-epoch loss, for the PLATEAU check
+        # per-epoch loss, for the PLATEAU check (a plain list attribute: not the Tensor | Module torch types)
+        model.train_curve_ = [h["train_loss"] for h in res.history]  # type: ignore[assignment]
         return model.eval()
     return fit
 
@@ -88,11 +89,11 @@ def _evaluate(s: Settings, test: np.ndarray):
     def evaluate(model: AutoEncoder) -> dict[str, float]:
         torch.manual_seed(0)
         ll = importance_sampled_log_likelihood(model, torch.as_tensor(test), k=s.iwae_k)
-        return {"nll": float(-ll.mean()), "converged": float(plateaued(model.train_curve_))}
+        return {"nll": float(-ll.mean()), "converged": float(plateaued(cast("list[float]", model.train_curve_)))}
     return evaluate
 
 
-def _arm(mode: str, weight: float = 1.0):
+def _arm(mode: Mode, weight: float = 1.0):
     def arm(s: Settings, seed: int, data) -> Measured:
         train, test = data
         runs = recursive_generations(train, s.generations, mode, _fit(s, seed), _sample, _evaluate(s, test), seed=seed)

@@ -203,14 +203,14 @@ def _arm(space: str):
                 tau0 = sc.score(st["raes"][0.0].decode(latents[out["w_star"]]), None)
             m["frechet_tau0"] = tau0["frechet"]
             m["noise_aug_gain"] = tau0["log_frechet"] - out["log_frechet"]
-        info = {"select_fd": sel}
+        info: dict[str, Any] = {"select_fd": sel}
         if seed == 0:
             info["grid"] = imgs.reshape(10, -1, SIDE, SIDE)[:, :6].tolist()
         return Measured(metrics=m, curves={"val_loss": curve}, info=info)
     return fn
 
 
-def width_test(s: Settings, seed: int, _: Any) -> Measured:
+def width_test(s: Settings, seed: int, _: Any) -> dict[str, float]:
     """G2: final training loss of DiTs of width 16 (< token dim) and 64 overfitting 8 RAE latents."""
     st = setup(s)
     z = st["rz"]["train"][:8]

@@ -27,14 +27,14 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping, TypeAlias
+from typing import Any, Mapping, TypeAlias, cast
 
 import numpy as np
 import torch
 
 from isthmus.models import AutoEncoder
 from isthmus.models.diffusion import FlowMatchingConfig, FlowMatchingPrior
-from isthmus.models.flows import AutoregressiveFlow, FlowConfig
+from isthmus.models.flows import AutoregressiveFlow, FlowConfig, _FlowBlock
 from isthmus.recipes.base import Paper, Recipe, RecipeSettings
 from isthmus.recipes.gates import Check, Gate, Measured, Precondition, plateaued
 from isthmus.recipes.registry import register_recipe
@@ -182,7 +182,7 @@ def _inverse_error(flow: AutoregressiveFlow, x: torch.Tensor, y: torch.Tensor) -
     for i in reversed(range(len(flow.flow))):
         if i % 2:
             h = h.flip(1)
-        h = flow.flow[i].inverse(h, y)
+        h = cast(_FlowBlock, flow.flow[i]).inverse(h, y)
         if i % 2:
             h = h.flip(1)
     return float((h.reshape(len(x), -1) - x).abs().max())
