@@ -23,9 +23,10 @@ test: install
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow
 
-# ruff lint (no format check yet, see pyproject.toml) and mypy on the packages listed in [tool.mypy]
+# ruff lint and format check on src, mypy on all of src/isthmus (the [tool.mypy] files in pyproject.toml)
 lint: install
 	$(BIN)/ruff check src
+	$(BIN)/ruff format --check src
 	$(BIN)/mypy
 
 # Mutation testing of the core modules (slow: minutes per module; not part of `make test`).

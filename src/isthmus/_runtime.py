@@ -23,8 +23,15 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-__all__ = ["configure", "default_threads", "defaults_enabled", "flush_denormal_enabled", "runtime_defaults",
-           "seed_everything", "resolve_device"]
+__all__ = [
+    "configure",
+    "default_threads",
+    "defaults_enabled",
+    "flush_denormal_enabled",
+    "runtime_defaults",
+    "seed_everything",
+    "resolve_device",
+]
 
 _CONFIGURED = False
 _OFF = ("0", "false", "no", "off")

@@ -164,9 +164,7 @@ class Config:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
-            raise ConfigError(
-                f"{where}: unknown field(s) {unknown}; valid fields are {sorted(names)}"
-            )
+            raise ConfigError(f"{where}: unknown field(s) {unknown}; valid fields are {sorted(names)}")
         try:
             return cls(**data)
         except TypeError as exc:  # missing required field
@@ -210,8 +208,6 @@ class Config:
                     raise ConfigError(f"override {key!r}: {part!r} is not a nested config")
                 node = node[part]
             if parts[-1] not in node:
-                raise ConfigError(
-                    f"override {key!r}: unknown field {parts[-1]!r}; valid: {sorted(node)}"
-                )
+                raise ConfigError(f"override {key!r}: unknown field {parts[-1]!r}; valid: {sorted(node)}")
             node[parts[-1]] = value
         return type(self).from_dict(data)

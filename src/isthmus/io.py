@@ -162,8 +162,11 @@ def load_state_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], s
     own = module.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
-    shapes = [f"{k}: saved {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in own if k in state and state[k].shape != own[k].shape]
+    shapes = [
+        f"{k}: saved {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
     if missing or unexpected or shapes:
         parts = []
         if missing:
@@ -177,8 +180,13 @@ def load_state_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], s
 
 
 # ---- the shared save_pretrained / from_pretrained format ------------------------------------------------
-def write_pretrained(model: torch.nn.Module, path: str | Path, spec: dict[str, Any], metrics: dict | None = None,
-                     extra: dict | None = None) -> Path:
+def write_pretrained(
+    model: torch.nn.Module,
+    path: str | Path,
+    spec: dict[str, Any],
+    metrics: dict | None = None,
+    extra: dict | None = None,
+) -> Path:
     """Write ``model.safetensors`` then ``config.json`` = spec + the weights' SHA-256 (+ ``metrics.json``).
 
     The weights go first: a crash between the two writes leaves a config whose digest does not
@@ -190,8 +198,13 @@ def write_pretrained(model: torch.nn.Module, path: str | Path, spec: dict[str, A
     path.mkdir(parents=True, exist_ok=True)
     weights = path / WEIGHTS_NAME
     save_tensors(weights, model.state_dict(), metadata={"format": "isthmus"})
-    config = {"isthmus_version": __version__, "model": type(model).__name__, **spec, **(extra or {}),
-              "weights": {WEIGHTS_NAME: {"sha256": sha256_file(weights), "bytes": weights.stat().st_size}}}
+    config = {
+        "isthmus_version": __version__,
+        "model": type(model).__name__,
+        **spec,
+        **(extra or {}),
+        "weights": {WEIGHTS_NAME: {"sha256": sha256_file(weights), "bytes": weights.stat().st_size}},
+    }
     atomic_write_json(path / CONFIG_NAME, config)
     if metrics is not None:
         atomic_write_json(path / "metrics.json", metrics)
@@ -204,14 +217,18 @@ def read_pretrained_spec(path: str | Path, cls_name: str) -> dict[str, Any]:
     if not path.is_dir():
         raise CheckpointError(f"{path} is not a folder written by save_pretrained")
     if not (path / CONFIG_NAME).is_file():
-        raise CheckpointError(f"{path / CONFIG_NAME} does not exist; {path} is not a complete saved model "
-                              f"(it needs {CONFIG_NAME} and {WEIGHTS_NAME})")
+        raise CheckpointError(
+            f"{path / CONFIG_NAME} does not exist; {path} is not a complete saved model "
+            f"(it needs {CONFIG_NAME} and {WEIGHTS_NAME})"
+        )
     spec = read_json(path / CONFIG_NAME)
     if not isinstance(spec, dict):
         raise CheckpointError(f"{path / CONFIG_NAME} is not an isthmus model config (expected a JSON object)")
     if spec.get("model") != cls_name:
-        raise CheckpointError(f"{path / CONFIG_NAME} describes a {spec.get('model')!r}, not a {cls_name}; "
-                              f"load it with {spec.get('model')}.from_pretrained")
+        raise CheckpointError(
+            f"{path / CONFIG_NAME} describes a {spec.get('model')!r}, not a {cls_name}; "
+            f"load it with {spec.get('model')}.from_pretrained"
+        )
     return spec
 
 
@@ -232,10 +249,14 @@ def read_verified_weights(path: str | Path, spec: dict[str, Any]) -> dict[str, t
         if actual != entry["sha256"]:
             raise CheckpointError(
                 f"{weights} is corrupt or was replaced: its SHA-256 is {actual[:12]}… but {path / CONFIG_NAME} "
-                f"records {str(entry['sha256'])[:12]}…; restore the folder from a good copy (or re-save the model)")
+                f"records {str(entry['sha256'])[:12]}…; restore the folder from a good copy (or re-save the model)"
+            )
     else:
-        warnings.warn(f"{path / CONFIG_NAME} records no SHA-256 of {WEIGHTS_NAME} (saved by an older isthmus); "
-                      "its integrity is not checked; re-save it with save_pretrained", stacklevel=3)
+        warnings.warn(
+            f"{path / CONFIG_NAME} records no SHA-256 of {WEIGHTS_NAME} (saved by an older isthmus); "
+            "its integrity is not checked; re-save it with save_pretrained",
+            stacklevel=3,
+        )
     return load_tensors(weights)
 
 
@@ -284,8 +305,9 @@ class Pretrained:
         return model.to(map_location).eval()
 
 
-def save_config_model(model: torch.nn.Module, path: str | Path, config: Any, metrics: dict | None = None,
-                      extra: dict | None = None) -> Path:
+def save_config_model(
+    model: torch.nn.Module, path: str | Path, config: Any, metrics: dict | None = None, extra: dict | None = None
+) -> Path:
     """Function form of :meth:`Pretrained.save_pretrained` for a model built from one typed ``config``."""
     return write_pretrained(model, path, {"config": config.to_dict()}, metrics, extra)
 

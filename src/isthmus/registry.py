@@ -48,8 +48,9 @@ class Registry(Generic[T]):
         try:
             return self._entries[name]
         except KeyError:
-            raise UnknownNameError(f"unknown {self.kind} {name!r};{closest(str(name), self.names())} "
-                                   f"registered: {self.names()}") from None
+            raise UnknownNameError(
+                f"unknown {self.kind} {name!r};{closest(str(name), self.names())} registered: {self.names()}"
+            ) from None
 
     def build(self, name: str, config: Any = None, **kwargs: Any) -> T:
         """Build ``name`` from a config object, a dict, or keyword arguments."""

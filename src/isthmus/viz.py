@@ -49,12 +49,13 @@ def image_grid(images: np.ndarray, ncol: int = 10, pad: int = 1) -> np.ndarray:
     grid = np.ones(shape, dtype=np.float32)
     for i, img in enumerate(imgs):
         r, c = divmod(i, ncol)
-        grid[pad + r * (h + pad): pad + r * (h + pad) + h, pad + c * (w + pad): pad + c * (w + pad) + w] = img
+        grid[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + c * (w + pad) : pad + c * (w + pad) + w] = img
     return grid
 
 
-def save_image_grid(rows: Sequence[np.ndarray], path: str | Path, row_labels: Sequence[str] | None = None,
-                    title: str | None = None) -> Path:
+def save_image_grid(
+    rows: Sequence[np.ndarray], path: str | Path, row_labels: Sequence[str] | None = None, title: str | None = None
+) -> Path:
     """Save several rows of images (e.g. originals / AE / PCA) as one labelled PNG."""
     plt = pyplot()
     fig, axes = plt.subplots(len(rows), 1, figsize=(10, 1.2 * len(rows) + 0.6), squeeze=False)
@@ -94,8 +95,9 @@ def latent_map(z: np.ndarray, labels: np.ndarray | None, path: str | Path, title
     return save_figure(fig, path)
 
 
-def training_curves(history: Sequence[dict], path: str | Path, keys: Sequence[str] = ("train_loss", "val_loss"),
-                    title: str = "training") -> Path:
+def training_curves(
+    history: Sequence[dict], path: str | Path, keys: Sequence[str] = ("train_loss", "val_loss"), title: str = "training"
+) -> Path:
     """Plot per-epoch values of ``keys`` from a trainer history (list of dicts)."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))

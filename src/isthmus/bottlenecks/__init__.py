@@ -25,8 +25,13 @@ from isthmus.bottlenecks.prototype import PrototypeBottleneck, PrototypeConfig
 from isthmus.bottlenecks.tcvae import TCVAEBottleneck, TCVAEConfig
 from isthmus.bottlenecks.gp_prior import GPPriorBottleneck, GPPriorConfig  # GP prior over time (seed 8)
 from isthmus.bottlenecks.sparse import (  # sparse autoencoder family (issue 3)
-    BatchTopKBottleneck, JumpReLUBottleneck, MatryoshkaSAEBottleneck, ReLUL1Bottleneck, SparseBottleneck,
-    TopAFABottleneck, TopKBottleneck,
+    BatchTopKBottleneck,
+    JumpReLUBottleneck,
+    MatryoshkaSAEBottleneck,
+    ReLUL1Bottleneck,
+    SparseBottleneck,
+    TopAFABottleneck,
+    TopKBottleneck,
 )
 
 __all__ = [

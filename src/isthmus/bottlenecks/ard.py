@@ -100,8 +100,9 @@ class ARDBottleneck(GaussianBottleneck):
         return self.prior_var.clone()
 
     @torch.no_grad()
-    def relevance(self, decoder: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                  mu: torch.Tensor | None = None) -> torch.Tensor:
+    def relevance(
+        self, decoder: Callable[[torch.Tensor], torch.Tensor] | None = None, mu: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Normalised relevance per axis, ``(D,)`` summing to 1.
 
         With ``decoder`` and posterior means ``mu`` (N, D) this is the paper's τ_l² · Jacobian energy.
@@ -117,8 +118,9 @@ class ARDBottleneck(GaussianBottleneck):
         total = score.sum()
         return score / total if total > 0 else torch.full_like(score, 1.0 / score.numel())
 
-    def relevant_dims(self, threshold: float | None = None, decoder: Callable | None = None,
-                      mu: torch.Tensor | None = None) -> torch.Tensor:
+    def relevant_dims(
+        self, threshold: float | None = None, decoder: Callable | None = None, mu: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Indices (ascending) of the fewest axes whose relevance sums to ``threshold`` (default config's)."""
         threshold = self.config.relevance_threshold if threshold is None else threshold
         if not 0.0 < threshold <= 1.0:

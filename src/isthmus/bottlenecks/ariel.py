@@ -129,7 +129,7 @@ class ArithmeticVolumeCoder:
             probs, state = self.lm.step(state, prev)
             d = t % self.dim
             e = self._edges(probs, low[:, d], up[:, d])
-            k = (e[:, 1:-1] <= z[:, d:d + 1]).sum(1)  # index of the sub-interval holding z_d, (n,)
+            k = (e[:, 1:-1] <= z[:, d : d + 1]).sum(1)  # index of the sub-interval holding z_d, (n,)
             k = self._nonempty(k, probs)
             low[:, d], up[:, d] = e[rows, k], e[rows, k + 1]
             for i in np.flatnonzero(~done):

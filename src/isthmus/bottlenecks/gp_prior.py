@@ -46,8 +46,14 @@ from torch import nn
 from isthmus.bottlenecks.base import BOTTLENECKS, Bottleneck, BottleneckConfig, BottleneckOutput
 from isthmus.config import ConfigError
 
-__all__ = ["GPPriorConfig", "GPPriorBottleneck", "GPPosterior", "fourier_basis", "rbf_spectral_density",
-           "rbf_covariance"]
+__all__ = [
+    "GPPriorConfig",
+    "GPPriorBottleneck",
+    "GPPosterior",
+    "fourier_basis",
+    "rbf_spectral_density",
+    "rbf_covariance",
+]
 
 
 @dataclass
@@ -71,8 +77,10 @@ class GPPriorConfig(BottleneckConfig):
     def validate(self) -> None:
         super().validate()
         if self.lengthscale <= 0 or self.min_lengthscale <= 0:
-            raise ConfigError(f"GPPriorConfig: lengthscale and min_lengthscale must be > 0, got "
-                              f"{self.lengthscale}, {self.min_lengthscale}")
+            raise ConfigError(
+                f"GPPriorConfig: lengthscale and min_lengthscale must be > 0, got "
+                f"{self.lengthscale}, {self.min_lengthscale}"
+            )
         if self.pad < 0 or self.beta < 0:
             raise ConfigError(f"GPPriorConfig: pad and beta must be >= 0, got {self.pad}, {self.beta}")
         if self.cond_thresh <= 1:
@@ -148,8 +156,10 @@ class GPPriorBottleneck(Bottleneck):
 
     def check_input(self, h: torch.Tensor) -> None:
         if h.dim() < 2 or h.shape[-1] != self.in_features:
-            raise ValueError(f"GPPriorBottleneck expects (..., T, {self.in_features}) (a 2-D input is one trajectory), "
-                             f"got {tuple(h.shape)}")
+            raise ValueError(
+                f"GPPriorBottleneck expects (..., T, {self.in_features}) (a 2-D input is one trajectory), "
+                f"got {tuple(h.shape)}"
+            )
 
     def basis(self, T: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """The (cached) Fourier basis ``(T, M)`` and frequencies ``(M,)`` for trajectories of length T."""

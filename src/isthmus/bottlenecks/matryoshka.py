@@ -33,7 +33,9 @@ class MatryoshkaConfig(Config):
         name = type(self).__name__
         dims = self.prefix_dims
         if not dims or any(k < 1 for k in dims) or any(b <= a for a, b in zip(dims, dims[1:])):
-            raise ConfigError(f"{name}.prefix_dims must be a non-empty, strictly increasing list of sizes >= 1, got {dims}")
+            raise ConfigError(
+                f"{name}.prefix_dims must be a non-empty, strictly increasing list of sizes >= 1, got {dims}"
+            )
         if any(w < 0 for w in self.prefix_weights):
             raise ConfigError(f"{name}.prefix_weights must be >= 0, got {self.prefix_weights}")
 

@@ -82,8 +82,11 @@ class PrototypeBottleneck(Bottleneck):
             latent=h,
             codes=d,
             losses=losses,
-            stats={"r1": r1.detach(), "r2": r2.detach(),
-                   "prototypes_used": d.argmin(1).unique().numel() / cfg.n_prototypes},
+            stats={
+                "r1": r1.detach(),
+                "r2": r2.detach(),
+                "prototypes_used": d.argmin(1).unique().numel() / cfg.n_prototypes,
+            },
         )
 
     def logits(self, distances: torch.Tensor) -> torch.Tensor:

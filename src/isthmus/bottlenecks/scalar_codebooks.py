@@ -87,6 +87,7 @@ class ScalarCodebooksBottleneck(Bottleneck):
         weights = {"quantization": cfg.quantization_weight, "commitment": cfg.commitment_weight}
         losses = {k: weights[k] * v for k, v in raw.items() if weights[k] > 0}
         stats: dict[str, torch.Tensor | float] = dict(
-            codebook_stats(idx, cfg.n_values, separate_codebooks=not cfg.shared))
+            codebook_stats(idx, cfg.n_values, separate_codebooks=not cfg.shared)
+        )
         stats["quantization_error"] = raw["commitment"].detach()
         return BottleneckOutput(latent=latent, codes=idx, losses=losses, stats=stats)

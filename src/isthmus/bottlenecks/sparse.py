@@ -35,9 +35,20 @@ from isthmus.bottlenecks.base import BOTTLENECKS, Bottleneck, BottleneckConfig, 
 from isthmus.config import ConfigError
 
 __all__ = [
-    "SparseConfig", "SparseBottleneck", "ReLUL1Config", "ReLUL1Bottleneck", "TopKConfig", "TopKBottleneck",
-    "BatchTopKConfig", "BatchTopKBottleneck", "JumpReLUConfig", "JumpReLUBottleneck", "TopAFAConfig",
-    "TopAFABottleneck", "MatryoshkaSAEConfig", "MatryoshkaSAEBottleneck",
+    "SparseConfig",
+    "SparseBottleneck",
+    "ReLUL1Config",
+    "ReLUL1Bottleneck",
+    "TopKConfig",
+    "TopKBottleneck",
+    "BatchTopKConfig",
+    "BatchTopKBottleneck",
+    "JumpReLUConfig",
+    "JumpReLUBottleneck",
+    "TopAFAConfig",
+    "TopAFABottleneck",
+    "MatryoshkaSAEConfig",
+    "MatryoshkaSAEBottleneck",
 ]
 
 
@@ -80,17 +91,18 @@ class SparseBottleneck(Bottleneck):
     def _warm(self, warmup_steps: int) -> float:
         return 1.0 if warmup_steps <= 0 else min(1.0, (int(self.step) + 1) / warmup_steps)
 
-    def _output(self, z: torch.Tensor, codes: torch.Tensor | None = None,
-                losses: dict | None = None, **stats) -> BottleneckOutput:
+    def _output(
+        self, z: torch.Tensor, codes: torch.Tensor | None = None, losses: dict | None = None, **stats
+    ) -> BottleneckOutput:
         active = z != 0
         if self.training:
             self.track(active.any(0))
-        stats = {"l0": active.sum(1).float().mean().detach(),
-                 "dead_fraction": self.dead_mask().float().mean(), **stats}
+        stats = {"l0": active.sum(1).float().mean().detach(), "dead_fraction": self.dead_mask().float().mean(), **stats}
         return BottleneckOutput(latent=z, codes=codes, losses=losses or {}, stats=stats)
 
-    def forward(self, h: torch.Tensor, decoder_norm: torch.Tensor | None = None,
-                input_norm: torch.Tensor | None = None) -> BottleneckOutput:  # pragma: no cover
+    def forward(
+        self, h: torch.Tensor, decoder_norm: torch.Tensor | None = None, input_norm: torch.Tensor | None = None
+    ) -> BottleneckOutput:  # pragma: no cover
         raise NotImplementedError
 
 
@@ -297,7 +309,7 @@ class TopAFABottleneck(SparseBottleneck):
         k_max = min(self.config.k_max or 256, m)
         scored = a if decoder_norm is None else a * decoder_norm
         vals, idx = scored.topk(k_max, dim=1)  # sorted descending, (B, k_max)
-        target = (h.detach().norm(dim=1) if input_norm is None else input_norm.detach())  # (B,)
+        target = h.detach().norm(dim=1) if input_norm is None else input_norm.detach()  # (B,)
         cum = vals.detach().pow(2).cumsum(1).sqrt()  # (B, k_max)
         k = (cum - target[:, None]).abs().argmin(1) + 1  # (B,)
         keep = torch.arange(k_max, device=h.device)[None] < k[:, None]

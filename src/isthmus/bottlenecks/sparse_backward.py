@@ -23,11 +23,23 @@ import torch
 import torch.nn.functional as F
 
 
-__all__ = ["TopKEncode", "SparseDecode", "topk_encode", "sparse_decode", "dense_from_topk",
-           "BatchTopKEncode", "CooDecode", "batchtopk_encode", "coo_decode", "dense_from_coo"]
+__all__ = [
+    "TopKEncode",
+    "SparseDecode",
+    "topk_encode",
+    "sparse_decode",
+    "dense_from_topk",
+    "BatchTopKEncode",
+    "CooDecode",
+    "batchtopk_encode",
+    "coo_decode",
+    "dense_from_coo",
+]
 
 
-def _rows_grad(weights: torch.Tensor, latent: torch.Tensor, token: torch.Tensor, x: torch.Tensor, m: int) -> torch.Tensor:
+def _rows_grad(
+    weights: torch.Tensor, latent: torch.Tensor, token: torch.Tensor, x: torch.Tensor, m: int
+) -> torch.Tensor:
     """Σ_n weights[n] · e_{latent[n]} ⊗ x[token[n]] → (m, d) for flat entry lists (N,), as weighted bags."""
     order = torch.argsort(latent)
     counts = torch.bincount(latent, minlength=m)
@@ -64,8 +76,9 @@ def _gathered_dot(idx: torch.Tensor, w: torch.Tensor, g: torch.Tensor) -> torch.
     crow = torch.arange(0, B * k + 1, k, device=idx.device)
     with warnings.catch_warnings():  # torch flags CSR as 'beta'; the tests pin this use down
         warnings.simplefilter("ignore")
-        pattern = torch.sparse_csr_tensor(crow, sidx.reshape(-1), g.new_ones(B * k), (B, w.shape[0]),
-                                          check_invariants=False)
+        pattern = torch.sparse_csr_tensor(
+            crow, sidx.reshape(-1), g.new_ones(B * k), (B, w.shape[0]), check_invariants=False
+        )
     vals = torch.sparse.sampled_addmm(pattern, g, w.t(), beta=0.0).values().reshape(B, k)
     return torch.empty_like(vals).scatter_(1, perm, vals)
 
@@ -132,8 +145,14 @@ class SparseDecode(torch.autograd.Function):
         return g_vals, None, g_w
 
 
-def topk_encode(x_c: torch.Tensor, w_enc: torch.Tensor, b_enc: torch.Tensor, k: int,
-                aux_mask: torch.Tensor | None = None, k_aux: int = 0):
+def topk_encode(
+    x_c: torch.Tensor,
+    w_enc: torch.Tensor,
+    b_enc: torch.Tensor,
+    k: int,
+    aux_mask: torch.Tensor | None = None,
+    k_aux: int = 0,
+):
     """Functional form of :class:`TopKEncode`."""
     return TopKEncode.apply(x_c, w_enc, b_enc, k, aux_mask, k_aux)
 
@@ -203,11 +222,14 @@ class BatchTopKEncode(torch.autograd.Function):
         return g_x, g_w, g_b, None, None, None
 
 
-def _bag_rows(weights: torch.Tensor, latent: torch.Tensor, token: torch.Tensor, w: torch.Tensor, B: int) -> torch.Tensor:
+def _bag_rows(
+    weights: torch.Tensor, latent: torch.Tensor, token: torch.Tensor, w: torch.Tensor, B: int
+) -> torch.Tensor:
     """Σ_n weights[n] · w[latent[n]] per token → (B, d), as weighted bags sorted by token."""
     order = torch.argsort(token, stable=True)
-    return F.embedding_bag(latent[order], w, _row_offsets(token[order], B), mode="sum",
-                           per_sample_weights=weights[order])
+    return F.embedding_bag(
+        latent[order], w, _row_offsets(token[order], B), mode="sum", per_sample_weights=weights[order]
+    )
 
 
 class CooDecode(torch.autograd.Function):
@@ -230,16 +252,23 @@ class CooDecode(torch.autograd.Function):
             crow = torch.cat([offsets, offsets.new_tensor([vals.numel()])])
             with warnings.catch_warnings():  # CSR is 'beta' in torch; the tests pin this use down
                 warnings.simplefilter("ignore")
-                pattern = torch.sparse_csr_tensor(crow, cols, g.new_ones(vals.numel()), (g.shape[0], w_dec.shape[0]),
-                                                  check_invariants=False)
+                pattern = torch.sparse_csr_tensor(
+                    crow, cols, g.new_ones(vals.numel()), (g.shape[0], w_dec.shape[0]), check_invariants=False
+                )
             g_vals = torch.sparse.sampled_addmm(pattern, g, w_dec.t(), beta=0.0).values()
         if ctx.needs_input_grad[3]:
             g_w = _rows_grad(vals, cols, rows, g, w_dec.shape[0])
         return g_vals, None, None, g_w, None
 
 
-def batchtopk_encode(x_c: torch.Tensor, w_enc: torch.Tensor, b_enc: torch.Tensor, n_keep: int,
-                     aux_mask: torch.Tensor | None = None, k_aux: int = 0):
+def batchtopk_encode(
+    x_c: torch.Tensor,
+    w_enc: torch.Tensor,
+    b_enc: torch.Tensor,
+    n_keep: int,
+    aux_mask: torch.Tensor | None = None,
+    k_aux: int = 0,
+):
     """Functional form of :class:`BatchTopKEncode`."""
     return BatchTopKEncode.apply(x_c, w_enc, b_enc, n_keep, aux_mask, k_aux)
 

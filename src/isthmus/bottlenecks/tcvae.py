@@ -51,8 +51,9 @@ class TCVAEConfig(GaussianConfig):
             raise ConfigError(f"{name}.free_bits is not supported by the TC decomposition; set it to 0")
 
 
-def mws_log_densities(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
-                      dataset_size: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def mws_log_densities(
+    z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, dataset_size: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """log q(z_i|x_i), log q(z_i) and Σ_d log q(z_id) by minibatch-weighted sampling, each ``(M,)``."""
     m = z.shape[0]
     n = dataset_size or m
@@ -92,8 +93,18 @@ class TCVAEBottleneck(GaussianBottleneck):
         return BottleneckOutput(
             latent=z,
             codes=mu,
-            losses={"mi": w * cfg.mi_weight * mi, "tc": w * cfg.tc_weight * tc, "dim_kl": w * cfg.dim_kl_weight * dim_kl},
-            stats={"kl": kl_dim_mean.sum(), "kl_per_dim": kl_dim_mean, "mi": mi.detach(), "tc": tc.detach(),
-                   "dim_kl": dim_kl.detach(), "kl_weight": w,
-                   "active_units": (kl_dim_mean > 0.01).sum().float()},
+            losses={
+                "mi": w * cfg.mi_weight * mi,
+                "tc": w * cfg.tc_weight * tc,
+                "dim_kl": w * cfg.dim_kl_weight * dim_kl,
+            },
+            stats={
+                "kl": kl_dim_mean.sum(),
+                "kl_per_dim": kl_dim_mean,
+                "mi": mi.detach(),
+                "tc": tc.detach(),
+                "dim_kl": dim_kl.detach(),
+                "kl_weight": w,
+                "active_units": (kl_dim_mean > 0.01).sum().float(),
+            },
         )

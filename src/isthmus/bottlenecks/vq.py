@@ -45,8 +45,17 @@ class VectorQuantizer(nn.Module):
     initialized: torch.Tensor
     unused_steps: torch.Tensor
 
-    def __init__(self, codebook_size: int, dim: int, ema: bool = True, decay: float = 0.99, eps: float = 1e-5,
-                 kmeans_init: bool = True, kmeans_iters: int = 10, dead_code_steps: int = 0) -> None:
+    def __init__(
+        self,
+        codebook_size: int,
+        dim: int,
+        ema: bool = True,
+        decay: float = 0.99,
+        eps: float = 1e-5,
+        kmeans_init: bool = True,
+        kmeans_iters: int = 10,
+        dead_code_steps: int = 0,
+    ) -> None:
         super().__init__()
         self.codebook_size, self.dim, self.ema = codebook_size, dim, ema
         self.decay, self.eps = decay, eps
@@ -145,8 +154,11 @@ class VQConfig(BottleneckConfig):
         name = type(self).__name__
         checks = [
             ("codebook_size", self.codebook_size >= 1, ">= 1"),
-            ("groups", self.groups >= 1 and self.latent_dim % self.groups == 0,
-             f"a divisor of latent_dim={self.latent_dim}"),
+            (
+                "groups",
+                self.groups >= 1 and self.latent_dim % self.groups == 0,
+                f"a divisor of latent_dim={self.latent_dim}",
+            ),
             ("beta", self.beta >= 0, ">= 0"),
             ("codebook_weight", self.codebook_weight >= 0, ">= 0"),
             ("decay", 0.0 <= self.decay < 1.0, "in [0, 1)"),
@@ -159,8 +171,16 @@ class VQConfig(BottleneckConfig):
                 raise ConfigError(f"{name}.{field_name} must be {want}, got {getattr(self, field_name)!r}")
 
     def quantizer(self) -> VectorQuantizer:
-        return VectorQuantizer(self.codebook_size, self.latent_dim // self.groups, self.ema, self.decay, self.eps,
-                               self.kmeans_init, self.kmeans_iters, self.dead_code_steps)
+        return VectorQuantizer(
+            self.codebook_size,
+            self.latent_dim // self.groups,
+            self.ema,
+            self.decay,
+            self.eps,
+            self.kmeans_init,
+            self.kmeans_iters,
+            self.dead_code_steps,
+        )
 
 
 def _vq_terms(z: torch.Tensor, z_q: torch.Tensor, cfg: VQConfig) -> dict[str, torch.Tensor]:
@@ -241,7 +261,8 @@ class ResidualVQBottleneck(Bottleneck):
         idx_all = torch.stack(indices, 1)  # (B*G, Q)
         codes = idx_all.reshape(b, cfg.groups, -1) if cfg.groups > 1 else idx_all
         stats: dict[str, torch.Tensor | float] = dict(
-            codebook_stats(idx_all, cfg.codebook_size, separate_codebooks=True))
+            codebook_stats(idx_all, cfg.codebook_size, separate_codebooks=True)
+        )
         stats["bits_per_latent"] = stats["bits_per_latent"] * cfg.groups  # stats above are per group row
         stats["bits_capacity"] = stats["bits_capacity"] * cfg.groups
         stats["quantization_error"] = F.mse_loss(total, z).detach()

@@ -18,8 +18,11 @@ __all__ = ["add_parser", "run_demo"]
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("demo", help="train on embedded digits, compare with PCA, write a report",
-                              description=__doc__.split("\n\n")[1].replace("\n", " "))
+    p = subparsers.add_parser(
+        "demo",
+        help="train on embedded digits, compare with PCA, write a report",
+        description=__doc__.split("\n\n")[1].replace("\n", " "),
+    )
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="report folder (default runs/demo)")
     p.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -104,14 +107,26 @@ def run_demo(out: Path = Path("runs/demo"), epochs: int = 30, progress: bool = T
 
     n = 12
     to_img = lambda a: np.asarray(a[:n]).reshape(-1, 8, 8)  # noqa: E731
-    save_image_grid([to_img(Xte)] + [to_img(r) for r in recons.values()], out / "reconstructions.png",
-                    row_labels=["input", *recons], title="test digits and reconstructions (latent 8)")
+    save_image_grid(
+        [to_img(Xte)] + [to_img(r) for r in recons.values()],
+        out / "reconstructions.png",
+        row_labels=["input", *recons],
+        title="test digits and reconstructions (latent 8)",
+    )
     latent_map(latents["AutoEncoder"], yte, out / "latent_map.png", title="AutoEncoder latents (test), 2 PCs")
     for name, hist in curves.items():
         training_curves(hist, out / f"curve_{name.split()[0].lower()}.png", title=f"{name} loss")
-    config = {"data": "scikit-learn digits, 80/20 split (seed 0), pixels / 16", "latent_dim": 8, "epochs": epochs,
-              "batch_size": 64, "optimizer": "adam", "lr": 1e-3, "hidden": [512, 256], "activation": "gelu",
-              "models": {k: AutoEncoder.mlp(64, 8, **v).spec() for k, v in models.items()}}
+    config = {
+        "data": "scikit-learn digits, 80/20 split (seed 0), pixels / 16",
+        "latent_dim": 8,
+        "epochs": epochs,
+        "batch_size": 64,
+        "optimizer": "adam",
+        "lr": 1e-3,
+        "hidden": [512, 256],
+        "activation": "gelu",
+        "models": {k: AutoEncoder.mlp(64, 8, **v).spec() for k, v in models.items()},
+    }
     report = _write_report(out, rows, config, time.perf_counter() - t0, list(curves))
     (out / "metrics.json").write_text(json.dumps(rows, indent=2) + "\n")
     print(_table(rows))
@@ -121,8 +136,11 @@ def run_demo(out: Path = Path("runs/demo"), epochs: int = 30, progress: bool = T
 
 def _table(rows) -> str:
     head = "| method | test MSE | PSNR (dB) | linear probe acc | k-means acc | k-means NMI |\n|---|---|---|---|---|---|"
-    body = "\n".join(f"| {r['method']} | {r['test_mse']:.4f} | {r['test_psnr_db']:.2f} | {r['probe_accuracy']:.3f} "
-                     f"| {r['kmeans_accuracy']:.3f} | {r['kmeans_nmi']:.3f} |" for r in rows)
+    body = "\n".join(
+        f"| {r['method']} | {r['test_mse']:.4f} | {r['test_psnr_db']:.2f} | {r['probe_accuracy']:.3f} "
+        f"| {r['kmeans_accuracy']:.3f} | {r['kmeans_nmi']:.3f} |"
+        for r in rows
+    )
     return f"{head}\n{body}"
 
 
@@ -158,7 +176,7 @@ the true digit (never seen in training).
 ```
 
 The trained autoencoder is saved in `autoencoder/` (config.json + model.safetensors); reload it
-with `AutoEncoder.from_pretrained("{out / 'autoencoder'}")`.
+with `AutoEncoder.from_pretrained("{out / "autoencoder"}")`.
 """
     path = out / "report.md"
     path.write_text(text)

@@ -22,20 +22,35 @@ __all__ = ["add_parser"]
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``detect fit|score``."""
-    group = subparsers.add_parser("detect", help="fit and apply autoencoder anomaly detectors",
-                                  description="Fit on normal data, then score new rows.")
+    group = subparsers.add_parser(
+        "detect",
+        help="fit and apply autoencoder anomaly detectors",
+        description="Fit on normal data, then score new rows.",
+    )
     group.set_defaults(help_parser=group)
     sub = group.add_subparsers(dest="detect_command", metavar="SUBCOMMAND")
 
-    p = sub.add_parser("fit", help="fit a detector on normal (or mostly normal) rows and save it",
-                       description="Fit an ensemble of autoencoders on normal (or mostly normal) rows and save "
-                                   "it to --out. With --entity, one detector per entity plus a global one.")
+    p = sub.add_parser(
+        "fit",
+        help="fit a detector on normal (or mostly normal) rows and save it",
+        description="Fit an ensemble of autoencoders on normal (or mostly normal) rows and save "
+        "it to --out. With --entity, one detector per entity plus a global one.",
+    )
     _data_args(p)
-    p.add_argument("--out", type=Path, required=True, metavar="DIR",
-                   help="folder to write the detector to; refused if not empty unless --overwrite")
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="folder to write the detector to; refused if not empty unless --overwrite",
+    )
     add_run_folder_flags(p, resume=False)
-    p.add_argument("--threshold", choices=("percentile", "contamination", "pot"), default="percentile",
-                   help="how the flag threshold is set from the training scores (default percentile)")
+    p.add_argument(
+        "--threshold",
+        choices=("percentile", "contamination", "pot"),
+        default="percentile",
+        help="how the flag threshold is set from the training scores (default percentile)",
+    )
     p.add_argument("--percentile", type=float, default=99.0, help="training-score percentile (default 99)")
     p.add_argument("--contamination", type=float, default=0.01, help="for --threshold contamination")
     p.add_argument("--n-estimators", type=int, default=5, help="autoencoders in the ensemble (default 5)")
@@ -44,10 +59,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=cmd_fit)
 
-    p = sub.add_parser("score", help="score rows with a saved detector; write scores, flags, top columns",
-                       description="Score rows with a detector from `isthmus detect fit`: one CSV row per input "
-                                   "row with the score (higher = more anomalous), the flag (1 = anomaly) and the "
-                                   "top contributing columns.")
+    p = sub.add_parser(
+        "score",
+        help="score rows with a saved detector; write scores, flags, top columns",
+        description="Score rows with a detector from `isthmus detect fit`: one CSV row per input "
+        "row with the score (higher = more anomalous), the flag (1 = anomaly) and the "
+        "top contributing columns.",
+    )
     p.add_argument("model", type=Path, metavar="DIR", help="folder written by `isthmus detect fit`")
     _data_args(p)
     p.add_argument("--output", "-o", type=Path, default=None, metavar="FILE", help="scores CSV to write")
@@ -56,12 +74,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--mode", choices=("entity", "global"), default="entity", help="fleet models only")
     p.add_argument("--plot", type=Path, default=None, metavar="PNG", help="also draw score over rows")
     moved = p.add_mutually_exclusive_group()  # move the saved threshold for this scoring (flags only)
-    moved.add_argument("--threshold", type=float, default=None, metavar="SCORE",
-                       help="flag rows whose score is above SCORE instead of the saved threshold")
-    moved.add_argument("--percentile", type=float, default=None, metavar="P",
-                       help="threshold at the P-th percentile of the training scores (0 < P < 100)")
-    moved.add_argument("--contamination", type=float, default=None, metavar="F",
-                       help="threshold flagging the fraction F of training rows (0 < F < 0.5)")
+    moved.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        metavar="SCORE",
+        help="flag rows whose score is above SCORE instead of the saved threshold",
+    )
+    moved.add_argument(
+        "--percentile",
+        type=float,
+        default=None,
+        metavar="P",
+        help="threshold at the P-th percentile of the training scores (0 < P < 100)",
+    )
+    moved.add_argument(
+        "--contamination",
+        type=float,
+        default=None,
+        metavar="F",
+        help="threshold flagging the fraction F of training rows (0 < F < 0.5)",
+    )
     p.set_defaults(func=cmd_score)
 
 
@@ -80,8 +113,11 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, Any]:
 
     kw: dict[str, Any] = {}
     if args.data.suffix.lower() != ".npz":
-        kw = {"columns": args.columns.split(",") if args.columns else None,
-              "label_column": args.label, "entity_column": args.entity}
+        kw = {
+            "columns": args.columns.split(",") if args.columns else None,
+            "label_column": args.label,
+            "entity_column": args.entity,
+        }
     elif args.columns or args.entity:
         raise ValueError("--columns and --entity need a CSV or Parquet file (an .npz has no column names)")
     table = load_table(args.data, **kw)
@@ -102,8 +138,12 @@ def _with_progress(cls: type, total: int) -> type:
         def _fit_member(self, spec: Any, Z: Any, seed: int) -> Any:
             out = super()._fit_member(spec, Z, seed)
             done[0] += 1
-            print(f"detect fit: autoencoder {done[0]}/{total} trained on {len(Z)} rows "
-                  f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+            print(
+                f"detect fit: autoencoder {done[0]}/{total} trained on {len(Z)} rows "
+                f"({time.perf_counter() - t0:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
             return out
 
     WithProgress.__name__ = WithProgress.__qualname__ = cls.__name__
@@ -120,9 +160,14 @@ def cmd_fit(args: argparse.Namespace) -> int:
     X, entities, _ = _load(args)
     n_models = 1 if entities is None else len(set(np.asarray(entities).tolist())) + 1
     cls = AnomalyDetector if args.no_progress else _with_progress(AnomalyDetector, n_models * args.n_estimators)
-    det = cls(threshold=args.threshold, percentile=args.percentile,
-              contamination=args.contamination, n_estimators=args.n_estimators,
-              max_steps=args.max_steps, random_state=args.seed)
+    det = cls(
+        threshold=args.threshold,
+        percentile=args.percentile,
+        contamination=args.contamination,
+        n_estimators=args.n_estimators,
+        max_steps=args.max_steps,
+        random_state=args.seed,
+    )
     with claim_run_folder(args.out, overwrite=args.overwrite):  # before fitting: refuse early, not after
         if entities is None:
             det.fit(X).save(args.out)

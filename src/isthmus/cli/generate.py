@@ -20,9 +20,13 @@ from isthmus.cli.run_folder import add_run_folder_flags
 
 __all__ = ["add_parser"]
 
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    group = subparsers.add_parser("generate", help="two-stage generation: autoencoder + latent prior",
-                                  description="Fit an autoencoder and a prior over its latents; sample from them.")
+    group = subparsers.add_parser(
+        "generate",
+        help="two-stage generation: autoencoder + latent prior",
+        description="Fit an autoencoder and a prior over its latents; sample from them.",
+    )
     group.set_defaults(help_parser=group)
     sub = group.add_subparsers(dest="generate_command", metavar="SUBCOMMAND")
     p = sub.add_parser("fit", help="train the autoencoder of a run config, then a latent prior")
@@ -42,6 +46,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--npy", type=Path, default=None, metavar="FILE", help="samples in data units as .npy")
     p.set_defaults(func=cmd_sample)
 
+
 def cmd_fit(args: argparse.Namespace) -> int:
     import torch
 
@@ -59,14 +64,18 @@ def cmd_fit(args: argparse.Namespace) -> int:
         run = train_autoencoder(cfg)
         xtr = torch.as_tensor(run.scaler.transform(run.train.X), dtype=torch.float32)
         xva = torch.as_tensor(run.scaler.transform(run.val.X), dtype=torch.float32)
-        ptc = TrainerConfig(epochs=args.prior_epochs, batch_size=256, lr=1e-3, seed=cfg.trainer.seed,
-                            progress=not args.no_progress)
+        ptc = TrainerConfig(
+            epochs=args.prior_epochs, batch_size=256, lr=1e-3, seed=cfg.trainer.seed, progress=not args.no_progress
+        )
         gen = TwoStageGenerator(run.model, args.prior).fit(xtr, None, ptc)
         gen.save(args.out / "generator")
         held = gen.encode(xva).numpy()
         n = max(len(held), 256)
-        report = {"prior": args.prior, "autoencoder": run.metrics,
-                  "latent_frechet_prior_vs_heldout": frechet_distance(gen.sample_latents(n, 0).numpy(), held)}
+        report = {
+            "prior": args.prior,
+            "autoencoder": run.metrics,
+            "latent_frechet_prior_vs_heldout": frechet_distance(gen.sample_latents(n, 0).numpy(), held),
+        }
         if args.prior != "gaussian":
             base = TwoStageGenerator(run.model, "gaussian").fit(xtr)
             report["latent_frechet_gaussian_vs_heldout"] = frechet_distance(base.sample_latents(n, 0).numpy(), held)
@@ -77,6 +86,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     return 0
 
+
 def cmd_sample(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -84,7 +94,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from isthmus.tasks.generate import TwoStageGenerator
 
     if not (args.run / "generator" / "generator.json").is_file():
-        raise FileNotFoundError(f"{args.run} has no generator/; fit one with `isthmus generate fit ... --out {args.run}`")
+        raise FileNotFoundError(
+            f"{args.run} has no generator/; fit one with `isthmus generate fit ... --out {args.run}`"
+        )
     if args.output is None and args.npy is None:
         raise ValueError("say where to write the samples: -o grid.png and/or --npy samples.npy")
     _, scaler, _ = load_run(args.run)
@@ -105,6 +117,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         save_figure(fig, args.output)
         print(f"wrote {args.output}")
     return 0
+
 
 def _square(x):
     import numpy as np

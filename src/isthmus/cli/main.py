@@ -20,9 +20,15 @@ from isthmus import __version__
 
 __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 
-COMMAND_MODULES: tuple[str, ...] = ("isthmus.cli.model_commands", "isthmus.cli.demo", "isthmus.cli.recipes",
-                                     "isthmus.cli.sae", "isthmus.cli.detect", "isthmus.cli.generate",
-                                     "isthmus.cli.restore")
+COMMAND_MODULES: tuple[str, ...] = (
+    "isthmus.cli.model_commands",
+    "isthmus.cli.demo",
+    "isthmus.cli.recipes",
+    "isthmus.cli.sae",
+    "isthmus.cli.detect",
+    "isthmus.cli.generate",
+    "isthmus.cli.restore",
+)
 
 EXIT_USAGE = 2
 
@@ -49,8 +55,9 @@ def _add_debug_flag(subparsers: argparse._SubParsersAction) -> None:
     """
     for sub in set(subparsers.choices.values()):
         if "--debug" not in sub._option_string_actions:
-            sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                             help="show full tracebacks on errors")
+            sub.add_argument(
+                "--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks on errors"
+            )
         for action in sub._actions:
             if isinstance(action, argparse._SubParsersAction):
                 _add_debug_flag(action)
@@ -78,13 +85,15 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
 
 # The operating system refused a read or write: permissions, read-only or full disks, a folder where
 # a file was expected. The user fixes these, so they get a sentence, not a traceback.
-_OS_ERRNOS = {errno.EACCES: "fix the permissions or choose another path",
-              errno.EPERM: "fix the permissions or choose another path",
-              errno.EROFS: "the file system is read-only; choose another path",
-              errno.ENOSPC: "the disk is full; free space or choose another path",
-              errno.EDQUOT: "the disk quota is exceeded; free space or choose another path",
-              errno.EISDIR: "a folder is in the way of a file of the same name",
-              errno.ENOTDIR: "a file is in the way of a folder of the same name"}
+_OS_ERRNOS = {
+    errno.EACCES: "fix the permissions or choose another path",
+    errno.EPERM: "fix the permissions or choose another path",
+    errno.EROFS: "the file system is read-only; choose another path",
+    errno.ENOSPC: "the disk is full; free space or choose another path",
+    errno.EDQUOT: "the disk quota is exceeded; free space or choose another path",
+    errno.EISDIR: "a folder is in the way of a file of the same name",
+    errno.ENOTDIR: "a file is in the way of a folder of the same name",
+}
 
 
 def _os_message(exc: OSError) -> str | None:
@@ -107,8 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra:
         # argparse stops filling a nargs="*" positional at the first option, so the overrides in
         # `isthmus train cfg.yaml --out runs/x trainer.epochs=3` would be "unrecognized": take them.
-        if isinstance(getattr(args, "overrides", None), list) and all("=" in e and not e.startswith("-")
-                                                                      for e in extra):
+        if isinstance(getattr(args, "overrides", None), list) and all(
+            "=" in e and not e.startswith("-") for e in extra
+        ):
             args.overrides.extend(extra)
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")

@@ -19,41 +19,64 @@ __all__ = ["add_parser"]
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "train", help="train an autoencoder from a config file and key=value overrides",
+        "train",
+        help="train an autoencoder from a config file and key=value overrides",
         description="Train an autoencoder. CONFIG is a YAML/JSON run config (optional: defaults train the "
-                    "default MLP autoencoder on scikit-learn digits). Overrides use dotted keys, e.g. "
-                    "trainer.epochs=5 model.latent_dim=4 model.bottleneck=gaussian data.source=my.csv.",
+        "default MLP autoencoder on scikit-learn digits). Overrides use dotted keys, e.g. "
+        "trainer.epochs=5 model.latent_dim=4 model.bottleneck=gaussian data.source=my.csv.",
     )
     p.add_argument("config", nargs="?", type=Path, help="run config (.yaml/.yml/.json)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides with dotted keys")
-    p.add_argument("--out", type=Path, default=None, metavar="DIR",
-                   help="run folder (overrides out_dir); refused if not empty unless --overwrite or --resume")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="run folder (overrides out_dir); refused if not empty unless --overwrite or --resume",
+    )
     add_run_folder_flags(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar (same as trainer.progress=false)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    p.add_argument("--log-to", action="append", default=[], choices=("tensorboard", "mlflow"),
-                   help="also send the JSONL log to TensorBoard (<out>/tensorboard) or MLflow (<out>/mlruns); "
-                        "repeatable; needs pip install 'isthmus[tracking]'")
-    p.epilog = ("Checkpoints go to OUT/checkpoints after every epoch; a killed run continues exactly where it "
-                "stopped with `isthmus train --out OUT --resume` (the config is read back from the folder). "
-                "The seed is trainer.seed (default 0); the same command gives the same model.")
+    p.add_argument(
+        "--log-to",
+        action="append",
+        default=[],
+        choices=("tensorboard", "mlflow"),
+        help="also send the JSONL log to TensorBoard (<out>/tensorboard) or MLflow (<out>/mlruns); "
+        "repeatable; needs pip install 'isthmus[tracking]'",
+    )
+    p.epilog = (
+        "Checkpoints go to OUT/checkpoints after every epoch; a killed run continues exactly where it "
+        "stopped with `isthmus train --out OUT --resume` (the config is read back from the folder). "
+        "The seed is trainer.seed (default 0); the same command gives the same model."
+    )
     p.set_defaults(func=cmd_train)
 
-    p = subparsers.add_parser("evaluate", help="reconstruction metrics of a trained run on data",
-                              description="Print reconstruction MSE/PSNR and every loss term on DATA.")
+    p = subparsers.add_parser(
+        "evaluate",
+        help="reconstruction metrics of a trained run on data",
+        description="Print reconstruction MSE/PSNR and every loss term on DATA.",
+    )
     _run_and_data(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_evaluate)
 
-    p = subparsers.add_parser("encode", help="write latent codes of data to .npy or .parquet",
-                              description="Encode DATA with a trained run; write latents (N, latent_dim).")
+    p = subparsers.add_parser(
+        "encode",
+        help="write latent codes of data to .npy or .parquet",
+        description="Encode DATA with a trained run; write latents (N, latent_dim).",
+    )
     _run_and_data(p)
-    p.add_argument("--output", "-o", type=Path, required=True, metavar="FILE",
-                   help="output file: .npy, .parquet or .csv")
+    p.add_argument(
+        "--output", "-o", type=Path, required=True, metavar="FILE", help="output file: .npy, .parquet or .csv"
+    )
     p.set_defaults(func=cmd_encode)
 
-    p = subparsers.add_parser("reconstruct", help="save a PNG grid of inputs and reconstructions",
-                              description="Reconstruct the first N samples of DATA and save a PNG grid.")
+    p = subparsers.add_parser(
+        "reconstruct",
+        help="save a PNG grid of inputs and reconstructions",
+        description="Reconstruct the first N samples of DATA and save a PNG grid.",
+    )
     _run_and_data(p)
     p.add_argument("--output", "-o", type=Path, required=True, metavar="FILE", help="output PNG")
     p.add_argument("-n", type=int, default=10, help="number of samples (default 10)")
@@ -63,8 +86,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _run_and_data(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", type=Path, help="run folder written by `isthmus train` (or a model folder)")
-    p.add_argument("--data", default=None,
-                   help="data: digits | shapes | mnist | a path (default: the run's own validation split)")
+    p.add_argument(
+        "--data", default=None, help="data: digits | shapes | mnist | a path (default: the run's own validation split)"
+    )
 
 
 def _columns_of(path: str) -> list[str] | None:
@@ -126,8 +150,9 @@ def _saved_config(out: Path):
 
     saved = out / "run_config.json"
     if not saved.is_file():
-        raise ValueError(f"--resume: {out} has no run_config.json, so it holds no run to continue; "
-                         "drop --resume to start one")
+        raise ValueError(
+            f"--resume: {out} has no run_config.json, so it holds no run to continue; drop --resume to start one"
+        )
     from isthmus.io import read_json
 
     return RunConfig.from_dict(read_json(saved))
@@ -182,9 +207,12 @@ def cmd_train(args: argparse.Namespace) -> int:
             d["trainer"] = {k: v for k, v in d["trainer"].items() if k not in ignore}
         diffs = _config_differences(saved, now)
         if diffs:
-            raise ValueError(f"--resume: the config differs from the one {out} was started with: "
-                             + "; ".join(diffs[:6]) + "; resume with the same config (or omit it: "
-                             f"`isthmus train --out {out} --resume`), or start a new run")
+            raise ValueError(
+                f"--resume: the config differs from the one {out} was started with: "
+                + "; ".join(diffs[:6])
+                + "; resume with the same config (or omit it: "
+                f"`isthmus train --out {out} --resume`), or start a new run"
+            )
     from contextlib import nullcontext
 
     from isthmus.tasks.autoencoding import train_autoencoder
@@ -194,8 +222,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     # under torchrun only rank 0 owns (locks, clears, writes) the run folder
     owner = claim_run_folder(out, overwrite=args.overwrite, resume=args.resume) if is_main_process() else nullcontext()
     with owner:
-        run = train_autoencoder(cfg, resume=args.resume,
-                                callbacks=[make_tracker(name, cfg.out_dir) for name in args.log_to])
+        run = train_autoencoder(
+            cfg, resume=args.resume, callbacks=[make_tracker(name, cfg.out_dir) for name in args.log_to]
+        )
     if run.out_dir is None:  # a torchrun rank > 0: rank 0 reports and saves
         return 0
     print(json.dumps(run.metrics, indent=2))
@@ -232,7 +261,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     model, _, table, X = _load(args)
     with torch.no_grad():
         xt = torch.as_tensor(X)
-        z = torch.cat([model.encode(xt[i:i + 4096]) for i in range(0, len(xt), 4096)]).numpy()
+        z = torch.cat([model.encode(xt[i : i + 4096]) for i in range(0, len(xt), 4096)]).numpy()
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".npy":
         np.save(out, z)
@@ -263,7 +292,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         if args.image_shape:
             h, w = (int(v) for v in args.image_shape.split(","))
         else:
-            h = w = int(round(d ** 0.5))
+            h = w = int(round(d**0.5))
         if h * w != d:
             raise ValueError(f"samples have {d} features, not an image; pass --image-shape H,W")
         orig, rec = orig.reshape(n, h, w), rec.reshape(n, h, w)

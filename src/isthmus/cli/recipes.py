@@ -13,45 +13,77 @@ from isthmus.recipes.base import MODES
 __all__ = ["add_parser"]
 
 
-
-
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``recipes list|run|table``."""
     group = subparsers.add_parser(
-        "recipes", help="list, run and tabulate the seed-paper recipes",
+        "recipes",
+        help="list, run and tabulate the seed-paper recipes",
         description="Each seed paper is a recipe that checks the paper's claim against a baseline.",
     )
     group.set_defaults(help_parser=group)
     sub = group.add_subparsers(dest="recipes_command", metavar="SUBCOMMAND")
 
-    p = sub.add_parser("list", help="show all 44 recipes and their status",
-                       description="Show number, slug, status, title and arXiv id of every recipe.")
+    p = sub.add_parser(
+        "list",
+        help="show all 44 recipes and their status",
+        description="Show number, slug, status, title and arXiv id of every recipe.",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of a text table")
     p.set_defaults(func=cmd_list, needs_torch=False)
 
-    p = sub.add_parser("run", help="run one recipe and write result.json + report.md",
-                       description="Run a recipe, compare against its baselines, write its result.")
+    p = sub.add_parser(
+        "run",
+        help="run one recipe and write result.json + report.md",
+        description="Run a recipe, compare against its baselines, write its result.",
+    )
     p.add_argument("slug", metavar="SLUG", help="recipe slug, e.g. gradient-noise (see `isthmus recipes list`)")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                   help="override the mode's settings, e.g. seeds=8 epochs=60 (see --show-settings)")
-    p.add_argument("--mode", choices=MODES, default="quick",
-                   help="smoke: seconds, never judged; quick: <= 2 min on CPU (default); record: the results of "
-                        "record, run to convergence (<= 15 min on 2 cores); full: paper scale (GPU)")
-    p.add_argument("--show-settings", action="store_true",
-                   help="print the mode's settings (after overrides) as JSON and exit")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="override the mode's settings, e.g. seeds=8 epochs=60 (see --show-settings)",
+    )
+    p.add_argument(
+        "--mode",
+        choices=MODES,
+        default="quick",
+        help="smoke: seconds, never judged; quick: <= 2 min on CPU (default); record: the results of "
+        "record, run to convergence (<= 15 min on 2 cores); full: paper scale (GPU)",
+    )
+    p.add_argument(
+        "--show-settings", action="store_true", help="print the mode's settings (after overrides) as JSON and exit"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--seeds", type=positive_int, default=None, metavar="N",
-                   help="number of seeds (default: the recipe's default for the mode)")
-    p.add_argument("--out", type=Path, default=None, metavar="DIR",
-                   help="output folder (default: runs/SLUG/MODE)")
+    p.add_argument(
+        "--seeds",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="number of seeds (default: the recipe's default for the mode)",
+    )
+    p.add_argument("--out", type=Path, default=None, metavar="DIR", help="output folder (default: runs/SLUG/MODE)")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("table", help="render docs/reproductions.md from saved results",
-                       description="Collect result.json files and render the reproductions table.")
-    p.add_argument("--results", type=Path, default=Path("runs"), metavar="DIR",
-                   help="folder searched for result.json files (default: runs)")
-    p.add_argument("--output", "-o", type=Path, default=None, metavar="FILE",
-                   help="write the Markdown here (e.g. docs/reproductions.md) instead of stdout")
+    p = sub.add_parser(
+        "table",
+        help="render docs/reproductions.md from saved results",
+        description="Collect result.json files and render the reproductions table.",
+    )
+    p.add_argument(
+        "--results",
+        type=Path,
+        default=Path("runs"),
+        metavar="DIR",
+        help="folder searched for result.json files (default: runs)",
+    )
+    p.add_argument(
+        "--output",
+        "-o",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="write the Markdown here (e.g. docs/reproductions.md) instead of stdout",
+    )
     p.add_argument("--out", dest="output", type=Path, help=argparse.SUPPRESS)  # the old name of --output
     p.set_defaults(func=cmd_table)
 
@@ -70,10 +102,16 @@ def catalog_status() -> list:
 
     if registry._LOADED:  # already imported (a Python session, tests): the registry itself is the truth
         return registry.list_recipes()
-    return [CatalogEntry(s.number, s.slug, s.title, s.arxiv,
-                         "implemented" if importlib.util.find_spec(f"isthmus.recipes.{slug_to_module(s.slug)}")
-                         else "planned")
-            for s in SEEDS]
+    return [
+        CatalogEntry(
+            s.number,
+            s.slug,
+            s.title,
+            s.arxiv,
+            "implemented" if importlib.util.find_spec(f"isthmus.recipes.{slug_to_module(s.slug)}") else "planned",
+        )
+        for s in SEEDS
+    ]
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -105,16 +143,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     # the one run-folder rule (lock, writability first); a recipe folder always resumes: its cached cells are
     # reused only under the same settings, so continuing it never mixes runs
     with claim_run_folder(out, resume=out.is_dir() and any(out.iterdir())):
-        result = recipe.execute(mode=args.mode, n_seeds=args.seeds, out_dir=out, overrides=args.overrides,
-                                progress=not args.no_progress)
+        result = recipe.execute(
+            mode=args.mode, n_seeds=args.seeds, out_dir=out, overrides=args.overrides, progress=not args.no_progress
+        )
         path = write_result(result, out)
     print("\n".join(metrics_table(result)))  # every metric, ours vs each baseline, mean ± std
     if result.gates:
         print()
         print("\n".join(gates_table(result)))
     reason = f" — {result.verdict_reason}" if result.verdict_reason else ""
-    print(f"{args.slug} ({args.mode}, {len(result.seeds)} seed(s), {result.runtime_s:.1f} s): "
-          f"{result.verdict}{reason}")
+    print(f"{args.slug} ({args.mode}, {len(result.seeds)} seed(s), {result.runtime_s:.1f} s): {result.verdict}{reason}")
     print(f"wrote {path} and {path.parent / REPORT_FILE}")
     return 0
 

@@ -25,8 +25,11 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    group = subparsers.add_parser("restore", help="image restoration: train a U-Net restorer, apply it to images",
-                                  description="Train a U-Net restorer on degraded photo patches; restore images.")
+    group = subparsers.add_parser(
+        "restore",
+        help="image restoration: train a U-Net restorer, apply it to images",
+        description="Train a U-Net restorer on degraded photo patches; restore images.",
+    )
     group.set_defaults(help_parser=group)
     sub = group.add_subparsers(dest="restore_command", metavar="SUBCOMMAND")
     p = sub.add_parser("fit", help="train a restorer from a restore config (.yaml/.json)")
@@ -40,10 +43,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("run", type=Path, metavar="DIR", help="folder written by `isthmus restore fit`")
     p.add_argument("images", type=Path, metavar="IMAGES_FOLDER", help="folder of .png/.jpg/.tif images")
     p.add_argument("--out", type=Path, required=True, metavar="OUT", help="where the before/after PNGs go")
-    p.add_argument("--tile", type=positive_int, default=None, metavar="N",
-                   help="restore in N×N tiles to bound memory (same result as whole-image)")
-    p.add_argument("--degrade", action="store_true",
-                   help="degrade each image with the run's degradations first (a demo on clean photos)")
+    p.add_argument(
+        "--tile",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="restore in N×N tiles to bound memory (same result as whole-image)",
+    )
+    p.add_argument(
+        "--degrade",
+        action="store_true",
+        help="degrade each image with the run's degradations first (a demo on clean photos)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of --degrade")
     p.set_defaults(func=cmd_apply)
 
@@ -85,8 +96,9 @@ def cmd_apply(args: argparse.Namespace) -> int:
     from isthmus.tasks.restore import Restorer, RestoreRunConfig
 
     if not (args.run / "restorer").is_dir():
-        raise FileNotFoundError(f"{args.run} has no restorer/; train one with `isthmus restore fit CONFIG --out "
-                                f"{args.run}`")
+        raise FileNotFoundError(
+            f"{args.run} has no restorer/; train one with `isthmus restore fit CONFIG --out {args.run}`"
+        )
     if not args.images.is_dir():
         raise FileNotFoundError(f"{args.images} is not a folder of images")
     files = sorted(p for p in args.images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)

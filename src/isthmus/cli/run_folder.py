@@ -42,8 +42,7 @@ def add_run_folder_flags(p: argparse.ArgumentParser, resume: bool = True) -> Non
     if resume:
         mode = p.add_mutually_exclusive_group()
         mode.add_argument("--overwrite", action="store_true", help="clear a non-empty --out folder first")
-        mode.add_argument("--resume", action="store_true",
-                          help="continue the run in --out from its latest checkpoint")
+        mode.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
     else:
         p.add_argument("--overwrite", action="store_true", help="clear a non-empty --out folder first")
 
@@ -61,8 +60,9 @@ def check_writable(path: Path) -> None:
             os.close(fd)
             os.unlink(tmp)
         except OSError as exc:
-            raise RunFolderError(f"cannot write to {d} ({exc.strerror}); fix its permissions or free space, "
-                                 "or choose another --out") from None
+            raise RunFolderError(
+                f"cannot write to {d} ({exc.strerror}); fix its permissions or free space, or choose another --out"
+            ) from None
 
 
 def _lock(path: Path) -> IO[str] | None:
@@ -77,8 +77,9 @@ def _lock(path: Path) -> IO[str] | None:
         fh.seek(0)
         owner = fh.read().strip() or "another process"
         fh.close()
-        raise RunFolderError(f"{path} is in use by {owner} (lock file {path / LOCK_NAME}); wait for it to "
-                             "finish or choose another --out") from None
+        raise RunFolderError(
+            f"{path} is in use by {owner} (lock file {path / LOCK_NAME}); wait for it to finish or choose another --out"
+        ) from None
     fh.seek(0)
     fh.truncate()
     fh.write(f"isthmus process {os.getpid()}\n")
@@ -97,13 +98,15 @@ def _clear(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def claim_run_folder(path: str | Path, *, overwrite: bool = False, resume: bool = False,
-                     flag: str = "--out") -> Iterator[Path]:
+def claim_run_folder(
+    path: str | Path, *, overwrite: bool = False, resume: bool = False, flag: str = "--out"
+) -> Iterator[Path]:
     """Create or claim ``path`` for one command: refuse a non-empty folder unless ``overwrite`` (clear it)
     or ``resume`` (keep it); hold the lock until the block ends; check it is writable."""
     if overwrite and resume:
-        raise RunFolderError("--overwrite and --resume exclude each other: one clears the folder, the other "
-                             "continues what is in it")
+        raise RunFolderError(
+            "--overwrite and --resume exclude each other: one clears the folder, the other continues what is in it"
+        )
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise RunFolderError(f"{flag} {path} is a file, not a folder; choose a folder name")
@@ -114,9 +117,11 @@ def claim_run_folder(path: str | Path, *, overwrite: bool = False, resume: bool 
     existing = _contents(path)
     if existing and not (overwrite or resume):
         shown = ", ".join(existing[:6]) + (", ..." if len(existing) > 6 else "")
-        raise RunFolderError(f"{flag} {path} is not empty ({shown}); pass --overwrite to replace it"
-                             f"{', --resume to continue it' if 'checkpoints' in existing else ''}, "
-                             f"or choose another {flag}")
+        raise RunFolderError(
+            f"{flag} {path} is not empty ({shown}); pass --overwrite to replace it"
+            f"{', --resume to continue it' if 'checkpoints' in existing else ''}, "
+            f"or choose another {flag}"
+        )
     if resume and not existing:
         raise RunFolderError(f"--resume: {path} holds no run to continue; drop --resume to start one")
     check_writable(path)

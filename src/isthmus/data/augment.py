@@ -60,8 +60,9 @@ class AugmentConfig(Config):
 # (brightness 0.8 s, contrast 1 ± 0.8 s); colour drop is a no-op in their code and there is no crop.
 AUTHORS_G_SIMCLR = AugmentConfig(flip_p=0.5, jitter_p=0.5, brightness=0.16, contrast=0.16)
 # The referee card's shrunk pipeline for grey 28x28 digits: crop 0.5-1, ±15°, brightness/contrast s 0.2, noise.
-CARD_G_SIMCLR = AugmentConfig(crop_scale=(0.5, 1.0), rotate_deg=15.0, jitter_p=0.8, brightness=0.16,
-                              contrast=0.16, noise_std=0.05)
+CARD_G_SIMCLR = AugmentConfig(
+    crop_scale=(0.5, 1.0), rotate_deg=15.0, jitter_p=0.8, brightness=0.16, contrast=0.16, noise_std=0.05
+)
 
 
 def _uniform(n: int, lo: float, hi: float, g: torch.Generator) -> torch.Tensor:
@@ -86,8 +87,9 @@ def augment(x: torch.Tensor, config: AugmentConfig, generator: torch.Generator) 
         flip = expand((torch.rand(n, generator=generator) < config.flip_p).float())
         sign = 1 - 2 * flip  # -1 mirrors the sampling grid horizontally
         cos, sin = torch.cos(ang), torch.sin(ang)
-        theta = torch.stack([torch.stack([s * cos * sign, -s * sin, tx], 1),
-                             torch.stack([s * sin * sign, s * cos, ty], 1)], 1).to(x.dtype)  # (B, 2, 3)
+        theta = torch.stack(
+            [torch.stack([s * cos * sign, -s * sin, tx], 1), torch.stack([s * sin * sign, s * cos, ty], 1)], 1
+        ).to(x.dtype)  # (B, 2, 3)
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
     if config.jitter_p > 0:

@@ -48,7 +48,7 @@ def cluster_interleaved_order(labels: Sequence[int] | np.ndarray, seed: int | No
 
 def _cut(order: np.ndarray, batch_size: int, drop_last: bool) -> list[list[int]]:
     stop = len(order) - len(order) % batch_size if drop_last else len(order)
-    return [order[i:i + batch_size].tolist() for i in range(0, stop, batch_size)]
+    return [order[i : i + batch_size].tolist() for i in range(0, stop, batch_size)]
 
 
 class ClusterInterleavedBatchSampler(Sampler[list[int]]):
@@ -59,8 +59,14 @@ class ClusterInterleavedBatchSampler(Sampler[list[int]]):
     them in order, the default.
     """
 
-    def __init__(self, labels: Sequence[int] | np.ndarray, batch_size: int, seed: int | None = None,
-                 shuffle_batches: bool = False, drop_last: bool = False) -> None:
+    def __init__(
+        self,
+        labels: Sequence[int] | np.ndarray,
+        batch_size: int,
+        seed: int | None = None,
+        shuffle_batches: bool = False,
+        drop_last: bool = False,
+    ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batches = _cut(cluster_interleaved_order(labels, seed), batch_size, drop_last)

@@ -66,5 +66,12 @@ def load_digit_split(n_train: int = 8000, n_test: int = 2000, seed: int = 0) -> 
     side = int(round(X.shape[1] ** 0.5))
     perm = np.random.default_rng(seed).permutation(len(X))
     tr, te = perm[:n_train], perm[n_train : n_train + n_test]
-    return DigitSplit(X[tr], table.y[tr].astype(np.int64), X[te], table.y[te].astype(np.int64), (side, side),
-                      source, f"{name}: {len(tr)} train / {len(te)} test, {side}x{side} pixels")
+    return DigitSplit(
+        X[tr],
+        table.y[tr].astype(np.int64),
+        X[te],
+        table.y[te].astype(np.int64),
+        (side, side),
+        source,
+        f"{name}: {len(tr)} train / {len(te)} test, {side}x{side} pixels",
+    )

@@ -47,9 +47,16 @@ def _ar1(rng: np.random.Generator, n: int, phi: float = 0.95) -> np.ndarray:
     return out
 
 
-def make_channel_groups(n_channels: int = 24, n_groups: int = 4, n_train: int = 3000, n_test: int = 3000,
-                        n_anomalies: int = 10, anomaly_length: tuple[int, int] = (20, 60), noise: float = 0.3,
-                        seed: int = 0) -> ChannelGroupSeries:
+def make_channel_groups(
+    n_channels: int = 24,
+    n_groups: int = 4,
+    n_train: int = 3000,
+    n_test: int = 3000,
+    n_anomalies: int = 10,
+    anomaly_length: tuple[int, int] = (20, 60),
+    noise: float = 0.3,
+    seed: int = 0,
+) -> ChannelGroupSeries:
     """Generate train (clean) and test (with events) parts of one grouped series; see the module doc."""
     if not 1 <= n_groups <= n_channels:
         raise ValueError(f"need 1 <= n_groups <= n_channels, got {n_groups}, {n_channels}")
@@ -60,8 +67,13 @@ def make_channel_groups(n_channels: int = 24, n_groups: int = 4, n_train: int = 
     n = n_train + n_test
     t = np.arange(n)
     groups = rng.permutation(np.arange(n_channels) % n_groups)
-    latents = np.stack([np.sin(2 * np.pi * t / rng.uniform(40, 160) + rng.uniform(0, 2 * np.pi)) + 0.7 * _ar1(rng, n)
-                        for _ in range(n_groups)], 1)  # (T, G)
+    latents = np.stack(
+        [
+            np.sin(2 * np.pi * t / rng.uniform(40, 160) + rng.uniform(0, 2 * np.pi)) + 0.7 * _ar1(rng, n)
+            for _ in range(n_groups)
+        ],
+        1,
+    )  # (T, G)
     gain = rng.uniform(0.5, 2.0, n_channels)
     offset = rng.uniform(-1.0, 1.0, n_channels)
     x = latents[:, groups] * gain + offset + noise * rng.standard_normal((n, n_channels))  # (T, C)
@@ -78,15 +90,19 @@ def make_channel_groups(n_channels: int = 24, n_groups: int = 4, n_train: int = 
             length = int(rng.integers(lo, hi + 1))
             chans = [int(rng.choice(members))]
             c = chans[0]
-            test[start:start + length, c] = offset[c] + train[:, c].std() * _ar1(rng, length)
+            test[start : start + length, c] = offset[c] + train[:, c].std() * _ar1(rng, length)
         elif kind == "level_shift":
             length = int(rng.integers(lo, hi + 1))
-            chans = sorted(int(v) for v in rng.choice(members, min(len(members), int(rng.integers(1, 4))), replace=False))
-            test[start:start + length, chans] += rng.choice([-2.5, 2.5]) * sd[chans]
+            chans = sorted(
+                int(v) for v in rng.choice(members, min(len(members), int(rng.integers(1, 4))), replace=False)
+            )
+            test[start : start + length, chans] += rng.choice([-2.5, 2.5]) * sd[chans]
         else:
             length = int(rng.integers(3, 8))
-            chans = sorted(int(v) for v in rng.choice(members, min(len(members), int(rng.integers(1, 3))), replace=False))
-            test[start:start + length, chans] += rng.choice([-4.0, 4.0]) * sd[chans]
-        labels[start:start + length] = 1
+            chans = sorted(
+                int(v) for v in rng.choice(members, min(len(members), int(rng.integers(1, 3))), replace=False)
+            )
+            test[start : start + length, chans] += rng.choice([-4.0, 4.0]) * sd[chans]
+        labels[start : start + length] = 1
         events.append((int(start), int(start + length), chans, kind))
     return ChannelGroupSeries(train.astype(np.float32), test.astype(np.float32), labels, groups, events)

@@ -15,9 +15,25 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["blur", "noise", "scratches", "dust", "fading", "low_light", "jpeg", "degrade", "FAMILIES",
-           "OLD_PHOTO", "OLD_PHOTO_B", "HELD_OUT_FAMILY", "defocus", "film_grain", "curved_scratches", "vignette",
-           "uneven_fading"]
+__all__ = [
+    "blur",
+    "noise",
+    "scratches",
+    "dust",
+    "fading",
+    "low_light",
+    "jpeg",
+    "degrade",
+    "FAMILIES",
+    "OLD_PHOTO",
+    "OLD_PHOTO_B",
+    "HELD_OUT_FAMILY",
+    "defocus",
+    "film_grain",
+    "curved_scratches",
+    "vignette",
+    "uneven_fading",
+]
 
 
 def _check(x: np.ndarray) -> np.ndarray:
@@ -66,7 +82,7 @@ def dust(x: np.ndarray, rng: np.random.Generator, count: tuple[int, int] = (2, 8
     for i in range(n):
         for _ in range(rng.integers(count[0], count[1] + 1)):
             r, c, rad = rng.integers(0, h), rng.integers(0, w), rng.uniform(0.5, 1.8)
-            x[i, :, (yy - r) ** 2 + (xx - c) ** 2 <= rad ** 2] = rng.uniform(0.7, 1.0)
+            x[i, :, (yy - r) ** 2 + (xx - c) ** 2 <= rad**2] = rng.uniform(0.7, 1.0)
     return x
 
 
@@ -79,11 +95,12 @@ def fading(x: np.ndarray, rng: np.random.Generator, amount: tuple[float, float] 
     return (1 - a) * x + a * tint
 
 
-def low_light(x: np.ndarray, rng: np.random.Generator, gamma: tuple[float, float] = (2.0, 3.5),
-              photons: float = 200.0) -> np.ndarray:
+def low_light(
+    x: np.ndarray, rng: np.random.Generator, gamma: tuple[float, float] = (2.0, 3.5), photons: float = 200.0
+) -> np.ndarray:
     x = _check(x)
     g = rng.uniform(*gamma, size=(len(x), 1, 1, 1)).astype(np.float32)
-    dark = x ** g
+    dark = x**g
     return np.clip(rng.poisson(dark * photons).astype(np.float32) / photons, 0, 1)
 
 
@@ -98,8 +115,8 @@ def jpeg(x: np.ndarray, rng: np.random.Generator, step: tuple[float, float] = (0
         q = rng.uniform(*step)
         for r in range(0, h - h % 8, 8):
             for col in range(0, w - w % 8, 8):
-                block = dctn(x[i, :, r:r + 8, col:col + 8], axes=(1, 2), norm="ortho")
-                out[i, :, r:r + 8, col:col + 8] = idctn(np.round(block / q) * q, axes=(1, 2), norm="ortho")
+                block = dctn(x[i, :, r : r + 8, col : col + 8], axes=(1, 2), norm="ortho")
+                out[i, :, r : r + 8, col : col + 8] = idctn(np.round(block / q) * q, axes=(1, 2), norm="ortho")
     return np.clip(out, 0, 1)
 
 
@@ -111,14 +128,18 @@ def defocus(x: np.ndarray, rng: np.random.Generator, radius: tuple[float, float]
     for i in range(len(x)):
         r = rng.uniform(*radius)
         k = int(np.ceil(r))
-        yy, xx = np.mgrid[-k:k + 1, -k:k + 1]
-        disk = (yy ** 2 + xx ** 2 <= r ** 2).astype(np.float32)
+        yy, xx = np.mgrid[-k : k + 1, -k : k + 1]
+        disk = (yy**2 + xx**2 <= r**2).astype(np.float32)
         out[i] = ndimage.convolve(x[i], (disk / disk.sum())[None], mode="reflect")
     return out
 
 
-def film_grain(x: np.ndarray, rng: np.random.Generator, std: tuple[float, float] = (0.03, 0.07),
-               corr: tuple[float, float] = (0.7, 1.2)) -> np.ndarray:
+def film_grain(
+    x: np.ndarray,
+    rng: np.random.Generator,
+    std: tuple[float, float] = (0.03, 0.07),
+    corr: tuple[float, float] = (0.7, 1.2),
+) -> np.ndarray:
     """Spatially correlated, brightness-dependent grain (silver clumps), not white noise."""
     x = _check(x)
     out = np.empty_like(x)
@@ -137,7 +158,7 @@ def curved_scratches(x: np.ndarray, rng: np.random.Generator, count: tuple[int, 
         for _ in range(rng.integers(count[0], count[1] + 1)):
             t = np.linspace(0, 1, 3 * max(h, w))
             p0, p1, p2 = (rng.uniform(0, [h, w]) for _ in range(3))
-            pts = ((1 - t) ** 2)[:, None] * p0 + (2 * t * (1 - t))[:, None] * p1 + (t ** 2)[:, None] * p2
+            pts = ((1 - t) ** 2)[:, None] * p0 + (2 * t * (1 - t))[:, None] * p1 + (t**2)[:, None] * p2
             rr, cc = np.clip(pts[:, 0].astype(int), 0, h - 1), np.clip(pts[:, 1].astype(int), 0, w - 1)
             x[i, :, rr, cc] = rng.choice([0.1, 0.85])
         spots = rng.integers(0, 4)
@@ -167,7 +188,7 @@ def uneven_fading(x: np.ndarray, rng: np.random.Generator, amount: tuple[float, 
     out = np.empty_like(x)
     for i in range(n):
         theta = rng.uniform(0, 2 * np.pi)
-        ramp = (np.cos(theta) * yy / h + np.sin(theta) * xx / w)
+        ramp = np.cos(theta) * yy / h + np.sin(theta) * xx / w
         ramp = (ramp - ramp.min()) / (np.ptp(ramp) + 1e-8)
         lo, hi = sorted(rng.uniform(*amount, size=2))
         a = (lo + (hi - lo) * ramp)[None]
@@ -175,9 +196,20 @@ def uneven_fading(x: np.ndarray, rng: np.random.Generator, amount: tuple[float, 
     return out
 
 
-FAMILIES = {"blur": blur, "noise": noise, "scratches": scratches, "dust": dust, "fading": fading,
-            "low_light": low_light, "jpeg": jpeg, "defocus": defocus, "film_grain": film_grain,
-            "curved_scratches": curved_scratches, "vignette": vignette, "uneven_fading": uneven_fading}
+FAMILIES = {
+    "blur": blur,
+    "noise": noise,
+    "scratches": scratches,
+    "dust": dust,
+    "fading": fading,
+    "low_light": low_light,
+    "jpeg": jpeg,
+    "defocus": defocus,
+    "film_grain": film_grain,
+    "curved_scratches": curved_scratches,
+    "vignette": vignette,
+    "uneven_fading": uneven_fading,
+}
 OLD_PHOTO = ("blur", "fading", "noise", "scratches", "dust")
 # Family B (fixed before any seed-2 run): every operation differs in kind from family A's.
 OLD_PHOTO_B = ("defocus", "uneven_fading", "vignette", "film_grain", "curved_scratches")

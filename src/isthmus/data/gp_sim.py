@@ -32,8 +32,13 @@ class MMGPSim:
     meta: dict = field(default_factory=dict)
 
     def subset(self, idx: slice | np.ndarray) -> "MMGPSim":
-        return MMGPSim(self.images[idx], self.spikes[idx], self.rates[idx],
-                       {k: v[idx] for k, v in self.latents.items()}, dict(self.meta))
+        return MMGPSim(
+            self.images[idx],
+            self.spikes[idx],
+            self.rates[idx],
+            {k: v[idx] for k, v in self.latents.items()},
+            dict(self.meta),
+        )
 
 
 def sample_gp(n: int, T: int, lengthscale: float, rng: np.random.Generator, jitter: float = 1e-6) -> np.ndarray:
@@ -71,18 +76,28 @@ def _render(template: torch.Tensor, angle: torch.Tensor, scale: torch.Tensor) ->
     return out[:, 0]
 
 
-def make_mm_gp_sim(n_trials: int = 300, T: int = 60, lengthscale: float = 10.0, image_size: int = 16,
-                   n_neurons: int = 100, max_angle: float = np.pi / 4, zoom: float = 0.25,
-                   weight_std: float = 0.7, base_rate: float = 1.0, seed: int = 0,
-                   template: torch.Tensor | None = None) -> MMGPSim:
+def make_mm_gp_sim(
+    n_trials: int = 300,
+    T: int = 60,
+    lengthscale: float = 10.0,
+    image_size: int = 16,
+    n_neurons: int = 100,
+    max_angle: float = np.pi / 4,
+    zoom: float = 0.25,
+    weight_std: float = 0.7,
+    base_rate: float = 1.0,
+    seed: int = 0,
+    template: torch.Tensor | None = None,
+) -> MMGPSim:
     """The simulation of the module doc; everything is a function of ``seed`` (and the template)."""
     rng = np.random.default_rng(seed)
     source = "given"
     if template is None:
         template, source = digit_template(3, image_size)
     lat = {k: torch.from_numpy(sample_gp(n_trials, T, lengthscale, rng)).float() for k in ("shared", "image", "neural")}
-    frames = _render(template.float(), (max_angle * lat["shared"]).reshape(-1),
-                     torch.exp(zoom * lat["image"]).reshape(-1))
+    frames = _render(
+        template.float(), (max_angle * lat["shared"]).reshape(-1), torch.exp(zoom * lat["image"]).reshape(-1)
+    )
     images = frames.reshape(n_trials, T, *template.shape).clamp(0, 1)
     W = torch.from_numpy(rng.normal(0, weight_std, size=(2, n_neurons))).float()
     b = torch.from_numpy(np.log(base_rate) + rng.normal(0, 0.3, size=n_neurons)).float()
@@ -90,6 +105,13 @@ def make_mm_gp_sim(n_trials: int = 300, T: int = 60, lengthscale: float = 10.0, 
     rates = log_rate.exp()
     gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
     spikes = torch.poisson(rates, generator=gen)
-    meta = {"template_source": source, "lengthscale": lengthscale, "max_angle": float(max_angle), "zoom": zoom,
-            "weight_std": weight_std, "base_rate": base_rate, "seed": seed}
+    meta = {
+        "template_source": source,
+        "lengthscale": lengthscale,
+        "max_angle": float(max_angle),
+        "zoom": zoom,
+        "weight_std": weight_std,
+        "base_rate": base_rate,
+        "seed": seed,
+    }
     return MMGPSim(images=images, spikes=spikes, rates=rates, latents=lat, meta=meta)

@@ -16,8 +16,14 @@ import scipy.sparse as sp
 
 from isthmus.data.table import Table
 
-__all__ = ["knn_graph", "edges_to_adjacency", "normalize_adjacency", "adjacency_power", "rewire_edges",
-           "load_planetoid"]
+__all__ = [
+    "knn_graph",
+    "edges_to_adjacency",
+    "normalize_adjacency",
+    "adjacency_power",
+    "rewire_edges",
+    "load_planetoid",
+]
 
 
 def _check_square(A: sp.spmatrix | np.ndarray, what: str = "adjacency") -> sp.csr_matrix:
@@ -62,8 +68,9 @@ def edges_to_adjacency(edge_index: np.ndarray, n_nodes: int) -> sp.csr_matrix:
     return A.tocsr()
 
 
-def normalize_adjacency(A: sp.spmatrix | np.ndarray, self_loops: bool = True,
-                        kind: Literal["row", "sym"] = "row") -> sp.csr_matrix:
+def normalize_adjacency(
+    A: sp.spmatrix | np.ndarray, self_loops: bool = True, kind: Literal["row", "sym"] = "row"
+) -> sp.csr_matrix:
     """``D⁻¹(A + I)`` (row, SCGC/SDCN) or ``D^-½(A + I)D^-½`` (sym, GCN); isolated rows stay zero."""
     A = _check_square(A)
     if self_loops:

@@ -32,8 +32,10 @@ def _read_bytes(p: Path) -> bytes:
         except (EOFError, OSError, zlib.error) as exc:
             raise DataError(f"{p}: gzip data is truncated or corrupt ({exc}); download the file again") from None
     if p.suffix == ".gz":
-        raise DataError(f"{p}: named .gz but is not gzip data (starts with {raw[:16]!r}); "
-                        "it may be an HTML error page saved by a failed download")
+        raise DataError(
+            f"{p}: named .gz but is not gzip data (starts with {raw[:16]!r}); "
+            "it may be an HTML error page saved by a failed download"
+        )
     return raw
 
 
@@ -46,20 +48,24 @@ def read_idx(path: str | Path) -> np.ndarray:
     code, ndim = raw[2], raw[3]
     if raw[0] != 0 or raw[1] != 0 or code not in _IDX_DTYPES or ndim == 0:
         magic = int.from_bytes(raw[:4], "big")
-        raise DataError(f"{p}: bad idx magic number 0x{magic:08x}; expected 0x0000TTDD (TT a type code in "
-                        f"{[hex(c) for c in _IDX_DTYPES]}, DD the number of dimensions), e.g. 0x00000803 "
-                        "for MNIST images; this is not an idx file")
+        raise DataError(
+            f"{p}: bad idx magic number 0x{magic:08x}; expected 0x0000TTDD (TT a type code in "
+            f"{[hex(c) for c in _IDX_DTYPES]}, DD the number of dimensions), e.g. 0x00000803 "
+            "for MNIST images; this is not an idx file"
+        )
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise DataError(f"{p}: truncated idx header: {ndim} dimensions need {header} bytes, file has {len(raw)}")
-    dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     dtype = np.dtype(_IDX_DTYPES[code])
     need = int(np.prod(dims)) * dtype.itemsize
     have = len(raw) - header
     if have != need:
         what = "truncated" if have < need else "longer than its header says"
-        raise DataError(f"{p}: idx data is {what}: dims {dims} of {dtype.name} need {need} bytes after the "
-                        f"header, found {have}; the file is damaged or not the one you meant")
+        raise DataError(
+            f"{p}: idx data is {what}: dims {dims} of {dtype.name} need {need} bytes after the "
+            f"header, found {have}; the file is damaged or not the one you meant"
+        )
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
 
 
@@ -86,8 +92,10 @@ def load_mnist_idx(images_path: str | Path, labels_path: str | Path | None = Non
     """
     images = read_idx(images_path)
     if images.ndim != 3 or images.dtype != np.uint8:
-        raise DataError(f"{images_path}: expected an idx image file of uint8 (N, H, W), got {images.dtype} "
-                        f"with dims {images.shape}; did you swap the images and labels files?")
+        raise DataError(
+            f"{images_path}: expected an idx image file of uint8 (N, H, W), got {images.dtype} "
+            f"with dims {images.shape}; did you swap the images and labels files?"
+        )
     X = images[:, None, :, :].astype(np.float32) / 255.0  # (N, 1, H, W)
     meta = {"source": str(images_path), "image_shape": X.shape[1:]}
     y = None
@@ -96,8 +104,10 @@ def load_mnist_idx(images_path: str | Path, labels_path: str | Path | None = Non
         if labels.ndim != 1:
             raise DataError(f"{labels_path}: expected a 1-D idx label file, got dims {labels.shape}")
         if len(labels) != len(images):
-            raise DataError(f"{labels_path}: has {len(labels)} labels but {images_path} has {len(images)} "
-                            "images; they must come from the same split")
+            raise DataError(
+                f"{labels_path}: has {len(labels)} labels but {images_path} has {len(images)} "
+                "images; they must come from the same split"
+            )
         y = labels.astype(np.int64)
         meta["labels_source"] = str(labels_path)
         meta["classes"] = list(range(int(y.max()) + 1))  # digits 0-9 for MNIST; idx labels are class ids

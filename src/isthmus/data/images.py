@@ -25,15 +25,22 @@ def _class_files(root: Path) -> tuple[list[str], list[tuple[Path, int]]]:
     """Sorted class names and (file, class index) pairs; hidden files/folders are skipped."""
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not classes:
-        raise DataError(f"{root}: has no class sub-folders; expected the layout "
-                        f"{root}/<class_name>/<image>.png (one folder per class)")
+        raise DataError(
+            f"{root}: has no class sub-folders; expected the layout "
+            f"{root}/<class_name>/<image>.png (one folder per class)"
+        )
     items: list[tuple[Path, int]] = []
     for k, name in enumerate(classes):
-        files = sorted(f for f in (root / name).iterdir()
-                       if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS and not f.name.startswith("."))
+        files = sorted(
+            f
+            for f in (root / name).iterdir()
+            if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS and not f.name.startswith(".")
+        )
         if not files:
-            raise DataError(f"{root / name}: class folder holds no images ({', '.join(IMAGE_EXTENSIONS)}); "
-                            "add images or remove the folder")
+            raise DataError(
+                f"{root / name}: class folder holds no images ({', '.join(IMAGE_EXTENSIONS)}); "
+                "add images or remove the folder"
+            )
         items.extend((f, k) for f in files)
     return classes, items
 
@@ -60,8 +67,7 @@ def _read(path: Path, mode: str, size: tuple[int, int] | None) -> np.ndarray:
     return arr[:, :, None] if arr.ndim == 2 else arr
 
 
-def load_image_folder(root: str | Path, size: int | tuple[int, int] | None = None,
-                      grayscale: bool = False) -> Table:
+def load_image_folder(root: str | Path, size: int | tuple[int, int] | None = None, grayscale: bool = False) -> Table:
     """Load ``root/<class>/*.png|jpg|...`` as X ``(N, C, H, W)`` float32 in [0, 1] and y class indices.
 
     ``size`` (an int or ``(H, W)``) resizes every image; without it all images must already share a
@@ -79,11 +85,18 @@ def load_image_folder(root: str | Path, size: int | tuple[int, int] | None = Non
     for i, (path, _) in enumerate(items):
         img = first if i == 0 else _read(path, mode, target)
         if img.shape != first.shape:
-            raise DataError(f"{path}: is {img.shape[1]}x{img.shape[0]} but {items[0][0]} is "
-                            f"{first.shape[1]}x{first.shape[0]} (width x height); pass size=(H, W) to resize all images")
+            raise DataError(
+                f"{path}: is {img.shape[1]}x{img.shape[0]} but {items[0][0]} is "
+                f"{first.shape[1]}x{first.shape[0]} (width x height); pass size=(H, W) to resize all images"
+            )
         X[i] = img.transpose(2, 0, 1)
     X /= 255.0
     y = np.array([k for _, k in items], dtype=np.int64)
-    meta = {"source": str(root), "classes": classes, "class_to_idx": {c: k for k, c in enumerate(classes)},
-            "files": np.array([str(p) for p, _ in items]), "image_shape": X.shape[1:]}
+    meta = {
+        "source": str(root),
+        "classes": classes,
+        "class_to_idx": {c: k for k, c in enumerate(classes)},
+        "files": np.array([str(p) for p, _ in items]),
+        "image_shape": X.shape[1:],
+    }
     return Table(X, y, meta=meta)

@@ -25,8 +25,9 @@ class LowLightPairs:
     gamma: np.ndarray  # (N,)
 
 
-def smooth_field(n: int, h: int, w: int, rng: np.random.Generator, lo: float = 0.6, hi: float = 1.0,
-                 sigma: float = 0.3) -> np.ndarray:
+def smooth_field(
+    n: int, h: int, w: int, rng: np.random.Generator, lo: float = 0.6, hi: float = 1.0, sigma: float = 0.3
+) -> np.ndarray:
     """``(n, 1, h, w)`` low-frequency random fields rescaled to span [lo, hi] (``sigma`` × the side)."""
     out = np.empty((n, 1, h, w), np.float32)
     for i in range(n):
@@ -36,9 +37,15 @@ def smooth_field(n: int, h: int, w: int, rng: np.random.Generator, lo: float = 0
     return out
 
 
-def synthesize_low_light(gt: np.ndarray, seed: int = 0, k: tuple[float, float] = (0.05, 0.2),
-                         gamma: tuple[float, float] = (1.0, 1.4), read_noise: tuple[float, float] = (0.005, 0.02),
-                         gain: tuple[float, float] = (200.0, 1000.0), noise: bool = True) -> LowLightPairs:
+def synthesize_low_light(
+    gt: np.ndarray,
+    seed: int = 0,
+    k: tuple[float, float] = (0.05, 0.2),
+    gamma: tuple[float, float] = (1.0, 1.4),
+    read_noise: tuple[float, float] = (0.005, 0.02),
+    gain: tuple[float, float] = (200.0, 1000.0),
+    noise: bool = True,
+) -> LowLightPairs:
     gt = np.asarray(gt, np.float32)
     if gt.ndim != 4 or not np.isfinite(gt).all() or gt.min() < 0 or gt.max() > 1:
         raise ValueError(f"gt must be finite (N, C, H, W) images in [0, 1], got shape {gt.shape}")

@@ -14,8 +14,9 @@ from scipy import ndimage
 __all__ = ["blob_masks", "paste_texture", "mask_regions"]
 
 
-def blob_masks(n: int, size: int, cover: tuple[float, float] = (0.15, 0.35), smooth: float = 4.0,
-               seed: int = 0) -> np.ndarray:
+def blob_masks(
+    n: int, size: int, cover: tuple[float, float] = (0.15, 0.35), smooth: float = 4.0, seed: int = 0
+) -> np.ndarray:
     """``(n, 1, size, size)`` float32 masks of 0/1, each covering a fraction drawn uniformly from ``cover``."""
     lo, hi = cover
     if not 0 < lo <= hi < 1:

@@ -35,8 +35,9 @@ def mnist_background(digits: np.ndarray, split: str, seed: int = 0) -> np.ndarra
     return np.maximum(d, bg)[:, None].astype(np.float32)
 
 
-def mnist_bg_split(n_pretrain: int, n_val: int, n_test: int, root: str | None = None
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def mnist_bg_split(
+    n_pretrain: int, n_val: int, n_test: int, root: str | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The referee cards' MNIST-bg split of MNIST t10k: ``(x_pretrain, y_pretrain, x_val, x_test, y_test)``.
 
     Digits 0–7,999 go on train-photo patches (pretraining first, then validation); digits 8,000+ go on
@@ -45,14 +46,16 @@ def mnist_bg_split(n_pretrain: int, n_val: int, n_test: int, root: str | None = 
     from isthmus.data.paths import load_mnist
 
     if n_pretrain + n_val > 8000 or n_test > 2000 or min(n_pretrain, n_val, n_test) < 1:
-        raise ValueError("MNIST-bg uses digits < 8,000 for pretrain + val (at most 8,000) and the last 2,000 for "
-                         f"test; got {n_pretrain} + {n_val} and {n_test}")
+        raise ValueError(
+            "MNIST-bg uses digits < 8,000 for pretrain + val (at most 8,000) and the last 2,000 for "
+            f"test; got {n_pretrain} + {n_val} and {n_test}"
+        )
     t = load_mnist(root)
     if t.y is None:
         raise ValueError("the MNIST table has no labels")
-    tr = mnist_background(t.X[:n_pretrain + n_val], "train", seed=0)
-    te = mnist_background(t.X[8000:8000 + n_test], "test", seed=1)
-    return tr[:n_pretrain], np.asarray(t.y[:n_pretrain]), tr[n_pretrain:], te, np.asarray(t.y[8000:8000 + n_test])
+    tr = mnist_background(t.X[: n_pretrain + n_val], "train", seed=0)
+    te = mnist_background(t.X[8000 : 8000 + n_test], "test", seed=1)
+    return tr[:n_pretrain], np.asarray(t.y[:n_pretrain]), tr[n_pretrain:], te, np.asarray(t.y[8000 : 8000 + n_test])
 
 
 def grey_photos(names: Sequence[str] | None = None) -> list[np.ndarray]:
@@ -66,8 +69,9 @@ def grey_photos(names: Sequence[str] | None = None) -> list[np.ndarray]:
     return out
 
 
-def add_backgrounds(digits: np.ndarray, seed: int = 0, photos: Sequence[np.ndarray] | None = None,
-                    strength: float = 0.7) -> np.ndarray:
+def add_backgrounds(
+    digits: np.ndarray, seed: int = 0, photos: Sequence[np.ndarray] | None = None, strength: float = 0.7
+) -> np.ndarray:
     """``(N, H, W)`` digits in [0, 1] → the same digits over random photo crops, float32 in [0, 1]."""
     x = np.asarray(digits, dtype=np.float32)
     if x.ndim != 3:
@@ -87,5 +91,5 @@ def add_backgrounds(digits: np.ndarray, seed: int = 0, photos: Sequence[np.ndarr
     for i in range(n):
         p = pool[int(which[i])]
         r, c = rng.integers(0, p.shape[0] - h + 1), rng.integers(0, p.shape[1] - w + 1)
-        bg[i] = p[r:r + h, c:c + w]
+        bg[i] = p[r : r + h, c : c + w]
     return x + (1.0 - x) * strength * bg

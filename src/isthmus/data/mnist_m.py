@@ -18,13 +18,15 @@ __all__ = ["mnist_m", "blend_mnist_m"]
 def blend_mnist_m(digits: np.ndarray, patches: np.ndarray) -> np.ndarray:
     """``|patch − digit|`` with digits ``(n, 1, H, W)`` and patches ``(n, 3, H, W)`` in [0, 1]."""
     if digits.shape[0] != patches.shape[0] or digits.shape[2:] != patches.shape[2:] or digits.shape[1] != 1:
-        raise ValueError(f"digits (n, 1, H, W) and patches (n, 3, H, W) must match, got {digits.shape}, "
-                         f"{patches.shape}")
+        raise ValueError(
+            f"digits (n, 1, H, W) and patches (n, 3, H, W) must match, got {digits.shape}, {patches.shape}"
+        )
     return np.abs(patches - digits).astype(np.float32)
 
 
-def mnist_m(n_train: int = 8000, n_test: int = 2000, seed: int = 0, disjoint_photos: bool = True
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def mnist_m(
+    n_train: int = 8000, n_test: int = 2000, seed: int = 0, disjoint_photos: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(X_train, y_train, X_test, y_test)``: ``(n, 3, 28, 28)`` float32 in [0, 1] and digit labels; the two
     splits use disjoint t10k digits (and disjoint photos when ``disjoint_photos``)."""
     from isthmus.data.paths import load_mnist
@@ -35,14 +37,18 @@ def mnist_m(n_train: int = 8000, n_test: int = 2000, seed: int = 0, disjoint_pho
         raise ValueError(f"n_train + n_test must be <= {len(t.X)} (MNIST t10k), got {n_train + n_test}")
     X = np.asarray(t.X, dtype=np.float32).reshape(len(t.X), 1, 28, 28)
     idx = np.random.default_rng(seed).permutation(len(X))
-    tr, te = idx[:n_train], idx[n_train:n_train + n_test]
+    tr, te = idx[:n_train], idx[n_train : n_train + n_test]
     if disjoint_photos:
         p_tr = photo_patches("train", n_train, size=28, seed=seed)
         p_te = photo_patches("test", n_test, size=28, seed=seed + 1)
     else:
         n = n_train + n_test
-        pool = np.concatenate([photo_patches("train", n - n // 2, size=28, seed=seed),
-                               photo_patches("test", n // 2, size=28, seed=seed + 1)])
+        pool = np.concatenate(
+            [
+                photo_patches("train", n - n // 2, size=28, seed=seed),
+                photo_patches("test", n // 2, size=28, seed=seed + 1),
+            ]
+        )
         pool = pool[np.random.default_rng(seed + 2).permutation(n)]
         p_tr, p_te = pool[:n_train], pool[n_train:]
     y = np.asarray(t.y, dtype=np.int64)

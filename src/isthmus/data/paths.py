@@ -81,8 +81,9 @@ def load_mnist(root: str | Path | None = None, split: str = "test") -> Table:
         candidates = [folder / f"{prefix}-{kind}-idx{dims}-ubyte{ext}" for ext in (".gz", "")]
         hit = next((c for c in candidates if c.is_file()), None)
         if hit is None:
-            raise DataNotFoundError(f"{folder}: no MNIST {split} {kind} file; expected {candidates[0].name} "
-                                    f"or {candidates[1].name}")
+            raise DataNotFoundError(
+                f"{folder}: no MNIST {split} {kind} file; expected {candidates[0].name} or {candidates[1].name}"
+            )
         found[kind] = hit
     table = load_mnist_idx(found["images"], found["labels"])
     table.meta.update(name="mnist", split=split, classes=list(range(10)))

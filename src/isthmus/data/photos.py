@@ -28,7 +28,7 @@ def load_photo(name: str) -> np.ndarray:
 
         img, _ = load_geotiff_rgb()
         h, w = img.shape[:2]
-        img = img[h // 4: 3 * h // 4, w // 4: 3 * w // 4]  # the centre, clear of the nodata collar
+        img = img[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4]  # the centre, clear of the nodata collar
     else:
         try:
             from skimage import data
@@ -44,8 +44,9 @@ def load_photo(name: str) -> np.ndarray:
     return img / 255.0 if img.max() > 1.0 else img
 
 
-def photo_patches(split: str, n: int, size: int = 32, seed: int = 0, gray: bool = False,
-                  skip_missing: bool = True) -> np.ndarray:
+def photo_patches(
+    split: str, n: int, size: int = 32, seed: int = 0, gray: bool = False, skip_missing: bool = True
+) -> np.ndarray:
     """``n`` random ``size × size`` patches from the photos of ``split`` (``"train"``/``"test"``), drawn
     evenly across photos: ``(n, C, size, size)`` float32 in [0, 1] (C = 1 with ``gray``)."""
     names = {"train": TRAIN_PHOTOS, "test": TEST_PHOTOS}.get(split)
@@ -64,7 +65,7 @@ def photo_patches(split: str, n: int, size: int = 32, seed: int = 0, gray: bool 
         img = photos[i % len(photos)]
         r = rng.integers(0, img.shape[0] - size + 1)
         c = rng.integers(0, img.shape[1] - size + 1)
-        patch = img[r:r + size, c:c + size]
+        patch = img[r : r + size, c : c + size]
         if gray:
             patch = patch @ np.array([0.299, 0.587, 0.114], np.float32)
             out[i, 0] = patch

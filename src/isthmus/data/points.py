@@ -15,8 +15,7 @@ import numpy as np
 
 __all__ = ["POINT_CLASSES", "sample_surface", "make_point_clouds"]
 
-POINT_CLASSES = ("sphere", "ellipsoid", "cube", "box", "cylinder", "capsule", "cone", "pyramid", "torus",
-                 "thick_torus")
+POINT_CLASSES = ("sphere", "ellipsoid", "cube", "box", "cylinder", "capsule", "cone", "pyramid", "torus", "thick_torus")
 
 
 def _unit(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -115,8 +114,9 @@ def _normalise(p: np.ndarray) -> np.ndarray:
     return p / np.linalg.norm(p, axis=1).max()
 
 
-def _one(rng: np.random.Generator, names: list[str], n_points: int, occlusion: float, max_tilt: float,
-         jitter: float) -> np.ndarray:
+def _one(
+    rng: np.random.Generator, names: list[str], n_points: int, occlusion: float, max_tilt: float, jitter: float
+) -> np.ndarray:
     parts = []
     for i, name in enumerate(names):
         m = 2 * n_points // len(names)
@@ -134,9 +134,16 @@ def _one(rng: np.random.Generator, names: list[str], n_points: int, occlusion: f
     return _normalise(p)
 
 
-def make_point_clouds(n: int, n_points: int = 256, seed: int = 0, classes: tuple[str, ...] = POINT_CLASSES,
-                      unions: bool = False, occlusion: float = 0.5, max_tilt_deg: float = 15.0,
-                      jitter: float = 0.01) -> tuple[np.ndarray, np.ndarray]:
+def make_point_clouds(
+    n: int,
+    n_points: int = 256,
+    seed: int = 0,
+    classes: tuple[str, ...] = POINT_CLASSES,
+    unions: bool = False,
+    occlusion: float = 0.5,
+    max_tilt_deg: float = 15.0,
+    jitter: float = 0.01,
+) -> tuple[np.ndarray, np.ndarray]:
     """``n`` clouds ``(n, n_points, 3)`` float32 in the unit ball and labels ``(n,)`` (indices into ``classes``,
     balanced round-robin; ``-1`` for the unlabelled two-primitive unions drawn when ``unions``)."""
     if n < 1 or n_points < 8:

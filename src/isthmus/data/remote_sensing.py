@@ -23,8 +23,14 @@ from isthmus.data.validation import DataError
 __all__ = ["STATLOG_CLASSES", "load_statlog_landsat", "load_geotiff_rgb", "pixel_patches"]
 
 # UCI documentation: class 6 ("mixture") has no samples.
-STATLOG_CLASSES = {1: "red soil", 2: "cotton crop", 3: "grey soil", 4: "damp grey soil",
-                   5: "soil with vegetation stubble", 7: "very damp grey soil"}
+STATLOG_CLASSES = {
+    1: "red soil",
+    2: "cotton crop",
+    3: "grey soil",
+    4: "damp grey soil",
+    5: "soil with vegetation stubble",
+    7: "very damp grey soil",
+}
 _STATLOG_FILES = {"train": "sat.trn", "test": "sat.tst"}
 
 
@@ -38,8 +44,10 @@ def _read_statlog(path: Path) -> np.ndarray:
     try:
         arr = np.loadtxt(path, dtype=np.int64, skiprows=skip)
     except ValueError as exc:
-        raise DataError(f"{path}: not a Statlog Landsat table ({exc}); expected 37 whitespace-separated "
-                        "integers per row (36 features + class)") from None
+        raise DataError(
+            f"{path}: not a Statlog Landsat table ({exc}); expected 37 whitespace-separated "
+            "integers per row (36 features + class)"
+        ) from None
     if arr.ndim != 2 or arr.shape[1] != 37:
         raise DataError(f"{path}: expected 37 columns (36 features + class), got shape {arr.shape}")
     bad = sorted(set(np.unique(arr[:, -1]).tolist()) - set(STATLOG_CLASSES))
@@ -63,9 +71,15 @@ def load_statlog_landsat(root: str | Path | None = None, split: str = "train") -
     arrays = [_read_statlog(folder / _STATLOG_FILES[p]) for p in parts]
     arr = np.concatenate(arrays)
     names = [f"p{p}_b{b}" for p in range(9) for b in range(1, 5)]
-    meta = {"source": str(folder), "name": "statlog-landsat", "split": split,
-            "class_names": dict(STATLOG_CLASSES), "window": (3, 3), "bands": 4,
-            "split_index": np.concatenate([np.full(len(a), i) for i, a in enumerate(arrays)])}
+    meta = {
+        "source": str(folder),
+        "name": "statlog-landsat",
+        "split": split,
+        "class_names": dict(STATLOG_CLASSES),
+        "window": (3, 3),
+        "bands": 4,
+        "split_index": np.concatenate([np.full(len(a), i) for i, a in enumerate(arrays)]),
+    }
     return Table(arr[:, :-1].astype(np.float32), arr[:, -1].astype(np.int64), names, meta)
 
 
@@ -84,8 +98,9 @@ def load_geotiff_rgb(path: str | Path | None = None) -> tuple[np.ndarray, np.nda
         with Image.open(p) as im:
             img = np.asarray(im.convert("RGB") if im.mode not in ("RGB",) else im)
     except (UnidentifiedImageError, OSError) as exc:
-        raise DataError(f"{p}: not readable as an 8-bit RGB TIFF by Pillow ({exc}); multi-band or "
-                        "16/32-bit rasters need rasterio") from None
+        raise DataError(
+            f"{p}: not readable as an 8-bit RGB TIFF by Pillow ({exc}); multi-band or 16/32-bit rasters need rasterio"
+        ) from None
     if img.ndim != 3 or img.shape[2] != 3:
         raise DataError(f"{p}: expected 3 bands, got shape {img.shape}")
     return img, np.asarray(img.any(axis=2))

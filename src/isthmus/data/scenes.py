@@ -105,9 +105,14 @@ def make_scene(
     x = _nonlinear_effects(linear, abundances, endmembers, hill, float(nonlinearity))
     bands = (x + noise).astype(np.float32)
     return Scene(
-        bands=bands, labels=labels.astype(np.int64), abundances=abundances.astype(np.float32),
-        endmembers=endmembers.astype(np.float32), linear_mix=linear.astype(np.float32), noise=noise,
-        nonlinearity=float(nonlinearity), seed=int(seed),
+        bands=bands,
+        labels=labels.astype(np.int64),
+        abundances=abundances.astype(np.float32),
+        endmembers=endmembers.astype(np.float32),
+        linear_mix=linear.astype(np.float32),
+        noise=noise,
+        nonlinearity=float(nonlinearity),
+        seed=int(seed),
     )
 
 

@@ -52,7 +52,10 @@ def _heart(u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 SHAPES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
-    "square": _square, "ellipse": _ellipse, "heart": _heart, "triangle": _triangle,
+    "square": _square,
+    "ellipse": _ellipse,
+    "heart": _heart,
+    "triangle": _triangle,
 }
 
 
@@ -93,13 +96,17 @@ class ShapesConfig(Config):
             raise ConfigError(f"{name}: factor(s) {sorted(both)} are both in vary and fixed; choose one")
         lo, hi = self.scale_range
         if not 0 < lo <= hi or not 0 < self.max_radius * hi < 0.5:
-            raise ConfigError(f"{name}: need 0 < scale_range[0] <= scale_range[1] and max_radius*scale < 0.5 "
-                              f"(shape inside the image); got scale_range={self.scale_range}, max_radius={self.max_radius}")
+            raise ConfigError(
+                f"{name}: need 0 < scale_range[0] <= scale_range[1] and max_radius*scale < 0.5 "
+                f"(shape inside the image); got scale_range={self.scale_range}, max_radius={self.max_radius}"
+            )
         if any(v < 1 for v in self.n_values.values()):
             raise ConfigError(f"{name}.n_values: grid sizes must be >= 1, got {self.n_values}")
         if "scale" in self.fixed and not 0 < self.max_radius * float(self.fixed["scale"]) < 0.5:
-            raise ConfigError(f"{name}.fixed['scale']={self.fixed['scale']} must be > 0 and keep the shape "
-                              f"inside the image (max_radius*scale < 0.5)")
+            raise ConfigError(
+                f"{name}.fixed['scale']={self.fixed['scale']} must be > 0 and keep the shape "
+                f"inside the image (max_radius*scale < 0.5)"
+            )
         for key in ("x", "y"):
             if key in self.fixed and not 0.0 <= float(self.fixed[key]) <= 1.0:
                 raise ConfigError(f"{name}.fixed[{key!r}] must lie in [0, 1], got {self.fixed[key]}")
@@ -137,8 +144,9 @@ class ShapesConfig(Config):
         return float(value)
 
 
-def _render_chunk(f: np.ndarray, size: int, shapes: Sequence[str], max_radius: float, ss: int,
-                  scale_max: float) -> np.ndarray:
+def _render_chunk(
+    f: np.ndarray, size: int, shapes: Sequence[str], max_radius: float, ss: int, scale_max: float
+) -> np.ndarray:
     """Render factor rows ``f`` (n, 5) into (n, size, size) coverage in [0, 1]."""
     n, p = len(f), size * ss
     coords = (np.arange(p, dtype=np.float32) + 0.5) / ss - 0.5  # sub-pixel centres, in pixel units
@@ -154,8 +162,8 @@ def _render_chunk(f: np.ndarray, size: int, shapes: Sequence[str], max_radius: f
         radius = max_radius * size * scale
         cx = r_max - 0.5 + x * span
         cy = r_max - 0.5 + y * span
-        du = (coords[None, None, :] - cx) / radius    # (n, 1, P): columns
-        dv = -(coords[None, :, None] - cy) / radius   # (n, P, 1): rows, flipped so +v is up
+        du = (coords[None, None, :] - cx) / radius  # (n, 1, P): columns
+        dv = -(coords[None, :, None] - cy) / radius  # (n, P, 1): rows, flipped so +v is up
         c, s = np.cos(rot), np.sin(rot)
         out[idx] = SHAPES[name](c * du + s * dv, c * dv - s * du)  # rotate by -θ into the shape frame
     if ss > 1:
@@ -163,8 +171,14 @@ def _render_chunk(f: np.ndarray, size: int, shapes: Sequence[str], max_radius: f
     return out
 
 
-def render_shapes(factors: np.ndarray, image_size: int = 32, shapes: Sequence[str] = ("square", "ellipse", "heart"),
-                  max_radius: float = 0.25, antialias: bool = False, scale_max: float | None = None) -> np.ndarray:
+def render_shapes(
+    factors: np.ndarray,
+    image_size: int = 32,
+    shapes: Sequence[str] = ("square", "ellipse", "heart"),
+    max_radius: float = 0.25,
+    antialias: bool = False,
+    scale_max: float | None = None,
+) -> np.ndarray:
     """Render factor rows ``(N, 5)`` = (shape index, scale, rotation, x, y) as ``(N, 1, S, S)`` float32.
 
     ``scale_max`` (default: the largest scale in ``factors``) sets the margin that keeps shapes in
@@ -173,31 +187,52 @@ def render_shapes(factors: np.ndarray, image_size: int = 32, shapes: Sequence[st
     f = np.asarray(factors, dtype=np.float64).reshape(-1, 5)
     scale_max = float(scale_max if scale_max is not None else (f[:, 1].max() if len(f) else 1.0))
     if not 0 < max_radius * scale_max < 0.5:
-        raise ConfigError(f"render_shapes: max_radius*scale = {max_radius * scale_max} must lie in (0, 0.5) "
-                          "for the shape to fit inside the image")
+        raise ConfigError(
+            f"render_shapes: max_radius*scale = {max_radius * scale_max} must lie in (0, 0.5) "
+            "for the shape to fit inside the image"
+        )
     ss = 4 if antialias else 1
     out = np.empty((len(f), 1, image_size, image_size), dtype=np.float32)
     for start in range(0, len(f), _CHUNK):
-        out[start:start + _CHUNK, 0] = _render_chunk(f[start:start + _CHUNK], image_size, shapes, max_radius, ss, scale_max)
+        out[start : start + _CHUNK, 0] = _render_chunk(
+            f[start : start + _CHUNK], image_size, shapes, max_radius, ss, scale_max
+        )
     return out
 
 
-def make_shapes(n: int = 10000, image_size: int = 32, seed: int = 0,
-                shapes: Sequence[str] = ("square", "ellipse", "heart"), *,
-                vary: Sequence[str] | None = None, fixed: dict[str, Any] | None = None,
-                n_values: dict[str, int] | None = None, scale_range: tuple[float, float] = (0.5, 1.0),
-                rotation_range: tuple[float, float] = (0.0, 2 * math.pi), max_radius: float = 0.25,
-                antialias: bool = False) -> Table:
+def make_shapes(
+    n: int = 10000,
+    image_size: int = 32,
+    seed: int = 0,
+    shapes: Sequence[str] = ("square", "ellipse", "heart"),
+    *,
+    vary: Sequence[str] | None = None,
+    fixed: dict[str, Any] | None = None,
+    n_values: dict[str, int] | None = None,
+    scale_range: tuple[float, float] = (0.5, 1.0),
+    rotation_range: tuple[float, float] = (0.0, 2 * math.pi),
+    max_radius: float = 0.25,
+    antialias: bool = False,
+) -> Table:
     """``n`` random shape images with known factors (see :class:`ShapesConfig` for the arguments).
 
     Returns a Table with X ``(n, 1, S, S)`` float32 in [0, 1], y = shape index, and meta:
     ``factors`` (n, 5) values, ``factor_indices`` (n, 5) grid indices, ``factor_names``,
     ``factor_values`` (each grid), ``varying`` (factors with more than one value), ``classes``, ``config``.
     """
-    cfg = ShapesConfig(n=n, image_size=image_size, seed=seed, shapes=tuple(shapes),
-                       vary=list(vary) if vary is not None else None, fixed=dict(fixed or {}),
-                       n_values=dict(n_values or {}), scale_range=cast(tuple[float, float], tuple(scale_range)),
-                       rotation_range=cast(tuple[float, float], tuple(rotation_range)), max_radius=max_radius, antialias=antialias)
+    cfg = ShapesConfig(
+        n=n,
+        image_size=image_size,
+        seed=seed,
+        shapes=tuple(shapes),
+        vary=list(vary) if vary is not None else None,
+        fixed=dict(fixed or {}),
+        n_values=dict(n_values or {}),
+        scale_range=cast(tuple[float, float], tuple(scale_range)),
+        rotation_range=cast(tuple[float, float], tuple(rotation_range)),
+        max_radius=max_radius,
+        antialias=antialias,
+    )
     return shapes_from_config(cfg)
 
 
@@ -212,10 +247,13 @@ def shapes_from_config(cfg: ShapesConfig) -> Table:
     X = render_shapes(factors, cfg.image_size, cfg.shapes, cfg.max_radius, cfg.antialias, scale_max=scale_max)
     meta = {
         "source": "isthmus.data.make_shapes",
-        "factors": factors, "factor_indices": indices.astype(np.int64),
+        "factors": factors,
+        "factor_indices": indices.astype(np.int64),
         "factor_names": list(FACTOR_NAMES),
         "factor_values": {k: grids[k].tolist() for k in FACTOR_NAMES},
         "varying": [k for k in FACTOR_NAMES if len(grids[k]) > 1],
-        "classes": list(cfg.shapes), "image_shape": X.shape[1:], "config": cfg.to_dict(),
+        "classes": list(cfg.shapes),
+        "image_shape": X.shape[1:],
+        "config": cfg.to_dict(),
     }
     return Table(X, factors[:, 0].astype(np.int64), meta=meta)  # y = shape id (not its grid index)

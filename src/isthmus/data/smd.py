@@ -39,7 +39,9 @@ def parse_interpretation_labels(text: str) -> list[tuple[int, int, list[int]]]:
         except ValueError:
             raise DataError(f"interpretation label line {n} {line!r} is not 'start-end:dim,dim,...'") from None
         if b < a or min(chans) < 0:
-            raise DataError(f"interpretation label line {n} {line!r}: end before start or a dim below 1 (dims are 1-based)")
+            raise DataError(
+                f"interpretation label line {n} {line!r}: end before start or a dim below 1 (dims are 1-based)"
+            )
         events.append((a, b + 1, chans))
     return events
 
@@ -67,8 +69,12 @@ def load_smd_machine(path: str | Path, n_train: int | None = None, n_test: int |
     return SMDMachine(path.stem, train, test, labels, events)
 
 
-def load_smd(names: list[str] | None = None, n_train: int | None = None, n_test: int | None = None,
-             root: str | Path | None = None) -> list[SMDMachine]:
+def load_smd(
+    names: list[str] | None = None,
+    n_train: int | None = None,
+    n_test: int | None = None,
+    root: str | Path | None = None,
+) -> list[SMDMachine]:
     """Every machine (sorted by name) or the named ones, from ``root`` or ``find_data("smd")``.
 
     Raises :class:`~isthmus.data.paths.DataNotFoundError` when the folder is absent and

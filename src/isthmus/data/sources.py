@@ -34,8 +34,10 @@ def require_path(path: str | Path, what: str = "file") -> Path:
     """``Path(path)`` if it exists, else a :class:`DataError` naming the absolute path."""
     p = Path(path).expanduser()
     if not p.exists():
-        raise DataError(f"{what} not found: {p.resolve()}; check the path (relative paths start at "
-                        f"the current directory {Path.cwd()})")
+        raise DataError(
+            f"{what} not found: {p.resolve()}; check the path (relative paths start at "
+            f"the current directory {Path.cwd()})"
+        )
     return p
 
 
@@ -56,8 +58,7 @@ def _labels(y: Any, source: str) -> tuple[np.ndarray, list | None]:
     return arr, None
 
 
-def from_arrays(X: Any, y: Any = None, feature_names: Sequence[str] | None = None,
-                name: str = "arrays") -> Table:
+def from_arrays(X: Any, y: Any = None, feature_names: Sequence[str] | None = None, name: str = "arrays") -> Table:
     """A Table from in-memory numpy arrays, torch tensors or nested lists (validated)."""
     arr = validate_array(X, name, feature_names=feature_names)
     meta: dict[str, Any] = {"source": name}
@@ -74,12 +75,20 @@ def _non_numeric_message(df: pd.DataFrame, col: str, source: str, line_offset: i
     bad = coerced.isna() & df[col].notna()
     row = int(np.argmax(bad.to_numpy())) if bad.any() else 0
     where = f"row {row}" + (f" (line {row + line_offset} of the file)" if line_offset else "")
-    return (f"{source}: column '{col}' is not numeric (first non-numeric value {df[col].iloc[row]!r} at "
-            f"{where}); leave it out with columns=[...], or pass it as label_column= or entity_column=")
+    return (
+        f"{source}: column '{col}' is not numeric (first non-numeric value {df[col].iloc[row]!r} at "
+        f"{where}); leave it out with columns=[...], or pass it as label_column= or entity_column="
+    )
 
 
-def _frame_to_table(df: pd.DataFrame, source: str, columns: Sequence[str] | None,
-                    label_column: str | None, entity_column: str | None, line_offset: int = 0) -> Table:
+def _frame_to_table(
+    df: pd.DataFrame,
+    source: str,
+    columns: Sequence[str] | None,
+    label_column: str | None,
+    entity_column: str | None,
+    line_offset: int = 0,
+) -> Table:
     """Shared by CSV and Parquet: pick feature columns, check they are numeric, split off y/entity."""
     if df.shape[0] == 0:
         raise DataError(f"{source}: has a header but no rows of data")
@@ -109,8 +118,13 @@ def _frame_to_table(df: pd.DataFrame, source: str, columns: Sequence[str] | None
     return Table(X, y, names, meta)
 
 
-def load_csv(path: str | Path, columns: Sequence[str] | None = None, label_column: str | None = None,
-             entity_column: str | None = None, **read_kw: Any) -> Table:
+def load_csv(
+    path: str | Path,
+    columns: Sequence[str] | None = None,
+    label_column: str | None = None,
+    entity_column: str | None = None,
+    **read_kw: Any,
+) -> Table:
     """Read a CSV with a header row. ``columns`` picks features (default: every other column);
     ``label_column`` becomes ``y``; ``entity_column`` (host, machine id...) is kept in
     ``meta['entity']``. ``read_kw`` goes to :func:`pandas.read_csv` (e.g. ``sep="\\t"``)."""
@@ -120,11 +134,15 @@ def load_csv(path: str | Path, columns: Sequence[str] | None = None, label_colum
     except pd.errors.EmptyDataError:
         raise DataError(f"{p}: the file is empty; it needs a header row and at least one data row") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise DataError(f"{p}: not readable as CSV ({exc}); check the delimiter (sep=) and "
-                        "that every row has the same number of fields") from None
+        raise DataError(
+            f"{p}: not readable as CSV ({exc}); check the delimiter (sep=) and "
+            "that every row has the same number of fields"
+        ) from None
     except (gzip.BadGzipFile, EOFError, zlib.error) as exc:  # a .gz name on a broken or non-gzip file
-        raise DataError(f"{p}: not readable as gzip-compressed CSV ({type(exc).__name__}: {exc}); the file "
-                        "may be truncated, or not gzip data despite its name") from None
+        raise DataError(
+            f"{p}: not readable as gzip-compressed CSV ({type(exc).__name__}: {exc}); the file "
+            "may be truncated, or not gzip data despite its name"
+        ) from None
     df = _drop_index_column(df, str(p), columns)
     # +2: row 0 of the frame is line 2 of the file, after the header line.
     return _frame_to_table(df, str(p), columns, label_column, entity_column, line_offset=2)
@@ -140,14 +158,21 @@ def _drop_index_column(df: pd.DataFrame, source: str, columns: Sequence[str] | N
     col = df.iloc[:, 0]
     if not (pd.api.types.is_integer_dtype(col) and col.is_unique):  # an index holds unique integers
         return df
-    warnings.warn(f"{source}: the first column has no header, so it is taken as the row index that "
-                  "DataFrame.to_csv writes by default and left out of the features (write files with "
-                  "to_csv(index=False), or pass columns=[...] naming 'Unnamed: 0' to keep it)", stacklevel=3)
+    warnings.warn(
+        f"{source}: the first column has no header, so it is taken as the row index that "
+        "DataFrame.to_csv writes by default and left out of the features (write files with "
+        "to_csv(index=False), or pass columns=[...] naming 'Unnamed: 0' to keep it)",
+        stacklevel=3,
+    )
     return df.drop(columns=df.columns[0])
 
 
-def load_parquet(path: str | Path, columns: Sequence[str] | None = None, label_column: str | None = None,
-                 entity_column: str | None = None) -> Table:
+def load_parquet(
+    path: str | Path,
+    columns: Sequence[str] | None = None,
+    label_column: str | None = None,
+    entity_column: str | None = None,
+) -> Table:
     """Read a Parquet file (pyarrow); arguments as in :func:`load_csv`."""
     p = require_path(path, "Parquet file")
     try:
@@ -164,14 +189,18 @@ def _np_load(p: Path, kind: str) -> Any:
     with open(p, "rb") as fh:
         head = fh.read(len(magic))
     if head != magic:
-        raise DataError(f"{p}: not a .{kind} file (it does not start with the {kind} signature); "
-                        f"check the file, or use the loader for its real format")
+        raise DataError(
+            f"{p}: not a .{kind} file (it does not start with the {kind} signature); "
+            f"check the file, or use the loader for its real format"
+        )
     try:
         return np.load(p, allow_pickle=False)
     except ValueError as exc:
         if "pickle" in str(exc):
-            raise DataError(f"{p}: holds Python objects (pickled); isthmus never unpickles data files. "
-                            "Re-save it with numeric arrays only (np.save(path, arr.astype(float)))") from None
+            raise DataError(
+                f"{p}: holds Python objects (pickled); isthmus never unpickles data files. "
+                "Re-save it with numeric arrays only (np.save(path, arr.astype(float)))"
+            ) from None
         raise DataError(f"{p}: not a readable NumPy file ({exc})") from None
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(f"{p}: not a readable NumPy file; it may be truncated ({exc})") from None
@@ -216,8 +245,10 @@ def load_npz(path: str | Path, x_key: str | None = None, y_key: str | None = Non
     if y is not None:
         labels, classes = _labels(y, f"{p}[{yk}]")
         if len(labels) != len(X):
-            raise DataError(f"{p}: {xk!r} has {len(X)} rows but {yk!r} has {len(labels)}; pass the "
-                            "matching arrays with x_key= and y_key=")
+            raise DataError(
+                f"{p}: {xk!r} has {len(X)} rows but {yk!r} has {len(labels)}; pass the "
+                "matching arrays with x_key= and y_key="
+            )
         table.y = labels
         if classes is not None:
             table.meta["classes"] = classes
@@ -244,8 +275,10 @@ def load_table(path: str | Path, **kw: Any) -> Table:
     p = require_path(path, "data file or folder")
     if p.is_dir():
         if p.suffix.lower() in _FILE_SUFFIXES:
-            raise DataError(f"{p} is a folder, but its name ends in {p.suffix!r} like a data file; pass the "
-                            f"file inside it, or rename the folder if it holds images in class sub-folders")
+            raise DataError(
+                f"{p} is a folder, but its name ends in {p.suffix!r} like a data file; pass the "
+                f"file inside it, or rename the folder if it holds images in class sub-folders"
+            )
         return load_image_folder(p, **kw)
     name = p.name.lower()
     # pandas and the idx reader decompress .gz themselves; NumPy and Parquet files are never gzipped.
@@ -259,5 +292,7 @@ def load_table(path: str | Path, **kw: Any) -> Table:
     loaders = {".parquet": load_parquet, ".pq": load_parquet, ".npy": load_npy, ".npz": load_npz}
     if p.suffix.lower() in loaders:
         return loaders[p.suffix.lower()](p, **kw)
-    raise DataError(f"{p}: unknown data format {p.suffix!r}; supported: image folder, .csv, .tsv, "
-                    ".parquet, .npy, .npz, LeCun idx (*-ubyte[.gz]); or call a specific isthmus.data.load_* loader")
+    raise DataError(
+        f"{p}: unknown data format {p.suffix!r}; supported: image folder, .csv, .tsv, "
+        ".parquet, .npy, .npz, LeCun idx (*-ubyte[.gz]); or call a specific isthmus.data.load_* loader"
+    )

@@ -36,7 +36,9 @@ def _stratified(labels: np.ndarray, val_fraction: float, rng: np.random.Generato
     return np.concatenate(val) if val else np.empty(0, dtype=np.int64)
 
 
-def split_indices(n: int, val_fraction: float = 0.2, seed: int = 0, stratify: Any = None) -> tuple[np.ndarray, np.ndarray]:
+def split_indices(
+    n: int, val_fraction: float = 0.2, seed: int = 0, stratify: Any = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Sorted, disjoint ``(train_idx, val_idx)`` covering ``range(n)``; same seed → same split."""
     n_val = _n_val(int(n), val_fraction)
     rng = np.random.default_rng(seed)
@@ -48,19 +50,23 @@ def split_indices(n: int, val_fraction: float = 0.2, seed: int = 0, stratify: An
             raise DataError(f"stratify has {len(labels)} labels for {n} samples; pass one label per sample")
         val = _stratified(labels, float(val_fraction), rng)
         if len(val) == 0:
-            raise DataError("stratified split left the validation set empty; every class has one sample "
-                            "or val_fraction is too small")
+            raise DataError(
+                "stratified split left the validation set empty; every class has one sample "
+                "or val_fraction is too small"
+            )
     mask = np.zeros(n, dtype=bool)
     mask[val] = True
     return np.flatnonzero(~mask), np.flatnonzero(mask)
 
 
 @overload
-def train_val_split(table_or_n: int, val_fraction: float = ..., seed: int = ...,
-                    stratify: Any = ...) -> tuple[np.ndarray, np.ndarray]: ...
+def train_val_split(
+    table_or_n: int, val_fraction: float = ..., seed: int = ..., stratify: Any = ...
+) -> tuple[np.ndarray, np.ndarray]: ...
 @overload
-def train_val_split(table_or_n: Table, val_fraction: float = ..., seed: int = ...,
-                    stratify: Any = ...) -> tuple[Table, Table]: ...
+def train_val_split(
+    table_or_n: Table, val_fraction: float = ..., seed: int = ..., stratify: Any = ...
+) -> tuple[Table, Table]: ...
 
 
 def train_val_split(table_or_n, val_fraction=0.2, seed=0, stratify=None):

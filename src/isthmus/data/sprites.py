@@ -36,11 +36,19 @@ def _regions(size: int, sprite: int, count: int) -> list[tuple[float, float, flo
     return [(0.0, hi, 0.0, float(half - 1 - sprite)), (0.0, hi, float(half + 1), hi)]
 
 
-def moving_sprites(n: int, frames: int = 32, size: int = 16, sprite: int = 3, max_speed: float = 1.5,
-                   max_accel: float = 0.5, seed: int = 0) -> SpriteVideos:
+def moving_sprites(
+    n: int,
+    frames: int = 32,
+    size: int = 16,
+    sprite: int = 3,
+    max_speed: float = 1.5,
+    max_accel: float = 0.5,
+    seed: int = 0,
+) -> SpriteVideos:
     if n < 1 or frames < 2 or size < 4 * sprite or sprite < 1:
-        raise ValueError(f"need n >= 1, frames >= 2, sprite >= 1 and size >= 4*sprite; got {n}, {frames}, {size}, "
-                         f"{sprite}")
+        raise ValueError(
+            f"need n >= 1, frames >= 2, sprite >= 1 and size >= 4*sprite; got {n}, {frames}, {size}, {sprite}"
+        )
     rng = np.random.default_rng(seed)
     video = np.zeros((n, frames, 1, size, size), np.float32)
     pos = np.full((n, frames, 2, 2), np.nan)
@@ -53,7 +61,7 @@ def moving_sprites(n: int, frames: int = 32, size: int = 16, sprite: int = 3, ma
             for t in range(frames):
                 pos[i, t, j] = p
                 r, c = np.rint(p).astype(int)
-                video[i, t, 0, r:r + sprite, c:c + sprite] = 1.0
+                video[i, t, 0, r : r + sprite, c : c + sprite] = 1.0
                 v = np.clip(v + rng.uniform(-max_accel, max_accel, 2), -max_speed, max_speed)
                 p = p + v
                 for k in range(2):  # bounce off the region's walls

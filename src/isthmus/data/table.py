@@ -48,13 +48,16 @@ class Table:
                 self.y = self.y.detach().cpu().numpy()
             self.y = np.asarray(self.y)
             if len(self.y) != len(self.X):
-                raise DataError(f"Table: X has {len(self.X)} rows but y has {len(self.y)}; "
-                                "they must describe the same samples")
+                raise DataError(
+                    f"Table: X has {len(self.X)} rows but y has {len(self.y)}; they must describe the same samples"
+                )
         if self.feature_names is not None:
             self.feature_names = [str(n) for n in self.feature_names]
             if self.X.ndim != 2 or len(self.feature_names) != self.X.shape[1]:
-                raise DataError(f"Table: {len(self.feature_names)} feature names for X of shape "
-                                f"{self.X.shape}; give one name per column of a 2-D X")
+                raise DataError(
+                    f"Table: {len(self.feature_names)} feature names for X of shape "
+                    f"{self.X.shape}; give one name per column of a 2-D X"
+                )
 
     def __len__(self) -> int:
         return len(self.X)

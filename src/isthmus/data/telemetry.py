@@ -31,7 +31,9 @@ from isthmus.config import Config, ConfigError
 __all__ = ["TelemetryConfig", "FleetTelemetry", "make_fleet_telemetry", "ANOMALY_KINDS"]
 
 ANOMALY_KINDS: dict[str, tuple[str, ...]] = {
-    "freq_cap": ("freq", "power"), "fan_fail": ("fan", "temp"), "mem_leak": ("mem",),
+    "freq_cap": ("freq", "power"),
+    "fan_fail": ("fan", "temp"),
+    "mem_leak": ("mem",),
 }
 
 
@@ -56,8 +58,10 @@ class TelemetryConfig(Config):
 
     def validate(self) -> None:
         if self.n_nodes < 1 or self.n_steps < 50 or self.n_cores < 1:
-            raise ConfigError(f"TelemetryConfig needs n_nodes >= 1, n_steps >= 50, n_cores >= 1, got "
-                              f"{self.n_nodes}, {self.n_steps}, {self.n_cores}")
+            raise ConfigError(
+                f"TelemetryConfig needs n_nodes >= 1, n_steps >= 50, n_cores >= 1, got "
+                f"{self.n_nodes}, {self.n_steps}, {self.n_cores}"
+            )
         if self.period < 2 or self.noise < 0:
             raise ConfigError(f"TelemetryConfig needs period >= 2 and noise >= 0, got {self.period}, {self.noise}")
         if not 0 < self.train_fraction < 1:
@@ -68,8 +72,10 @@ class TelemetryConfig(Config):
         lo, hi = self.anomaly_length
         test_len = self.n_steps - int(self.train_fraction * self.n_steps)
         if not 1 <= lo <= hi or self.anomalies_per_node * (hi + 10) > test_len:
-            raise ConfigError(f"TelemetryConfig: {self.anomalies_per_node} anomalies of length up to {hi} "
-                              f"do not fit in the {test_len} test steps; lower them or raise n_steps")
+            raise ConfigError(
+                f"TelemetryConfig: {self.anomalies_per_node} anomalies of length up to {hi} "
+                f"do not fit in the {test_len} test steps; lower them or raise n_steps"
+            )
 
 
 @dataclass
@@ -126,10 +132,23 @@ def _workload(cfg: TelemetryConfig, rng: np.random.Generator) -> np.ndarray:
 
 def _node_params(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     u = lambda lo, hi: rng.uniform(lo, hi, size=n)  # noqa: E731 - one node-specific gain each
-    return {"f_min": u(1.0, 1.4), "f_max": u(2.6, 3.4), "p_idle": u(60, 90), "p_gain": u(120, 200),
-            "ambient": u(22, 28), "k_power": u(0.18, 0.25), "k_fan": u(1.5, 2.5), "tau_temp": u(3, 10),
-            "fan_min": u(2.0, 3.0), "fan_gain": u(0.15, 0.3), "setpoint": u(45, 55), "tau_fan": u(2, 5),
-            "mem_base": u(8, 16), "mem_gain": u(20, 40), "tau_mem": u(5, 15)}
+    return {
+        "f_min": u(1.0, 1.4),
+        "f_max": u(2.6, 3.4),
+        "p_idle": u(60, 90),
+        "p_gain": u(120, 200),
+        "ambient": u(22, 28),
+        "k_power": u(0.18, 0.25),
+        "k_fan": u(1.5, 2.5),
+        "tau_temp": u(3, 10),
+        "fan_min": u(2.0, 3.0),
+        "fan_gain": u(0.15, 0.3),
+        "setpoint": u(45, 55),
+        "tau_fan": u(2, 5),
+        "mem_base": u(8, 16),
+        "mem_gain": u(20, 40),
+        "tau_mem": u(5, 15),
+    }
 
 
 def _simulate(load: np.ndarray, p: dict, masks: dict[str, np.ndarray], noise: np.ndarray) -> dict[str, np.ndarray]:
@@ -147,8 +166,13 @@ def _simulate(load: np.ndarray, p: dict, masks: dict[str, np.ndarray], noise: np
         fan = np.where(masks["fan_fail"][:, k], p["fan_min"], fan + (fan_target - fan) / p["tau_fan"])
         mem_s = mem_s + (load[:, k] - mem_s) / p["tau_mem"]
         leak = np.where(masks["mem_leak"][:, k], leak + 0.02 * p["mem_gain"], 0.0)
-        values = {"freq": freq, "power": power, "temp": temp, "fan": fan,
-                  "mem": p["mem_base"] + p["mem_gain"] * mem_s + leak}
+        values = {
+            "freq": freq,
+            "power": power,
+            "temp": temp,
+            "fan": fan,
+            "mem": p["mem_base"] + p["mem_gain"] * mem_s + leak,
+        }
         for j, name in enumerate(out):
             out[name][:, k] = values[name] * (1 + noise[j, :, k])
     return out

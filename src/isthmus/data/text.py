@@ -12,8 +12,7 @@ from pathlib import Path
 
 from isthmus.data.paths import DataNotFoundError, find_data
 
-__all__ = ["DATASETS", "paragraphs", "read_dataset_text", "wikitext_lines", "package_readme_paragraphs",
-           "sample_texts"]
+__all__ = ["DATASETS", "paragraphs", "read_dataset_text", "wikitext_lines", "package_readme_paragraphs", "sample_texts"]
 
 # data set name -> file inside find_data(name)
 DATASETS = {"tinyshakespeare": "input.txt", "wikitext-2": "valid.txt"}
@@ -26,9 +25,9 @@ def paragraphs(text: str, max_chars: int = 2000) -> list[str]:
     blocks = [b.strip() for b in text.replace("\r\n", "\n").split("\n\n")]
     out: list[str] = []
     for b in blocks:
-        for line in (b.split("\n") if len(b) > max_chars else [b]):
+        for line in b.split("\n") if len(b) > max_chars else [b]:
             line = line.strip()
-            out.extend(line[i:i + max_chars] for i in range(0, len(line), max_chars) if line)
+            out.extend(line[i : i + max_chars] for i in range(0, len(line), max_chars) if line)
     return out
 
 

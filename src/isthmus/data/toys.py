@@ -9,8 +9,9 @@ import numpy as np
 __all__ = ["make_gaussian_classes"]
 
 
-def make_gaussian_classes(n_per_class: int, n_classes: int = 8, radius: float = 1.0, std: float = 0.1,
-                          seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def make_gaussian_classes(
+    n_per_class: int, n_classes: int = 8, radius: float = 1.0, std: float = 0.1, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """``n_classes`` isotropic 2-D Gaussians with centres evenly spaced on a circle of ``radius``.
 
     Returns ``x`` (n_classes·n_per_class, 2) float32 and ``y`` int64, ordered by class. With the defaults

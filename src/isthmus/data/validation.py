@@ -32,8 +32,10 @@ def _ragged_message(X: Sequence, name: str) -> str:
     for i, row in enumerate(X):
         length = len(row) if hasattr(row, "__len__") else None
         if length != first:
-            return (f"{name}: rows have different lengths (row 0 has {first}, row {i} has {length}); "
-                    "pad or trim rows to the same number of features")
+            return (
+                f"{name}: rows have different lengths (row 0 has {first}, row {i} has {length}); "
+                "pad or trim rows to the same number of features"
+            )
     return f"{name}: rows have different lengths; pad or trim rows to the same number of features"
 
 
@@ -60,11 +62,15 @@ def _check_dtype(arr: np.ndarray, name: str) -> None:
     if arr.dtype.kind in "biuf":
         return
     if arr.dtype.kind == "c":
-        raise DataError(f"{name}: complex values are not supported; pass the real and imaginary parts "
-                        "as separate features (np.real / np.imag)")
+        raise DataError(
+            f"{name}: complex values are not supported; pass the real and imaginary parts "
+            "as separate features (np.real / np.imag)"
+        )
     if arr.dtype.kind in "USa":
-        raise DataError(f"{name}: contains text (dtype {arr.dtype}); convert it to numbers "
-                        "(e.g. one-hot encode categories) or drop the text columns")
+        raise DataError(
+            f"{name}: contains text (dtype {arr.dtype}); convert it to numbers "
+            "(e.g. one-hot encode categories) or drop the text columns"
+        )
     if arr.dtype.kind == "O":
         flat = arr.reshape(-1)
         for i, v in enumerate(flat):
@@ -102,10 +108,15 @@ def validate_array(
             index = tuple(int(i) for i in np.argwhere(bad)[0])
             value = arr[index]
             kind = "NaN" if np.isnan(value) else "infinite value"
-            fix = ("impute or drop rows" if kind == "NaN"
-                   else "clip or drop the row; inf often comes from dividing by zero or a log of 0")
-            raise DataError(f"{name}: contains {int(bad.sum())} non-finite value(s); {fix}; "
-                            f"first {kind} at {_location(index, feature_names)}")
+            fix = (
+                "impute or drop rows"
+                if kind == "NaN"
+                else "clip or drop the row; inf often comes from dividing by zero or a log of 0"
+            )
+            raise DataError(
+                f"{name}: contains {int(bad.sum())} non-finite value(s); {fix}; "
+                f"first {kind} at {_location(index, feature_names)}"
+            )
     return arr
 
 
@@ -122,7 +133,10 @@ def check_feature_count(X: Any, expected: int | Sequence[int], source: str = "da
     if len(want) == 1 and int(np.prod(got)) == want[0] and len(got) > 1:
         hint = f"flatten each sample first (X.reshape(len(X), -1)) to get {want[0]} features"
     else:
-        hint = ("use the same columns, in the same order, as the data the model was fitted on, "
-                "or fit a new model for this data")
-    raise DataError(f"{source}: wrong shape for the model: expected {want} per sample, "
-                    f"got {got} (data shape {shape}); {hint}")
+        hint = (
+            "use the same columns, in the same order, as the data the model was fitted on, "
+            "or fit a new model for this data"
+        )
+    raise DataError(
+        f"{source}: wrong shape for the model: expected {want} per sample, got {got} (data shape {shape}); {hint}"
+    )

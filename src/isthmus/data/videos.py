@@ -17,8 +17,9 @@ DIRECTIONS = ("right", "left", "down", "up")
 _STEP = {0: (0, 1), 1: (0, -1), 2: (1, 0), 3: (-1, 0)}  # (d_row, d_col) per class
 
 
-def moving_shapes(n: int, frames: int = 8, size: int = 24, seed: int = 0, noise: float = 0.05
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def moving_shapes(
+    n: int, frames: int = 8, size: int = 24, seed: int = 0, noise: float = 0.05
+) -> tuple[np.ndarray, np.ndarray]:
     """``(clips (n, frames, 1, size, size) float32 in [0, 1], labels (n,) int64)``."""
     if n < 1 or frames < 2 or size < 8:
         raise ValueError(f"need n >= 1, frames >= 2, size >= 8; got {n}, {frames}, {size}")
@@ -39,15 +40,23 @@ def moving_shapes(n: int, frames: int = 8, size: int = 24, seed: int = 0, noise:
         for t in range(frames):
             r, c = start + t * speed * np.array([dr, dc])
             r0, c0 = int(round(r)), int(round(c))
-            clips[k, t, 0, r0:r0 + side, c0:c0 + side] += bright
+            clips[k, t, 0, r0 : r0 + side, c0 : c0 + side] += bright
     return np.clip(clips, 0.0, 1.0), y.astype(np.int64)
 
 
 MOTIONS = ("right", "left", "down", "up", "clockwise", "anticlockwise")
 
 
-def moving_digits(digits: np.ndarray, labels: np.ndarray, n: int, frames: int = 10, size: int = 24, digit: int = 12,
-                  cue: float = 0.5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def moving_digits(
+    digits: np.ndarray,
+    labels: np.ndarray,
+    n: int,
+    frames: int = 10,
+    size: int = 24,
+    digit: int = 12,
+    cue: float = 0.5,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
     """Clips of one MNIST digit moving on a ``size × size`` canvas; the label is the motion (6 classes).
 
     Lines wrap around the canvas and start at a random phase, so the position in one frame says nothing
@@ -59,9 +68,13 @@ def moving_digits(digits: np.ndarray, labels: np.ndarray, n: int, frames: int = 
     from PIL import Image
 
     rng = np.random.default_rng(seed)
-    small = np.stack([np.asarray(Image.fromarray((d * 255).astype(np.uint8)).resize((digit, digit),
-                                                                                      Image.Resampling.BILINEAR)) / 255.0
-                      for d in digits]).astype(np.float32)
+    small = np.stack(
+        [
+            np.asarray(Image.fromarray((d * 255).astype(np.uint8)).resize((digit, digit), Image.Resampling.BILINEAR))
+            / 255.0
+            for d in digits
+        ]
+    ).astype(np.float32)
     by_label = {int(c): np.flatnonzero(labels == c) for c in np.unique(labels)}
     y = rng.integers(0, len(MOTIONS), n)
     clips = np.zeros((n, frames, 1, size, size), np.float32)
@@ -86,8 +99,16 @@ def moving_digits(digits: np.ndarray, labels: np.ndarray, n: int, frames: int = 
     return clips, y.astype(np.int64)
 
 
-def pan_video(photo: np.ndarray, frames: int = 24, height: int = 48, width: int = 64, seed: int = 0,
-              downscale: float = 2.5, zoom: float = 1.25, pan: float = 0.25) -> np.ndarray:
+def pan_video(
+    photo: np.ndarray,
+    frames: int = 24,
+    height: int = 48,
+    width: int = 64,
+    seed: int = 0,
+    downscale: float = 2.5,
+    zoom: float = 1.25,
+    pan: float = 0.25,
+) -> np.ndarray:
     """A synthetic camera move over a real photo: a linear pan plus a zoom with sub-pixel motion.
 
     ``photo`` ``(H, W, 3)`` in [0, 1] is first downscaled by ``downscale`` (antialiased), then each frame
@@ -104,8 +125,10 @@ def pan_video(photo: np.ndarray, frames: int = 24, height: int = 48, width: int 
     h0, w0 = int(img.shape[0] / downscale), int(img.shape[1] / downscale)
     if h0 < 2 * height or w0 < 2 * width:
         raise ValueError(f"photo {img.shape[:2]} is too small for {height}x{width} frames at downscale {downscale}")
-    small = np.asarray(Image.fromarray((img * 255).astype(np.uint8)).resize((w0, h0), Image.Resampling.LANCZOS),
-                       np.float32) / 255.0
+    small = (
+        np.asarray(Image.fromarray((img * 255).astype(np.uint8)).resize((w0, h0), Image.Resampling.LANCZOS), np.float32)
+        / 255.0
+    )
     rng = np.random.default_rng(seed)
     ang = rng.uniform(0, 2 * np.pi)
     room = np.array([h0 - height, w0 - width]) / 2.0

@@ -23,8 +23,10 @@ def n_windows(length: int, window: int, stride: int = 1) -> int:
     if not isinstance(stride, (int, np.integer)) or stride < 1:
         raise DataError(f"stride must be a positive integer, got {stride!r}")
     if window > length:
-        raise DataError(f"window={window} is longer than the series ({length} time steps); "
-                        f"use window <= {length} or a longer series")
+        raise DataError(
+            f"window={window} is longer than the series ({length} time steps); "
+            f"use window <= {length} or a longer series"
+        )
     return (length - window) // stride + 1
 
 
@@ -50,8 +52,10 @@ def sliding_windows(X: Any, window: int, stride: int = 1) -> Any:
 
 def _check_series(shape: tuple[int, ...]) -> None:
     if len(shape) != 2:
-        raise DataError(f"sliding_windows expects a series of shape (T, C) or (T,), got {shape}; "
-                        "for several series, window each one and concatenate the results")
+        raise DataError(
+            f"sliding_windows expects a series of shape (T, C) or (T,), got {shape}; "
+            "for several series, window each one and concatenate the results"
+        )
 
 
 def window_labels(labels: Any, window: int, stride: int = 1, how: str = "any") -> np.ndarray:
@@ -60,7 +64,7 @@ def window_labels(labels: Any, window: int, stride: int = 1, how: str = "any") -
     y = as_numpy(labels).reshape(-1)
     n = n_windows(len(y), window, stride)
     if how == "last":
-        return y[window - 1::stride][:n].copy()
+        return y[window - 1 :: stride][:n].copy()
     if how == "any":
         view = np.lib.stride_tricks.sliding_window_view(y != 0, window)[::stride]
         return np.asarray(view.any(axis=1), dtype=np.int64)

@@ -10,16 +10,44 @@ features), ``dashboard`` (static HTML feature browser), ``attribution`` (per-hea
 """
 
 from isthmus.interp.hf import Harvest, harvest, hook_points, load_hf, load_minilm, tokenize_batches
-from isthmus.interp.hooks import (HookError, Point, StopForward, available_points, capture, patch,
-                                  resolve_point, run_with_cache)
+from isthmus.interp.hooks import (
+    HookError,
+    Point,
+    StopForward,
+    available_points,
+    capture,
+    patch,
+    resolve_point,
+    run_with_cache,
+)
 from isthmus.interp.sae import SAEConfig, SparseAutoEncoder
 from isthmus.interp.sae_train import SAETrainConfig, train_sae
 from isthmus.interp.splice import SpliceResult, splice_loss_recovered
 from isthmus.interp.store import ActivationStore, StoreWriter, harvest_to_store, iter_activations
 
 __all__ = [
-    "Point", "HookError", "StopForward", "capture", "patch", "run_with_cache", "resolve_point",
-    "available_points", "load_minilm", "load_hf", "hook_points", "tokenize_batches", "harvest", "Harvest",
-    "ActivationStore", "StoreWriter", "harvest_to_store", "iter_activations", "splice_loss_recovered", "SpliceResult",
-    "SparseAutoEncoder", "SAEConfig", "SAETrainConfig", "train_sae",
+    "Point",
+    "HookError",
+    "StopForward",
+    "capture",
+    "patch",
+    "run_with_cache",
+    "resolve_point",
+    "available_points",
+    "load_minilm",
+    "load_hf",
+    "hook_points",
+    "tokenize_batches",
+    "harvest",
+    "Harvest",
+    "ActivationStore",
+    "StoreWriter",
+    "harvest_to_store",
+    "iter_activations",
+    "splice_loss_recovered",
+    "SpliceResult",
+    "SparseAutoEncoder",
+    "SAEConfig",
+    "SAETrainConfig",
+    "train_sae",
 ]

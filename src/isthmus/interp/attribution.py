@@ -25,18 +25,27 @@ from isthmus.interp.hooks import patch, run_with_cache
 if TYPE_CHECKING:
     from isthmus.interp.toy.model import ToyTransformer
 
-__all__ = ["collect_head_outputs", "head_block_norms", "attribution_entropy", "head_ablation_effects",
-           "head_direct_effects", "attention_to_sources",
-           "splice_losses", "indicator_correlation", "masked_ce"]
+__all__ = [
+    "collect_head_outputs",
+    "head_block_norms",
+    "attribution_entropy",
+    "head_ablation_effects",
+    "head_direct_effects",
+    "attention_to_sources",
+    "splice_losses",
+    "indicator_correlation",
+    "masked_ce",
+]
 
 
 @torch.no_grad()
-def collect_head_outputs(model: nn.Module, tokens: torch.Tensor, points: Sequence[str],
-                         batch_size: int = 256) -> torch.Tensor:
+def collect_head_outputs(
+    model: nn.Module, tokens: torch.Tensor, points: Sequence[str], batch_size: int = 256
+) -> torch.Tensor:
     """``hook_z`` at ``points`` (each (B, T, H, dh)) concatenated over layers and heads: (B, T, ΣH·dh)."""
     out = []
     for s in range(0, len(tokens), batch_size):
-        acts = run_with_cache(model, tokens[s:s + batch_size], list(points), stop_early=True)
+        acts = run_with_cache(model, tokens[s : s + batch_size], list(points), stop_early=True)
         out.append(torch.cat([acts[p].flatten(-2) for p in points], -1))
     return torch.cat(out)
 
@@ -56,8 +65,9 @@ def attribution_entropy(norms: torch.Tensor) -> torch.Tensor:
     return -(p * p.clamp_min(1e-12).log()).sum(-1)
 
 
-def masked_ce(logits: torch.Tensor, tokens: torch.Tensor, target_mask: torch.Tensor,
-              vocab: torch.Tensor | None = None) -> float:
+def masked_ce(
+    logits: torch.Tensor, tokens: torch.Tensor, target_mask: torch.Tensor, vocab: torch.Tensor | None = None
+) -> float:
     """Next-token CE over targets ``tokens[:, t]`` with ``target_mask[:, t]`` (t ≥ 1). With ``vocab`` (token
     ids, holding every masked target) the softmax runs over those tokens only: "which of these tokens",
     leaving out how likely the model thinks that kind of token is."""
@@ -73,8 +83,9 @@ def masked_ce(logits: torch.Tensor, tokens: torch.Tensor, target_mask: torch.Ten
 
 
 @torch.no_grad()
-def head_ablation_effects(model: nn.Module, tokens: torch.Tensor, points: Sequence[str],
-                          target_masks: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+def head_ablation_effects(
+    model: nn.Module, tokens: torch.Tensor, points: Sequence[str], target_masks: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, dict[str, float]]:
     """Mean-ablate each head in turn (its z replaced by its mean over all tokens) and return the CE increase
     on each family's targets: ``(ΣH, F)`` in the order of ``target_masks``, plus the clean CEs."""
     z = {p: run_with_cache(model, tokens, [p], stop_early=True)[p] for p in points}
@@ -84,10 +95,12 @@ def head_ablation_effects(model: nn.Module, tokens: torch.Tensor, points: Sequen
     for p in points:
         mean = z[p].mean((0, 1))  # (H, dh)
         for h in range(mean.shape[0]):
+
             def fn(v: torch.Tensor, h: int = h, mean: torch.Tensor = mean) -> torch.Tensor:
                 v = v.clone()
                 v[:, :, h] = mean[h]
                 return v
+
             with patch(model, p, fn):
                 logits = model(tokens)
             rows.append([masked_ce(logits, tokens, m) - clean[f] for f, m in target_masks.items()])
@@ -95,10 +108,14 @@ def head_ablation_effects(model: nn.Module, tokens: torch.Tensor, points: Sequen
 
 
 @torch.no_grad()
-def head_direct_effects(model: nn.Module, tokens: torch.Tensor, n_layers: int,
-                        target_masks: dict[str, torch.Tensor],
-                        readout: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                        vocabs: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+def head_direct_effects(
+    model: nn.Module,
+    tokens: torch.Tensor,
+    n_layers: int,
+    target_masks: dict[str, torch.Tensor],
+    readout: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    vocabs: dict[str, torch.Tensor] | None = None,
+) -> torch.Tensor:
     """Direct-path mean-ablation: remove ``(r_h − mean r_h)`` of each head's write ``r_h`` (``hook_result``)
     from the final residual stream only, so later layers still see the clean head; CE increase per family
     ``(ΣH, F)``. This names the head whose *output* carries a family's information to the logits (for
@@ -123,8 +140,9 @@ def head_direct_effects(model: nn.Module, tokens: torch.Tensor, n_layers: int,
 
 
 @torch.no_grad()
-def attention_to_sources(model: nn.Module, tokens: torch.Tensor, n_layers: int,
-                         sources: dict[str, torch.Tensor]) -> torch.Tensor:
+def attention_to_sources(
+    model: nn.Module, tokens: torch.Tensor, n_layers: int, sources: dict[str, torch.Tensor]
+) -> torch.Tensor:
     """Mean attention weight each head puts, at the positions with ``sources[f][b, t] >= 0``, on that source
     position: ``(ΣH, F)``. The classic head-finding score (induction score, previous-token score, ...)."""
     pts = [f"blocks.{i}.attn.hook_pattern" for i in range(n_layers)]
@@ -143,8 +161,13 @@ def _reshape_to(part: torch.Tensor, shape: Sequence[int]) -> Callable[[torch.Ten
     return lambda v: part.reshape(*v.shape[:2], *shape)
 
 
-def splice_losses(model: nn.Module, tokens: torch.Tensor, points: Sequence[str],
-                  reconstruct: Callable[[torch.Tensor], torch.Tensor], target_mask: torch.Tensor) -> dict[str, float]:
+def splice_losses(
+    model: nn.Module,
+    tokens: torch.Tensor,
+    points: Sequence[str],
+    reconstruct: Callable[[torch.Tensor], torch.Tensor],
+    target_mask: torch.Tensor,
+) -> dict[str, float]:
     """CE with clean activations, with ``points`` replaced by ``reconstruct`` of the clean concatenated
     ``hook_z`` (all layers at once, from the clean run) and with them zero-ablated; plus loss recovered."""
     from isthmus.metrics.sae import loss_recovered
@@ -164,8 +187,12 @@ def splice_losses(model: nn.Module, tokens: torch.Tensor, points: Sequence[str],
     clean = masked_ce(model(tokens), tokens, target_mask)
     spliced = run(torch.split(x_hat, sizes, -1))
     zero = run([torch.zeros(b, t, n) for n in sizes])
-    return {"clean_ce": clean, "spliced_ce": spliced, "zero_ce": zero,
-            "loss_recovered": loss_recovered(clean, spliced, zero)}
+    return {
+        "clean_ce": clean,
+        "spliced_ce": spliced,
+        "zero_ce": zero,
+        "loss_recovered": loss_recovered(clean, spliced, zero),
+    }
 
 
 def indicator_correlation(z: torch.Tensor, indicators: torch.Tensor) -> torch.Tensor:

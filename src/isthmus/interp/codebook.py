@@ -42,14 +42,15 @@ class CodebookLayer(nn.Module):
     usage: torch.Tensor  # buffers
     steps: torch.Tensor
 
-    def __init__(self, dim: int, n_codes: int, k: int = 1, *, beta: float = 0.0, reset_every: int = 100,
-                 rho: float = 0.01) -> None:
+    def __init__(
+        self, dim: int, n_codes: int, k: int = 1, *, beta: float = 0.0, reset_every: int = 100, rho: float = 0.01
+    ) -> None:
         super().__init__()
         if not 1 <= k <= n_codes:
             raise ValueError(f"k must be in 1..n_codes={n_codes}, got {k}")
         self.dim, self.n_codes, self.k = dim, n_codes, k
         self.beta, self.reset_every, self.rho = beta, reset_every, rho
-        self.codebook = nn.Parameter(torch.randn(n_codes, dim) / dim ** 0.5)
+        self.codebook = nn.Parameter(torch.randn(n_codes, dim) / dim**0.5)
         self.register_buffer("usage", torch.zeros(n_codes))
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
         self.last_codes: torch.Tensor | None = None
@@ -76,7 +77,7 @@ class CodebookLayer(nn.Module):
                 ids, mask = self.forced
                 idx = torch.where(mask[..., None], ids.expand_as(idx), idx)
         q = self.codebook[idx].sum(-2)  # (..., dim): gradient flows to the chosen codes
-        out = q + (a - a.detach())      # value q, identity gradient to the input (straight-through)
+        out = q + (a - a.detach())  # value q, identity gradient to the input (straight-through)
         self.last_codes, self.last_input, self.last_output = idx, a, q
         if self.training and torch.is_grad_enabled():
             self._step(a.detach(), idx)
@@ -107,7 +108,7 @@ class CodebookLayer(nn.Module):
             return 0
         a = a.reshape(-1, self.dim)
         rows = a[torch.randint(0, a.shape[0], (dead.numel(),), device=a.device)]
-        noise = torch.randn_like(rows) * self.rho * rows.norm(dim=-1, keepdim=True) / self.dim ** 0.5
+        noise = torch.randn_like(rows) * self.rho * rows.norm(dim=-1, keepdim=True) / self.dim**0.5
         self.codebook.data[dead] = (rows + noise) / self.k
         self.n_reset += int(dead.numel())
         return int(dead.numel())
@@ -119,7 +120,7 @@ class Codebooks(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.layers = nn.ModuleDict()
-        self.names: dict[str, str] = {}   # point name -> ModuleDict key
+        self.names: dict[str, str] = {}  # point name -> ModuleDict key
         self._handles: list[Any] = []
 
     def __getitem__(self, point: str) -> CodebookLayer:
@@ -161,9 +162,19 @@ class Codebooks(nn.Module):
         self._handles.clear()
 
 
-def insert_codebooks(model: nn.Module, points: Sequence[str | Point], n_codes: int = 256, k: int = 1, *,
-                     dim: int | None = None, init: dict[str, torch.Tensor] | None = None, beta: float = 0.0,
-                     reset_every: int = 100, rho: float = 0.01, attach: bool = True) -> Codebooks:
+def insert_codebooks(
+    model: nn.Module,
+    points: Sequence[str | Point],
+    n_codes: int = 256,
+    k: int = 1,
+    *,
+    dim: int | None = None,
+    init: dict[str, torch.Tensor] | None = None,
+    beta: float = 0.0,
+    reset_every: int = 100,
+    rho: float = 0.01,
+    attach: bool = True,
+) -> Codebooks:
     """Replace the activation at each of ``points`` by a :class:`CodebookLayer`'s output.
 
     The width is ``dim`` or, when ``init[point]`` holds activations of that point (used to initialise

@@ -25,8 +25,7 @@ import torch
 __all__ = ["Corpus", "pack_tokens", "BUILDERS"]
 
 # file suffix -> datasets builder
-BUILDERS = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".arrow": "arrow", ".txt": "text",
-            ".csv": "csv"}
+BUILDERS = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".arrow": "arrow", ".txt": "text", ".csv": "csv"}
 _INSTALL = "streaming corpora need Hugging Face `datasets`: pip install 'isthmus[stream]' (or pip install datasets)"
 
 
@@ -72,8 +71,9 @@ class Corpus:
         if self.builder:
             return self.builder, files
         if len(kinds) != 1 or None in kinds:
-            raise ValueError(f"corpus {self.path} mixes file kinds {sorted(map(str, kinds))}; point it at one kind "
-                             "or pass builder=")
+            raise ValueError(
+                f"corpus {self.path} mixes file kinds {sorted(map(str, kinds))}; point it at one kind or pass builder="
+            )
         return cast(str, kinds.pop()), files  # None in kinds was rejected above
 
     def dataset(self) -> Any:
@@ -81,28 +81,40 @@ class Corpus:
         ds = _datasets()
         builder, files = self._files()
         kwargs: dict[str, Any] = {"sample_by": self.sample_by} if builder == "text" else {}
-        return ds.load_dataset(builder, data_files={self.split: files}, split=self.split,
-                               streaming=self.streaming, **kwargs)
+        return ds.load_dataset(
+            builder, data_files={self.split: files}, split=self.split, streaming=self.streaming, **kwargs
+        )
 
     def texts(self) -> Iterator[str]:
         """Non-empty texts, lazily."""
         for row in self.dataset():
             if self.text_field not in row:
-                raise KeyError(f"corpus {self.path} has no column {self.text_field!r} (columns: {sorted(row)}); "
-                               "pass text_field= (CLI: --text-field)")
+                raise KeyError(
+                    f"corpus {self.path} has no column {self.text_field!r} (columns: {sorted(row)}); "
+                    "pass text_field= (CLI: --text-field)"
+                )
             text = row[self.text_field]
             if isinstance(text, str) and text.strip():
                 yield text
 
 
-def pack_tokens(tokenizer: Any, texts: Any, context: int, batch_size: int, *, prepend_bos: bool = True,
-                max_windows: int | None = None) -> Iterator[dict[str, torch.Tensor]]:
+def pack_tokens(
+    tokenizer: Any,
+    texts: Any,
+    context: int,
+    batch_size: int,
+    *,
+    prepend_bos: bool = True,
+    max_windows: int | None = None,
+) -> Iterator[dict[str, torch.Tensor]]:
     """Batches ``{"input_ids", "attention_mask", "special_tokens_mask"}`` of shape (B, ``context``) packed
     from ``texts``.
 
     Each window starts with the tokenizer's BOS (or CLS) when ``prepend_bos`` and one exists; documents
     are separated by EOS (or SEP). The last partial window is dropped (it would need padding)."""
-    bos = (getattr(tokenizer, "bos_token_id", None) or getattr(tokenizer, "cls_token_id", None)) if prepend_bos else None
+    bos = (
+        (getattr(tokenizer, "bos_token_id", None) or getattr(tokenizer, "cls_token_id", None)) if prepend_bos else None
+    )
     sep = getattr(tokenizer, "eos_token_id", None)
     sep = sep if sep is not None else getattr(tokenizer, "sep_token_id", None)
     body = context - (bos is not None)

@@ -38,12 +38,12 @@ N_BINS = 20
 @dataclass
 class FeatureStats:
     n_rows: int
-    count: np.ndarray        # (m,) rows where the feature fired
-    total: np.ndarray        # (m,) sum of activations
-    max: np.ndarray          # (m,)
-    top_vals: np.ndarray     # (m, n_top) best activations, descending (0 where fewer rows fired)
-    top_rows: np.ndarray     # (m, n_top) their row indices in the store (-1 where none)
-    hist: np.ndarray         # (m, N_BINS) counts of non-zero activations in [0, max] bins
+    count: np.ndarray  # (m,) rows where the feature fired
+    total: np.ndarray  # (m,) sum of activations
+    max: np.ndarray  # (m,)
+    top_vals: np.ndarray  # (m, n_top) best activations, descending (0 where fewer rows fired)
+    top_rows: np.ndarray  # (m, n_top) their row indices in the store (-1 where none)
+    hist: np.ndarray  # (m, N_BINS) counts of non-zero activations in [0, max] bins
 
     @property
     def density(self) -> np.ndarray:
@@ -69,7 +69,7 @@ def feature_stats(sae: Any, acts: torch.Tensor, n_top: int = 16, batch_size: int
     top_v = torch.full((m, 0), 0.0)
     top_i = torch.full((m, 0), -1, dtype=torch.long)
     for s in range(0, n, batch_size):
-        z = _encode(sae, acts[s:s + batch_size])
+        z = _encode(sae, acts[s : s + batch_size])
         count += (z > 0).sum(0)
         total += z.sum(0, dtype=torch.float64)
         mx = torch.maximum(mx, z.max(0).values.clamp_min(0))
@@ -82,7 +82,7 @@ def feature_stats(sae: Any, acts: torch.Tensor, n_top: int = 16, batch_size: int
     hist = torch.zeros(m, N_BINS)
     scale = mx.clamp_min(1e-12)
     for s in range(0, n, batch_size):
-        z = _encode(sae, acts[s:s + batch_size])
+        z = _encode(sae, acts[s : s + batch_size])
         fired = z > 0
         b = (z / scale * N_BINS).long().clamp_(0, N_BINS - 1)
         cols = torch.arange(m).expand_as(b)
@@ -97,16 +97,21 @@ def decoder_stats(sae: Any) -> dict[str, np.ndarray]:
     unit = w / norms.clamp_min(1e-12).unsqueeze(1)
     nn_cos, nn_id = torch.zeros(len(w)), torch.zeros(len(w), dtype=torch.long)
     for s in range(0, len(w) if len(w) > 1 else 0, 2048):  # chunks: no (m, m) matrix for big dictionaries
-        cos = unit[s:s + 2048] @ unit.t()
+        cos = unit[s : s + 2048] @ unit.t()
         cos[torch.arange(len(cos)), torch.arange(s, s + len(cos))] = -2.0
-        nn_cos[s:s + 2048], nn_id[s:s + 2048] = cos.max(1)
+        nn_cos[s : s + 2048], nn_id[s : s + 2048] = cos.max(1)
     we = sae.W_enc.detach().float().cpu()
     if we.shape == unit.shape:
         enc_dec = (we * unit).sum(1) / we.norm(dim=1).clamp_min(1e-12)
     else:  # a transcoder: encoder and decoder live in different spaces
         enc_dec = torch.full((len(w),), float("nan"))
-    return {"norm": norms.numpy(), "nn_id": nn_id.numpy(), "nn_cos": nn_cos.numpy(), "enc_dec_cos": enc_dec.numpy(),
-            "b_enc": sae.b_enc.detach().float().cpu().numpy()}
+    return {
+        "norm": norms.numpy(),
+        "nn_id": nn_id.numpy(),
+        "nn_cos": nn_cos.numpy(),
+        "enc_dec_cos": enc_dec.numpy(),
+        "b_enc": sae.b_enc.detach().float().cpu().numpy(),
+    }
 
 
 def load_explanations(path: str | Path | None) -> dict[int, dict[str, Any]]:
@@ -221,8 +226,10 @@ def _fmt(x: float, digits: int = 4) -> str:
 
 def _page(title: str, body: str, script: str = "") -> str:
     js = f"<script>{script}</script>" if script else ""
-    return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{_e(title)}</title>"
-            f"<style>{_CSS}</style></head><body>{body}{js}</body></html>\n")
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
+        f"<style>{_CSS}</style></head><body>{body}{js}</body></html>\n"
+    )
 
 
 def _histogram_svg(counts: np.ndarray, max_act: float, width: int = 420, height: int = 120) -> str:
@@ -232,12 +239,16 @@ def _histogram_svg(counts: np.ndarray, max_act: float, width: int = 420, height:
     for i, c in enumerate(counts):
         h = (height - 20) * (math.log1p(c) / math.log1p(peak))
         lo, hi = max_act * i / len(counts), max_act * (i + 1) / len(counts)
-        bars.append(f'<rect x="{i * bw:.1f}" y="{height - 15 - h:.1f}" width="{bw - 1:.1f}" height="{h:.1f}" '
-                    f'fill="#3b6fb6"><title>{lo:.3g}-{hi:.3g}: {int(c)}</title></rect>')
-    return (f'<svg class="hist" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-            f'role="img" aria-label="activation histogram">{"".join(bars)}'
-            f'<text x="0" y="{height - 2}" font-size="10">0</text>'
-            f'<text x="{width}" y="{height - 2}" font-size="10" text-anchor="end">{max_act:.3g}</text></svg>')
+        bars.append(
+            f'<rect x="{i * bw:.1f}" y="{height - 15 - h:.1f}" width="{bw - 1:.1f}" height="{h:.1f}" '
+            f'fill="#3b6fb6"><title>{lo:.3g}-{hi:.3g}: {int(c)}</title></rect>'
+        )
+    return (
+        f'<svg class="hist" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'role="img" aria-label="activation histogram">{"".join(bars)}'
+        f'<text x="0" y="{height - 2}" font-size="10">0</text>'
+        f'<text x="{width}" y="{height - 2}" font-size="10" text-anchor="end">{max_act:.3g}</text></svg>'
+    )
 
 
 def _context_html(tokens: Sequence[str], values: Sequence[float], center: int, vmax: float) -> str:
@@ -251,15 +262,26 @@ def _context_html(tokens: Sequence[str], values: Sequence[float], center: int, v
             spans.append(" ")
         alpha = 0.0 if v <= 0 else min(1.0, 0.15 + 0.85 * v / max(vmax, 1e-12))
         cls = "tok max" if j == center else "tok"
-        spans.append(f'<span class="{cls}" style="background:rgba(230,120,20,{alpha:.2f})" '
-                     f'title="{_e(f"{v:.4g}")}">{_e(tok)}</span>')
+        spans.append(
+            f'<span class="{cls}" style="background:rgba(230,120,20,{alpha:.2f})" '
+            f'title="{_e(f"{v:.4g}")}">{_e(tok)}</span>'
+        )
     return "".join(spans)
 
 
-def build_dashboard(sae: Any, store: Any, out: str | Path, *, token_text: Callable[[int], str] | None = None,
-                    explanations: dict[int, dict[str, Any]] | None = None, max_rows: int = 65_536,
-                    n_top: int = 16, window: tuple[int, int] = (8, 3), max_features: int | None = None,
-                    title: str = "SAE feature dashboard") -> Path:
+def build_dashboard(
+    sae: Any,
+    store: Any,
+    out: str | Path,
+    *,
+    token_text: Callable[[int], str] | None = None,
+    explanations: dict[int, dict[str, Any]] | None = None,
+    max_rows: int = 65_536,
+    n_top: int = 16,
+    window: tuple[int, int] = (8, 3),
+    max_features: int | None = None,
+    title: str = "SAE feature dashboard",
+) -> Path:
     """Write the dashboard for ``sae`` on the first ``max_rows`` rows of ``store`` into ``out``; return
     the path of ``index.html``. ``window`` = tokens shown before/after each top-activating token."""
     out = Path(out)
@@ -292,12 +314,22 @@ def build_dashboard(sae: Any, store: Any, out: str | Path, *, token_text: Callab
     for f in range(m):
         e = expl.get(f, {})
         score = e.get("score")
-        records.append({"feature": f, "density": float(stats.density[f]), "mean_act": float(stats.mean_act[f]),
-                        "max_act": float(stats.max[f]), "decoder_norm": float(dec["norm"][f]),
-                        "nearest_feature": int(dec["nn_id"][f]), "nearest_cos": float(dec["nn_cos"][f]),
-                        "enc_dec_cos": _finite(dec["enc_dec_cos"][f]), "explanation": e.get("explanation"),
-                        "score": None if score is None else float(score), "scores": e.get("scores", {}),
-                        "page": f"features/f{f:05d}.html" if f in paged_set else None})
+        records.append(
+            {
+                "feature": f,
+                "density": float(stats.density[f]),
+                "mean_act": float(stats.mean_act[f]),
+                "max_act": float(stats.max[f]),
+                "decoder_norm": float(dec["norm"][f]),
+                "nearest_feature": int(dec["nn_id"][f]),
+                "nearest_cos": float(dec["nn_cos"][f]),
+                "enc_dec_cos": _finite(dec["enc_dec_cos"][f]),
+                "explanation": e.get("explanation"),
+                "score": None if score is None else float(score),
+                "scores": e.get("scores", {}),
+                "page": f"features/f{f:05d}.html" if f in paged_set else None,
+            }
+        )
     for f in paged:
         r = records[f]
         ctx_rows, windows = [], []
@@ -311,31 +343,34 @@ def build_dashboard(sae: Any, store: Any, out: str | Path, *, token_text: Callab
         start = 0
         for val, row, rows in zip(stats.top_vals[f], stats.top_rows[f], windows):
             seq, pos = int(sequences[row]), int(positions[row])
-            vals, start = feat_vals[start:start + len(rows)], start + len(rows)
+            vals, start = feat_vals[start : start + len(rows)], start + len(rows)
             toks = [text(int(tok_ids[x])) for x in rows]
             center = rows.index(int(row))
-            ctx_rows.append(f'<tr><td class="num">{val:.4g}</td><td class="muted">seq {seq} pos {pos}</td>'
-                            f'<td><div class="ctx">{_context_html(toks, vals, center, float(stats.max[f]))}</div>'
-                            f'</td></tr>')
+            ctx_rows.append(
+                f'<tr><td class="num">{val:.4g}</td><td class="muted">seq {seq} pos {pos}</td>'
+                f'<td><div class="ctx">{_context_html(toks, vals, center, float(stats.max[f]))}</div>'
+                f"</td></tr>"
+            )
         scores = "".join(f"<dt>{_e(k)}</dt><dd>{_e(_fmt(float(v)))}</dd>" for k, v in (r["scores"] or {}).items())
         nn_f = r["nearest_feature"]
-        nn_link = (f'<a href="f{nn_f:05d}.html">feature {nn_f}</a>' if nn_f in paged_set else f"feature {nn_f}")
+        nn_link = f'<a href="f{nn_f:05d}.html">feature {nn_f}</a>' if nn_f in paged_set else f"feature {nn_f}"
         expl_html = _e(r["explanation"]) if r["explanation"] else '<span class="muted">no explanation</span>'
         score_html = "" if r["score"] is None else f"<dt>explanation score</dt><dd>{_e(_fmt(r['score']))}</dd>"
         enc_dec = "n/a" if r["enc_dec_cos"] is None else f"{r['enc_dec_cos']:.3f}"
         body = (
             f'<p><a href="../index.html">&larr; all features</a></p><h1>Feature {f}</h1>'
             f'<p class="explanation">{expl_html}</p><dl>{score_html}{scores}<dt>density</dt><dd>{r["density"]:.4g} ({int(stats.count[f])} of {n} tokens)</dd>'
-            f'<dt>mean activation (when firing)</dt><dd>{r["mean_act"]:.4g}</dd><dt>max activation</dt>'
-            f'<dd>{r["max_act"]:.4g}</dd></dl>'
-            f'<h2>Activation histogram</h2>{_histogram_svg(stats.hist[f], float(stats.max[f]))}'
+            f"<dt>mean activation (when firing)</dt><dd>{r['mean_act']:.4g}</dd><dt>max activation</dt>"
+            f"<dd>{r['max_act']:.4g}</dd></dl>"
+            f"<h2>Activation histogram</h2>{_histogram_svg(stats.hist[f], float(stats.max[f]))}"
             f'<p class="muted">non-zero activations, log-scaled counts</p>'
-            f'<h2>Decoder direction</h2><dl><dt>decoder norm</dt><dd>{r["decoder_norm"]:.4g}</dd>'
-            f'<dt>nearest decoder direction</dt><dd>{nn_link} (cosine {r["nearest_cos"]:.3f})</dd>'
-            f'<dt>encoder/decoder cosine</dt><dd>{enc_dec}</dd><dt>encoder bias</dt>'
-            f'<dd>{float(dec["b_enc"][f]):.4g}</dd></dl>'
+            f"<h2>Decoder direction</h2><dl><dt>decoder norm</dt><dd>{r['decoder_norm']:.4g}</dd>"
+            f"<dt>nearest decoder direction</dt><dd>{nn_link} (cosine {r['nearest_cos']:.3f})</dd>"
+            f"<dt>encoder/decoder cosine</dt><dd>{enc_dec}</dd><dt>encoder bias</dt>"
+            f"<dd>{float(dec['b_enc'][f]):.4g}</dd></dl>"
             f'<h2>Top-activating contexts</h2><table class="contexts"><thead><tr><th>activation</th><th>where</th>'
-            f'<th>context</th></tr></thead><tbody>{"".join(ctx_rows)}</tbody></table>')
+            f"<th>context</th></tr></thead><tbody>{''.join(ctx_rows)}</tbody></table>"
+        )
         atomic_write_bytes(out / "features" / f"f{f:05d}.html", _page(f"Feature {f} - {title}", body).encode())
     rows_html = []
     for r in records:
@@ -350,19 +385,30 @@ def build_dashboard(sae: Any, store: Any, out: str | Path, *, token_text: Callab
             f'<td><a href="{_e(r["page"])}">{f}</a></td><td class="num">{r["density"]:.4g}</td>'
             f'<td class="num">{r["mean_act"]:.4g}</td><td class="num">{r["max_act"]:.4g}</td>'
             f'<td class="num">{_e(_fmt(r["score"], 3) if r["score"] is not None else "")}</td>'
-            f'<td>{_e(r["explanation"] or "")}</td></tr>')
+            f"<td>{_e(r['explanation'] or '')}</td></tr>"
+        )
     meta = store.manifest
-    body = (f"<h1>{_e(title)}</h1><p class=\"muted\">{_e(meta.get('model'))} · point {_e(meta.get('point'))} · "
-            f"{n} tokens · {m} features, {len(alive)} fired, {m - len(alive)} dead</p>"
-            f'<p><input id="search" type="search" placeholder="search feature id or explanation"> '
-            f'<span id="shown">{len(rows_html)} features</span></p>'
-            f'<table id="features"><thead><tr><th data-key="id">feature</th><th data-key="density">density</th>'
-            f'<th data-key="mean_act">mean act</th><th data-key="max_act">max act</th>'
-            f'<th data-key="score">expl. score</th><th>explanation</th></tr></thead>'
-            f'<tbody id="rows">{"".join(rows_html)}</tbody></table>')
+    body = (
+        f'<h1>{_e(title)}</h1><p class="muted">{_e(meta.get("model"))} · point {_e(meta.get("point"))} · '
+        f"{n} tokens · {m} features, {len(alive)} fired, {m - len(alive)} dead</p>"
+        f'<p><input id="search" type="search" placeholder="search feature id or explanation"> '
+        f'<span id="shown">{len(rows_html)} features</span></p>'
+        f'<table id="features"><thead><tr><th data-key="id">feature</th><th data-key="density">density</th>'
+        f'<th data-key="mean_act">mean act</th><th data-key="max_act">max act</th>'
+        f'<th data-key="score">expl. score</th><th>explanation</th></tr></thead>'
+        f'<tbody id="rows">{"".join(rows_html)}</tbody></table>'
+    )
     index = out / "index.html"
     atomic_write_bytes(index, _page(title, body, _INDEX_JS).encode())
-    atomic_write_json(out / "features.json", {"n_tokens": n, "d_sae": m, "store": str(store.path),
-                                              "model": meta.get("model"), "point": meta.get("point"),
-                                              "features": records})
+    atomic_write_json(
+        out / "features.json",
+        {
+            "n_tokens": n,
+            "d_sae": m,
+            "store": str(store.path),
+            "model": meta.get("model"),
+            "point": meta.get("point"),
+            "features": records,
+        },
+    )
     return index

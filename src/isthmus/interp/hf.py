@@ -29,8 +29,16 @@ from torch import nn
 
 from isthmus.interp.hooks import Point
 
-__all__ = ["FAMILIES", "load_minilm", "load_hf", "hook_points", "head_output_weight", "tokenize_batches",
-           "harvest", "Harvest"]
+__all__ = [
+    "FAMILIES",
+    "load_minilm",
+    "load_hf",
+    "hook_points",
+    "head_output_weight",
+    "tokenize_batches",
+    "harvest",
+    "Harvest",
+]
 
 _INSTALL_HINT = "install the interpretability extra: pip install 'isthmus[interp]'"
 
@@ -39,10 +47,10 @@ _INSTALL_HINT = "install the interpretability extra: pip install 'isthmus[interp
 class Family:
     """Module paths of one architecture family, relative to the base model (``model.base_model``)."""
 
-    layers: str      # the ModuleList of blocks
-    embed: str       # module whose output is the residual stream entering block 0
-    o_proj: str      # attention output projection, relative to a block
-    mlp_out: str     # module whose output is the MLP's write, relative to a block
+    layers: str  # the ModuleList of blocks
+    embed: str  # module whose output is the residual stream entering block 0
+    o_proj: str  # attention output projection, relative to a block
+    mlp_out: str  # module whose output is the MLP's write, relative to a block
     conv1d: bool = False  # GPT-2's Conv1D stores W_O as (in, out)
 
 
@@ -92,8 +100,10 @@ def _base_prefix(model: nn.Module) -> str:
 def _family(model: nn.Module) -> Family:
     model_type = getattr(getattr(model, "config", None), "model_type", None)
     if model_type not in FAMILIES:
-        raise ValueError(f"no hook-point table for Hugging Face model_type {model_type!r}; known: "
-                         f"{sorted(FAMILIES)}. Raw module paths still work with capture/patch.")
+        raise ValueError(
+            f"no hook-point table for Hugging Face model_type {model_type!r}; known: "
+            f"{sorted(FAMILIES)}. Raw module paths still work with capture/patch."
+        )
     return FAMILIES[model_type]
 
 
@@ -117,6 +127,7 @@ def head_output_weight(o_proj: nn.Module, n_heads: int, conv1d: bool = False) ->
 def _split_heads(n_heads: int):
     def read(x: torch.Tensor) -> torch.Tensor:  # (B, T, H·dh) -> (B, T, H, dh)
         return x.unflatten(-1, (n_heads, x.shape[-1] // n_heads))
+
     return read
 
 
@@ -128,6 +139,7 @@ def _head_result(o_proj: nn.Module, n_heads: int, conv1d: bool):
     def read(x: torch.Tensor) -> torch.Tensor:  # (B, T, H·dh) -> (B, T, H, d)
         w = head_output_weight(o_proj, n_heads, conv1d)  # read at call time: weights may change
         return torch.einsum("bthk,hkd->bthd", _split_heads(n_heads)(x), w)
+
     return read
 
 
@@ -144,8 +156,13 @@ def hook_points(model: nn.Module) -> dict[str, Point]:
         defs = [
             Point(f"blocks.{i}.hook_resid_pre", prev),
             Point(f"blocks.{i}.attn.hook_z", o_proj, "input", _split_heads(heads), _merge_heads),
-            Point(f"blocks.{i}.attn.hook_result", o_proj, "input",
-                  _head_result(modules[o_proj], heads, fam.conv1d), readonly=True),
+            Point(
+                f"blocks.{i}.attn.hook_result",
+                o_proj,
+                "input",
+                _head_result(modules[o_proj], heads, fam.conv1d),
+                readonly=True,
+            ),
             Point(f"blocks.{i}.hook_attn_out", o_proj),
             Point(f"blocks.{i}.hook_mlp_out", f"{block}.{fam.mlp_out}"),
             Point(f"blocks.{i}.hook_resid_post", block),
@@ -154,8 +171,9 @@ def hook_points(model: nn.Module) -> dict[str, Point]:
     return points
 
 
-def tokenize_batches(tokenizer: Any, texts: Iterable[str], batch_size: int = 16,
-                     max_length: int = 128) -> Iterator[dict[str, torch.Tensor]]:
+def tokenize_batches(
+    tokenizer: Any, texts: Iterable[str], batch_size: int = 16, max_length: int = 128
+) -> Iterator[dict[str, torch.Tensor]]:
     """Padded, truncated encoder inputs in batches; ``special_tokens_mask`` marks [CLS]/[SEP]/padding."""
     batch: list[str] = []
     for text in texts:
@@ -168,8 +186,14 @@ def tokenize_batches(tokenizer: Any, texts: Iterable[str], batch_size: int = 16,
 
 
 def _encode(tokenizer: Any, texts: list[str], max_length: int) -> dict[str, torch.Tensor]:
-    enc = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt",
-                    return_special_tokens_mask=True)
+    enc = tokenizer(
+        texts,
+        padding=True,
+        truncation=True,
+        max_length=max_length,
+        return_tensors="pt",
+        return_special_tokens_mask=True,
+    )
     return dict(enc)
 
 
@@ -178,14 +202,22 @@ class Harvest:
     """Activations of the kept tokens, one row per token: ``acts[point]`` is ``(N, *shape)``."""
 
     acts: dict[str, torch.Tensor]
-    token_ids: torch.Tensor   # (N,)
-    positions: torch.Tensor   # (N,) position in its sequence
-    sequence: torch.Tensor    # (N,) index of the sequence (text) the token came from
+    token_ids: torch.Tensor  # (N,)
+    positions: torch.Tensor  # (N,) position in its sequence
+    sequence: torch.Tensor  # (N,) index of the sequence (text) the token came from
 
 
-def harvest(model: nn.Module, tokenizer: Any, texts: Sequence[str], points: Sequence[str], *,
-            batch_size: int = 16, max_length: int = 128, max_tokens: int | None = None,
-            drop_special: bool = True) -> Harvest:
+def harvest(
+    model: nn.Module,
+    tokenizer: Any,
+    texts: Sequence[str],
+    points: Sequence[str],
+    *,
+    batch_size: int = 16,
+    max_length: int = 128,
+    max_tokens: int | None = None,
+    drop_special: bool = True,
+) -> Harvest:
     """Run ``texts`` through ``model`` and collect the activations at ``points`` for every real token.
 
     Padding is always dropped; ``drop_special`` also drops [CLS]/[SEP]-like tokens. In memory;

@@ -26,8 +26,16 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from torch import nn
 
-__all__ = ["Point", "HookError", "StopForward", "resolve_point", "available_points", "capture", "patch",
-           "run_with_cache"]
+__all__ = [
+    "Point",
+    "HookError",
+    "StopForward",
+    "resolve_point",
+    "available_points",
+    "capture",
+    "patch",
+    "run_with_cache",
+]
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -95,8 +103,10 @@ def resolve_point(model: nn.Module, point: str | Point, _declared: dict[str, Poi
     close = difflib.get_close_matches(point, candidates, n=5, cutoff=0.5)
     hint = f"; close matches: {close}" if close else ""
     examples = list(declared)[:4] or candidates[:4]
-    raise HookError(f"{type(model).__name__} has no hook point {point!r}{hint} "
-                    f"(e.g. {examples}; see isthmus.interp.available_points(model))")
+    raise HookError(
+        f"{type(model).__name__} has no hook point {point!r}{hint} "
+        f"(e.g. {examples}; see isthmus.interp.available_points(model))"
+    )
 
 
 def _first(value: Any) -> torch.Tensor:
@@ -115,16 +125,24 @@ def _register(module: nn.Module, where: str, fn: Callable) -> torch.utils.hooks.
     if where == "output":
         return module.register_forward_hook(lambda _m, _args, out: fn(out))
     if where == "input":
+
         def pre(_m: nn.Module, args: tuple) -> tuple | None:
             new = fn(args[0])
             return None if new is None else (new,) + tuple(args[1:])
+
         return module.register_forward_pre_hook(pre)
     raise ValueError(f"Point.where must be 'output' or 'input', got {where!r}")
 
 
 @contextlib.contextmanager
-def capture(model: nn.Module, points: Sequence[str | Point], *, detach: bool = True, to_cpu: bool = False,
-            stop_early: bool = False) -> Iterator[dict[str, torch.Tensor]]:
+def capture(
+    model: nn.Module,
+    points: Sequence[str | Point],
+    *,
+    detach: bool = True,
+    to_cpu: bool = False,
+    stop_early: bool = False,
+) -> Iterator[dict[str, torch.Tensor]]:
     """Record the activations at ``points`` during forward passes inside the ``with`` block.
 
     Yields a dict filled as the model runs (the last call wins when a module runs repeatedly).
@@ -147,6 +165,7 @@ def capture(model: nn.Module, points: Sequence[str | Point], *, detach: bool = T
             store[p.name] = value.cpu() if to_cpu else value
             if stop_early and wanted.issubset(store):
                 raise StopForward
+
         return fn
 
     try:
@@ -170,8 +189,10 @@ def patch(model: nn.Module, point: str | Point, fn: Callable[[torch.Tensor], tor
     """
     p = resolve_point(model, point)
     if p.readonly:
-        raise HookError(f"hook point {p.name!r} is read-only (it is derived from another point); "
-                        "patch the point it is computed from instead")
+        raise HookError(
+            f"hook point {p.name!r} is read-only (it is derived from another point); "
+            "patch the point it is computed from instead"
+        )
     module = dict(model.named_modules())[p.module]
 
     def hook(raw: Any) -> Any:
@@ -181,8 +202,9 @@ def patch(model: nn.Module, point: str | Point, fn: Callable[[torch.Tensor], tor
         if new is None:
             return None
         if new.shape != value.shape:
-            raise ValueError(f"patch fn for {p.name!r} returned shape {tuple(new.shape)}, "
-                             f"expected {tuple(value.shape)}")
+            raise ValueError(
+                f"patch fn for {p.name!r} returned shape {tuple(new.shape)}, expected {tuple(value.shape)}"
+            )
         new_raw = p.write(new) if p.write is not None else new
         return _replace_first(raw, new_raw)
 
@@ -193,8 +215,9 @@ def patch(model: nn.Module, point: str | Point, fn: Callable[[torch.Tensor], tor
         handle.remove()
 
 
-def run_with_cache(model: nn.Module, inputs: Any, points: Sequence[str | Point], *, stop_early: bool = True,
-                   **capture_kw: Any) -> dict[str, torch.Tensor]:
+def run_with_cache(
+    model: nn.Module, inputs: Any, points: Sequence[str | Point], *, stop_early: bool = True, **capture_kw: Any
+) -> dict[str, torch.Tensor]:
     """Run ``model(inputs)`` (``model(**inputs)`` for a dict) without grad and return the captures.
 
     With ``stop_early`` the forward pass ends at the last requested point, skipping later layers.

@@ -52,9 +52,12 @@ def _unit_rows(w: torch.Tensor) -> bool:
     return bool(torch.allclose(w.norm(dim=1), torch.ones(w.shape[0], dtype=w.dtype), atol=1e-4))
 
 
-def _build(d_in: int, d_sae: int, bottleneck: str, bn_cfg: dict, unit: bool, d_out: int | None = None,
-           skip: bool = False) -> SparseAutoEncoder:
-    base: dict[str, Any] = dict(d_in=d_in, d_sae=d_sae, bottleneck=bottleneck, bottleneck_config=bn_cfg, normalize_decoder=unit)
+def _build(
+    d_in: int, d_sae: int, bottleneck: str, bn_cfg: dict, unit: bool, d_out: int | None = None, skip: bool = False
+) -> SparseAutoEncoder:
+    base: dict[str, Any] = dict(
+        d_in=d_in, d_sae=d_sae, bottleneck=bottleneck, bottleneck_config=bn_cfg, normalize_decoder=unit
+    )
     if d_out is None and not skip:
         return SparseAutoEncoder(SAEConfig(**base))
     from isthmus.interp.transcoder import Transcoder, TranscoderConfig
@@ -83,25 +86,41 @@ def from_saelens(path: str | Path) -> SparseAutoEncoder:
     w = {k: v.float() for k, v in load_tensors(path / SAELENS_WEIGHTS).items()}
     arch = cfg.get("architecture", "standard")
     if cfg.get("normalize_activations", "none") not in ("none", None):
-        raise InteropError(f"{path}: normalize_activations={cfg['normalize_activations']!r} rescales inputs at "
-                           "run time; fold it first (SAELens: sae.fold_activation_norm_scaling_factor(...)) and save again")
-    kinds = {"standard": ("sae_relu", {}), "topk": ("sae_topk", {"k": int(cfg.get("k", 0))}),
-             "jumprelu": ("sae_jumprelu", {}), "transcoder": ("sae_relu", {}), "skip_transcoder": ("sae_relu", {}),
-             "jumprelu_transcoder": ("sae_jumprelu", {})}
+        raise InteropError(
+            f"{path}: normalize_activations={cfg['normalize_activations']!r} rescales inputs at "
+            "run time; fold it first (SAELens: sae.fold_activation_norm_scaling_factor(...)) and save again"
+        )
+    kinds = {
+        "standard": ("sae_relu", {}),
+        "topk": ("sae_topk", {"k": int(cfg.get("k", 0))}),
+        "jumprelu": ("sae_jumprelu", {}),
+        "transcoder": ("sae_relu", {}),
+        "skip_transcoder": ("sae_relu", {}),
+        "jumprelu_transcoder": ("sae_jumprelu", {}),
+    }
     if arch not in kinds:
-        raise InteropError(f"{path}: SAELens architecture {arch!r} has no isthmus equivalent; supported: {sorted(kinds)}")
+        raise InteropError(
+            f"{path}: SAELens architecture {arch!r} has no isthmus equivalent; supported: {sorted(kinds)}"
+        )
     bottleneck, bn_cfg = kinds[arch]
     w_enc, w_dec = w["W_enc"].t().contiguous(), w["W_dec"]  # ours: (m, d_in), (m, d_out)
     d_in, d_sae = int(cfg["d_in"]), int(cfg["d_sae"])
     transcoder = "transcoder" in arch
     b_enc = w["b_enc"]
     if cfg.get("rescale_acts_by_decoder_norm"):  # SAELens' TopK training default; fold it exactly, as its
-        n = w_dec.norm(dim=1).clamp_min(1e-12)     # fold_W_dec_norm does: the codes are unchanged
+        n = w_dec.norm(dim=1).clamp_min(1e-12)  # fold_W_dec_norm does: the codes are unchanged
         w_enc, b_enc, w_dec = w_enc * n.unsqueeze(1), b_enc * n, w_dec / n.unsqueeze(1)
     if not transcoder and not cfg.get("apply_b_dec_to_input", True):
         b_enc = b_enc + w_enc @ w["b_dec"]  # we always subtract b_dec first: W(x − b) + (c + W b) = W x + c
-    sae = _build(d_in, d_sae, bottleneck, bn_cfg, _unit_rows(w_dec),
-                 d_out=int(cfg.get("d_out", d_in)) if transcoder else None, skip=arch == "skip_transcoder")
+    sae = _build(
+        d_in,
+        d_sae,
+        bottleneck,
+        bn_cfg,
+        _unit_rows(w_dec),
+        d_out=int(cfg.get("d_out", d_in)) if transcoder else None,
+        skip=arch == "skip_transcoder",
+    )
     state = {"W_enc": w_enc, "W_dec": w_dec, "b_enc": b_enc, "b_dec": w["b_dec"]}
     if "threshold" in w:
         state["bottleneck.log_threshold"] = w["threshold"].clamp_min(1e-30).log()
@@ -117,8 +136,10 @@ def _inference_threshold(sae: SparseAutoEncoder) -> torch.Tensor | None:
     if sae.config.bottleneck in ("sae_batchtopk", "sae_matryoshka"):
         t = float(cast(torch.Tensor, bn.threshold))
         if t < 0:
-            raise InteropError("this BatchTopK SAE has no inference threshold yet (train it first); SAELens stores "
-                               "BatchTopK as JumpReLU with that threshold")
+            raise InteropError(
+                "this BatchTopK SAE has no inference threshold yet (train it first); SAELens stores "
+                "BatchTopK as JumpReLU with that threshold"
+            )
         return torch.full((sae.config.d_sae,), t)
     return None
 
@@ -141,21 +162,35 @@ def to_saelens(sae: SparseAutoEncoder, path: str | Path, metadata: dict[str, Any
     if transcoder:
         if arch == "topk":
             raise InteropError("SAELens has no TopK transcoder class; use to_sparsify for TopK transcoders")
-        arch = {"standard": "skip_transcoder" if tc.config.skip else "transcoder",
-                "jumprelu": "jumprelu_transcoder"}[arch]
+        arch = {"standard": "skip_transcoder" if tc.config.skip else "transcoder", "jumprelu": "jumprelu_transcoder"}[
+            arch
+        ]
         if tc.config.skip and arch == "jumprelu_transcoder":
             raise InteropError("SAELens has no JumpReLU skip transcoder")
         extra["d_out"] = tc.config.d_out
-    tensors = {"W_enc": sae.W_enc.detach().t().contiguous().float().cpu(), "W_dec": sae.W_dec.detach().float().cpu(),
-               "b_enc": sae.b_enc.detach().float().cpu(), "b_dec": sae.b_dec.detach().float().cpu()}
+    tensors = {
+        "W_enc": sae.W_enc.detach().t().contiguous().float().cpu(),
+        "W_dec": sae.W_dec.detach().float().cpu(),
+        "b_enc": sae.b_enc.detach().float().cpu(),
+        "b_dec": sae.b_dec.detach().float().cpu(),
+    }
     threshold = _inference_threshold(sae)
     if threshold is not None:
         tensors["threshold"] = threshold.float().cpu()
     if transcoder and tc.W_skip is not None:  # set iff config.skip
         tensors["W_skip"] = tc.W_skip.detach().float().cpu()
-    cfg = {"d_in": sae.config.d_in, "d_sae": sae.config.d_sae, "dtype": "float32", "device": "cpu",
-           "apply_b_dec_to_input": not transcoder, "normalize_activations": "none", "reshape_activations": "none",
-           "metadata": {"isthmus_bottleneck": name, **(metadata or {})}, "architecture": arch, **extra}
+    cfg = {
+        "d_in": sae.config.d_in,
+        "d_sae": sae.config.d_sae,
+        "dtype": "float32",
+        "device": "cpu",
+        "apply_b_dec_to_input": not transcoder,
+        "normalize_activations": "none",
+        "reshape_activations": "none",
+        "metadata": {"isthmus_bottleneck": name, **(metadata or {})},
+        "architecture": arch,
+        **extra,
+    }
     path.mkdir(parents=True, exist_ok=True)
     save_tensors(path / SAELENS_WEIGHTS, tensors)
     atomic_write_json(path / SAELENS_CFG, cfg)
@@ -177,8 +212,15 @@ def from_sparsify(path: str | Path) -> SparseAutoEncoder:
     m = int(cfg.get("num_latents") or d_in * int(cfg.get("expansion_factor", 32)))
     transcode, skip = bool(cfg.get("transcode")), bool(cfg.get("skip_connection"))
     w_dec = w["W_dec"]
-    sae = _build(d_in, m, "sae_topk", {"k": int(cfg["k"])}, bool(cfg.get("normalize_decoder", True)) and
-                 _unit_rows(w_dec), d_out=w_dec.shape[1] if (transcode or skip) else None, skip=skip)
+    sae = _build(
+        d_in,
+        m,
+        "sae_topk",
+        {"k": int(cfg["k"])},
+        bool(cfg.get("normalize_decoder", True)) and _unit_rows(w_dec),
+        d_out=w_dec.shape[1] if (transcode or skip) else None,
+        skip=skip,
+    )
     state = {"W_enc": w["encoder.weight"], "W_dec": w_dec, "b_enc": w["encoder.bias"], "b_dec": w["b_dec"]}
     if skip:
         state["W_skip"] = w["W_skip"]
@@ -195,11 +237,23 @@ def to_sparsify(sae: SparseAutoEncoder, path: str | Path) -> Path:
         raise InteropError(f"sparsify stores TopK sparse coders only, not {sae.config.bottleneck}")
     transcoder = getattr(sae, "is_transcoder", False)
     d_in, m = sae.config.d_in, sae.config.d_sae
-    cfg = {"activation": "topk", "expansion_factor": max(1, m // d_in), "normalize_decoder": sae.config.normalize_decoder,
-           "num_latents": m, "k": int(cast(TopKConfig, sae.bottleneck.config).k), "multi_topk": False,
-           "skip_connection": bool(transcoder and cast("Transcoder", sae).config.skip), "transcode": transcoder, "d_in": d_in}
-    tensors = {"encoder.weight": sae.W_enc.detach().float().cpu(), "encoder.bias": sae.b_enc.detach().float().cpu(),
-               "W_dec": sae.W_dec.detach().float().cpu(), "b_dec": sae.b_dec.detach().float().cpu()}
+    cfg = {
+        "activation": "topk",
+        "expansion_factor": max(1, m // d_in),
+        "normalize_decoder": sae.config.normalize_decoder,
+        "num_latents": m,
+        "k": int(cast(TopKConfig, sae.bottleneck.config).k),
+        "multi_topk": False,
+        "skip_connection": bool(transcoder and cast("Transcoder", sae).config.skip),
+        "transcode": transcoder,
+        "d_in": d_in,
+    }
+    tensors = {
+        "encoder.weight": sae.W_enc.detach().float().cpu(),
+        "encoder.bias": sae.b_enc.detach().float().cpu(),
+        "W_dec": sae.W_dec.detach().float().cpu(),
+        "b_dec": sae.b_dec.detach().float().cpu(),
+    }
     if cfg["skip_connection"]:
         tensors["W_skip"] = cast(torch.Tensor, sae.W_skip).detach().float().cpu()
     path.mkdir(parents=True, exist_ok=True)

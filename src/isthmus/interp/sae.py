@@ -25,14 +25,24 @@ from torch import nn
 
 from isthmus.bottlenecks import BOTTLENECKS
 from isthmus.bottlenecks.sparse import BatchTopKBottleneck, SparseBottleneck, TopKBottleneck
-from isthmus.bottlenecks.sparse_backward import (batchtopk_encode, coo_decode, dense_from_coo, dense_from_topk,
-                                                 sparse_decode, topk_encode)
+from isthmus.bottlenecks.sparse_backward import (
+    batchtopk_encode,
+    coo_decode,
+    dense_from_coo,
+    dense_from_topk,
+    sparse_decode,
+    topk_encode,
+)
 from isthmus.config import Config, ConfigError
 from isthmus.io import Pretrained
 from isthmus.models.output import ModelOutput
 from isthmus.train.callbacks.base import Callback
 
-__all__ = ["SAEConfig", "SparseAutoEncoder", "UnitNormDecoder"]  # + SAETrainConfig, train_sae, resample_dead_latents (lazy)
+__all__ = [
+    "SAEConfig",
+    "SparseAutoEncoder",
+    "UnitNormDecoder",
+]  # + SAETrainConfig, train_sae, resample_dead_latents (lazy)
 
 
 @dataclass
@@ -80,8 +90,12 @@ class SparseAutoEncoder(Pretrained, nn.Module):
         config = config or SAEConfig()
         self.config = config.with_overrides(overrides) if overrides else config
         d, m = self.config.d_in, self.config.d_sae
-        self.bottleneck = cast(SparseBottleneck, BOTTLENECKS.build(  # validate() allows only "sae_*" bottlenecks
-            self.config.bottleneck, {**self.config.bottleneck_config, "latent_dim": m}))
+        self.bottleneck = cast(
+            SparseBottleneck,
+            BOTTLENECKS.build(  # validate() allows only "sae_*" bottlenecks
+                self.config.bottleneck, {**self.config.bottleneck_config, "latent_dim": m}
+            ),
+        )
         w = torch.randn(m, d)
         w = w / w.norm(dim=1, keepdim=True)
         self.W_dec = nn.Parameter(w)  # (m, d), rows = dictionary atoms
@@ -166,8 +180,9 @@ class SparseAutoEncoder(Pretrained, nn.Module):
         bn, m = cast(TopKBottleneck, self.bottleneck), self.config.d_sae  # uses_sparse_path checked the type
         dead = bn.dead_mask()
         k_aux = self._aux_k(dead)
-        vals, idx, aux_vals, aux_idx = topk_encode(self._center(x), self.W_enc, self.b_enc, bn.config.k_eff,
-                                                   dead if k_aux else None, k_aux)
+        vals, idx, aux_vals, aux_idx = topk_encode(
+            self._center(x), self.W_enc, self.b_enc, bn.config.k_eff, dead if k_aux else None, k_aux
+        )
         recon = sparse_decode(vals, idx, self.W_dec) + self.b_dec
         skip = self._skip(x)
         recon = recon if skip is None else recon + skip
@@ -182,11 +197,16 @@ class SparseAutoEncoder(Pretrained, nn.Module):
 
     def _batch_sparse_forward(self, x: torch.Tensor, y: torch.Tensor, dense_latent: bool):
         """BatchTopK (and Matryoshka prefixes) through the COO kernels; same outputs as the dense path."""
-        bn, m, B = cast(BatchTopKBottleneck, self.bottleneck), self.config.d_sae, x.shape[0]  # see uses_batch_sparse_path
+        bn, m, B = (
+            cast(BatchTopKBottleneck, self.bottleneck),
+            self.config.d_sae,
+            x.shape[0],
+        )  # see uses_batch_sparse_path
         dead = bn.dead_mask()
         k_aux = self._aux_k(dead)
-        vals, rows, cols, aux_vals, aux_idx = batchtopk_encode(self._center(x), self.W_enc, self.b_enc,
-                                                               bn.config.k_eff * B, dead if k_aux else None, k_aux)
+        vals, rows, cols, aux_vals, aux_idx = batchtopk_encode(
+            self._center(x), self.W_enc, self.b_enc, bn.config.k_eff * B, dead if k_aux else None, k_aux
+        )
         skip = self._skip(x)
         base = self.b_dec if skip is None else self.b_dec + skip
         recon = coo_decode(vals, rows, cols, self.W_dec, B) + base
@@ -197,12 +217,16 @@ class SparseAutoEncoder(Pretrained, nn.Module):
         losses = {}
         sizes = getattr(bn, "nested_sizes", None)
         if sizes and len(sizes) > 1:
-            losses["matryoshka"] = sum(self._recon_loss(coo_decode(vals * (cols < s), rows, cols, self.W_dec, B) + base, y)
-                                       for s in sizes[:-1])
+            losses["matryoshka"] = sum(
+                self._recon_loss(coo_decode(vals * (cols < s), rows, cols, self.W_dec, B) + base, y) for s in sizes[:-1]
+            )
         if k_aux:
             losses["auxk"] = self._auxk_loss(y, recon, aux_vals, aux_idx)
-        stats = {"l0": (vals > 0).sum().float().div(B).detach(), "dead_fraction": bn.dead_mask().float().mean(),
-                 "threshold": float(bn.threshold)}
+        stats = {
+            "l0": (vals > 0).sum().float().div(B).detach(),
+            "dead_fraction": bn.dead_mask().float().mean(),
+            "threshold": float(bn.threshold),
+        }
         latent = dense_from_coo(vals, rows, cols, B, m) if dense_latent else None
         return recon, latent, None, losses, stats
 

@@ -25,8 +25,14 @@ import torch
 
 from isthmus.interp.superposition import SuperpositionData
 
-__all__ = ["planted_absorption", "absorption_from_codes", "k_sparse_probe", "probe_tasks_from_tokens",
-           "planted_probe_tasks", "sparse_probing"]
+__all__ = [
+    "planted_absorption",
+    "absorption_from_codes",
+    "k_sparse_probe",
+    "probe_tasks_from_tokens",
+    "planted_probe_tasks",
+    "sparse_probing",
+]
 
 
 def _f1(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
@@ -37,8 +43,14 @@ def _f1(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def absorption_from_codes(codes: torch.Tensor, dictionary: torch.Tensor, features: torch.Tensor,
-                          coef: torch.Tensor, parents: Sequence[int], min_share: float = 0.4) -> dict[str, Any]:
+def absorption_from_codes(
+    codes: torch.Tensor,
+    dictionary: torch.Tensor,
+    features: torch.Tensor,
+    coef: torch.Tensor,
+    parents: Sequence[int],
+    min_share: float = 0.4,
+) -> dict[str, Any]:
     """Absorption of ``parents`` given codes (n, m), decoder rows (m, d), true features (F, d) and true
     coefficients (n, F). See the module docstring for the definitions."""
     w = dictionary / dictionary.norm(dim=1, keepdim=True).clamp_min(1e-12)
@@ -55,13 +67,25 @@ def absorption_from_codes(codes: torch.Tensor, dictionary: torch.Tensor, feature
         along = codes * (w @ features[p])  # (n, m): each latent's contribution along f_p
         along[:, main] = 0
         absorbed = fn & (along.max(1).values >= min_share * coef[:, p])
-        rows.append({"parent": int(p), "main_latent": main, "main_f1": float(f1[main]), "positives": n_pos,
-                     "false_negative_rate": int(fn.sum()) / n_pos, "absorption_rate": int(absorbed.sum()) / n_pos})
+        rows.append(
+            {
+                "parent": int(p),
+                "main_latent": main,
+                "main_f1": float(f1[main]),
+                "positives": n_pos,
+                "false_negative_rate": int(fn.sum()) / n_pos,
+                "absorption_rate": int(absorbed.sum()) / n_pos,
+            }
+        )
     if not rows:
         raise ValueError("no parent feature fired in the sample; draw more tokens")
-    return {"absorption_rate": float(np.mean([r["absorption_rate"] for r in rows])),
-            "false_negative_rate": float(np.mean([r["false_negative_rate"] for r in rows])),
-            "main_f1": float(np.mean([r["main_f1"] for r in rows])), "per_parent": rows, "min_share": min_share}
+    return {
+        "absorption_rate": float(np.mean([r["absorption_rate"] for r in rows])),
+        "false_negative_rate": float(np.mean([r["false_negative_rate"] for r in rows])),
+        "main_f1": float(np.mean([r["main_f1"] for r in rows])),
+        "per_parent": rows,
+        "min_share": min_share,
+    }
 
 
 def _encode(sae: Any, x: torch.Tensor, batch: int = 4096) -> torch.Tensor:
@@ -70,20 +94,26 @@ def _encode(sae: Any, x: torch.Tensor, batch: int = 4096) -> torch.Tensor:
     sae.eval()
     try:
         with torch.no_grad():
-            return torch.cat([sae.encode(x[s:s + batch].to(device=w.device, dtype=w.dtype)).float().cpu()
-                              for s in range(0, len(x), batch)])
+            return torch.cat(
+                [
+                    sae.encode(x[s : s + batch].to(device=w.device, dtype=w.dtype)).float().cpu()
+                    for s in range(0, len(x), batch)
+                ]
+            )
     finally:
         sae.train(was)
 
 
 @torch.no_grad()
-def planted_absorption(sae: Any, data: SuperpositionData, n: int = 16_384, seed: int = 12_345,
-                       min_share: float = 0.4) -> dict[str, Any]:
+def planted_absorption(
+    sae: Any, data: SuperpositionData, n: int = 16_384, seed: int = 12_345, min_share: float = 0.4
+) -> dict[str, Any]:
     """Absorption of ``sae`` on ``n`` fresh samples of ``data`` (every parent of its hierarchy)."""
     x, coef = data.sample(n, torch.Generator().manual_seed(seed))
     parents = sorted({int(p) for p in data.parent[data.parent >= 0]})
-    return absorption_from_codes(_encode(sae, x), sae.W_dec.detach().float().cpu(), data.features, coef, parents,
-                                 min_share)
+    return absorption_from_codes(
+        _encode(sae, x), sae.W_dec.detach().float().cpu(), data.features, coef, parents, min_share
+    )
 
 
 def _top_by_mean_diff(x: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
@@ -91,8 +121,13 @@ def _top_by_mean_diff(x: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(-diff, kind="stable")[:k]
 
 
-def k_sparse_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
-                   ks: Sequence[int] = (1, 2, 5, 10, 20)) -> dict[str, float]:
+def k_sparse_probe(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    ks: Sequence[int] = (1, 2, 5, 10, 20),
+) -> dict[str, float]:
     """Held-out accuracy of a logistic-regression probe on the top-k columns (by class-mean difference)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
@@ -110,8 +145,14 @@ def k_sparse_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
     return out
 
 
-def sparse_probing(sae: Any, x: torch.Tensor, tasks: dict[str, np.ndarray], ks: Sequence[int] = (1, 2, 5, 10, 20),
-                   test_fraction: float = 0.3, seed: int = 0) -> dict[str, Any]:
+def sparse_probing(
+    sae: Any,
+    x: torch.Tensor,
+    tasks: dict[str, np.ndarray],
+    ks: Sequence[int] = (1, 2, 5, 10, 20),
+    test_fraction: float = 0.3,
+    seed: int = 0,
+) -> dict[str, Any]:
     """k-sparse probes on the SAE's codes vs on the raw activations, for each binary task (n,) over rows of x."""
     rng = np.random.default_rng(seed)
     perm = rng.permutation(len(x))
@@ -124,9 +165,12 @@ def sparse_probing(sae: Any, x: torch.Tensor, tasks: dict[str, np.ndarray], ks: 
         y = np.asarray(y, bool)
         if y[tr].all() or not y[tr].any() or y[te].all() or not y[te].any():
             continue
-        results[name] = {"positives": int(y.sum()), "sae": k_sparse_probe(z[tr], y[tr], z[te], y[te], ks),
-                         "inputs": k_sparse_probe(xs[tr], y[tr], xs[te], y[te], ks),
-                         "dense_inputs": k_sparse_probe(xs[tr], y[tr], xs[te], y[te], (xs.shape[1],))[str(xs.shape[1])]}
+        results[name] = {
+            "positives": int(y.sum()),
+            "sae": k_sparse_probe(z[tr], y[tr], z[te], y[te], ks),
+            "inputs": k_sparse_probe(xs[tr], y[tr], xs[te], y[te], ks),
+            "dense_inputs": k_sparse_probe(xs[tr], y[tr], xs[te], y[te], (xs.shape[1],))[str(xs.shape[1])],
+        }
     if not results:
         raise ValueError("no probing task has both classes in both splits; use more rows")
     summary = {f"sae_k{k}": float(np.mean([r["sae"][str(k)] for r in results.values()])) for k in ks}
@@ -135,7 +179,9 @@ def sparse_probing(sae: Any, x: torch.Tensor, tasks: dict[str, np.ndarray], ks: 
     return {"mean": summary, "tasks": results, "ks": list(ks)}
 
 
-def probe_tasks_from_tokens(token_ids: torch.Tensor, n_tasks: int = 4, min_share: float = 0.01) -> dict[str, np.ndarray]:
+def probe_tasks_from_tokens(
+    token_ids: torch.Tensor, n_tasks: int = 4, min_share: float = 0.01
+) -> dict[str, np.ndarray]:
     """Token-identity tasks ("token == t") for the ``n_tasks`` most frequent tokens above ``min_share``."""
     ids = token_ids.cpu().numpy()
     if (ids < 0).all():
@@ -146,7 +192,7 @@ def probe_tasks_from_tokens(token_ids: torch.Tensor, n_tasks: int = 4, min_share
 
 
 def planted_probe_tasks(coef: torch.Tensor, n_tasks: int = 4, min_p: float = 0.05) -> dict[str, np.ndarray]:
-    """"Does planted feature i fire?" for the ``n_tasks`` most frequent features firing on ≥ ``min_p``."""
+    """ "Does planted feature i fire?" for the ``n_tasks`` most frequent features firing on ≥ ``min_p``."""
     p = (coef > 0).float().mean(0)
     order = torch.argsort(p, descending=True).tolist()
     return {f"feature_{i}": (coef[:, i] > 0).numpy() for i in order[:n_tasks] if float(p[i]) >= min_p}

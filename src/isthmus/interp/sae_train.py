@@ -108,8 +108,10 @@ class BatchSource:
             batch = self._next_global()
             if sae_ddp.rows_of(batch) % self.dist.world == 0:
                 return sae_ddp.share(batch, self.dist)
-        raise ValueError(f"the activation batches do not split evenly over {self.dist.world} processes; "
-                         f"use batches whose size is a multiple of {self.dist.world}")
+        raise ValueError(
+            f"the activation batches do not split evenly over {self.dist.world} processes; "
+            f"use batches whose size is a multiple of {self.dist.world}"
+        )
 
     def _next_global(self) -> Any:
         if isinstance(self.data, torch.Tensor):
@@ -124,8 +126,10 @@ class BatchSource:
                 self._it = self._epoch_iter()
                 for _ in range(self.taken):  # replay to the saved position (a resumed run)
                     if next(self._it, None) is None:
-                        raise CheckpointError("the activation source is shorter than when the checkpoint was "
-                                              "written; resume with the same data")
+                        raise CheckpointError(
+                            "the activation source is shorter than when the checkpoint was "
+                            "written; resume with the same data"
+                        )
             b = next(self._it, None)
             if b is not None:
                 self.taken += 1
@@ -143,8 +147,12 @@ class BatchSource:
 
 
 def _tensor_pair(data: Any) -> bool:
-    return (isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data)
-            and data[0].shape[0] == data[1].shape[0])
+    return (
+        isinstance(data, (tuple, list))
+        and len(data) == 2
+        and all(isinstance(t, torch.Tensor) for t in data)
+        and data[0].shape[0] == data[1].shape[0]
+    )
 
 
 def _split(batch: Any, transcoder: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -156,8 +164,10 @@ def _split(batch: Any, transcoder: bool) -> tuple[torch.Tensor, torch.Tensor | N
     else:
         x, y = batch, None
     if transcoder and y is None:
-        raise ValueError("a Transcoder trains on (input, target) pairs: pass (X, Y) tensors or an iterable of "
-                         "(x, y) batches (e.g. isthmus.interp.store.PairedStores)")
+        raise ValueError(
+            "a Transcoder trains on (input, target) pairs: pass (X, Y) tensors or an iterable of "
+            "(x, y) batches (e.g. isthmus.interp.store.PairedStores)"
+        )
     return x, (y if transcoder else None)
 
 
@@ -170,8 +180,9 @@ def _lr_factor(step: int, cfg: SAETrainConfig) -> float:
     return 1.0
 
 
-def _row(step: int, out: Any, x: torch.Tensor, sae: SparseAutoEncoder, lr: float, tokens: int,
-         tokens_per_s: float) -> dict[str, float]:
+def _row(
+    step: int, out: Any, x: torch.Tensor, sae: SparseAutoEncoder, lr: float, tokens: int, tokens_per_s: float
+) -> dict[str, float]:
     """The logged record of one step: losses, L0, FVU, dead fraction, lr, tokens and tokens/s."""
     with torch.no_grad():
         xf, rf = x.float(), out.recon.float()
@@ -180,9 +191,16 @@ def _row(step: int, out: Any, x: torch.Tensor, sae: SparseAutoEncoder, lr: float
         if "l0" not in stats and out.latent is not None:
             stats["l0"] = float((out.latent != 0).sum(1).float().mean())
         stats["dead_fraction"] = float(sae.bottleneck.dead_mask().float().mean())
-    return {"step": step, "loss": float(out.loss.detach()),
-            **{k: float(v.detach()) for k, v in out.losses.items()}, **stats, "fvu": fvu, "lr": lr,
-            "tokens": tokens, "tokens_per_s": round(tokens_per_s, 1)}
+    return {
+        "step": step,
+        "loss": float(out.loss.detach()),
+        **{k: float(v.detach()) for k, v in out.losses.items()},
+        **stats,
+        "fvu": fvu,
+        "lr": lr,
+        "tokens": tokens,
+        "tokens_per_s": round(tokens_per_s, 1),
+    }
 
 
 class _JsonlLog:
@@ -226,20 +244,29 @@ def _resume_state(sae: SparseAutoEncoder, cfg: SAETrainConfig, resume: bool | st
     c = ckpt.load_checkpoint(path)
     s = c.state
     if s.get("kind") != KIND:
-        raise CheckpointError(f"{path} is not a train_sae checkpoint (kind {s.get('kind')!r}); resume "
-                              "Trainer checkpoints with Trainer.fit(resume=...)")
+        raise CheckpointError(
+            f"{path} is not a train_sae checkpoint (kind {s.get('kind')!r}); resume "
+            "Trainer checkpoints with Trainer.fit(resume=...)"
+        )
     if s["sae_config"] != sae.config.to_dict():
         raise CheckpointError(f"{path} holds an SAE with config {s['sae_config']}, not {sae.config.to_dict()}")
     now = cfg.to_dict()
     diff = sorted(k for k in now if k not in _RESUME_FREE and json.dumps(now[k]) != json.dumps(s["config"].get(k)))
     if diff:
-        raise CheckpointError(f"{path} was written with different training settings ({diff}); resume with "
-                              "the same SAETrainConfig (only checkpoint/log/progress fields may change)")
+        raise CheckpointError(
+            f"{path} was written with different training settings ({diff}); resume with "
+            "the same SAETrainConfig (only checkpoint/log/progress fields may change)"
+        )
     return c
 
 
-def train_sae(sae: SparseAutoEncoder, data: Any, config: SAETrainConfig | None = None,
-              log: Callable[[dict], None] | None = None, resume: bool | str | Path = False) -> list[dict[str, float]]:
+def train_sae(
+    sae: SparseAutoEncoder,
+    data: Any,
+    config: SAETrainConfig | None = None,
+    log: Callable[[dict], None] | None = None,
+    resume: bool | str | Path = False,
+) -> list[dict[str, float]]:
     """Train ``sae`` on activations: a (N, d) tensor, an ``ActivationStore`` (``iter_batches``) or any
     re-iterable of (B, d) tensors; a :class:`~isthmus.interp.transcoder.Transcoder` on an ``(X, Y)`` tensor
     pair or (x, y) batches. Returns the logged history (one row per ``log_every`` steps).
@@ -282,12 +309,26 @@ def train_sae(sae: SparseAutoEncoder, data: Any, config: SAETrainConfig | None =
     def save(step: int) -> None:
         assert cfg.checkpoint_dir is not None  # called only when checkpointing
         rng_tensors, rng_meta = capture_rng({"sampler": source.gen})
-        state = {"kind": KIND, "global_step": step, "history": history, "config": cfg.to_dict(),
-                 "sae_config": sae.config.to_dict(), "data": source.state_dict(), "rng": rng_meta,
-                 "log_bytes": writer.tell(), "world_size": info.world}
-        ckpt.save_checkpoint(cfg.checkpoint_dir, ckpt.checkpoint_name(step, step == cfg.steps),
-                             model_state=sae.state_dict(), optimizer=opt, rng_tensors=rng_tensors, state=state,
-                             keep=cfg.keep_checkpoints)
+        state = {
+            "kind": KIND,
+            "global_step": step,
+            "history": history,
+            "config": cfg.to_dict(),
+            "sae_config": sae.config.to_dict(),
+            "data": source.state_dict(),
+            "rng": rng_meta,
+            "log_bytes": writer.tell(),
+            "world_size": info.world,
+        }
+        ckpt.save_checkpoint(
+            cfg.checkpoint_dir,
+            ckpt.checkpoint_name(step, step == cfg.steps),
+            model_state=sae.state_dict(),
+            optimizer=opt,
+            rng_tensors=rng_tensors,
+            state=state,
+            keep=cfg.keep_checkpoints,
+        )
 
     sae.train()
     t0 = time.perf_counter()
@@ -322,7 +363,9 @@ def train_sae(sae: SparseAutoEncoder, data: Any, config: SAETrainConfig | None =
                     resample_dead_latents(sae, x, opt)
             if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
                 tokens, seconds = (step + 1) * cfg.batch_size, time.perf_counter() - t0
-                row = _row(step + 1, out, x if y is None else y, sae, lr, tokens, (tokens - tokens_before) / max(seconds, 1e-9))
+                row = _row(
+                    step + 1, out, x if y is None else y, sae, lr, tokens, (tokens - tokens_before) / max(seconds, 1e-9)
+                )
                 row = sae_ddp.mean_row(row) if info.active else row
                 history.append(row)
                 writer.write({**row, "time_s": round(time.perf_counter() - t0, 4)})
@@ -330,10 +373,17 @@ def train_sae(sae: SparseAutoEncoder, data: Any, config: SAETrainConfig | None =
                     log(row)
                 if bar is not None:
                     bar.update(step + 1 - bar.n)
-                    bar.set_postfix(tok_s=f"{row['tokens_per_s']:.3g}", l0=f"{row.get('l0', float('nan')):.1f}",
-                                    fvu=f"{row['fvu']:.3f}", dead=f"{row['dead_fraction']:.2f}")
-            if main and cfg.checkpoint_dir and ((cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0)
-                                                or step + 1 == cfg.steps):
+                    bar.set_postfix(
+                        tok_s=f"{row['tokens_per_s']:.3g}",
+                        l0=f"{row.get('l0', float('nan')):.1f}",
+                        fvu=f"{row['fvu']:.3f}",
+                        dead=f"{row['dead_fraction']:.2f}",
+                    )
+            if (
+                main
+                and cfg.checkpoint_dir
+                and ((cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0) or step + 1 == cfg.steps)
+            ):
                 save(step + 1)
     finally:
         writer.close()
@@ -351,19 +401,28 @@ def _join(device: torch.device, cfg: SAETrainConfig) -> DistInfo:
     if not info.active:
         return info
     if cfg.batch_size % info.world:
-        raise ConfigError(f"SAETrainConfig.batch_size={cfg.batch_size} is the global batch; make it a multiple "
-                          f"of the {info.world} processes")
+        raise ConfigError(
+            f"SAETrainConfig.batch_size={cfg.batch_size} is the global batch; make it a multiple "
+            f"of the {info.world} processes"
+        )
     if device.type == "cuda":
         if device.index != info.local_rank:
-            raise ConfigError(f"rank {info.rank} trains on {device}; put the SAE on cuda:{info.local_rank} "
-                              "(its LOCAL_RANK) before train_sae")
+            raise ConfigError(
+                f"rank {info.rank} trains on {device}; put the SAE on cuda:{info.local_rank} "
+                "(its LOCAL_RANK) before train_sae"
+            )
         torch.cuda.set_device(device)
     return info
 
 
 @torch.no_grad()
-def resample_dead_latents(sae: SparseAutoEncoder, x: torch.Tensor, optimizer: torch.optim.Optimizer | None = None,
-                          dead: torch.Tensor | None = None, encoder_scale: float = 0.2) -> int:
+def resample_dead_latents(
+    sae: SparseAutoEncoder,
+    x: torch.Tensor,
+    optimizer: torch.optim.Optimizer | None = None,
+    dead: torch.Tensor | None = None,
+    encoder_scale: float = 0.2,
+) -> int:
     """Re-initialise dead latents (Anthropic "Towards Monosemanticity" resampling, simplified): each
     dead latent's decoder row becomes a residual direction of an input drawn with probability ∝ its
     squared reconstruction error; its encoder row is that direction times ``encoder_scale`` × the mean

@@ -20,8 +20,19 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-__all__ = ["generalized_jaccard", "cosine_to", "mean_pool", "encode_pooled", "similarity_scores",
-           "select_top", "tfidf_scores", "bm25_scores", "random_scores", "on_task_share", "SIMILARITIES"]
+__all__ = [
+    "generalized_jaccard",
+    "cosine_to",
+    "mean_pool",
+    "encode_pooled",
+    "similarity_scores",
+    "select_top",
+    "tfidf_scores",
+    "bm25_scores",
+    "random_scores",
+    "on_task_share",
+    "SIMILARITIES",
+]
 
 
 def generalized_jaccard(x: torch.Tensor, proto: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
@@ -39,7 +50,9 @@ def cosine_to(x: torch.Tensor, proto: torch.Tensor, eps: float = 1e-12) -> torch
 
 
 SIMILARITIES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "jaccard": generalized_jaccard, "cosine": cosine_to}
+    "jaccard": generalized_jaccard,
+    "cosine": cosine_to,
+}
 
 
 def mean_pool(token_values: torch.Tensor, example_ids: torch.Tensor, n_examples: int | None = None) -> torch.Tensor:
@@ -53,10 +66,11 @@ def mean_pool(token_values: torch.Tensor, example_ids: torch.Tensor, n_examples:
 
 
 @torch.no_grad()
-def encode_pooled(sae: Any, acts: torch.Tensor, example_ids: torch.Tensor, n_examples: int | None = None,
-                  batch_size: int = 8192) -> torch.Tensor:
+def encode_pooled(
+    sae: Any, acts: torch.Tensor, example_ids: torch.Tensor, n_examples: int | None = None, batch_size: int = 8192
+) -> torch.Tensor:
     """Mean-pooled SAE codes: ``sae.encode`` each token's activation (N, d), then :func:`mean_pool`."""
-    z = torch.cat([sae.encode(acts[i:i + batch_size].float()) for i in range(0, len(acts), batch_size)])
+    z = torch.cat([sae.encode(acts[i : i + batch_size].float()) for i in range(0, len(acts), batch_size)])
     return mean_pool(z, example_ids, n_examples)
 
 
@@ -78,8 +92,9 @@ def select_top(scores: torch.Tensor | np.ndarray, share: float | None = None, k:
     return order[:k]
 
 
-def tfidf_scores(pool_docs: Sequence[str], target_docs: Sequence[str], ngram_range: tuple[int, int] = (1, 1)
-                 ) -> np.ndarray:
+def tfidf_scores(
+    pool_docs: Sequence[str], target_docs: Sequence[str], ngram_range: tuple[int, int] = (1, 1)
+) -> np.ndarray:
     """Cosine of each pool document's TF-IDF vector to the mean target TF-IDF vector (fit on the pool)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
@@ -91,8 +106,13 @@ def tfidf_scores(pool_docs: Sequence[str], target_docs: Sequence[str], ngram_ran
     return np.asarray(num).ravel() / np.maximum(den, 1e-12)
 
 
-def bm25_scores(pool_docs: Sequence[str], target_docs: Sequence[str], ngram_range: tuple[int, int] = (1, 1),
-                k1: float = 1.5, b: float = 0.75) -> np.ndarray:
+def bm25_scores(
+    pool_docs: Sequence[str],
+    target_docs: Sequence[str],
+    ngram_range: tuple[int, int] = (1, 1),
+    k1: float = 1.5,
+    b: float = 0.75,
+) -> np.ndarray:
     """Okapi BM25 of each pool document against the target set as one query (terms weighted by their share of
     the target's term counts); ``ngram_range`` (1, 2) adds word bigrams as terms. IDF from the pool."""
     from sklearn.feature_extraction.text import CountVectorizer

@@ -42,15 +42,15 @@ Reconstruct = Callable[[torch.Tensor], torch.Tensor]
 
 @dataclass
 class SpliceResult:
-    metric: str                # "next_token_ce" or "embedding_cosine_drop"
+    metric: str  # "next_token_ce" or "embedding_cosine_drop"
     point: str
     clean_loss: float
     spliced_loss: float
     zero_ablated_loss: float
     mean_ablated_loss: float
-    loss_recovered: float      # vs zero ablation
+    loss_recovered: float  # vs zero ablation
     loss_recovered_mean: float  # vs mean ablation
-    n: int                     # targets (tokens) or sentences averaged over
+    n: int  # targets (tokens) or sentences averaged over
     kl_spliced: float = float("nan")  # mean KL(clean ‖ spliced) per target token (LMs only)
     kl_zero_ablated: float = float("nan")
     kl_mean_ablated: float = float("nan")
@@ -68,6 +68,7 @@ def sae_reconstruct_fn(sae: nn.Module) -> Reconstruct:
 
     def fn(x: torch.Tensor) -> torch.Tensor:
         return sae(x.to(dtype)).recon.to(x.dtype)
+
     return fn
 
 
@@ -97,8 +98,9 @@ def _forward(model: nn.Module, inputs: Any) -> Any:
     return model(**inputs) if isinstance(inputs, dict) else model(inputs)
 
 
-def _loss(model: nn.Module, inputs: Any, target_mask: torch.Tensor | None, clean_emb: torch.Tensor | None
-          ) -> tuple[float, int, torch.Tensor | None, float]:
+def _loss(
+    model: nn.Module, inputs: Any, target_mask: torch.Tensor | None, clean_emb: torch.Tensor | None
+) -> tuple[float, int, torch.Tensor | None, float]:
     """(summed loss, count, reference, summed KL) of one forward pass.
 
     The reference of a clean pass (``clean_emb`` None) is the sentence embedding (encoders) or the
@@ -124,6 +126,7 @@ def _loss(model: nn.Module, inputs: Any, target_mask: torch.Tensor | None, clean
 
 def _replacer(value_fn: Callable[[torch.Tensor], torch.Tensor], where: torch.Tensor | None):
     """A patch fn applying ``value_fn`` to the flattened (N, d) activation, only at ``where`` (B, T)."""
+
     def fn(v: torch.Tensor) -> torch.Tensor:
         b, t = v.shape[:2]
         flat = v.reshape(b * t, -1)  # (B·T, d) — per-head points are flattened to H·dh
@@ -132,13 +135,21 @@ def _replacer(value_fn: Callable[[torch.Tensor], torch.Tensor], where: torch.Ten
             return new
         keep = where.reshape(b, t, *([1] * (v.dim() - 2)))
         return torch.where(keep, new, v)
+
     return fn
 
 
 @torch.no_grad()
-def splice_loss_recovered(model: nn.Module, batches: Iterable[Any], point: str, reconstruct: Reconstruct | nn.Module,
-                          *, splice_special: bool = False, max_batches: int | None = None,
-                          mean_activation: torch.Tensor | None = None) -> SpliceResult:
+def splice_loss_recovered(
+    model: nn.Module,
+    batches: Iterable[Any],
+    point: str,
+    reconstruct: Reconstruct | nn.Module,
+    *,
+    splice_special: bool = False,
+    max_batches: int | None = None,
+    mean_activation: torch.Tensor | None = None,
+) -> SpliceResult:
     """Host loss clean / with ``reconstruct`` spliced in at ``point`` / zero- and mean-ablated.
 
     ``batches``: ``(B, T)`` token tensors or ``(tokens, mask)`` for LMs returning logits; tokenizer
@@ -173,8 +184,11 @@ def splice_loss_recovered(model: nn.Module, batches: Iterable[Any], point: str, 
             clean, count, emb, _ = _loss(model, inputs, target_mask, None)
             sums["clean"] += clean
             n += count
-            fns = {"spliced": reconstruct, "zero": torch.zeros_like,
-                   "mean": lambda x: mean_activation.to(x.dtype).expand_as(x)}
+            fns = {
+                "spliced": reconstruct,
+                "zero": torch.zeros_like,
+                "mean": lambda x: mean_activation.to(x.dtype).expand_as(x),
+            }
             for name, value_fn in fns.items():
                 with patch(model, p, _replacer(value_fn, where)):
                     loss, _, _, kl = _loss(model, inputs, target_mask, emb)
@@ -185,10 +199,21 @@ def splice_loss_recovered(model: nn.Module, batches: Iterable[Any], point: str, 
     c, s, z, m = (sums[k] / max(n, 1) for k in ("clean", "spliced", "zero", "mean"))
     metric = "embedding_cosine_drop" if isinstance(items[0][0], dict) else "next_token_ce"
     ks, kz, km = (kls[k] / max(n, 1) for k in ("spliced", "zero", "mean"))
-    return SpliceResult(metric=metric, point=p.name, clean_loss=c, spliced_loss=s, zero_ablated_loss=z,
-                        mean_ablated_loss=m, loss_recovered=loss_recovered(c, s, z),
-                        loss_recovered_mean=loss_recovered(c, s, m), n=n, kl_spliced=ks, kl_zero_ablated=kz,
-                        kl_mean_ablated=km, kl_score=(kz - ks) / kz if kz > 1e-12 else float("nan"))
+    return SpliceResult(
+        metric=metric,
+        point=p.name,
+        clean_loss=c,
+        spliced_loss=s,
+        zero_ablated_loss=z,
+        mean_ablated_loss=m,
+        loss_recovered=loss_recovered(c, s, z),
+        loss_recovered_mean=loss_recovered(c, s, m),
+        n=n,
+        kl_spliced=ks,
+        kl_zero_ablated=kz,
+        kl_mean_ablated=km,
+        kl_score=(kz - ks) / kz if kz > 1e-12 else float("nan"),
+    )
 
 
 def _mean_activation(model: nn.Module, items: list, p: Any) -> torch.Tensor:

@@ -37,7 +37,15 @@ from isthmus.interp.hooks import run_with_cache
 from isthmus.interp.precision import autocast
 from isthmus.io import CheckpointError, atomic_write_json, read_json, save_tensors
 
-__all__ = ["FORMAT", "StoreExistsError", "Rows", "iter_activations", "StoreWriter", "ActivationStore", "harvest_to_store"]
+__all__ = [
+    "FORMAT",
+    "StoreExistsError",
+    "Rows",
+    "iter_activations",
+    "StoreWriter",
+    "ActivationStore",
+    "harvest_to_store",
+]
 
 FORMAT = "isthmus.activation_store"
 META_FIELDS = {"token_ids": torch.int32, "positions": torch.int32, "sequence": torch.int64}
@@ -71,14 +79,24 @@ def _split_batch(batch: Any, drop_special: bool) -> tuple[Any, torch.Tensor, tor
     if isinstance(batch, (tuple, list)):
         batch = batch[0]
     if not isinstance(batch, torch.Tensor) or batch.dim() != 2:
-        raise TypeError("each batch must be a dict of tokenizer outputs, a (B, T) token tensor, or a tuple "
-                        f"starting with one; got {type(batch).__name__}")
+        raise TypeError(
+            "each batch must be a dict of tokenizer outputs, a (B, T) token tensor, or a tuple "
+            f"starting with one; got {type(batch).__name__}"
+        )
     return batch, batch, torch.ones_like(batch, dtype=torch.bool)
 
 
-def iter_activations(model: nn.Module, batches: Iterable[Any], points: Sequence[str], *,
-                     max_tokens: int | None = None, drop_special: bool = True,
-                     autocast_dtype: str | torch.dtype | None = None, rank: int = 0, world: int = 1) -> Iterator[Rows]:
+def iter_activations(
+    model: nn.Module,
+    batches: Iterable[Any],
+    points: Sequence[str],
+    *,
+    max_tokens: int | None = None,
+    drop_special: bool = True,
+    autocast_dtype: str | torch.dtype | None = None,
+    rank: int = 0,
+    world: int = 1,
+) -> Iterator[Rows]:
     """Run each batch through ``model`` (no grad, stopping after the last point) and yield kept tokens.
 
     Inputs go to the model's device; ``autocast_dtype`` ("bfloat16", "float16") runs the forward under
@@ -115,8 +133,12 @@ def iter_activations(model: nn.Module, batches: Iterable[Any], points: Sequence[
             idx = tuple(i[: max_tokens - seen] for i in idx)
         n = len(idx[0])
         if n:
-            yield Rows({p: a[idx].float() for p, a in acts.items()}, ids[idx].to(torch.int32),
-                       pos[idx].to(torch.int32), seq[idx].to(torch.int64))
+            yield Rows(
+                {p: a[idx].float() for p, a in acts.items()},
+                ids[idx].to(torch.int32),
+                pos[idx].to(torch.int32),
+                seq[idx].to(torch.int64),
+            )
         seen += n
         if max_tokens is not None and seen >= max_tokens:
             return
@@ -129,12 +151,22 @@ class StoreWriter:
     dataset, ...) goes into the manifest. An exception inside the ``with`` leaves no store behind.
     """
 
-    def __init__(self, path: str | Path, *, dtype: str = "float32", shard_mb: float = 64.0,
-                 shard_rows: int | None = None, meta: dict[str, Any] | None = None, overwrite: bool = False):
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        dtype: str = "float32",
+        shard_mb: float = 64.0,
+        shard_rows: int | None = None,
+        meta: dict[str, Any] | None = None,
+        overwrite: bool = False,
+    ):
         self.path = Path(path)
         if (self.path / "manifest.json").exists() and not overwrite:
-            raise StoreExistsError(f"{self.path} already holds an activation store; pass overwrite=True "
-                                  "(CLI: --overwrite) or choose another folder")
+            raise StoreExistsError(
+                f"{self.path} already holds an activation store; pass overwrite=True "
+                "(CLI: --overwrite) or choose another folder"
+            )
         if dtype not in _DTYPES:
             raise ValueError(f"store dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
         self.dtype, self.shard_mb, self.shard_rows = dtype, shard_mb, shard_rows
@@ -147,8 +179,13 @@ class StoreWriter:
         self.shards: list[dict[str, Any]] = []
         self.n_rows = 0
 
-    def add(self, acts: torch.Tensor, token_ids: torch.Tensor | None = None, positions: torch.Tensor | None = None,
-            sequence: torch.Tensor | None = None) -> None:
+    def add(
+        self,
+        acts: torch.Tensor,
+        token_ids: torch.Tensor | None = None,
+        positions: torch.Tensor | None = None,
+        sequence: torch.Tensor | None = None,
+    ) -> None:
         """Append ``acts`` ``(n, *row_shape)`` with optional per-row token ids, positions, sequence ids."""
         n = acts.shape[0]
         if self.row_shape is None:
@@ -191,11 +228,18 @@ class StoreWriter:
             self.abort()
             raise ValueError(f"no rows were added to the activation store {self.path}")
         assert self.row_shape is not None  # set by the first add
-        manifest = {"format": FORMAT, "version": 1, **self.meta, "dtype": self.dtype,
-                    "d": math.prod(self.row_shape), "row_shape": list(self.row_shape), "n_rows": self.n_rows,
-                    "fields": {"activations": self.dtype, **{k: str(v).removeprefix("torch.")
-                                                              for k, v in META_FIELDS.items()}},
-                    "shards": self.shards, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        manifest = {
+            "format": FORMAT,
+            "version": 1,
+            **self.meta,
+            "dtype": self.dtype,
+            "d": math.prod(self.row_shape),
+            "row_shape": list(self.row_shape),
+            "n_rows": self.n_rows,
+            "fields": {"activations": self.dtype, **{k: str(v).removeprefix("torch.") for k, v in META_FIELDS.items()}},
+            "shards": self.shards,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
         atomic_write_json(self.tmp / "manifest.json", manifest)
         old = None
         if self.path.exists():
@@ -222,6 +266,7 @@ class StoreWriter:
 def _check_manifest(m: Any, where: Path) -> None:
     """Every manifest field the reader relies on, with its type: a damaged or foreign manifest is a
     :class:`CheckpointError` naming the field, not a KeyError (or a silently mis-shaped read)."""
+
     def bad(what: str) -> CheckpointError:
         return CheckpointError(f"{where} is not a valid isthmus activation store manifest: {what}")
 
@@ -235,8 +280,13 @@ def _check_manifest(m: Any, where: Path) -> None:
     if type(m.get("d")) is not int or m["d"] != math.prod(shape):
         raise bad(f"d {m.get('d')!r} is not the product of row_shape {shape}")
     shards = m.get("shards")
-    if not (isinstance(shards, list) and all(isinstance(s, dict) and isinstance(s.get("file"), str)
-                                             and type(s.get("rows")) is int and s["rows"] >= 0 for s in shards)):
+    if not (
+        isinstance(shards, list)
+        and all(
+            isinstance(s, dict) and isinstance(s.get("file"), str) and type(s.get("rows")) is int and s["rows"] >= 0
+            for s in shards
+        )
+    ):
         raise bad("'shards' is not a list of {file, rows}")
     for s in shards:
         if Path(s["file"]).name != s["file"] or s["file"] in ("", ".", ".."):
@@ -269,8 +319,10 @@ class ActivationStore:
 
     def __repr__(self) -> str:
         m = self.manifest
-        return (f"ActivationStore({str(self.path)!r}, rows={len(self)}, d={self.d}, point={m.get('point')!r}, "
-                f"model={m.get('model')!r}, shards={len(self.shard_sizes)})")
+        return (
+            f"ActivationStore({str(self.path)!r}, rows={len(self)}, d={self.d}, point={m.get('point')!r}, "
+            f"model={m.get('model')!r}, shards={len(self.shard_sizes)})"
+        )
 
     def _header(self, shard: int) -> tuple[Path, int, dict[str, Any]]:
         """(file, data start, tensor table) of a shard; parsed once (safetensors: u64 length + JSON)."""
@@ -281,17 +333,24 @@ class ActivationStore:
                 try:
                     table = json.loads(fh.read(min(size, 1 << 24)))
                 except (json.JSONDecodeError, UnicodeDecodeError):
-                    raise CheckpointError(f"{file} has no readable safetensors header; it is truncated or "
-                                          "not a shard of this store") from None
+                    raise CheckpointError(
+                        f"{file} has no readable safetensors header; it is truncated or not a shard of this store"
+                    ) from None
             rows = self.shard_sizes[shard]
-            dtypes = {"activations": {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16"}[self.dtype],
-                      "token_ids": "I32", "positions": "I32", "sequence": "I64"}
+            dtypes = {
+                "activations": {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16"}[self.dtype],
+                "token_ids": "I32",
+                "positions": "I32",
+                "sequence": "I64",
+            }
             for field, dtype in dtypes.items():
                 info = table.get(field) if isinstance(table, dict) else None
                 want = [rows, self.d] if field == "activations" else [rows]
                 if info is not None and (info.get("dtype") != dtype or info.get("shape") != want):
-                    raise CheckpointError(f"{file}: {field} is {info.get('dtype')} {info.get('shape')} but the "
-                                          f"manifest says {dtype} {want}; the manifest does not describe this shard")
+                    raise CheckpointError(
+                        f"{file}: {field} is {info.get('dtype')} {info.get('shape')} but the "
+                        f"manifest says {dtype} {want}; the manifest does not describe this shard"
+                    )
             if not isinstance(table, dict) or "activations" not in table:
                 raise CheckpointError(f"{file} holds no activations; it is not a shard of this store")
             self._headers[shard] = (file, 8 + size, table)
@@ -334,48 +393,80 @@ class ActivationStore:
             offset += size
         return torch.cat(parts) if parts else torch.empty(0, self.d if field == "activations" else 0)
 
-    def iter_batches(self, batch_size: int, shuffle: bool = True, seed: int = 0, max_memory_mb: float = 512.0,
-                     drop_last: bool = False, with_meta: bool = False,
-                     dtype: torch.dtype | None = None) -> Iterator[Any]:
+    def iter_batches(
+        self,
+        batch_size: int,
+        shuffle: bool = True,
+        seed: int = 0,
+        max_memory_mb: float = 512.0,
+        drop_last: bool = False,
+        with_meta: bool = False,
+        dtype: torch.dtype | None = None,
+    ) -> Iterator[Any]:
         """One epoch of batches ``(B, d)`` (dicts with token ids/positions/sequence if ``with_meta``).
 
         ``shuffle=False`` reads rows in store order (evaluation). Tensors held by the iterator stay
         below ``max_memory_mb``; batches you keep are yours. ``last_stats`` reports the peak.
         """
         fields = ["activations", *(META_FIELDS if with_meta else [])]
-        itemsize = {"activations": self.d * self.dtype.itemsize,
-                    **{k: v.itemsize for k, v in META_FIELDS.items()}}
+        itemsize = {"activations": self.d * self.dtype.itemsize, **{k: v.itemsize for k, v in META_FIELDS.items()}}
         row_bytes = sum(itemsize[f] for f in fields)
         limit = int(max_memory_mb * 2**20)
         limit_rows = limit // (row_bytes + 8)  # + one int64 permutation index per buffered row
         if limit_rows < 3 * batch_size:
-            raise ValueError(f"max_memory_mb={max_memory_mb} holds {limit_rows} rows of {row_bytes} bytes; "
-                             f"it must hold at least 3 batches ({3 * batch_size} rows): raise it or lower "
-                             "batch_size")
+            raise ValueError(
+                f"max_memory_mb={max_memory_mb} holds {limit_rows} rows of {row_bytes} bytes; "
+                f"it must hold at least 3 batches ({3 * batch_size} rows): raise it or lower "
+                "batch_size"
+            )
         # Peak = buffer + one batch; chunks of a quarter buffer keep >= 3 chunks mixed in it.
         capacity = min(limit_rows - batch_size, len(self))
         chunk_rows = max(1, (capacity - batch_size) // 4)
-        chunks = [(i, s, min(s + chunk_rows, size)) for i, size in enumerate(self.shard_sizes)
-                  for s in range(0, size, chunk_rows)]
+        chunks = [
+            (i, s, min(s + chunk_rows, size))
+            for i, size in enumerate(self.shard_sizes)
+            for s in range(0, size, chunk_rows)
+        ]
         gen = torch.Generator().manual_seed(seed)
         if shuffle:
             chunks = [chunks[j] for j in torch.randperm(len(chunks), generator=gen).tolist()]
-        buf = {f: torch.empty((capacity, self.d) if f == "activations" else (capacity,),
-                              dtype=self.dtype if f == "activations" else META_FIELDS[f]) for f in fields}
-        stats = self.last_stats = {"limit_bytes": limit, "peak_held_bytes": 0, "rows_yielded": 0,
-                                   "chunks": len(chunks), "buffer_rows": capacity}
+        buf = {
+            f: torch.empty(
+                (capacity, self.d) if f == "activations" else (capacity,),
+                dtype=self.dtype if f == "activations" else META_FIELDS[f],
+            )
+            for f in fields
+        }
+        stats = self.last_stats = {
+            "limit_bytes": limit,
+            "peak_held_bytes": 0,
+            "rows_yielded": 0,
+            "chunks": len(chunks),
+            "buffer_rows": capacity,
+        }
         yield from self._stream(buf, chunks, fields, batch_size, shuffle, gen, drop_last, with_meta, dtype, stats)
 
-    def _stream(self, buf: dict[str, torch.Tensor], chunks: list[tuple[int, int, int]], fields: list[str],
-                bs: int, shuffle: bool, gen: torch.Generator, drop_last: bool, with_meta: bool,
-                dtype: torch.dtype | None, stats: dict[str, int]) -> Iterator[Any]:
+    def _stream(
+        self,
+        buf: dict[str, torch.Tensor],
+        chunks: list[tuple[int, int, int]],
+        fields: list[str],
+        bs: int,
+        shuffle: bool,
+        gen: torch.Generator,
+        drop_last: bool,
+        with_meta: bool,
+        dtype: torch.dtype | None,
+        stats: dict[str, int],
+    ) -> Iterator[Any]:
         capacity = len(buf["activations"])
         held = sum(t.untyped_storage().nbytes() for t in buf.values())
         n, ci = 0, 0
 
         def note(*extra: Any) -> None:
-            total = held + sum(t.untyped_storage().nbytes() for e in extra for t in
-                               (e.values() if isinstance(e, dict) else [e]))
+            total = held + sum(
+                t.untyped_storage().nbytes() for e in extra for t in (e.values() if isinstance(e, dict) else [e])
+            )
             stats["peak_held_bytes"] = max(stats["peak_held_bytes"], total)
 
         while True:
@@ -383,7 +474,7 @@ class ActivationStore:
                 shard, start, stop = chunks[ci]
                 k = stop - start
                 for f in fields:  # straight from disk into the buffer: no temporary chunk tensor
-                    self._read_into(shard, f, start, stop, buf[f][n:n + k])
+                    self._read_into(shard, f, start, stop, buf[f][n : n + k])
                 n, ci = n + k, ci + 1
             if n == 0:
                 return
@@ -392,7 +483,7 @@ class ActivationStore:
             full = n // bs
             stop = n if last and not drop_last else full * bs
             for s in range(0, stop, bs):
-                idx = perm[s:min(s + bs, stop)]
+                idx = perm[s : min(s + bs, stop)]
                 batch = {f: buf[f][idx] for f in fields}
                 if dtype is not None:
                     batch["activations"] = batch["activations"].to(dtype)
@@ -404,18 +495,28 @@ class ActivationStore:
                 return
             r = n - full * bs
             if r:
-                rest = perm[full * bs:]
+                rest = perm[full * bs :]
                 for f in fields:
                     buf[f][:r] = buf[f][rest]
             n = r
             del perm
 
 
-def harvest_to_store(model: nn.Module, batches: Iterable[Any], point: str | Sequence[str], store_dir: str | Path,
-                     *, max_tokens: int | None = None, drop_special: bool = True, dtype: str = "float32",
-                     shard_mb: float = 64.0, meta: dict[str, Any] | None = None, progress: bool = True,
-                     overwrite: bool = False, autocast_dtype: str | torch.dtype | None = None
-                     ) -> ActivationStore | dict[str, ActivationStore]:
+def harvest_to_store(
+    model: nn.Module,
+    batches: Iterable[Any],
+    point: str | Sequence[str],
+    store_dir: str | Path,
+    *,
+    max_tokens: int | None = None,
+    drop_special: bool = True,
+    dtype: str = "float32",
+    shard_mb: float = 64.0,
+    meta: dict[str, Any] | None = None,
+    progress: bool = True,
+    overwrite: bool = False,
+    autocast_dtype: str | torch.dtype | None = None,
+) -> ActivationStore | dict[str, ActivationStore]:
     """Harvest ``point`` activations of every kept token into a store at ``store_dir``.
 
     ``batches`` are tokenizer-output dicts (padding and, with ``drop_special``, special tokens are
@@ -433,15 +534,29 @@ def harvest_to_store(model: nn.Module, batches: Iterable[Any], point: str | Sequ
     points = [point] if isinstance(point, str) else list(point)
     root = Path(store_dir)
     dirs = {p: root if isinstance(point, str) else root / p for p in points}
-    writers = {p: StoreWriter(d, dtype=dtype, shard_mb=shard_mb, overwrite=overwrite,
-                              meta={**(meta or {}), "point": p}) for p, d in dirs.items()}
+    writers = {
+        p: StoreWriter(d, dtype=dtype, shard_mb=shard_mb, overwrite=overwrite, meta={**(meta or {}), "point": p})
+        for p, d in dirs.items()
+    }
     share = None if max_tokens is None else math.ceil(max_tokens / info.world)  # rank 0 counts its own rows
-    bar = tqdm(total=share, unit="tok", desc="harvest" if not info.active else f"harvest (rank 0 of {info.world})",
-               disable=not progress or not info.is_main)
+    bar = tqdm(
+        total=share,
+        unit="tok",
+        desc="harvest" if not info.active else f"harvest (rank 0 of {info.world})",
+        disable=not progress or not info.is_main,
+    )
     t0 = time.perf_counter()
     try:
-        for rows in iter_activations(model, batches, points, max_tokens=max_tokens, drop_special=drop_special,
-                                     autocast_dtype=autocast_dtype, rank=info.rank, world=info.world):
+        for rows in iter_activations(
+            model,
+            batches,
+            points,
+            max_tokens=max_tokens,
+            drop_special=drop_special,
+            autocast_dtype=autocast_dtype,
+            rank=info.rank,
+            world=info.world,
+        ):
             for p, w in writers.items():
                 w.add(rows.acts[p], rows.token_ids, rows.positions, rows.sequence)
             bar.update(len(rows.token_ids))

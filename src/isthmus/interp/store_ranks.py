@@ -46,7 +46,8 @@ def close_across_ranks(writer: StoreWriter, info: DistInfo) -> ActivationStore:
     """Merge every rank's shards into one store at ``writer.path`` (a collective: all ranks call it)."""
     writer.flush()
     parts: list[dict[str, Any]] = gather_objects(
-        {"tmp": str(writer.tmp), "shards": writer.shards, "row_shape": writer.row_shape})
+        {"tmp": str(writer.tmp), "shards": writer.shards, "row_shape": writer.row_shape}
+    )
     if info.is_main:
         try:
             _merge_into(writer, parts)
@@ -66,8 +67,10 @@ def _merge_into(writer: StoreWriter, parts: list[dict[str, Any]]) -> None:
     """Rank 0: adopt the other ranks' shards (renumbered after its own) and their row count."""
     shapes = {tuple(p["row_shape"]) for p in parts if p["row_shape"] is not None}
     if len(shapes) > 1:
-        raise ValueError(f"the ranks harvested rows of different shapes {sorted(shapes)}; the host model or "
-                         "hook point differs between ranks")
+        raise ValueError(
+            f"the ranks harvested rows of different shapes {sorted(shapes)}; the host model or "
+            "hook point differs between ranks"
+        )
     shards: list[dict[str, Any]] = []
     for rank, part in enumerate(parts):
         for s in part["shards"]:

@@ -86,7 +86,7 @@ class SuperpositionData:
         shared = torch.randn(n, n_groups, generator=g).repeat_interleave(cfg.group_size, 1)[:, :nf]
         own = torch.randn(n, nf, generator=g)
         rho = cfg.correlation
-        u = torch.special.ndtr(rho ** 0.5 * shared + (1 - rho) ** 0.5 * own)  # uniform marginals, correlated
+        u = torch.special.ndtr(rho**0.5 * shared + (1 - rho) ** 0.5 * own)  # uniform marginals, correlated
         fire = u < self.p  # (n, nf)
         kids = self.is_child.nonzero().squeeze(1)
         fire[:, kids] &= fire[:, self.parent[kids]]
@@ -108,5 +108,8 @@ def feature_recovery(true_features: torch.Tensor, dictionary: torch.Tensor, thre
     t = true_features / true_features.norm(dim=1, keepdim=True).clamp_min(1e-12)
     w = dictionary / dictionary.norm(dim=1, keepdim=True).clamp_min(1e-12)
     best = (t @ w.t()).max(1).values  # (n,)
-    return {"mean_max_cos": float(best.mean()), "recall": float((best >= threshold).float().mean()),
-            "threshold": threshold}
+    return {
+        "mean_max_cos": float(best.mean()),
+        "recall": float((best >= threshold).float().mean()),
+        "threshold": threshold,
+    }

@@ -100,8 +100,9 @@ class Transcoder(SparseAutoEncoder):
 
 
 @torch.no_grad()
-def transcoder_loss_recovered(model: nn.Module, batches: Iterable[Any], input_point: str, output_point: str,
-                              transcoder: Transcoder) -> dict[str, Any]:
+def transcoder_loss_recovered(
+    model: nn.Module, batches: Iterable[Any], input_point: str, output_point: str, transcoder: Transcoder
+) -> dict[str, Any]:
     """Host loss clean / with the transcoder's prediction replacing ``output_point`` / zero- and
     mean-ablated there. The prediction is computed from the (clean) ``input_point`` activation of the
     same forward pass, so ``input_point`` must run before ``output_point`` (MLP in → MLP out)."""
@@ -131,10 +132,12 @@ def transcoder_loss_recovered(model: nn.Module, batches: Iterable[Any], input_po
             sums["clean"] += clean
             n += cnt
             with capture(model, [p_in]) as cache:  # keeps the input activation as it flows past
+
                 def predicted(v: torch.Tensor) -> torch.Tensor:
                     x = cache[p_in.name]
                     flat = x.reshape(-1, x.shape[-1]).to(device=w.device, dtype=w.dtype)
                     return transcoder.predict(flat).to(v.dtype).reshape(v.shape)
+
                 with patch(model, p_out, predicted):
                     loss, _, _, kl = _loss(model, inputs, target_mask, emb)
             sums["spliced"] += loss
@@ -147,10 +150,18 @@ def transcoder_loss_recovered(model: nn.Module, batches: Iterable[Any], input_po
     finally:
         model.train(was)
     c, s, z, m = (sums[k] / max(n, 1) for k in ("clean", "spliced", "zero", "mean"))
-    return {"input_point": p_in.name, "output_point": p_out.name, "clean_loss": c, "spliced_loss": s,
-            "zero_ablated_loss": z, "mean_ablated_loss": m, "loss_recovered": loss_recovered(c, s, z),
-            "loss_recovered_mean": loss_recovered(c, s, m), "n": n,
-            **{f"kl_{k}": v / max(n, 1) for k, v in kls.items()}}
+    return {
+        "input_point": p_in.name,
+        "output_point": p_out.name,
+        "clean_loss": c,
+        "spliced_loss": s,
+        "zero_ablated_loss": z,
+        "mean_ablated_loss": m,
+        "loss_recovered": loss_recovered(c, s, z),
+        "loss_recovered_mean": loss_recovered(c, s, m),
+        "n": n,
+        **{f"kl_{k}": v / max(n, 1) for k, v in kls.items()},
+    }
 
 
 def load_dictionary(path: str | Path, map_location: str | torch.device = "cpu") -> SparseAutoEncoder:

@@ -27,9 +27,7 @@ def to_numpy(a: Any, name: str = "array", dtype: Any = np.float64) -> np.ndarray
 def check_same_shape(x: np.ndarray, x_hat: np.ndarray) -> None:
     """Raise a ValueError naming both shapes; silent broadcasting would give a wrong number."""
     if x.shape != x_hat.shape:
-        raise ValueError(
-            f"x and x_hat must have the same shape, got {tuple(x.shape)} and {tuple(x_hat.shape)}"
-        )
+        raise ValueError(f"x and x_hat must have the same shape, got {tuple(x.shape)} and {tuple(x_hat.shape)}")
     if x.size == 0:
         raise ValueError("x and x_hat are empty; a metric over zero elements is undefined")
 

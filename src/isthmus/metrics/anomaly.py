@@ -20,8 +20,16 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from isthmus.metrics._arrays import to_numpy
 
 __all__ = [
-    "auroc", "auprc", "precision_at_n", "best_f1", "BestF1", "f1_at_threshold",
-    "point_adjust", "point_adjusted_f1", "interpretation_hit_rate", "anomaly_report",
+    "auroc",
+    "auprc",
+    "precision_at_n",
+    "best_f1",
+    "BestF1",
+    "f1_at_threshold",
+    "point_adjust",
+    "point_adjusted_f1",
+    "interpretation_hit_rate",
+    "anomaly_report",
 ]
 
 
@@ -188,6 +196,10 @@ def interpretation_hit_rate(
 def anomaly_report(y_true: Any, scores: Any) -> dict[str, float]:
     """AUROC, AUPRC, precision@n_anomalies and best-F1 in one dict (no point adjustment)."""
     bf = best_f1(y_true, scores)
-    return {"auroc": auroc(y_true, scores), "auprc": auprc(y_true, scores),
-            "precision_at_n": precision_at_n(y_true, scores), "best_f1": bf.f1,
-            "best_f1_threshold": bf.threshold}
+    return {
+        "auroc": auroc(y_true, scores),
+        "auprc": auprc(y_true, scores),
+        "precision_at_n": precision_at_n(y_true, scores),
+        "best_f1": bf.f1,
+        "best_f1_threshold": bf.threshold,
+    }

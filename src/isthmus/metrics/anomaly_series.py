@@ -73,8 +73,9 @@ def range_precision_recall(y_true: Any, pred: Any, alpha: float = 0.2) -> RangeS
     (ordered in time). Recall uses existence weight ``alpha`` (TSB-AD: 0.2), precision none."""
     y, p = _binary_pair(y_true, pred)
     if not np.isin(p, (0, 1)).all():
-        raise ValueError("range_precision_recall needs 0/1 predictions; threshold the scores first "
-                         "(or use range_f1 with scores)")
+        raise ValueError(
+            "range_precision_recall needs 0/1 predictions; threshold the scores first (or use range_f1 with scores)"
+        )
     if y.sum() == 0:
         raise ValueError("range metrics need at least one labelled anomaly in y_true")
     if not 0 <= alpha <= 1:
@@ -166,7 +167,7 @@ def vus(y_true: Any, scores: Any, max_buffer: int, n_thresholds: int = 250) -> V
         tp = hits + B
         p_new = P + B / 2
         merged = _merge(rr, w // 2, n)
-        seg_max = np.array([s[a:b + 1].max() for a, b in merged])
+        seg_max = np.array([s[a : b + 1].max() for a, b in merged])
         existence = (seg_max[None, :] >= thr[:, None]).mean(1)
         tpr = np.minimum(tp / p_new, 1.0) * existence
         fpr = (m - tp) / (n - p_new)

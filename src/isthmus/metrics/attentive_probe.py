@@ -36,9 +36,17 @@ class AttentiveProbe(nn.Module):
         return self.head(self.norm(pooled[:, 0]))
 
 
-def attentive_probe_accuracy(tokens_train: Any, y_train: Any, tokens_test: Any, y_test: Any, epochs: int = 30,
-                             lr: float = 3e-3, batch_size: int = 128, weight_decay: float = 1e-4,
-                             seed: int = 0) -> float:
+def attentive_probe_accuracy(
+    tokens_train: Any,
+    y_train: Any,
+    tokens_test: Any,
+    y_test: Any,
+    epochs: int = 30,
+    lr: float = 3e-3,
+    batch_size: int = 128,
+    weight_decay: float = 1e-4,
+    seed: int = 0,
+) -> float:
     """Test accuracy of an :class:`AttentiveProbe` trained on frozen ``(N, T, D)`` tokens."""
     ttr, tte = to_numpy(tokens_train, "tokens_train"), to_numpy(tokens_test, "tokens_test")
     ytr, yte = to_labels(y_train, "y_train"), to_labels(y_test, "y_test")
@@ -63,7 +71,7 @@ def attentive_probe_accuracy(tokens_train: Any, y_train: Any, tokens_test: Any, 
     for _ in range(epochs):
         perm = torch.randperm(len(xtr), generator=gen)
         for i in range(0, len(xtr), batch_size):
-            idx = perm[i:i + batch_size]
+            idx = perm[i : i + batch_size]
             loss = nn.functional.cross_entropy(probe(xtr[idx]), target[idx])
             opt.zero_grad()
             loss.backward()

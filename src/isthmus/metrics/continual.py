@@ -24,5 +24,5 @@ def continual_report(acc: Any) -> dict[str, float]:
     final = float(a[-1].mean())
     if t == 1:
         return {"final_acc": final, "forgetting": 0.0, "last_task_acc": float(a[-1, -1])}
-    drops = [a[j:t - 1, j].max() - a[-1, j] for j in range(t - 1)]  # best before the end minus the end
+    drops = [a[j : t - 1, j].max() - a[-1, j] for j in range(t - 1)]  # best before the end minus the end
     return {"final_acc": final, "forgetting": float(np.mean(drops)), "last_task_acc": float(a[-1, -1])}

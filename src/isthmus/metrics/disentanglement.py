@@ -65,8 +65,9 @@ def _entropy(labels: np.ndarray) -> float:
     return float(mutual_info_score(labels, labels))  # nats; I(s; s) = H(s)
 
 
-def nmi_matrix(sources: Any, latents: Any, discrete_latents: bool = False, n_neighbors: int = 10,
-               random_state: int = 0) -> np.ndarray:
+def nmi_matrix(
+    sources: Any, latents: Any, discrete_latents: bool = False, n_neighbors: int = 10, random_state: int = 0
+) -> np.ndarray:
     """``NMI[i, j] = I(source_i; latent_j) / H(source_i)``, shape (S, L).
 
     Discrete latents use the plug-in MI of the label pairs; continuous ones the KSG estimator of
@@ -82,8 +83,9 @@ def nmi_matrix(sources: Any, latents: Any, discrete_latents: bool = False, n_nei
         if discrete_latents:
             mi = np.array([mutual_info_score(s[:, i], zc[:, j]) for j in range(z.shape[1])])
         else:
-            mi = mutual_info_classif(_standardize(z), s[:, i], discrete_features=False,
-                                     n_neighbors=n_neighbors, random_state=random_state)
+            mi = mutual_info_classif(
+                _standardize(z), s[:, i], discrete_features=False, n_neighbors=n_neighbors, random_state=random_state
+            )
         out[i] = mi / h
     return out
 
@@ -120,8 +122,14 @@ def _explicitness(s: np.ndarray, z: np.ndarray, discrete_latents: bool, max_iter
     return float(np.mean(scores)) if scores else float("nan")
 
 
-def infomec(sources: Any, latents: Any, discrete_latents: bool = False, n_neighbors: int = 10,
-            random_state: int = 0, max_iter: int = 500) -> dict[str, Any]:
+def infomec(
+    sources: Any,
+    latents: Any,
+    discrete_latents: bool = False,
+    n_neighbors: int = 10,
+    random_state: int = 0,
+    max_iter: int = 500,
+) -> dict[str, Any]:
     """InfoM, InfoE, InfoC of ``latents`` against ``sources``.
 
     Active latents: range > 0 (discrete) or range > max range / 20 (continuous); InfoM and InfoC use
@@ -188,8 +196,14 @@ def _one_minus_entropy(p_rows: np.ndarray, base: int) -> np.ndarray:
     return np.where(total[:, 0] > 0, 1.0 - h, 0.0)
 
 
-def dci(sources: Any, latents: Any, importance: Literal["lasso", "forest"] = "forest", alpha: float = 0.02,
-        test_fraction: float = 0.3, random_state: int = 0) -> dict[str, Any]:
+def dci(
+    sources: Any,
+    latents: Any,
+    importance: Literal["lasso", "forest"] = "forest",
+    alpha: float = 0.02,
+    test_fraction: float = 0.3,
+    random_state: int = 0,
+) -> dict[str, Any]:
     """DCI disentanglement, completeness, informativeness; ``importance`` (L, S) is returned too."""
     if importance not in ("lasso", "forest"):
         raise ValueError(f"importance must be 'lasso' or 'forest', got {importance!r}")
@@ -214,8 +228,9 @@ def dci(sources: Any, latents: Any, importance: Literal["lasso", "forest"] = "fo
     }
 
 
-def disentanglement_report(sources: Any, latents: Any, discrete_latents: bool = False,
-                           random_state: int = 0) -> dict[str, float]:
+def disentanglement_report(
+    sources: Any, latents: Any, discrete_latents: bool = False, random_state: int = 0
+) -> dict[str, float]:
     """All scalar scores at once: InfoM, InfoE, InfoC, MIG and DCI (forest) D, C, I, as plain floats.
 
     ``discrete_latents`` applies to InfoMEC (plug-in MI, one-hot read-out); MIG bins and DCI treat
@@ -223,7 +238,13 @@ def disentanglement_report(sources: Any, latents: Any, discrete_latents: bool = 
     """
     info = infomec(sources, latents, discrete_latents=discrete_latents, random_state=random_state)
     d = dci(sources, latents, random_state=random_state)
-    return {"infom": info["infom"], "infoe": info["infoe"], "infoc": info["infoc"],
-            "mig": mig(sources, latents)["mig"], "dci_d": d["disentanglement"],
-            "dci_c": d["completeness"], "dci_i": d["informativeness"],
-            "active_latents": float(np.sum(info["active"]))}
+    return {
+        "infom": info["infom"],
+        "infoe": info["infoe"],
+        "infoc": info["infoc"],
+        "mig": mig(sources, latents)["mig"],
+        "dci_d": d["disentanglement"],
+        "dci_c": d["completeness"],
+        "dci_i": d["informativeness"],
+        "active_latents": float(np.sum(info["active"])),
+    }

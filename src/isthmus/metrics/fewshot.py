@@ -39,10 +39,16 @@ def few_shot_episode(labels: Any, n_way: int, k_shot: int, n_query: int, seed: i
     for c in chosen:
         idx = np.flatnonzero(y == c)
         if idx.size < k_shot + n_query:
-            raise ValueError(f"class {c!r} has {idx.size} items; an episode needs k_shot + n_query = "
-                             f"{k_shot + n_query}")
-        pick = rng.permutation(idx)[:k_shot + n_query]
+            raise ValueError(
+                f"class {c!r} has {idx.size} items; an episode needs k_shot + n_query = {k_shot + n_query}"
+            )
+        pick = rng.permutation(idx)[: k_shot + n_query]
         sup.append(pick[:k_shot])
         qry.append(pick[k_shot:])
-    return Episode(classes=chosen, support=np.concatenate(sup), support_y=np.repeat(np.arange(n_way), k_shot),
-                   query=np.concatenate(qry), query_y=np.repeat(np.arange(n_way), n_query))
+    return Episode(
+        classes=chosen,
+        support=np.concatenate(sup),
+        support_y=np.repeat(np.arange(n_way), k_shot),
+        query=np.concatenate(qry),
+        query_y=np.repeat(np.arange(n_way), n_query),
+    )

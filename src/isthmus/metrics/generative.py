@@ -44,8 +44,9 @@ def gaussian_stats(features: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.
     return f.mean(0), np.atleast_2d(np.cov(f, rowvar=False))
 
 
-def frechet_distance_from_stats(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
-                                eps: float = 1e-6) -> float:
+def frechet_distance_from_stats(
+    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = 1e-6
+) -> float:
     """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2)."""
     from scipy import linalg
 
@@ -56,8 +57,9 @@ def frechet_distance_from_stats(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.nda
     diff = mu1 - mu2
     covmean = linalg.sqrtm(s1 @ s2)
     if not np.isfinite(covmean).all():  # singular product (e.g. fewer samples than features): regularise
-        warnings.warn(f"frechet_distance: sqrtm not finite; adding {eps}*I to both covariances", RuntimeWarning,
-                      stacklevel=2)
+        warnings.warn(
+            f"frechet_distance: sqrtm not finite; adding {eps}*I to both covariances", RuntimeWarning, stacklevel=2
+        )
         offset = np.eye(s1.shape[0]) * eps
         covmean = linalg.sqrtm((s1 + offset) @ (s2 + offset))
     if np.iscomplexobj(covmean):
@@ -68,8 +70,9 @@ def frechet_distance_from_stats(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.nda
     return float(max(fd, 0.0))  # round-off can give -1e-12 for identical sets
 
 
-def frechet_distance(features_a: np.ndarray | torch.Tensor, features_b: np.ndarray | torch.Tensor,
-                     eps: float = 1e-6) -> float:
+def frechet_distance(
+    features_a: np.ndarray | torch.Tensor, features_b: np.ndarray | torch.Tensor, eps: float = 1e-6
+) -> float:
     """Fréchet distance between Gaussians fitted to two feature sets ``(n_a, d)`` and ``(n_b, d)``."""
     return frechet_distance_from_stats(*gaussian_stats(features_a), *gaussian_stats(features_b), eps=eps)
 
@@ -115,19 +118,26 @@ class FeatureClassifier(nn.Module):
 
     @torch.no_grad()
     def features(self, x: torch.Tensor, batch_size: int = 2048) -> np.ndarray:
-        return np.concatenate([self.body(self._prep(x[i:i + batch_size])).numpy() for i in range(0, len(x), batch_size)])
+        return np.concatenate(
+            [self.body(self._prep(x[i : i + batch_size])).numpy() for i in range(0, len(x), batch_size)]
+        )
 
     @torch.no_grad()
     def probs(self, x: torch.Tensor, batch_size: int = 2048) -> np.ndarray:
-        return np.concatenate([F.softmax(self(x[i:i + batch_size]), -1).numpy() for i in range(0, len(x), batch_size)])
+        return np.concatenate(
+            [F.softmax(self(x[i : i + batch_size]), -1).numpy() for i in range(0, len(x), batch_size)]
+        )
 
 
-def generative_report(clf: FeatureClassifier, samples: torch.Tensor, reference: torch.Tensor,
-                      labels: torch.Tensor | None = None) -> dict[str, float]:
+def generative_report(
+    clf: FeatureClassifier, samples: torch.Tensor, reference: torch.Tensor, labels: torch.Tensor | None = None
+) -> dict[str, float]:
     """Fréchet distance of ``samples`` to ``reference`` in ``clf`` features, the IS analogue of the samples,
     and (when ``labels`` are the classes the samples were conditioned on) the classifier's accuracy on them."""
-    out = {"frechet": frechet_distance(clf.features(samples), clf.features(reference)),
-           "inception_score": inception_score(clf.probs(samples))[0]}
+    out = {
+        "frechet": frechet_distance(clf.features(samples), clf.features(reference)),
+        "inception_score": inception_score(clf.probs(samples))[0],
+    }
     if labels is not None:
         pred = clf.probs(samples).argmax(1)
         out["class_accuracy"] = float((pred == np.asarray(labels)).mean())

@@ -34,21 +34,26 @@ def ssim(reference: np.ndarray, test: np.ndarray, data_range: float = 1.0) -> np
 
     a, b = _pairs(reference, test)
     win = min(7, a.shape[-1] - (1 - a.shape[-1] % 2), a.shape[-2] - (1 - a.shape[-2] % 2))
-    return np.array([structural_similarity(x, y, data_range=data_range, channel_axis=0, win_size=win)
-                     for x, y in zip(a, b)])
+    return np.array(
+        [structural_similarity(x, y, data_range=data_range, channel_axis=0, win_size=win) for x, y in zip(a, b)]
+    )
 
 
-def match_psnr(transform, images: np.ndarray, target_db: float, lo: float, hi: float, iters: int = 30,
-               tol_db: float = 0.02) -> float:
+def match_psnr(
+    transform, images: np.ndarray, target_db: float, lo: float, hi: float, iters: int = 30, tol_db: float = 0.02
+) -> float:
     """The strength ``s`` in ``[lo, hi]`` at which ``mean PSNR(images, transform(images, s))`` equals
     ``target_db``, by bisection (``transform`` must degrade more as ``s`` grows, deterministically)."""
+
     def gap(s: float) -> float:
         return float(psnr(images, np.clip(transform(images, s), 0, 1)).mean()) - target_db
 
     g_lo, g_hi = gap(lo), gap(hi)
     if g_lo < 0 or g_hi > 0:
-        raise ValueError(f"target {target_db:.2f} dB is outside the range the strengths reach "
-                         f"({target_db + g_hi:.2f} to {target_db + g_lo:.2f} dB over [{lo}, {hi}])")
+        raise ValueError(
+            f"target {target_db:.2f} dB is outside the range the strengths reach "
+            f"({target_db + g_hi:.2f} to {target_db + g_lo:.2f} dB over [{lo}, {hi}])"
+        )
     for _ in range(iters):
         mid = 0.5 * (lo + hi)
         g = gap(mid)
@@ -66,7 +71,7 @@ def region_psnr(reference: np.ndarray, test: np.ndarray, region: np.ndarray, dat
     err = ((a - b) ** 2 * r).reshape(len(a), -1).sum(1)
     count = r.reshape(len(a), -1).sum(1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return 10 * np.log10(data_range ** 2 / (err / count))
+        return 10 * np.log10(data_range**2 / (err / count))
 
 
 def gradient_error(reference: np.ndarray, test: np.ndarray, region: np.ndarray) -> np.ndarray:

@@ -20,8 +20,13 @@ import torch
 from isthmus.metrics._arrays import to_numpy
 
 __all__ = [
-    "active_units", "kl_active_units", "pca_dims_for_variance", "principal_angles",
-    "nearest_sq_distances", "softmax_confidence", "affine_r2",
+    "active_units",
+    "kl_active_units",
+    "pca_dims_for_variance",
+    "principal_angles",
+    "nearest_sq_distances",
+    "softmax_confidence",
+    "affine_r2",
 ]
 
 
@@ -56,7 +61,7 @@ def pca_dims_for_variance(x: Any, share: float = 0.99) -> int:
     a = to_numpy(x, "x").reshape(len(x), -1)
     a = a - a.mean(axis=0)
     s = np.linalg.svd(a, compute_uv=False)
-    var = s ** 2
+    var = s**2
     if var.sum() == 0:
         return 0
     cum = np.cumsum(var) / var.sum()

@@ -34,8 +34,9 @@ def observation_log_prob(recon: torch.Tensor, x: torch.Tensor, kind: str = "mse"
     raise ValueError(f"no observation model for recon_loss {kind!r}; use 'mse', 'bce' or 'l1'")
 
 
-def _chunk_ll(model: Any, x: torch.Tensor, k: int, k_chunk: int, kind: str, obs_var: float,
-              generator: torch.Generator | None) -> torch.Tensor:
+def _chunk_ll(
+    model: Any, x: torch.Tensor, k: int, k_chunk: int, kind: str, obs_var: float, generator: torch.Generator | None
+) -> torch.Tensor:
     # ``model`` is duck-typed (encoder, Gaussian-family bottleneck, decoder); the caller checks it
     bn = model.bottleneck
     mu, logvar = bn.posterior(model.encoder(x))  # (b, D) each
@@ -55,9 +56,16 @@ def _chunk_ll(model: Any, x: torch.Tensor, k: int, k_chunk: int, kind: str, obs_
 
 
 @torch.no_grad()
-def importance_sampled_log_likelihood(model: nn.Module, x: torch.Tensor, k: int = 100, batch_size: int = 256,
-                                      obs_var: float = 0.5, recon_loss: str | None = None,
-                                      generator: torch.Generator | None = None, k_chunk: int = 64) -> torch.Tensor:
+def importance_sampled_log_likelihood(
+    model: nn.Module,
+    x: torch.Tensor,
+    k: int = 100,
+    batch_size: int = 256,
+    obs_var: float = 0.5,
+    recon_loss: str | None = None,
+    generator: torch.Generator | None = None,
+    k_chunk: int = 64,
+) -> torch.Tensor:
     """Per-sample estimate of log p(x) in nats, ``(N,)``, from ``k`` importance samples.
 
     ``model`` has ``encoder``, ``bottleneck`` (Gaussian family) and ``decoder``; ``recon_loss``
@@ -67,14 +75,20 @@ def importance_sampled_log_likelihood(model: nn.Module, x: torch.Tensor, k: int 
         raise ValueError(f"k must be >= 1, got {k}")
     bn = getattr(model, "bottleneck", None)
     if bn is None or not hasattr(bn, "posterior") or not hasattr(bn, "prior_log_prob"):
-        raise TypeError("importance_sampled_log_likelihood needs a model with a Gaussian-family bottleneck "
-                        "(posterior + prior_log_prob), e.g. bottleneck='gaussian', 'ard' or 'tcvae'")
+        raise TypeError(
+            "importance_sampled_log_likelihood needs a model with a Gaussian-family bottleneck "
+            "(posterior + prior_log_prob), e.g. bottleneck='gaussian', 'ard' or 'tcvae'"
+        )
     default: str = getattr(getattr(model, "objective", None), "recon_loss", "mse")
     kind = recon_loss or default
     was = model.training
     model.eval()
     try:
-        return torch.cat([_chunk_ll(model, x[i : i + batch_size], k, k_chunk, kind, obs_var, generator)
-                          for i in range(0, len(x), batch_size)])
+        return torch.cat(
+            [
+                _chunk_ll(model, x[i : i + batch_size], k, k_chunk, kind, obs_var, generator)
+                for i in range(0, len(x), batch_size)
+            ]
+        )
     finally:
         model.train(was)

@@ -35,8 +35,9 @@ def _prepare(scores: Any, relevance: Any, k: int) -> tuple[np.ndarray, np.ndarra
     rel = _as_numpy(relevance)
     if rel.ndim == 1:
         if len(rel) != nq or not np.issubdtype(rel.dtype, np.integer):
-            raise ValueError(f"a relevance vector must hold one integer doc index per query ({nq}), got {rel.shape} "
-                             f"{rel.dtype}")
+            raise ValueError(
+                f"a relevance vector must hold one integer doc index per query ({nq}), got {rel.shape} {rel.dtype}"
+            )
         if rel.min(initial=0) < 0 or rel.max(initial=0) >= nd:
             raise ValueError(f"relevant doc indices must be in [0, {nd})")
         mat = np.zeros((nq, nd))

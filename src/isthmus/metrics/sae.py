@@ -21,8 +21,16 @@ import numpy as np
 import torch
 
 __all__ = [
-    "l0", "sae_mse", "fvu", "explained_variance", "cosine_similarity", "FiringTracker",
-    "density_histogram", "loss_recovered", "loss_recovered_from_callables", "evaluate_sae",
+    "l0",
+    "sae_mse",
+    "fvu",
+    "explained_variance",
+    "cosine_similarity",
+    "FiringTracker",
+    "density_histogram",
+    "loss_recovered",
+    "loss_recovered_from_callables",
+    "evaluate_sae",
 ]
 
 
@@ -89,8 +97,9 @@ class FiringTracker:
         return float((self.density() > threshold).float().mean())
 
 
-def density_histogram(density: torch.Tensor | np.ndarray, bins: int = 30,
-                      log_range: tuple[float, float] = (-7.0, 0.0)) -> dict[str, Any]:
+def density_histogram(
+    density: torch.Tensor | np.ndarray, bins: int = 30, log_range: tuple[float, float] = (-7.0, 0.0)
+) -> dict[str, Any]:
     """Histogram of log10 firing density (dead latents counted apart), as in Anthropic's plots."""
     d = np.asarray(density, dtype=np.float64)
     alive = d[d > 0]
@@ -106,8 +115,9 @@ def loss_recovered(clean_loss: float, spliced_loss: float, zero_ablated_loss: fl
     return (zero_ablated_loss - spliced_loss) / den
 
 
-def loss_recovered_from_callables(clean: Callable[[], float], spliced: Callable[[], float],
-                                  zero_ablated: Callable[[], float]) -> dict[str, float]:
+def loss_recovered_from_callables(
+    clean: Callable[[], float], spliced: Callable[[], float], zero_ablated: Callable[[], float]
+) -> dict[str, float]:
     """Evaluate the three host-model losses (each a zero-argument callable, e.g. a forward with a hook
     that replaces the activation by the SAE reconstruction / by zeros) and the loss-recovered score."""
     c, s, z = float(clean()), float(spliced()), float(zero_ablated())
@@ -115,8 +125,9 @@ def loss_recovered_from_callables(clean: Callable[[], float], spliced: Callable[
 
 
 @torch.no_grad()
-def evaluate_sae(sae: torch.nn.Module, batches: Iterable[torch.Tensor], dense_threshold: float = 0.1,
-                 bins: int = 30) -> dict[str, Any]:
+def evaluate_sae(
+    sae: torch.nn.Module, batches: Iterable[torch.Tensor], dense_threshold: float = 0.1, bins: int = 30
+) -> dict[str, Any]:
     """L0, MSE, FVU, cosine, shrinkage, dead/dense fractions and density histogram of ``sae`` over ``batches``.
 
     ``sae`` needs ``forward(x)`` returning an output with ``recon`` and a dense ``latent`` (B, m).
@@ -155,8 +166,13 @@ def evaluate_sae(sae: torch.nn.Module, batches: Iterable[torch.Tensor], dense_th
     assert tracker is not None and xs is not None  # set by the first batch
     total_var = xsq - float((xs * xs).sum()) / n  # Σ‖x − x̄‖² over all tokens
     density = tracker.density()
-    return {**{k: v / n for k, v in sums.items()}, "fvu": sq_err / max(total_var, 1e-12), "tokens": n,
-            "l2_ratio": l2_sum / l2_n if l2_n else float("nan"),
-            "relative_reconstruction_bias": rr / rx if abs(rx) > 1e-12 else float("nan"),
-            "dead_fraction": tracker.dead_fraction(), "dense_fraction": tracker.dense_fraction(dense_threshold),
-            "density_histogram": density_histogram(density, bins)}
+    return {
+        **{k: v / n for k, v in sums.items()},
+        "fvu": sq_err / max(total_var, 1e-12),
+        "tokens": n,
+        "l2_ratio": l2_sum / l2_n if l2_n else float("nan"),
+        "relative_reconstruction_bias": rr / rx if abs(rx) > 1e-12 else float("nan"),
+        "dead_fraction": tracker.dead_fraction(),
+        "dense_fraction": tracker.dense_fraction(dense_threshold),
+        "density_histogram": density_histogram(density, bins),
+    }

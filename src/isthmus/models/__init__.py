@@ -11,7 +11,18 @@ from isthmus.models.stackvae import StackVAEG, StackVAEGConfig
 from isthmus.models.token_transformer import TokenTransformer
 
 __all__ = [
-    "AutoEncoder", "Classifier", "FrozenEncoderHead", "MatryoshkaAutoEncoder", "ModelOutput", "MultimodalGPVAE", "MultimodalGPVAEConfig", "ObjectiveConfig", "PrototypeClassifier", "StackVAEG", "StackVAEGConfig",
+    "AutoEncoder",
+    "Classifier",
+    "FrozenEncoderHead",
+    "MatryoshkaAutoEncoder",
+    "ModelOutput",
+    "MultimodalGPVAE",
+    "MultimodalGPVAEConfig",
+    "ObjectiveConfig",
+    "PrototypeClassifier",
+    "StackVAEG",
+    "StackVAEGConfig",
     "TokenTransformer",
-    "corrupt", "reconstruction_loss",
+    "corrupt",
+    "reconstruction_loss",
 ]

@@ -22,8 +22,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["PAD", "BOS", "EOS", "UNK", "SPECIAL", "pad_batch", "GRULanguageModel", "GRUSeqAutoencoder",
-           "fit_sequence_model", "sample_lm"]
+__all__ = [
+    "PAD",
+    "BOS",
+    "EOS",
+    "UNK",
+    "SPECIAL",
+    "pad_batch",
+    "GRULanguageModel",
+    "GRUSeqAutoencoder",
+    "fit_sequence_model",
+    "sample_lm",
+]
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 SPECIAL = 4
@@ -118,9 +128,17 @@ class GRUSeqAutoencoder(nn.Module):
     state comes from the code and which also sees the code next to each input token. ``free_bits`` > 0 floors
     each latent dimension's batch-mean KL at that many nats (Kingma et al., arXiv 1606.04934) against collapse."""
 
-    def __init__(self, vocab_size: int, latent_dim: int = 16, emb: int = 32, hidden: int = 128,
-                 variational: bool = False, word_dropout: float = 0.0, kl_anneal_steps: int = 1000,
-                 free_bits: float = 0.0) -> None:
+    def __init__(
+        self,
+        vocab_size: int,
+        latent_dim: int = 16,
+        emb: int = 32,
+        hidden: int = 128,
+        variational: bool = False,
+        word_dropout: float = 0.0,
+        kl_anneal_steps: int = 1000,
+        free_bits: float = 0.0,
+    ) -> None:
         super().__init__()
         self.vocab_size, self.latent_dim, self.variational = vocab_size, latent_dim, variational
         self.word_dropout, self.kl_anneal_steps, self.free_bits = word_dropout, kl_anneal_steps, free_bits
@@ -181,8 +199,11 @@ class GRUSeqAutoencoder(nn.Module):
         for _ in range(max_len):
             o, h = self.dec(self._step_inputs(z, x), h)
             logits = self.head(o[:, -1])
-            k = (logits.argmax(-1) if generator is None
-                 else torch.multinomial(F.softmax(logits, -1), 1, generator=generator)[:, 0])
+            k = (
+                logits.argmax(-1)
+                if generator is None
+                else torch.multinomial(F.softmax(logits, -1), 1, generator=generator)[:, 0]
+            )
             for i in torch.nonzero(~done)[:, 0].tolist():
                 if k[i] == EOS:
                     done[i] = True
@@ -194,8 +215,14 @@ class GRUSeqAutoencoder(nn.Module):
         return out
 
 
-def fit_sequence_model(model: GRULanguageModel | GRUSeqAutoencoder, sentences: Sequence[Sequence[int]], epochs: int,
-                       seed: int, batch_size: int = 64, lr: float = 3e-3) -> list[float]:
+def fit_sequence_model(
+    model: GRULanguageModel | GRUSeqAutoencoder,
+    sentences: Sequence[Sequence[int]],
+    epochs: int,
+    seed: int,
+    batch_size: int = 64,
+    lr: float = 3e-3,
+) -> list[float]:
     """Adam on ``sum(model.loss(y, step).values())`` over shuffled batches; returns the mean loss per epoch."""
     torch.manual_seed(seed)
     torch.set_flush_denormal(True)
@@ -207,7 +234,7 @@ def fit_sequence_model(model: GRULanguageModel | GRUSeqAutoencoder, sentences: S
     for _ in range(epochs):
         order, total = torch.randperm(len(data), generator=g), 0.0
         for i in range(0, len(data), batch_size):
-            y = data[order[i:i + batch_size]]
+            y = data[order[i : i + batch_size]]
             y = y[:, : int((y != PAD).sum(1).max())]  # trim padding columns
             loss = cast(torch.Tensor, sum(model.loss(y, step).values()))  # both models return terms
             opt.zero_grad()

@@ -112,14 +112,17 @@ class AutoEncoder(Pretrained, nn.Module):
         were chosen on scikit-learn digits, where wider nets converged faster than (256, 128) in
         a fixed 30-epoch budget (test MSE 0.0119 vs 0.0140; see benchmarks/digits_reconstruction.py).
         """
-        bn = build_bottleneck(bottleneck, latent_dim=latent_dim, **bottleneck_kwargs) if isinstance(
-            bottleneck, str
-        ) else build_bottleneck(bottleneck)
+        bn = (
+            build_bottleneck(bottleneck, latent_dim=latent_dim, **bottleneck_kwargs)
+            if isinstance(bottleneck, str)
+            else build_bottleneck(bottleneck)
+        )
         common: dict[str, Any] = dict(activation=activation, norm=norm, dropout=dropout, init=init)
         enc = MLP(MLPConfig(in_dim=in_dim, out_dim=bn.in_features, hidden=list(hidden), **common))
         dec = MLP(
-            MLPConfig(in_dim=bn.latent_dim, out_dim=in_dim, hidden=list(hidden)[::-1],
-                      out_activation=out_activation, **common)
+            MLPConfig(
+                in_dim=bn.latent_dim, out_dim=in_dim, hidden=list(hidden)[::-1], out_activation=out_activation, **common
+            )
         )
         if isinstance(objective, dict):
             objective = ObjectiveConfig.from_dict(objective)
@@ -138,12 +141,21 @@ class AutoEncoder(Pretrained, nn.Module):
         **bottleneck_kwargs: Any,
     ) -> "AutoEncoder":
         """A convolutional autoencoder for ``(B, C, H, W)`` images."""
-        bn = build_bottleneck(bottleneck, latent_dim=latent_dim, **bottleneck_kwargs) if isinstance(
-            bottleneck, str
-        ) else build_bottleneck(bottleneck)
-        enc = ConvEncoder(in_channels=in_channels, image_size=image_size, channels=list(channels), out_dim=bn.in_features)
-        dec = ConvDecoder(in_dim=bn.latent_dim, out_channels=in_channels, image_size=image_size,
-                          channels=list(channels)[::-1], out_activation=out_activation)
+        bn = (
+            build_bottleneck(bottleneck, latent_dim=latent_dim, **bottleneck_kwargs)
+            if isinstance(bottleneck, str)
+            else build_bottleneck(bottleneck)
+        )
+        enc = ConvEncoder(
+            in_channels=in_channels, image_size=image_size, channels=list(channels), out_dim=bn.in_features
+        )
+        dec = ConvDecoder(
+            in_dim=bn.latent_dim,
+            out_channels=in_channels,
+            image_size=image_size,
+            channels=list(channels)[::-1],
+            out_activation=out_activation,
+        )
         if isinstance(objective, dict):
             objective = ObjectiveConfig.from_dict(objective)
         return cls(enc, bn, dec, objective)
@@ -279,8 +291,10 @@ class AutoEncoder(Pretrained, nn.Module):
         """Rebuild from ``config.json``; unregistered custom parts come in as ``encoder=``/``decoder=``/``bottleneck=``."""
         unknown = set(parts) - {"encoder", "bottleneck", "decoder"}
         if unknown:
-            raise TypeError(f"from_pretrained got unexpected arguments {sorted(unknown)}; "
-                            "custom parts are passed as encoder=, bottleneck= or decoder=")
+            raise TypeError(
+                f"from_pretrained got unexpected arguments {sorted(unknown)}; "
+                "custom parts are passed as encoder=, bottleneck= or decoder="
+            )
         if not parts:
             return cls.from_spec(spec)
         if not all(k in parts for k in ("encoder", "bottleneck", "decoder")):

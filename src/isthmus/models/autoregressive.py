@@ -124,8 +124,9 @@ class FullCausalPrior(_Prior):
         self.register_buffer("pos", sincos_positions(n, c.dim)[None], persistent=False)
         self.start = nn.Parameter(torch.zeros(1, 1, c.dim))
         causal = lambda d, h: SelfAttention(d, h, causal=True)  # noqa: E731
-        self.blocks = nn.Sequential(*[Block(c.dim, c.heads, attention=causal)
-                                      for _ in range(c.outer_depth + c.inner_depth)])
+        self.blocks = nn.Sequential(
+            *[Block(c.dim, c.heads, attention=causal) for _ in range(c.outer_depth + c.inner_depth)]
+        )
         self.norm = nn.LayerNorm(c.dim)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:

@@ -64,7 +64,7 @@ class ContextAutoEncoder(Pretrained, nn.Module):
         super().__init__()
         c = config or CAEConfig()
         self.config = c = c.with_overrides(overrides) if overrides else c
-        n, pdim = c.grid ** 2, c.patch * c.patch * c.channels
+        n, pdim = c.grid**2, c.patch * c.patch * c.channels
         self.embed = PatchEmbed(pdim, c.dim)
         self.register_buffer("pos", sincos_positions(n, c.dim)[None], persistent=False)
         self.encoder = nn.ModuleList([Block(c.dim, c.heads) for _ in range(c.depth)])

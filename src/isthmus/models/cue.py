@@ -23,12 +23,28 @@ from isthmus.models.output import ModelOutput
 from isthmus.nn.unet import UNet, UNetConfig
 from isthmus.nn.unfolding import RetinexUnfolding, RetinexUnfoldingConfig
 
-__all__ = ["window_mask", "gradient_magnitude", "total_variation", "frozen_feature_loss",
-           "IlluminationPriorAE", "GradientPrior", "CUEEnhancer", "LOSS_WEIGHTS"]
+__all__ = [
+    "window_mask",
+    "gradient_magnitude",
+    "total_variation",
+    "frozen_feature_loss",
+    "IlluminationPriorAE",
+    "GradientPrior",
+    "CUEEnhancer",
+    "LOSS_WEIGHTS",
+]
 
 # LearnablePrior.yml (notes § 16 (a) 5); the two illumination mutual-consistency terms are left out
-LOSS_WEIGHTS = {"decomp_low": 1.0, "decomp_gt": 1.0, "reflectance": 0.009, "output": 1.0, "illum_high": 1.0,
-                "tv": 5.0, "restored_reflectance": 1.0, "gradient_prior": 0.001}
+LOSS_WEIGHTS = {
+    "decomp_low": 1.0,
+    "decomp_gt": 1.0,
+    "reflectance": 0.009,
+    "output": 1.0,
+    "illum_high": 1.0,
+    "tv": 5.0,
+    "restored_reflectance": 1.0,
+    "gradient_prior": 0.001,
+}
 
 
 def window_mask(n: int, h: int, w: int, window: int, ratio: float, rng: np.random.Generator) -> np.ndarray:
@@ -49,7 +65,7 @@ def gradient_magnitude(x: torch.Tensor) -> torch.Tensor:
     kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], dtype=x.dtype, device=x.device) / 8
     k = torch.stack([kx, kx.T])[:, None]
     d = nn.functional.conv2d(nn.functional.pad(g, (1, 1, 1, 1), mode="replicate"), k)
-    return torch.sqrt((d ** 2).sum(dim=1, keepdim=True) + 1e-12)
+    return torch.sqrt((d**2).sum(dim=1, keepdim=True) + 1e-12)
 
 
 def total_variation(x: torch.Tensor) -> torch.Tensor:
@@ -137,5 +153,6 @@ class CUEEnhancer(nn.Module):
         if self.gradient_prior is not None:
             terms["gradient_prior"] = frozen_feature_loss(self.gradient_prior, o.out, gt)
         losses = {k: w[k] * v for k, v in terms.items()}
-        return ModelOutput(loss=sum(losses.values()), losses=losses, recon=o.out,
-                           stats={"output_l1": terms["output"].detach()})
+        return ModelOutput(
+            loss=sum(losses.values()), losses=losses, recon=o.out, stats={"output_l1": terms["output"].detach()}
+        )

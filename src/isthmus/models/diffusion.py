@@ -84,8 +84,9 @@ class FlowMatchingPrior(Pretrained, nn.Module):
         if c.net == "dit":
             from isthmus.nn.dit import DiT
 
-            self.dit = DiT(c.dim // c.tokens, c.tokens, c.width, c.depth, c.heads, c.n_classes, c.head_width,
-                           c.head_depth)
+            self.dit = DiT(
+                c.dim // c.tokens, c.tokens, c.width, c.depth, c.heads, c.n_classes, c.head_width, c.head_depth
+            )
             return
         self.label = nn.Embedding(c.n_classes + 1, c.width) if c.n_classes else None
         self.cond = nn.Linear(c.cond_dim, c.width) if c.cond_dim else None
@@ -101,16 +102,20 @@ class FlowMatchingPrior(Pretrained, nn.Module):
         emb = torch.cat([arg.sin(), arg.cos()], 1)
         return self.time(nn.functional.pad(emb, (0, self.config.width - emb.shape[1])))
 
-    def velocity(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None,
-                 cond: torch.Tensor | None = None) -> torch.Tensor:
+    def velocity(
+        self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None, cond: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Predicted ``ε − x`` at times ``t``; ``y``: class labels (None: the null class); ``cond``: the
         conditioning vectors ``(B, cond_dim)`` of an MLP prior with ``cond_dim > 0``."""
         c = self.config
         if x.dim() != 2 or x.shape[1] != c.dim:
             raise ValueError(f"expected (B, {c.dim}) latents, got {tuple(x.shape)}")
-        if y is not None and (not c.n_classes or y.shape != (len(x),) or int(y.min()) < 0 or int(y.max()) > c.n_classes):
-            raise ValueError(f"labels must be ({len(x)},) integers in [0, {c.n_classes}] for a prior with "
-                             f"n_classes = {c.n_classes}")
+        if y is not None and (
+            not c.n_classes or y.shape != (len(x),) or int(y.min()) < 0 or int(y.max()) > c.n_classes
+        ):
+            raise ValueError(
+                f"labels must be ({len(x)},) integers in [0, {c.n_classes}] for a prior with n_classes = {c.n_classes}"
+            )
         if c.net == "dit":
             if cond is not None:
                 raise ValueError("cond is for the MLP net (cond_dim > 0)")
@@ -145,9 +150,15 @@ class FlowMatchingPrior(Pretrained, nn.Module):
         return (self.velocity(xt, t, cond=cond) - (noise - x)).pow(2).mean()
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None, steps: int | None = None,
-               labels: torch.Tensor | None = None, guidance: float = 0.0,
-               cond: torch.Tensor | None = None) -> torch.Tensor:
+    def sample(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        steps: int | None = None,
+        labels: torch.Tensor | None = None,
+        guidance: float = 0.0,
+        cond: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """``n`` latents by Euler integration from noise (``t = 1``) to data (``t = 0``), optionally
         class-conditional with classifier-free ``guidance``."""
         c = self.config

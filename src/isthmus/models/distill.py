@@ -20,21 +20,33 @@ from isthmus.models.output import ModelOutput
 __all__ = ["distillation_loss", "Distilled"]
 
 
-def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 4.0
-                      ) -> torch.Tensor:
+def distillation_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 4.0
+) -> torch.Tensor:
     """``T² · KL(softmax(teacher / T) ‖ softmax(student / T))``, batch mean."""
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     t = temperature
-    return t * t * F.kl_div(F.log_softmax(student_logits / t, -1), F.softmax(teacher_logits.detach() / t, -1),
-                            reduction="batchmean")
+    return (
+        t
+        * t
+        * F.kl_div(
+            F.log_softmax(student_logits / t, -1), F.softmax(teacher_logits.detach() / t, -1), reduction="batchmean"
+        )
+    )
 
 
 class Distilled(nn.Module):
     """Wraps a student for the Trainer: ``compute_loss((x, y))`` = the weighted soft and hard terms."""
 
-    def __init__(self, student: nn.Module, teacher: nn.Module, temperature: float = 4.0, alpha: float = 0.5,
-                 student_input: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+    def __init__(
+        self,
+        student: nn.Module,
+        teacher: nn.Module,
+        temperature: float = 4.0,
+        alpha: float = 0.5,
+        student_input: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
         super().__init__()
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")

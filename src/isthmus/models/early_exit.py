@@ -27,8 +27,17 @@ class LeNet5(nn.Module):
     def __init__(self, n_classes: int = 10, in_channels: int = 1) -> None:
         super().__init__()
         self.block1 = nn.Sequential(nn.Conv2d(in_channels, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2))  # 6x14x14
-        self.rest = nn.Sequential(nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),  # 16x5x5
-                                  nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, n_classes))
+        self.rest = nn.Sequential(
+            nn.Conv2d(6, 16, 5),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),  # 16x5x5
+            nn.Linear(400, 120),
+            nn.ReLU(),
+            nn.Linear(120, 84),
+            nn.ReLU(),
+            nn.Linear(84, n_classes),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.rest(self.block1(_images(x)))
@@ -92,8 +101,13 @@ class EarlyExitNet(nn.Module):
 
 
 @torch.no_grad()
-def calibrate_threshold(model: EarlyExitNet, x_val: torch.Tensor, y_val: torch.Tensor, tolerance: float = 0.005,
-                        candidates: np.ndarray | None = None) -> float:
+def calibrate_threshold(
+    model: EarlyExitNet,
+    x_val: torch.Tensor,
+    y_val: torch.Tensor,
+    tolerance: float = 0.005,
+    candidates: np.ndarray | None = None,
+) -> float:
     """The largest entropy threshold whose validation accuracy is within ``tolerance`` of the full net's."""
     model.eval()
     b, f = model(x_val)

@@ -112,8 +112,9 @@ class _FlowBlock(nn.Module):
         return x
 
 
-def guide(mu_c: torch.Tensor, sigma_c: torch.Tensor, mu_u: torch.Tensor, sigma_u: torch.Tensor,
-          w: float) -> tuple[torch.Tensor, torch.Tensor]:
+def guide(
+    mu_c: torch.Tensor, sigma_c: torch.Tensor, mu_u: torch.Tensor, sigma_u: torch.Tensor, w: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """STARFlow's guided ``(μ, σ)`` from the conditional and unconditional ones (``apple/ml-starflow``)."""
     s = torch.clamp(sigma_c / sigma_u, max=1.0).pow(2)
     k = 1 + w - w * s
@@ -164,8 +165,14 @@ class AutoregressiveFlow(Pretrained, nn.Module):
             raise ValueError(f"labels must be ({n},) integers in [0, {k}] ({k} = the null class)")
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0,
-               labels: torch.Tensor | None = None, guidance: float = 0.0) -> torch.Tensor:
+    def sample(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        temperature: float = 1.0,
+        labels: torch.Tensor | None = None,
+        guidance: float = 0.0,
+    ) -> torch.Tensor:
         """``n`` samples, one token at a time; ``labels`` ``(n,)`` for a class-conditional flow, with
         STARFlow's ``guidance`` weight (0: the plain conditional)."""
         c = self.config
@@ -180,15 +187,14 @@ class AutoregressiveFlow(Pretrained, nn.Module):
                 h = h.flip(1)
         return h.reshape(n, -1)
 
-    def denoise(self, x: torch.Tensor, labels: torch.Tensor | None = None, sigma: float | None = None
-                ) -> torch.Tensor:
+    def denoise(self, x: torch.Tensor, labels: torch.Tensor | None = None, sigma: float | None = None) -> torch.Tensor:
         """TARFlow's one score-based denoising step ``x + σ²∇ₓlog p(x)`` (Tweedie), for a flow trained on
         inputs with noise of std ``σ`` (default ``noise_std``)."""
         sigma = self.config.noise_std if sigma is None else sigma
         with torch.enable_grad():
             x = x.detach().requires_grad_(True)
             (grad,) = torch.autograd.grad(self.log_prob(x, labels).sum(), x)
-        return (x + sigma ** 2 * grad).detach()
+        return (x + sigma**2 * grad).detach()
 
     def compute_loss(self, batch: Any) -> ModelOutput:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch

@@ -65,8 +65,14 @@ class INRVAE(Pretrained, nn.Module):
         c.validate()
         w = c.enc_width
         self.encoder = nn.Sequential(
-            nn.Conv2d(1, w, 3, padding=1), nn.SiLU(), nn.Conv2d(w, w, 4, 2, 1), nn.SiLU(),
-            nn.Conv2d(w, 2 * w, 4, 2, 1), nn.SiLU(), nn.Conv2d(2 * w, 2 * c.latent_channels, 3, padding=1))
+            nn.Conv2d(1, w, 3, padding=1),
+            nn.SiLU(),
+            nn.Conv2d(w, w, 4, 2, 1),
+            nn.SiLU(),
+            nn.Conv2d(w, 2 * w, 4, 2, 1),
+            nn.SiLU(),
+            nn.Conv2d(2 * w, 2 * c.latent_channels, 3, padding=1),
+        )
         d = c.dec_width
         if c.decoder == "grid":
             self.dec_in = nn.Sequential(nn.Conv2d(c.latent_channels, d, 3, padding=1), nn.SiLU())
@@ -77,8 +83,9 @@ class INRVAE(Pretrained, nn.Module):
             self.ff = FourierFeatures(c.n_freqs)
             self.film = FiLMMLP(self.ff.out_dim, c.mlp_width, c.mlp_depth, 1)
             n_lat = c.latent_channels * (c.side // 4) ** 2
-            self.to_shift = nn.Sequential(nn.Linear(n_lat, c.shift_hidden), nn.SiLU(),
-                                          nn.Linear(c.shift_hidden, self.film.n_shifts))
+            self.to_shift = nn.Sequential(
+                nn.Linear(n_lat, c.shift_hidden), nn.SiLU(), nn.Linear(c.shift_hidden, self.film.n_shifts)
+            )
         else:
             self.dec_in = nn.Sequential(nn.Conv2d(c.latent_channels, d, 3, padding=1), nn.SiLU())
             self.up1, self.up2 = _up(d, d), _up(d, d)

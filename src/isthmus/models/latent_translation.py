@@ -51,8 +51,11 @@ class SpatialVAEConfig(Config):
 
 
 def _res_block(width: int) -> nn.Module:
-    return _Residual(nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.ReLU(inplace=True),
-                                   nn.Conv2d(width, width, 3, padding=1)))
+    return _Residual(
+        nn.Sequential(
+            nn.Conv2d(width, width, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(width, width, 3, padding=1)
+        )
+    )
 
 
 class _Residual(nn.Module):
@@ -85,8 +88,11 @@ class SpatialVAE(nn.Module, Pretrained):
             prev = w
         enc += [_res_block(prev), nn.Conv2d(prev, c.latent_channels, 1)]
         self.encoder = nn.Sequential(*enc)
-        dec: list[nn.Module] = [nn.Conv2d(c.latent_channels, prev, 3, padding=1), nn.ReLU(inplace=True),
-                                _res_block(prev)]
+        dec: list[nn.Module] = [
+            nn.Conv2d(c.latent_channels, prev, 3, padding=1),
+            nn.ReLU(inplace=True),
+            _res_block(prev),
+        ]
         for w in list(reversed(c.widths))[1:] + [c.widths[0]]:
             dec += [nn.ConvTranspose2d(prev, w, 4, stride=2, padding=1), nn.ReLU(inplace=True)]
             prev = w
@@ -102,8 +108,9 @@ class SpatialVAE(nn.Module, Pretrained):
         if x.ndim != 4 or x.shape[1] != self.config.channels:
             raise ValueError(f"SpatialVAE expects (B, {self.config.channels}, H, W), got {tuple(x.shape)}")
         if x.shape[-2] % self.factor or x.shape[-1] % self.factor:
-            raise ValueError(f"SpatialVAE input height and width must be multiples of {self.factor}, "
-                             f"got {tuple(x.shape[-2:])}")
+            raise ValueError(
+                f"SpatialVAE input height and width must be multiples of {self.factor}, got {tuple(x.shape[-2:])}"
+            )
         return self.encoder(x)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
@@ -126,14 +133,17 @@ class SpatialVAE(nn.Module, Pretrained):
         terms = [self._domain_terms(x) for x in xs]
         recon = sum(t[1] for t in terms) / len(terms)
         kl = sum(t[2] for t in terms) / len(terms)
-        losses: dict[str, torch.Tensor] = {"recon_l1": torch.as_tensor(recon),
-                                           "kl": self.config.kl_weight * torch.as_tensor(kl)}
+        losses: dict[str, torch.Tensor] = {
+            "recon_l1": torch.as_tensor(recon),
+            "kl": self.config.kl_weight * torch.as_tensor(kl),
+        }
         if self.critic is not None:
             if len(xs) != 2:
                 raise ValueError("a SpatialVAE with adversary_weight > 0 trains on two domains: pass (x_a, x_b)")
             n = min(len(xs[0]), len(xs[1]))  # equal counts per domain, as the authors truncate
             losses["adversary"] = self.config.adversary_weight * domain_adversary_loss(
-                self.critic, terms[0][0][:n], terms[1][0][:n])
+                self.critic, terms[0][0][:n], terms[1][0][:n]
+            )
         return ModelOutput(loss=torch.stack(list(losses.values())).sum(), losses=losses, latent=terms[0][0])
 
     @torch.no_grad()
@@ -141,8 +151,9 @@ class SpatialVAE(nn.Module, Pretrained):
         was = self.training
         self.eval()
         try:
-            return np.concatenate([self.encode(torch.as_tensor(x[i:i + batch_size])).numpy()
-                                   for i in range(0, len(x), batch_size)])
+            return np.concatenate(
+                [self.encode(torch.as_tensor(x[i : i + batch_size])).numpy() for i in range(0, len(x), batch_size)]
+            )
         finally:
             self.train(was)
 
@@ -167,9 +178,12 @@ class LatentMapping(nn.Module, Pretrained):
     def __init__(self, config: LatentMappingConfig | None = None) -> None:
         super().__init__()
         self.config = c = config or LatentMappingConfig()
-        self.net = nn.Sequential(nn.Conv2d(c.latent_channels, c.width, 3, padding=1), nn.ReLU(inplace=True),
-                                 *[_res_block(c.width) for _ in range(c.blocks)],
-                                 nn.Conv2d(c.width, c.latent_channels, 3, padding=1))
+        self.net = nn.Sequential(
+            nn.Conv2d(c.latent_channels, c.width, 3, padding=1),
+            nn.ReLU(inplace=True),
+            *[_res_block(c.width) for _ in range(c.blocks)],
+            nn.Conv2d(c.width, c.latent_channels, 3, padding=1),
+        )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z)
@@ -177,23 +191,28 @@ class LatentMapping(nn.Module, Pretrained):
     def compute_loss(self, batch: Any) -> ModelOutput:
         z_src, z_tgt = batch
         if z_src.shape != z_tgt.shape:
-            raise ValueError(f"source and target latents differ in shape: {tuple(z_src.shape)} vs "
-                             f"{tuple(z_tgt.shape)}; both VAEs need the same latent size")
+            raise ValueError(
+                f"source and target latents differ in shape: {tuple(z_src.shape)} vs "
+                f"{tuple(z_tgt.shape)}; both VAEs need the same latent size"
+            )
         l1 = self.config.l1_weight * (self(z_src) - z_tgt.detach()).abs().mean()
         return ModelOutput(loss=l1, losses={"latent_l1": l1})
 
 
 @torch.no_grad()
-def translate(vae_src: SpatialVAE, mapping: LatentMapping, vae_tgt: SpatialVAE, x: np.ndarray,
-              batch_size: int = 256) -> np.ndarray:
+def translate(
+    vae_src: SpatialVAE, mapping: LatentMapping, vae_tgt: SpatialVAE, x: np.ndarray, batch_size: int = 256
+) -> np.ndarray:
     """Restore ``x`` as ``D_tgt(T(E_src(x)))`` (no decoder noise), clipped to [0, 1]."""
     mods: tuple[nn.Module, ...] = (vae_src, mapping, vae_tgt)
     was = [m.training for m in mods]
     for m in mods:
         m.eval()
     try:
-        out = [vae_tgt.decode(mapping(vae_src.encode(torch.as_tensor(x[i:i + batch_size])))).numpy()
-               for i in range(0, len(x), batch_size)]
+        out = [
+            vae_tgt.decode(mapping(vae_src.encode(torch.as_tensor(x[i : i + batch_size])))).numpy()
+            for i in range(0, len(x), batch_size)
+        ]
     finally:
         for m, w in zip(mods, was):
             m.train(w)

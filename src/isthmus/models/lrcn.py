@@ -25,22 +25,38 @@ AGGREGATORS = ("lstm", "single_frame", "mean_pool", "temporal_conv")
 
 
 class LRCN(nn.Module):
-    def __init__(self, n_classes: int, image_size: int = 24, channels: int = 1, conv_channels: tuple = (16, 32),
-                 feature_dim: int = 64, hidden: int = 64, aggregator: str = "lstm", single_frame: bool = False) -> None:
+    def __init__(
+        self,
+        n_classes: int,
+        image_size: int = 24,
+        channels: int = 1,
+        conv_channels: tuple = (16, 32),
+        feature_dim: int = 64,
+        hidden: int = 64,
+        aggregator: str = "lstm",
+        single_frame: bool = False,
+    ) -> None:
         super().__init__()
         aggregator = "single_frame" if single_frame else aggregator
         if aggregator not in AGGREGATORS:
             raise ValueError(f"aggregator must be one of {AGGREGATORS}, got {aggregator!r}")
         self.aggregator = aggregator
-        self.cnn = ConvEncoder(ConvEncoderConfig(in_channels=channels, image_size=image_size,
-                                                 channels=list(conv_channels), out_dim=feature_dim))
+        self.cnn = ConvEncoder(
+            ConvEncoderConfig(
+                in_channels=channels, image_size=image_size, channels=list(conv_channels), out_dim=feature_dim
+            )
+        )
         if aggregator == "lstm":
             self.temporal: nn.Module = nn.LSTM(feature_dim, hidden, batch_first=True)
             out_in = hidden
         elif aggregator == "temporal_conv":
-            self.temporal = nn.Sequential(*[m for i in range(3) for m in
-                                            (nn.Conv1d(feature_dim if i == 0 else hidden, hidden, 3, padding=1),
-                                             nn.ReLU())])
+            self.temporal = nn.Sequential(
+                *[
+                    m
+                    for i in range(3)
+                    for m in (nn.Conv1d(feature_dim if i == 0 else hidden, hidden, 3, padding=1), nn.ReLU())
+                ]
+            )
             out_in = hidden
         elif aggregator == "mean_pool":
             self.temporal = nn.Sequential(nn.Linear(feature_dim, hidden), nn.ReLU())

@@ -93,8 +93,10 @@ class MaskedAutoEncoder(Pretrained, nn.Module):
     def _check(self, x: torch.Tensor) -> None:
         c = self.config
         if x.dim() != 4 or tuple(x.shape[1:]) != (c.channels, c.image_size, c.image_size):
-            raise ValueError(f"MaskedAutoEncoder expects (B, {c.channels}, {c.image_size}, {c.image_size}) images, "
-                             f"got {tuple(x.shape)}")
+            raise ValueError(
+                f"MaskedAutoEncoder expects (B, {c.channels}, {c.image_size}, {c.image_size}) images, "
+                f"got {tuple(x.shape)}"
+            )
 
     def _encode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         for blk in self.encoder:
@@ -119,8 +121,9 @@ class MaskedAutoEncoder(Pretrained, nn.Module):
         """Mean-pooled encoder features of all patches, no masking ``(B, dim)``."""
         return self.encode_tokens(x).mean(1)
 
-    def forward(self, x: torch.Tensor, mask_ratio: float | None = None,
-                generator: torch.Generator | None = None) -> ModelOutput:
+    def forward(
+        self, x: torch.Tensor, mask_ratio: float | None = None, generator: torch.Generator | None = None
+    ) -> ModelOutput:
         self._check(x)
         c = self.config
         ratio = c.mask_ratio if mask_ratio is None else mask_ratio
@@ -143,8 +146,13 @@ class MaskedAutoEncoder(Pretrained, nn.Module):
         denom = mask.sum().clamp_min(1.0)
         loss = (per_patch * mask).sum() / denom
         recon = unpatchify(pred, c.patch, c.channels, c.image_size, c.image_size)
-        return ModelOutput(loss=loss, losses={"masked_mse": loss}, recon=recon, latent=latent.mean(1),
-                           stats={"mask": mask, "keep_idx": keep_idx})
+        return ModelOutput(
+            loss=loss,
+            losses={"masked_mse": loss},
+            recon=recon,
+            latent=latent.mean(1),
+            stats={"mask": mask, "keep_idx": keep_idx},
+        )
 
     def compute_loss(self, batch: Any) -> ModelOutput:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch

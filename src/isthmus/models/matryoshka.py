@@ -44,9 +44,14 @@ class MatryoshkaAutoEncoder(AutoEncoder):
     ['recon@2', 'recon@4', 'recon@8']
     """
 
-    def __init__(self, encoder: nn.Module, bottleneck: Bottleneck | str | dict, decoder: nn.Module,
-                 objective: ObjectiveConfig | None = None,
-                 matryoshka: MatryoshkaConfig | dict | None = None) -> None:
+    def __init__(
+        self,
+        encoder: nn.Module,
+        bottleneck: Bottleneck | str | dict,
+        decoder: nn.Module,
+        objective: ObjectiveConfig | None = None,
+        matryoshka: MatryoshkaConfig | dict | None = None,
+    ) -> None:
         super().__init__(encoder, bottleneck, decoder, objective)
         self.set_nesting(matryoshka)
 
@@ -59,13 +64,17 @@ class MatryoshkaAutoEncoder(AutoEncoder):
         self.weights = self.matryoshka.weights(self.latent_dim)
 
     @classmethod
-    def mlp(cls, *args: Any, matryoshka: MatryoshkaConfig | dict | None = None, **kwargs: Any) -> "MatryoshkaAutoEncoder":
+    def mlp(
+        cls, *args: Any, matryoshka: MatryoshkaConfig | dict | None = None, **kwargs: Any
+    ) -> "MatryoshkaAutoEncoder":
         model = cast("MatryoshkaAutoEncoder", super().mlp(*args, **kwargs))
         model.set_nesting(matryoshka)
         return model
 
     @classmethod
-    def conv(cls, *args: Any, matryoshka: MatryoshkaConfig | dict | None = None, **kwargs: Any) -> "MatryoshkaAutoEncoder":
+    def conv(
+        cls, *args: Any, matryoshka: MatryoshkaConfig | dict | None = None, **kwargs: Any
+    ) -> "MatryoshkaAutoEncoder":
         model = cast("MatryoshkaAutoEncoder", super().conv(*args, **kwargs))
         model.set_nesting(matryoshka)
         return model
@@ -87,8 +96,7 @@ class MatryoshkaAutoEncoder(AutoEncoder):
             raise ConfigError(f"loss_weights names unknown term(s) {sorted(unknown)}; terms are {sorted(terms)}")
         losses = {k: v * obj.loss_weights.get(k, 1.0) for k, v in terms.items()}
         total = cast(torch.Tensor, sum(losses.values()))  # never empty: one recon@k per prefix at least
-        return ModelOutput(loss=total, losses=losses, recon=recon, latent=bn.latent,
-                           codes=bn.codes, stats=bn.stats)
+        return ModelOutput(loss=total, losses=losses, recon=recon, latent=bn.latent, codes=bn.codes, stats=bn.stats)
 
     def encode_prefix(self, x: torch.Tensor, k: int) -> torch.Tensor:
         """The first ``k`` latent dimensions, ``(B, k)``: the size-k embedding."""

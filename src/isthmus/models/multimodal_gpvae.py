@@ -101,15 +101,29 @@ class MultimodalGPVAE(Pretrained, nn.Module):
         self.config = cfg
         S, I, N = cfg.n_shared, cfg.n_image, cfg.n_neural
         hid = list(cfg.hidden)
-        self.bottleneck = GPPriorBottleneck(GPPriorConfig(
-            latent_dim=cfg.latent_dim, domain=cfg.gp_domain, lengthscale=cfg.lengthscale,
-            learn_lengthscale=cfg.learn_lengthscale, min_lengthscale=cfg.min_lengthscale, beta=cfg.beta))
+        self.bottleneck = GPPriorBottleneck(
+            GPPriorConfig(
+                latent_dim=cfg.latent_dim,
+                domain=cfg.gp_domain,
+                lengthscale=cfg.lengthscale,
+                learn_lengthscale=cfg.learn_lengthscale,
+                min_lengthscale=cfg.min_lengthscale,
+                beta=cfg.beta,
+            )
+        )
         if cfg.uses_image:
-            self.image_encoder = MLP(MLPConfig(in_dim=cfg.image_dim, out_dim=2 * (S + I), hidden=hid, activation="gelu"))
-            self.image_decoder = MLP(MLPConfig(in_dim=S + I, out_dim=cfg.image_dim, hidden=hid[::-1], activation="gelu",
-                                               out_activation="identity"))
+            self.image_encoder = MLP(
+                MLPConfig(in_dim=cfg.image_dim, out_dim=2 * (S + I), hidden=hid, activation="gelu")
+            )
+            self.image_decoder = MLP(
+                MLPConfig(
+                    in_dim=S + I, out_dim=cfg.image_dim, hidden=hid[::-1], activation="gelu", out_activation="identity"
+                )
+            )
         if cfg.uses_neural:
-            self.spike_encoder = MLP(MLPConfig(in_dim=cfg.n_neurons, out_dim=2 * (S + N), hidden=hid, activation="gelu"))
+            self.spike_encoder = MLP(
+                MLPConfig(in_dim=cfg.n_neurons, out_dim=2 * (S + N), hidden=hid, activation="gelu")
+            )
             self.spike_readout = nn.Linear(S + N, cfg.n_neurons)
 
     @property
@@ -143,9 +157,9 @@ class MultimodalGPVAE(Pretrained, nn.Module):
             srcs = [x[k][..., :S] for x in (img, spk) if x is not None]
             parts = [cast(torch.Tensor, sum(srcs)) / len(srcs)]  # shared: the average of the encoders' (paper)
             if img is not None:
-                parts.append(img[k][..., S:S + I])
+                parts.append(img[k][..., S : S + I])
             if spk is not None:
-                parts.append(spk[k][..., S:S + N])
+                parts.append(spk[k][..., S : S + N])
             (parts_mu if k == 0 else parts_lv).append(torch.cat(parts, dim=-1))
         return torch.cat(parts_mu + parts_lv, dim=-1)
 
@@ -210,18 +224,19 @@ class MultimodalGPVAE(Pretrained, nn.Module):
             if self.config.image_loss == "bce":
                 nll = F.binary_cross_entropy(recon.clamp(1e-6, 1 - 1e-6), images, reduction="sum")
             else:
-                nll = 0.5 * (recon - images).pow(2).sum() / self.config.image_sigma ** 2
+                nll = 0.5 * (recon - images).pow(2).sum() / self.config.image_sigma**2
             losses["image"] = nll / (B * T)
         if self.config.uses_neural:
             eta_mu, eta_var = self.log_rate_moments(post.mean, post.var)
             nll = (torch.exp(eta_mu + 0.5 * eta_var) - spikes * eta_mu).sum()
             losses["spikes"] = nll / (B * T)
         losses["kl"] = self.config.beta * post.kl.sum() / (B * T)
-        stats: dict[str, torch.Tensor | float] = {"kl": losses["kl"].detach() / max(self.config.beta, 1e-12),
-                 "lengthscale": self.bottleneck.lengthscale.detach()}
+        stats: dict[str, torch.Tensor | float] = {
+            "kl": losses["kl"].detach() / max(self.config.beta, 1e-12),
+            "lengthscale": self.bottleneck.lengthscale.detach(),
+        }
         total = cast(torch.Tensor, sum(losses.values()))  # never empty: "kl" is always a term
-        return ModelOutput(loss=total, losses=losses, recon=recon, latent=post.sample,
-                           codes=post.mean, stats=stats)
+        return ModelOutput(loss=total, losses=losses, recon=recon, latent=post.sample, codes=post.mean, stats=stats)
 
     def compute_loss(self, batch: Any) -> ModelOutput:
         """The Trainer's entry point: ``batch`` is ``(images, spikes)``."""

@@ -9,7 +9,9 @@ RECON_LOSSES = ("mse", "bce", "l1")
 CORRUPTIONS = ("none", "gaussian", "mask", "salt_pepper")
 
 
-def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor, kind: str = "mse", reduction: str = "sum") -> torch.Tensor:
+def reconstruction_loss(
+    recon: torch.Tensor, target: torch.Tensor, kind: str = "mse", reduction: str = "sum"
+) -> torch.Tensor:
     """Per-sample loss summed over features (``reduction="sum"``) or averaged (``"mean"``), then batch-mean.
 
     ``sum`` keeps the reconstruction on the same scale as a KL summed over latent dimensions,

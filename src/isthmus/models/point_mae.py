@@ -42,8 +42,9 @@ class PointMAEConfig(Config):
 
     def validate(self) -> None:
         if not 1 <= self.groups <= self.n_points or not 1 <= self.k <= self.n_points:
-            raise ConfigError(f"PointMAEConfig: groups ({self.groups}) and k ({self.k}) must be in [1, n_points="
-                              f"{self.n_points}]")
+            raise ConfigError(
+                f"PointMAEConfig: groups ({self.groups}) and k ({self.k}) must be in [1, n_points={self.n_points}]"
+            )
         if not 0.0 <= self.mask_ratio < 1.0:
             raise ConfigError(f"PointMAEConfig.mask_ratio must be in [0, 1), got {self.mask_ratio}")
         if self.dim % self.heads:
@@ -108,7 +109,7 @@ class PointMAE(Pretrained, nn.Module):
         centres, patches = group_points(clouds, c.groups, c.k)
         tokens, pos = self.encoder.embed(patches), self.encoder.pos(centres)
         kept, mask, keep_idx, _ = random_masking(torch.cat([tokens, pos], -1), c.mask_ratio, generator)
-        z_vis = self.encoder(kept[..., :c.dim], kept[..., c.dim:])  # the encoder never sees a mask token
+        z_vis = self.encoder(kept[..., : c.dim], kept[..., c.dim :])  # the encoder never sees a mask token
         b = clouds.shape[0]
         msk_idx = mask.bool().nonzero()[:, 1].reshape(b, -1)  # hidden patches, same count per cloud
         take = lambda t, i: torch.gather(t, 1, i[..., None].expand(-1, -1, t.shape[-1]))  # noqa: E731
@@ -117,11 +118,10 @@ class PointMAE(Pretrained, nn.Module):
         p = self.dec_pos(torch.cat([vis_c, msk_c], 1))
         for blk in self.decoder:
             x = blk(x + p)
-        pred = self.head(self.dec_norm(x[:, z_vis.shape[1]:])).reshape(b, -1, c.k, 3)
+        pred = self.head(self.dec_norm(x[:, z_vis.shape[1] :])).reshape(b, -1, c.k, 3)
         true = torch.gather(patches, 1, msk_idx[..., None, None].expand(-1, -1, c.k, 3))
         loss = chamfer_distance(pred.reshape(-1, c.k, 3), true.reshape(-1, c.k, 3)).mean()
-        return ModelOutput(loss=loss, losses={"chamfer": loss}, latent=z_vis.max(1).values,
-                           stats={"mask": mask})
+        return ModelOutput(loss=loss, losses={"chamfer": loss}, latent=z_vis.max(1).values, stats={"mask": mask})
 
     def compute_loss(self, batch: Any) -> ModelOutput:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
@@ -141,12 +141,14 @@ class PointFoldingAE(Pretrained, nn.Module):
         c = config or PointMAEConfig()
         self.config = c = c.with_overrides(overrides) if overrides else c
         self.encoder = PointEncoder(c)
-        side = int(round(c.n_points ** 0.5))
+        side = int(round(c.n_points**0.5))
         u = torch.linspace(-1, 1, side)
-        self.register_buffer("grid", torch.stack(torch.meshgrid(u, u, indexing="ij"), -1).reshape(-1, 2),
-                             persistent=False)
-        self.fold = nn.Sequential(nn.Linear(c.dim + 2, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(),
-                                  nn.Linear(128, 3))
+        self.register_buffer(
+            "grid", torch.stack(torch.meshgrid(u, u, indexing="ij"), -1).reshape(-1, 2), persistent=False
+        )
+        self.fold = nn.Sequential(
+            nn.Linear(c.dim + 2, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 3)
+        )
 
     def encode(self, clouds: torch.Tensor) -> torch.Tensor:
         return self.encoder.features(clouds, self.config.groups, self.config.k)

@@ -57,8 +57,10 @@ class PoolIndexAutoencoder(nn.Module, Pretrained):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.config.channels or x.shape[-1] % self.factor or x.shape[-2] % self.factor:
-            raise ValueError(f"PoolIndexAutoencoder expects (B, {self.config.channels}, H, W) with H, W multiples "
-                             f"of {self.factor}, got {tuple(x.shape)}")
+            raise ValueError(
+                f"PoolIndexAutoencoder expects (B, {self.config.channels}, H, W) with H, W multiples "
+                f"of {self.factor}, got {tuple(x.shape)}"
+            )
         indices, sizes = [], []
         h = x
         for conv in self.enc:

@@ -35,11 +35,19 @@ class PrototypeClassifier(AutoEncoder):
 
     bottleneck: PrototypeBottleneck  # checked in __init__
 
-    def __init__(self, encoder: nn.Module, bottleneck: Bottleneck | str | dict, decoder: nn.Module,
-                 objective: ObjectiveConfig | None = None, class_weight: float = 20.0) -> None:
+    def __init__(
+        self,
+        encoder: nn.Module,
+        bottleneck: Bottleneck | str | dict,
+        decoder: nn.Module,
+        objective: ObjectiveConfig | None = None,
+        class_weight: float = 20.0,
+    ) -> None:
         super().__init__(encoder, bottleneck, decoder, objective)
         if not isinstance(self.bottleneck, PrototypeBottleneck):
-            raise ConfigError(f"PrototypeClassifier needs a 'prototype' bottleneck, got {type(self.bottleneck).__name__}")
+            raise ConfigError(
+                f"PrototypeClassifier needs a 'prototype' bottleneck, got {type(self.bottleneck).__name__}"
+            )
         if class_weight < 0:
             raise ConfigError(f"PrototypeClassifier.class_weight must be >= 0, got {class_weight}")
         self.class_weight = float(class_weight)
@@ -68,16 +76,24 @@ class PrototypeClassifier(AutoEncoder):
         ce = self.class_weight * F.cross_entropy(logits, y.long())
         losses = {**out.losses, "ce": ce}
         stats = {**out.stats, "accuracy": (logits.argmax(1) == y).float().mean().detach()}
-        return ModelOutput(loss=out.loss + ce, losses=losses, recon=out.recon, latent=out.latent,
-                           codes=out.codes, logits=logits, stats=stats)
+        return ModelOutput(
+            loss=out.loss + ce,
+            losses=losses,
+            recon=out.recon,
+            latent=out.latent,
+            codes=out.codes,
+            logits=logits,
+            stats=stats,
+        )
 
     @torch.no_grad()
     def predict_logits(self, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
         was = self.training
         self.eval()
         try:
-            return torch.cat([self.bottleneck.logits(self(x[i : i + batch_size]).codes)
-                              for i in range(0, len(x), batch_size)])
+            return torch.cat(
+                [self.bottleneck.logits(self(x[i : i + batch_size]).codes) for i in range(0, len(x), batch_size)]
+            )
         finally:
             self.train(was)
 

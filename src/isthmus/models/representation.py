@@ -26,8 +26,9 @@ class RepresentationAutoencoder(nn.Module):
     mean: torch.Tensor  # per-channel token statistics (buffers, set by fit_normaliser)
     std: torch.Tensor
 
-    def __init__(self, encoder: nn.Module, decoder: nn.Module, tokens: int, token_dim: int,
-                 noise_tau: float = 0.8) -> None:
+    def __init__(
+        self, encoder: nn.Module, decoder: nn.Module, tokens: int, token_dim: int, noise_tau: float = 0.8
+    ) -> None:
         super().__init__()
         if noise_tau < 0:
             raise ValueError(f"noise_tau must be >= 0, got {noise_tau}")
@@ -57,7 +58,7 @@ class RepresentationAutoencoder(nn.Module):
 
     @torch.no_grad()
     def fit_normaliser(self, x: torch.Tensor, batch_size: int = 1024) -> "RepresentationAutoencoder":
-        t = torch.cat([self._tokens(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+        t = torch.cat([self._tokens(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
         flat = t.reshape(-1, self.token_dim)
         self.mean.copy_(flat.mean(0))
         self.std.copy_(flat.std(0).clamp_min(1e-6))

@@ -39,8 +39,14 @@ class SkipVAEConfig(Config):
 class _Res(nn.Module):
     def __init__(self, ci: int, co: int, groups: int) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.GroupNorm(groups, ci), nn.SiLU(), nn.Conv2d(ci, co, 3, padding=1),
-                                 nn.GroupNorm(groups, co), nn.SiLU(), nn.Conv2d(co, co, 3, padding=1))
+        self.net = nn.Sequential(
+            nn.GroupNorm(groups, ci),
+            nn.SiLU(),
+            nn.Conv2d(ci, co, 3, padding=1),
+            nn.GroupNorm(groups, co),
+            nn.SiLU(),
+            nn.Conv2d(co, co, 3, padding=1),
+        )
         self.short = nn.Conv2d(ci, co, 1) if ci != co else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

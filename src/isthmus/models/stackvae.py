@@ -57,8 +57,10 @@ class StackVAEGConfig(Config):
 
     def validate(self) -> None:
         if self.n_channels < 1 or self.window < 1 or self.latent_dim < 1 or not self.hidden:
-            raise ConfigError(f"StackVAEGConfig needs n_channels, window, latent_dim >= 1 and a hidden list, got "
-                              f"{self.n_channels}, {self.window}, {self.latent_dim}, {self.hidden}")
+            raise ConfigError(
+                f"StackVAEGConfig needs n_channels, window, latent_dim >= 1 and a hidden list, got "
+                f"{self.n_channels}, {self.window}, {self.latent_dim}, {self.hidden}"
+            )
         if not 0.0 <= self.graph_weight <= 1.0:
             raise ConfigError(f"StackVAEGConfig.graph_weight (λ) must be in [0, 1], got {self.graph_weight}")
         if self.consistency_weight < 0 or self.beta < 0:
@@ -80,8 +82,11 @@ class StackVAEG(Pretrained, nn.Module):
         self.config = cfg = config or StackVAEGConfig()
         *inner, last = cfg.hidden
         self.encoder = MLP(MLPConfig(in_dim=cfg.window, out_dim=last, hidden=list(inner), out_activation="relu"))
-        self.graph = GraphLearner(GraphLearnerConfig(cfg.n_channels, cfg.embed_dim, cfg.k, cfg.alpha, cfg.graph_init_scale)) \
-            if cfg.graph_weight > 0 else None
+        self.graph = (
+            GraphLearner(GraphLearnerConfig(cfg.n_channels, cfg.embed_dim, cfg.k, cfg.alpha, cfg.graph_init_scale))
+            if cfg.graph_weight > 0
+            else None
+        )
         self.heads = nn.Linear(last, 2 * cfg.latent_dim)  # μ and log σ² per channel
         self.bottleneck = GaussianBottleneck(GaussianConfig(latent_dim=cfg.latent_dim, beta=cfg.beta))
         self.decoder = MLP(MLPConfig(in_dim=cfg.latent_dim, out_dim=cfg.window, hidden=list(cfg.hidden)[::-1]))
@@ -108,8 +113,10 @@ class StackVAEG(Pretrained, nn.Module):
     def _check(self, x: torch.Tensor) -> None:
         cfg = self.config
         if x.dim() != 3 or x.shape[1:] != (cfg.window, cfg.n_channels):
-            raise ValueError(f"StackVAEG expects windows of shape (B, {cfg.window}, {cfg.n_channels}) "
-                             f"(batch, window, channels), got {tuple(x.shape)}")
+            raise ValueError(
+                f"StackVAEG expects windows of shape (B, {cfg.window}, {cfg.n_channels}) "
+                f"(batch, window, channels), got {tuple(x.shape)}"
+            )
         if not torch.isfinite(x).all():
             raise ValueError("StackVAEG input contains NaN or infinite values")
 
@@ -124,14 +131,21 @@ class StackVAEG(Pretrained, nn.Module):
             h = mix_nodes(h, adj, cfg.graph_weight)
         bn = self.bottleneck(self.heads(h).reshape(b * c, -1))  # per-channel posterior, (B·C, D)
         recon = self.decoder(bn.latent).reshape(b, c, w)  # (B, C, w)
-        losses = {"recon": (recon - xc).pow(2).flatten(1).sum(1).mean(),
-                  "kl": bn.losses["kl"] * c}  # bottleneck KL is per channel-row; × C = per window
+        losses = {
+            "recon": (recon - xc).pow(2).flatten(1).sum(1).mean(),
+            "kl": bn.losses["kl"] * c,
+        }  # bottleneck KL is per channel-row; × C = per window
         if adj is not None:
             resid = xc - torch.einsum("ij,bjw->biw", adj, xc)
             losses["graph"] = cfg.consistency_weight * resid.pow(2).flatten(1).sum(1).mean()
-        return ModelOutput(loss=sum(losses.values()), losses=losses, recon=recon.transpose(1, 2),
-                           latent=bn.latent.reshape(b, -1), codes=bn.codes.reshape(b, -1),
-                           stats={"kl": bn.stats["kl"] * c})
+        return ModelOutput(
+            loss=sum(losses.values()),
+            losses=losses,
+            recon=recon.transpose(1, 2),
+            latent=bn.latent.reshape(b, -1),
+            codes=bn.codes.reshape(b, -1),
+            stats={"kl": bn.stats["kl"] * c},
+        )
 
     def compute_loss(self, batch: Any) -> ModelOutput:
         return self(batch[0] if isinstance(batch, (tuple, list)) else batch)

@@ -76,15 +76,30 @@ class ConvAEClassifier(nn.Module):
         self.n_features, self.side = n_features, square_side(n_features)
         self.encoder = nn.Sequential(_block(1, 16), _block(16, 8), _block(8, 8))
         self.decoder = nn.Sequential(
-            nn.Upsample(scale_factor=2), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
-            nn.Upsample(scale_factor=2), nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(),
-            nn.Upsample(scale_factor=2), nn.Conv2d(16, 1, 3, padding=1))
+            nn.Upsample(scale_factor=2),
+            nn.Conv2d(8, 8, 3, padding=1),
+            nn.ReLU(),
+            nn.Upsample(scale_factor=2),
+            nn.Conv2d(8, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.Upsample(scale_factor=2),
+            nn.Conv2d(16, 1, 3, padding=1),
+        )
         e = self.side // 8
         flat = 32 * (e // 2) ** 2 if e >= 2 else 32
         pool: nn.Module = nn.MaxPool2d(2) if e >= 2 else nn.Identity()
-        self.head = nn.Sequential(nn.Conv2d(8, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), pool,
-                                  nn.Dropout(0.25), nn.Flatten(), nn.Linear(flat, hidden), nn.ReLU(),
-                                  nn.Dropout(0.5), nn.Linear(hidden, n_classes))
+        self.head = nn.Sequential(
+            nn.Conv2d(8, 32, 3, padding=1),
+            nn.BatchNorm2d(32),
+            nn.ReLU(),
+            pool,
+            nn.Dropout(0.25),
+            nn.Flatten(),
+            nn.Linear(flat, hidden),
+            nn.ReLU(),
+            nn.Dropout(0.5),
+            nn.Linear(hidden, n_classes),
+        )
 
     def images(self, x: torch.Tensor) -> torch.Tensor:
         """Accept ``(n, p)`` rows or already padded ``(n, 1, s, s)`` images."""

@@ -26,8 +26,18 @@ __all__ = ["TokenTransformer"]
 class TokenTransformer(nn.Module):
     member_mask: torch.Tensor | None  # a buffer
 
-    def __init__(self, vocab_in: int, vocab_out: int, n_pos: int, n_classes: int, d_model: int, n_layers: int,
-                 causal: bool, n_heads: int = 4, member_mask: torch.Tensor | None = None) -> None:
+    def __init__(
+        self,
+        vocab_in: int,
+        vocab_out: int,
+        n_pos: int,
+        n_classes: int,
+        d_model: int,
+        n_layers: int,
+        causal: bool,
+        n_heads: int = 4,
+        member_mask: torch.Tensor | None = None,
+    ) -> None:
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"d_model={d_model} must be a multiple of n_heads={n_heads}")
@@ -35,8 +45,9 @@ class TokenTransformer(nn.Module):
         self.tok = nn.Embedding(vocab_in + 1, d_model)  # +1: start token
         self.pos = nn.Parameter(torch.randn(n_pos, d_model) * 0.02)
         self.cls = nn.Embedding(n_classes, d_model)
-        layer = nn.TransformerEncoderLayer(d_model, n_heads, 4 * d_model, dropout=0.0, batch_first=True,
-                                           norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            d_model, n_heads, 4 * d_model, dropout=0.0, batch_first=True, norm_first=True
+        )
         self.body = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
         self.head = nn.Sequential(nn.LayerNorm(d_model), nn.Linear(d_model, vocab_out))
         if member_mask is not None and tuple(member_mask.shape) != (vocab_in, vocab_out):

@@ -4,7 +4,12 @@ from isthmus.nn.conv import ConvDecoder, ConvDecoderConfig, ConvEncoder, ConvEnc
 from isthmus.nn.graph import GraphLearner, GraphLearnerConfig, mix_nodes
 from isthmus.nn.layers import activation, init_weights
 from isthmus.nn.low_rank import (
-    LowRankLinear, LowRankLinearConfig, low_rank_losses, prune_low_rank, set_rank_fraction, svd_truncated_copy,
+    LowRankLinear,
+    LowRankLinearConfig,
+    low_rank_losses,
+    prune_low_rank,
+    set_rank_fraction,
+    svd_truncated_copy,
 )
 from isthmus.nn.mlp import MLP, MLPConfig
 

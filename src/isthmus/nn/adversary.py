@@ -37,16 +37,23 @@ class DomainCritic(nn.Module):
 
     def __init__(self, in_channels: int, width: int = 32) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1), nn.LeakyReLU(0.2),
-                                 nn.Conv2d(width, width, 3, padding=1), nn.LeakyReLU(0.2),
-                                 nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, 1))
+        self.net = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, padding=1),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(width, width, 3, padding=1),
+            nn.LeakyReLU(0.2),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(width, 1),
+        )
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.net(h).squeeze(-1)
 
 
-def domain_adversary_loss(critic: nn.Module, source: torch.Tensor, target: torch.Tensor,
-                          scale: float = 1.0) -> torch.Tensor:
+def domain_adversary_loss(
+    critic: nn.Module, source: torch.Tensor, target: torch.Tensor, scale: float = 1.0
+) -> torch.Tensor:
     """BCE of ``critic`` telling ``source`` (label 1) from ``target`` (label 0) through a gradient reversal:
     minimising it trains the critic and, reversed, makes the features below it domain-invariant."""
     logits = critic(grad_reverse(torch.cat([source, target]), scale))

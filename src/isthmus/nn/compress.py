@@ -15,8 +15,15 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-__all__ = ["prunable", "prune_global", "finalize_pruning", "sparsity", "quantize_tensor", "quantize_weights",
-           "bits_per_pixel"]
+__all__ = [
+    "prunable",
+    "prune_global",
+    "finalize_pruning",
+    "sparsity",
+    "quantize_tensor",
+    "quantize_weights",
+    "bits_per_pixel",
+]
 
 
 def prunable(model: nn.Module) -> list[tuple[nn.Module, str]]:
@@ -51,7 +58,7 @@ def quantize_tensor(w: torch.Tensor, bits: int, per_channel: bool = True) -> tor
         raise ValueError(f"bits must be in 1..16, got {bits}")
     flat = w.reshape(len(w), -1) if per_channel and w.dim() in (2, 4) else w.reshape(1, -1)
     lo, hi = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
-    scale = ((hi - lo) / (2 ** bits - 1)).clamp_min(1e-12)
+    scale = ((hi - lo) / (2**bits - 1)).clamp_min(1e-12)
     q = torch.round((flat - lo) / scale) * scale + lo
     return q.reshape(w.shape)
 

@@ -18,8 +18,9 @@ import torch.nn.functional as F
 __all__ = ["nt_xent", "neighbour_contrastive"]
 
 
-def nt_xent(z1: torch.Tensor, z2: torch.Tensor, tau: float = 0.1,
-            negative_mask: torch.Tensor | None = None) -> torch.Tensor:
+def nt_xent(
+    z1: torch.Tensor, z2: torch.Tensor, tau: float = 0.1, negative_mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """Mean NT-Xent loss over the ``2B`` views. ``z1, z2``: ``(B, D)``; ``negative_mask``: ``(B, B)`` bool."""
     if z1.shape != z2.shape or z1.ndim != 2:
         raise ValueError(f"z1 and z2 must both be (B, D), got {tuple(z1.shape)} and {tuple(z2.shape)}")
@@ -44,8 +45,7 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, tau: float = 0.1,
 def neighbour_contrastive(z: torch.Tensor, adjacency_power: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
     """Graph-MLP / SCGC neighbourhood-contrastive loss; ``adjacency_power`` is dense ``(N, N)``."""
     if z.ndim != 2 or adjacency_power.shape != (z.shape[0], z.shape[0]):
-        raise ValueError(f"need z (N, D) and adjacency (N, N), got {tuple(z.shape)} and "
-                         f"{tuple(adjacency_power.shape)}")
+        raise ValueError(f"need z (N, D) and adjacency (N, N), got {tuple(z.shape)} and {tuple(adjacency_power.shape)}")
     zn = F.normalize(z, dim=1)
     sim = zn @ zn.T
     sim = sim - torch.diag_embed(torch.diagonal(sim))  # zero the diagonal, as Ncontrast does

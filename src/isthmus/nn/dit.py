@@ -68,8 +68,17 @@ class _Final(nn.Module):
 class DiT(nn.Module):
     """``forward(x (B, T, token_dim), t (B,), y (B,) | None) -> (B, T, token_dim)``."""
 
-    def __init__(self, token_dim: int, n_tokens: int, width: int = 64, depth: int = 4, heads: int = 4,
-                 n_classes: int = 0, head_width: int = 0, head_depth: int = 2) -> None:
+    def __init__(
+        self,
+        token_dim: int,
+        n_tokens: int,
+        width: int = 64,
+        depth: int = 4,
+        heads: int = 4,
+        n_classes: int = 0,
+        head_width: int = 0,
+        head_depth: int = 2,
+    ) -> None:
         super().__init__()
         if width % heads or width % 2:
             raise ValueError(f"DiT width {width} must be even and divisible by heads {heads}")

@@ -22,8 +22,9 @@ KINDS = ("nonlinear", "linear")
 
 
 class MaskAwareSkip(nn.Module):
-    def __init__(self, in_channels: Sequence[int], out_channels: Sequence[int], kind: str = "nonlinear",
-                 gated: bool = True) -> None:
+    def __init__(
+        self, in_channels: Sequence[int], out_channels: Sequence[int], kind: str = "nonlinear", gated: bool = True
+    ) -> None:
         super().__init__()
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -39,7 +40,9 @@ class MaskAwareSkip(nn.Module):
                 nn.init.zeros_(conv.bias)
                 adapters.append(conv)
             else:
-                adapters.append(nn.Sequential(nn.Conv2d(ci, ci, 3, padding=1), nn.SiLU(), nn.Conv2d(ci, co, 3, padding=1)))
+                adapters.append(
+                    nn.Sequential(nn.Conv2d(ci, ci, 3, padding=1), nn.SiLU(), nn.Conv2d(ci, co, 3, padding=1))
+                )
         self.adapters = nn.ModuleList(adapters)
 
     def forward(self, taps: Sequence[torch.Tensor], mask: torch.Tensor | None) -> list[torch.Tensor]:

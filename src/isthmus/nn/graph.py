@@ -32,8 +32,10 @@ class GraphLearnerConfig(Config):
 
     def validate(self) -> None:
         if self.n_nodes < 1 or self.embed_dim < 1 or self.k < 0:
-            raise ConfigError(f"GraphLearnerConfig needs n_nodes >= 1, embed_dim >= 1, k >= 0, got "
-                              f"{self.n_nodes}, {self.embed_dim}, {self.k}")
+            raise ConfigError(
+                f"GraphLearnerConfig needs n_nodes >= 1, embed_dim >= 1, k >= 0, got "
+                f"{self.n_nodes}, {self.embed_dim}, {self.k}"
+            )
         if self.alpha <= 0:
             raise ConfigError(f"GraphLearnerConfig.alpha must be > 0, got {self.alpha}")
 

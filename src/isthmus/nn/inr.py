@@ -23,8 +23,17 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
-    "nerv_positional_encoding", "NeRVBlock", "NeRVPlusBlock", "GatedCNNBlock", "ResidualFFN", "GatedMLP",
-    "FourierFeatures", "FiLMMLP", "grid_features", "CFCMLP", "coordinate_grid",
+    "nerv_positional_encoding",
+    "NeRVBlock",
+    "NeRVPlusBlock",
+    "GatedCNNBlock",
+    "ResidualFFN",
+    "GatedMLP",
+    "FourierFeatures",
+    "FiLMMLP",
+    "grid_features",
+    "CFCMLP",
+    "coordinate_grid",
 ]
 
 
@@ -78,8 +87,9 @@ class ResidualFFN(nn.Module):
 
     def __init__(self, dim: int) -> None:
         super().__init__()
-        self.ffn = nn.Sequential(nn.Conv2d(dim, dim, 3, padding=1, groups=dim), nn.Conv2d(dim, dim, 1), nn.GELU(),
-                                 nn.Conv2d(dim, dim, 1))
+        self.ffn = nn.Sequential(
+            nn.Conv2d(dim, dim, 3, padding=1, groups=dim), nn.Conv2d(dim, dim, 1), nn.GELU(), nn.Conv2d(dim, dim, 1)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.ffn(x)
@@ -88,8 +98,9 @@ class ResidualFFN(nn.Module):
 class NeRVPlusBlock(nn.Module):
     """NeRV++'s block (authors' code): ``proj → GatedCNN → NeRVBlock → ResidualFFN (+ bilinear skip)``."""
 
-    def __init__(self, c_in: int, c_out: int, stride: int, act: str = "swish", skip: bool = True,
-                 residual_blocks: bool = True) -> None:
+    def __init__(
+        self, c_in: int, c_out: int, stride: int, act: str = "swish", skip: bool = True, residual_blocks: bool = True
+    ) -> None:
         super().__init__()
         self.stride, self.skip = stride, skip
         self.proj = nn.Conv2d(c_in, c_out, 1)

@@ -24,8 +24,14 @@ from torch import nn
 
 from isthmus.config import Config, ConfigError
 
-__all__ = ["LowRankLinearConfig", "LowRankLinear", "low_rank_losses", "prune_low_rank", "set_rank_fraction",
-           "svd_truncated_copy"]
+__all__ = [
+    "LowRankLinearConfig",
+    "LowRankLinear",
+    "low_rank_losses",
+    "prune_low_rank",
+    "set_rank_fraction",
+    "svd_truncated_copy",
+]
 
 
 @dataclass
@@ -45,7 +51,9 @@ class LowRankLinearConfig(Config):
         if self.in_dim < 1 or self.out_dim < 1:
             raise ConfigError(f"{name}: in_dim and out_dim must be >= 1, got {self.in_dim}, {self.out_dim}")
         if not 0 <= self.rank <= min(self.in_dim, self.out_dim):
-            raise ConfigError(f"{name}.rank must be in [0, {min(self.in_dim, self.out_dim)}] (0 = full), got {self.rank}")
+            raise ConfigError(
+                f"{name}.rank must be in [0, {min(self.in_dim, self.out_dim)}] (0 = full), got {self.rank}"
+            )
         if self.group_lasso < 0:
             raise ConfigError(f"{name}.group_lasso must be >= 0, got {self.group_lasso}")
 
@@ -63,7 +71,7 @@ class LowRankLinear(nn.Module):
         self.config = config
         r = config.rank
         # Same fan-in scale as nn.Linear for the product: Var(W_ij) ≈ 1/(3·in).
-        bound = (1.0 / math.sqrt(config.in_dim)) ** 0.5 / r ** 0.25
+        bound = (1.0 / math.sqrt(config.in_dim)) ** 0.5 / r**0.25
         self.V = nn.Parameter(torch.empty(config.in_dim, r).uniform_(-bound, bound))  # (in, r)
         self.U = nn.Parameter(torch.empty(config.out_dim, r).uniform_(-bound, bound))  # (out, r)
         self.bias = nn.Parameter(torch.zeros(config.out_dim)) if config.bias else None
@@ -73,8 +81,9 @@ class LowRankLinear(nn.Module):
     def from_linear(cls, layer: nn.Linear, rank: int = 0, **kwargs) -> "LowRankLinear":
         """Initialise from a dense layer by SVD, splitting √S between the factors (``decompose_linear``)."""
         out_dim, in_dim = layer.weight.shape
-        module = cls(LowRankLinearConfig(in_dim=in_dim, out_dim=out_dim, rank=rank,
-                                         bias=layer.bias is not None, **kwargs))
+        module = cls(
+            LowRankLinearConfig(in_dim=in_dim, out_dim=out_dim, rank=rank, bias=layer.bias is not None, **kwargs)
+        )
         r = module.rank
         u, s, vh = torch.linalg.svd(layer.weight.detach(), full_matrices=False)
         with torch.no_grad():

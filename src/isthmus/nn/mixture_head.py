@@ -28,7 +28,7 @@ class MixtureDensityHead(nn.Module):
     def params(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(log weights (..., k), means (..., k, d), variances (..., k, d))``."""
         out = self.proj(h)
-        logits, rest = out[..., :self.k], out[..., self.k:].unflatten(-1, (self.k, 2 * self.d))
+        logits, rest = out[..., : self.k], out[..., self.k :].unflatten(-1, (self.k, 2 * self.d))
         mu, raw = rest.chunk(2, -1)
         return F.log_softmax(logits, -1), mu, F.softplus(raw) + self.min_var
 
@@ -43,8 +43,7 @@ class MixtureDensityHead(nn.Module):
         return -(self.log_prob(h, x) / self.d).mean()
 
     @torch.no_grad()
-    def sample(self, h: torch.Tensor, var_scale: float = 1.0, generator: torch.Generator | None = None
-               ) -> torch.Tensor:
+    def sample(self, h: torch.Tensor, var_scale: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
         logw, mu, var = self.params(h)
         flat_w = logw.reshape(-1, self.k).exp()
         idx = torch.multinomial(flat_w, 1, generator=generator).reshape(logw.shape[:-1])

@@ -33,7 +33,7 @@ class PerceiverResampler(nn.Module):
 
     def __init__(self, in_dim: int, dim: int = 64, n_queries: int = 4, depth: int = 2, heads: int = 4) -> None:
         super().__init__()
-        self.queries = nn.Parameter(torch.randn(1, n_queries, dim) / dim ** 0.5)
+        self.queries = nn.Parameter(torch.randn(1, n_queries, dim) / dim**0.5)
         self.proj_in = nn.Linear(in_dim, dim)
         self.layers = nn.ModuleList([_Layer(dim, heads) for _ in range(depth)])
         self.proj_out = nn.Linear(dim, dim)

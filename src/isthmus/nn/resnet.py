@@ -19,10 +19,17 @@ class BasicBlock(nn.Module):
     def __init__(self, c_in: int, c_out: int, stride: int = 1) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(),
-            nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out))
-        self.shortcut: nn.Module = nn.Identity() if stride == 1 and c_in == c_out else nn.Sequential(
-            nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+            nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False),
+            nn.BatchNorm2d(c_out),
+            nn.ReLU(),
+            nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(c_out),
+        )
+        self.shortcut: nn.Module = (
+            nn.Identity()
+            if stride == 1 and c_in == c_out
+            else nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+        )
         self.relu = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -32,13 +39,19 @@ class BasicBlock(nn.Module):
 class ResNet(nn.Module):
     """Stem → ``stage1 … stageN`` (one basic block each) → pool → linear."""
 
-    def __init__(self, in_channels: int = 3, widths: tuple[int, ...] = (8, 16, 32),
-                 strides: tuple[int, ...] = (2, 2, 2), n_classes: int = 10) -> None:
+    def __init__(
+        self,
+        in_channels: int = 3,
+        widths: tuple[int, ...] = (8, 16, 32),
+        strides: tuple[int, ...] = (2, 2, 2),
+        n_classes: int = 10,
+    ) -> None:
         super().__init__()
         if len(widths) != len(strides) or not widths:
             raise ValueError(f"widths and strides must be non-empty and of one length, got {widths}, {strides}")
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]),
-                                  nn.ReLU())
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU()
+        )
         self.stage_names = [f"stage{i + 1}" for i in range(len(widths))]
         c = widths[0]
         for name, w, s in zip(self.stage_names, widths, strides):
@@ -67,7 +80,7 @@ class ResNet(nn.Module):
     def tail(self, after: str) -> nn.Sequential:
         """The modules after stage ``after`` through the logits (shared, not copied)."""
         names = self._names(after)
-        return nn.Sequential(*[getattr(self, n) for n in self.stage_names[names + 1:]], self.pool, self.fc)
+        return nn.Sequential(*[getattr(self, n) for n in self.stage_names[names + 1 :]], self.pool, self.fc)
 
     def _names(self, stage: str) -> int:
         if stage not in self.stage_names:

@@ -54,9 +54,9 @@ class LayerRouter(nn.Module):
 
 @dataclass
 class RoutedOutput:
-    hidden: torch.Tensor      # (B, T, d) output of the stack
-    keep_prob: torch.Tensor   # (B, L) router keep probabilities (1 for unrouted / forced layers)
-    kept: torch.Tensor        # (B, L) bool: the layer ran for this sequence (soft mode: p > 0.5, for reporting)
+    hidden: torch.Tensor  # (B, T, d) output of the stack
+    keep_prob: torch.Tensor  # (B, L) router keep probabilities (1 for unrouted / forced layers)
+    kept: torch.Tensor  # (B, L) bool: the layer ran for this sequence (soft mode: p > 0.5, for reporting)
 
     @property
     def skipped(self) -> torch.Tensor:
@@ -75,8 +75,16 @@ class RoutedLayers(nn.Module):
     attention mask); ``routed`` lists the layer indices that may be skipped (default: all).
     """
 
-    def __init__(self, layers: Sequence[nn.Module], d_model: int, *, call: LayerCall | None = None,
-                 routed: Sequence[int] | None = None, hidden: int = 64, init_bias: float = 0.0) -> None:
+    def __init__(
+        self,
+        layers: Sequence[nn.Module],
+        d_model: int,
+        *,
+        call: LayerCall | None = None,
+        routed: Sequence[int] | None = None,
+        hidden: int = 64,
+        init_bias: float = 0.0,
+    ) -> None:
         super().__init__()
         self.layers = nn.ModuleList(layers)
         self.call = call or _default_call
@@ -89,9 +97,15 @@ class RoutedLayers(nn.Module):
     def router_parameters(self) -> list[nn.Parameter]:
         return list(self.routers.parameters())
 
-    def forward(self, h: torch.Tensor, mask: torch.Tensor | None = None, *,
-                mode: Literal["soft", "hard"] = "hard", threshold: float = 0.5,
-                skip: torch.Tensor | None = None) -> RoutedOutput:
+    def forward(
+        self,
+        h: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        *,
+        mode: Literal["soft", "hard"] = "hard",
+        threshold: float = 0.5,
+        skip: torch.Tensor | None = None,
+    ) -> RoutedOutput:
         """Run the stack. ``skip`` ``(B, L)`` bool (or ``(L,)``) forces decisions and bypasses the routers."""
         if mode not in ("soft", "hard"):
             raise ValueError(f"mode must be 'soft' or 'hard', got {mode!r}")
@@ -127,8 +141,9 @@ class RoutedLayers(nn.Module):
             h = self._run_rows(layer, h, mask, keep)
         return RoutedOutput(h, torch.stack(probs, 1), torch.stack(kept, 1))
 
-    def _run_rows(self, layer: nn.Module, h: torch.Tensor, mask: torch.Tensor | None,
-                  keep: torch.Tensor) -> torch.Tensor:
+    def _run_rows(
+        self, layer: nn.Module, h: torch.Tensor, mask: torch.Tensor | None, keep: torch.Tensor
+    ) -> torch.Tensor:
         """Apply ``layer`` to the kept rows only; skipped rows pass through untouched (and cost nothing)."""
         if bool(keep.all()):
             return self.call(layer, h, mask)

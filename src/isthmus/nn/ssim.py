@@ -15,7 +15,7 @@ __all__ = ["ssim"]
 
 def _window(sigma: float, radius: int) -> torch.Tensor:
     x = torch.arange(-radius, radius + 1, dtype=torch.float64)
-    g = torch.exp(-(x ** 2) / (2 * sigma ** 2))
+    g = torch.exp(-(x**2) / (2 * sigma**2))
     return (g / g.sum()).float()
 
 
@@ -25,7 +25,9 @@ def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, sigma: float
         raise ValueError(f"ssim needs two (B, C, H, W) tensors of one shape, got {tuple(x.shape)}, {tuple(y.shape)}")
     radius = int(3.5 * sigma + 0.5)  # scipy's gaussian_filter with truncate=3.5, as scikit-image uses
     if min(x.shape[-2:]) < 2 * radius + 1:
-        raise ValueError(f"images must be at least {2 * radius + 1} px on each side for SSIM, got {tuple(x.shape[-2:])}")
+        raise ValueError(
+            f"images must be at least {2 * radius + 1} px on each side for SSIM, got {tuple(x.shape[-2:])}"
+        )
     c = x.shape[1]
     g = _window(sigma, radius).to(x)
     kh, kw = g.view(1, 1, -1, 1).repeat(c, 1, 1, 1), g.view(1, 1, 1, -1).repeat(c, 1, 1, 1)

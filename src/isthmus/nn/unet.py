@@ -31,18 +31,25 @@ class UNetConfig(Config):
     def validate(self) -> None:
         name = type(self).__name__
         if self.in_channels < 1 or self.out_channels < 1:
-            raise ConfigError(f"{name}: in_channels and out_channels must be >= 1, got "
-                              f"{self.in_channels}, {self.out_channels}")
+            raise ConfigError(
+                f"{name}: in_channels and out_channels must be >= 1, got {self.in_channels}, {self.out_channels}"
+            )
         if not self.channels or any(c < 1 for c in self.channels):
             raise ConfigError(f"{name}.channels must be a non-empty list of positive widths, got {self.channels}")
         if self.residual and self.in_channels != self.out_channels:
-            raise ConfigError(f"{name}.residual adds the input to the output, so in_channels ({self.in_channels}) "
-                              f"must equal out_channels ({self.out_channels}); set residual: false")
+            raise ConfigError(
+                f"{name}.residual adds the input to the output, so in_channels ({self.in_channels}) "
+                f"must equal out_channels ({self.out_channels}); set residual: false"
+            )
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True),
-                         nn.Conv2d(cout, cout, 3, padding=1), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1),
+        nn.ReLU(inplace=True),
+    )
 
 
 class UNet(nn.Module):
@@ -52,8 +59,9 @@ class UNet(nn.Module):
         super().__init__()
         self.config = config = config or UNetConfig()
         ch = config.channels
-        self.down = nn.ModuleList([_block(config.in_channels, ch[0])] +
-                                  [_block(ch[i - 1], ch[i]) for i in range(1, len(ch))])
+        self.down = nn.ModuleList(
+            [_block(config.in_channels, ch[0])] + [_block(ch[i - 1], ch[i]) for i in range(1, len(ch))]
+        )
         self.up = nn.ModuleList([nn.ConvTranspose2d(ch[i], ch[i - 1], 2, stride=2) for i in range(len(ch) - 1, 0, -1)])
         self.merge = nn.ModuleList([_block(2 * ch[i - 1], ch[i - 1]) for i in range(len(ch) - 1, 0, -1)])
         self.head = nn.Conv2d(ch[0], config.out_channels, 1)
@@ -71,8 +79,10 @@ class UNet(nn.Module):
             raise ValueError(f"UNet expects (B, {self.config.in_channels}, H, W), got {tuple(x.shape)}")
         m = self.multiple
         if x.shape[-2] % m or x.shape[-1] % m:
-            raise ValueError(f"UNet input height and width must be multiples of {m}, got {tuple(x.shape[-2:])}; "
-                             "pad the image (isthmus.tasks.restore does) or use fewer levels")
+            raise ValueError(
+                f"UNet input height and width must be multiples of {m}, got {tuple(x.shape[-2:])}; "
+                "pad the image (isthmus.tasks.restore does) or use fewer levels"
+            )
         skips = []
         h = x
         for i, block in enumerate(self.down):

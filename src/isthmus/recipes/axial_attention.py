@@ -53,10 +53,10 @@ def load() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 def _configs(s: Settings, side: int = 8) -> tuple[PriorConfig, PriorConfig]:
     """Axial: 2 outer (row + column) pairs + 2 inner rows = 6 blocks; full: 6 causal blocks (params within 5 %)."""
-    axial = PriorConfig(n_values=LEVELS, height=side, width=side, dim=s.dim, heads=s.heads, outer_depth=2,
-                        inner_depth=2)
-    full = PriorConfig(n_values=LEVELS, height=side, width=side, dim=s.dim, heads=s.heads, outer_depth=4,
-                       inner_depth=2)
+    axial = PriorConfig(
+        n_values=LEVELS, height=side, width=side, dim=s.dim, heads=s.heads, outer_depth=2, inner_depth=2
+    )
+    full = PriorConfig(n_values=LEVELS, height=side, width=side, dim=s.dim, heads=s.heads, outer_depth=4, inner_depth=2)
     return axial, full
 
 
@@ -66,15 +66,21 @@ def _train(cls, s: Settings, seed: int) -> Measured:
     model = cls(_configs(s)[0 if cls is AxialPrior else 1])
     # validation bits/dim per epoch
     cb = EpochTrace(lambda m: float(cast(AxialPrior | FullCausalPrior, m).bits_per_dim(xva)))
-    Trainer(model, TrainerConfig(epochs=s.epochs, batch_size=64, lr=1e-3, seed=seed, progress=False),
-            callbacks=[cb]).fit(xtr)
+    Trainer(
+        model, TrainerConfig(epochs=s.epochs, batch_size=64, lr=1e-3, seed=seed, progress=False), callbacks=[cb]
+    ).fit(xtr)
     model.eval()
     with torch.no_grad():
         bpd = float(model.bits_per_dim(xte))
-    return Measured(metrics={"bpd": bpd, "log_bpd": math.log(bpd), "params": float(sum(p.numel() for p in
-                                                                                      model.parameters())),
-                             "converged": float(plateaued(cb.values, rel_tol=0.05))},
-                    curves={"val_bpd": cb.values})
+    return Measured(
+        metrics={
+            "bpd": bpd,
+            "log_bpd": math.log(bpd),
+            "params": float(sum(p.numel() for p in model.parameters())),
+            "converged": float(plateaued(cb.values, rel_tol=0.05)),
+        },
+        curves={"val_bpd": cb.values},
+    )
 
 
 def _step_time(model, x: torch.Tensor, repeats: int) -> float:
@@ -124,9 +130,11 @@ def independent(s: Settings, seed: int, data) -> dict[str, float]:
 class AxialAttention(Recipe):
     slug = "axial-attention"
     paper = Paper("Axial Attention in Multidimensional Transformers", "1912.12180")
-    claim = ("An Axial Transformer is an exact autoregressive image model that matches a full-attention Transformer's "
-             "bits/dim at equal size while its training step gets cheaper than full attention's, by a growing factor, "
-             "as images grow (>= 3x at 64x64).")
+    claim = (
+        "An Axial Transformer is an exact autoregressive image model that matches a full-attention Transformer's "
+        "bits/dim at equal size while its training step gets cheaper than full attention's, by a growing factor, "
+        "as images grow (>= 3x at 64x64)."
+    )
     Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, epochs=1, dim=16, heads=2, timing_sizes=[8], timing_repeats=1),
@@ -136,11 +144,25 @@ class AxialAttention(Recipe):
     ours = "axial"
     min_seeds = 3
     gates = (
-        Gate("no likelihood cost", "log_bpd", "axial", "full", direction="lower", kind="non_inferiority",
-             effect=math.log(1.02), headline=True,
-             why="bits/dim ratio axial/full <= 1.02: state-of-the-art margins were 1-3 %, a > 2 % loss erases them"),
-        Gate("cheaper at the largest size", "log_time_ratio_largest", "axial", math.log(3.0), effect=0.0,
-             why="full/axial training-step time >= 3 at 64x64 (probe: 6.5)"),
+        Gate(
+            "no likelihood cost",
+            "log_bpd",
+            "axial",
+            "full",
+            direction="lower",
+            kind="non_inferiority",
+            effect=math.log(1.02),
+            headline=True,
+            why="bits/dim ratio axial/full <= 1.02: state-of-the-art margins were 1-3 %, a > 2 % loss erases them",
+        ),
+        Gate(
+            "cheaper at the largest size",
+            "log_time_ratio_largest",
+            "axial",
+            math.log(3.0),
+            effect=0.0,
+            why="full/axial training-step time >= 3 at 64x64 (probe: 6.5)",
+        ),
     )
     preconditions = (
         Precondition("axial converged", "axial", "converged", ">=", 1.0, over="every"),
@@ -155,11 +177,21 @@ class AxialAttention(Recipe):
         floor = np.mean([m.value("bpd") for m in cells["independent"].values()])
         for arm in ("axial", "full"):
             bpd = np.mean([m.value("bpd") for m in cells[arm].values()])
-            out.append(Check(f"{arm} beats the independent floor by 10 %", bpd <= 0.9 * floor,
-                             f"{arm} {bpd:.3f} vs floor {floor:.3f} bits/dim"))
+            out.append(
+                Check(
+                    f"{arm} beats the independent floor by 10 %",
+                    bpd <= 0.9 * floor,
+                    f"{arm} {bpd:.3f} vs floor {floor:.3f} bits/dim",
+                )
+            )
         params = [np.mean([m.value("params") for m in cells[a].values()]) for a in ("axial", "full")]
-        out.append(Check("parameters within 5 %", abs(params[0] / params[1] - 1) <= 0.05,
-                         f"axial {params[0]:.0f} vs full {params[1]:.0f}"))
+        out.append(
+            Check(
+                "parameters within 5 %",
+                abs(params[0] / params[1] - 1) <= 0.05,
+                f"axial {params[0]:.0f} vs full {params[1]:.0f}",
+            )
+        )
         out.append(self._exactness())
         return out
 
@@ -181,14 +213,21 @@ class AxialAttention(Recipe):
                     y[0, pos] = 1 - y[0, pos]
                     out = m.logits(y.reshape(1, 2, 3)).reshape(6, -1)
                     leak = max(leak, float((out[: pos + 1] - base[: pos + 1]).abs().max()))
-        return Check("exact and causal", worst < 1e-5 and leak < 1e-6,
-                     f"|sum p - 1| = {worst:.2e}; largest change of an earlier logit = {leak:.2e}")
+        return Check(
+            "exact and causal",
+            worst < 1e-5 and leak < 1e-6,
+            f"|sum p - 1| = {worst:.2e}; largest change of an earlier logit = {leak:.2e}",
+        )
 
     def describe(self, s: Settings) -> dict[str, Any]:
-        return {"data": f"scikit-learn digits 8x8, {LEVELS} grey levels: 1200 train / 200 val / 397 test",
-                "models": "axial: 2 outer (row + causal column) pairs + 2 causal inner rows; full: 6 causal blocks",
-                "deviations": ["gated PixelCNN not run; full mode (binarised MNIST 28x28) not run",
-                               "no early stopping: a fixed epoch count for both, convergence checked on val bits/dim"]}
+        return {
+            "data": f"scikit-learn digits 8x8, {LEVELS} grey levels: 1200 train / 200 val / 397 test",
+            "models": "axial: 2 outer (row + causal column) pairs + 2 causal inner rows; full: 6 causal blocks",
+            "deviations": [
+                "gated PixelCNN not run; full mode (binarised MNIST 28x28) not run",
+                "no early stopping: a fixed epoch count for both, convergence checked on val bits/dim",
+            ],
+        }
 
     def figures(self, s: Settings, cells, out_dir) -> list[str]:
         from isthmus.viz import pyplot, save_figure

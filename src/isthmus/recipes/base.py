@@ -35,13 +35,29 @@ import numpy as np
 
 from isthmus.config import Config, ConfigError
 from isthmus.recipes.gates import (
-    VERDICT_RULE, VERDICTS, Check, Gate, GateResult, Measured, Precondition, decide, evaluate_gate,
+    VERDICT_RULE,
+    VERDICTS,
+    Check,
+    Gate,
+    GateResult,
+    Measured,
+    Precondition,
+    decide,
+    evaluate_gate,
     evaluate_precondition,
 )
 
 __all__ = [
-    "Paper", "MetricSummary", "Result", "Recipe", "RecipeSettings", "summarize", "summarize_arms",
-    "VERDICTS", "MODES", "Arm",
+    "Paper",
+    "MetricSummary",
+    "Result",
+    "Recipe",
+    "RecipeSettings",
+    "summarize",
+    "summarize_arms",
+    "VERDICTS",
+    "MODES",
+    "Arm",
 ]
 
 MODES = ("smoke", "quick", "record", "full")
@@ -81,8 +97,9 @@ def summarize(values: Sequence[float]) -> MetricSummary:
     return MetricSummary(mean=float(np.mean(arr)), std=std, values=vals)
 
 
-def summarize_arms(per: Mapping[str, Mapping[str, Sequence[float]]], ours: str
-                   ) -> tuple[dict[str, MetricSummary], dict[str, dict[str, MetricSummary]]]:
+def summarize_arms(
+    per: Mapping[str, Mapping[str, Sequence[float]]], ours: str
+) -> tuple[dict[str, MetricSummary], dict[str, dict[str, MetricSummary]]]:
     """Split ``arm -> metric -> per-seed values`` into ``(metrics of ours, baselines)`` for a Result."""
     if ours not in per:
         raise KeyError(f"arm {ours!r} not among {sorted(per)}")
@@ -153,12 +170,23 @@ class Result:
     def from_dict(cls, d: dict[str, Any]) -> "Result":
         ms = lambda m: {k: MetricSummary(v["mean"], v["std"], list(v["values"])) for k, v in m.items()}  # noqa: E731
         return cls(
-            recipe=d["recipe"], paper=Paper(**d["paper"]), claim=d["claim"], mode=d["mode"], seeds=list(d["seeds"]),
-            metrics=ms(d["metrics"]), baselines={b: ms(m) for b, m in d["baselines"].items()},
-            verdict=d["verdict"], verdict_reason=d.get("verdict_reason", ""), runtime_s=d.get("runtime_s", 0.0),
-            config=d.get("config", {}), versions=d.get("versions", {}), figures=d.get("figures", []),
-            notes=d.get("notes", []), gates=[GateResult.from_dict(g) for g in d.get("gates", [])],
-            checks=[Check(**c) for c in d.get("preconditions", [])], declared=d.get("declared", {}),
+            recipe=d["recipe"],
+            paper=Paper(**d["paper"]),
+            claim=d["claim"],
+            mode=d["mode"],
+            seeds=list(d["seeds"]),
+            metrics=ms(d["metrics"]),
+            baselines={b: ms(m) for b, m in d["baselines"].items()},
+            verdict=d["verdict"],
+            verdict_reason=d.get("verdict_reason", ""),
+            runtime_s=d.get("runtime_s", 0.0),
+            config=d.get("config", {}),
+            versions=d.get("versions", {}),
+            figures=d.get("figures", []),
+            notes=d.get("notes", []),
+            gates=[GateResult.from_dict(g) for g in d.get("gates", [])],
+            checks=[Check(**c) for c in d.get("preconditions", [])],
+            declared=d.get("declared", {}),
             changes=d.get("changes", []),
         )
 
@@ -242,14 +270,19 @@ class Recipe:
         if mode not in self.modes:
             raise ValueError(f"recipe {self.slug} has no {mode!r} mode; it has {sorted(self.modes)}")
         base = self.modes[mode]
-        return base.with_overrides(list(overrides) if not isinstance(overrides, Mapping) else dict(overrides)) \
-            if overrides else base
+        return (
+            base.with_overrides(list(overrides) if not isinstance(overrides, Mapping) else dict(overrides))
+            if overrides
+            else base
+        )
 
     def declaration(self) -> dict[str, Any]:
         """Gates, preconditions and the seed minimum as declared now (compared for staleness)."""
-        return {"gates": [g.to_dict() for g in self.gates],
-                "preconditions": [p.to_dict() for p in self.preconditions],
-                "min_seeds": self.min_seeds}
+        return {
+            "gates": [g.to_dict() for g in self.gates],
+            "preconditions": [p.to_dict() for p in self.preconditions],
+            "min_seeds": self.min_seeds,
+        }
 
     def _validate_declaration(self, arm_names: Sequence[str]) -> None:
         if self.ours not in arm_names:
@@ -262,11 +295,13 @@ class Recipe:
                     raise ValueError(f"{self.slug}: gate {g.name!r} names arm {a!r}; arms are {sorted(arm_names)}")
         for p in self.preconditions:
             if p.arm not in arm_names:
-                raise ValueError(f"{self.slug}: precondition {p.name!r} names arm {p.arm!r}; "
-                                 f"arms are {sorted(arm_names)}")
+                raise ValueError(
+                    f"{self.slug}: precondition {p.name!r} names arm {p.arm!r}; arms are {sorted(arm_names)}"
+                )
 
-    def run_cells(self, settings: Any, seeds: Sequence[int], out_dir: Path | None,
-                  progress: bool = True) -> dict[str, dict[int, Measured]]:
+    def run_cells(
+        self, settings: Any, seeds: Sequence[int], out_dir: Path | None, progress: bool = True
+    ) -> dict[str, dict[int, Measured]]:
         """Run (or reuse from ``out_dir/cells``) every arm on every seed."""
         from isthmus.io import atomic_write_json
 
@@ -297,8 +332,9 @@ class Recipe:
         bar.close()
         return cells
 
-    def judge(self, mode: str, settings: Any, cells: Mapping[str, Mapping[int, Measured]]
-              ) -> tuple[str, str, list[GateResult], list[Check]]:
+    def judge(
+        self, mode: str, settings: Any, cells: Mapping[str, Mapping[int, Measured]]
+    ) -> tuple[str, str, list[GateResult], list[Check]]:
         gates = [evaluate_gate(g, cells) for g in self.gates]
         n = min(len(v) for v in cells.values())
         checks = [Check("enough seeds", n >= self.min_seeds, f"{n} seed(s), at least {self.min_seeds} needed")]
@@ -309,8 +345,14 @@ class Recipe:
         verdict, reason = decide(gates, checks)
         return verdict, reason, gates, checks
 
-    def execute(self, mode: str = "quick", n_seeds: int | None = None, out_dir: str | Path | None = None,
-                overrides: Sequence[str] | Mapping[str, Any] | None = None, progress: bool = False) -> Result:
+    def execute(
+        self,
+        mode: str = "quick",
+        n_seeds: int | None = None,
+        out_dir: str | Path | None = None,
+        overrides: Sequence[str] | Mapping[str, Any] | None = None,
+        progress: bool = False,
+    ) -> Result:
         """Run the recipe in ``mode`` and return its judged :class:`Result`.
 
         ``n_seeds`` (or ``overrides=["seeds=8"]``) sets the seed count; cells already in
@@ -342,10 +384,23 @@ class Recipe:
                 if any(not math.isfinite(v) for v in vals):
                     notes.append(f"{arm} / {name} has non-finite values over seeds")
         return Result(
-            recipe=self.slug, paper=self.paper, claim=self.claim, mode=mode, seeds=seeds, metrics=metrics,
-            baselines=baselines, verdict=verdict, verdict_reason=reason, runtime_s=runtime,
-            config={"settings": settings.to_dict(), **self.describe(settings)}, versions=library_versions(),
-            figures=figures, notes=notes, gates=gate_results, checks=checks, declared=self.declaration(),
+            recipe=self.slug,
+            paper=self.paper,
+            claim=self.claim,
+            mode=mode,
+            seeds=seeds,
+            metrics=metrics,
+            baselines=baselines,
+            verdict=verdict,
+            verdict_reason=reason,
+            runtime_s=runtime,
+            config={"settings": settings.to_dict(), **self.describe(settings)},
+            versions=library_versions(),
+            figures=figures,
+            notes=notes,
+            gates=gate_results,
+            checks=checks,
+            declared=self.declaration(),
             changes=list(self.changes),
         )
 

@@ -90,27 +90,38 @@ def _fold(X: np.ndarray, y: np.ndarray, fold: int, standardise: bool) -> Split:
     if not 0 <= fold < 5:
         raise ValueError(f"this recipe has 5 folds (seeds 0-4), got seed {fold}")
     tr, te = list(StratifiedKFold(5, shuffle=True, random_state=0).split(X, y))[fold]
-    Xtr, Xte = (_standardise(X[tr], X[te]) if standardise else (X[tr], X[te]))
+    Xtr, Xte = _standardise(X[tr], X[te]) if standardise else (X[tr], X[te])
     return Split(Xtr, y[tr], Xte, y[te], int(y.max()) + 1)
 
 
 def _synthetic(n: int, p: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     from sklearn.datasets import make_classification
 
-    X, y = make_classification(n_samples=n, n_features=p, n_informative=15, n_redundant=10, n_classes=4,
-                               shuffle=False, random_state=seed)
+    X, y = make_classification(
+        n_samples=n, n_features=p, n_informative=15, n_redundant=10, n_classes=4, shuffle=False, random_state=seed
+    )
     return X.astype(np.float32), y
 
 
 # ---- learners: fit(split, cfg, s, seed) -> (predict(X) -> labels, extras) ---------------------------------------
 
-def _torch_fit(model: nn.Module, net: nn.Module, Xtr: torch.Tensor, ytr: np.ndarray, cfg: dict, s: Settings,
-               seed: int) -> bool:
+
+def _torch_fit(
+    model: nn.Module, net: nn.Module, Xtr: torch.Tensor, ytr: np.ndarray, cfg: dict, s: Settings, seed: int
+) -> bool:
     """Cross-entropy training with early stopping on a stratified 10 % of the training rows; returns converged."""
     idx_tr, idx_va = train_test_split(np.arange(len(ytr)), test_size=0.1, stratify=ytr, random_state=seed)
     y = torch.as_tensor(ytr, dtype=torch.long)
-    tc = TrainerConfig(epochs=s.clf_epochs, batch_size=128, lr=cfg["lr"], weight_decay=cfg["wd"], seed=seed,
-                       progress=False, early_stopping_patience=s.patience, restore_best=True)
+    tc = TrainerConfig(
+        epochs=s.clf_epochs,
+        batch_size=128,
+        lr=cfg["lr"],
+        weight_decay=cfg["wd"],
+        seed=seed,
+        progress=False,
+        early_stopping_patience=s.patience,
+        restore_best=True,
+    )
     res = Trainer(Classifier(net), tc).fit((Xtr[idx_tr], y[idx_tr]), val=(Xtr[idx_va], y[idx_va]))
     model.eval()
     curve = [h["val_loss"] for h in res.history]
@@ -121,11 +132,13 @@ def _f32(X: np.ndarray) -> torch.Tensor:
     return torch.as_tensor(np.asarray(X, dtype=np.float32))
 
 
-def _batched_predict(fn: Callable[[torch.Tensor], torch.Tensor], to_input: Callable[[np.ndarray], torch.Tensor]
-                     ) -> Callable[[np.ndarray], np.ndarray]:
+def _batched_predict(
+    fn: Callable[[torch.Tensor], torch.Tensor], to_input: Callable[[np.ndarray], torch.Tensor]
+) -> Callable[[np.ndarray], np.ndarray]:
     @torch.no_grad()
     def predict(X: np.ndarray) -> np.ndarray:
         return np.concatenate([fn(to_input(X[i : i + 2048])).argmax(1).numpy() for i in range(0, len(X), 2048)])
+
     return predict
 
 
@@ -133,8 +146,10 @@ def fit_cae(d: Split, cfg: dict, s: Settings, seed: int) -> tuple[Callable, dict
     torch.manual_seed(seed)
     m = ConvAEClassifier(d.Xtr.shape[1], d.n_classes)
     imgs = pad_to_square(d.Xtr)
-    Trainer(m.reconstruction_model(), TrainerConfig(epochs=s.ae_epochs, batch_size=128, lr=cfg["lr"], seed=seed,
-                                                    progress=False)).fit((imgs, torch.zeros(len(imgs))))
+    Trainer(
+        m.reconstruction_model(),
+        TrainerConfig(epochs=s.ae_epochs, batch_size=128, lr=cfg["lr"], seed=seed, progress=False),
+    ).fit((imgs, torch.zeros(len(imgs))))
     converged = _torch_fit(m, nn.Sequential(m.encoder, m.head), imgs, d.ytr, cfg, s, seed)
     return _batched_predict(m, _f32), {"converged": converged, "logits": m}
 
@@ -195,11 +210,14 @@ def _tune_all(s: Settings) -> dict[str, dict[str, dict]]:
     Xtu, ytu, _, _ = _cora(s.cora_rows)
     Xs, ys = _synthetic(s.n_synthetic, s.p_synthetic, 1000)  # a draw no evaluation seed uses
     keep = train_test_split(np.arange(len(ys)), train_size=0.15, stratify=ys, random_state=0)[0]
-    return {"cora": {k: tune(k, Xtu, ytu, s, False) for k in LEARNERS},
-            "syn": {k: tune(k, Xs[keep], ys[keep], s, True) for k in LEARNERS}}
+    return {
+        "cora": {k: tune(k, Xtu, ytu, s, False) for k in LEARNERS},
+        "syn": {k: tune(k, Xs[keep], ys[keep], s, True) for k in LEARNERS},
+    }
 
 
 # ---- importance ----------------------------------------------------------------------------------------------------
+
 
 def probing(predict: Callable, logits: nn.Module, d: Split, s: Settings, seed: int) -> np.ndarray:
     """The paper's top-k ranking: gradient×input over all features, permutation importance on the top
@@ -223,12 +241,14 @@ def shap_importance(model: Any, d: Split, s: Settings, seed: int) -> np.ndarray:
 
 
 def _fidelity(predict: Callable, importances: np.ndarray, d: Split, s: Settings, seed: int) -> tuple[float, str]:
-    sur = BlackBoxSurrogate(predict, top_k=s.surrogate_k, max_depth=s.surrogate_depth, random_state=seed,
-                            importances=importances).fit(d.Xtr)
+    sur = BlackBoxSurrogate(
+        predict, top_k=s.surrogate_k, max_depth=s.surrogate_depth, random_state=seed, importances=importances
+    ).fit(d.Xtr)
     return sur.fidelity(d.Xte), sur.rules()
 
 
 # ---- arms ------------------------------------------------------------------------------------------------------------
+
 
 def _explained_arm(name: str, importance: Callable) -> Callable:
     def arm(s: Settings, seed: int, data: dict) -> Measured:
@@ -240,21 +260,29 @@ def _explained_arm(name: str, importance: Callable) -> Callable:
         fid_syn, _ = _fidelity(ps, imp_syn, syn, s, seed)
         maj = max(np.mean(cora.yte == c) for c in range(cora.n_classes))
         maj_s = max(np.mean(syn.yte == c) for c in range(syn.n_classes))
-        metrics = {"cora_f1": _macro_f1(pc, cora), "syn_f1": _macro_f1(ps, syn),
-                   "acc_minus_majority": min(accuracy_score(cora.yte, pc(cora.Xte)) - maj,
-                                             accuracy_score(syn.yte, ps(syn.Xte)) - maj_s),
-                   "p25": precision_at_k(imp_syn, range(N_RELEVANT), N_RELEVANT),
-                   "fidelity50": fid, "fidelity50_syn": fid_syn}
+        metrics = {
+            "cora_f1": _macro_f1(pc, cora),
+            "syn_f1": _macro_f1(ps, syn),
+            "acc_minus_majority": min(
+                accuracy_score(cora.yte, pc(cora.Xte)) - maj, accuracy_score(syn.yte, ps(syn.Xte)) - maj_s
+            ),
+            "p25": precision_at_k(imp_syn, range(N_RELEVANT), N_RELEVANT),
+            "fidelity50": fid,
+            "fidelity50_syn": fid_syn,
+        }
         if "converged" in ec:
             metrics["converged"] = float(ec["converged"] and es["converged"])
         if name == "cae":  # the positive control of the probe: a black box trained on shuffled labels
-            shuffled = Split(syn.Xtr, np.random.default_rng(seed).permutation(syn.ytr), syn.Xte, syn.yte,
-                             syn.n_classes)
+            shuffled = Split(syn.Xtr, np.random.default_rng(seed).permutation(syn.ytr), syn.Xte, syn.yte, syn.n_classes)
             pz, ez = LEARNERS[name](shuffled, cfg["syn"][name], s, seed)
-            metrics["p25_shuffled_labels"] = precision_at_k(importance(pz, ez, shuffled, s, seed), range(N_RELEVANT),
-                                                            N_RELEVANT)
-        return Measured(metrics=metrics, info={"cora_rules": rules[:4000], "config_cora": cfg["cora"][name],
-                                               "config_syn": cfg["syn"][name]})
+            metrics["p25_shuffled_labels"] = precision_at_k(
+                importance(pz, ez, shuffled, s, seed), range(N_RELEVANT), N_RELEVANT
+            )
+        return Measured(
+            metrics=metrics,
+            info={"cora_rules": rules[:4000], "config_cora": cfg["cora"][name], "config_syn": cfg["syn"][name]},
+        )
+
     return arm
 
 
@@ -279,22 +307,37 @@ def oracle(s: Settings, seed: int, data: dict) -> dict[str, float]:
     lr = LogisticRegression(max_iter=1000).fit(syn.Xtr[:, cols], syn.ytr)
     sub = Split(syn.Xtr[:, cols], syn.ytr, syn.Xte[:, cols], syn.yte, syn.n_classes)
     gb, _ = fit_xgboost(sub, data["tuned"]["syn"]["xgboost"], s, seed)
-    return {"syn_f1": float(f1_score(syn.yte, lr.predict(syn.Xte[:, cols]), average="macro")),
-            "syn_f1_gbdt": _macro_f1(gb, sub)}
+    return {
+        "syn_f1": float(f1_score(syn.yte, lr.predict(syn.Xte[:, cols]), average="macro")),
+        "syn_f1_gbdt": _macro_f1(gb, sub),
+    }
 
 
 @register_recipe
 class BlackboxSurrogate(Recipe):
     slug = "blackbox-surrogate"
     paper = Paper("Interpreting Black-box Machine Learning Models for High Dimensional Datasets", "2208.13405")
-    claim = ("A conv-autoencoder black box on wide tabular data beats XGBoost by >= 1 pt macro-F1 on real data "
-             "(Cora bag-of-words), its probed top-25 features recover planted informative features as well as "
-             "SHAP-on-XGBoost, and a depth-6 tree on its top-50 features mimics it with fidelity >= 0.85.")
+    claim = (
+        "A conv-autoencoder black box on wide tabular data beats XGBoost by >= 1 pt macro-F1 on real data "
+        "(Cora bag-of-words), its probed top-25 features recover planted informative features as well as "
+        "SHAP-on-XGBoost, and a depth-6 tree on its top-50 features mimics it with fidelity >= 0.85."
+    )
     Settings: TypeAlias = Settings
     modes = {
-        "smoke": Settings(seeds=1, p_synthetic=100, n_synthetic=300, cora_rows=500, ae_epochs=1, clf_epochs=2,
-                          tune=False, probe_rows=32, probe_candidates=20, shap_rows=50, surrogate_k=10,
-                          xgb_rounds=10),
+        "smoke": Settings(
+            seeds=1,
+            p_synthetic=100,
+            n_synthetic=300,
+            cora_rows=500,
+            ae_epochs=1,
+            clf_epochs=2,
+            tune=False,
+            probe_rows=32,
+            probe_candidates=20,
+            shap_rows=50,
+            surrogate_k=10,
+            xgb_rounds=10,
+        ),
         "quick": Settings(seeds=3, p_synthetic=500, ae_epochs=5, clf_epochs=60, tune=False, probe_candidates=100),
         "record": Settings(seeds=5, clf_epochs=60),
     }
@@ -311,46 +354,102 @@ class BlackboxSurrogate(Recipe):
         "XGBoost configuration on the 25 planted columns (both reported)",
     )
     gates = (
-        Gate("black box beats XGBoost on Cora", "cora_f1", "cae", "xgboost", effect=0.01, headline=True,
-             why="1 pt ≈ 2× the paired SE over 5 folds; the least gap tabular benchmarks treat as a ranking"),
-        Gate("black box beats XGBoost on synthetic", "syn_f1", "cae", "xgboost", effect=0.01,
-             why="same margin on the planted-feature data"),
-        Gate("probing recovers planted features like SHAP", "p25", "cae", "xgboost", kind="non_inferiority",
-             effect=0.05, why="precision@25 of informative+redundant columns; 0.05 ≈ one feature of 25"),
-        Gate("surrogate fidelity", "fidelity50", "cae", 0.85, effect=0.0,
-             why="one-sample: CI_low above 0.85 (a summary reports 0.86-0.94, unverified)"),
+        Gate(
+            "black box beats XGBoost on Cora",
+            "cora_f1",
+            "cae",
+            "xgboost",
+            effect=0.01,
+            headline=True,
+            why="1 pt ≈ 2× the paired SE over 5 folds; the least gap tabular benchmarks treat as a ranking",
+        ),
+        Gate(
+            "black box beats XGBoost on synthetic",
+            "syn_f1",
+            "cae",
+            "xgboost",
+            effect=0.01,
+            why="same margin on the planted-feature data",
+        ),
+        Gate(
+            "probing recovers planted features like SHAP",
+            "p25",
+            "cae",
+            "xgboost",
+            kind="non_inferiority",
+            effect=0.05,
+            why="precision@25 of informative+redundant columns; 0.05 ≈ one feature of 25",
+        ),
+        Gate(
+            "surrogate fidelity",
+            "fidelity50",
+            "cae",
+            0.85,
+            effect=0.0,
+            why="one-sample: CI_low above 0.85 (a summary reports 0.86-0.94, unverified)",
+        ),
     )
     preconditions = (
-        Precondition("XGBoost learns", "xgboost", "acc_minus_majority", ">=", 0.20,
-                     why="tuned baselines beat the majority class by 20 pts on both data sets"),
+        Precondition(
+            "XGBoost learns",
+            "xgboost",
+            "acc_minus_majority",
+            ">=",
+            0.20,
+            why="tuned baselines beat the majority class by 20 pts on both data sets",
+        ),
         Precondition("L1-LR learns", "l1_lr", "acc_minus_majority", ">=", 0.20),
-        Precondition("black box converged", "cae", "converged", ">=", 1.0, over="every",
-                     why="early stopping triggered or the validation loss plateaued, both data sets"),
+        Precondition(
+            "black box converged",
+            "cae",
+            "converged",
+            ">=",
+            1.0,
+            over="every",
+            why="early stopping triggered or the validation loss plateaued, both data sets",
+        ),
         Precondition("MLP converged", "mlp", "converged", ">=", 1.0, over="every"),
     )
 
     def data(self, s: Settings, seed: int) -> dict[str, Any]:
         _, _, Xre, yre = _cora(s.cora_rows)
         Xs, ys = _synthetic(s.n_synthetic, s.p_synthetic, seed)
-        return {"cora": _fold(Xre, yre, seed, standardise=False), "syn": _fold(Xs, ys, seed, standardise=True),
-                "tuned": _tuned(s)}
+        return {
+            "cora": _fold(Xre, yre, seed, standardise=False),
+            "syn": _fold(Xs, ys, seed, standardise=True),
+            "tuned": _tuned(s),
+        }
 
     def arms(self, s: Settings):
-        return {"cae": _explained_arm("cae", _probe), "xgboost": _explained_arm("xgboost", _shap),
-                "mlp": _explained_arm("mlp", _probe), "l1_lr": _explained_arm("l1_lr", _coef), "oracle": oracle}
+        return {
+            "cae": _explained_arm("cae", _probe),
+            "xgboost": _explained_arm("xgboost", _shap),
+            "mlp": _explained_arm("mlp", _probe),
+            "l1_lr": _explained_arm("l1_lr", _coef),
+            "oracle": oracle,
+        }
 
     def checks(self, s: Settings, cells) -> list[Check]:
         out = []
         means = {a: np.mean([m.value("syn_f1") for m in cells[a].values()]) for a in cells}
         best = max(v for a, v in means.items() if a != "oracle")
         orc = max(means["oracle"], np.mean([m.value("syn_f1_gbdt") for m in cells["oracle"].values()]))
-        out.append(Check("oracle reaches the best arm", orc >= 0.9 * best,
-                         f"best oracle (LR or XGBoost on the 25 planted columns) syn F1 {orc:.3f} vs 0.9 × best "
-                         f"arm {best:.3f}"))
+        out.append(
+            Check(
+                "oracle reaches the best arm",
+                orc >= 0.9 * best,
+                f"best oracle (LR or XGBoost on the 25 planted columns) syn F1 {orc:.3f} vs 0.9 × best arm {best:.3f}",
+            )
+        )
         chance = N_RELEVANT / s.p_synthetic
         sh = [m.value("p25_shuffled_labels") for m in cells["cae"].values()]
-        out.append(Check("probe finds nothing under shuffled labels", float(np.mean(sh)) <= chance + 0.1,
-                         f"precision@25 with shuffled labels {np.mean(sh):.3f} vs chance {chance:.3f} + 0.1"))
+        out.append(
+            Check(
+                "probe finds nothing under shuffled labels",
+                float(np.mean(sh)) <= chance + 0.1,
+                f"precision@25 with shuffled labels {np.mean(sh):.3f} vs chance {chance:.3f} + 0.1",
+            )
+        )
         return out
 
     def figures(self, s: Settings, cells, out_dir) -> list[str]:
@@ -370,18 +469,21 @@ class BlackboxSurrogate(Recipe):
         return [save_figure(fig, out_dir / "arms.png").name]
 
     def describe(self, s: Settings) -> dict[str, Any]:
-        return {"data": f"Cora BoW (15 % tuning subset, 5 stratified folds); make_classification n={s.n_synthetic}, "
-                        f"p={s.p_synthetic}, 25 planted columns, generator seed = fold",
-                "grids": GRIDS,
-                "deviations": [
-                    "TabNet not run (no offline package; the card allows moving it to full mode): H is vs XGBoost only",
-                    "SHAP = xgboost's exact TreeSHAP (pred_contribs), not the shap package; same values",
-                    "images padded to a side that is a multiple of 8 (1,433 → 40×40; 2,000 → 48×48) so the "
-                    "three poolings and the mirrored decoder align; linear decoder output (errata §23.2)",
-                    "two-stage training as the authors' code (AE MSE 10 epochs, then CE, errata §23.1); CE with "
-                    "early stopping (patience) on 10 % of the training rows instead of a fixed 30 epochs",
-                    "permutation probing limited to the top candidates of gradient×input and to probe_rows training "
-                    "rows (CPU); the rank average is over all features",
-                    "the paper's probing ranks embedding units (errata §23.3); here importance is in input space",
-                    "surrogate = depth-6 decision tree on top-50 features (the card's 'depth-limited tree')",
-                    "L1-LR via saga with tol 1e-3, 300 iterations"]}
+        return {
+            "data": f"Cora BoW (15 % tuning subset, 5 stratified folds); make_classification n={s.n_synthetic}, "
+            f"p={s.p_synthetic}, 25 planted columns, generator seed = fold",
+            "grids": GRIDS,
+            "deviations": [
+                "TabNet not run (no offline package; the card allows moving it to full mode): H is vs XGBoost only",
+                "SHAP = xgboost's exact TreeSHAP (pred_contribs), not the shap package; same values",
+                "images padded to a side that is a multiple of 8 (1,433 → 40×40; 2,000 → 48×48) so the "
+                "three poolings and the mirrored decoder align; linear decoder output (errata §23.2)",
+                "two-stage training as the authors' code (AE MSE 10 epochs, then CE, errata §23.1); CE with "
+                "early stopping (patience) on 10 % of the training rows instead of a fixed 30 epochs",
+                "permutation probing limited to the top candidates of gradient×input and to probe_rows training "
+                "rows (CPU); the rank average is over all features",
+                "the paper's probing ranks embedding units (errata §23.3); here importance is in input space",
+                "surrogate = depth-6 decision tree on top-50 features (the card's 'depth-limited tree')",
+                "L1-LR via saga with tol 1e-3, 300 iterations",
+            ],
+        }

@@ -56,9 +56,14 @@ class Student(nn.Module):
     def __init__(self, c: int, tail: nn.Module, stage3: nn.Module) -> None:
         super().__init__()
         self.encoder = nn.Sequential(
-            nn.Conv2d(3, 8, 3, 2, 1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
-            nn.Conv2d(8, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
-            nn.Conv2d(16, c, 3, 1, 1))  # raw conv output = the transmitted tensor (errata: BN/ReLU are decoder's)
+            nn.Conv2d(3, 8, 3, 2, 1, bias=False),
+            nn.BatchNorm2d(8),
+            nn.ReLU(),
+            nn.Conv2d(8, 16, 3, 2, 1, bias=False),
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
+            nn.Conv2d(16, c, 3, 1, 1),
+        )  # raw conv output = the transmitted tensor (errata: BN/ReLU are decoder's)
         self.decoder = _decoder(c)
         self.tail, self.stage3 = tail, stage3  # stage3 is the first module of tail (for the GHND loss)
         self.quantize = True
@@ -71,8 +76,16 @@ class Student(nn.Module):
 
 
 def _decoder(c: int) -> nn.Sequential:
-    return nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(), nn.Conv2d(c, 32, 3, 1, 1, bias=False), nn.BatchNorm2d(32),
-                         nn.ReLU(), nn.Conv2d(32, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU())
+    return nn.Sequential(
+        nn.BatchNorm2d(c),
+        nn.ReLU(),
+        nn.Conv2d(c, 32, 3, 1, 1, bias=False),
+        nn.BatchNorm2d(32),
+        nn.ReLU(),
+        nn.Conv2d(32, 16, 3, 1, 1, bias=False),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+    )
 
 
 class AESplit(nn.Module):
@@ -99,7 +112,7 @@ def _student(c: int, teacher: ResNet, seed: int) -> Student:
 @torch.no_grad()
 def _acc(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     model.eval()
-    return float(torch.cat([model(x[i:i + 1000]).argmax(1) for i in range(0, len(x), 1000)]).eq(y).float().mean())
+    return float(torch.cat([model(x[i : i + 1000]).argmax(1) for i in range(0, len(x), 1000)]).eq(y).float().mean())
 
 
 def _one_stage(s: Settings) -> StageConfig:
@@ -111,28 +124,38 @@ def _ghnd_loss(st: Student) -> Callable[..., torch.Tensor]:
         h = st.decoder(st.encoder(x))
         # repo: MSELoss(reduction="sum") per layer, summed; divided by the batch so lr means the same per batch size
         return (F.mse_loss(h, f2, reduction="sum") + F.mse_loss(st.stage3(h), f3, reduction="sum")) / len(x)
+
     return loss
 
 
 def _kd_loss(model: nn.Module, alpha: float = 0.5, temperature: float = 1.0) -> Callable[..., torch.Tensor]:
-    def loss(x: torch.Tensor, f2: torch.Tensor, f3: torch.Tensor, t_logits: torch.Tensor, y: torch.Tensor
-             ) -> torch.Tensor:
+    def loss(
+        x: torch.Tensor, f2: torch.Tensor, f3: torch.Tensor, t_logits: torch.Tensor, y: torch.Tensor
+    ) -> torch.Tensor:
         logits = model(x)
         return alpha * distillation_loss(logits, t_logits, temperature) + (1 - alpha) * F.cross_entropy(logits, y)
+
     return loss
 
 
-def _ce_loss(model: nn.Module, transform: Callable[[torch.Tensor], torch.Tensor] | None = None
-             ) -> Callable[..., torch.Tensor]:
+def _ce_loss(
+    model: nn.Module, transform: Callable[[torch.Tensor], torch.Tensor] | None = None
+) -> Callable[..., torch.Tensor]:
     def loss(x: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(model(transform(x) if transform else x), rest[-1])
+
     return loss
 
 
-def _result(model: nn.Module, d: dict, curve: list[float], bytes_: float, head: nn.Module | None,
-            extra: dict | None = None) -> Measured:
-    metrics = {"acc": _acc(model, d["xte"], d["yte"]), "converged": float(improved_less_than(curve)),
-               "bytes_per_sample": bytes_, "teacher_gap": d["teacher_acc"] - _acc(model, d["xte"], d["yte"])}
+def _result(
+    model: nn.Module, d: dict, curve: list[float], bytes_: float, head: nn.Module | None, extra: dict | None = None
+) -> Measured:
+    metrics = {
+        "acc": _acc(model, d["xte"], d["yte"]),
+        "converged": float(improved_less_than(curve)),
+        "bytes_per_sample": bytes_,
+        "teacher_gap": d["teacher_acc"] - _acc(model, d["xte"], d["yte"]),
+    }
     if head is not None:
         metrics["head_flops"] = count_flops(head, d["xte"][:1])
     if hasattr(model, "quantize"):
@@ -147,17 +170,37 @@ def bottlefit_arm(c_attr: str) -> Callable[[Settings, int, dict], Measured]:
         c = getattr(s, c_attr)
         st = _student(c, d["teacher"], seed)
         ev = lambda: _acc(st, d["xva"], d["yva"])  # noqa: E731
-        curve = train_stage([st.encoder, st.decoder], _ghnd_loss(st), d["train"],
-                            StageConfig(epochs=s.stage_epochs, lr=1e-3, batch_size=s.batch_size), seed,
-                            frozen=[st.tail], evaluate=ev)
-        curve += train_stage([st.decoder, st.tail], _kd_loss(st), d["train"],
-                             StageConfig(epochs=s.stage_epochs, optimizer="sgd", lr=1e-3, momentum=0.9,
-                                         weight_decay=5e-4, batch_size=s.batch_size), seed + 1,
-                             frozen=[st.encoder], evaluate=ev)
+        curve = train_stage(
+            [st.encoder, st.decoder],
+            _ghnd_loss(st),
+            d["train"],
+            StageConfig(epochs=s.stage_epochs, lr=1e-3, batch_size=s.batch_size),
+            seed,
+            frozen=[st.tail],
+            evaluate=ev,
+        )
+        curve += train_stage(
+            [st.decoder, st.tail],
+            _kd_loss(st),
+            d["train"],
+            StageConfig(
+                epochs=s.stage_epochs,
+                optimizer="sgd",
+                lr=1e-3,
+                momentum=0.9,
+                weight_decay=5e-4,
+                batch_size=s.batch_size,
+            ),
+            seed + 1,
+            frozen=[st.encoder],
+            evaluate=ev,
+        )
         x1 = d["xte"][:1]
-        ratio = latency_ratio(lambda: _no_grad(st.encoder, x1), lambda: _no_grad(d["ae_head"], x1),
-                              repeats=s.latency_repeats)
+        ratio = latency_ratio(
+            lambda: _no_grad(st.encoder, x1), lambda: _no_grad(d["ae_head"], x1), repeats=s.latency_repeats
+        )
         return _result(st, d, curve, 7 * 7 * c + 8, st.encoder, {"log_head_latency_vs_ae_split": math.log(ratio)})
+
     return arm
 
 
@@ -175,9 +218,11 @@ def _one_stage_student(kind: str) -> Callable[[Settings, int, dict], Measured]:
             loss, train, frozen = _ghnd_loss(st), [st.encoder, st.decoder], [st.tail]
         else:
             loss, train, frozen = (_ce_loss(st) if kind == "naive" else _kd_loss(st)), [st], []
-        curve = train_stage(train, loss, d["train"], _one_stage(s), seed, frozen=frozen,
-                            evaluate=lambda: _acc(st, d["xva"], d["yva"]))
+        curve = train_stage(
+            train, loss, d["train"], _one_stage(s), seed, frozen=frozen, evaluate=lambda: _acc(st, d["xva"], d["yva"])
+        )
         return _result(st, d, curve, 7 * 7 * s.c_small + 8, st.encoder)
+
     return arm
 
 
@@ -187,8 +232,16 @@ def ae_split(s: Settings, seed: int, d: dict) -> Measured:
 
     def loss(x: torch.Tensor, f2: torch.Tensor, *_: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(m.decoder(m.encoder(f2)), f2, reduction="sum") / len(x)
-    curve = train_stage([m.encoder, m.decoder], loss, d["train"], _one_stage(s), seed, frozen=[m.head, m.tail],
-                        evaluate=lambda: _acc(m, d["xva"], d["yva"]))
+
+    curve = train_stage(
+        [m.encoder, m.decoder],
+        loss,
+        d["train"],
+        _one_stage(s),
+        seed,
+        frozen=[m.head, m.tail],
+        evaluate=lambda: _acc(m, d["xva"], d["yva"]),
+    )
     return _result(m, d, curve, 7 * 7 * s.c_small + 8, nn.Sequential(m.head, m.encoder))
 
 
@@ -203,9 +256,10 @@ def equal_byte(s: Settings, seed: int, d: dict) -> Measured:
     torch.manual_seed(seed)
     t = copy.deepcopy(d["teacher"])
     model = nn.Sequential(_Lowres(s.lowres), t)
-    curve = train_stage([t], _ce_loss(model), d["train"], _one_stage(s), seed,
-                        evaluate=lambda: _acc(model, d["xva"], d["yva"]))
-    return _result(model, d, curve, float(s.lowres ** 2), None)
+    curve = train_stage(
+        [t], _ce_loss(model), d["train"], _one_stage(s), seed, evaluate=lambda: _acc(model, d["xva"], d["yva"])
+    )
+    return _result(model, d, curve, float(s.lowres**2), None)
 
 
 class _Lowres(nn.Module):
@@ -218,8 +272,11 @@ class _Lowres(nn.Module):
 
 
 def teacher(s: Settings, seed: int, d: dict) -> dict[str, float]:
-    return {"acc": d["teacher_acc"], "bytes_per_sample": 3 * 28 * 28.0,
-            "head_flops": float(count_flops(d["teacher"].head(SPLIT), d["xte"][:1]))}
+    return {
+        "acc": d["teacher_acc"],
+        "bytes_per_sample": 3 * 28 * 28.0,
+        "head_flops": float(count_flops(d["teacher"].head(SPLIT), d["xte"][:1])),
+    }
 
 
 _CACHE: dict[str, dict] = {}
@@ -232,36 +289,55 @@ def _shared(s: Settings) -> dict:
         return _CACHE[key]
     from isthmus.data.mnist_m import mnist_m
 
-    xtr, ytr, xte, yte = (torch.as_tensor(a) for a in mnist_m(s.n_train, s.n_test, seed=0,
-                                                               disjoint_photos=s.disjoint_photos))
+    xtr, ytr, xte, yte = (
+        torch.as_tensor(a) for a in mnist_m(s.n_train, s.n_test, seed=0, disjoint_photos=s.disjoint_photos)
+    )
     n_val = s.n_train // 10
     xva, yva, xtr, ytr = xtr[:n_val], ytr[:n_val], xtr[n_val:], ytr[n_val:]
     torch.manual_seed(0)
     t = ResNet(widths=(8, 16, 32))
-    t_curve = train_stage([t], _ce_loss(t), (xtr, ytr), StageConfig(epochs=s.teacher_epochs, batch_size=s.batch_size,
-                                                                    evals_per_epoch=1), 0,
-                          evaluate=lambda: _acc(t, xva, yva))
+    t_curve = train_stage(
+        [t],
+        _ce_loss(t),
+        (xtr, ytr),
+        StageConfig(epochs=s.teacher_epochs, batch_size=s.batch_size, evals_per_epoch=1),
+        0,
+        evaluate=lambda: _acc(t, xva, yva),
+    )
     with torch.no_grad():
-        feats = [t.features(xtr[i:i + 1000]) for i in range(0, len(xtr), 1000)]
+        feats = [t.features(xtr[i : i + 1000]) for i in range(0, len(xtr), 1000)]
     f2 = torch.cat([f[SPLIT] for f in feats])
     f3 = torch.cat([f["stage3"] for f in feats])
     logits = torch.cat([f["logits"] for f in feats])
     ae_head = nn.Sequential(t.head(SPLIT), nn.Conv2d(16, s.c_small, 3, 1, 1)).eval()
     _CACHE.clear()
-    _CACHE[key] = {"teacher": t, "teacher_acc": _acc(t, xte, yte), "teacher_curve": t_curve,
-                   "train": (xtr, f2, f3, logits, ytr), "xva": xva, "yva": yva, "xte": xte, "yte": yte,
-                   "ae_head": ae_head}
+    _CACHE[key] = {
+        "teacher": t,
+        "teacher_acc": _acc(t, xte, yte),
+        "teacher_curve": t_curve,
+        "train": (xtr, f2, f3, logits, ytr),
+        "xva": xva,
+        "yva": yva,
+        "xte": xte,
+        "yte": yte,
+        "ae_head": ae_head,
+    }
     return _CACHE[key]
 
 
 @register_recipe
 class Bottlefit(Recipe):
     slug = "bottlefit"
-    paper = Paper("BottleFit: Learning Compressed Representations in Deep Neural Networks for Effective and Efficient "
-                  "Split Computing", "2201.02693")
-    claim = ("A small encoder head with a 2-channel bottleneck (95.8 % compression), trained in BottleFit's two stages, "
-             "beats the same student trained end-to-end with CE, with KD, or with head distillation alone by >= 1 pt; "
-             "at 12 channels (75 %) it stays within 1 pt of the teacher.")
+    paper = Paper(
+        "BottleFit: Learning Compressed Representations in Deep Neural Networks for Effective and Efficient "
+        "Split Computing",
+        "2201.02693",
+    )
+    claim = (
+        "A small encoder head with a 2-channel bottleneck (95.8 % compression), trained in BottleFit's two stages, "
+        "beats the same student trained end-to-end with CE, with KD, or with head distillation alone by >= 1 pt; "
+        "at 12 channels (75 %) it stays within 1 pt of the teacher."
+    )
     Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, n_train=600, n_test=200, teacher_epochs=1, stage_epochs=1, latency_repeats=3),
@@ -279,36 +355,92 @@ class Bottlefit(Recipe):
         "teacher trains 20 epochs instead of 12 (it is trained once, before any student)",
     )
     gates = (
-        Gate("beats naive CE at C=2", "acc", "bottlefit", "naive", effect=0.01, headline=True,
-             why="H (all three of the C=2 gates): 1 pt ≈ 2× paired noise at 2,000 test images"),
+        Gate(
+            "beats naive CE at C=2",
+            "acc",
+            "bottlefit",
+            "naive",
+            effect=0.01,
+            headline=True,
+            why="H (all three of the C=2 gates): 1 pt ≈ 2× paired noise at 2,000 test images",
+        ),
         Gate("beats KD-only at C=2", "acc", "bottlefit", "kd", effect=0.01, headline=True, why="H, as above"),
-        Gate("beats HND (stage 1 only) at C=2", "acc", "bottlefit", "hnd", effect=0.01, headline=True,
-             why="H, as above: is the second stage worth it?"),
-        Gate("within 1 pt of the teacher at C=12", "acc", "bottlefit_c12", "teacher", kind="non_inferiority",
-             effect=0.01, why="the paper's 0.6 pt plus slack for a tiny tail"),
-        Gate("no worse than AE-split at C=2", "acc", "bottlefit", "ae_split", kind="non_inferiority", effect=0.01,
-             why="with a far smaller head (head FLOPs reported)"),
-        Gate("beats sending an equal-byte image", "acc", "bottlefit", "equal_byte", effect=0.01,
-             why="referee: why split the network rather than send a 10×10 grey image (100 B)?"),
+        Gate(
+            "beats HND (stage 1 only) at C=2",
+            "acc",
+            "bottlefit",
+            "hnd",
+            effect=0.01,
+            headline=True,
+            why="H, as above: is the second stage worth it?",
+        ),
+        Gate(
+            "within 1 pt of the teacher at C=12",
+            "acc",
+            "bottlefit_c12",
+            "teacher",
+            kind="non_inferiority",
+            effect=0.01,
+            why="the paper's 0.6 pt plus slack for a tiny tail",
+        ),
+        Gate(
+            "no worse than AE-split at C=2",
+            "acc",
+            "bottlefit",
+            "ae_split",
+            kind="non_inferiority",
+            effect=0.01,
+            why="with a far smaller head (head FLOPs reported)",
+        ),
+        Gate(
+            "beats sending an equal-byte image",
+            "acc",
+            "bottlefit",
+            "equal_byte",
+            effect=0.01,
+            why="referee: why split the network rather than send a 10×10 grey image (100 B)?",
+        ),
     )
     preconditions = (
         Precondition("teacher learns", "teacher", "acc", ">=", 0.85),
         Precondition("teacher not at ceiling", "teacher", "acc", "<=", 0.985),
-        Precondition("compression matters", "naive", "teacher_gap", ">=", 0.02,
-                     why="teacher − naive(C=2) ≥ 2 pts, else training strategies cannot differ"),
+        Precondition(
+            "compression matters",
+            "naive",
+            "teacher_gap",
+            ">=",
+            0.02,
+            why="teacher − naive(C=2) ≥ 2 pts, else training strategies cannot differ",
+        ),
         Precondition("8-bit link is harmless", "bottlefit", "quant_drop", "<=", 0.003),
-        *(Precondition(f"{a} converged", a, "converged", ">=", 1.0, over="every",
-                       why="validation accuracy rose < 1 % (relative) over the last 20 % of training")
-          for a in ("bottlefit", "bottlefit_c12", "naive", "kd", "hnd", "ae_split", "equal_byte")),
+        *(
+            Precondition(
+                f"{a} converged",
+                a,
+                "converged",
+                ">=",
+                1.0,
+                over="every",
+                why="validation accuracy rose < 1 % (relative) over the last 20 % of training",
+            )
+            for a in ("bottlefit", "bottlefit_c12", "naive", "kd", "hnd", "ae_split", "equal_byte")
+        ),
     )
 
     def data(self, s: Settings, seed: int) -> dict[str, Any]:
         return _shared(s)
 
     def arms(self, s: Settings):
-        return {"bottlefit": bottlefit_arm("c_small"), "bottlefit_c12": bottlefit_arm("c_large"), "teacher": teacher,
-                "naive": _one_stage_student("naive"), "kd": _one_stage_student("kd"),
-                "hnd": _one_stage_student("hnd"), "ae_split": ae_split, "equal_byte": equal_byte}
+        return {
+            "bottlefit": bottlefit_arm("c_small"),
+            "bottlefit_c12": bottlefit_arm("c_large"),
+            "teacher": teacher,
+            "naive": _one_stage_student("naive"),
+            "kd": _one_stage_student("kd"),
+            "hnd": _one_stage_student("hnd"),
+            "ae_split": ae_split,
+            "equal_byte": equal_byte,
+        }
 
     def notes(self, s: Settings, cells) -> list[str]:
         d = _CACHE.get(next(iter(_CACHE), ""), None)
@@ -330,16 +462,19 @@ class Bottlefit(Recipe):
         return [save_figure(fig, out_dir / "accuracy_vs_bytes.png").name]
 
     def describe(self, s: Settings) -> dict[str, Any]:
-        return {"data": f"MNIST-M (offline): {s.n_train} train (10 % val) / {s.n_test} test",
-                "teacher": f"ResNet-8 (8-16-32, strides 2-2-2), {s.teacher_epochs} epochs Adam 1e-3, trained once",
-                "latency": "head latency vs the AE-split head: batch 1, one thread, interleaved, median; reported "
-                           "as a log ratio, not gated",
-                "deviations": [
-                    f"ResNet-152/ImageNet → ResNet-8/MNIST-M; 10 + 10 epochs → {s.stage_epochs} + {s.stage_epochs}",
-                    "stage-1 MSE (sum reduction) divided by the batch size",
-                    "one-stage arms (naive, KD, HND, AE-split, equal-byte) use Adam 1e-3 ×0.1 at half for "
-                    f"{2 * s.stage_epochs} epochs; BottleFit's stage 2 uses the repo's SGD",
-                    "8-bit link: per-sample affine quantisation at evaluation only (training sees floats); "
-                    "bytes = C·7·7 + 8 (scale and zero point)",
-                    "the card's H is a conjunction: its three gates are all marked headline",
-                    "power and Jetson/RPi latency not measurable: head FLOPs and a 1-thread head latency ratio"]}
+        return {
+            "data": f"MNIST-M (offline): {s.n_train} train (10 % val) / {s.n_test} test",
+            "teacher": f"ResNet-8 (8-16-32, strides 2-2-2), {s.teacher_epochs} epochs Adam 1e-3, trained once",
+            "latency": "head latency vs the AE-split head: batch 1, one thread, interleaved, median; reported "
+            "as a log ratio, not gated",
+            "deviations": [
+                f"ResNet-152/ImageNet → ResNet-8/MNIST-M; 10 + 10 epochs → {s.stage_epochs} + {s.stage_epochs}",
+                "stage-1 MSE (sum reduction) divided by the batch size",
+                "one-stage arms (naive, KD, HND, AE-split, equal-byte) use Adam 1e-3 ×0.1 at half for "
+                f"{2 * s.stage_epochs} epochs; BottleFit's stage 2 uses the repo's SGD",
+                "8-bit link: per-sample affine quantisation at evaluation only (training sees floats); "
+                "bytes = C·7·7 + 8 (scale and zero point)",
+                "the card's H is a conjunction: its three gates are all marked headline",
+                "power and Jetson/RPi latency not measurable: head FLOPs and a 1-thread head latency ratio",
+            ],
+        }

@@ -71,15 +71,28 @@ def load_images(n_train: int, n_eval: int) -> tuple[dict[str, Any], str]:
     y = torch.as_tensor(np.asarray(t.y)).long()
     perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
     n_train = min(n_train, int(0.75 * len(x)))
-    tr, ev = perm[:n_train], perm[n_train:n_train + n_eval]
-    return {"x_train": x[tr].clamp(0, 1), "y_train": y[tr], "x_eval": x[ev].clamp(0, 1), "y_eval": y[ev],
-            "eval_rows": ev, "n_rows": len(x)}, name
+    tr, ev = perm[:n_train], perm[n_train : n_train + n_eval]
+    return {
+        "x_train": x[tr].clamp(0, 1),
+        "y_train": y[tr],
+        "x_eval": x[ev].clamp(0, 1),
+        "y_eval": y[ev],
+        "eval_rows": ev,
+        "n_rows": len(x),
+    }, name
 
 
 def train_tokenizer(x: torch.Tensor, s: Settings) -> AutoEncoder:
     torch.manual_seed(0)
-    vq = AutoEncoder.conv(image_size=SIDE, latent_dim=N_TOK * TOK_DIM, channels=(32, 64), bottleneck="vq",
-                          codebook_size=s.codebook, groups=N_TOK, objective={"recon_loss": "bce"})
+    vq = AutoEncoder.conv(
+        image_size=SIDE,
+        latent_dim=N_TOK * TOK_DIM,
+        channels=(32, 64),
+        bottleneck="vq",
+        codebook_size=s.codebook,
+        groups=N_TOK,
+        objective={"recon_loss": "bce"},
+    )
     Trainer(vq, TrainerConfig(epochs=s.vq_epochs, batch_size=64, seed=0, progress=False)).fit(x)
     return vq.eval()
 
@@ -132,31 +145,53 @@ def _setup(key: str) -> dict[str, Any]:
     tok = {"train": tokenize(vq, data["x_train"]), "eval": tokenize(vq, data["x_eval"])}
     held = torch.ones(data["n_rows"], dtype=torch.bool)
     held[data["eval_rows"]] = False  # the classifier never sees the FD reference images
-    clf = train_feature_classifier(source, side=SIDE, seed=0, epochs=s.clf_epochs,
-                                   train_indices=torch.nonzero(held)[:, 0].numpy())
+    clf = train_feature_classifier(
+        source, side=SIDE, seed=0, epochs=s.clf_epochs, train_indices=torch.nonzero(held)[:, 0].numpy()
+    )
     half = len(data["x_eval"]) // 2
     sanity = frechet_sanity(clf, data["x_eval"][half:], data["x_eval"][:half])
-    return {"data": data, "source": source, "vq": vq, "tok": tok, "clf": clf, "sanity": sanity,
-            "labels": clusters(codewords(vq), s.coarse),
-            "vq_reference": score(clf, detokenize(vq, tok["eval"]), data["y_eval"], data["x_eval"])}
+    return {
+        "data": data,
+        "source": source,
+        "vq": vq,
+        "tok": tok,
+        "clf": clf,
+        "sanity": sanity,
+        "labels": clusters(codewords(vq), s.coarse),
+        "vq_reference": score(clf, detokenize(vq, tok["eval"]), data["y_eval"], data["x_eval"]),
+    }
 
 
 def score(clf, samples: torch.Tensor, y: torch.Tensor, reference: torch.Tensor) -> dict[str, float]:
     p = clf.probs(samples)
     fd, is_ = frechet_distance(clf.features(samples), clf.features(reference)), inception_score(p)[0]
-    return {"frechet": fd, "inception_score": is_, "log_frechet": math.log(fd), "log_inception": math.log(is_),
-            "class_accuracy": float((p.argmax(1) == y.numpy()).mean())}
+    return {
+        "frechet": fd,
+        "inception_score": is_,
+        "log_frechet": math.log(fd),
+        "log_inception": math.log(is_),
+        "class_accuracy": float((p.argmax(1) == y.numpy()).mean()),
+    }
 
 
-def fit_prior(model: TokenTransformer, inp: torch.Tensor, target: torch.Tensor, y: torch.Tensor, s: Settings,
-              seed: int) -> tuple[TokenTransformer, list[float], bool]:
+def fit_prior(
+    model: TokenTransformer, inp: torch.Tensor, target: torch.Tensor, y: torch.Tensor, s: Settings, seed: int
+) -> tuple[TokenTransformer, list[float], bool]:
     """Trainer with early stopping on a validation tenth; returns (model, validation-loss curve, stopped early)."""
     n_val = max(1, len(inp) // 10)
     perm = torch.randperm(len(inp), generator=torch.Generator().manual_seed(seed))
     va, tr = perm[:n_val], perm[n_val:]
     torch.manual_seed(seed)
-    cfg = TrainerConfig(epochs=s.max_epochs, batch_size=128, lr=1e-3, seed=seed, progress=False, device="cpu",
-                        early_stopping_patience=s.patience, restore_best=True)
+    cfg = TrainerConfig(
+        epochs=s.max_epochs,
+        batch_size=128,
+        lr=1e-3,
+        seed=seed,
+        progress=False,
+        device="cpu",
+        early_stopping_patience=s.patience,
+        restore_best=True,
+    )
     res = Trainer(model, cfg).fit((inp[tr], target[tr], y[tr]), val=(inp[va], target[va], y[va]))
     return model.eval(), [h["val_loss"] for h in res.history], bool(res.stopped_early)
 
@@ -169,8 +204,9 @@ def _arm(arm: str):
         g = torch.Generator().manual_seed(seed)
         curves, stopped = {}, []
         if arm == "direct_ar":
-            prior, curves["val_loss"], st1 = fit_prior(TokenTransformer(K, K, N_TOK, 10, dm, 4, causal=True),
-                                                       tok["train"], tok["train"], d["y_train"], s, seed)
+            prior, curves["val_loss"], st1 = fit_prior(
+                TokenTransformer(K, K, N_TOK, 10, dm, 4, causal=True), tok["train"], tok["train"], d["y_train"], s, seed
+            )
             stopped.append(st1)
             t0 = time.perf_counter()
             fine = prior.sample(y_s, N_TOK, g)
@@ -178,12 +214,22 @@ def _arm(arm: str):
         else:
             lab = torch.as_tensor(st["labels"][arm]).long()
             C = int(lab.max()) + 1
-            stage1, curves["val_loss_stage1"], st1 = fit_prior(TokenTransformer(C, C, N_TOK, 10, dm, 2, causal=True),
-                                                               lab[tok["train"]], lab[tok["train"]], d["y_train"], s,
-                                                               seed)
+            stage1, curves["val_loss_stage1"], st1 = fit_prior(
+                TokenTransformer(C, C, N_TOK, 10, dm, 2, causal=True),
+                lab[tok["train"]],
+                lab[tok["train"]],
+                d["y_train"],
+                s,
+                seed,
+            )
             stage2, curves["val_loss_stage2"], st2 = fit_prior(
                 TokenTransformer(C, K, N_TOK, 10, dm, 2, causal=False, member_mask=member_mask(st["labels"][arm], K)),
-                lab[tok["train"]], tok["train"], d["y_train"], s, seed)
+                lab[tok["train"]],
+                tok["train"],
+                d["y_train"],
+                s,
+                seed,
+            )
             stopped += [st1, st2]
             acc = float((stage2.predict_tokens(lab[tok["eval"]], d["y_eval"]) == tok["eval"]).float().mean())
             t0 = time.perf_counter()
@@ -191,12 +237,18 @@ def _arm(arm: str):
         spi = (time.perf_counter() - t0) / len(y_s)
         imgs = detokenize(st["vq"], fine)
         m = score(st["clf"], imgs, y_s, d["x_eval"])
-        m.update({"sec_per_image": spi, "converged": float(all(stopped) or all(plateaued(c) for c in curves.values())),
-                  "epochs_trained": float(np.mean([len(c) for c in curves.values()]))})
+        m.update(
+            {
+                "sec_per_image": spi,
+                "converged": float(all(stopped) or all(plateaued(c) for c in curves.values())),
+                "epochs_trained": float(np.mean([len(c) for c in curves.values()])),
+            }
+        )
         if acc is not None:
             m["fine_token_acc"] = acc
         info = {"grid": imgs.reshape(10, s.per_class, SIDE, SIDE)[:, :8].tolist()} if seed == 0 else {}
         return Measured(metrics=m, curves=curves, info=info)
+
     return fn
 
 
@@ -204,32 +256,88 @@ def _arm(arm: str):
 class CoarseToFineTokens(Recipe):
     slug = "coarse-to-fine-tokens"
     paper = Paper("Improving Autoregressive Image Generation through Coarse-to-Fine Token Prediction", "2503.16194")
-    claim = ("Autoregressively predicting k-means cluster labels of VQ tokens and then filling in the fine tokens "
-             "with one bidirectional pass generates better images (lower FID, higher IS) than autoregression over "
-             "the fine tokens directly; with random clusters the fine tokens cannot be recovered.")
+    claim = (
+        "Autoregressively predicting k-means cluster labels of VQ tokens and then filling in the fine tokens "
+        "with one bidirectional pass generates better images (lower FID, higher IS) than autoregression over "
+        "the fine tokens directly; with random clusters the fine tokens cannot be recovered."
+    )
     Settings: TypeAlias = Settings
     modes = {
-        "smoke": Settings(seeds=1, n_train=400, n_eval=200, codebook=64, coarse=8, vq_epochs=1, max_epochs=2,
-                          d_model=16, per_class=10, clf_epochs=2),
+        "smoke": Settings(
+            seeds=1,
+            n_train=400,
+            n_eval=200,
+            codebook=64,
+            coarse=8,
+            vq_epochs=1,
+            max_epochs=2,
+            d_model=16,
+            per_class=10,
+            clf_epochs=2,
+        ),
         "quick": Settings(seeds=3, max_epochs=30),
         "record": Settings(seeds=3),
-        "full": Settings(seeds=5, n_train=8000, n_eval=2000, codebook=512, coarse=32, vq_epochs=30, max_epochs=200,
-                         d_model=96, per_class=200, clf_epochs=30),
+        "full": Settings(
+            seeds=5,
+            n_train=8000,
+            n_eval=2000,
+            codebook=512,
+            coarse=32,
+            vq_epochs=30,
+            max_epochs=200,
+            d_model=96,
+            per_class=200,
+            clf_epochs=30,
+        ),
     }
     ours = "ctf"
     gates = (
-        Gate("lower Fréchet distance than direct AR", "log_frechet", "ctf", "direct_ar", direction="lower",
-             effect=0.05, headline=True, why="the paper's FID claim: at least ≈ 5 % lower FD (0.05 in log FD)"),
-        Gate("higher IS than direct AR", "log_inception", "ctf", "direct_ar", effect=0.05,
-             why="the paper's IS claim: at least ≈ 5 % higher (0.05 in log IS)"),
-        Gate("random clusters: fine tokens harder to recover", "fine_token_acc", "ctf", "ctf_random", effect=0.05,
-             why="the sub-claim as measured where it lives: stage-2 accuracy on held-out tokens, 5 points"),
+        Gate(
+            "lower Fréchet distance than direct AR",
+            "log_frechet",
+            "ctf",
+            "direct_ar",
+            direction="lower",
+            effect=0.05,
+            headline=True,
+            why="the paper's FID claim: at least ≈ 5 % lower FD (0.05 in log FD)",
+        ),
+        Gate(
+            "higher IS than direct AR",
+            "log_inception",
+            "ctf",
+            "direct_ar",
+            effect=0.05,
+            why="the paper's IS claim: at least ≈ 5 % higher (0.05 in log IS)",
+        ),
+        Gate(
+            "random clusters: fine tokens harder to recover",
+            "fine_token_acc",
+            "ctf",
+            "ctf_random",
+            effect=0.05,
+            why="the sub-claim as measured where it lives: stage-2 accuracy on held-out tokens, 5 points",
+        ),
     )
     preconditions = (
-        Precondition("CTF priors trained to their plateau", "ctf", "converged", ">=", 1.0, over="every",
-                     why="early stopping on validation loss fired (or the curve plateaued) before max_epochs"),
-        Precondition("direct AR prior trained to its plateau", "direct_ar", "converged", ">=", 1.0, over="every",
-                     why="the baseline gets the same chance: a 256-way AR learns more slowly than a 16-way one"),
+        Precondition(
+            "CTF priors trained to their plateau",
+            "ctf",
+            "converged",
+            ">=",
+            1.0,
+            over="every",
+            why="early stopping on validation loss fired (or the curve plateaued) before max_epochs",
+        ),
+        Precondition(
+            "direct AR prior trained to its plateau",
+            "direct_ar",
+            "converged",
+            ">=",
+            1.0,
+            over="every",
+            why="the baseline gets the same chance: a 256-way AR learns more slowly than a 16-way one",
+        ),
     )
 
     def arms(self, s: Settings):
@@ -239,34 +347,48 @@ class CoarseToFineTokens(Recipe):
         st = setup(s)
         fd, vq, acc = st["sanity"], st["vq_reference"], st["clf"].heldout_accuracy_
         return [
-            Check("FD separates real images from blurred ones and from noise",
-                  fd["real"] < 0.5 * min(fd["blurred"], fd["noise"]),
-                  f"FD to held-out reference: other real {fd['real']:.3g}, blurred {fd['blurred']:.3g}, noise "
-                  f"{fd['noise']:.3g} (real must be below half of both)"),
+            Check(
+                "FD separates real images from blurred ones and from noise",
+                fd["real"] < 0.5 * min(fd["blurred"], fd["noise"]),
+                f"FD to held-out reference: other real {fd['real']:.3g}, blurred {fd['blurred']:.3g}, noise "
+                f"{fd['noise']:.3g} (real must be below half of both)",
+            ),
             Check("feature classifier is accurate", acc >= 0.9, f"held-out accuracy {acc:.3f} (≥ 0.9)"),
-            Check("tokenizer keeps the digits", vq["class_accuracy"] >= 0.8,
-                  f"class accuracy of VQ reconstructions {vq['class_accuracy']:.3f} (≥ 0.8), FD {vq['frechet']:.3g}"),
+            Check(
+                "tokenizer keeps the digits",
+                vq["class_accuracy"] >= 0.8,
+                f"class accuracy of VQ reconstructions {vq['class_accuracy']:.3f} (≥ 0.8), FD {vq['frechet']:.3g}",
+            ),
         ]
 
     def describe(self, s: Settings) -> dict[str, Any]:
         st = setup(s)
         K, C, d = s.codebook, s.coarse, s.d_model
         n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
-        return {"data": f"{st['source']} resized to {SIDE}x{SIDE}; split fixed with seed 0",
-                "tokenizer": f"AutoEncoder.conv (32, 64) + VQ ({K} codes of width {TOK_DIM}, {N_TOK} tokens/image), "
-                             "BCE, trained once (seed 0)",
-                "codes_used_on_train": int(len(torch.unique(st["tok"]["train"]))),
-                "feature_classifier": {"trained_on": f"{len(st['clf'].train_indices_)} images, none of them in the "
-                                                     "FD reference", "heldout_accuracy": st["clf"].heldout_accuracy_},
-                "fd_sanity": st["sanity"], "vq_reconstruction_reference": st["vq_reference"],
-                "priors": "TokenTransformer, pre-LN, 4 heads, Adam 1e-3, batch 128, Trainer with early stopping "
-                          f"(patience {s.patience}) on a validation tenth, best weights restored; stage 1 and 2: 2 "
-                          "layers each; direct AR: 4 layers",
-                "params": {"ctf_stage1": n(TokenTransformer(C, C, N_TOK, 10, d, 2, True)),
-                           "ctf_stage2": n(TokenTransformer(C, K, N_TOK, 10, d, 2, False)),
-                           "direct_ar": n(TokenTransformer(K, K, N_TOK, 10, d, 4, True))},
-                "deviations": ["stage 2 predicts only among the fine tokens of each position's cluster (a mask)",
-                               "no classifier-free guidance; temperature 1; tiny models (d = 32)"]}
+        return {
+            "data": f"{st['source']} resized to {SIDE}x{SIDE}; split fixed with seed 0",
+            "tokenizer": f"AutoEncoder.conv (32, 64) + VQ ({K} codes of width {TOK_DIM}, {N_TOK} tokens/image), "
+            "BCE, trained once (seed 0)",
+            "codes_used_on_train": int(len(torch.unique(st["tok"]["train"]))),
+            "feature_classifier": {
+                "trained_on": f"{len(st['clf'].train_indices_)} images, none of them in the FD reference",
+                "heldout_accuracy": st["clf"].heldout_accuracy_,
+            },
+            "fd_sanity": st["sanity"],
+            "vq_reconstruction_reference": st["vq_reference"],
+            "priors": "TokenTransformer, pre-LN, 4 heads, Adam 1e-3, batch 128, Trainer with early stopping "
+            f"(patience {s.patience}) on a validation tenth, best weights restored; stage 1 and 2: 2 "
+            "layers each; direct AR: 4 layers",
+            "params": {
+                "ctf_stage1": n(TokenTransformer(C, C, N_TOK, 10, d, 2, True)),
+                "ctf_stage2": n(TokenTransformer(C, K, N_TOK, 10, d, 2, False)),
+                "direct_ar": n(TokenTransformer(K, K, N_TOK, 10, d, 4, True)),
+            },
+            "deviations": [
+                "stage 2 predicts only among the fine tokens of each position's cluster (a mask)",
+                "no classifier-free guidance; temperature 1; tiny models (d = 32)",
+            ],
+        }
 
     def figures(self, s: Settings, cells, out_dir: Path) -> list[str]:
         plt = pyplot()

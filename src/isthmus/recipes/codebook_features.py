@@ -40,7 +40,7 @@ from isthmus.viz import pyplot, save_figure
 FT_LR = 1e-3
 RECON_COEFF = 1.0
 N_THRESHOLDS = 32
-MIN_SUPPORT = 20          # states seen fewer times on the fit split (unreachable ones) are left out
+MIN_SUPPORT = 20  # states seen fewer times on the fit split (unreachable ones) are left out
 
 
 def task_kwargs(cfg: Any) -> dict:
@@ -58,12 +58,13 @@ def hidden_states(data: Any) -> torch.Tensor:
 
 
 # ---- detection: code vs neuron ---------------------------------------------------------------
-def code_pr(codes: torch.Tensor, labels: torch.Tensor, n_codes: int,
-            n_states: int) -> tuple[torch.Tensor, torch.Tensor]:
+def code_pr(
+    codes: torch.Tensor, labels: torch.Tensor, n_codes: int, n_states: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Precision and recall (n_states, n_codes) of "code c fires" for "state is s"; codes (N, k), labels (N,)."""
     fires = torch.zeros(codes.shape[0], n_codes).scatter_(1, codes, 1.0)  # (N, C)
-    onehot = F.one_hot(labels, n_states).float()                           # (N, S)
-    tp = onehot.T @ fires                                                  # (S, C)
+    onehot = F.one_hot(labels, n_states).float()  # (N, S)
+    tp = onehot.T @ fires  # (S, C)
     prec = tp / fires.sum(0).clamp_min(1)[None]
     rec = tp / onehot.sum(0).clamp_min(1)[:, None]
     return prec, rec
@@ -73,8 +74,9 @@ def _f1(p: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     return 2 * p * r / (p + r).clamp_min(1e-12)
 
 
-def best_unit_scores(fires_fit: torch.Tensor, y_fit: torch.Tensor, fires_ev: torch.Tensor, y_ev: torch.Tensor,
-                     states: Sequence[int]) -> dict[str, list[float]]:
+def best_unit_scores(
+    fires_fit: torch.Tensor, y_fit: torch.Tensor, fires_ev: torch.Tensor, y_ev: torch.Tensor, states: Sequence[int]
+) -> dict[str, list[float]]:
     """Per state: the unit (a column of the boolean firing matrices (N, U)) with the best F1 for "the hidden
     state is s" on the fit split, scored on eval: precision, recall, F1 (the same rule for every arm)."""
     ff, fe = fires_fit.float(), fires_ev.float()
@@ -106,9 +108,19 @@ def threshold_fires(acts: torch.Tensor, thresholds: torch.Tensor) -> torch.Tenso
 
 # ---- training -----------------------------------------------------------------------------------
 def base_model(cfg: Any, seed: int) -> tuple[ToyTransformer, dict]:
-    run = train_toy(dict(task="fsm", task_kwargs=task_kwargs(cfg), n_train=cfg.n_train, n_eval=cfg.n_eval,
-                         epochs=cfg.epochs, batch_size=64, lr=3e-3, seed=seed),
-                    dict(n_layers=cfg.n_layers, d_model=cfg.d_model, n_heads=cfg.n_heads, d_mlp=cfg.d_mlp))
+    run = train_toy(
+        dict(
+            task="fsm",
+            task_kwargs=task_kwargs(cfg),
+            n_train=cfg.n_train,
+            n_eval=cfg.n_eval,
+            epochs=cfg.epochs,
+            batch_size=64,
+            lr=3e-3,
+            seed=seed,
+        ),
+        dict(n_layers=cfg.n_layers, d_model=cfg.d_model, n_heads=cfg.n_heads, d_mlp=cfg.d_mlp),
+    )
     return run.model, run.metrics
 
 
@@ -148,7 +160,7 @@ def steer_targets(data: Any, states: Sequence[int], seed: int) -> tuple[torch.Te
     g = torch.Generator().manual_seed(seed + 777)
     tokens = data.tokens
     n, pos = tokens.shape[0], symbol_positions(tokens)
-    col = pos[torch.randint(0, len(pos), (n,), generator=g)]               # (N,)
+    col = pos[torch.randint(0, len(pos), (n,), generator=g)]  # (N,)
     rows = torch.arange(n)
     true = hidden_states(data)[rows, col // 2 - 1]
     cand = torch.tensor(list(states))
@@ -159,8 +171,14 @@ def steer_targets(data: Any, states: Sequence[int], seed: int) -> tuple[torch.Te
 
 
 @torch.no_grad()
-def steering(model: ToyTransformer, books: Codebooks, best_codes: dict[str, torch.Tensor], data: Any,
-             states: Sequence[int], seed: int) -> dict[str, float]:
+def steering(
+    model: ToyTransformer,
+    books: Codebooks,
+    best_codes: dict[str, torch.Tensor],
+    data: Any,
+    states: Sequence[int],
+    seed: int,
+) -> dict[str, float]:
     """Force a reachable state s' (≠ the true state) at one symbol position per sequence, at every codebook layer in
     ``best_codes`` (point -> best code id per state) at once: share of predictions == s', for the states' best
     codes and for uniformly random codes (control)."""
@@ -170,7 +188,7 @@ def steering(model: ToyTransformer, books: Codebooks, best_codes: dict[str, torc
     n = len(rows)
     mask = torch.zeros(tokens.shape, dtype=torch.bool)
     mask[rows, col] = True
-    state_tok = target + 1                                                 # token id of state s'
+    state_tok = target + 1  # token id of state s'
     res = {}
     plain = model(tokens)[rows, col].argmax(-1)
     res["unsteered_share_target"] = float((plain == state_tok).float().mean())
@@ -178,8 +196,7 @@ def steering(model: ToyTransformer, books: Codebooks, best_codes: dict[str, torc
         with contextlib.ExitStack() as stack:
             for point, codes in best_codes.items():
                 ids = torch.zeros(tokens.shape, dtype=torch.long)
-                ids[rows, col] = (torch.randint(0, books[point].n_codes, (n,), generator=g) if random
-                                  else codes[target])
+                ids[rows, col] = torch.randint(0, books[point].n_codes, (n,), generator=g) if random else codes[target]
                 stack.enter_context(books.force(point, ids, mask))
             pred = model(tokens)[rows, col].argmax(-1)
         res[name] = float((pred == state_tok).float().mean())
@@ -187,8 +204,9 @@ def steering(model: ToyTransformer, books: Codebooks, best_codes: dict[str, torc
 
 
 @torch.no_grad()
-def mean_patch_steering(model: ToyTransformer, means: dict[str, torch.Tensor], data: Any, states: Sequence[int],
-                        seed: int) -> float:
+def mean_patch_steering(
+    model: ToyTransformer, means: dict[str, torch.Tensor], data: Any, states: Sequence[int], seed: int
+) -> float:
     """Post-hoc steering without codebooks: at the same positions and targets as :func:`steering`, replace every
     MLP output (``means``: point -> (n_states, d) mean output per hidden state, from the fit split) by the
     target state's mean; share of predictions == s'."""
@@ -244,15 +262,28 @@ def shared(s: Settings, seed: int) -> dict[str, Any]:
     y_fit, y_ev = hidden_states(fit).reshape(-1), hidden_states(ev).reshape(-1)
     counts = torch.bincount(y_fit, minlength=s.n_states)
     states = [st for st in range(s.n_states) if int(counts[st]) >= MIN_SUPPORT]  # reachable after step 0
-    return {"model": model, "train": train, "fit": fit, "ev": ev, "pos": pos, "points": points, "neurons": neurons,
-            "acts": acts, "y_fit": y_fit, "y_ev": y_ev, "states": states, "base_acc": state_accuracy(model, ev)}
+    return {
+        "model": model,
+        "train": train,
+        "fit": fit,
+        "ev": ev,
+        "pos": pos,
+        "points": points,
+        "neurons": neurons,
+        "acts": acts,
+        "y_fit": y_fit,
+        "y_ev": y_ev,
+        "states": states,
+        "base_acc": state_accuracy(model, ev),
+    }
 
 
 def _best_layer(per_layer: dict[str, dict[str, list[float]]], fit_f1: dict[str, float]) -> dict[str, float]:
     """Detection numbers of the layer with the best mean fit-split F1 (the same rule for every arm)."""
     layer = max(fit_f1, key=fit_f1.__getitem__)
-    return {f"state_{k}": float(np.mean(v)) for k, v in per_layer[layer].items()} | {"layer": float(
-        list(fit_f1).index(layer))}
+    return {f"state_{k}": float(np.mean(v)) for k, v in per_layer[layer].items()} | {
+        "layer": float(list(fit_f1).index(layer))
+    }
 
 
 def _detect(d: dict[str, Any], fires: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
@@ -285,7 +316,7 @@ def codebook_arm(s: Settings, seed: int, d: dict[str, Any]) -> Measured:
     m = _detect(d, fires)
     m.update(steering(model, books, best, d["ev"], d["states"], seed))
     m.update({"state_acc": state_accuracy(model, d["ev"]), "final_ft_ce": float(np.mean(losses[-10:]))})
-    tail = losses[-max(2, len(losses) // 10):]
+    tail = losses[-max(2, len(losses) // 10) :]
     m["converged"] = float(plateaued(losses, rel_tol=0.05) or float(np.mean(tail)) < 0.05)
     books.remove()
     return Measured(metrics=m, curves={"ft_ce": losses})
@@ -324,10 +355,12 @@ def posthoc_sae_arm(s: Settings, seed: int, d: dict[str, Any]) -> Measured:
     for p in d["points"]:
         x = run_with_cache(d["model"], d["train"].tokens[:1024], [p])[p].reshape(-1, s.d_model)
         torch.manual_seed(seed)
-        sae = SparseAutoEncoder(SAEConfig(d_in=s.d_model, d_sae=s.n_codes, bottleneck="sae_topk",
-                                          bottleneck_config={"k": 4}, aux_k=32))
-        train_sae(sae, x, SAETrainConfig(steps=max(200, 2 * s.ft_steps), batch_size=256, lr=2e-3, seed=seed,
-                                         log_every=10_000))
+        sae = SparseAutoEncoder(
+            SAEConfig(d_in=s.d_model, d_sae=s.n_codes, bottleneck="sae_topk", bottleneck_config={"k": 4}, aux_k=32)
+        )
+        train_sae(
+            sae, x, SAETrainConfig(steps=max(200, 2 * s.ft_steps), batch_size=256, lr=2e-3, seed=seed, log_every=10_000)
+        )
         with torch.no_grad():
             fires[p] = (sae.encode(d["acts"]["fit"][p]) > 0, sae.encode(d["acts"]["ev"][p]) > 0)
     m = _detect(d, fires)
@@ -350,38 +383,110 @@ def mean_patch_arm(s: Settings, seed: int, d: dict[str, Any]) -> Measured:
 class CodebookFeatures(Recipe):
     slug = "codebook-features"
     paper = Paper("Codebook Features: Sparse and Discrete Interpretability for Neural Networks", "2310.17230")
-    claim = ("Top-k codebooks inserted into a transformer and fine-tuned keep its behaviour while single codes "
-             "detect the hidden states of a finite-state machine far better than the best single neuron, "
-             "and forcing a state's code steers the next-token prediction as if the model were in that state.")
+    claim = (
+        "Top-k codebooks inserted into a transformer and fine-tuned keep its behaviour while single codes "
+        "detect the hidden states of a finite-state machine far better than the best single neuron, "
+        "and forcing a state's code steers the next-token prediction as if the model were in that state."
+    )
     Settings: TypeAlias = Settings
     modes = {
-        "smoke": Settings(seeds=1, n_states=5, n_symbols=3, steps=8, n_train=512, epochs=2, ft_steps=30, n_codes=32,
-                          batch=64, n_fit=128, n_eval=128),
+        "smoke": Settings(
+            seeds=1,
+            n_states=5,
+            n_symbols=3,
+            steps=8,
+            n_train=512,
+            epochs=2,
+            ft_steps=30,
+            n_codes=32,
+            batch=64,
+            n_fit=128,
+            n_eval=128,
+        ),
         "quick": Settings(seeds=3),
         "record": Settings(seeds=5, ft_steps=600),
-        "full": Settings(seeds=8, n_states=64, steps=24, d_model=64, d_mlp=128, n_train=16384, epochs=10,
-                         ft_steps=2000, n_codes=512, batch=256, n_fit=2048, n_eval=2048),
+        "full": Settings(
+            seeds=8,
+            n_states=64,
+            steps=24,
+            d_model=64,
+            d_mlp=128,
+            n_train=16384,
+            epochs=10,
+            ft_steps=2000,
+            n_codes=512,
+            batch=256,
+            n_fit=2048,
+            n_eval=2048,
+        ),
     }
     ours = "codebook"
     gates = (
-        Gate("state detection F1 vs best neuron", "state_f1", "codebook", "neuron", effect=0.05, headline=True,
-             why="the paper's comparison, at each unit's own best operating point (F1) instead of precision at a "
-                 "recall the neuron was given more of; 0.05 F1 ~ one state in twenty"),
-        Gate("state detection F1 vs post-hoc k-means", "state_f1", "codebook", "kmeans", effect=0.05,
-             why="a discretisation of the base model with as many clusters (precision 1.00 at recall 0.30 here)"),
-        Gate("state detection F1 vs post-hoc SAE", "state_f1", "codebook", "posthoc_sae", effect=0.05,
-             why="the post-hoc SAE on the base model that the seed notes require"),
-        Gate("steering vs mean-output patching", "steer_success", "codebook", "mean_patch", kind="non_inferiority",
-             effect=0.05, why="forcing a code should steer at least as well as patching in the state's mean MLP "
-                              "output without codebooks (a stronger control than random codes)"),
-        Gate("keeps behaviour", "state_acc", "codebook", "neuron", kind="non_inferiority", effect=0.05,
-             why="the codebook model's next-state accuracy within 5 points of the base model's"),
+        Gate(
+            "state detection F1 vs best neuron",
+            "state_f1",
+            "codebook",
+            "neuron",
+            effect=0.05,
+            headline=True,
+            why="the paper's comparison, at each unit's own best operating point (F1) instead of precision at a "
+            "recall the neuron was given more of; 0.05 F1 ~ one state in twenty",
+        ),
+        Gate(
+            "state detection F1 vs post-hoc k-means",
+            "state_f1",
+            "codebook",
+            "kmeans",
+            effect=0.05,
+            why="a discretisation of the base model with as many clusters (precision 1.00 at recall 0.30 here)",
+        ),
+        Gate(
+            "state detection F1 vs post-hoc SAE",
+            "state_f1",
+            "codebook",
+            "posthoc_sae",
+            effect=0.05,
+            why="the post-hoc SAE on the base model that the seed notes require",
+        ),
+        Gate(
+            "steering vs mean-output patching",
+            "steer_success",
+            "codebook",
+            "mean_patch",
+            kind="non_inferiority",
+            effect=0.05,
+            why="forcing a code should steer at least as well as patching in the state's mean MLP "
+            "output without codebooks (a stronger control than random codes)",
+        ),
+        Gate(
+            "keeps behaviour",
+            "state_acc",
+            "codebook",
+            "neuron",
+            kind="non_inferiority",
+            effect=0.05,
+            why="the codebook model's next-state accuracy within 5 points of the base model's",
+        ),
     )
     preconditions = (
-        Precondition("the base model learned the FSM", "neuron", "state_acc", ">=", 0.9, over="every",
-                     why="hidden states of a model that does not track them cannot be detected"),
-        Precondition("fine-tuning converged", "codebook", "converged", ">=", 1.0, over="every",
-                     why="plateau of the fine-tuning CE (last tenth vs the tenth before, or CE < 0.05)"),
+        Precondition(
+            "the base model learned the FSM",
+            "neuron",
+            "state_acc",
+            ">=",
+            0.9,
+            over="every",
+            why="hidden states of a model that does not track them cannot be detected",
+        ),
+        Precondition(
+            "fine-tuning converged",
+            "codebook",
+            "converged",
+            ">=",
+            1.0,
+            over="every",
+            why="plateau of the fine-tuning CE (last tenth vs the tenth before, or CE < 0.05)",
+        ),
     )
 
     def data(self, settings: Settings, seed: int) -> dict[str, Any]:
@@ -389,19 +494,31 @@ class CodebookFeatures(Recipe):
         return shared(settings, seed)
 
     def arms(self, settings: Settings):
-        return {"codebook": codebook_arm, "neuron": neuron_arm, "kmeans": kmeans_arm, "posthoc_sae": posthoc_sae_arm,
-                "mean_patch": mean_patch_arm}
+        return {
+            "codebook": codebook_arm,
+            "neuron": neuron_arm,
+            "kmeans": kmeans_arm,
+            "posthoc_sae": posthoc_sae_arm,
+            "mean_patch": mean_patch_arm,
+        }
 
     def describe(self, settings: Settings) -> dict[str, Any]:
-        return {"ft_lr": FT_LR, "recon_coeff": RECON_COEFF, "codebook_points": "all MLP outputs", "reset_every": 50,
-                "selection": "every arm: per state the unit with the best F1 on the fit split, scored on eval; the "
-                             "layer with the best mean fit F1",
-                "deviations": ["codebooks inserted into a trained base model and fine-tuned (the authors train the "
-                               "TokFSM model from scratch with codebooks, no dead-code replacement)",
-                               "no LayerNorm before snapping (the authors' CodebookLayer has one)",
-                               "hidden state read at x_t's position, where it is the next token (the authors spell "
-                               "states as 2-digit strings)",
-                               "MLP codebooks only (k = 1), no attention group codebooks"]}
+        return {
+            "ft_lr": FT_LR,
+            "recon_coeff": RECON_COEFF,
+            "codebook_points": "all MLP outputs",
+            "reset_every": 50,
+            "selection": "every arm: per state the unit with the best F1 on the fit split, scored on eval; the "
+            "layer with the best mean fit F1",
+            "deviations": [
+                "codebooks inserted into a trained base model and fine-tuned (the authors train the "
+                "TokFSM model from scratch with codebooks, no dead-code replacement)",
+                "no LayerNorm before snapping (the authors' CodebookLayer has one)",
+                "hidden state read at x_t's position, where it is the next token (the authors spell "
+                "states as 2-digit strings)",
+                "MLP codebooks only (k = 1), no attention group codebooks",
+            ],
+        }
 
     changes = (
         "Pre-frame design history: a first quick config (10 states, d_mlp 128, 128 codes, steering at one layer) gave "
@@ -427,10 +544,16 @@ class CodebookFeatures(Recipe):
         axes[0].set_ylim(0, 1.05)
         axes[0].legend(fontsize=7)
         axes[0].set_title("hidden-state detection (eval split)", fontsize=9)
-        names = [("codebook", "steer_success", "state code"), ("codebook", "random_code_success", "random code"),
-                 ("mean_patch", "steer_success", "mean-output patch"), ("codebook", "unsteered_share_target", "none")]
+        names = [
+            ("codebook", "steer_success", "state code"),
+            ("codebook", "random_code_success", "random code"),
+            ("mean_patch", "steer_success", "mean-output patch"),
+            ("codebook", "unsteered_share_target", "none"),
+        ]
         vals = [[m.metrics[k] for m in cells[a].values()] for a, k, _ in names]
-        axes[1].bar(range(len(names)), [np.mean(v) for v in vals], color=["tab:red", "tab:gray", "tab:green", "tab:blue"])
+        axes[1].bar(
+            range(len(names)), [np.mean(v) for v in vals], color=["tab:red", "tab:gray", "tab:green", "tab:blue"]
+        )
         axes[1].set_xticks(range(len(names)), [n for _, _, n in names], fontsize=8)
         axes[1].set_ylim(0, 1)
         axes[1].set_title("share of predictions = target state", fontsize=9)

@@ -49,22 +49,46 @@ def mnist_bg(n_pretrain: int, n_val: int, n_test: int) -> tuple[torch.Tensor, ..
 
 
 def _cae(s: Settings, align_weight: float) -> ContextAutoEncoder:
-    return ContextAutoEncoder(CAEConfig(image_size=28, patch=7, dim=s.dim, heads=4, depth=4, regressor_depth=2,
-                                        decoder_depth=2, mask_ratio=0.5, align_weight=align_weight,
-                                        norm_pix_loss=True))
+    return ContextAutoEncoder(
+        CAEConfig(
+            image_size=28,
+            patch=7,
+            dim=s.dim,
+            heads=4,
+            depth=4,
+            regressor_depth=2,
+            decoder_depth=2,
+            mask_ratio=0.5,
+            align_weight=align_weight,
+            norm_pix_loss=True,
+        )
+    )
 
 
 def _mae(s: Settings) -> MaskedAutoEncoder:
-    return MaskedAutoEncoder(MAEConfig(image_size=28, patch=7, dim=s.dim, depth=4, heads=4, decoder_dim=s.dim,
-                                       decoder_depth=2, mask_ratio=0.75, norm_pix_loss=True))
+    return MaskedAutoEncoder(
+        MAEConfig(
+            image_size=28,
+            patch=7,
+            dim=s.dim,
+            depth=4,
+            heads=4,
+            decoder_dim=s.dim,
+            decoder_depth=2,
+            mask_ratio=0.75,
+            norm_pix_loss=True,
+        )
+    )
 
 
 def _probes(model, s: Settings, data, seed: int) -> dict[str, float]:
     xtr, ytr, _, xte, yte = data
     with torch.no_grad():
         ttr, tte = frozen_features(model.encode_tokens, xtr), frozen_features(model.encode_tokens, xte)
-    return {"linear": whitened_linear_probe(ttr.mean(1), ytr, tte.mean(1), yte),
-            "attentive": attentive_probe_accuracy(ttr, ytr, tte, yte, epochs=s.probe_epochs, seed=seed)}
+    return {
+        "linear": whitened_linear_probe(ttr.mean(1), ytr, tte.mean(1), yte),
+        "attentive": attentive_probe_accuracy(ttr, ytr, tte, yte, epochs=s.probe_epochs, seed=seed),
+    }
 
 
 def _align_loss(model: ContextAutoEncoder, x: torch.Tensor) -> float:
@@ -85,16 +109,22 @@ def _pretrained(build, s: Settings, seed: int, data) -> Measured:
     mid = max(1, round(0.8 * s.epochs))
     align0 = _align_loss(model, xva) if isinstance(model, ContextAutoEncoder) else None
     lin = lambda m: whitened_linear_probe(frozen_features(m.encode, xtr), ytr, frozen_features(m.encode, xte), yte)  # noqa: E731
-    trace = pretrain_masked(model, xtr, xva, epochs=s.epochs, seed=seed, batch_size=s.batch_size, lr=s.lr,
-                            probe=lin, probe_epochs=(mid,))
+    trace = pretrain_masked(
+        model, xtr, xva, epochs=s.epochs, seed=seed, batch_size=s.batch_size, lr=s.lr, probe=lin, probe_epochs=(mid,)
+    )
     probes = _probes(model, s, data, seed)
     curve = trace.val_loss
     k = min(len(curve) - 1, mid) - 1  # the epoch 20 % before the end (0-based)
     loss_change = abs(curve[-1] - curve[k]) / abs(curve[k]) if k >= 0 else 1.0
     probe_drift = abs(probes["linear"] - trace.probes.get(mid, np.nan)) if mid < s.epochs else 1.0
-    metrics = {**probes, "loss_change_last20": loss_change, "probe_drift_last20": float(np.nan_to_num(probe_drift, nan=1.0)),
-               "converged": float(loss_change < 0.02 and probe_drift <= 0.005), "train_cpu_s": trace.cpu_s,
-               "params": float(sum(p.numel() for p in model.parameters()))}
+    metrics = {
+        **probes,
+        "loss_change_last20": loss_change,
+        "probe_drift_last20": float(np.nan_to_num(probe_drift, nan=1.0)),
+        "converged": float(loss_change < 0.02 and probe_drift <= 0.005),
+        "train_cpu_s": trace.cpu_s,
+        "params": float(sum(p.numel() for p in model.parameters())),
+    }
     if align0 is not None:
         metrics["align_drop"] = 1.0 - _align_loss(model, xva) / align0
     return Measured(metrics=metrics, curves={"val_pretext": curve})
@@ -129,10 +159,12 @@ def pixels(s: Settings, seed: int, data) -> dict[str, float]:
 class ContextAutoencoder(Recipe):
     slug = "context-autoencoder"
     paper = Paper("Context Autoencoder for Self-Supervised Representation Learning", "2202.03026")
-    claim = ("Regressing masked patches' representations in the encoder's own space (aligned to a no-gradient "
-             "encoder copy, lambda = 2) and decoding only from them gives a better frozen encoder than MAE: "
-             "higher linear-probe accuracy (paper: 70.3 vs 67.8 on ImageNet at 1600 epochs) and attentive-probe "
-             "accuracy (77.2 vs 74.2), and the alignment term is what helps (lambda = 0 ablation).")
+    claim = (
+        "Regressing masked patches' representations in the encoder's own space (aligned to a no-gradient "
+        "encoder copy, lambda = 2) and decoding only from them gives a better frozen encoder than MAE: "
+        "higher linear-probe accuracy (paper: 70.3 vs 67.8 on ImageNet at 1600 epochs) and attentive-probe "
+        "accuracy (77.2 vs 74.2), and the alignment term is what helps (lambda = 0 ablation)."
+    )
     Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, n_pretrain=128, n_val=32, n_test=64, epochs=1, dim=16, probe_epochs=1),
@@ -142,19 +174,49 @@ class ContextAutoencoder(Recipe):
     ours = "cae"
     min_seeds = 3
     gates = (
-        Gate("CAE beats MAE (linear probe)", "linear", "cae", "mae", effect=0.01, headline=True,
-             why="1 pt ≈ 40 % of the paper's linear gap (2.5 pts) and ≈ 1.5 SE of a 2,000-image accuracy (card)"),
-        Gate("alignment helps (lambda 2 vs 0)", "linear", "cae", "cae_lambda0", effect=0.01,
-             why="the ablation that says the latent alignment, not the regressor alone, carries the gain"),
-        Gate("CAE beats MAE (attentive probe)", "attentive", "cae", "mae", effect=0.01,
-             why="the paper's larger gap (3 pts) is on the attentive probe; 1 pt as for the linear one"),
+        Gate(
+            "CAE beats MAE (linear probe)",
+            "linear",
+            "cae",
+            "mae",
+            effect=0.01,
+            headline=True,
+            why="1 pt ≈ 40 % of the paper's linear gap (2.5 pts) and ≈ 1.5 SE of a 2,000-image accuracy (card)",
+        ),
+        Gate(
+            "alignment helps (lambda 2 vs 0)",
+            "linear",
+            "cae",
+            "cae_lambda0",
+            effect=0.01,
+            why="the ablation that says the latent alignment, not the regressor alone, carries the gain",
+        ),
+        Gate(
+            "CAE beats MAE (attentive probe)",
+            "attentive",
+            "cae",
+            "mae",
+            effect=0.01,
+            why="the paper's larger gap (3 pts) is on the attentive probe; 1 pt as for the linear one",
+        ),
     )
     preconditions = (
-        *(Precondition(f"{a} converged", a, "converged", ">=", 1.0, over="every",
-                       why="pretext loss changes < 2 % over the last 20 % of epochs and the linear probe moves "
-                           "<= 0.5 pt (card)") for a in ("cae", "cae_lambda0", "mae")),
-        Precondition("CAE alignment engaged", "cae", "align_drop", ">=", 0.5,
-                     why="L_align falls >= 50 % from its start (card)"),
+        *(
+            Precondition(
+                f"{a} converged",
+                a,
+                "converged",
+                ">=",
+                1.0,
+                over="every",
+                why="pretext loss changes < 2 % over the last 20 % of epochs and the linear probe moves "
+                "<= 0.5 pt (card)",
+            )
+            for a in ("cae", "cae_lambda0", "mae")
+        ),
+        Precondition(
+            "CAE alignment engaged", "cae", "align_drop", ">=", 0.5, why="L_align falls >= 50 % from its start (card)"
+        ),
     )
 
     def data(self, s: Settings, seed: int):
@@ -166,29 +228,44 @@ class ContextAutoencoder(Recipe):
     def checks(self, s: Settings, cells: Mapping[str, Mapping[int, Measured]]) -> list[Check]:
         mean = lambda a, m: float(np.mean([c.value(m) for c in cells[a].values()]))  # noqa: E731
         floor = mean("random_init", "linear")
-        out = [Check(f"{a} beats its random init by 3 pts", mean(a, "linear") - floor >= 0.03,
-                     f"{a} {mean(a, 'linear'):.3f} vs random init {floor:.3f} (linear probe)") for a in ("cae", "mae")]
+        out = [
+            Check(
+                f"{a} beats its random init by 3 pts",
+                mean(a, "linear") - floor >= 0.03,
+                f"{a} {mean(a, 'linear'):.3f} vs random init {floor:.3f} (linear probe)",
+            )
+            for a in ("cae", "mae")
+        ]
         ratio = mean("cae", "train_cpu_s") / mean("mae", "train_cpu_s")
-        out.append(Check("compute reported", True, f"CAE / MAE pretraining CPU time {ratio:.2f} "
-                         "(> 1.3: the card's equal-FLOPs MAE row would be due; not run, see deviations)"))
+        out.append(
+            Check(
+                "compute reported",
+                True,
+                f"CAE / MAE pretraining CPU time {ratio:.2f} "
+                "(> 1.3: the card's equal-FLOPs MAE row would be due; not run, see deviations)",
+            )
+        )
         return out
 
     def describe(self, s: Settings) -> dict[str, Any]:
-        return {"data": f"MNIST-bg: {s.n_pretrain} pretraining (+ {s.n_val} val) digits < 8,000 on train photos; "
-                        f"{s.n_test} test digits >= 8,000 on test photos; probes train on the pretraining labels",
-                "models": f"d {s.dim}, 4 heads, 7x7 patches (16 tokens); encoder 4, CAE regressor 2 + decoder 2, MAE "
-                          "decoder 2; AdamW wd 0.05, cosine, 3 % warmup, grad-clip 3, batch "
-                          f"{s.batch_size}, {s.epochs} epochs",
-                "deviations": [
-                    "normalised-pixel targets instead of DALL-E tokens in every arm (card)",
-                    f"one learning rate ({s.lr}) for every arm instead of the card's 3-value grid (CPU budget)",
-                    f"{s.seeds} seeds (card: 4), {s.n_pretrain} pretraining images (card: 6,000) and {s.epochs} "
-                    "epochs (card: 25) to fit the 10 CPU-min record budget",
-                    "linear probe on PCA-whitened features (same linear function class; lbfgs converges ~15x faster); "
-                    "pixel floor = probe on the top-d whitened principal components of the pixels",
-                    "no equal-FLOPs MAE row: CAE/MAE CPU-time ratio is reported in the checks instead",
-                    "no cls token: probes read mean-pooled tokens (linear) or all tokens (attentive)",
-                    "no drop-path / layer-scale (paper: 0.1 each); tiny models, few epochs"]}
+        return {
+            "data": f"MNIST-bg: {s.n_pretrain} pretraining (+ {s.n_val} val) digits < 8,000 on train photos; "
+            f"{s.n_test} test digits >= 8,000 on test photos; probes train on the pretraining labels",
+            "models": f"d {s.dim}, 4 heads, 7x7 patches (16 tokens); encoder 4, CAE regressor 2 + decoder 2, MAE "
+            "decoder 2; AdamW wd 0.05, cosine, 3 % warmup, grad-clip 3, batch "
+            f"{s.batch_size}, {s.epochs} epochs",
+            "deviations": [
+                "normalised-pixel targets instead of DALL-E tokens in every arm (card)",
+                f"one learning rate ({s.lr}) for every arm instead of the card's 3-value grid (CPU budget)",
+                f"{s.seeds} seeds (card: 4), {s.n_pretrain} pretraining images (card: 6,000) and {s.epochs} "
+                "epochs (card: 25) to fit the 10 CPU-min record budget",
+                "linear probe on PCA-whitened features (same linear function class; lbfgs converges ~15x faster); "
+                "pixel floor = probe on the top-d whitened principal components of the pixels",
+                "no equal-FLOPs MAE row: CAE/MAE CPU-time ratio is reported in the checks instead",
+                "no cls token: probes read mean-pooled tokens (linear) or all tokens (attentive)",
+                "no drop-path / layer-scale (paper: 0.1 each); tiny models, few epochs",
+            ],
+        }
 
     def figures(self, s: Settings, cells, out_dir) -> list[str]:
         from isthmus.viz import pyplot, save_figure

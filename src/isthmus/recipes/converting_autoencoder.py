@@ -76,8 +76,9 @@ class _Converting(nn.Module):
 
     def compute_loss(self, batch: Any) -> ModelOutput:
         x, y = batch
-        target = torch.stack([self.easy[int(c)][torch.randint(len(self.easy[int(c)]), (1,), generator=self.g)][0]
-                              for c in y])
+        target = torch.stack(
+            [self.easy[int(c)][torch.randint(len(self.easy[int(c)]), (1,), generator=self.g)][0] for c in y]
+        )
         mse = F.mse_loss(self.ae(x.flatten(1)).recon, target.flatten(1))
         return ModelOutput(loss=mse, losses={"convert_mse": mse})
 
@@ -125,20 +126,31 @@ def cbnet(s: Settings, seed: int, d) -> Measured:
     imgs_nat, imgs_mix = d["xte"][: s.latency_images], d["xmix"][: s.latency_images]
     t = d["threshold"]
     lat = {}
-    for name, fn, imgs in (("cbnet_nat", run, imgs_nat), ("lenet_nat", d["lenet"], imgs_nat),
-                           ("cbnet_mix", run, imgs_mix), ("branchy_mix", lambda x: branchy.predict(x, t), imgs_mix)):
+    for name, fn, imgs in (
+        ("cbnet_nat", run, imgs_nat),
+        ("lenet_nat", d["lenet"], imgs_nat),
+        ("cbnet_mix", run, imgs_mix),
+        ("branchy_mix", lambda x: branchy.predict(x, t), imgs_mix),
+    ):
         lat[name] = _median_latency(fn, imgs)
-    return Measured(metrics={
-        "acc": acc_nat, "acc_hard_mix": acc_hard, "hard_share": float(d["hard_share"]),
-        "lenet_on_ae_drop": lenet_raw - lenet_on_ae,
-        "log_speedup_vs_lenet": math.log(lat["lenet_nat"] / lat["cbnet_nat"]),
-        "log_speedup_vs_branchynet_hard": math.log(lat["branchy_mix"] / lat["cbnet_mix"]),
-        "latency_us": 1e6 * lat["cbnet_nat"]})
+    return Measured(
+        metrics={
+            "acc": acc_nat,
+            "acc_hard_mix": acc_hard,
+            "hard_share": float(d["hard_share"]),
+            "lenet_on_ae_drop": lenet_raw - lenet_on_ae,
+            "log_speedup_vs_lenet": math.log(lat["lenet_nat"] / lat["cbnet_nat"]),
+            "log_speedup_vs_branchynet_hard": math.log(lat["branchy_mix"] / lat["cbnet_mix"]),
+            "latency_us": 1e6 * lat["cbnet_nat"],
+        }
+    )
 
 
 def lenet(s: Settings, seed: int, d) -> dict[str, float]:
-    return {"acc": _acc(d["lenet"].predict(d["xte"]), d["yte"]), "acc_hard_mix": _acc(d["lenet"].predict(d["xmix"]),
-                                                                                       d["ymix"])}
+    return {
+        "acc": _acc(d["lenet"].predict(d["xte"]), d["yte"]),
+        "acc_hard_mix": _acc(d["lenet"].predict(d["xmix"]), d["ymix"]),
+    }
 
 
 def branchynet(s: Settings, seed: int, d) -> dict[str, float]:
@@ -149,8 +161,9 @@ def branchynet(s: Settings, seed: int, d) -> dict[str, float]:
 def branch_alone(s: Settings, seed: int, d) -> dict[str, float]:
     torch.manual_seed(seed)
     net = EarlyExitNet()
-    head = _fit(Classifier(nn.Sequential(net.backbone.block1, net.branch)), (d["xtr"], d["ytr"]),
-                s.classifier_epochs, seed)
+    head = _fit(
+        Classifier(nn.Sequential(net.backbone.block1, net.branch)), (d["xtr"], d["ytr"]), s.classifier_epochs, seed
+    )
     return {"acc": _acc(head.predict(d["xte"]), d["yte"]), "acc_hard_mix": _acc(head.predict(d["xmix"]), d["ymix"])}
 
 
@@ -161,43 +174,83 @@ def same_size_classifier(s: Settings, seed: int, d) -> dict[str, float]:
     kd = Distilled(mlp, d["lenet"], temperature=4.0, alpha=0.5, student_input=lambda x: x.flatten(1))
     _fit(kd, (d["xtr"], d["ytr"]), s.classifier_epochs, seed)
     with torch.no_grad():
-        return {"acc": _acc(mlp(d["xte"].flatten(1)).argmax(-1), d["yte"]),
-                "acc_hard_mix": _acc(mlp(d["xmix"].flatten(1)).argmax(-1), d["ymix"])}
+        return {
+            "acc": _acc(mlp(d["xte"].flatten(1)).argmax(-1), d["yte"]),
+            "acc_hard_mix": _acc(mlp(d["xmix"].flatten(1)).argmax(-1), d["ymix"]),
+        }
 
 
 @register_recipe
 class ConvertingAutoencoder(Recipe):
     slug = "converting-autoencoder"
-    paper = Paper("A Converting Autoencoder Toward Low-latency and Energy-efficient DNN Inference at the Edge",
-                  "2403.07036")
-    claim = ("A converting autoencoder that turns hard images into easy ones of their class, followed by the first "
-             "exit of a BranchyNet, classifies with at least 1.5x lower latency than BranchyNet (on a hard-heavy mix) "
-             "and than LeNet, at accuracy within 0.5 points of LeNet.")
+    paper = Paper(
+        "A Converting Autoencoder Toward Low-latency and Energy-efficient DNN Inference at the Edge", "2403.07036"
+    )
+    claim = (
+        "A converting autoencoder that turns hard images into easy ones of their class, followed by the first "
+        "exit of a BranchyNet, classifies with at least 1.5x lower latency than BranchyNet (on a hard-heavy mix) "
+        "and than LeNet, at accuracy within 0.5 points of LeNet."
+    )
     Settings: TypeAlias = Settings
     modes = {
-        "smoke": Settings(seeds=1, n_train=512, n_val=256, n_test=256, classifier_epochs=1, ae_epochs=1,
-                          branch_epochs=1, latency_images=20),
-        "quick": Settings(seeds=3, n_train=4000, classifier_epochs=8, ae_epochs=15, branch_epochs=3,
-                          latency_images=200),
+        "smoke": Settings(
+            seeds=1,
+            n_train=512,
+            n_val=256,
+            n_test=256,
+            classifier_epochs=1,
+            ae_epochs=1,
+            branch_epochs=1,
+            latency_images=20,
+        ),
+        "quick": Settings(
+            seeds=3, n_train=4000, classifier_epochs=8, ae_epochs=15, branch_epochs=3, latency_images=200
+        ),
         "record": Settings(seeds=6),
     }
     ours = "cbnet"
     min_seeds = 5
     gates = (
-        Gate("faster than BranchyNet on hard images", "log_speedup_vs_branchynet_hard", "cbnet", LOG15, effect=0.0,
-             headline=True, why="log(1.5): the least speed-up a deployer notices (paper: up to 4.8x)"),
+        Gate(
+            "faster than BranchyNet on hard images",
+            "log_speedup_vs_branchynet_hard",
+            "cbnet",
+            LOG15,
+            effect=0.0,
+            headline=True,
+            why="log(1.5): the least speed-up a deployer notices (paper: up to 4.8x)",
+        ),
         Gate("faster than LeNet", "log_speedup_vs_lenet", "cbnet", LOG15, effect=0.0, why="log(1.5), natural test set"),
-        Gate("as accurate as LeNet", "acc", "cbnet", "lenet", kind="non_inferiority", effect=0.005,
-             why="0.5 pt: about the paired noise at 2,000 test images"),
-        Gate("beats a same-size distilled classifier", "acc", "cbnet", "same_size_classifier", effect=0.005,
-             why="the referee's control: is the AE + branch more than a bigger classifier?"),
+        Gate(
+            "as accurate as LeNet",
+            "acc",
+            "cbnet",
+            "lenet",
+            kind="non_inferiority",
+            effect=0.005,
+            why="0.5 pt: about the paired noise at 2,000 test images",
+        ),
+        Gate(
+            "beats a same-size distilled classifier",
+            "acc",
+            "cbnet",
+            "same_size_classifier",
+            effect=0.005,
+            why="the referee's control: is the AE + branch more than a bigger classifier?",
+        ),
     )
     preconditions = (
         Precondition("LeNet learns", "lenet", "acc", ">=", 0.98),
         Precondition("hard images exist", "cbnet", "hard_share", ">=", 0.03),
         Precondition("hard images are a minority", "cbnet", "hard_share", "<=", 0.40),
-        Precondition("the AE converts, not destroys", "cbnet", "lenet_on_ae_drop", "<=", 0.01,
-                     why="LeNet on AE outputs within 1 pt of LeNet on raw inputs"),
+        Precondition(
+            "the AE converts, not destroys",
+            "cbnet",
+            "lenet_on_ae_drop",
+            "<=",
+            0.01,
+            why="LeNet on AE outputs within 1 pt of LeNet on raw inputs",
+        ),
     )
 
     def data(self, s: Settings, seed: int) -> dict[str, Any]:
@@ -214,20 +267,43 @@ class ConvertingAutoencoder(Recipe):
         rng = np.random.default_rng(seed)
         hard_idx, easy_idx = np.flatnonzero(hard_te.numpy()), np.flatnonzero(~hard_te.numpy())
         k = min(len(hard_idx), len(easy_idx)) if len(hard_idx) else 0
-        mix = np.concatenate([rng.choice(hard_idx, k, replace=False), rng.choice(easy_idx, k, replace=False)]) \
-            if k else np.arange(len(xte))
-        return {"xtr": xtr, "ytr": ytr, "xte": xte, "yte": yte, "xmix": xte[mix], "ymix": yte[mix], "lenet": le,
-                "branchy": branchy, "threshold": t, "easy_tr": easy_tr, "hard_share": float(hard_te.float().mean())}
+        mix = (
+            np.concatenate([rng.choice(hard_idx, k, replace=False), rng.choice(easy_idx, k, replace=False)])
+            if k
+            else np.arange(len(xte))
+        )
+        return {
+            "xtr": xtr,
+            "ytr": ytr,
+            "xte": xte,
+            "yte": yte,
+            "xmix": xte[mix],
+            "ymix": yte[mix],
+            "lenet": le,
+            "branchy": branchy,
+            "threshold": t,
+            "easy_tr": easy_tr,
+            "hard_share": float(hard_te.float().mean()),
+        }
 
     def arms(self, s: Settings):
-        return {"cbnet": cbnet, "lenet": lenet, "branchynet": branchynet, "branch_alone": branch_alone,
-                "same_size_classifier": same_size_classifier}
+        return {
+            "cbnet": cbnet,
+            "lenet": lenet,
+            "branchynet": branchynet,
+            "branch_alone": branch_alone,
+            "same_size_classifier": same_size_classifier,
+        }
 
     def describe(self, s: Settings) -> dict[str, Any]:
-        return {"data": f"MNIST t10k: {s.n_train} train / {s.n_val} val / {s.n_test} test",
-                "latency": "batch 1, one thread, median over test images, arms interleaved in one process",
-                "deviations": ["FMNIST/KMNIST, energy and AdaDeep/SubFlow not run (card)",
-                               "converting target: a random easy training image of the class, redrawn per sample and "
-                               "step (the paper's choice is not public)",
-                               "the referee's same-latency classifier is approximated by the AE's shape (784-256-64-"
-                               "256-10) distilled from LeNet; its latency is not matched within 10 %"]}
+        return {
+            "data": f"MNIST t10k: {s.n_train} train / {s.n_val} val / {s.n_test} test",
+            "latency": "batch 1, one thread, median over test images, arms interleaved in one process",
+            "deviations": [
+                "FMNIST/KMNIST, energy and AdaDeep/SubFlow not run (card)",
+                "converting target: a random easy training image of the class, redrawn per sample and "
+                "step (the paper's choice is not public)",
+                "the referee's same-latency classifier is approximated by the AE's shape (784-256-64-"
+                "256-10) distilled from LeNet; its latency is not matched within 10 %",
+            ],
+        }

@@ -64,7 +64,7 @@ def _mnist(n_train: int, n_test: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
     x = np.asarray(load_mnist(split="test").X, np.float32).reshape(-1, 1, 28, 28)
     perm = np.random.default_rng(0).permutation(len(x))
-    tr, te = perm[:n_train], perm[n_train:n_train + n_test]
+    tr, te = perm[:n_train], perm[n_train : n_train + n_test]
     n_val = n_train // 10
     return x[tr[n_val:]], x[tr[:n_val]], x[te], np.sort(tr)
 
@@ -82,8 +82,10 @@ def _fd_valid(s: Settings) -> dict[str, float]:
     n = min(len(train), len(test))
     blurred = ndimage.gaussian_filter(test, (0, 0, 1, 1)).astype(np.float32)
     noise = np.random.default_rng(0).random(test.shape, dtype=np.float32)
-    return {k: frechet_distance(clf.features(torch.as_tensor(v)), ref)
-            for k, v in (("real", train[:n]), ("blurred", blurred), ("noise", noise))}
+    return {
+        k: frechet_distance(clf.features(torch.as_tensor(v)), ref)
+        for k, v in (("real", train[:n]), ("blurred", blurred), ("noise", noise))
+    }
 
 
 def _plateau_db(curve: list[float]) -> float:
@@ -93,7 +95,7 @@ def _plateau_db(curve: list[float]) -> float:
 
 def _plateau_rel(curve: list[float]) -> float:
     k = max(1, len(curve) // 5)
-    a, b = float(np.mean(curve[-2 * k:-k])), float(np.mean(curve[-k:]))
+    a, b = float(np.mean(curve[-2 * k : -k])), float(np.mean(curve[-k:]))
     return (a - b) / max(abs(b), 1e-12)
 
 
@@ -103,8 +105,17 @@ def _arm(name: str, cost: str | None):
         torch.manual_seed(seed)
         model = INRVAE(CONFIGS[name])
         steps = s.steps if cost is None else max(1, round(s.steps / getattr(s, cost)))
-        st1 = fit_inr_vae(model, train, val[:s.n_val_log], steps, batch_size=s.batch_size, coords=s.coords, lr=s.lr,
-                          kl_max=s.kl_max, seed=seed)
+        st1 = fit_inr_vae(
+            model,
+            train,
+            val[: s.n_val_log],
+            steps,
+            batch_size=s.batch_size,
+            coords=s.coords,
+            lr=s.lr,
+            kl_max=s.kl_max,
+            seed=seed,
+        )
         prior = fit_latent_prior(model, train, s.prior_steps, seed=seed)
         clf = _classifier(s)
         ref = clf.features(torch.as_tensor(test))
@@ -113,29 +124,49 @@ def _arm(name: str, cost: str | None):
             samples = torch.cat([model.decode_image(z) for z in prior.sample(s.n_samples, seed=seed).split(500)])
         fd = frechet_distance(clf.features(samples), ref)
         fd_rec = frechet_distance(clf.features(rec), ref)
-        m = {"log_fd": math.log(fd), "fd": fd, "fd_recon": fd_rec, "fd_recon_minus_samples": fd_rec - fd,
-             "psnr_test": float(psnr(test, rec.numpy()).mean()), "decoder_params": float(model.decoder_parameters()),
-             "stage1_steps": float(steps), "stage1_plateau_db": _plateau_db(st1.val_psnr),
-             "stage2_plateau_rel": _plateau_rel(prior.loss)}
+        m = {
+            "log_fd": math.log(fd),
+            "fd": fd,
+            "fd_recon": fd_rec,
+            "fd_recon_minus_samples": fd_rec - fd,
+            "psnr_test": float(psnr(test, rec.numpy()).mean()),
+            "decoder_params": float(model.decoder_parameters()),
+            "stage1_steps": float(steps),
+            "stage1_plateau_db": _plateau_db(st1.val_psnr),
+            "stage2_plateau_rel": _plateau_rel(prior.loss),
+        }
         if name == "ddmi":
             v = _fd_valid(s)
-            m.update({"fd_valid_real_over_blur": v["real"] / v["blurred"], "fd_valid_blur_minus_noise":
-                      v["blurred"] - v["noise"]})
+            m.update(
+                {
+                    "fd_valid_real_over_blur": v["real"] / v["blurred"],
+                    "fd_valid_blur_minus_noise": v["blurred"] - v["noise"],
+                }
+            )
             if seed == 0:  # arbitrary resolution (card §2, reported): decode at 56x56 vs the 2x-upsampled truth
                 up = torch.nn.functional.interpolate(torch.as_tensor(test[:200]), size=56, mode="bilinear")
-                m["psnr_56px"] = float(psnr(up.numpy(), reconstruct(model, torch.as_tensor(test[:200]), 56).numpy()).mean())
-        return Measured(metrics=m, curves={"val_psnr": st1.val_psnr, "prior_loss": prior.loss[:: max(1, len(prior.loss) // 100)]})
+                m["psnr_56px"] = float(
+                    psnr(up.numpy(), reconstruct(model, torch.as_tensor(test[:200]), 56).numpy()).mean()
+                )
+        return Measured(
+            metrics=m, curves={"val_psnr": st1.val_psnr, "prior_loss": prior.loss[:: max(1, len(prior.loss) // 100)]}
+        )
+
     return arm
 
 
 @register_recipe
 class DDMI(Recipe):
     slug = "ddmi"
-    paper = Paper("DDMI: Domain-Agnostic Latent Diffusion Models for Synthesizing High-Quality Implicit Neural "
-                  "Representations", "2401.12517")
-    claim = ("Generating adaptive, hierarchically decomposed positional embeddings (a D2C-VAE decoding latents into "
-             "multi-scale feature grids read by a shared coarse-to-fine MLP) instead of weights/modulations of a "
-             "fixed-PE network gives higher-quality INR generation (lower FD) at equal capacity.")
+    paper = Paper(
+        "DDMI: Domain-Agnostic Latent Diffusion Models for Synthesizing High-Quality Implicit Neural Representations",
+        "2401.12517",
+    )
+    claim = (
+        "Generating adaptive, hierarchically decomposed positional embeddings (a D2C-VAE decoding latents into "
+        "multi-scale feature grids read by a shared coarse-to-fine MLP) instead of weights/modulations of a "
+        "fixed-PE network gives higher-quality INR generation (lower FD) at equal capacity."
+    )
     Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, n_train=200, n_test=100, steps=4, prior_steps=5, n_samples=100, clf_epochs=1),
@@ -145,32 +176,82 @@ class DDMI(Recipe):
     ours = "ddmi"
     min_seeds = 3
     gates = (
-        Gate("FD ratio modulation / DDMI >= 1.15", "log_fd", "ddmi", "modulation", direction="lower",
-             effect=math.log(1.15), headline=True,
-             why="15 % ~ 3x the expected seed-to-seed FD noise at 2k samples (log ratio ln 1.15)"),
-        Gate("held-out reconstruction PSNR", "psnr_test", "ddmi", "modulation", effect=1.0,
-             why="the mechanism: +1 dB, the usual visible step"),
+        Gate(
+            "FD ratio modulation / DDMI >= 1.15",
+            "log_fd",
+            "ddmi",
+            "modulation",
+            direction="lower",
+            effect=math.log(1.15),
+            headline=True,
+            why="15 % ~ 3x the expected seed-to-seed FD noise at 2k samples (log ratio ln 1.15)",
+        ),
+        Gate(
+            "held-out reconstruction PSNR",
+            "psnr_test",
+            "ddmi",
+            "modulation",
+            effect=1.0,
+            why="the mechanism: +1 dB, the usual visible step",
+        ),
     )
     preconditions = (
-        Precondition("FD-VALID: real near real", "ddmi", "fd_valid_real_over_blur", "<=", 0.2,
-                     why="FD(train real, test) <= 0.2 x FD(blurred test, test): the metric sees blur"),
-        Precondition("FD-VALID: blur below noise", "ddmi", "fd_valid_blur_minus_noise", "<=", 0.0,
-                     why="FD(blurred) < FD(noise)"),
-        *(Precondition(f"{a} stage 1 converged", a, "stage1_plateau_db", "<=", 0.1, over="every",
-                       why="< 0.1 dB validation PSNR gained over the last 20 % of steps")
-          for a in ("ddmi", "modulation", "conv_vae")),
-        *(Precondition(f"{a} stage 2 converged", a, "stage2_plateau_rel", "<=", 0.01, over="every",
-                       why="< 1 % relative flow-matching loss improvement over the last 20 % of steps")
-          for a in ("ddmi", "modulation", "conv_vae")),
-        *(Precondition(f"{a}: decoded test latents beat samples", a, "fd_recon_minus_samples", "<=", 0.0,
-                       over="every", why="stage 2 is what is compared, not a broken decoder")
-          for a in ("ddmi", "modulation", "conv_vae")),
+        Precondition(
+            "FD-VALID: real near real",
+            "ddmi",
+            "fd_valid_real_over_blur",
+            "<=",
+            0.2,
+            why="FD(train real, test) <= 0.2 x FD(blurred test, test): the metric sees blur",
+        ),
+        Precondition(
+            "FD-VALID: blur below noise", "ddmi", "fd_valid_blur_minus_noise", "<=", 0.0, why="FD(blurred) < FD(noise)"
+        ),
+        *(
+            Precondition(
+                f"{a} stage 1 converged",
+                a,
+                "stage1_plateau_db",
+                "<=",
+                0.1,
+                over="every",
+                why="< 0.1 dB validation PSNR gained over the last 20 % of steps",
+            )
+            for a in ("ddmi", "modulation", "conv_vae")
+        ),
+        *(
+            Precondition(
+                f"{a} stage 2 converged",
+                a,
+                "stage2_plateau_rel",
+                "<=",
+                0.01,
+                over="every",
+                why="< 1 % relative flow-matching loss improvement over the last 20 % of steps",
+            )
+            for a in ("ddmi", "modulation", "conv_vae")
+        ),
+        *(
+            Precondition(
+                f"{a}: decoded test latents beat samples",
+                a,
+                "fd_recon_minus_samples",
+                "<=",
+                0.0,
+                over="every",
+                why="stage 2 is what is compared, not a broken decoder",
+            )
+            for a in ("ddmi", "modulation", "conv_vae")
+        ),
     )
     changes = ()
 
     def arms(self, s: Settings):
-        return {"ddmi": _arm("ddmi", None), "modulation": _arm("modulation", "modulation_cost"),
-                "conv_vae": _arm("conv_vae", "conv_cost")}
+        return {
+            "ddmi": _arm("ddmi", None),
+            "modulation": _arm("modulation", "modulation_cost"),
+            "conv_vae": _arm("conv_vae", "conv_cost"),
+        }
 
     def checks(self, s: Settings, cells: Mapping[str, Mapping[int, Measured]]) -> list[Check]:
         p = {a: INRVAE(c).decoder_parameters() for a, c in CONFIGS.items()}
@@ -183,10 +264,10 @@ class DDMI(Recipe):
             "data": f"MNIST t10k 28x28: {s.n_train} train (10 % validation) / {s.n_test} test, one fixed split",
             "decoder_params": p,
             "stage1": f"DDMI {s.steps} steps (others x 1/cost: modulation {s.modulation_cost}, conv {s.conv_cost}), "
-                      f"batch {s.batch_size}, {s.coords} random coordinates per image, AdamW(lr {s.lr}, betas 0.9/0.99, "
-                      f"wd 0.01), summed L1 + KL warmed 1e-4 -> {s.kl_max} over 90 %",
+            f"batch {s.batch_size}, {s.coords} random coordinates per image, AdamW(lr {s.lr}, betas 0.9/0.99, "
+            f"wd 0.01), summed L1 + KL warmed 1e-4 -> {s.kl_max} over 90 %",
             "stage2": f"flow-matching MLP prior (width 256, depth 3) on standardised posterior samples, "
-                      f"{s.prior_steps} steps, 50 Euler steps; {s.n_samples} samples",
+            f"{s.prior_steps} steps, 50 Euler steps; {s.n_samples} samples",
             "fd": f"fixed MLP classifier trained {s.clf_epochs} epochs on the {s.n_train} training images only",
             "deviations": [
                 "64^2-256^2 images of CelebA-HQ/AFHQ etc. -> 28x28 MNIST; grids 7/14/28 (card)",

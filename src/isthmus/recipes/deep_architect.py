@@ -33,14 +33,34 @@ from isthmus.recipes.base import Paper, Recipe, RecipeSettings
 from isthmus.recipes.gates import Gate, Measured, Precondition
 from isthmus.recipes.registry import register_recipe
 from isthmus.search import (
-    SEARCHERS, Choice, Concat, Module, Optional, Or, Repeat, enumerate_paths, key, resolve, run_search,
+    SEARCHERS,
+    Choice,
+    Concat,
+    Module,
+    Optional,
+    Or,
+    Repeat,
+    enumerate_paths,
+    key,
+    resolve,
+    run_search,
 )
 
-LAYER = Concat([Module("affine", {"width": Choice("width", [16, 32, 64])}),
-                Optional("batchnorm", Module("batchnorm", {})),
-                Or("activation", Module("relu", {}), Module("tanh", {}), Module("elu", {}))])
-SPACE = Module("mlp", {"body": Repeat("depth", LAYER, (1, 2, 3), tied=(3,)), "out": Module("affine", {"width": 10}),
-                       "optimizer": Module("adam", {"lr": Choice("lr", [1e-3, 3e-3, 1e-2])})})
+LAYER = Concat(
+    [
+        Module("affine", {"width": Choice("width", [16, 32, 64])}),
+        Optional("batchnorm", Module("batchnorm", {})),
+        Or("activation", Module("relu", {}), Module("tanh", {}), Module("elu", {})),
+    ]
+)
+SPACE = Module(
+    "mlp",
+    {
+        "body": Repeat("depth", LAYER, (1, 2, 3), tied=(3,)),
+        "out": Module("affine", {"width": 10}),
+        "optimizer": Module("adam", {"lr": Choice("lr", [1e-3, 3e-3, 1e-2])}),
+    },
+)
 N_CONFIGS = 1080
 TRAIN: dict[str, Any] = {"epochs": 10, "batch": 64, "seeds": (0, 1), "split": (0.6, 0.2, 0.2), "split_seed": 0}
 TABLE = Path(__file__).resolve().parents[3] / "benchmarks" / "deep_architect_table.json"
@@ -56,8 +76,14 @@ def digits_split() -> dict[str, torch.Tensor]:
     perm = np.random.default_rng(TRAIN["split_seed"]).permutation(len(x))
     a, b = int(TRAIN["split"][0] * len(x)), int((TRAIN["split"][0] + TRAIN["split"][1]) * len(x))
     xt, yt = torch.as_tensor(x / 16.0, dtype=torch.float32), torch.as_tensor(y)
-    return {"xtr": xt[perm[:a]], "ytr": yt[perm[:a]], "xva": xt[perm[a:b]], "yva": yt[perm[a:b]],
-            "xte": xt[perm[b:]], "yte": yt[perm[b:]]}
+    return {
+        "xtr": xt[perm[:a]],
+        "ytr": yt[perm[:a]],
+        "xva": xt[perm[a:b]],
+        "yva": yt[perm[a:b]],
+        "xte": xt[perm[b:]],
+        "yte": yt[perm[b:]],
+    }
 
 
 _ACT = {"relu": torch.relu, "tanh": torch.tanh, "elu": F.elu}
@@ -68,8 +94,9 @@ class StackedMLP:
     flags and activations per layer, init seed, data order and learning rate: the table's 1,080 configs
     × 2 seeds become 15 batched trainings (one per width pattern) instead of 2,160 small ones."""
 
-    def __init__(self, bodies: list[list], in_dim: int, out_dim: int, seeds: Sequence[int],
-                 lrs: Sequence[float]) -> None:
+    def __init__(
+        self, bodies: list[list], in_dim: int, out_dim: int, seeds: Sequence[int], lrs: Sequence[float]
+    ) -> None:
         if not len(bodies) == len(seeds) == len(lrs):
             raise ValueError(f"need one body, seed and lr per model, got {len(bodies)}, {len(seeds)}, {len(lrs)}")
         widths = {tuple(blk[0]["width"] for blk in body) for body in bodies}
@@ -89,8 +116,9 @@ class StackedMLP:
             self.params += [w, b]
             if i < len(dims) - 2:
                 layer["bn"] = torch.tensor([body[i][1] is not None for body in bodies]).view(-1, 1, 1)
-                layer["act"] = {a: torch.tensor([body[i][2]["type"] == a for body in bodies]).view(-1, 1, 1)
-                                for a in _ACT}
+                layer["act"] = {
+                    a: torch.tensor([body[i][2]["type"] == a for body in bodies]).view(-1, 1, 1) for a in _ACT
+                }
                 layer["gamma"] = torch.ones(self.K, 1, dout, requires_grad=True)
                 layer["beta"] = torch.zeros(self.K, 1, dout, requires_grad=True)
                 layer["mean"], layer["var"] = torch.zeros(self.K, 1, dout), torch.ones(self.K, 1, dout)
@@ -116,8 +144,9 @@ class StackedMLP:
                 mu, var = layer["mean"], layer["var"]
             normed = (h - mu) / torch.sqrt(var + 1e-5) * layer["gamma"] + layer["beta"]
             h = torch.where(layer["bn"], normed, h)  # unused BatchNorm parameters get exactly zero gradient
-            h = cast(torch.Tensor, sum(torch.where(mask, fn(h), 0.0)
-                                       for a, mask in layer["act"].items() for fn in [_ACT[a]]))
+            h = cast(
+                torch.Tensor, sum(torch.where(mask, fn(h), 0.0) for a, mask in layer["act"].items() for fn in [_ACT[a]])
+            )
         return h
 
     def step(self, loss: torch.Tensor) -> None:
@@ -127,7 +156,7 @@ class StackedMLP:
             p.grad = None
         loss.backward()
         self.t += 1
-        c1, c2 = 1 - 0.9 ** self.t, 1 - 0.999 ** self.t
+        c1, c2 = 1 - 0.9**self.t, 1 - 0.999**self.t
         with torch.no_grad():
             for p, m, v in zip(self.params, self.m, self.v):
                 assert p.grad is not None  # set by loss.backward() for every parameter
@@ -140,8 +169,13 @@ class StackedMLP:
         return (self.forward(x.expand(self.K, -1, -1), train=False).argmax(-1) == y).float().mean(1)
 
 
-def train_configs(bodies: list[list], lrs: Sequence[float], seeds: Sequence[int], epochs: int = TRAIN["epochs"],
-                  batch: int = TRAIN["batch"]) -> tuple[np.ndarray, np.ndarray]:
+def train_configs(
+    bodies: list[list],
+    lrs: Sequence[float],
+    seeds: Sequence[int],
+    epochs: int = TRAIN["epochs"],
+    batch: int = TRAIN["batch"],
+) -> tuple[np.ndarray, np.ndarray]:
     """(best val accuracy, test accuracy at that epoch) for each (body, lr, seed) model; same widths."""
     d = digits_split()
     net = StackedMLP(bodies, d["xtr"].shape[1], 10, seeds, lrs)
@@ -154,7 +188,7 @@ def train_configs(bodies: list[list], lrs: Sequence[float], seeds: Sequence[int]
         orders = torch.stack([torch.randperm(n, generator=g) for g in gens.values()])
         order = orders[rows]  # (K, n)
         for i in range(0, n, batch):
-            idx = order[:, i:i + batch]
+            idx = order[:, i : i + batch]
             logits = net.forward(d["xtr"][idx], train=True)
             loss = F.cross_entropy(logits.reshape(-1, 10), d["ytr"][idx].reshape(-1), reduction="none")
             net.step(loss.view(net.K, -1).mean(1).sum())
@@ -206,12 +240,16 @@ class Table:
 def load_table(path: str = str(TABLE)) -> Table:
     p = Path(path)
     if not p.exists():
-        raise FileNotFoundError(f"{p} is missing: generate it once with "
-                                "`PYTHONPATH=src python benchmarks/deep_architect_table.py` (about 5 cpu-min)")
+        raise FileNotFoundError(
+            f"{p} is missing: generate it once with "
+            "`PYTHONPATH=src python benchmarks/deep_architect_table.py` (about 5 cpu-min)"
+        )
     raw = json.loads(p.read_text())
     if raw["config"].get("space_hash") != space_hash() or len(raw["entries"]) != N_CONFIGS:
-        raise ValueError(f"{p} was made for another search space or is incomplete "
-                         f"({len(raw['entries'])} of {N_CONFIGS} configs); regenerate it")
+        raise ValueError(
+            f"{p} was made for another search space or is incomplete "
+            f"({len(raw['entries'])} of {N_CONFIGS} configs); regenerate it"
+        )
     return Table(raw)
 
 
@@ -225,13 +263,17 @@ def control_values() -> dict[tuple[int, ...], float]:
     scaled so the space's mean is 0 and its best 1. A searcher that learns anything proposes better
     models on it, on average over its evaluations, than random search does."""
     rng = np.random.default_rng(12345)
-    w_width, w_bn, w_act, w_lr = (dict(zip(opts, rng.normal(size=len(opts)))) for opts in
-                                  ((16, 32, 64), (False, True), ("relu", "tanh", "elu"), (1e-3, 3e-3, 1e-2)))
+    w_width, w_bn, w_act, w_lr = (
+        dict(zip(opts, rng.normal(size=len(opts))))
+        for opts in ((16, 32, 64), (False, True), ("relu", "tanh", "elu"), (1e-3, 3e-3, 1e-2))
+    )
     raw = {}
     for p in enumerate_paths(SPACE):
         arch = resolve(SPACE, p)
-        raw[p] = sum(w_width[b[0]["width"]] + w_bn[b[1] is not None] + w_act[b[2]["type"]] for b in arch["body"]) \
+        raw[p] = (
+            sum(w_width[b[0]["width"]] + w_bn[b[1] is not None] + w_act[b[2]["type"]] for b in arch["body"])
             + w_lr[arch["optimizer"]["lr"]]
+        )
     v = np.asarray(list(raw.values()))
     return {p: float((x - v.mean()) / (v.max() - v.mean())) for p, x in raw.items()}
 
@@ -248,10 +290,10 @@ def control_mean(name: str, seed: int, reps: int, budget: int = CONTROL_BUDGET) 
 
 @dataclass
 class Settings(RecipeSettings):
-    reps: int = 100          # search repetitions per frame seed (all searchers share the repetition seeds)
-    budget: int = 64         # evaluations per search (random_2x gets twice as many)
-    control_reps: int = 50   # positive-control repetitions per seed and searcher, at 16 evaluations
-    spot_check: int = 8      # configs retrained per seed with a fresh training seed
+    reps: int = 100  # search repetitions per frame seed (all searchers share the repetition seeds)
+    budget: int = 64  # evaluations per search (random_2x gets twice as many)
+    control_reps: int = 50  # positive-control repetitions per seed and searcher, at 16 evaluations
+    spot_check: int = 8  # configs retrained per seed with a fresh training seed
 
 
 def _search_arm(name: str, mult: int = 1):
@@ -273,17 +315,24 @@ def _search_arm(name: str, mult: int = 1):
                 at[b].append(inc[b - 1])
             val_at16.append(max(trace.scores[: min(16, s.budget) * mult]))
         best = float(table.test_mean.max())
-        m = Measured(metrics={**{f"test@{b}": float(np.mean(v)) for b, v in at.items()},
-                              **{f"regret@{b}": best - float(np.mean(v)) for b, v in at.items()},
-                              "val@16": float(np.mean(val_at16)), "reps": float(s.reps)},
-                     items={f"test@{b}": v for b, v in at.items()},
-                     curves={"incumbent_test": curves.mean(0).tolist()})
+        m = Measured(
+            metrics={
+                **{f"test@{b}": float(np.mean(v)) for b, v in at.items()},
+                **{f"regret@{b}": best - float(np.mean(v)) for b, v in at.items()},
+                "val@16": float(np.mean(val_at16)),
+                "reps": float(s.reps),
+            },
+            items={f"test@{b}": v for b, v in at.items()},
+            curves={"incumbent_test": curves.mean(0).tolist()},
+        )
         if name in ("mcts", "smbo") and mult == 1:
-            m.metrics["control_gain"] = float(np.mean(control_mean(name, seed, s.control_reps))
-                                              - np.mean(d["control_random"]))
+            m.metrics["control_gain"] = float(
+                np.mean(control_mean(name, seed, s.control_reps)) - np.mean(d["control_random"])
+            )
         if name == "random" and mult == 1:
             m.metrics.update(table_spread=table.spread, sigma_retrain=table.sigma_retrain)
         return m
+
     return arm
 
 
@@ -309,9 +358,11 @@ DELTA = max(0.002, SIGMA_RETRAIN)
 class DeepArchitect(Recipe):
     slug = "deep-architect"
     paper = Paper("DeepArchitect: Automatically Designing and Training Deep Architectures", "1704.08792")
-    claim = ("In a modular, tree-structured search-space language, model-based searchers (SMBO with a ridge surrogate "
-             "on module n-grams; MCTS with UCT) find better models than random search for the same number of "
-             "evaluated models (here: a tabulated 1,080-config MLP space on digits, 16 and 64 evaluations).")
+    claim = (
+        "In a modular, tree-structured search-space language, model-based searchers (SMBO with a ridge surrogate "
+        "on module n-grams; MCTS with UCT) find better models than random search for the same number of "
+        "evaluated models (here: a tabulated 1,080-config MLP space on digits, 16 and 64 evaluations)."
+    )
     Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, reps=2, control_reps=2, spot_check=1),
@@ -320,31 +371,82 @@ class DeepArchitect(Recipe):
     }
     ours = "smbo"
     gates = (
-        Gate("SMBO beats random search at 16 evaluations", "test@16", "smbo", "random", effect=DELTA, headline=True,
-             method="bootstrap", why="card H; delta = max(0.2 pt, retraining noise): a smaller gain is invisible"),
-        Gate("MCTS beats random search at 16 evaluations", "test@16", "mcts", "random", effect=DELTA,
-             method="bootstrap", why="card G2, same delta"),
-        Gate("SMBO's advantage persists at 64 evaluations", "test@64", "smbo", "random", effect=DELTA,
-             method="bootstrap", why="card G3, same delta"),
+        Gate(
+            "SMBO beats random search at 16 evaluations",
+            "test@16",
+            "smbo",
+            "random",
+            effect=DELTA,
+            headline=True,
+            method="bootstrap",
+            why="card H; delta = max(0.2 pt, retraining noise): a smaller gain is invisible",
+        ),
+        Gate(
+            "MCTS beats random search at 16 evaluations",
+            "test@16",
+            "mcts",
+            "random",
+            effect=DELTA,
+            method="bootstrap",
+            why="card G2, same delta",
+        ),
+        Gate(
+            "SMBO's advantage persists at 64 evaluations",
+            "test@64",
+            "smbo",
+            "random",
+            effect=DELTA,
+            method="bootstrap",
+            why="card G3, same delta",
+        ),
     )
     preconditions = (
-        Precondition("the space has spread", "random", "table_spread", ">=", 0.03,
-                     why="card: top-1 % configs beat the median by >= 3 pts, else search cannot matter"),
-        Precondition("the table is reproducible", "table_check", "repro_fraction", ">=", 0.9,
-                     why="retrained configs (fresh seed) within 3 sigma_retrain of the stored val accuracy"),
-        Precondition("positive control: SMBO learns an additive objective", "smbo", "control_gain", ">=", 0.02,
-                     why="mean score of its 64 evaluated models above random's; else the searcher is broken"),
-        Precondition("positive control: MCTS learns an additive objective", "mcts", "control_gain", ">=", 0.02,
-                     why="mean score of its 64 evaluated models above random's; else the searcher is broken"),
+        Precondition(
+            "the space has spread",
+            "random",
+            "table_spread",
+            ">=",
+            0.03,
+            why="card: top-1 % configs beat the median by >= 3 pts, else search cannot matter",
+        ),
+        Precondition(
+            "the table is reproducible",
+            "table_check",
+            "repro_fraction",
+            ">=",
+            0.9,
+            why="retrained configs (fresh seed) within 3 sigma_retrain of the stored val accuracy",
+        ),
+        Precondition(
+            "positive control: SMBO learns an additive objective",
+            "smbo",
+            "control_gain",
+            ">=",
+            0.02,
+            why="mean score of its 64 evaluated models above random's; else the searcher is broken",
+        ),
+        Precondition(
+            "positive control: MCTS learns an additive objective",
+            "mcts",
+            "control_gain",
+            ">=",
+            0.02,
+            why="mean score of its 64 evaluated models above random's; else the searcher is broken",
+        ),
     )
 
     def data(self, s: Settings, seed: int) -> dict[str, Any]:
         return {"table": load_table(), "control_random": control_mean("random", seed, s.control_reps)}
 
     def arms(self, s: Settings):
-        return {"smbo": _search_arm("smbo"), "mcts": _search_arm("mcts"), "random": _search_arm("random"),
-                "evolution": _search_arm("evolution"), "random_2x": _search_arm("random", 2),
-                "table_check": table_check}
+        return {
+            "smbo": _search_arm("smbo"),
+            "mcts": _search_arm("mcts"),
+            "random": _search_arm("random"),
+            "evolution": _search_arm("evolution"),
+            "random_2x": _search_arm("random", 2),
+            "table_check": table_check,
+        }
 
     def checks(self, s: Settings, cells) -> list:
         from isthmus.recipes.gates import Check
@@ -375,11 +477,11 @@ class DeepArchitect(Recipe):
         t = load_table()
         return {
             "space": "Repeat(n in {1,2,3}; tied for 3) of [Affine(w in {16,32,64}) -> Optional(BatchNorm) -> "
-                     "Or(ReLU, Tanh, ELU)] -> Affine(10), Adam lr in {1e-3, 3e-3, 1e-2}: 1,080 configs",
+            "Or(ReLU, Tanh, ELU)] -> Affine(10), Adam lr in {1e-3, 3e-3, 1e-2}: 1,080 configs",
             "table": f"{TABLE.name}: {t.config}; sigma_retrain {t.sigma_retrain:.4g}, spread {t.spread:.4g}, "
-                     f"best test {t.test_mean.max():.4f}, median {np.median(t.test_mean):.4f}",
+            f"best test {t.test_mean.max():.4f}, median {np.median(t.test_mean):.4f}",
             "repetitions": f"{s.reps} per frame seed, budget {s.budget}; repetition r seeds every searcher and the "
-                           "query noise",
+            "query noise",
             "deviations": [
                 "tabular benchmark (card): each config trained once per seed up front; cost changes, not the search",
                 "10 epochs per training instead of the card's 20 (best-val checkpoint kept), and widths {16, 32, 64} "

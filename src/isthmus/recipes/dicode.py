@@ -89,8 +89,9 @@ class ClipDecoder(nn.Module):
         d, c = CLIP * SIDE * SIDE, 2 * QUERIES * TOKEN_DIM
         self.dec: FlowMatchingPrior | nn.Sequential
         if kind == "diffusion":
-            self.dec = FlowMatchingPrior(FlowMatchingConfig(dim=d, width=s.width, depth=s.depth, cond_dim=c,
-                                                            steps=s.sample_steps))
+            self.dec = FlowMatchingPrior(
+                FlowMatchingConfig(dim=d, width=s.width, depth=s.depth, cond_dim=c, steps=s.sample_steps)
+            )
         else:
             layers: list[nn.Module] = [nn.Linear(c, s.width), nn.GELU()]
             for _ in range(s.depth):
@@ -113,17 +114,25 @@ class ClipDecoder(nn.Module):
     @torch.no_grad()
     def decode(self, clip: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         cond = self.condition(clip)
-        out = cast(FlowMatchingPrior, self.dec).sample(len(clip), generator, cond=cond) if self.kind == "diffusion" else self.dec(cond)
+        out = (
+            cast(FlowMatchingPrior, self.dec).sample(len(clip), generator, cond=cond)
+            if self.kind == "diffusion"
+            else self.dec(cond)
+        )
         return ((out.reshape(clip.shape) + 1) / 2).clamp(0, 1)
 
 
-def validity(video: torch.Tensor | np.ndarray, counts: np.ndarray, sprite: int = 3, frames: slice = slice(1, -1)
-             ) -> float:
+def validity(
+    video: torch.Tensor | np.ndarray, counts: np.ndarray, sprite: int = 3, frames: slice = slice(1, -1)
+) -> float:
     """Share of frames (the middle ones by default) with the true number of blobs, each of the true area ±25 %."""
     v = np.asarray(video)[:, frames]
     area = sprite * sprite
-    ok = [len(b) == c and all(0.75 * area <= a <= 1.25 * area for a, _ in b)
-          for clip, c in zip(v, counts) for b in (blobs(f) for f in clip)]
+    ok = [
+        len(b) == c and all(0.75 * area <= a <= 1.25 * area for a, _ in b)
+        for clip, c in zip(v, counts)
+        for b in (blobs(f) for f in clip)
+    ]
     return float(np.mean(ok))
 
 
@@ -134,29 +143,45 @@ def _arm(kind: str):
         torch.manual_seed(seed)
         model = ClipDecoder(kind, s)
         n_val = len(x) // 10
-        cfg = TrainerConfig(epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, schedule="cosine",
-                            warmup_steps=math.ceil(len(x) / s.batch_size), seed=seed, progress=False, device="cpu")
+        cfg = TrainerConfig(
+            epochs=s.epochs,
+            batch_size=s.batch_size,
+            lr=s.lr,
+            schedule="cosine",
+            warmup_steps=math.ceil(len(x) / s.batch_size),
+            seed=seed,
+            progress=False,
+            device="cpu",
+        )
         res = Trainer(model, cfg).fit(x[n_val:], val=x[:n_val])
         curve = [h["val_loss"] for h in res.history]
         model.eval()
         out = model.decode(xt, torch.Generator().manual_seed(seed))
         mid = slice(1, -1)
         mse = float((out[:, mid] - xt[:, mid]).pow(2).mean())
-        m = {"validity": validity(out, ct), "psnr_middle": 10 * math.log10(1 / max(mse, 1e-10)),
-             "converged": float(plateaued(curve))}
+        m = {
+            "validity": validity(out, ct),
+            "psnr_middle": 10 * math.log10(1 / max(mse, 1e-10)),
+            "converged": float(plateaued(curve)),
+        }
         info = {"example": out[:4, :, 0].tolist()} if seed == 0 else {}
         return Measured(metrics=m, curves={"val_loss": curve}, info=info)
+
     return fn
 
 
 @register_recipe
 class DiCoDe(Recipe):
     slug = "dicode"
-    paper = Paper("DiCoDe: Diffusion-Compressed Deep Tokens for Autoregressive Video Generation with Language Models",
-                  "2412.04446")
-    claim = ("Mechanism only: a diffusion decoder conditioned on a few continuous deep tokens of a clip's head and rear "
-             "keyframes generates valid middle frames where a deterministic decoder from the same tokens blurs them "
-             "(no FVD, compression-ratio or scale claim is tested).")
+    paper = Paper(
+        "DiCoDe: Diffusion-Compressed Deep Tokens for Autoregressive Video Generation with Language Models",
+        "2412.04446",
+    )
+    claim = (
+        "Mechanism only: a diffusion decoder conditioned on a few continuous deep tokens of a clip's head and rear "
+        "keyframes generates valid middle frames where a deterministic decoder from the same tokens blurs them "
+        "(no FVD, compression-ratio or scale claim is tested)."
+    )
     Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, n_train=40, n_test=10, width=32, depth=1, epochs=1, sample_steps=3),
@@ -165,15 +190,35 @@ class DiCoDe(Recipe):
     }
     ours = "diffusion"
     gates = (
-        Gate("diffusion decoder keeps middle frames valid (+20 pts)", "validity", "diffusion", "deterministic",
-             effect=0.20, headline=True,
-             why="a deterministic decoder averages the possible middle frames into blur; 20 pts is plainly visible"),
+        Gate(
+            "diffusion decoder keeps middle frames valid (+20 pts)",
+            "validity",
+            "diffusion",
+            "deterministic",
+            effect=0.20,
+            headline=True,
+            why="a deterministic decoder averages the possible middle frames into blur; 20 pts is plainly visible",
+        ),
     )
     preconditions = (
-        Precondition("diffusion decoder trained to its plateau", "diffusion", "converged", ">=", 1.0, over="every",
-                     why="validation loss flat over the last tenth of epochs (plateaued())"),
-        Precondition("deterministic decoder trained to its plateau", "deterministic", "converged", ">=", 1.0,
-                     over="every", why="the baseline gets the same chance"),
+        Precondition(
+            "diffusion decoder trained to its plateau",
+            "diffusion",
+            "converged",
+            ">=",
+            1.0,
+            over="every",
+            why="validation loss flat over the last tenth of epochs (plateaued())",
+        ),
+        Precondition(
+            "deterministic decoder trained to its plateau",
+            "deterministic",
+            "converged",
+            ">=",
+            1.0,
+            over="every",
+            why="the baseline gets the same chance",
+        ),
     )
 
     def arms(self, s: Settings):
@@ -189,26 +234,34 @@ class DiCoDe(Recipe):
         p = pos[:, :, 0]
         spread = float(np.std(p[:, CLIP // 2] - (p[:, 0] + p[:, -1]) / 2))
         return [
-            Check("validity metric: real >= 95 %, blurred <= 50 %", real >= 0.95 and blurred <= 0.5,
-                  f"real {real:.3f}, blurred (σ = 1) {blurred:.3f}, clips with shuffled counts {shuffled_v:.3f}"),
-            Check("middle frames under-determined (>= 1 px)", spread >= 1.0,
-                  f"std of the middle-frame position about the head-rear midpoint: {spread:.2f} px"),
+            Check(
+                "validity metric: real >= 95 %, blurred <= 50 %",
+                real >= 0.95 and blurred <= 0.5,
+                f"real {real:.3f}, blurred (σ = 1) {blurred:.3f}, clips with shuffled counts {shuffled_v:.3f}",
+            ),
+            Check(
+                "middle frames under-determined (>= 1 px)",
+                spread >= 1.0,
+                f"std of the middle-frame position about the head-rear midpoint: {spread:.2f} px",
+            ),
         ]
 
     def describe(self, s: Settings) -> dict[str, Any]:
-        return {"data": f"moving_sprites 16x16, sequences of {CLIPS} clips x {CLIP} frames sharing keyframes; "
-                        f"{s.n_train} train sequences (seed 1; a tenth for validation), {s.n_test} test (seed 2)",
-                "tokens": f"{QUERIES} deep tokens x {TOKEN_DIM} per keyframe (Perceiver resampler over 4x4 patches), "
-                          "head + rear = 128 numbers per 2,048-pixel clip, trained jointly with each decoder",
-                "decoders": f"MLP width {s.width}, depth {s.depth}; diffusion: flow matching (v target), Euler "
-                            f"{s.sample_steps} steps; deterministic: tanh output, MSE; Adam lr {s.lr}, cosine, "
-                            f"{s.epochs} epochs, batch {s.batch_size}",
-                "deviations": [
-                    "mechanism only (card): no DynamiCrafter/OpenCLIP, no FVD, no LM scale",
-                    "flow-matching Euler sampler instead of DDIM 50 with v-prediction; no CFG / image dropout",
-                    "the whole clip is conditioned on head + rear tokens (the code splits halves per frame)",
-                    "G2 (clip-classifier FD) and G3 (GMM vs MSE AR head over deep tokens) not run this session; "
-                    "the GMM head exists (isthmus.nn.mixture_head)",
-                    "under-determination measured as the spread about the head-rear midpoint, not by simulation "
-                    "of the conditional",
-                ]}
+        return {
+            "data": f"moving_sprites 16x16, sequences of {CLIPS} clips x {CLIP} frames sharing keyframes; "
+            f"{s.n_train} train sequences (seed 1; a tenth for validation), {s.n_test} test (seed 2)",
+            "tokens": f"{QUERIES} deep tokens x {TOKEN_DIM} per keyframe (Perceiver resampler over 4x4 patches), "
+            "head + rear = 128 numbers per 2,048-pixel clip, trained jointly with each decoder",
+            "decoders": f"MLP width {s.width}, depth {s.depth}; diffusion: flow matching (v target), Euler "
+            f"{s.sample_steps} steps; deterministic: tanh output, MSE; Adam lr {s.lr}, cosine, "
+            f"{s.epochs} epochs, batch {s.batch_size}",
+            "deviations": [
+                "mechanism only (card): no DynamiCrafter/OpenCLIP, no FVD, no LM scale",
+                "flow-matching Euler sampler instead of DDIM 50 with v-prediction; no CFG / image dropout",
+                "the whole clip is conditioned on head + rear tokens (the code splits halves per frame)",
+                "G2 (clip-classifier FD) and G3 (GMM vs MSE AR head over deep tokens) not run this session; "
+                "the GMM head exists (isthmus.nn.mixture_head)",
+                "under-determination measured as the spread about the head-rear midpoint, not by simulation "
+                "of the conditional",
+            ],
+        }

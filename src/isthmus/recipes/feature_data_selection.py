@@ -77,15 +77,21 @@ def make_pool(cfg: Any, seed: int) -> dict[str, Any]:
 
     pool = np.concatenate([sample(task, cfg.per_task) for task in range(n_tasks)])
     labels = np.repeat(np.arange(n_tasks), cfg.per_task)
-    return {"pool": torch.from_numpy(pool), "labels": labels, "target": torch.from_numpy(sample(0, cfg.n_target)),
-            "vocab": vocab, "n_tasks": n_tasks}
+    return {
+        "pool": torch.from_numpy(pool),
+        "labels": labels,
+        "target": torch.from_numpy(sample(0, cfg.n_target)),
+        "vocab": vocab,
+        "n_tasks": n_tasks,
+    }
 
 
 def train_lm(tokens: torch.Tensor, vocab_size: int, cfg: Any, seed: int) -> tuple[ToyTransformer, list[float]]:
     """The selection model: a 1-layer ToyTransformer trained by next-token prediction on the pool."""
     torch.manual_seed(seed)
-    model = ToyTransformer(ToyConfig(vocab_size=vocab_size, n_ctx=cfg.length, n_layers=1, d_model=cfg.d_model,
-                                     n_heads=4, seed=seed))
+    model = ToyTransformer(
+        ToyConfig(vocab_size=vocab_size, n_ctx=cfg.length, n_layers=1, d_model=cfg.d_model, n_heads=4, seed=seed)
+    )
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     g = torch.Generator().manual_seed(seed)
     model.train()
@@ -103,8 +109,7 @@ def train_lm(tokens: torch.Tensor, vocab_size: int, cfg: Any, seed: int) -> tupl
 @torch.no_grad()
 def token_acts(model: ToyTransformer, tokens: torch.Tensor) -> torch.Tensor:
     """(N, T, d) residual activations at :data:`POINT`."""
-    return torch.cat([run_with_cache(model, tokens[i:i + 256], [POINT])[POINT] for i in range(0, len(tokens), 256)])
-
+    return torch.cat([run_with_cache(model, tokens[i : i + 256], [POINT])[POINT] for i in range(0, len(tokens), 256)])
 
 
 @dataclass
@@ -132,17 +137,34 @@ def shared(s: Settings, seed: int) -> dict[str, Any]:
     model, lm_losses = train_lm(pool, len(data["vocab"]), s, seed)
     a_pool, a_tgt = token_acts(model, pool), token_acts(model, target)
     n, t, d = a_pool.shape
-    sae = SparseAutoEncoder(SAEConfig(d_in=d, d_sae=d * s.expansion, bottleneck="sae_topk",
-                                      bottleneck_config={"k": s.k, "dead_steps": 50}, aux_k=d))
-    hist = train_sae(sae, torch.cat([a_pool, a_tgt]).reshape(-1, d), SAETrainConfig(
-        steps=s.sae_steps, batch_size=512, lr=2e-3, seed=seed, log_every=max(1, s.sae_steps // 40)))
+    sae = SparseAutoEncoder(
+        SAEConfig(
+            d_in=d,
+            d_sae=d * s.expansion,
+            bottleneck="sae_topk",
+            bottleneck_config={"k": s.k, "dead_steps": 50},
+            aux_k=d,
+        )
+    )
+    hist = train_sae(
+        sae,
+        torch.cat([a_pool, a_tgt]).reshape(-1, d),
+        SAETrainConfig(steps=s.sae_steps, batch_size=512, lr=2e-3, seed=seed, log_every=max(1, s.sae_steps // 40)),
+    )
     with torch.no_grad():
         unigram = torch.bincount(pool.reshape(-1), minlength=len(data["vocab"])).float()
         p = unigram / unigram.sum()
         unigram_ce = float(-(p[p > 0] * p[p > 0].log()).sum())
         lm_ce = float(model.compute_loss(pool[:512]).loss)
-    return {**data, "a_pool": a_pool, "a_tgt": a_tgt, "sae": sae, "sae_curve": [r["loss"] for r in hist],
-            "lm_gain": unigram_ce - lm_ce, "lm_curve": lm_losses}
+    return {
+        **data,
+        "a_pool": a_pool,
+        "a_tgt": a_tgt,
+        "sae": sae,
+        "sae_curve": [r["loss"] for r in hist],
+        "lm_gain": unigram_ce - lm_ce,
+        "lm_curve": lm_losses,
+    }
 
 
 def _docs(data: dict[str, Any], toks: torch.Tensor) -> list[str]:
@@ -173,62 +195,139 @@ def method_scores(name: str, data: dict[str, Any], seed: int) -> np.ndarray:
 def _arm(name: str):
     def arm(s: Settings, seed: int, data: dict[str, Any]) -> Measured:
         chosen = sel.select_top(method_scores(name, data, seed), s.keep_share)
-        m = {"precision": sel.on_task_share(chosen, data["labels"], 0),
-             "distractor_share": sel.on_task_share(chosen, data["labels"], 1)}
+        m = {
+            "precision": sel.on_task_share(chosen, data["labels"], 0),
+            "distractor_share": sel.on_task_share(chosen, data["labels"], 1),
+        }
         curves = {}
         if name == "mona":
             d = data["a_pool"].shape[-1]
             with torch.no_grad():
-                m["sae_l0"] = float((data["sae"].encode(data["a_pool"].reshape(-1, d)[:4096]) > 0).sum(1).float().mean())
+                m["sae_l0"] = float(
+                    (data["sae"].encode(data["a_pool"].reshape(-1, d)[:4096]) > 0).sum(1).float().mean()
+                )
             m["sae_converged"] = float(plateaued(data["sae_curve"]))
             m["lm_gain"] = data["lm_gain"]
             curves = {"sae_loss": data["sae_curve"], "lm_loss": data["lm_curve"]}
         return Measured(metrics=m, curves=curves)
+
     return arm
 
 
 @register_recipe
 class FeatureDataSelection(Recipe):
     slug = "feature-data-selection"
-    paper = Paper("Task-Specific Data Selection for Instruction Tuning via Monosemantic Neuronal Activations",
-                  "2503.15573")
-    claim = ("Ranking pool examples by the generalized Jaccard similarity of their mean-pooled SAE feature "
-             "activations to a target task's examples selects more on-task data than raw-activation cosine "
-             "(NAS) and lexical (TF-IDF/BM25) selection.")
+    paper = Paper(
+        "Task-Specific Data Selection for Instruction Tuning via Monosemantic Neuronal Activations", "2503.15573"
+    )
+    claim = (
+        "Ranking pool examples by the generalized Jaccard similarity of their mean-pooled SAE feature "
+        "activations to a target task's examples selects more on-task data than raw-activation cosine "
+        "(NAS) and lexical (TF-IDF/BM25) selection."
+    )
     Settings: TypeAlias = Settings
     modes = {
-        "smoke": Settings(seeds=1, n_topics=3, n_keywords=6, n_shared=12, per_task=40, n_target=10, length=16,
-                          d_model=32, lm_steps=30, sae_steps=60, expansion=4, k=4),
+        "smoke": Settings(
+            seeds=1,
+            n_topics=3,
+            n_keywords=6,
+            n_shared=12,
+            per_task=40,
+            n_target=10,
+            length=16,
+            d_model=32,
+            lm_steps=30,
+            sae_steps=60,
+            expansion=4,
+            k=4,
+        ),
         "quick": Settings(seeds=5),
         "record": Settings(seeds=8, lm_steps=800, sae_steps=1200),
-        "full": Settings(seeds=10, n_topics=8, n_keywords=12, n_shared=48, per_task=600, n_target=50, length=48,
-                         d_model=64, lm_steps=2000, sae_steps=3000, expansion=16, k=16, keep_share=0.05),
+        "full": Settings(
+            seeds=10,
+            n_topics=8,
+            n_keywords=12,
+            n_shared=48,
+            per_task=600,
+            n_target=50,
+            length=48,
+            d_model=64,
+            lm_steps=2000,
+            sae_steps=3000,
+            expansion=16,
+            k=16,
+            keep_share=0.05,
+        ),
     }
     ours = "mona"
     gates = (
-        Gate("beats raw-activation cosine (NAS)", "precision", "mona", "raw_cosine", effect=MARGIN, headline=True,
-             why="the paper's central claim is that monosemantic SAE features select better than raw neuron "
-                 "activations; 0.05 = 6 of 120 selected examples"),
-        Gate("beats BM25 (unigram+bigram)", "precision", "mona", "bm25_bigram", effect=MARGIN,
-             why="the strongest lexical baseline a referee would ask for, same margin"),
-        Gate("beats TF-IDF (unigram+bigram)", "precision", "mona", "tfidf_bigram", effect=MARGIN,
-             why="two-word TF-IDF scored 1.00 on the old pool; same margin"),
-        Gate("beats BM25 (unigram)", "precision", "mona", "bm25", effect=MARGIN,
-             why="the paper's lexical baseline, same margin"),
+        Gate(
+            "beats raw-activation cosine (NAS)",
+            "precision",
+            "mona",
+            "raw_cosine",
+            effect=MARGIN,
+            headline=True,
+            why="the paper's central claim is that monosemantic SAE features select better than raw neuron "
+            "activations; 0.05 = 6 of 120 selected examples",
+        ),
+        Gate(
+            "beats BM25 (unigram+bigram)",
+            "precision",
+            "mona",
+            "bm25_bigram",
+            effect=MARGIN,
+            why="the strongest lexical baseline a referee would ask for, same margin",
+        ),
+        Gate(
+            "beats TF-IDF (unigram+bigram)",
+            "precision",
+            "mona",
+            "tfidf_bigram",
+            effect=MARGIN,
+            why="two-word TF-IDF scored 1.00 on the old pool; same margin",
+        ),
+        Gate(
+            "beats BM25 (unigram)",
+            "precision",
+            "mona",
+            "bm25",
+            effect=MARGIN,
+            why="the paper's lexical baseline, same margin",
+        ),
     )
     preconditions = (
-        Precondition("selection model learned the pool", "mona", "lm_gain", ">=", 0.1, over="every",
-                     why="next-token CE at least 0.1 nats below the unigram entropy: the model uses context"),
-        Precondition("SAE training converged", "mona", "sae_converged", ">=", 1.0, over="every",
-                     why="plateau test on the logged SAE loss"),
+        Precondition(
+            "selection model learned the pool",
+            "mona",
+            "lm_gain",
+            ">=",
+            0.1,
+            over="every",
+            why="next-token CE at least 0.1 nats below the unigram entropy: the model uses context",
+        ),
+        Precondition(
+            "SAE training converged",
+            "mona",
+            "sae_converged",
+            ">=",
+            1.0,
+            over="every",
+            why="plateau test on the logged SAE loss",
+        ),
     )
 
     def checks(self, settings: Settings, cells) -> list[Check]:
         means = {a: float(np.mean([m.metrics["precision"] for m in cells[a].values()])) for a in METHODS}
         best = max((a for a in METHODS if a != "random"), key=means.__getitem__)
-        return [Check("the task is solvable (positive control)", means[best] >= 0.3,
-                      f"best selector {best} precision {means[best]:.3f} (>= 0.3 needed; random keeps "
-                      f"{means['random']:.3f}): if none leaves chance the pool has no signal to select on")]
+        return [
+            Check(
+                "the task is solvable (positive control)",
+                means[best] >= 0.3,
+                f"best selector {best} precision {means[best]:.3f} (>= 0.3 needed; random keeps "
+                f"{means['random']:.3f}): if none leaves chance the pool has no signal to select on",
+            )
+        ]
 
     def data(self, settings: Settings, seed: int) -> dict[str, Any]:
         return shared(settings, seed)
@@ -238,15 +337,20 @@ class FeatureDataSelection(Recipe):
 
     def describe(self, settings: Settings) -> dict[str, Any]:
         n_pool = 2 * settings.n_topics * settings.per_task
-        return {"data": f"planted pool of {n_pool} examples, {2 * settings.n_topics} tasks (target = task 0, "
-                        f"distractor = task 1 with the same keywords, {settings.shared_transitions:g} of its "
-                        f"transitions shared); keep share {settings.keep_share} "
-                        f"({math.ceil(settings.keep_share * n_pool)} examples); {settings.n_target} held-out target "
-                        "examples",
-                "point": POINT, "margin": MARGIN,
-                "deviations": ["synthetic token pool and a 1-layer toy selection model instead of an LLM",
-                               "SAE trained on pool + target activations (the paper uses a pretrained SAE)",
-                               "no instruction tuning / downstream accuracy: selection precision only"]}
+        return {
+            "data": f"planted pool of {n_pool} examples, {2 * settings.n_topics} tasks (target = task 0, "
+            f"distractor = task 1 with the same keywords, {settings.shared_transitions:g} of its "
+            f"transitions shared); keep share {settings.keep_share} "
+            f"({math.ceil(settings.keep_share * n_pool)} examples); {settings.n_target} held-out target "
+            "examples",
+            "point": POINT,
+            "margin": MARGIN,
+            "deviations": [
+                "synthetic token pool and a 1-layer toy selection model instead of an LLM",
+                "SAE trained on pool + target activations (the paper uses a pretrained SAE)",
+                "no instruction tuning / downstream accuracy: selection precision only",
+            ],
+        }
 
     changes = (
         "Pre-frame: a first pool with random transitions let every selector, unigram TF-IDF included, score 1.0; the "

@@ -47,18 +47,18 @@ from isthmus.tasks.compress import latency_ratio
 
 N_LAYERS = 6
 TARGET_SKIP = 2.0  # layers skipped per query by every skipping arm (1/3 of MiniLM's compute)
-LAMBDA = 0.01      # sparsity weight (FiRST reviews)
-SCALE = 20.0       # InfoNCE scale of MiniLM's own training loss (MultipleNegativesRanking)
+LAMBDA = 0.01  # sparsity weight (FiRST reviews)
+SCALE = 20.0  # InfoNCE scale of MiniLM's own training loss (MultipleNegativesRanking)
 K = 10
 PAIRS = list(itertools.combinations(range(N_LAYERS), 2))
 
 
 @dataclass
 class Settings(RecipeSettings):
-    n_train: int = 1600   # training pairs (both domains)
-    n_val: int = 300      # val queries (threshold calibration, best fixed pair)
-    n_test: int = 600     # test queries = corpus size
-    steps: int = 150      # router training steps
+    n_train: int = 1600  # training pairs (both domains)
+    n_val: int = 300  # val queries (threshold calibration, best fixed pair)
+    n_test: int = 600  # test queries = corpus size
+    steps: int = 150  # router training steps
     batch: int = 16
     lr: float = 1e-3
     max_length: int = 48
@@ -85,17 +85,18 @@ def _shakespeare_paragraphs(folder: Path) -> list[list[str]]:
     for block in (folder / "input.txt").read_text(encoding="utf-8").split("\n\n"):
         lines = [ln.strip() for ln in block.strip().splitlines()[1:] if ln.strip()]  # drop "Speaker:"
         if len(lines) >= 4:
-            paras.append([" ".join(lines[i:i + 2]) for i in range(0, len(lines) - 1, 2)])
+            paras.append([" ".join(lines[i : i + 2]) for i in range(0, len(lines) - 1, 2)])
     return paras
 
 
-def split_pairs(paras: list[list[str]], n: tuple[int, int, int], rng: np.random.Generator
-                ) -> list[list[tuple[str, str]]]:
+def split_pairs(
+    paras: list[list[str]], n: tuple[int, int, int], rng: np.random.Generator
+) -> list[list[tuple[str, str]]]:
     """(query, next passage) pairs from disjoint paragraph ranges: first 70 % train, next 10 % val, last 20 % test."""
     cuts = [0, int(0.7 * len(paras)), int(0.8 * len(paras)), len(paras)]
     out = []
     for part, want in zip(range(3), n):
-        pool = paras[cuts[part]:cuts[part + 1]]
+        pool = paras[cuts[part] : cuts[part + 1]]
         idx = rng.choice(len(pool), size=min(want, len(pool)), replace=False)
         pairs = []
         for i in idx:
@@ -114,7 +115,9 @@ def load_task(n_train: int, n_val: int, n_test: int) -> dict[str, Any]:
     half = (n_train // 2, n_val // 2, n_test // 2)
     parts: dict[str, list] = {"train": [], "val": [], "test": []}
     domains: dict[str, list] = {"train": [], "val": [], "test": []}
-    for dom, (name, reader) in enumerate((("wikitext-2", _wiki_paragraphs), ("tinyshakespeare", _shakespeare_paragraphs))):
+    for dom, (name, reader) in enumerate(
+        (("wikitext-2", _wiki_paragraphs), ("tinyshakespeare", _shakespeare_paragraphs))
+    ):
         for split, pairs in zip(parts, split_pairs(reader(find_data(name)), half, rng)):
             parts[split] += pairs
             domains[split] += [dom] * len(pairs)
@@ -144,8 +147,9 @@ class Host:
 
     def inputs(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         enc = self.tok(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
-        return self.model.embeddings(input_ids=enc["input_ids"], token_type_ids=enc["token_type_ids"]), \
-            enc["attention_mask"]
+        return self.model.embeddings(input_ids=enc["input_ids"], token_type_ids=enc["token_type_ids"]), enc[
+            "attention_mask"
+        ]
 
     def states(self, texts: list[str]) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Base residual streams h_0 (embeddings) … h_6 and the padding mask."""
@@ -201,8 +205,9 @@ def layer_embeddings(hst: Host, texts: list[str]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def embed_routed(hst: Host, stack: RoutedLayers, texts: list[str], threshold: float
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+def embed_routed(
+    hst: Host, stack: RoutedLayers, texts: list[str], threshold: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     embs, skipped = [], []
     for sl in _batches(len(texts)):
         h, mask = hst.inputs(texts[sl])
@@ -228,8 +233,9 @@ def rr(queries: torch.Tensor, corpus: torch.Tensor) -> np.ndarray:
     return reciprocal_ranks((queries @ corpus.T).numpy(), np.arange(len(queries)), k=K)
 
 
-def calibrate(fn: Callable[[float], float], target: float, lo: float, hi: float, iters: int,
-              decreasing: bool = True) -> float:
+def calibrate(
+    fn: Callable[[float], float], target: float, lo: float, hi: float, iters: int, decreasing: bool = True
+) -> float:
     """Bisection for ``x`` with ``fn(x) ≈ target``; ``fn`` monotone (decreasing by default) on ``[lo, hi]``."""
     best, best_err = lo, math.inf
     for _ in range(iters):
@@ -261,8 +267,11 @@ def exit_embeddings(layer_embs: torch.Tensor, moves: torch.Tensor, tau: float) -
 
 
 def group_mrr(values: np.ndarray, domain: np.ndarray) -> dict[str, float]:
-    return {"mrr": float(values.mean()), "mrr_wiki": float(values[domain == 0].mean()),
-            "mrr_shakespeare": float(values[domain == 1].mean())}
+    return {
+        "mrr": float(values.mean()),
+        "mrr_wiki": float(values[domain == 0].mean()),
+        "mrr_shakespeare": float(values[domain == 1].mean()),
+    }
 
 
 # ---- shared per run (fixed across seeds) --------------------------------------------------------
@@ -288,10 +297,21 @@ def shared(s: Settings) -> dict[str, Any]:
     val_moves = 1 - (val_layers[:, 1:] * val_layers[:, :-1]).sum(-1)
     tau = calibrate(lambda t: float(exit_skips(val_moves, t).mean()), TARGET_SKIP, 0.0, 1.0, 30, decreasing=False)
     test_layers = layer_embeddings(hst, q["test"])
-    out = {"host": hst, "q": q, "p": p, "corpus": corpus, "domain": dom, "unified": unified, "oracle": oracle,
-           "val_unified": float(val_rr[unified].mean()), "val_oracle": float(val_oracle),
-           "val_pairs": {f"{a}{b}": float(val_rr[(a, b)].mean()) for a, b in PAIRS}, "tau": tau,
-           "test_layers": test_layers, "test_moves": 1 - (test_layers[:, 1:] * test_layers[:, :-1]).sum(-1)}
+    out = {
+        "host": hst,
+        "q": q,
+        "p": p,
+        "corpus": corpus,
+        "domain": dom,
+        "unified": unified,
+        "oracle": oracle,
+        "val_unified": float(val_rr[unified].mean()),
+        "val_oracle": float(val_oracle),
+        "val_pairs": {f"{a}{b}": float(val_rr[(a, b)].mean()) for a, b in PAIRS},
+        "tau": tau,
+        "test_layers": test_layers,
+        "test_moves": 1 - (test_layers[:, 1:] * test_layers[:, :-1]).sum(-1),
+    }
     _SHARED[key] = out
     return out
 
@@ -307,8 +327,13 @@ def base(s: Settings, seed: int, d) -> Measured:
 
 def unified(s: Settings, seed: int, d) -> Measured:
     emb = embed_fixed(d["host"], d["q"]["test"], [d["unified"]])[d["unified"]]
-    return _scored(rr(emb, d["corpus"]["test"]), d, skipped=2.0, pair_first=float(d["unified"][0]),
-                   pair_second=float(d["unified"][1]))
+    return _scored(
+        rr(emb, d["corpus"]["test"]),
+        d,
+        skipped=2.0,
+        pair_first=float(d["unified"][0]),
+        pair_second=float(d["unified"][1]),
+    )
 
 
 def early_exit(s: Settings, seed: int, d) -> Measured:
@@ -338,12 +363,12 @@ def random_pairs(s: Settings, seed: int, d) -> Measured:
 def oracle_domain(s: Settings, seed: int, d) -> Measured:
     pairs = [d["oracle"][int(g)] for g in d["domain"]["test"]]
     emb = embed_per_row(d["host"], d["q"]["test"], _pair_skip(pairs))
-    return _scored(rr(emb, d["corpus"]["test"]), d, skipped=2.0,
-                   val_headroom=d["val_oracle"] - d["val_unified"])
+    return _scored(rr(emb, d["corpus"]["test"]), d, skipped=2.0, val_headroom=d["val_oracle"] - d["val_unified"])
 
 
-def train_routers(hst: Host, stack: RoutedLayers, queries: list[str], positives: torch.Tensor, s: Settings,
-                  seed: int) -> list[float]:
+def train_routers(
+    hst: Host, stack: RoutedLayers, queries: list[str], positives: torch.Tensor, s: Settings, seed: int
+) -> list[float]:
     """Soft-skip training of the routers only: InfoNCE against full-model positives + λ·mean(p)."""
     opt = torch.optim.Adam(stack.router_parameters(), lr=s.lr)
     g = torch.Generator().manual_seed(seed)
@@ -404,8 +429,14 @@ def first(s: Settings, seed: int, d) -> Measured:
     stack.eval()
     val_q = d["q"]["val"]
     # bisection in logit space: trained keep probabilities crowd near 1
-    z = calibrate(lambda z: float(embed_routed(hst, stack, val_q, _sigmoid(z))[1].mean()), TARGET_SKIP,
-                  -12.0, 12.0, s.calibration_iters, decreasing=False)
+    z = calibrate(
+        lambda z: float(embed_routed(hst, stack, val_q, _sigmoid(z))[1].mean()),
+        TARGET_SKIP,
+        -12.0,
+        12.0,
+        s.calibration_iters,
+        decreasing=False,
+    )
     thr = _sigmoid(z)
     emb, skipped = embed_routed(hst, stack, d["q"]["test"], thr)
     values = rr(emb, d["corpus"]["test"])
@@ -414,11 +445,17 @@ def first(s: Settings, seed: int, d) -> Measured:
         h, mask = hst.inputs(d["q"]["test"][:64])
         kept = stack(h, mask, threshold=thr).kept.float()
     speed = _latency_log_speedup(hst, stack, d["q"]["test"][: s.latency_queries], thr)
-    m = _scored(values, d, skipped=float(skipped.mean()), threshold=thr, log_speedup=speed,
-                converged=float(plateaued(smooth(curve))),
-                skipped_wiki=float(skipped[torch.as_tensor(dom == 0)].mean()),
-                skipped_shakespeare=float(skipped[torch.as_tensor(dom == 1)].mean()),
-                distinct_patterns=float(len({tuple(r) for r in kept.int().tolist()})))
+    m = _scored(
+        values,
+        d,
+        skipped=float(skipped.mean()),
+        threshold=thr,
+        log_speedup=speed,
+        converged=float(plateaued(smooth(curve))),
+        skipped_wiki=float(skipped[torch.as_tensor(dom == 0)].mean()),
+        skipped_shakespeare=float(skipped[torch.as_tensor(dom == 1)].mean()),
+        distinct_patterns=float(len({tuple(r) for r in kept.int().tolist()})),
+    )
     m.curves["train_loss"] = curve
     m.info["kept_rate_per_layer"] = kept.mean(0).tolist()
     return m
@@ -428,18 +465,31 @@ def first(s: Settings, seed: int, d) -> Measured:
 class FirstRouters(Recipe):
     slug = "first-routers"
     paper = Paper("FiRST: Finetuning Router-Selective Transformers for Input-Adaptive Latency Reduction", "2410.12513")
-    claim = ("Per-layer routers that read each input and decide which layers to skip (trained by soft skipping with "
-             "a sparsity penalty) keep more quality than input-agnostic layer skipping at the same number of skipped "
-             "layers, stay close to the unskipped model and cut latency (here: all-MiniLM-L6-v2 on real text, "
-             "2 of 6 layers skipped per query on average, asymmetric next-passage retrieval).")
+    claim = (
+        "Per-layer routers that read each input and decide which layers to skip (trained by soft skipping with "
+        "a sparsity penalty) keep more quality than input-agnostic layer skipping at the same number of skipped "
+        "layers, stay close to the unskipped model and cut latency (here: all-MiniLM-L6-v2 on real text, "
+        "2 of 6 layers skipped per query on average, asymmetric next-passage retrieval)."
+    )
     Settings: TypeAlias = Settings
     modes = {
-        "smoke": Settings(seeds=1, n_train=32, n_val=16, n_test=16, steps=2, batch=8, latency_queries=2,
-                          calibration_iters=3, max_length=24),
-        "quick": Settings(seeds=3, n_train=600, n_val=160, n_test=300, steps=40, calibration_iters=8,
-                          latency_queries=8, max_length=40),
-        "record": Settings(seeds=3, n_val=240, n_test=480, steps=120, lr=3e-3, calibration_iters=10,
-                           latency_queries=12),
+        "smoke": Settings(
+            seeds=1,
+            n_train=32,
+            n_val=16,
+            n_test=16,
+            steps=2,
+            batch=8,
+            latency_queries=2,
+            calibration_iters=3,
+            max_length=24,
+        ),
+        "quick": Settings(
+            seeds=3, n_train=600, n_val=160, n_test=300, steps=40, calibration_iters=8, latency_queries=8, max_length=40
+        ),
+        "record": Settings(
+            seeds=3, n_val=240, n_test=480, steps=120, lr=3e-3, calibration_iters=10, latency_queries=12
+        ),
     }
     changes = (
         "after the quick run (routers unconverged after 40 steps at lr 1e-3, loss still falling): router lr "
@@ -448,47 +498,110 @@ class FirstRouters(Recipe):
     )
     ours = "first"
     gates = (
-        Gate("routers beat the best fixed pair of layers", "mrr", "first", "unified", effect=0.02, headline=True,
-             method="bootstrap", why="card H: 2 pts is the least gain that pays for routing (MRR@10 points here)"),
-        Gate("close to the unskipped model", "mrr", "first", "base", kind="non_inferiority", effect=0.03,
-             method="bootstrap", why="card G2: within 3 pts of the base model (no LoRA recovery here)"),
-        Gate("routers beat random skipping", "mrr", "first", "random_pairs", effect=0.02, method="bootstrap",
-             why="the paper's random-layer baseline; 2 pts as the headline"),
-        Gate("routers beat adaptive early exit", "mrr", "first", "adaptive_exit", effect=0.02, method="bootstrap",
-             why="the referee's input-adaptive baseline at the same skipped layers"),
-        Gate("faster than the base model", "log_speedup", "first", -math.log(0.85), effect=0.0,
-             why="card G3: latency ratio <= 0.85 (batch 1, one thread, interleaved medians, routers included)"),
+        Gate(
+            "routers beat the best fixed pair of layers",
+            "mrr",
+            "first",
+            "unified",
+            effect=0.02,
+            headline=True,
+            method="bootstrap",
+            why="card H: 2 pts is the least gain that pays for routing (MRR@10 points here)",
+        ),
+        Gate(
+            "close to the unskipped model",
+            "mrr",
+            "first",
+            "base",
+            kind="non_inferiority",
+            effect=0.03,
+            method="bootstrap",
+            why="card G2: within 3 pts of the base model (no LoRA recovery here)",
+        ),
+        Gate(
+            "routers beat random skipping",
+            "mrr",
+            "first",
+            "random_pairs",
+            effect=0.02,
+            method="bootstrap",
+            why="the paper's random-layer baseline; 2 pts as the headline",
+        ),
+        Gate(
+            "routers beat adaptive early exit",
+            "mrr",
+            "first",
+            "adaptive_exit",
+            effect=0.02,
+            method="bootstrap",
+            why="the referee's input-adaptive baseline at the same skipped layers",
+        ),
+        Gate(
+            "faster than the base model",
+            "log_speedup",
+            "first",
+            -math.log(0.85),
+            effect=0.0,
+            why="card G3: latency ratio <= 0.85 (batch 1, one thread, interleaved medians, routers included)",
+        ),
     )
     preconditions = (
-        Precondition("the base model does the task", "base", "mrr", ">=", 0.2,
-                     why="MRR@10 of the full MiniLM well above chance (about 0.005 with 600 candidates)"),
-        Precondition("adaptivity headroom", "oracle_domain", "val_headroom", ">=", 0.02,
-                     why="card: the per-domain best pair must beat the best unified pair on val (here by the "
-                         "headline's 2 pts), else input-level routing has little to win"),
+        Precondition(
+            "the base model does the task",
+            "base",
+            "mrr",
+            ">=",
+            0.2,
+            why="MRR@10 of the full MiniLM well above chance (about 0.005 with 600 candidates)",
+        ),
+        Precondition(
+            "adaptivity headroom",
+            "oracle_domain",
+            "val_headroom",
+            ">=",
+            0.02,
+            why="card: the per-domain best pair must beat the best unified pair on val (here by the "
+            "headline's 2 pts), else input-level routing has little to win",
+        ),
         Precondition("matched skip rate (low)", "first", "skipped", ">=", TARGET_SKIP - 0.2, over="every"),
         Precondition("matched skip rate (high)", "first", "skipped", "<=", TARGET_SKIP + 0.2, over="every"),
-        Precondition("adaptive exit at the same skip rate (low)", "adaptive_exit", "skipped", ">=",
-                     TARGET_SKIP - 0.2),
-        Precondition("adaptive exit at the same skip rate (high)", "adaptive_exit", "skipped", "<=",
-                     TARGET_SKIP + 0.2),
-        Precondition("router training converged", "first", "converged", ">=", 1.0, over="every",
-                     why="plateaued() on the smoothed training loss"),
+        Precondition("adaptive exit at the same skip rate (low)", "adaptive_exit", "skipped", ">=", TARGET_SKIP - 0.2),
+        Precondition("adaptive exit at the same skip rate (high)", "adaptive_exit", "skipped", "<=", TARGET_SKIP + 0.2),
+        Precondition(
+            "router training converged",
+            "first",
+            "converged",
+            ">=",
+            1.0,
+            over="every",
+            why="plateaued() on the smoothed training loss",
+        ),
     )
 
     def data(self, s: Settings, seed: int) -> dict[str, Any]:
         return shared(s)
 
     def arms(self, s: Settings):
-        return {"first": first, "base": base, "unified": unified, "random_pairs": random_pairs,
-                "early_exit": early_exit, "adaptive_exit": adaptive_exit, "oracle_domain": oracle_domain}
+        return {
+            "first": first,
+            "base": base,
+            "unified": unified,
+            "random_pairs": random_pairs,
+            "early_exit": early_exit,
+            "adaptive_exit": adaptive_exit,
+            "oracle_domain": oracle_domain,
+        }
 
     def figures(self, s: Settings, cells, out_dir: Path) -> list[str]:
         from isthmus.viz import pyplot, save_figure
 
         plt = pyplot()
         fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
-        names = [n for n in ("base", "first", "unified", "oracle_domain", "adaptive_exit", "early_exit",
-                             "random_pairs") if n in cells]
+        names = [
+            n
+            for n in ("base", "first", "unified", "oracle_domain", "adaptive_exit", "early_exit", "random_pairs")
+            if n in cells
+        ]
         for n in names:
             xs = [m.metrics["skipped"] for m in cells[n].values()]
             ys = [m.metrics["mrr"] for m in cells[n].values()]
@@ -510,23 +623,27 @@ class FirstRouters(Recipe):
         d = _SHARED.get((s.n_train, s.n_val, s.n_test, s.max_length))
         out = []
         if d is not None:
-            out.append(f"best fixed pair on val: layers {d['unified']}; per-domain oracle pairs (wiki, shakespeare): "
-                       f"{d['oracle']}; val MRR per skipped pair: {d['val_pairs']}; adaptive-exit tau {d['tau']:.4g}")
+            out.append(
+                f"best fixed pair on val: layers {d['unified']}; per-domain oracle pairs (wiki, shakespeare): "
+                f"{d['oracle']}; val MRR per skipped pair: {d['val_pairs']}; adaptive-exit tau {d['tau']:.4g}"
+            )
         for seed, m in cells.get("first", {}).items():
-            out.append(f"FiRST seed {seed}: keep rate per layer {np.round(m.info['kept_rate_per_layer'], 3).tolist()},"
-                       f" skipped wiki {m.metrics['skipped_wiki']:.2f} / shakespeare "
-                       f"{m.metrics['skipped_shakespeare']:.2f}, threshold {m.metrics['threshold']:.4g}")
+            out.append(
+                f"FiRST seed {seed}: keep rate per layer {np.round(m.info['kept_rate_per_layer'], 3).tolist()},"
+                f" skipped wiki {m.metrics['skipped_wiki']:.2f} / shakespeare "
+                f"{m.metrics['skipped_shakespeare']:.2f}, threshold {m.metrics['threshold']:.4g}"
+            )
         return out
 
     def describe(self, s: Settings) -> dict[str, Any]:
         return {
             "host": "all-MiniLM-L6-v2 (6 BERT layers, d = 384), frozen; mean pooling + L2 norm",
             "data": f"WikiText-2 sentence -> next sentence and Tiny Shakespeare 2 lines -> next 2 lines, half each; "
-                    f"{s.n_train} train / {s.n_val} val / {s.n_test} test pairs from disjoint paragraph ranges "
-                    f"(70/10/20 %); test corpus = the {s.n_test} test positives, embedded by the full model",
+            f"{s.n_train} train / {s.n_val} val / {s.n_test} test pairs from disjoint paragraph ranges "
+            f"(70/10/20 %); test corpus = the {s.n_test} test positives, embedded by the full model",
             "router": "2-layer MLP (384-64-1, GELU) on the masked mean of each layer's input; init bias 1 "
-                      f"(keep p = 0.73); Adam lr {s.lr}, {s.steps} steps x {s.batch}; loss InfoNCE (scale 20) + "
-                      f"{LAMBDA} mean(p)",
+            f"(keep p = 0.73); Adam lr {s.lr}, {s.steps} steps x {s.batch}; loss InfoNCE (scale 20) + "
+            f"{LAMBDA} mean(p)",
             "matched compute": f"{TARGET_SKIP} of 6 layers skipped per query for every skipping arm",
             "deviations": [
                 "host and data per the lead's brief: pretrained MiniLM encoder on real text instead of the card's "

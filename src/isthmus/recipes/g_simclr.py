@@ -65,7 +65,7 @@ def load(n_pretrain: int, n_test: int, bg_strength: float):
     t = load_mnist()
     if n_pretrain + n_test > len(t.X):
         raise ValueError(f"n_pretrain + n_test = {n_pretrain + n_test} exceeds the {len(t.X)} MNIST t10k images")
-    idx = np.random.default_rng(0).permutation(len(t.X))[:n_pretrain + n_test]
+    idx = np.random.default_rng(0).permutation(len(t.X))[: n_pretrain + n_test]
     x = add_backgrounds(np.asarray(t.X, dtype=np.float32)[idx, 0], seed=0, strength=bg_strength)[:, None]
     y = np.asarray(t.y)[idx]
     return x[:n_pretrain], y[:n_pretrain], x[n_pretrain:], y[n_pretrain:]
@@ -75,8 +75,10 @@ def _probe(zp: Mapping[str, np.ndarray], zt: Mapping[str, np.ndarray], y_pre, y_
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1):  # one BLAS thread, like torch under the frame: CPU time stays comparable
-        return {f"probe_{k}": linear_probe_accuracies(zp[k], y_pre, {"test": (zt[k], y_test)}, max_iter=300)["test"]
-                for k in zp}
+        return {
+            f"probe_{k}": linear_probe_accuracies(zp[k], y_pre, {"test": (zt[k], y_test)}, max_iter=300)["test"]
+            for k in zp
+        }
 
 
 def _model(s: Settings, seed: int) -> SimCLR:
@@ -86,8 +88,14 @@ def _model(s: Settings, seed: int) -> SimCLR:
 
 def random_share(labels: np.ndarray, batch_size: int, draws: int = 20) -> float:
     """Expected same-label pair share of random batches of ``labels`` (mean over ``draws`` permutations)."""
-    return float(np.mean([batch_same_label_rate(list(RandomBatchSampler(len(labels), batch_size, seed=d)), labels)
-                          for d in range(draws)]))
+    return float(
+        np.mean(
+            [
+                batch_same_label_rate(list(RandomBatchSampler(len(labels), batch_size, seed=d)), labels)
+                for d in range(draws)
+            ]
+        )
+    )
 
 
 def chunked(curve: list[float], n: int = 20) -> list[float]:
@@ -111,27 +119,41 @@ def _simclr_arm(name: str):
             def mask(idx: np.ndarray) -> torch.Tensor:  # keep only other-class negatives (the premise)
                 yb = y_t[torch.from_numpy(idx)]
                 return yb[:, None] != yb[None, :]
-        cfg = SimCLRConfig(epochs=s.epochs, lr=s.lr, tau=s.tau, restart_steps=s.restart_steps,
-                           augment=AUTHORS_G_SIMCLR if s.augment == "authors" else CARD_G_SIMCLR)
+
+        cfg = SimCLRConfig(
+            epochs=s.epochs,
+            lr=s.lr,
+            tau=s.tau,
+            restart_steps=s.restart_steps,
+            augment=AUTHORS_G_SIMCLR if s.augment == "authors" else CARD_G_SIMCLR,
+        )
         model = _model(s, seed)
         res = fit_simclr(model, torch.as_tensor(x_pre), batches, cfg, seed=seed, negative_mask=mask)
         layers = tuple(s.probe_layers.split(","))
         zp, zt = model.features(torch.as_tensor(x_pre), layers), model.features(torch.as_tensor(x_test), layers)
         out = _probe(zp, zt, y_pre, y_test)
         share = batch_same_label_rate(res.batches, y_pre)
-        out.update(same_class_share=share, share_ratio=share / data["random_share"],
-                   pseudo_share=batch_same_label_rate(res.batches, data["pseudo"]),
-                   gain_over_random_init=out["probe_p3"] - data["random_init_p3"],
-                   converged=float(plateaued(chunked(res.step_loss))), final_loss=res.epoch_loss[-1])
+        out.update(
+            same_class_share=share,
+            share_ratio=share / data["random_share"],
+            pseudo_share=batch_same_label_rate(res.batches, data["pseudo"]),
+            gain_over_random_init=out["probe_p3"] - data["random_init_p3"],
+            converged=float(plateaued(chunked(res.step_loss))),
+            final_loss=res.epoch_loss[-1],
+        )
         return Measured(metrics=out, curves={"loss": chunked(res.step_loss, 40), "epoch_loss": res.epoch_loss})
+
     return arm
 
 
 def dae_arm(s: Settings, seed: int, data) -> dict[str, float]:
     """The autoencoder alone: probe on the DAE's latents (and its pretraining diagnostics)."""
-    return {**_probe({"p3": data["dae_pre"]}, {"p3": data["dae_test"]}, data["y_pre"], data["y_test"]),
-            "dae_mse_ratio": data["dae_mse_ratio"], "min_cluster_size": data["min_cluster_size"],
-            "dae_epochs": data["dae_epochs"]}
+    return {
+        **_probe({"p3": data["dae_pre"]}, {"p3": data["dae_test"]}, data["y_pre"], data["y_test"]),
+        "dae_mse_ratio": data["dae_mse_ratio"],
+        "min_cluster_size": data["min_cluster_size"],
+        "dae_epochs": data["dae_epochs"],
+    }
 
 
 def random_init_arm(s: Settings, seed: int, data) -> dict[str, float]:
@@ -150,15 +172,26 @@ def pca_arm(s: Settings, seed: int, data) -> dict[str, float]:
 @register_recipe
 class GSimCLR(Recipe):
     slug = "g-simclr"
-    paper = Paper("G-SimCLR : Self-Supervised Contrastive Learning with Guided Projection via Pseudo Labelling",
-                  "2009.12007")
-    claim = ("Batching SimCLR by k-means pseudo-labels of a denoising autoencoder's latents, so that images of one "
-             "pseudo-class are not negatives of each other, raises linear-probe accuracy over SimCLR with random "
-             "batches (CIFAR-10 P3 40.5 vs 39.92).")
+    paper = Paper(
+        "G-SimCLR : Self-Supervised Contrastive Learning with Guided Projection via Pseudo Labelling", "2009.12007"
+    )
+    claim = (
+        "Batching SimCLR by k-means pseudo-labels of a denoising autoencoder's latents, so that images of one "
+        "pseudo-class are not negatives of each other, raises linear-probe accuracy over SimCLR with random "
+        "batches (CIFAR-10 P3 40.5 vs 39.92)."
+    )
     Settings: TypeAlias = Settings
     modes = {
-        "smoke": Settings(seeds=1, n_pretrain=160, n_test=96, epochs=1, batch_size=16, n_pseudo=16,
-                          dae_max_epochs=1, probe_layers="p3"),
+        "smoke": Settings(
+            seeds=1,
+            n_pretrain=160,
+            n_test=96,
+            epochs=1,
+            batch_size=16,
+            n_pseudo=16,
+            dae_max_epochs=1,
+            probe_layers="p3",
+        ),
         "quick": Settings(seeds=3, n_pretrain=2000, n_test=1000, epochs=2),
         "record": Settings(seeds=5, n_pretrain=3000, n_test=2000, epochs=6, dae_max_epochs=15),
         "full": Settings(seeds=5, n_pretrain=6000, n_test=2000, epochs=8),
@@ -166,22 +199,62 @@ class GSimCLR(Recipe):
     ours = "g_simclr"
     min_seeds = 5
     gates = (
-        Gate("G1 beats SimCLR", "probe_p3", "g_simclr", "simclr", effect=0.005, headline=True,
-             why="the paper's smallest CIFAR-10 gain (P1 +0.46, P3 +0.58 points)"),
-        Gate("G2 fewer same-class negatives", "share_ratio", "g_simclr", 0.9, direction="lower",
-             why="the mechanism: same-class pair share under G-batching at most 0.9 x random batches"),
-        Gate("G3 premise: masking true same-class negatives helps", "probe_p3", "oracle", "simclr", effect=0.005,
-             why="if removing the true false negatives does not help, pseudo-labels cannot"),
-        Gate("G4 beats fixed random batches", "probe_p3", "g_simclr", "fixed_random", effect=0.005,
-             why="G-SimCLR's order is fixed across epochs; a fixed random order separates that confound"),
+        Gate(
+            "G1 beats SimCLR",
+            "probe_p3",
+            "g_simclr",
+            "simclr",
+            effect=0.005,
+            headline=True,
+            why="the paper's smallest CIFAR-10 gain (P1 +0.46, P3 +0.58 points)",
+        ),
+        Gate(
+            "G2 fewer same-class negatives",
+            "share_ratio",
+            "g_simclr",
+            0.9,
+            direction="lower",
+            why="the mechanism: same-class pair share under G-batching at most 0.9 x random batches",
+        ),
+        Gate(
+            "G3 premise: masking true same-class negatives helps",
+            "probe_p3",
+            "oracle",
+            "simclr",
+            effect=0.005,
+            why="if removing the true false negatives does not help, pseudo-labels cannot",
+        ),
+        Gate(
+            "G4 beats fixed random batches",
+            "probe_p3",
+            "g_simclr",
+            "fixed_random",
+            effect=0.005,
+            why="G-SimCLR's order is fixed across epochs; a fixed random order separates that confound",
+        ),
     )
     preconditions = (
-        Precondition("SimCLR beats the random-init encoder", "simclr", "gain_over_random_init", ">=", 0.05,
-                     why="the positive control: contrastive training must teach the encoder something"),
-        *(Precondition(f"{a} NT-Xent flat over the last 20 %", a, "converged", ">=", 1.0, over="every")
-          for a in SIMCLR_ARMS),
-        Precondition("DAE beats the mean image", "dae", "dae_mse_ratio", "<=", 0.5, over="every",
-                     why="held-out MSE below half of predicting the mean image"),
+        Precondition(
+            "SimCLR beats the random-init encoder",
+            "simclr",
+            "gain_over_random_init",
+            ">=",
+            0.05,
+            why="the positive control: contrastive training must teach the encoder something",
+        ),
+        *(
+            Precondition(f"{a} NT-Xent flat over the last 20 %", a, "converged", ">=", 1.0, over="every")
+            for a in SIMCLR_ARMS
+        ),
+        Precondition(
+            "DAE beats the mean image",
+            "dae",
+            "dae_mse_ratio",
+            "<=",
+            0.5,
+            over="every",
+            why="held-out MSE below half of predicting the mean image",
+        ),
         Precondition("every k-means cluster has >= 10 members", "dae", "min_cluster_size", ">=", 10, over="every"),
     )
     changes = (
@@ -199,10 +272,25 @@ class GSimCLR(Recipe):
         perm = np.random.default_rng(seed).permutation(len(x_pre))
         tr, va = torch.as_tensor(x_pre[perm[n_val:]]), torch.as_tensor(x_pre[perm[:n_val]])
         torch.manual_seed(seed)
-        ae = AutoEncoder.conv(image_size=28, in_channels=1, latent_dim=64, channels=(32, 64),
-                              objective={"corruption": "gaussian", "corruption_level": 0.01})
-        fit = Trainer(ae, TrainerConfig(epochs=s.dae_max_epochs, batch_size=64, lr=1e-3, seed=seed, progress=False,
-                                        early_stopping_patience=s.dae_patience, restore_best=True)).fit(tr, va)
+        ae = AutoEncoder.conv(
+            image_size=28,
+            in_channels=1,
+            latent_dim=64,
+            channels=(32, 64),
+            objective={"corruption": "gaussian", "corruption_level": 0.01},
+        )
+        fit = Trainer(
+            ae,
+            TrainerConfig(
+                epochs=s.dae_max_epochs,
+                batch_size=64,
+                lr=1e-3,
+                seed=seed,
+                progress=False,
+                early_stopping_patience=s.dae_patience,
+                restore_best=True,
+            ),
+        ).fit(tr, va)
         ae.eval()
         with torch.no_grad():
             recon = ae.decode(ae.encode(va))
@@ -212,30 +300,47 @@ class GSimCLR(Recipe):
         pseudo = KMeans(s.n_pseudo, n_init=3, random_state=seed).fit_predict(dae_pre)
         init = _model(s, seed)
         zp, zt = init.features(torch.as_tensor(x_pre)), init.features(torch.as_tensor(x_test))
-        return {"x_pre": x_pre, "y_pre": y_pre, "x_test": x_test, "y_test": y_test, "pseudo": pseudo,
-                "dae_pre": dae_pre, "dae_test": dae_test, "dae_mse_ratio": mse / base,
-                "dae_epochs": float(len(fit.history)) if hasattr(fit, "history") else float("nan"),
-                "min_cluster_size": float(np.bincount(pseudo, minlength=s.n_pseudo).min()),
-                "random_share": random_share(y_pre, s.batch_size),
-                "random_init_p3": _probe(zp, zt, y_pre, y_test)["probe_p3"]}
+        return {
+            "x_pre": x_pre,
+            "y_pre": y_pre,
+            "x_test": x_test,
+            "y_test": y_test,
+            "pseudo": pseudo,
+            "dae_pre": dae_pre,
+            "dae_test": dae_test,
+            "dae_mse_ratio": mse / base,
+            "dae_epochs": float(len(fit.history)) if hasattr(fit, "history") else float("nan"),
+            "min_cluster_size": float(np.bincount(pseudo, minlength=s.n_pseudo).min()),
+            "random_share": random_share(y_pre, s.batch_size),
+            "random_init_p3": _probe(zp, zt, y_pre, y_test)["probe_p3"],
+        }
 
     def arms(self, s: Settings):
-        return {**{a: _simclr_arm(a) for a in SIMCLR_ARMS}, "dae": dae_arm, "random_init": random_init_arm,
-                "pca": pca_arm}
+        return {
+            **{a: _simclr_arm(a) for a in SIMCLR_ARMS},
+            "dae": dae_arm,
+            "random_init": random_init_arm,
+            "pca": pca_arm,
+        }
 
     def notes(self, s: Settings, cells) -> list[str]:
         from isthmus.recipes.gates import evaluate_gate
 
         g1 = evaluate_gate(self.gates[0], cells)
-        return [f"G1 power: observed 95 % half-width {(g1.hi - g1.lo) / 2:.4f} and smallest detectable effect "
-                f"{g1.mde:.4f} (accuracy) vs the 0.005 effect that counts"]
+        return [
+            f"G1 power: observed 95 % half-width {(g1.hi - g1.lo) / 2:.4f} and smallest detectable effect "
+            f"{g1.mde:.4f} (accuracy) vs the 0.005 effect that counts"
+        ]
 
     def describe(self, s: Settings) -> dict[str, Any]:
         return {
             "data": f"MNIST-bg (MNIST t10k digits over grey scikit-image photo crops, strength {s.bg_strength}): "
-                    f"{s.n_pretrain} pretraining images (the probe is fitted on their labels), {s.n_test} test",
-            "augmentation": ("authors' effective pipeline per image: flip p 0.5, jitter p 0.5 (brightness ±0.16, "
-                             "contrast 0.84-1.16)" if s.augment == "authors" else "card: crop 0.5-1, ±15°, jitter, noise"),
+            f"{s.n_pretrain} pretraining images (the probe is fitted on their labels), {s.n_test} test",
+            "augmentation": (
+                "authors' effective pipeline per image: flip p 0.5, jitter p 0.5 (brightness ±0.16, contrast 0.84-1.16)"
+                if s.augment == "authors"
+                else "card: crop 0.5-1, ±15°, jitter, noise"
+            ),
             "deviations": [
                 "data: 28x28 grey MNIST-bg instead of CIFAR-10; backbone 16-32-64 CNN + GAP (P3 = 64-d) instead of a "
                 "bottleneck ResNet-38 (card)",
@@ -247,7 +352,8 @@ class GSimCLR(Recipe):
                 "(the authors early-stop on the test labels)",
                 f"budget: {s.n_pretrain} pretraining images x {s.epochs} epochs (DAE at most {s.dae_max_epochs}) "
                 "instead of the card's 6000 x 8 (the 10 CPU-minute budget); k-means n_init 3",
-            ]}
+            ],
+        }
 
     def figures(self, s: Settings, cells, out_dir) -> list[str]:
         from isthmus.viz import pyplot, save_figure

@@ -58,7 +58,7 @@ def _t(a: np.ndarray) -> torch.Tensor:
 def _apply(model: nn.Module, x: np.ndarray, batch: int = 256) -> np.ndarray:
     model.eval()
     with torch.no_grad():
-        return np.clip(np.concatenate([model(_t(x[i:i + batch])).numpy() for i in range(0, len(x), batch)]), 0, 1)
+        return np.clip(np.concatenate([model(_t(x[i : i + batch])).numpy() for i in range(0, len(x), batch)]), 0, 1)
 
 
 _FAKE_SOURCES: dict[str, Resynthesiser] = {}
@@ -71,8 +71,9 @@ def fake_source(s: Settings) -> Resynthesiser:
         torch.manual_seed(0)
         g = Resynthesiser(ResynthesiserConfig())
         x = photo_patches("train", s.n_train, s.patch, seed=900)
-        Trainer(g, TrainerConfig(epochs=s.fake_epochs, batch_size=s.batch_size, lr=s.lr, seed=0,
-                                 progress=False)).fit(_t(x))
+        Trainer(g, TrainerConfig(epochs=s.fake_epochs, batch_size=s.batch_size, lr=s.lr, seed=0, progress=False)).fit(
+            _t(x)
+        )
         _FAKE_SOURCES[key] = g.eval()
     return _FAKE_SOURCES[key]
 
@@ -89,14 +90,19 @@ def _blur(x: np.ndarray, sigma: float) -> np.ndarray:
 
 def matched_transforms(seed: int) -> dict[str, tuple[Callable[[np.ndarray, float], np.ndarray], float, float]]:
     """name -> (transform(images, strength), lowest, highest strength); deterministic for a seed."""
+
     def noise(x: np.ndarray, s: float) -> np.ndarray:
         return x + s * np.random.default_rng(seed).standard_normal(x.shape).astype(np.float32)
 
     def jpg(x: np.ndarray, s: float) -> np.ndarray:
         return jpeg(x, np.random.default_rng(seed), step=(s, s)) if s > 0 else x
 
-    return {"blur": (_blur, 0.0, 3.0), "jpeg": (jpg, 0.0, 0.6), "noise": (noise, 0.0, 0.3),
-            "down_up": (lambda x, s: (1 - s) * x + s * down_up(x), 0.0, 1.0)}
+    return {
+        "blur": (_blur, 0.0, 3.0),
+        "jpeg": (jpg, 0.0, 0.6),
+        "noise": (noise, 0.0, 0.3),
+        "down_up": (lambda x, s: (1 - s) * x + s * down_up(x), 0.0, 1.0),
+    }
 
 
 def augment(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -104,7 +110,7 @@ def augment(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     out = x.copy()
     for i in np.nonzero(rng.random(len(x)) < 0.5)[0]:
         k = int(rng.integers(4))
-        im = x[i:i + 1]
+        im = x[i : i + 1]
         if k == 0:
             out[i] = _blur(im, rng.uniform(0.3, 1.5))[0]
         elif k == 1:
@@ -117,10 +123,19 @@ def augment(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def _cnn() -> nn.Module:
-    return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 3, stride=2, padding=1),
-                         nn.ReLU(), nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU(),
-                         nn.Conv2d(64, 64, 3, stride=2, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-                         nn.Flatten(), nn.Linear(64, 2))
+    return nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(16, 32, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(32, 64, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(64, 64, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(64, 2),
+    )
 
 
 def train_detector(real: np.ndarray, fake: np.ndarray, s: Settings, seed: int) -> Callable[[np.ndarray], np.ndarray]:
@@ -128,13 +143,15 @@ def train_detector(real: np.ndarray, fake: np.ndarray, s: Settings, seed: int) -
     clf = Classifier(_cnn())
     x = np.concatenate([real, fake])
     y = np.r_[np.zeros(len(real)), np.ones(len(fake))].astype(np.int64)
-    Trainer(clf, TrainerConfig(epochs=s.detector_epochs, batch_size=s.batch_size, lr=s.lr, seed=seed,
-                               progress=False)).fit((_t(x), torch.as_tensor(y)))
+    Trainer(
+        clf, TrainerConfig(epochs=s.detector_epochs, batch_size=s.batch_size, lr=s.lr, seed=seed, progress=False)
+    ).fit((_t(x), torch.as_tensor(y)))
     clf.eval()
 
     def score(images: np.ndarray) -> np.ndarray:
         with torch.no_grad():
             return torch.softmax(clf(_t(images)), dim=1)[:, 1].numpy()
+
     return score
 
 
@@ -168,8 +185,9 @@ def _quality(data: dict[str, Any], out: np.ndarray) -> dict[str, float]:
 def _ae(data: dict[str, Any], s: Settings, seed: int, use_indices: bool) -> PoolIndexAutoencoder:
     torch.manual_seed(seed)
     ae = PoolIndexAutoencoder(PoolAEConfig(code=s.code, use_indices=use_indices))
-    Trainer(ae, TrainerConfig(epochs=s.ae_epochs, batch_size=s.batch_size, lr=s.lr, seed=seed,
-                              progress=False)).fit(_t(data["ae_train"]))
+    Trainer(ae, TrainerConfig(epochs=s.ae_epochs, batch_size=s.batch_size, lr=s.lr, seed=seed, progress=False)).fit(
+        _t(data["ae_train"])
+    )
     return ae.eval()
 
 
@@ -185,6 +203,7 @@ def _ae_arm(use_indices: bool):
         out = _apply(ae, data["fake_te"])
         real_rec = float(psnr(data["real_te"], _apply(ae, data["real_te"])).mean())
         return Measured(metrics={**_eers(data, out), **_quality(data, out), "recon_psnr_real": real_rec})
+
     return arm
 
 
@@ -196,8 +215,10 @@ def _matched(s: Settings, seed: int, data: dict[str, Any]) -> Measured:
         try:
             k, reached = match_psnr(fn, data["fake_te"], target, lo, hi), 1.0
         except ValueError:  # the family cannot degrade that much (or that little): its nearest strength, flagged
-            k, reached = (hi if float(psnr(data["fake_te"], np.clip(fn(data["fake_te"], hi), 0, 1)).mean()) > target
-                          else lo), 0.0
+            k, reached = (
+                (hi if float(psnr(data["fake_te"], np.clip(fn(data["fake_te"], hi), 0, 1)).mean()) > target else lo),
+                0.0,
+            )
         e = _eers(data, np.clip(fn(data["fake_te"], k), 0, 1).astype(np.float32))
         metrics.update({f"{m}_{name}": v for m, v in e.items()})
         metrics[f"reached_{name}"] = reached
@@ -210,11 +231,14 @@ def _matched(s: Settings, seed: int, data: dict[str, Any]) -> Measured:
 @register_recipe
 class GANprintR(Recipe):
     slug = "ganprintr"
-    paper = Paper("GANprintR: Improved Fakes and Evaluation of the State of the Art in Face Manipulation Detection",
-                  "1911.05351")
-    claim = ("An autoencoder trained only on real images (max-pool indices passed to the decoder) removes GAN "
-             "fingerprints from fakes, so a detector near-perfect on raw fakes degrades strongly, while the fakes keep "
-             "their visual quality.")
+    paper = Paper(
+        "GANprintR: Improved Fakes and Evaluation of the State of the Art in Face Manipulation Detection", "1911.05351"
+    )
+    claim = (
+        "An autoencoder trained only on real images (max-pool indices passed to the decoder) removes GAN "
+        "fingerprints from fakes, so a detector near-perfect on raw fakes degrades strongly, while the fakes keep "
+        "their visual quality."
+    )
     Settings: TypeAlias = Settings
     ours = "ganprintr"
     min_seeds = 4
@@ -224,23 +248,66 @@ class GANprintR(Recipe):
         "record": Settings(seeds=4),
     }
     gates = (
-        Gate("GANprintR spoofs the controlled detector", "eer_d1", "ganprintr", "raw", effect=0.10, headline=True,
-             why="+10 EER points separates 'spoofed' from 'slightly worse' (card)"),
-        Gate("beyond any transformation of equal PSNR", "eer_d1", "ganprintr", "matched", effect=0.03,
-             why="3 points ~ 3 SE of an EER on 1,000 + 1,000 test crops; rules out detector brittleness"),
-        Gate("spoofs an augmentation-trained detector", "eer_d2", "ganprintr", "raw", effect=0.05,
-             why="Wang et al.'s augmentation is the standard fix for brittle detectors"),
-        Gate("quality holds: PSNR", "psnr_vs_fake", "ganprintr", 28.0, effect=0.0,
-             why="absolute, because the claim is 'keeps visual quality'"),
+        Gate(
+            "GANprintR spoofs the controlled detector",
+            "eer_d1",
+            "ganprintr",
+            "raw",
+            effect=0.10,
+            headline=True,
+            why="+10 EER points separates 'spoofed' from 'slightly worse' (card)",
+        ),
+        Gate(
+            "beyond any transformation of equal PSNR",
+            "eer_d1",
+            "ganprintr",
+            "matched",
+            effect=0.03,
+            why="3 points ~ 3 SE of an EER on 1,000 + 1,000 test crops; rules out detector brittleness",
+        ),
+        Gate(
+            "spoofs an augmentation-trained detector",
+            "eer_d2",
+            "ganprintr",
+            "raw",
+            effect=0.05,
+            why="Wang et al.'s augmentation is the standard fix for brittle detectors",
+        ),
+        Gate(
+            "quality holds: PSNR",
+            "psnr_vs_fake",
+            "ganprintr",
+            28.0,
+            effect=0.0,
+            why="absolute, because the claim is 'keeps visual quality'",
+        ),
         Gate("quality holds: SSIM", "ssim_vs_fake", "ganprintr", 0.90, effect=0.0, why="as PSNR"),
     )
     preconditions = (
-        Precondition("the detector is near-perfect on raw fakes", "raw", "eer_d1", "<=", 0.02,
-                     why="the paper's premise: detection in controlled conditions works"),
-        Precondition("detection rests on the fingerprint", "raw", "eer_content", ">=", 0.30,
-                     why="a content-only detector (4x low-passed images) must fail"),
-        Precondition("the AE reconstructs reals", "ganprintr", "recon_psnr_real", ">=", 28.0,
-                     why="an AE that cannot reconstruct reals would spoof by destroying images"),
+        Precondition(
+            "the detector is near-perfect on raw fakes",
+            "raw",
+            "eer_d1",
+            "<=",
+            0.02,
+            why="the paper's premise: detection in controlled conditions works",
+        ),
+        Precondition(
+            "detection rests on the fingerprint",
+            "raw",
+            "eer_content",
+            ">=",
+            0.30,
+            why="a content-only detector (4x low-passed images) must fail",
+        ),
+        Precondition(
+            "the AE reconstructs reals",
+            "ganprintr",
+            "recon_psnr_real",
+            ">=",
+            28.0,
+            why="an AE that cannot reconstruct reals would spoof by destroying images",
+        ),
     )
 
     def data(self, settings: Settings, seed: int) -> dict[str, Any]:
@@ -262,9 +329,11 @@ class GANprintR(Recipe):
 
     def describe(self, settings: Settings) -> dict[str, Any]:
         return {
-            "data": (f"{settings.patch}² RGB crops, split by photo; reals from train photos (detectors, AE) and test "
-                     f"photos (scoring); fakes = a DCGAN-style re-synthesiser (4×4×64 code) applied to other crops; "
-                     f"{settings.n_train} train / {settings.n_test} test per class"),
+            "data": (
+                f"{settings.patch}² RGB crops, split by photo; reals from train photos (detectors, AE) and test "
+                f"photos (scoring); fakes = a DCGAN-style re-synthesiser (4×4×64 code) applied to other crops; "
+                f"{settings.n_train} train / {settings.n_test} test per class"
+            ),
             "deviations": [
                 "no faces/StyleGAN offline: photo crops and a re-synthesiser stand in (card)",
                 "the fake source is trained with L1 only (card: L1 + LSGAN)",

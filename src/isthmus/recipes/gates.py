@@ -36,8 +36,19 @@ from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 import numpy as np
 
 __all__ = [
-    "ALPHA", "VERDICTS", "Gate", "GateResult", "Precondition", "Check", "Measured",
-    "paired_differences", "evaluate_gate", "evaluate_precondition", "decide", "plateaued", "VERDICT_RULE",
+    "ALPHA",
+    "VERDICTS",
+    "Gate",
+    "GateResult",
+    "Precondition",
+    "Check",
+    "Measured",
+    "paired_differences",
+    "evaluate_gate",
+    "evaluate_precondition",
+    "decide",
+    "plateaued",
+    "VERDICT_RULE",
 ]
 
 ALPHA = 0.05  # two-sided: 95 % intervals
@@ -88,10 +99,12 @@ class Measured:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Measured":
-        return cls(metrics={k: float(v) for k, v in d.get("metrics", {}).items()},
-                   items={k: [float(x) for x in v] for k, v in d.get("items", {}).items()},
-                   curves={k: [float(x) for x in v] for k, v in d.get("curves", {}).items()},
-                   info=dict(d.get("info", {})))
+        return cls(
+            metrics={k: float(v) for k, v in d.get("metrics", {}).items()},
+            items={k: [float(x) for x in v] for k, v in d.get("items", {}).items()},
+            curves={k: [float(x) for x in v] for k, v in d.get("curves", {}).items()},
+            info=dict(d.get("info", {})),
+        )
 
     @classmethod
     def coerce(cls, out: Any, where: str) -> "Measured":
@@ -101,8 +114,9 @@ class Measured:
         elif isinstance(out, Mapping):
             bad = {k: type(v).__name__ for k, v in out.items() if not isinstance(v, (int, float, np.number))}
             if bad:
-                raise TypeError(f"{where} returned non-numeric metrics {bad}; return a Measured(...) for "
-                                "items, curves or info")
+                raise TypeError(
+                    f"{where} returned non-numeric metrics {bad}; return a Measured(...) for items, curves or info"
+                )
             m = cls(metrics={k: float(v) for k, v in out.items()})
         else:
             raise TypeError(f"{where} must return a Measured or a dict of metrics, got {type(out).__name__}")
@@ -145,9 +159,11 @@ class Gate:
     def describe(self) -> str:
         vs = f"{self.vs:g}" if isinstance(self.vs, (int, float)) else self.vs
         better = "higher" if self.direction == "higher" else "lower"
-        rel = {"superiority": f"beats {vs} by ≥ {self.effect:g}",
-               "non_inferiority": f"is within {self.effect:g} of {vs} or better",
-               "parity": f"is within ±{self.effect:g} of {vs}"}[self.kind]
+        rel = {
+            "superiority": f"beats {vs} by ≥ {self.effect:g}",
+            "non_inferiority": f"is within {self.effect:g} of {vs} or better",
+            "parity": f"is within ±{self.effect:g} of {vs}",
+        }[self.kind]
         return f"{self.arm} {rel} on {self.metric} ({better} is better)"
 
 
@@ -163,13 +179,29 @@ class GateResult:
     detail: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"gate": self.gate.to_dict(), "outcome": self.outcome, "n": self.n, "mean": self.mean,
-                "lo": self.lo, "hi": self.hi, "mde": self.mde, "detail": self.detail}
+        return {
+            "gate": self.gate.to_dict(),
+            "outcome": self.outcome,
+            "n": self.n,
+            "mean": self.mean,
+            "lo": self.lo,
+            "hi": self.hi,
+            "mde": self.mde,
+            "detail": self.detail,
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "GateResult":
-        return cls(gate=Gate(**d["gate"]), outcome=d["outcome"], n=int(d["n"]), mean=float(d["mean"]),
-                   lo=float(d["lo"]), hi=float(d["hi"]), mde=float(d["mde"]), detail=d.get("detail", ""))
+        return cls(
+            gate=Gate(**d["gate"]),
+            outcome=d["outcome"],
+            n=int(d["n"]),
+            mean=float(d["mean"]),
+            lo=float(d["lo"]),
+            hi=float(d["hi"]),
+            mde=float(d["mde"]),
+            detail=d.get("detail", ""),
+        )
 
     def interval(self) -> str:
         return f"{self.mean:+.4g} [{self.lo:+.4g}, {self.hi:+.4g}]"
@@ -220,8 +252,7 @@ def _values(cells: Cells, arm: str, metric: str) -> dict[int, float]:
         try:
             out[s] = m.value(metric)
         except KeyError:
-            raise KeyError(f"arm {arm!r} seed {s} did not report metric {metric!r} "
-                           f"(it reported {m.names()})") from None
+            raise KeyError(f"arm {arm!r} seed {s} did not report metric {metric!r} (it reported {m.names()})") from None
     return out
 
 
@@ -229,8 +260,7 @@ def paired_differences(gate: Gate, cells: Cells) -> tuple[list[int], np.ndarray]
     """Seeds present (and finite) in both arms and ``sign · (arm − vs)`` on each."""
     sign = 1.0 if gate.direction == "higher" else -1.0
     a = _values(cells, gate.arm, gate.metric)
-    b = ({s: float(gate.vs) for s in a} if isinstance(gate.vs, (int, float))
-         else _values(cells, gate.vs, gate.metric))
+    b = {s: float(gate.vs) for s in a} if isinstance(gate.vs, (int, float)) else _values(cells, gate.vs, gate.metric)
     seeds = sorted(s for s in a if s in b and math.isfinite(a[s]) and math.isfinite(b[s]))
     return seeds, np.asarray([sign * (a[s] - b[s]) for s in seeds], dtype=float)
 
@@ -281,8 +311,16 @@ def evaluate_gate(gate: Gate, cells: Cells) -> GateResult:
     seeds, d = paired_differences(gate, cells)
     n = len(d)
     if n < 2:
-        return GateResult(gate, "unresolved", n, float(d.mean()) if n else math.nan, -math.inf, math.inf,
-                          math.inf, f"{n} paired seed(s): an interval needs at least 2")
+        return GateResult(
+            gate,
+            "unresolved",
+            n,
+            float(d.mean()) if n else math.nan,
+            -math.inf,
+            math.inf,
+            math.inf,
+            f"{n} paired seed(s): an interval needs at least 2",
+        )
     if gate.method == "bootstrap":
         items = _item_diffs(gate, cells, seeds)
         mean = float(np.mean([x.mean() for x in items])) if items else float(d.mean())
@@ -311,8 +349,9 @@ def evaluate_precondition(pre: Precondition, cells: Cells) -> Check:
     arr = np.asarray(list(vals.values()), dtype=float)
     if not arr.size:
         return Check(pre.name, False, f"arm {pre.arm!r} has no seeds")
-    cmp: Callable[[np.ndarray], np.ndarray] = ((lambda v: v >= pre.threshold) if pre.op == ">="
-                                               else (lambda v: v <= pre.threshold))
+    cmp: Callable[[np.ndarray], np.ndarray] = (
+        (lambda v: v >= pre.threshold) if pre.op == ">=" else (lambda v: v <= pre.threshold)
+    )
     finite = np.isfinite(arr)
     if pre.over == "mean":
         ok, shown = bool(finite.all() and cmp(np.asarray(arr.mean()))), f"mean {arr.mean():.4g}"
@@ -356,4 +395,4 @@ def plateaued(curve: Sequence[float], window: int | None = None, rel_tol: float 
     span = float(c.max() - c.min())
     if span == 0.0:
         return True
-    return abs(float(c[-w:].mean() - c[-2 * w:-w].mean())) <= rel_tol * span
+    return abs(float(c[-w:].mean() - c[-2 * w : -w].mean())) <= rel_tol * span

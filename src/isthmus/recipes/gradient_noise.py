@@ -68,14 +68,24 @@ def load_data(n_train: int, n_test: int) -> tuple[tuple[torch.Tensor, ...], str]
     return data, f"{name}: {len(tr)} train / {len(te)} test, {X.shape[1]} features"
 
 
-def train_once(data, seed: int, lr: float, clip: float, eta: float, epochs: int, batch_size: int,
-               init: str = "normal") -> Measured:
+def train_once(
+    data, seed: int, lr: float, clip: float, eta: float, epochs: int, batch_size: int, init: str = "normal"
+) -> Measured:
     """One run: per-epoch test accuracy and the summary numbers of the paper's table."""
     xtr, ytr, xte, yte = data
     torch.manual_seed(seed)
     model = Classifier(MLP(MLPConfig(in_dim=xtr.shape[1], out_dim=10, **{**MODEL, "init": init})))
-    tc = TrainerConfig(epochs=epochs, batch_size=batch_size, optimizer="sgd", lr=lr, grad_clip=clip,
-                       grad_noise_eta=eta, grad_noise_gamma=0.55, seed=seed, progress=False)
+    tc = TrainerConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        optimizer="sgd",
+        lr=lr,
+        grad_clip=clip,
+        grad_noise_eta=eta,
+        grad_noise_gamma=0.55,
+        seed=seed,
+        progress=False,
+    )
     # test accuracy per epoch
     cb = EpochTrace(lambda m: float((cast(Classifier, m).predict(xte) == yte).float().mean()))
     trainer = Trainer(model, tc, callbacks=[cb])
@@ -86,16 +96,22 @@ def train_once(data, seed: int, lr: float, clip: float, eta: float, epochs: int,
         diverged = True
     acc = cb.values + [float((model.predict(xte) == yte).float().mean())] * (epochs - len(cb.values))
     return Measured(
-        metrics={"best_acc": max(acc), "final_acc": acc[-1], "trained": float(acc[-1] > TRAINED_THRESHOLD),
-                 "diverged": float(diverged)},
+        metrics={
+            "best_acc": max(acc),
+            "final_acc": acc[-1],
+            "trained": float(acc[-1] > TRAINED_THRESHOLD),
+            "diverged": float(diverged),
+        },
         curves={"test_acc": acc},
     )
 
 
 def _arm(eta_from_settings: bool, init: str = "normal"):
     def arm(s: Settings, seed: int, data) -> Measured:
-        return train_once(data, seed, s.lr, s.clip, s.eta if eta_from_settings else 0.0, s.epochs, s.batch_size,
-                          init=init)
+        return train_once(
+            data, seed, s.lr, s.clip, s.eta if eta_from_settings else 0.0, s.epochs, s.batch_size, init=init
+        )
+
     return arm
 
 
@@ -103,9 +119,11 @@ def _arm(eta_from_settings: bool, init: str = "normal"):
 class GradientNoise(Recipe):
     slug = "gradient-noise"
     paper = Paper("Adding Gradient Noise Improves Learning for Very Deep Networks", "1511.06807")
-    claim = ("Annealed Gaussian gradient noise (sigma^2 = eta/(1+t)^0.55) lets a 20-layer, 50-unit ReLU MLP with poor "
-             "N(0, 0.1^2) init, trained by SGD with gradient clipping, train where it otherwise fails: higher best "
-             "test accuracy over seeds and more runs that train.")
+    claim = (
+        "Annealed Gaussian gradient noise (sigma^2 = eta/(1+t)^0.55) lets a 20-layer, 50-unit ReLU MLP with poor "
+        "N(0, 0.1^2) init, trained by SGD with gradient clipping, train where it otherwise fails: higher best "
+        "test accuracy over seeds and more runs that train."
+    )
     Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, n_train=512, n_test=256, epochs=2),
@@ -115,14 +133,33 @@ class GradientNoise(Recipe):
     }
     ours = "noise"
     gates = (
-        Gate("best accuracy", "best_acc", "noise", "no_noise", effect=0.05, headline=True,
-             why="5 accuracy points: well above seed noise of a trained run, far below the paper's gap"),
-        Gate("runs that train", "trained", "noise", "no_noise", effect=0.0,
-             why="a larger share of seeds ends above 50 % test accuracy"),
+        Gate(
+            "best accuracy",
+            "best_acc",
+            "noise",
+            "no_noise",
+            effect=0.05,
+            headline=True,
+            why="5 accuracy points: well above seed noise of a trained run, far below the paper's gap",
+        ),
+        Gate(
+            "runs that train",
+            "trained",
+            "noise",
+            "no_noise",
+            effect=0.0,
+            why="a larger share of seeds ends above 50 % test accuracy",
+        ),
     )
     preconditions = (
-        Precondition("positive control trains", "good_init", "best_acc", ">=", 0.8,
-                     why="the same net with a Kaiming init and no noise must learn, else the task or budget is broken"),
+        Precondition(
+            "positive control trains",
+            "good_init",
+            "best_acc",
+            ">=",
+            0.8,
+            why="the same net with a Kaiming init and no noise must learn, else the task or budget is broken",
+        ),
     )
     changes = (
         "Before the frame: quick ran 10 epochs over the grid eta {0.01, 0.3, 1.0} judged by majority; every poor-init "
@@ -141,30 +178,45 @@ class GradientNoise(Recipe):
 
     def checks(self, settings: Settings, cells: Mapping[str, Mapping[int, Measured]]) -> list[Check]:
         best = [m.metrics["best_acc"] for a in ("noise", "no_noise") for m in cells[a].values()]
-        return [Check("a poor-init run leaves chance", max(best) > CHANCE_CEILING,
-                      f"best accuracy over every poor-init run {max(best):.3f} (> {CHANCE_CEILING} needed): "
-                      "if no run of either arm leaves chance, the budget is too short to show the effect")]
+        return [
+            Check(
+                "a poor-init run leaves chance",
+                max(best) > CHANCE_CEILING,
+                f"best accuracy over every poor-init run {max(best):.3f} (> {CHANCE_CEILING} needed): "
+                "if no run of either arm leaves chance, the budget is too short to show the effect",
+            )
+        ]
 
     def describe(self, settings: Settings) -> dict[str, Any]:
-        return {"data": load_data(settings.n_train, settings.n_test)[1],
-                "model": {**MODEL, "layers": "20 hidden + output"}, "optimizer": "sgd (no momentum)",
-                "grad_noise_gamma": 0.55, "noise_applied": "after global-norm clipping, before the SGD step",
-                "trained_threshold": TRAINED_THRESHOLD,
-                "deviations": ["one pre-declared setting (lr 0.1, clip 10, eta 0.01) instead of the paper's grid "
-                               "with eta tuned on validation"]}
+        return {
+            "data": load_data(settings.n_train, settings.n_test)[1],
+            "model": {**MODEL, "layers": "20 hidden + output"},
+            "optimizer": "sgd (no momentum)",
+            "grad_noise_gamma": 0.55,
+            "noise_applied": "after global-norm clipping, before the SGD step",
+            "trained_threshold": TRAINED_THRESHOLD,
+            "deviations": [
+                "one pre-declared setting (lr 0.1, clip 10, eta 0.01) instead of the paper's grid "
+                "with eta tuned on validation"
+            ],
+        }
 
     def figures(self, settings: Settings, cells, out_dir: Path) -> list[str]:
         plt = pyplot()
         fig, ax = plt.subplots(figsize=(6, 3.8))
-        style = {"noise": ("tab:red", "-", "with noise"), "no_noise": ("tab:blue", "--", "no noise"),
-                 "good_init": ("gray", ":", "good init, no noise")}
+        style = {
+            "noise": ("tab:red", "-", "with noise"),
+            "no_noise": ("tab:blue", "--", "no noise"),
+            "good_init": ("gray", ":", "good init, no noise"),
+        }
         for arm, (color, ls, label) in style.items():
             for i, m in enumerate(cells[arm].values()):
                 c = m.curves["test_acc"]
                 ax.plot(range(1, len(c) + 1), c, color=color, ls=ls, alpha=0.7, label=label if i == 0 else None)
         ax.axhline(TRAINED_THRESHOLD, color="k", lw=0.5)
         ax.set_ylim(0, 1), ax.set_xlabel("epoch"), ax.set_ylabel("test accuracy")
-        ax.set_title(f"lr {settings.lr:g}, clip {settings.clip:g}, eta {settings.eta:g} (one line per seed)",
-                     fontsize=9)
+        ax.set_title(
+            f"lr {settings.lr:g}, clip {settings.clip:g}, eta {settings.eta:g} (one line per seed)", fontsize=9
+        )
         ax.legend(fontsize=7)
         return [save_figure(fig, out_dir / "accuracy_curves.png").name]

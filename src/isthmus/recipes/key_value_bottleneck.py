@@ -81,8 +81,15 @@ def toy_data(seed: int) -> dict[str, Any]:
     xt, yt = make_gaussian_classes(200, seed=2000 + seed)
     u = np.random.default_rng(3000 + seed).uniform(-1.5, 1.5, size=(2000, 2)).astype(np.float32)
     t = torch.as_tensor
-    return {"x": t(x), "y": t(y), "x_test": t(xt), "y_test": t(yt), "unlabelled": t(u),
-            "encoder": nn.Identity(), "n_classes": 8}
+    return {
+        "x": t(x),
+        "y": t(y),
+        "x_test": t(xt),
+        "y_test": t(yt),
+        "unlabelled": t(u),
+        "encoder": nn.Identity(),
+        "n_classes": 8,
+    }
 
 
 def digits_as_mnist() -> torch.Tensor:
@@ -119,10 +126,17 @@ def mnist_data(s: Settings, seed: int) -> dict[str, Any]:
     enc = nn.Sequential(ae.encoder, _Standardize(h.mean(0), h.std(0))).eval()
     with torch.no_grad():
         feats = enc(unl)
-    return {"x": x, "y": y, "x_test": torch.as_tensor(split.x_test), "y_test": torch.as_tensor(split.y_test),
-            "unlabelled": feats, "encoder": enc, "n_classes": 10,
-            "desc": f"{split.description}; encoder: MLP AE 256-32 ({s.ae_epochs} epochs, seed-dependent) and keys "
-                    f"on {len(unl)} {what}, labels unused, frozen; stream: {len(x)} MNIST images"}
+    return {
+        "x": x,
+        "y": y,
+        "x_test": torch.as_tensor(split.x_test),
+        "y_test": torch.as_tensor(split.y_test),
+        "unlabelled": feats,
+        "encoder": enc,
+        "n_classes": 10,
+        "desc": f"{split.description}; encoder: MLP AE 256-32 ({s.ae_epochs} epochs, seed-dependent) and keys "
+        f"on {len(unl)} {what}, labels unused, frozen; stream: {len(x)} MNIST images",
+    }
 
 
 def build(model: str, data: dict, setting: str, seed: int) -> nn.Module:
@@ -130,8 +144,9 @@ def build(model: str, data: dict, setting: str, seed: int) -> nn.Module:
     h, d_in, k = HEADS[setting], data["unlabelled"].shape[1], data["n_classes"]
     head: nn.Module
     if model == "dkvb":
-        head = build_bottleneck("key_value", latent_dim=k, input_dim=d_in, decoding="mean",
-                                init_on_first_batch=False, **h["kv"])
+        head = build_bottleneck(
+            "key_value", latent_dim=k, input_dim=d_in, decoding="mean", init_on_first_batch=False, **h["kv"]
+        )
         cast(KVBottleneck, head).init_keys(data["unlabelled"])  # unlabelled data only; frozen from here on
     elif model == "linear_probe":
         head = nn.Linear(d_in, k)
@@ -146,10 +161,30 @@ def run_model(model: str, setting: str, data: dict, seed: int, steps: int, iid: 
     if iid:
         tasks, steps = [list(range(data["n_classes"]))], steps * len(tasks)
     if model == "ncm":
-        return ncm_stream(data["encoder"], data["x"], data["y"], data["x_test"], data["y_test"], tasks, steps,
-                          h["batch_size"], data["n_classes"], seed=seed)
-    return train_stream(build(model, data, setting, seed), data["x"], data["y"], data["x_test"], data["y_test"],
-                        tasks, steps, h["batch_size"], lambda p: torch.optim.Adam(p, lr=LR), seed=seed)
+        return ncm_stream(
+            data["encoder"],
+            data["x"],
+            data["y"],
+            data["x_test"],
+            data["y_test"],
+            tasks,
+            steps,
+            h["batch_size"],
+            data["n_classes"],
+            seed=seed,
+        )
+    return train_stream(
+        build(model, data, setting, seed),
+        data["x"],
+        data["y"],
+        data["x_test"],
+        data["y_test"],
+        tasks,
+        steps,
+        h["batch_size"],
+        lambda p: torch.optim.Adam(p, lr=LR),
+        seed=seed,
+    )
 
 
 def _arm(model: str, iid: bool = False):
@@ -164,22 +199,58 @@ def _arm(model: str, iid: bool = False):
             metrics.update({f"{setting}_{k}": float(r[k]) for k in keys})
             info[f"{setting}_acc_matrix"] = np.asarray(r["acc_matrix"]).tolist()
         return Measured(metrics=metrics, info=info)
+
     return arm
 
 
 def _gates() -> tuple[Gate, ...]:
     g = []
     for b in ("linear_probe", "mlp"):
-        g.append(Gate(f"mnist: final accuracy above {b}", "mnist_final_acc", "dkvb", b, effect=0.05, headline=True,
-                      why="the paper's claim on real images: at least 5 accuracy points over all classes"))
+        g.append(
+            Gate(
+                f"mnist: final accuracy above {b}",
+                "mnist_final_acc",
+                "dkvb",
+                b,
+                effect=0.05,
+                headline=True,
+                why="the paper's claim on real images: at least 5 accuracy points over all classes",
+            )
+        )
     for b in ("linear_probe", "mlp"):
-        g.append(Gate(f"mnist: forgets less than {b}", "mnist_forgetting", "dkvb", b, direction="lower", effect=0.05,
-                      why="'forgets far less': at least 5 points less average forgetting"))
-        g.append(Gate(f"toy: final accuracy above {b}", "toy_final_acc", "dkvb", b, effect=0.05,
-                      why="the same claim on the 2-D toy"))
-    g.append(Gate("mnist: not below nearest-class-mean", "mnist_final_acc", "dkvb", "ncm", kind="non_inferiority",
-                  effect=0.02, why="a referee's baseline on the same frozen features: NCM cannot forget; DKVB "
-                                   "should be within 2 points of it to be worth its learned values"))
+        g.append(
+            Gate(
+                f"mnist: forgets less than {b}",
+                "mnist_forgetting",
+                "dkvb",
+                b,
+                direction="lower",
+                effect=0.05,
+                why="'forgets far less': at least 5 points less average forgetting",
+            )
+        )
+        g.append(
+            Gate(
+                f"toy: final accuracy above {b}",
+                "toy_final_acc",
+                "dkvb",
+                b,
+                effect=0.05,
+                why="the same claim on the 2-D toy",
+            )
+        )
+    g.append(
+        Gate(
+            "mnist: not below nearest-class-mean",
+            "mnist_final_acc",
+            "dkvb",
+            "ncm",
+            kind="non_inferiority",
+            effect=0.02,
+            why="a referee's baseline on the same frozen features: NCM cannot forget; DKVB "
+            "should be within 2 points of it to be worth its learned values",
+        )
+    )
     return tuple(g)
 
 
@@ -187,9 +258,11 @@ def _gates() -> tuple[Gate, ...]:
 class KeyValueBottleneck(Recipe):
     slug = "key-value-bottleneck"
     paper = Paper("Discrete Key-Value Bottleneck", "2207.11240")
-    claim = ("A discrete key-value bottleneck on a frozen encoder (frozen keys from unlabelled data, learnable values, "
-             "non-parametric decoding) forgets far less than a linear probe or an MLP head trained on the same "
-             "class-incremental stream without task boundaries, so its final accuracy over all classes is higher.")
+    claim = (
+        "A discrete key-value bottleneck on a frozen encoder (frozen keys from unlabelled data, learnable values, "
+        "non-parametric decoding) forgets far less than a linear probe or an MLP head trained on the same "
+        "class-incremental stream without task boundaries, so its final accuracy over all classes is higher."
+    )
     Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, toy_steps=20, mnist_steps=10, n_train=600, n_test=200, ae_epochs=1),
@@ -200,11 +273,23 @@ class KeyValueBottleneck(Recipe):
     ours = "dkvb"
     gates = _gates()
     preconditions = (
-        Precondition("positive control: the frozen features support the task", "linear_probe_iid", "mnist_final_acc",
-                     ">=", 0.75, why="a linear probe trained i.i.d. on all classes must reach 75 %, else the "
-                                     "encoder, not the head, limits every arm"),
-        Precondition("DKVB learns i.i.d.", "dkvb_iid", "mnist_final_acc", ">=", 0.6,
-                     why="the bottleneck itself must be able to learn the task when nothing is forgotten"),
+        Precondition(
+            "positive control: the frozen features support the task",
+            "linear_probe_iid",
+            "mnist_final_acc",
+            ">=",
+            0.75,
+            why="a linear probe trained i.i.d. on all classes must reach 75 %, else the "
+            "encoder, not the head, limits every arm",
+        ),
+        Precondition(
+            "DKVB learns i.i.d.",
+            "dkvb_iid",
+            "mnist_final_acc",
+            ">=",
+            0.6,
+            why="the bottleneck itself must be able to learn the task when nothing is forgotten",
+        ),
     )
 
     def data(self, s: Settings, seed: int) -> dict:
@@ -214,15 +299,21 @@ class KeyValueBottleneck(Recipe):
         return {**{m: _arm(m) for m in (*TRAINED, "ncm")}, **{f"{m}_iid": _arm(m, iid=True) for m in TRAINED}}
 
     def describe(self, s: Settings) -> dict[str, Any]:
-        return {"heads": HEADS, "optimizer": f"adam lr {LR}, one optimizer per run, never reset between tasks",
-                "mnist_data": mnist_data(s, 0)["desc"] if s.n_train <= 600 else
-                f"MNIST t10k stream {s.n_train} / test {s.n_test}; keys and encoder on {s.key_source} (see module doc)",
-                "toy_data": "8 Gaussians on a circle (radius 1, std 0.1), our variant of the paper's toy",
-                "steps_note": "steps are per task; i.i.d. runs use steps x number of tasks on all classes",
-                "deviations": ["keys by k-means, then frozen (authors' code: EMA-trained keys, unused keys masked at "
-                               "evaluation, values zero-initialised, CE with label smoothing 0.1) — not applied",
-                               "toy: 32 heads / 64 keys with projections (paper: one codebook of 400 keys on raw 2-D)",
-                               "Adam for every model (paper CIFAR sweeps: SGD lr 0.3)"]}
+        return {
+            "heads": HEADS,
+            "optimizer": f"adam lr {LR}, one optimizer per run, never reset between tasks",
+            "mnist_data": mnist_data(s, 0)["desc"]
+            if s.n_train <= 600
+            else f"MNIST t10k stream {s.n_train} / test {s.n_test}; keys and encoder on {s.key_source} (see module doc)",
+            "toy_data": "8 Gaussians on a circle (radius 1, std 0.1), our variant of the paper's toy",
+            "steps_note": "steps are per task; i.i.d. runs use steps x number of tasks on all classes",
+            "deviations": [
+                "keys by k-means, then frozen (authors' code: EMA-trained keys, unused keys masked at "
+                "evaluation, values zero-initialised, CE with label smoothing 0.1) — not applied",
+                "toy: 32 heads / 64 keys with projections (paper: one codebook of 400 keys on raw 2-D)",
+                "Adam for every model (paper CIFAR sweeps: SGD lr 0.3)",
+            ],
+        }
 
     def figures(self, s: Settings, cells, out_dir: Path) -> list[str]:
         plt = pyplot()

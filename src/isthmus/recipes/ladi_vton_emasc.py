@@ -62,15 +62,18 @@ def _vae(size: int, n_train: int, steps: int, batch: int) -> tuple[SkipVAE, np.n
 def _plateau(curve: list[float]) -> float:
     """Relative loss improvement of the last 20 % of steps over the 20 % before (the card's PLATEAU: < 1 %)."""
     k = max(1, len(curve) // 5)
-    a, b = float(np.mean(curve[-2 * k:-k])), float(np.mean(curve[-k:]))
+    a, b = float(np.mean(curve[-2 * k : -k])), float(np.mean(curve[-k:]))
     return (a - b) / max(abs(b), 1e-12)
 
 
 def _scores(out: np.ndarray, d: dict[str, Any], outside: bool = True) -> dict[str, float]:
     truth, inside_r, outside_r, band_r = d["edited"], d["inside"], d["outside"], d["band"]
-    m = {"psnr_in": float(np.nanmean(region_psnr(truth, out, inside_r))),
-         "log_band_grad": math.log(float(gradient_error(truth, out, band_r).mean())),
-         "psnr_whole": float(psnr(truth, out).mean()), "ssim_whole": float(ssim(truth, out).mean())}
+    m = {
+        "psnr_in": float(np.nanmean(region_psnr(truth, out, inside_r))),
+        "log_band_grad": math.log(float(gradient_error(truth, out, band_r).mean())),
+        "psnr_whole": float(psnr(truth, out).mean()),
+        "ssim_whole": float(ssim(truth, out).mean()),
+    }
     if outside:
         m["psnr_out"] = float(np.nanmean(region_psnr(truth, out, outside_r)))
     return m
@@ -88,6 +91,7 @@ def _paste(feather: bool):
             w = np.maximum(w, np.clip(ndimage.gaussian_filter(w, (0, 0, 1.5, 1.5)) * 2, 0, 1))
         out = plain * w + d["source"] * (1 - w)
         return Measured(metrics=_scores(out, d, outside=feather))
+
     return arm
 
 
@@ -97,8 +101,17 @@ def _trained(kind: str | None, gated: bool = True, finetune: bool = False):
         before = weights_hash(d["vae"])
         torch.manual_seed(seed)
         skip = MaskAwareSkip(vae.tap_channels(), vae.skip_channels(), kind, gated=gated) if kind else None
-        fit = train_skips(vae, skip, d["train"], d["train_masks"], s.steps, batch_size=s.batch_size, lr=s.lr,
-                          finetune_decoder=finetune, seed=seed)
+        fit = train_skips(
+            vae,
+            skip,
+            d["train"],
+            d["train_masks"],
+            s.steps,
+            batch_size=s.batch_size,
+            lr=s.lr,
+            finetune_decoder=finetune,
+            seed=seed,
+        )
         out = decode_with_skips(vae, skip, d["edited"], d["source"], d["masks"])
         m = _scores(out, d)
         m["plateau_rel"] = _plateau(fit.loss_curve)
@@ -107,6 +120,7 @@ def _trained(kind: str | None, gated: bool = True, finetune: bool = False):
             plain = decode_with_skips(d["vae"], None, d["edited"], d["source"], d["masks"])
             m["inside_loss_vs_plain"] = float(np.nanmean(region_psnr(d["edited"], plain, d["inside"]))) - m["psnr_in"]
         return Measured(metrics=m, curves={"loss": fit.loss_curve})
+
     return arm
 
 
@@ -114,9 +128,11 @@ def _trained(kind: str | None, gated: bool = True, finetune: bool = False):
 class LadiVtonEmasc(Recipe):
     slug = "ladi-vton-emasc"
     paper = Paper("LaDI-VTON: Latent Diffusion Textual-Inversion Enhanced Virtual Try-On", "2305.13501")
-    claim = ("EMASC only (not try-on): mask-aware learnable skips from the frozen VAE encoder, run on the masked "
-             "image, restore the detail lost by the x8 latent compression outside the edited region without "
-             "harming the edited region.")
+    claim = (
+        "EMASC only (not try-on): mask-aware learnable skips from the frozen VAE encoder, run on the masked "
+        "image, restore the detail lost by the x8 latent compression outside the edited region without "
+        "harming the edited region."
+    )
     Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, size=16, n_train=64, n_test=16, vae_steps=5, vae_batch=8, steps=4, batch_size=4),
@@ -126,26 +142,73 @@ class LadiVtonEmasc(Recipe):
     ours = "emasc"
     min_seeds = 5
     gates = (
-        Gate("outside PSNR over the plain decode", "psnr_out", "emasc", "plain", effect=1.0, headline=True,
-             why="+1 dB is the visible step; the module's purpose (expected to pass: G3, G4 carry the information)"),
-        Gate("no harm inside the edit", "psnr_in", "emasc", "plain", kind="non_inferiority", effect=0.1,
-             why="non-inferiority within 0.1 dB: no leakage of the masked source into the edit"),
-        Gate("skips, not more decoder training", "psnr_out", "emasc", "decoder_finetune", effect=0.5,
-             why="the decoder fine-tuned for the same steps and loss without skips must trail by >= 0.5 dB"),
-        Gate("cleaner seams than paste-back", "log_band_grad", "emasc", "paste_hard", direction="lower",
-             effect=0.1054, why="band gradient error <= 0.9 x hard paste-back (log ratio ln(1/0.9))"),
+        Gate(
+            "outside PSNR over the plain decode",
+            "psnr_out",
+            "emasc",
+            "plain",
+            effect=1.0,
+            headline=True,
+            why="+1 dB is the visible step; the module's purpose (expected to pass: G3, G4 carry the information)",
+        ),
+        Gate(
+            "no harm inside the edit",
+            "psnr_in",
+            "emasc",
+            "plain",
+            kind="non_inferiority",
+            effect=0.1,
+            why="non-inferiority within 0.1 dB: no leakage of the masked source into the edit",
+        ),
+        Gate(
+            "skips, not more decoder training",
+            "psnr_out",
+            "emasc",
+            "decoder_finetune",
+            effect=0.5,
+            why="the decoder fine-tuned for the same steps and loss without skips must trail by >= 0.5 dB",
+        ),
+        Gate(
+            "cleaner seams than paste-back",
+            "log_band_grad",
+            "emasc",
+            "paste_hard",
+            direction="lower",
+            effect=0.1054,
+            why="band gradient error <= 0.9 x hard paste-back (log ratio ln(1/0.9))",
+        ),
     )
     preconditions = (
-        Precondition("detail to restore", "plain", "psnr_out", "<=", 30.0,
-                     why="the plain decode must lose detail outside the mask (<= 30 dB)"),
+        Precondition(
+            "detail to restore",
+            "plain",
+            "psnr_out",
+            "<=",
+            30.0,
+            why="the plain decode must lose detail outside the mask (<= 30 dB)",
+        ),
         Precondition("VAE frozen", "emasc", "vae_frozen", ">=", 1.0, over="every", why="weight hash unchanged"),
-        Precondition("ungated skips leak", "emasc_ungated", "inside_loss_vs_plain", ">=", 0.5,
-                     why="leakage control: without the gate the inside loses >= 0.5 dB, so G2 can fail"),
-        Precondition("EMASC converged", "emasc", "plateau_rel", "<=", 0.01, over="every",
-                     why="< 1 % relative loss improvement over the last 20 % of steps (card PLATEAU)"),
+        Precondition(
+            "ungated skips leak",
+            "emasc_ungated",
+            "inside_loss_vs_plain",
+            ">=",
+            0.5,
+            why="leakage control: without the gate the inside loses >= 0.5 dB, so G2 can fail",
+        ),
+        Precondition(
+            "EMASC converged",
+            "emasc",
+            "plateau_rel",
+            "<=",
+            0.01,
+            over="every",
+            why="< 1 % relative loss improvement over the last 20 % of steps (card PLATEAU)",
+        ),
         Precondition("linear EMASC converged", "emasc_linear", "plateau_rel", "<=", 0.01, over="every", why="same"),
-        Precondition("decoder fine-tune converged", "decoder_finetune", "plateau_rel", "<=", 0.01, over="every",
-                     why="same"),
+        Precondition(
+            "decoder fine-tune converged", "decoder_finetune", "plateau_rel", "<=", 0.01, over="every", why="same"
+        ),
     )
     changes = ()
 
@@ -155,26 +218,40 @@ class LadiVtonEmasc(Recipe):
         textures = np.roll(source, 1, axis=0)  # photo_patches cycles photos: a neighbour is another photo
         masks = blob_masks(s.n_test, s.size, smooth=s.size / 12, seed=2000 + seed)
         inside, outside, band = mask_regions(masks, s.band)
-        return {"vae": vae, "train": train, "train_masks": blob_masks(s.n_train, s.size, smooth=s.size / 12, seed=seed),
-                "source": source, "masks": masks, "edited": paste_texture(source, masks, textures),
-                "inside": inside, "outside": outside, "band": band}
+        return {
+            "vae": vae,
+            "train": train,
+            "train_masks": blob_masks(s.n_train, s.size, smooth=s.size / 12, seed=seed),
+            "source": source,
+            "masks": masks,
+            "edited": paste_texture(source, masks, textures),
+            "inside": inside,
+            "outside": outside,
+            "band": band,
+        }
 
     def arms(self, s: Settings):
-        return {"emasc": _trained("nonlinear"), "plain": _plain, "emasc_linear": _trained("linear"),
-                "emasc_ungated": _trained("nonlinear", gated=False), "decoder_finetune": _trained(None, finetune=True),
-                "paste_hard": _paste(False), "paste_feather": _paste(True)}
+        return {
+            "emasc": _trained("nonlinear"),
+            "plain": _plain,
+            "emasc_linear": _trained("linear"),
+            "emasc_ungated": _trained("nonlinear", gated=False),
+            "decoder_finetune": _trained(None, finetune=True),
+            "paste_hard": _paste(False),
+            "paste_feather": _paste(True),
+        }
 
     def describe(self, s: Settings) -> dict[str, Any]:
         return {
             "data": f"{s.size}x{s.size} crops: {s.n_train} from the training photos (VAE and skip training), "
-                    f"{s.n_test} per seed from the held-out photos (chelsea, flower, landsat7-crop); blob masks "
-                    "15-35 %; the edit pastes a crop of another photo into the mask",
+            f"{s.n_test} per seed from the held-out photos (chelsea, flower, landsat7-crop); blob masks "
+            "15-35 %; the edit pastes a crop of another photo into the mask",
             "vae": f"conv VAE f8, 4 latent channels, widths {CHANNELS}, {s.vae_steps} steps (L1 + 1e-4 KL), "
-                   "trained once (seed 0) and frozen",
+            "trained once (seed 0) and frozen",
             "training": f"{s.steps} steps, batch {s.batch_size}, AdamW(lr {s.lr}, wd 1e-2 on all params), "
-                        "50-step warm-up, clip 1.0; L1 + 0.5 x perceptual (frozen VAE-encoder features)",
+            "50-step warm-up, clip 1.0; L1 + 0.5 x perceptual (frozen VAE-encoder features)",
             "metrics": f"PSNR inside / outside the mask (outside and inside exclude a +-{s.band} px band), band "
-                       "gradient error (log), whole-image PSNR and SSIM, all against the edited truth",
+            "gradient error (log), whole-image PSNR and SSIM, all against the edited truth",
             "deviations": [
                 "SD-2 inpainting VAE at 512x384 -> conv VAE f8 x 4 ch at 48x48 (card)",
                 "VGG perceptual loss -> the frozen VAE encoder's features (no offline VGG weights)",
@@ -190,8 +267,12 @@ class LadiVtonEmasc(Recipe):
 
         plt = pyplot()
         fig, ax = plt.subplots(figsize=(6, 3.6))
-        for arm, color in {"emasc": "tab:red", "emasc_linear": "tab:orange", "emasc_ungated": "tab:gray",
-                           "decoder_finetune": "tab:blue"}.items():
+        for arm, color in {
+            "emasc": "tab:red",
+            "emasc_linear": "tab:orange",
+            "emasc_ungated": "tab:gray",
+            "decoder_finetune": "tab:blue",
+        }.items():
             for i, m in enumerate(cells[arm].values()):
                 c = np.convolve(m.curves["loss"], np.ones(10) / 10, mode="valid")
                 ax.plot(c, color=color, alpha=0.7, label=arm if i == 0 else None)

@@ -59,8 +59,13 @@ class Settings(RecipeSettings):
 
 
 def _unfold_cfg(s: Settings, illumination: Literal["prior", "prox"], prox_l_width: int = 8) -> RetinexUnfoldingConfig:
-    return RetinexUnfoldingConfig(width=s.width, illumination=illumination, prior_channels=list(s.prior_channels),
-                                  prox_l_width=prox_l_width, enhance_channels=list(s.enhance_channels))
+    return RetinexUnfoldingConfig(
+        width=s.width,
+        illumination=illumination,
+        prior_channels=list(s.prior_channels),
+        prox_l_width=prox_l_width,
+        enhance_channels=list(s.enhance_channels),
+    )
 
 
 def matched_widths(s: Settings) -> tuple[int, int, int]:
@@ -101,7 +106,7 @@ def illumination_prior_data(gt: np.ndarray, s: Settings, rng: np.random.Generato
     """(masked input, target, keep mask): max-channel of a brightened crop (γ ∈ [0.2, 1]), half its windows
     zeroed; the target is the smoothed, unmasked map (Gaussian σ 1 standing in for the bilateral filter)."""
     g = rng.uniform(0.2, 1.0, size=(len(gt), 1, 1, 1)).astype(np.float32)
-    illum = (gt ** g).max(axis=1, keepdims=True)
+    illum = (gt**g).max(axis=1, keepdims=True)
     target = ndimage.gaussian_filter(illum, sigma=(0, 0, 1, 1)).astype(np.float32)
     keep = window_mask(len(gt), gt.shape[2], gt.shape[3], s.mask_window, s.mask_ratio, rng)
     return illum * keep, target, keep
@@ -118,8 +123,9 @@ def _t(*arrays: np.ndarray) -> tuple[torch.Tensor, ...]:
 def _predict(model: torch.nn.Module, x: np.ndarray, batch: int = 256) -> np.ndarray:
     model.eval()
     with torch.no_grad():
-        return np.clip(np.concatenate([model(torch.as_tensor(x[i:i + batch])).numpy()
-                                       for i in range(0, len(x), batch)]), 0, 1)
+        return np.clip(
+            np.concatenate([model(torch.as_tensor(x[i : i + batch])).numpy() for i in range(0, len(x), batch)]), 0, 1
+        )
 
 
 def pretrain_priors(d: dict[str, np.ndarray], s: Settings, seed: int) -> dict[str, Any]:
@@ -143,14 +149,22 @@ def pretrain_priors(d: dict[str, np.ndarray], s: Settings, seed: int) -> dict[st
         grad_l1, zero_l1 = float((grad(gv) - target).abs().mean()), float(target.abs().mean())
     torch.manual_seed(seed + 1)
     random_grad = GradientPrior(3, s.gradient_prior_channels)  # the control's frozen, untrained prior
-    return {"illumination": illum, "gradient": grad, "random_gradient": random_grad,
-            "illum_prior_ratio": model_l1 / fill_l1, "grad_prior_ratio": grad_l1 / zero_l1}
+    return {
+        "illumination": illum,
+        "gradient": grad,
+        "random_gradient": random_grad,
+        "illum_prior_ratio": model_l1 / fill_l1,
+        "grad_prior_ratio": grad_l1 / zero_l1,
+    }
 
 
 def _score(d: Mapping[str, Any], out: np.ndarray, curve: list[float] | None, **extra: float) -> Measured:
     p = psnr(d["gt_te"], out)
-    metrics = {"psnr": float(p.mean()), "ssim": float(ssim(d["gt_te"], out).mean()),
-               "gain_over_floor": float(p.mean()) - d["floor_psnr"]}
+    metrics = {
+        "psnr": float(p.mean()),
+        "ssim": float(ssim(d["gt_te"], out).mean()),
+        "gain_over_floor": float(p.mean()) - d["floor_psnr"],
+    }
     curves = {}
     if curve is not None:
         metrics["converged"] = float(plateaued(curve))
@@ -175,13 +189,20 @@ def _unfolding_arm(kind: str):
         curve = [float(h["val_output"]) for h in res.history]
         model.eval()
         with torch.no_grad():
-            illum = np.concatenate([model.net.decompose(torch.as_tensor(d["low_te"][i:i + 256]))[1].numpy()
-                                    for i in range(0, len(d["low_te"]), 256)])
-        extra = {"illumination_l1": float(np.abs(illum - d["illum_te"]).mean()),
-                 "parameters": float(count_parameters(model.net))}
+            illum = np.concatenate(
+                [
+                    model.net.decompose(torch.as_tensor(d["low_te"][i : i + 256]))[1].numpy()
+                    for i in range(0, len(d["low_te"]), 256)
+                ]
+            )
+        extra = {
+            "illumination_l1": float(np.abs(illum - d["illum_te"]).mean()),
+            "parameters": float(count_parameters(model.net)),
+        }
         if kind == "cue":
             extra.update(illum_prior_ratio=pri["illum_prior_ratio"], grad_prior_ratio=pri["grad_prior_ratio"])
         return _score(d, _predict(model, d["low_te"]), curve, **extra)
+
     return arm
 
 
@@ -196,6 +217,7 @@ def _unet_arm(s: Settings, seed: int, data: dict[str, Any]) -> Measured:
 def _floor(fn):
     def arm(s: Settings, seed: int, data: dict[str, Any]) -> Measured:
         return _score(data["arrays"], fn(data["arrays"]["low_te"]), None)
+
     return arm
 
 
@@ -203,9 +225,11 @@ def _floor(fn):
 class LowLightCUE(Recipe):
     slug = "low-light-cue"
     paper = Paper("Empowering Low-Light Image Enhancer through Customized Learnable Priors", "2309.01958")
-    claim = ("Customised learnable priors (a masked-AE illumination prior conditioning the illumination step, a "
-             "frozen gradient-map prior as a feature loss) make a Retinex deep-unfolding enhancer beat unfolding "
-             "with generic proximal nets, and end-to-end mapping nets, in PSNR.")
+    claim = (
+        "Customised learnable priors (a masked-AE illumination prior conditioning the illumination step, a "
+        "frozen gradient-map prior as a feature loss) make a Retinex deep-unfolding enhancer beat unfolding "
+        "with generic proximal nets, and end-to-end mapping nets, in PSNR."
+    )
     Settings: TypeAlias = Settings
     ours = "cue"
     modes = {
@@ -220,25 +244,73 @@ class LowLightCUE(Recipe):
         "record (~375 steps per arm) is a sizing decision, and it remains far from convergence.",
     )
     gates = (
-        Gate("learned priors beat generic proximal nets (paper ablation)", "psnr", "cue", "generic", effect=0.3,
-             headline=True, why="0.3 dB: smaller gains are ablation noise and below what restoration papers claim "
-                                "for one component (card, notes)"),
-        Gate("prior pretraining, not prior capacity", "psnr", "cue", "random_prior", effect=0.3,
-             why="the same architecture with randomly initialised priors separates pretraining from parameters"),
-        Gate("beats an equal-parameter U-Net", "psnr", "cue", "unet", effect=0.3,
-             why="the end-to-end mapping family the paper compares with, at equal parameters"),
+        Gate(
+            "learned priors beat generic proximal nets (paper ablation)",
+            "psnr",
+            "cue",
+            "generic",
+            effect=0.3,
+            headline=True,
+            why="0.3 dB: smaller gains are ablation noise and below what restoration papers claim "
+            "for one component (card, notes)",
+        ),
+        Gate(
+            "prior pretraining, not prior capacity",
+            "psnr",
+            "cue",
+            "random_prior",
+            effect=0.3,
+            why="the same architecture with randomly initialised priors separates pretraining from parameters",
+        ),
+        Gate(
+            "beats an equal-parameter U-Net",
+            "psnr",
+            "cue",
+            "unet",
+            effect=0.3,
+            why="the end-to-end mapping family the paper compares with, at equal parameters",
+        ),
     )
     preconditions = (
-        *(Precondition(f"{a} beats the gamma+TV floor by >= 1 dB", a, "gain_over_floor", ">=", 1.0,
-                       why="a learned arm that cannot beat a classical floor says the budget is broken")
-          for a in ("cue", "generic", "random_prior", "unet")),
-        Precondition("illumination prior pretrained", "cue", "illum_prior_ratio", "<=", 0.5,
-                     why="its masked L1 must be <= 50 % of filling masked windows with the visible mean"),
-        Precondition("gradient prior pretrained", "cue", "grad_prior_ratio", "<=", 0.5,
-                     why="its L1 must be <= 50 % of predicting zeros"),
-        *(Precondition(f"{a} converged", a, "converged", ">=", 1.0, over="every",
-                       why="the validation output-L1 curve plateaued (isthmus.recipes.gates.plateaued)")
-          for a in ("cue", "generic", "random_prior", "unet")),
+        *(
+            Precondition(
+                f"{a} beats the gamma+TV floor by >= 1 dB",
+                a,
+                "gain_over_floor",
+                ">=",
+                1.0,
+                why="a learned arm that cannot beat a classical floor says the budget is broken",
+            )
+            for a in ("cue", "generic", "random_prior", "unet")
+        ),
+        Precondition(
+            "illumination prior pretrained",
+            "cue",
+            "illum_prior_ratio",
+            "<=",
+            0.5,
+            why="its masked L1 must be <= 50 % of filling masked windows with the visible mean",
+        ),
+        Precondition(
+            "gradient prior pretrained",
+            "cue",
+            "grad_prior_ratio",
+            "<=",
+            0.5,
+            why="its L1 must be <= 50 % of predicting zeros",
+        ),
+        *(
+            Precondition(
+                f"{a} converged",
+                a,
+                "converged",
+                ">=",
+                1.0,
+                over="every",
+                why="the validation output-L1 curve plateaued (isthmus.recipes.gates.plateaued)",
+            )
+            for a in ("cue", "generic", "random_prior", "unet")
+        ),
     )
 
     def data(self, settings: Settings, seed: int) -> dict[str, Any]:
@@ -247,24 +319,42 @@ class LowLightCUE(Recipe):
         p = lambda split, n, k: photo_patches(split, n, s.patch, seed=1000 * k + seed)  # noqa: E731
         gt_tr, gt_va, gt_te = _augment(p("train", s.n_train, 1), rng), p("train", s.n_val, 2), p("test", s.n_test, 3)
         tr, va, te = (synthesize_low_light(g, seed=10 * seed + k) for k, g in enumerate((gt_tr, gt_va, gt_te)))
-        d: dict[str, Any] = {"gt_tr": gt_tr, "low_tr": tr.low, "gt_va": gt_va, "low_va": va.low, "gt_te": gt_te, "low_te": te.low,
-             "illum_te": te.illumination}
+        d: dict[str, Any] = {
+            "gt_tr": gt_tr,
+            "low_tr": tr.low,
+            "gt_va": gt_va,
+            "low_va": va.low,
+            "gt_te": gt_te,
+            "low_te": te.low,
+            "illum_te": te.illumination,
+        }
         d["floor_psnr"] = float(psnr(gt_te, gamma_tv(te.low)).mean())
         return {"arrays": d, "priors": pretrain_priors(d, s, seed), "matched": matched_widths(s)}
 
     def arms(self, settings: Settings):
-        return {"cue": _unfolding_arm("cue"), "generic": _unfolding_arm("generic"),
-                "random_prior": _unfolding_arm("random"), "unet": _unet_arm, "gamma_tv": _floor(gamma_tv),
-                "hist_eq": _floor(hist_eq)}
+        return {
+            "cue": _unfolding_arm("cue"),
+            "generic": _unfolding_arm("generic"),
+            "random_prior": _unfolding_arm("random"),
+            "unet": _unet_arm,
+            "gamma_tv": _floor(gamma_tv),
+            "hist_eq": _floor(hist_eq),
+        }
 
     def describe(self, settings: Settings) -> dict[str, Any]:
         target, prox, base = matched_widths(settings)
         return {
-            "data": (f"{settings.patch}² RGB crops with rot90/flip, split by photo (train {list(TRAIN_PHOTOS)}, test "
-                     f"{list(TEST_PHOTOS)}); I_low = PoissonGauss(k S I_gt^gamma), k 0.05-0.2, S smooth in "
-                     f"[0.6, 1], gamma 1-1.4, read noise 0.005-0.02, gain 200-1000; {settings.n_train} train, "
-                     f"{settings.n_val} val, {settings.n_test} test pairs"),
-            "parameters": {"cue (inference net)": target, "generic prox_L width": prox, "unet channels": [base, 2 * base]},
+            "data": (
+                f"{settings.patch}² RGB crops with rot90/flip, split by photo (train {list(TRAIN_PHOTOS)}, test "
+                f"{list(TEST_PHOTOS)}); I_low = PoissonGauss(k S I_gt^gamma), k 0.05-0.2, S smooth in "
+                f"[0.6, 1], gamma 1-1.4, read noise 0.005-0.02, gain 200-1000; {settings.n_train} train, "
+                f"{settings.n_val} val, {settings.n_test} test pairs"
+            ),
+            "parameters": {
+                "cue (inference net)": target,
+                "generic prox_L width": prox,
+                "unet channels": [base, 2 * base],
+            },
             "loss_weights": LOSS_WEIGHTS,
             "deviations": [
                 f"{settings.patch}² crops (card 32²) and a few hundred steps (card 2,000; paper 300k): the 10 cpu-min "

@@ -49,30 +49,46 @@ def clips(n_train: int, n_val: int, n_test: int, frames: int, seed: int) -> tupl
     xtr, ytr = moving_digits(d[:8000], t.y[:8000], n_train + n_val, frames=frames, seed=seed)
     xte, yte = moving_digits(d[8000:], t.y[8000:], n_test, frames=frames, seed=10_000 + seed)
     as_t = lambda a, dt: torch.as_tensor(a, dtype=dt)  # noqa: E731
-    return (as_t(xtr[:n_train], torch.float32), as_t(ytr[:n_train], torch.long), as_t(xtr[n_train:], torch.float32),
-            as_t(ytr[n_train:], torch.long), as_t(xte, torch.float32), as_t(yte, torch.long))
+    return (
+        as_t(xtr[:n_train], torch.float32),
+        as_t(ytr[:n_train], torch.long),
+        as_t(xtr[n_train:], torch.float32),
+        as_t(ytr[n_train:], torch.long),
+        as_t(xte, torch.float32),
+        as_t(yte, torch.long),
+    )
 
 
 def _train(model: LRCN, s: Settings, seed: int, data, epochs: int | None = None) -> tuple[LRCN, list[float]]:
     xtr, ytr, xva, yva = data[:4]
     # validation loss per epoch
     cb = EpochTrace(lambda m: float(cast(LRCN, m).compute_loss((xva, yva)).loss))
-    Trainer(model, TrainerConfig(epochs=epochs or s.epochs, batch_size=32, lr=s.lr, seed=seed, progress=False),
-            callbacks=[cb]).fit((xtr, ytr))
+    Trainer(
+        model,
+        TrainerConfig(epochs=epochs or s.epochs, batch_size=32, lr=s.lr, seed=seed, progress=False),
+        callbacks=[cb],
+    ).fit((xtr, ytr))
     return model.eval(), cb.values
 
 
 def _measure(model: LRCN, curve: list[float], data) -> Measured:
     with torch.no_grad():
         acc = float((model.predict(data[4]) == data[5]).float().mean())
-    return Measured(metrics={"acc": acc, "converged": float(plateaued(curve, rel_tol=0.05)),
-                             "params": float(sum(p.numel() for p in model.parameters()))}, curves={"val_loss": curve})
+    return Measured(
+        metrics={
+            "acc": acc,
+            "converged": float(plateaued(curve, rel_tol=0.05)),
+            "params": float(sum(p.numel() for p in model.parameters())),
+        },
+        curves={"val_loss": curve},
+    )
 
 
 def _arm(aggregator: str):
     def arm(s: Settings, seed: int, data) -> Measured:
         torch.manual_seed(seed)
         return _measure(*_train(LRCN(N_CLASSES, aggregator=aggregator), s, seed, data), data)
+
     return arm
 
 
@@ -90,9 +106,11 @@ def frozen_lstm(s: Settings, seed: int, data) -> Measured:
 class LRCNRecipe(Recipe):
     slug = "lrcn"
     paper = Paper("Long-term Recurrent Convolutional Networks for Visual Recognition and Description", "1411.4389")
-    claim = ("A CNN whose per-frame features feed an LSTM, trained end to end, classifies motion clips better than "
-             "a single-frame CNN with averaged predictions, than a fixed temporal receptive field and than an LSTM on "
-             "frozen single-frame features, with limited training data.")
+    claim = (
+        "A CNN whose per-frame features feed an LSTM, trained end to end, classifies motion clips better than "
+        "a single-frame CNN with averaged predictions, than a fixed temporal receptive field and than an LSTM on "
+        "frozen single-frame features, with limited training data."
+    )
     Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, n_train=32, n_val=16, n_test=32, frames=4, epochs=1),
@@ -102,35 +120,69 @@ class LRCNRecipe(Recipe):
     ours = "lrcn"
     min_seeds = 5
     gates = (
-        Gate("beats single-frame", "acc", "lrcn", "single_frame", effect=0.05, headline=True,
-             why="5 points; the size is set by our generator: it shows the recurrent model reads motion (card)"),
-        Gate("beats a fixed temporal receptive field", "acc", "lrcn", "temporal_conv", effect=0.02,
-             why="2 points ≈ 2 SE on 2,000 clips"),
-        Gate("end to end beats frozen features", "acc", "lrcn", "frozen_lstm", effect=0.02,
-             why="2 points ≈ 2 SE on 2,000 clips"),
+        Gate(
+            "beats single-frame",
+            "acc",
+            "lrcn",
+            "single_frame",
+            effect=0.05,
+            headline=True,
+            why="5 points; the size is set by our generator: it shows the recurrent model reads motion (card)",
+        ),
+        Gate(
+            "beats a fixed temporal receptive field",
+            "acc",
+            "lrcn",
+            "temporal_conv",
+            effect=0.02,
+            why="2 points ≈ 2 SE on 2,000 clips",
+        ),
+        Gate(
+            "end to end beats frozen features",
+            "acc",
+            "lrcn",
+            "frozen_lstm",
+            effect=0.02,
+            why="2 points ≈ 2 SE on 2,000 clips",
+        ),
     )
-    preconditions = tuple(Precondition(f"{a} converged", a, "converged", ">=", 1.0, over="every",
-                                       why="validation loss flat over the last epochs")
-                          for a in ("lrcn", "single_frame", "temporal_conv", "frozen_lstm"))
+    preconditions = tuple(
+        Precondition(
+            f"{a} converged", a, "converged", ">=", 1.0, over="every", why="validation loss flat over the last epochs"
+        )
+        for a in ("lrcn", "single_frame", "temporal_conv", "frozen_lstm")
+    )
 
     def data(self, s: Settings, seed: int):
         return clips(s.n_train, s.n_val, s.n_test, s.frames, seed)
 
     def arms(self, s: Settings):
-        return {"lrcn": _arm("lstm"), "single_frame": _arm("single_frame"), "mean_pool": _arm("mean_pool"),
-                "temporal_conv": _arm("temporal_conv"), "frozen_lstm": frozen_lstm}
+        return {
+            "lrcn": _arm("lstm"),
+            "single_frame": _arm("single_frame"),
+            "mean_pool": _arm("mean_pool"),
+            "temporal_conv": _arm("temporal_conv"),
+            "frozen_lstm": frozen_lstm,
+        }
 
     def checks(self, s: Settings, cells: Mapping[str, Mapping[int, Measured]]) -> list[Check]:
         top = max(np.mean([m.value("acc") for m in c.values()]) for c in cells.values())
-        return [Check("no ceiling", bool(top < 0.98),
-                      f"best arm mean accuracy {top:.3f} (< 0.98 keeps the gates informative)")]
+        return [
+            Check(
+                "no ceiling", bool(top < 0.98), f"best arm mean accuracy {top:.3f} (< 0.98 keeps the gates informative)"
+            )
+        ]
 
     def describe(self, s: Settings) -> dict[str, Any]:
-        return {"data": f"moving MNIST digits, {N_CLASSES} motions, {s.frames} frames of 24x24: {s.n_train} train / "
-                        f"{s.n_val} val / {s.n_test} test clips",
-                "deviations": ["one learning rate (1e-3, Adam) for every arm instead of a 3-value grid",
-                               "the single-frame Bayes-ceiling precondition is not computed",
-                               "parameters are reported (metric 'params'), not matched within 10 %"]}
+        return {
+            "data": f"moving MNIST digits, {N_CLASSES} motions, {s.frames} frames of 24x24: {s.n_train} train / "
+            f"{s.n_val} val / {s.n_test} test clips",
+            "deviations": [
+                "one learning rate (1e-3, Adam) for every arm instead of a 3-value grid",
+                "the single-frame Bayes-ceiling precondition is not computed",
+                "parameters are reported (metric 'params'), not matched within 10 %",
+            ],
+        }
 
     def figures(self, s: Settings, cells, out_dir) -> list[str]:
         from isthmus.viz import pyplot, save_figure

@@ -75,11 +75,15 @@ def train_linear_ae(x: torch.Tensor, seed: int, epochs: int, ordered: bool) -> t
     and its per-epoch training loss."""
     torch.manual_seed(seed)
     d = x.shape[1]
-    layer = LowRankLinear(LowRankLinearConfig(in_dim=d, out_dim=d, rank=LINEAR["rank"], bias=False,
-                                              ordered_dropout=ordered, group_lasso=0.0))
+    layer = LowRankLinear(
+        LowRankLinearConfig(
+            in_dim=d, out_dim=d, rank=LINEAR["rank"], bias=False, ordered_dropout=ordered, group_lasso=0.0
+        )
+    )
     model = AutoEncoder(layer, build_bottleneck("identity", latent_dim=d), nn.Identity())
-    res = Trainer(model, TrainerConfig(epochs=epochs, seed=seed, batch_size=LINEAR["batch_size"], lr=LINEAR["lr"],
-                                       progress=False)).fit(x)
+    res = Trainer(
+        model, TrainerConfig(epochs=epochs, seed=seed, batch_size=LINEAR["batch_size"], lr=LINEAR["lr"], progress=False)
+    ).fit(x)
     return layer.eval(), [float(h["train_loss"]) for h in res.history]
 
 
@@ -108,8 +112,9 @@ def mlp_net(in_dim: int, low_rank: bool, ordered: bool = True) -> nn.Sequential:
 def train_mlp(x: torch.Tensor, y: torch.Tensor, seed: int, epochs: int, arm: str) -> tuple[Classifier, list[float]]:
     torch.manual_seed(seed)
     model = Classifier(mlp_net(x.shape[1], low_rank=arm != "dense", ordered=arm == "maestro"))
-    cfg = TrainerConfig(epochs=epochs, seed=seed, progress=False, batch_size=MLP["batch_size"], lr=MLP["lr"],
-                        optimizer=MLP["optimizer"])
+    cfg = TrainerConfig(
+        epochs=epochs, seed=seed, progress=False, batch_size=MLP["batch_size"], lr=MLP["lr"], optimizer=MLP["optimizer"]
+    )
     res = Trainer(model, cfg).fit((x, y))
     return model.eval(), [float(h["train_loss"]) for h in res.history]
 
@@ -147,12 +152,18 @@ def _linear_arm(ordered: bool):
         x = data["x_lin"]
         layer, curve = train_linear_ae(x, seed, s.lin_epochs, ordered)
         res = pca_match(layer, x)
-        return Measured(metrics={"linear_max_gap": float(res["gaps"].max()), "linear_mean_gap": float(res["gaps"].mean()),
-                                 "linear_full_rank_gap": float(res["gaps"][-1]),
-                                 "linear_mean_angle_deg": float(res["angles"].mean()),
-                                 "linear_max_angle_deg": float(res["angles"].max()),
-                                 "linear_converged": float(plateaued(curve))},
-                        curves={"linear_loss": curve, "angles": res["angles"].tolist(), "gaps": res["gaps"].tolist()})
+        return Measured(
+            metrics={
+                "linear_max_gap": float(res["gaps"].max()),
+                "linear_mean_gap": float(res["gaps"].mean()),
+                "linear_full_rank_gap": float(res["gaps"][-1]),
+                "linear_mean_angle_deg": float(res["angles"].mean()),
+                "linear_max_angle_deg": float(res["angles"].max()),
+                "linear_converged": float(plateaued(curve)),
+            },
+            curves={"linear_loss": curve, "angles": res["angles"].tolist(), "gaps": res["gaps"].tolist()},
+        )
+
     return arm
 
 
@@ -161,14 +172,19 @@ def _mlp_arm(kind: str, with_linear: bool = False):
         xtr, ytr, xte, yte = data["digits"]
         model, curve = train_mlp(xtr, ytr, seed, s.epochs, kind)
         acc = accuracy_vs_rank(model, kind, xte, yte)
-        m = Measured(metrics={"mean_trunc_acc": float(np.mean([acc[p] for p in FRACTIONS if p < 1])),
-                              **{f"acc@{p:g}": acc[p] for p in FRACTIONS}},
-                     curves={"mlp_loss": curve, "acc_vs_fraction": [acc[p] for p in FRACTIONS]})
+        m = Measured(
+            metrics={
+                "mean_trunc_acc": float(np.mean([acc[p] for p in FRACTIONS if p < 1])),
+                **{f"acc@{p:g}": acc[p] for p in FRACTIONS},
+            },
+            curves={"mlp_loss": curve, "acc_vs_fraction": [acc[p] for p in FRACTIONS]},
+        )
         if with_linear:  # the ordered-dropout arm is both the linear AE (part 1) and the MLP (part 2)
             lin = _linear_arm(True)(s, seed, data)
             m.metrics.update(lin.metrics)
             m.curves.update(lin.curves)
         return m
+
     return arm
 
 
@@ -176,9 +192,11 @@ def _mlp_arm(kind: str, with_linear: bool = False):
 class Maestro(Recipe):
     slug = "maestro"
     paper = Paper("Maestro: Uncovering Low-Rank Structures via Trainable Decomposition", "2308.14929")
-    claim = ("Low-rank layers trained with ordered dropout over the rank recover ordered components - PCA at every "
-             "rank for a linear autoencoder - and a network trained once can be truncated to any rank with better "
-             "accuracy than post-hoc SVD truncation at the same parameter count.")
+    claim = (
+        "Low-rank layers trained with ordered dropout over the rank recover ordered components - PCA at every "
+        "rank for a linear autoencoder - and a network trained once can be truncated to any rank with better "
+        "accuracy than post-hoc SVD truncation at the same parameter count."
+    )
     Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, lin_n=500, lin_epochs=2, n_train=512, n_test=256, epochs=1),
@@ -188,25 +206,77 @@ class Maestro(Recipe):
     }
     ours = "maestro"
     gates = (
-        Gate("truncation beats post-hoc SVD", "mean_trunc_acc", "maestro", "svd_truncation", effect=0.01, headline=True,
-             why="1 accuracy point averaged over the truncated ranks: below that the choice of method does not matter"),
-        Gate("truncation beats no ordered dropout", "mean_trunc_acc", "maestro", "no_ordered_dropout", effect=0.01,
-             why="the same 1 point: ordered dropout must be what buys the graceful truncation"),
-        Gate("linear AE matches PCA at every rank", "linear_max_gap", "maestro", MAX_GAP, direction="lower",
-             why="reconstruction within 5 % of PCA's at every prefix; robust to near-tied eigenvalues (0.85^i)"),
-        Gate("linear AE prefixes align with PCA", "linear_mean_angle_deg", "maestro", MEAN_ANGLE_DEG, direction="lower",
-             why="mean principal angle over prefixes below 10 degrees: the ordered components are PCA's"),
+        Gate(
+            "truncation beats post-hoc SVD",
+            "mean_trunc_acc",
+            "maestro",
+            "svd_truncation",
+            effect=0.01,
+            headline=True,
+            why="1 accuracy point averaged over the truncated ranks: below that the choice of method does not matter",
+        ),
+        Gate(
+            "truncation beats no ordered dropout",
+            "mean_trunc_acc",
+            "maestro",
+            "no_ordered_dropout",
+            effect=0.01,
+            why="the same 1 point: ordered dropout must be what buys the graceful truncation",
+        ),
+        Gate(
+            "linear AE matches PCA at every rank",
+            "linear_max_gap",
+            "maestro",
+            MAX_GAP,
+            direction="lower",
+            why="reconstruction within 5 % of PCA's at every prefix; robust to near-tied eigenvalues (0.85^i)",
+        ),
+        Gate(
+            "linear AE prefixes align with PCA",
+            "linear_mean_angle_deg",
+            "maestro",
+            MEAN_ANGLE_DEG,
+            direction="lower",
+            why="mean principal angle over prefixes below 10 degrees: the ordered components are PCA's",
+        ),
     )
     preconditions = (
-        Precondition("linear AE converged", "maestro", "linear_converged", ">=", 1.0, over="every",
-                     why="the loss curve must plateau before its prefixes are compared with PCA"),
-        Precondition("positive control: plain linear AE reaches PCA at full rank", "plain_linear_ae",
-                     "linear_full_rank_gap", "<=", MAX_GAP, over="every",
-                     why="if the optimiser cannot reach PCA's error at rank 16, the budget is too short"),
-        Precondition("the MLP learns the task", "svd_truncation", "acc@1", ">=", 0.9, over="every",
-                     why="a dense MLP on MNIST must pass 90 % test accuracy, else truncation is judged on noise"),
-        Precondition("Maestro's full-rank MLP learns the task", "maestro", "acc@1", ">=", 0.9, over="every",
-                     why="truncation robustness of an untrained model means nothing"),
+        Precondition(
+            "linear AE converged",
+            "maestro",
+            "linear_converged",
+            ">=",
+            1.0,
+            over="every",
+            why="the loss curve must plateau before its prefixes are compared with PCA",
+        ),
+        Precondition(
+            "positive control: plain linear AE reaches PCA at full rank",
+            "plain_linear_ae",
+            "linear_full_rank_gap",
+            "<=",
+            MAX_GAP,
+            over="every",
+            why="if the optimiser cannot reach PCA's error at rank 16, the budget is too short",
+        ),
+        Precondition(
+            "the MLP learns the task",
+            "svd_truncation",
+            "acc@1",
+            ">=",
+            0.9,
+            over="every",
+            why="a dense MLP on MNIST must pass 90 % test accuracy, else truncation is judged on noise",
+        ),
+        Precondition(
+            "Maestro's full-rank MLP learns the task",
+            "maestro",
+            "acc@1",
+            ">=",
+            0.9,
+            over="every",
+            why="truncation robustness of an untrained model means nothing",
+        ),
     )
     changes = (
         "group-lasso lambda: chosen on a validation split (seed 0, 8 epochs) from {5e-3, 5e-4, 5e-5, 0} by mean "
@@ -227,21 +297,30 @@ class Maestro(Recipe):
         return {"x_lin": x, "digits": _digits(settings.n_train, settings.n_test)[1]}
 
     def arms(self, settings: Settings):
-        return {"maestro": _mlp_arm("maestro", with_linear=True), "svd_truncation": _mlp_arm("dense"),
-                "no_ordered_dropout": _mlp_arm("no_od"), "plain_linear_ae": _linear_arm(False)}
+        return {
+            "maestro": _mlp_arm("maestro", with_linear=True),
+            "svd_truncation": _mlp_arm("dense"),
+            "no_ordered_dropout": _mlp_arm("no_od"),
+            "plain_linear_ae": _linear_arm(False),
+        }
 
     def describe(self, settings: Settings) -> dict[str, Any]:
         d = _digits(settings.n_train, settings.n_test)[0]
-        return {"data": d.description, "linear_ae": LINEAR,
-                "mlp": {**MLP, "arch": f"{d.x_train.shape[1]}-256-256-10, hidden layers low-rank, output dense"},
-                "fractions": list(FRACTIONS),
-                "params_at_fraction": {f"{p:g}": params_at(d.x_train.shape[1], p) for p in FRACTIONS},
-                "deviations": ["layer-wise ordered dropout samples an independent prefix per layer per step "
-                               "(the paper's across_layers sampler); no progressive shrinking",
-                               "no self-distillation term (errata: the paper's loss adds CE(sub-model, softmax(full)))",
-                               "Adam lr 1e-3 instead of SGD momentum 0.9 lr 0.1 wd 1e-4",
-                               "linear check on Gaussian data with a 0.85^i spectrum (the paper's notebook: 3 points "
-                               "in R^10 with a non-hierarchical group lasso)"]}
+        return {
+            "data": d.description,
+            "linear_ae": LINEAR,
+            "mlp": {**MLP, "arch": f"{d.x_train.shape[1]}-256-256-10, hidden layers low-rank, output dense"},
+            "fractions": list(FRACTIONS),
+            "params_at_fraction": {f"{p:g}": params_at(d.x_train.shape[1], p) for p in FRACTIONS},
+            "deviations": [
+                "layer-wise ordered dropout samples an independent prefix per layer per step "
+                "(the paper's across_layers sampler); no progressive shrinking",
+                "no self-distillation term (errata: the paper's loss adds CE(sub-model, softmax(full)))",
+                "Adam lr 1e-3 instead of SGD momentum 0.9 lr 0.1 wd 1e-4",
+                "linear check on Gaussian data with a 0.85^i spectrum (the paper's notebook: 3 points "
+                "in R^10 with a non-hierarchical group lasso)",
+            ],
+        }
 
     def checks(self, settings: Settings, cells: Mapping[str, Mapping[int, Measured]]) -> list[Check]:
         d = _digits(settings.n_train, settings.n_test)[0]
@@ -253,9 +332,20 @@ class Maestro(Recipe):
         colors = {"maestro": "tab:red", "svd_truncation": "tab:blue", "no_ordered_dropout": "tab:green"}
         for arm, color in colors.items():
             accs = np.array([m.curves["acc_vs_fraction"] for m in cells[arm].values()])
-            ax.errorbar(FRACTIONS, accs.mean(0), yerr=accs.std(0, ddof=1) if len(accs) > 1 else None, color=color,
-                        marker="o", capsize=2, label=arm)
-        ax.set_xscale("log"), ax.set_xlabel("rank fraction p kept in every hidden layer"), ax.set_ylabel("test accuracy")
+            ax.errorbar(
+                FRACTIONS,
+                accs.mean(0),
+                yerr=accs.std(0, ddof=1) if len(accs) > 1 else None,
+                color=color,
+                marker="o",
+                capsize=2,
+                label=arm,
+            )
+        (
+            ax.set_xscale("log"),
+            ax.set_xlabel("rank fraction p kept in every hidden layer"),
+            ax.set_ylabel("test accuracy"),
+        )
         ax.legend(fontsize=7), ax.set_title("MLP: accuracy vs rank", fontsize=9)
         for arm, color, label in (("maestro", "tab:red", "ordered dropout"), ("plain_linear_ae", "gray", "plain")):
             gaps = np.array([m.curves["gaps"] for m in cells[arm].values()])

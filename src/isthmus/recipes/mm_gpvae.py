@@ -54,17 +54,28 @@ ARMS: dict[str, dict[str, str]] = {
     "mm_time": dict(modalities="both", gp_domain="time_exact"),
     "plain_vae": dict(modalities="both", gp_domain="iid"),
 }
-MODEL: dict[str, Any] = dict(n_shared=1, n_image=1, n_neural=1, hidden=[64, 32], image_loss="gaussian", image_sigma=0.1,
-             lengthscale=10.0, min_lengthscale=4.0)
+MODEL: dict[str, Any] = dict(
+    n_shared=1,
+    n_image=1,
+    n_neural=1,
+    hidden=[64, 32],
+    image_loss="gaussian",
+    image_sigma=0.1,
+    lengthscale=10.0,
+    min_lengthscale=4.0,
+)
 TRAIN: dict[str, Any] = dict(batch_size=20, lr=3e-3, optimizer="adam", grad_clip=1.0)
 LATENTS = ("shared", "image", "neural")
 
 
 def train_arm(arm: str, data: MMGPSim, seed: int, epochs: int) -> tuple[MultimodalGPVAE, list[float]]:
     torch.manual_seed(seed)
-    model = MultimodalGPVAE({"image_dim": data.images[0, 0].numel(), "n_neurons": data.spikes.shape[-1],
-                             **MODEL, **ARMS[arm]})
-    res = Trainer(model, TrainerConfig(epochs=epochs, seed=seed, progress=False, **TRAIN)).fit((data.images, data.spikes))
+    model = MultimodalGPVAE(
+        {"image_dim": data.images[0, 0].numel(), "n_neurons": data.spikes.shape[-1], **MODEL, **ARMS[arm]}
+    )
+    res = Trainer(model, TrainerConfig(epochs=epochs, seed=seed, progress=False, **TRAIN)).fit(
+        (data.images, data.spikes)
+    )
     return model.eval(), [float(h["train_loss"]) for h in res.history]
 
 
@@ -103,6 +114,7 @@ def _arm(name: str):
                 z = model.encode(data["test"].images[:2], data["test"].spikes[:2])
             info = {k: v.tolist() for k, v in z.items()}
         return Measured(metrics=metrics, curves={"train_loss": curve}, info=info)
+
     return arm
 
 
@@ -110,9 +122,11 @@ def _arm(name: str):
 class MMGPVAE(Recipe):
     slug = "mm-gpvae"
     paper = Paper("Multi-modal Gaussian Process Variational Autoencoders for Neural and Behavioral Data", "2310.03111")
-    claim = ("A multi-modal GP-VAE with Fourier-domain GP priors recovers the latent shared by images and spike "
-             "counts better than single-modality models, and its Fourier parameterisation identifies the latents "
-             "at least as well as a time-domain GP-VAE.")
+    claim = (
+        "A multi-modal GP-VAE with Fourier-domain GP priors recovers the latent shared by images and spike "
+        "counts better than single-modality models, and its Fourier parameterisation identifies the latents "
+        "at least as well as a time-domain GP-VAE."
+    )
     Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, n_train=12, n_test=6, T=30, image_size=12, n_neurons=20, epochs=2),
@@ -122,27 +136,72 @@ class MMGPVAE(Recipe):
     }
     ours = "mmgpvae"
     gates = (
-        Gate("shared latent: both modalities beat spikes alone", "r2_shared", "mmgpvae", "neural_only", effect=0.02,
-             headline=True,
-             why="2 points of R2 from all of each arm's latents (the same latent set on both sides); spikes alone "
-                 "are the stronger single-modality model"),
-        Gate("shared latent: both modalities beat images alone", "r2_shared", "mmgpvae", "image_only", effect=0.02,
-             why="the same 2 points against the image-only model"),
-        Gate("Fourier at least as good as time domain", "r2_block_mean", "mmgpvae", "mm_time", kind="non_inferiority",
-             effect=0.05,
-             why="'at least as well': the mean per-block R2 may be at most 0.05 lower with the same posterior family"),
+        Gate(
+            "shared latent: both modalities beat spikes alone",
+            "r2_shared",
+            "mmgpvae",
+            "neural_only",
+            effect=0.02,
+            headline=True,
+            why="2 points of R2 from all of each arm's latents (the same latent set on both sides); spikes alone "
+            "are the stronger single-modality model",
+        ),
+        Gate(
+            "shared latent: both modalities beat images alone",
+            "r2_shared",
+            "mmgpvae",
+            "image_only",
+            effect=0.02,
+            why="the same 2 points against the image-only model",
+        ),
+        Gate(
+            "Fourier at least as good as time domain",
+            "r2_block_mean",
+            "mmgpvae",
+            "mm_time",
+            kind="non_inferiority",
+            effect=0.05,
+            why="'at least as well': the mean per-block R2 may be at most 0.05 lower with the same posterior family",
+        ),
     )
     preconditions = (
-        Precondition("positive control: spikes alone recover the rates", "neural_only", "rate_r2", ">=", 0.8,
-                     over="every", why="a single-modality GP-VAE must fit the Poisson rates, else the data or "
-                                       "budget is broken"),
-        Precondition("the multimodal model fits its spikes", "mmgpvae", "rate_r2", ">=", 0.5, over="every",
-                     why="one learning rate for all parts (our deviation) can starve the spike pathway; a model "
-                         "that has not fitted one modality tests that deviation, not the paper"),
-        Precondition("mmgpvae converged", "mmgpvae", "converged", ">=", 1.0, over="every",
-                     why="the training loss must plateau before latents are compared"),
-        Precondition("mm_time converged", "mm_time", "converged", ">=", 1.0, over="every",
-                     why="the time-domain comparison needs both arms trained to a plateau"),
+        Precondition(
+            "positive control: spikes alone recover the rates",
+            "neural_only",
+            "rate_r2",
+            ">=",
+            0.8,
+            over="every",
+            why="a single-modality GP-VAE must fit the Poisson rates, else the data or budget is broken",
+        ),
+        Precondition(
+            "the multimodal model fits its spikes",
+            "mmgpvae",
+            "rate_r2",
+            ">=",
+            0.5,
+            over="every",
+            why="one learning rate for all parts (our deviation) can starve the spike pathway; a model "
+            "that has not fitted one modality tests that deviation, not the paper",
+        ),
+        Precondition(
+            "mmgpvae converged",
+            "mmgpvae",
+            "converged",
+            ">=",
+            1.0,
+            over="every",
+            why="the training loss must plateau before latents are compared",
+        ),
+        Precondition(
+            "mm_time converged",
+            "mm_time",
+            "converged",
+            ">=",
+            1.0,
+            over="every",
+            why="the time-domain comparison needs both arms trained to a plateau",
+        ),
     )
     changes = (
         "before the frame (quick, 2 seeds, 30 epochs = 180 steps in 27 s): 'partial' with bare > comparisons; (a) "
@@ -157,23 +216,38 @@ class MMGPVAE(Recipe):
     )
 
     def data(self, settings: Settings, seed: int) -> dict:
-        d = make_mm_gp_sim(settings.n_train + settings.n_test, settings.T, image_size=settings.image_size,
-                           n_neurons=settings.n_neurons, seed=1000 + seed)
-        return {"train": d.subset(slice(0, settings.n_train)), "test": d.subset(slice(settings.n_train, None)),
-                "source": d.meta["template_source"]}
+        d = make_mm_gp_sim(
+            settings.n_train + settings.n_test,
+            settings.T,
+            image_size=settings.image_size,
+            n_neurons=settings.n_neurons,
+            seed=1000 + seed,
+        )
+        return {
+            "train": d.subset(slice(0, settings.n_train)),
+            "test": d.subset(slice(settings.n_train, None)),
+            "source": d.meta["template_source"],
+        }
 
     def arms(self, settings: Settings):
         return {a: _arm(a) for a in ARMS}
 
     def describe(self, settings: Settings) -> dict[str, Any]:
-        return {"arms": ARMS, "model": MODEL, "train": TRAIN, "data_seed": "1000 + seed",
-                "template": self.data(settings, 0)["source"],
-                "deviations": ["one learning rate for all parts (paper: separate image-net / spike-encoder / "
-                               "spike-decoder rates)", "MLP encoders",
-                               f"{settings.epochs} epochs (paper: 650-700) on {settings.n_train} trials (paper: 300)",
-                               "the Fourier posterior combines the encoders' per-step pseudo-observations with the "
-                               "diagonal prior (exact); the authors map encoder outputs to Fourier coefficients with a "
-                               "learned linear map and a mean-field posterior"]}
+        return {
+            "arms": ARMS,
+            "model": MODEL,
+            "train": TRAIN,
+            "data_seed": "1000 + seed",
+            "template": self.data(settings, 0)["source"],
+            "deviations": [
+                "one learning rate for all parts (paper: separate image-net / spike-encoder / spike-decoder rates)",
+                "MLP encoders",
+                f"{settings.epochs} epochs (paper: 650-700) on {settings.n_train} trials (paper: 300)",
+                "the Fourier posterior combines the encoders' per-step pseudo-observations with the "
+                "diagonal prior (exact); the authors map encoder outputs to Fourier coefficients with a "
+                "learned linear map and a mean-field posterior",
+            ],
+        }
 
     def figures(self, settings: Settings, cells, out_dir: Path) -> list[str]:
         plt = pyplot()

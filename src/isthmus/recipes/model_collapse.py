@@ -56,12 +56,18 @@ def load(n_train: int, n_test: int) -> tuple[np.ndarray, np.ndarray, str]:
         n_train, n_test = min(n_train, 1397), min(n_test, 400)
     x = (x > 0.5).astype(np.float32)
     perm = np.random.default_rng(0).permutation(len(x))  # one fixed split for every seed and arm
-    return x[perm[:n_train]], x[perm[n_train:n_train + n_test]], f"{name} binarised: {n_train} train / {n_test} test"
+    return x[perm[:n_train]], x[perm[n_train : n_train + n_test]], f"{name} binarised: {n_train} train / {n_test} test"
 
 
 def _vae(s: Settings, in_dim: int) -> AutoEncoder:
-    return AutoEncoder.mlp(in_dim=in_dim, latent_dim=s.latent_dim, hidden=(s.hidden,), bottleneck="gaussian",
-                           out_activation="sigmoid", objective={"recon_loss": "bce"})
+    return AutoEncoder.mlp(
+        in_dim=in_dim,
+        latent_dim=s.latent_dim,
+        hidden=(s.hidden,),
+        bottleneck="gaussian",
+        out_activation="sigmoid",
+        objective={"recon_loss": "bce"},
+    )
 
 
 def _fit(s: Settings, seed: int, steps: int | None = None):
@@ -70,11 +76,16 @@ def _fit(s: Settings, seed: int, steps: int | None = None):
         model = _vae(s, data.shape[1])
         steps_per_epoch = math.ceil(len(data) / s.batch_size)
         epochs = max(1, round((steps or s.steps) / steps_per_epoch))  # the same number of steps for every rule
-        res = Trainer(model, TrainerConfig(epochs=epochs, batch_size=s.batch_size, lr=1e-3,
-                                           seed=seed * 1000 + generation, progress=False)).fit(torch.as_tensor(data))
+        res = Trainer(
+            model,
+            TrainerConfig(
+                epochs=epochs, batch_size=s.batch_size, lr=1e-3, seed=seed * 1000 + generation, progress=False
+            ),
+        ).fit(torch.as_tensor(data))
         # per-epoch loss, for the PLATEAU check (a plain list attribute: not the Tensor | Module torch types)
         model.train_curve_ = [h["train_loss"] for h in res.history]  # type: ignore[assignment]
         return model.eval()
+
     return fit
 
 
@@ -90,6 +101,7 @@ def _evaluate(s: Settings, test: np.ndarray):
         torch.manual_seed(0)
         ll = importance_sampled_log_likelihood(model, torch.as_tensor(test), k=s.iwae_k)
         return {"nll": float(-ll.mean()), "converged": float(plateaued(cast("list[float]", model.train_curve_)))}
+
     return evaluate
 
 
@@ -103,10 +115,18 @@ def _arm(mode: Mode, weight: float = 1.0):
         mid = max(1, g // 2)
         early = (e[mid - 1] - e[0]) / max(1, mid - 1)  # slope over generations 1..mid
         late = (e[-1] - e[mid - 1]) / max(1, g - mid)  # slope over generations mid..G
-        return Measured(metrics={"nll_first": e[0], "nll_last": e[-1], "delta_nll": delta,
-                                 "weighted_degradation": weight * delta, "bounded_contrast": 0.5 * early - late,
-                                 "gen1_converged": runs[0]["converged"]},
-                        curves={"nll": e})
+        return Measured(
+            metrics={
+                "nll_first": e[0],
+                "nll_last": e[-1],
+                "delta_nll": delta,
+                "weighted_degradation": weight * delta,
+                "bounded_contrast": 0.5 * early - late,
+                "gen1_converged": runs[0]["converged"],
+            },
+            curves={"nll": e},
+        )
+
     return arm
 
 
@@ -118,19 +138,30 @@ def real_only(s: Settings, seed: int, data) -> Measured:
     first = ev(_fit(s, seed)(train, 1))
     again = ev(_fit(s, seed)(train, s.generations))["nll"]
     longer = ev(_fit(s, seed, steps=3 * s.steps)(train, 1))["nll"]
-    return Measured(metrics={"nll_first": first["nll"], "nll_last": again, "delta_nll": again - first["nll"],
-                             "abs_drift": abs(again - first["nll"]), "gen1_converged": first["converged"],
-                             "gap_to_3x_longer": first["nll"] - longer})
+    return Measured(
+        metrics={
+            "nll_first": first["nll"],
+            "nll_last": again,
+            "delta_nll": again - first["nll"],
+            "abs_drift": abs(again - first["nll"]),
+            "gen1_converged": first["converged"],
+            "gap_to_3x_longer": first["nll"] - longer,
+        }
+    )
 
 
 @register_recipe
 class ModelCollapse(Recipe):
     slug = "model-collapse"
-    paper = Paper("Is Model Collapse Inevitable? Breaking the Curse of Recursion by Accumulating Real and Synthetic "
-                  "Data", "2404.01413")
-    claim = ("When each generation of a generative model trains on the previous generations' samples, replacing the "
-             "data makes real-test error grow every generation while accumulating real and synthetic data keeps it "
-             "bounded (VAE level; the linear level is checked as the protocol).")
+    paper = Paper(
+        "Is Model Collapse Inevitable? Breaking the Curse of Recursion by Accumulating Real and Synthetic Data",
+        "2404.01413",
+    )
+    claim = (
+        "When each generation of a generative model trains on the previous generations' samples, replacing the "
+        "data makes real-test error grow every generation while accumulating real and synthetic data keeps it "
+        "bounded (VAE level; the linear level is checked as the protocol)."
+    )
     Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, generations=2, steps=20, n_train=400, n_test=200, iwae_k=4),
@@ -140,39 +171,90 @@ class ModelCollapse(Recipe):
     ours = "accumulate"
     min_seeds = 5
     gates = (
-        Gate("accumulate degrades < 1/4 as much", "weighted_degradation", "replace", "accumulate", effect=0.0,
-             headline=True, why="replace's Δ_8 minus 4 × accumulate's Δ_8 (accumulate reports 4·Δ): the linear theory "
-                                "gives a ratio of 0.075; a quarter leaves 3x slack for a nonlinear model"),
-        Gate("accumulate is bounded, not linear", "bounded_contrast", "accumulate", 0.0, effect=0.0,
-             why="0.5 × early slope − late slope > 0: the increments shrink (replace gives < 0)"),
+        Gate(
+            "accumulate degrades < 1/4 as much",
+            "weighted_degradation",
+            "replace",
+            "accumulate",
+            effect=0.0,
+            headline=True,
+            why="replace's Δ_8 minus 4 × accumulate's Δ_8 (accumulate reports 4·Δ): the linear theory "
+            "gives a ratio of 0.075; a quarter leaves 3x slack for a nonlinear model",
+        ),
+        Gate(
+            "accumulate is bounded, not linear",
+            "bounded_contrast",
+            "accumulate",
+            0.0,
+            effect=0.0,
+            why="0.5 × early slope − late slope > 0: the increments shrink (replace gives < 0)",
+        ),
     )
     preconditions = (
-        Precondition("collapse is present", "replace", "delta_nll", ">=", 2.0,
-                     why="replace must degrade by >= 2 nats, else there is nothing to prevent"),
-        Precondition("real-only drift is small", "real_only", "abs_drift", "<=", 0.5,
-                     why="two refits on real data agree within 0.5 nats: the floor of run-to-run noise"),
-        Precondition("generation 1 trained to its plateau (replace)", "replace", "gen1_converged", ">=", 1.0,
-                     over="every", why="card: generation-1 PLATEAU (per-epoch training loss flat, plateaued())"),
-        Precondition("generation 1 trained to its plateau (accumulate)", "accumulate", "gen1_converged", ">=", 1.0,
-                     over="every", why="card: generation-1 PLATEAU (per-epoch training loss flat, plateaued())"),
-        Precondition("generation 1 within 1 nat of a 3x longer run", "real_only", "gap_to_3x_longer", "<=", 1.0,
-                     why="card: real-test NLL of the 1,500-step fit minus that of a 4,500-step fit <= 1 nat"),
+        Precondition(
+            "collapse is present",
+            "replace",
+            "delta_nll",
+            ">=",
+            2.0,
+            why="replace must degrade by >= 2 nats, else there is nothing to prevent",
+        ),
+        Precondition(
+            "real-only drift is small",
+            "real_only",
+            "abs_drift",
+            "<=",
+            0.5,
+            why="two refits on real data agree within 0.5 nats: the floor of run-to-run noise",
+        ),
+        Precondition(
+            "generation 1 trained to its plateau (replace)",
+            "replace",
+            "gen1_converged",
+            ">=",
+            1.0,
+            over="every",
+            why="card: generation-1 PLATEAU (per-epoch training loss flat, plateaued())",
+        ),
+        Precondition(
+            "generation 1 trained to its plateau (accumulate)",
+            "accumulate",
+            "gen1_converged",
+            ">=",
+            1.0,
+            over="every",
+            why="card: generation-1 PLATEAU (per-epoch training loss flat, plateaued())",
+        ),
+        Precondition(
+            "generation 1 within 1 nat of a 3x longer run",
+            "real_only",
+            "gap_to_3x_longer",
+            "<=",
+            1.0,
+            why="card: real-test NLL of the 1,500-step fit minus that of a 4,500-step fit <= 1 nat",
+        ),
     )
-    changes = ("G3 of the card (FD ratio >= 1.5 at generation 8) is not gated: it needs the disjoint-split feature "
-               "classifier, not on this branch when the recipe was written; declared before any run.",
-               "After the record result (not reproduced, 5 seeds): the card's generation-1 PLATEAU precondition and "
-               "its '1 nat of a 3x longer run' check were missing from the declaration; added as preconditions "
-               "(gen1_converged for replace and accumulate; real_only gap_to_3x_longer <= 1 nat). The committed "
-               "record result predates them and was not rerun (about 58 min wall, over the 10 cpu-min budget of "
-               "the session that added them); gates and settings are unchanged.",)
+    changes = (
+        "G3 of the card (FD ratio >= 1.5 at generation 8) is not gated: it needs the disjoint-split feature "
+        "classifier, not on this branch when the recipe was written; declared before any run.",
+        "After the record result (not reproduced, 5 seeds): the card's generation-1 PLATEAU precondition and "
+        "its '1 nat of a 3x longer run' check were missing from the declaration; added as preconditions "
+        "(gen1_converged for replace and accumulate; real_only gap_to_3x_longer <= 1 nat). The committed "
+        "record result predates them and was not rerun (about 58 min wall, over the 10 cpu-min budget of "
+        "the session that added them); gates and settings are unchanged.",
+    )
 
     def data(self, s: Settings, seed: int):
         train, test, _ = load(s.n_train, s.n_test)
         return train, test
 
     def arms(self, s: Settings):
-        return {"accumulate": _arm("accumulate", ACCUMULATE_WEIGHT), "replace": _arm("replace"),
-                "accumulate_subsample": _arm("accumulate_subsample"), "real_only": real_only}
+        return {
+            "accumulate": _arm("accumulate", ACCUMULATE_WEIGHT),
+            "replace": _arm("replace"),
+            "accumulate_subsample": _arm("accumulate_subsample"),
+            "real_only": real_only,
+        }
 
     def checks(self, s: Settings, cells: Mapping[str, Mapping[int, Measured]]) -> list[Check]:
         d, T = 10, 100
@@ -185,15 +267,26 @@ class ModelCollapse(Recipe):
         slope, icpt = np.polyfit(x, rep, 1)
         r2 = 1 - np.sum((rep - (slope * x + icpt)) ** 2) / np.sum((rep - rep.mean()) ** 2)
         ok = r2 >= 0.98 and abs(slope - c) <= 0.1 * c and acc.max() <= 1.645 * c * 1.1
-        return [Check("linear level matches theory", bool(ok),
-                      f"replace slope {slope:.4f} vs c {c:.4f} (±10 %), R² {r2:.4f} (>= 0.98); accumulate max "
-                      f"{acc.max():.4f} vs 1.645c {1.645 * c:.4f} (+10 %)")]
+        return [
+            Check(
+                "linear level matches theory",
+                bool(ok),
+                f"replace slope {slope:.4f} vs c {c:.4f} (±10 %), R² {r2:.4f} (>= 0.98); accumulate max "
+                f"{acc.max():.4f} vs 1.645c {1.645 * c:.4f} (+10 %)",
+            )
+        ]
 
     def describe(self, s: Settings) -> dict[str, Any]:
-        return {"data": load(s.n_train, s.n_test)[2], "vae": f"MLP {s.hidden}, latent {s.latent_dim}, Bernoulli",
-                "steps_per_generation": s.steps, "test_error": f"IWAE NLL, k={s.iwae_k}, nats",
-                "deviations": ["CelebA -> binarised MNIST 14x14; FD gate (G3) not run (see changes)",
-                               "steps per generation matched to within one epoch (epochs = round(steps / steps_per_epoch))"]}
+        return {
+            "data": load(s.n_train, s.n_test)[2],
+            "vae": f"MLP {s.hidden}, latent {s.latent_dim}, Bernoulli",
+            "steps_per_generation": s.steps,
+            "test_error": f"IWAE NLL, k={s.iwae_k}, nats",
+            "deviations": [
+                "CelebA -> binarised MNIST 14x14; FD gate (G3) not run (see changes)",
+                "steps per generation matched to within one epoch (epochs = round(steps / steps_per_epoch))",
+            ],
+        }
 
     def figures(self, s: Settings, cells, out_dir) -> list[str]:
         from isthmus.viz import pyplot, save_figure

@@ -61,8 +61,14 @@ def _config(s: Settings, block: str) -> NeRVConfig:
     k = 16  # strides 2, 2, 2, 2
     if s.height % k or s.width % k:
         raise ValueError(f"frames must be multiples of 16 (strides 2,2,2,2), got {s.height}x{s.width}")
-    plus = NeRVConfig(block="nerv++", fc_h=s.height // k, fc_w=s.width // k, fc_dim=s.fc_dim, stem_dim=s.stem_dim,
-                      lower_width=s.lower_width)
+    plus = NeRVConfig(
+        block="nerv++",
+        fc_h=s.height // k,
+        fc_w=s.width // k,
+        fc_dim=s.fc_dim,
+        stem_dim=s.stem_dim,
+        lower_width=s.lower_width,
+    )
     if block == "nerv++":
         return plus
     return match_width(plus.with_overrides({"block": "nerv"}), NeRV(plus).n_params())
@@ -79,17 +85,31 @@ def _arm(block: str, epochs_factor: float = 1.0, codec: bool = True):
         torch.manual_seed(seed)
         model = NeRV(_config(s, block))
         n = model.n_params()
-        fit = fit_video(model, video, max(1, round(s.epochs * epochs_factor)), lr=s.lr, batch_size=s.batch_size,
-                        seed=seed)
+        fit = fit_video(
+            model, video, max(1, round(s.epochs * epochs_factor)), lr=s.lr, batch_size=s.batch_size, seed=seed
+        )
         ev = evaluate_video(model, video)
-        metrics = {"psnr": ev["psnr"], "ssim": ev["ssim"], "params": float(n),
-                   "plateau_gain": _plateau_gain(fit.psnr_curve)}
+        metrics = {
+            "psnr": ev["psnr"],
+            "ssim": ev["ssim"],
+            "params": float(n),
+            "plateau_gain": _plateau_gain(fit.psnr_curve),
+        }
         if codec:
-            c = compress_video_model(model, video, 1 - s.keep, s.finetune_epochs, lr=s.lr, bits=s.bits,
-                                     batch_size=s.batch_size, seed=seed)
-            metrics.update({"psnr_codec": c.psnr, "ssim_codec": c.ssim, "bpp": c.bpp,
-                            "quant_cost": c.psnr_pruned - c.psnr, "sparsity": c.sparsity})
+            c = compress_video_model(
+                model, video, 1 - s.keep, s.finetune_epochs, lr=s.lr, bits=s.bits, batch_size=s.batch_size, seed=seed
+            )
+            metrics.update(
+                {
+                    "psnr_codec": c.psnr,
+                    "ssim_codec": c.ssim,
+                    "bpp": c.bpp,
+                    "quant_cost": c.psnr_pruned - c.psnr,
+                    "sparsity": c.sparsity,
+                }
+            )
         return Measured(metrics=metrics, curves={"psnr": fit.psnr_curve, "loss": fit.loss_curve})
+
     return arm
 
 
@@ -111,8 +131,12 @@ def _webp(s: Settings, seed: int, video: np.ndarray) -> Measured:
         bpp = bufs * 8 / (len(frames) * video[0, 0].size)
         if bpp <= target * 1.03 or best is None:
             rec = np.stack(dec).transpose(0, 3, 1, 2)
-            best = {"psnr_codec": float(psnr(video, rec).mean()), "ssim_codec": float(ssim(video, rec).mean()),
-                    "bpp": bpp, "quality": float(q)}
+            best = {
+                "psnr_codec": float(psnr(video, rec).mean()),
+                "ssim_codec": float(ssim(video, rec).mean()),
+                "bpp": bpp,
+                "quality": float(q),
+            }
     assert best is not None
     return Measured(metrics=best)
 
@@ -121,9 +145,11 @@ def _webp(s: Settings, seed: int, video: np.ndarray) -> Measured:
 class NeRVPlusPlus(Recipe):
     slug = "nerv-plus-plus"
     paper = Paper("NERV++: An Enhanced Implicit Neural Video Representation", "2402.18305")
-    claim = ("Replacing NeRV's upsampling blocks by NeRV++ blocks (separable-conv residual blocks around the "
-             "upsampling, bilinear skip) gives better rate-distortion than NeRV: higher PSNR at matched bits per "
-             "pixel after pruning and 8-bit quantisation.")
+    claim = (
+        "Replacing NeRV's upsampling blocks by NeRV++ blocks (separable-conv residual blocks around the "
+        "upsampling, bilinear skip) gives better rate-distortion than NeRV: higher PSNR at matched bits per "
+        "pixel after pruning and 8-bit quantisation."
+    )
     Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, frames=4, epochs=2, finetune_epochs=1, fc_dim=16, stem_dim=32),
@@ -133,21 +159,55 @@ class NeRVPlusPlus(Recipe):
     ours = "nerv++"
     min_seeds = 5
     gates = (
-        Gate("codec PSNR at matched bpp", "psnr_codec", "nerv++", "nerv", effect=0.5, headline=True,
-             why="+0.5 dB at matched bpp ~ 10 % bitrate in BD terms at typical codec slopes; several times run noise"),
-        Gate("PSNR before compression, equal params", "psnr", "nerv++", "nerv", effect=0.5,
-             why="the architectural gain before pruning/quantisation, same 0.5 dB step"),
-        Gate("beats NeRV trained for NeRV++'s CPU time", "psnr", "nerv++", "nerv_equal_time", effect=0.25,
-             why="the gain is not only more compute per parameter (half the headline step)"),
+        Gate(
+            "codec PSNR at matched bpp",
+            "psnr_codec",
+            "nerv++",
+            "nerv",
+            effect=0.5,
+            headline=True,
+            why="+0.5 dB at matched bpp ~ 10 % bitrate in BD terms at typical codec slopes; several times run noise",
+        ),
+        Gate(
+            "PSNR before compression, equal params",
+            "psnr",
+            "nerv++",
+            "nerv",
+            effect=0.5,
+            why="the architectural gain before pruning/quantisation, same 0.5 dB step",
+        ),
+        Gate(
+            "beats NeRV trained for NeRV++'s CPU time",
+            "psnr",
+            "nerv++",
+            "nerv_equal_time",
+            effect=0.25,
+            why="the gain is not only more compute per parameter (half the headline step)",
+        ),
     )
     preconditions = (
-        Precondition("NeRV++ converged", "nerv++", "plateau_gain", "<=", 0.1, over="every",
-                     why="< 0.1 dB PSNR gained over the last 20 % of epochs (card PLATEAU)"),
+        Precondition(
+            "NeRV++ converged",
+            "nerv++",
+            "plateau_gain",
+            "<=",
+            0.1,
+            over="every",
+            why="< 0.1 dB PSNR gained over the last 20 % of epochs (card PLATEAU)",
+        ),
         Precondition("NeRV converged", "nerv", "plateau_gain", "<=", 0.1, over="every", why="same"),
-        Precondition("equal-time NeRV converged", "nerv_equal_time", "plateau_gain", "<=", 0.1, over="every",
-                     why="same"),
-        Precondition("8-bit costs NeRV++ < 0.3 dB", "nerv++", "quant_cost", "<=", 0.3, over="every",
-                     why="quantisation must not decide the comparison"),
+        Precondition(
+            "equal-time NeRV converged", "nerv_equal_time", "plateau_gain", "<=", 0.1, over="every", why="same"
+        ),
+        Precondition(
+            "8-bit costs NeRV++ < 0.3 dB",
+            "nerv++",
+            "quant_cost",
+            "<=",
+            0.3,
+            over="every",
+            why="quantisation must not decide the comparison",
+        ),
         Precondition("8-bit costs NeRV < 0.3 dB", "nerv", "quant_cost", "<=", 0.3, over="every", why="same"),
         Precondition("NeRV is not hopeless", "nerv", "psnr", ">=", 20.0, why="NeRV PSNR in [20, 40] dB"),
         Precondition("NeRV is not trivial", "nerv", "psnr", "<=", 40.0, why="NeRV PSNR in [20, 40] dB"),
@@ -158,29 +218,35 @@ class NeRVPlusPlus(Recipe):
         return _video(s, seed)
 
     def arms(self, s: Settings):
-        return {"nerv++": _arm("nerv++"), "nerv": _arm("nerv"),
-                "nerv_equal_time": _arm("nerv", s.equal_time_factor, codec=False), "webp": _webp}
+        return {
+            "nerv++": _arm("nerv++"),
+            "nerv": _arm("nerv"),
+            "nerv_equal_time": _arm("nerv", s.equal_time_factor, codec=False),
+            "webp": _webp,
+        }
 
     def checks(self, s: Settings, cells: Mapping[str, Mapping[int, Measured]]) -> list[Check]:
         a = [m.value("params") for m in cells["nerv++"].values()]
         b = [m.value("params") for m in cells["nerv"].values()]
         ratio = max(abs(x / y - 1) for x, y in zip(a, b))
         bpp = max(abs(cells["nerv++"][k].value("bpp") / cells["nerv"][k].value("bpp") - 1) for k in cells["nerv"])
-        return [Check("params within 3 %", ratio <= 0.03, f"largest relative gap {ratio:.4f}"),
-                Check("bpp matched within 3 %", bpp <= 0.03, f"largest relative gap {bpp:.4f}")]
+        return [
+            Check("params within 3 %", ratio <= 0.03, f"largest relative gap {ratio:.4f}"),
+            Check("bpp matched within 3 %", bpp <= 0.03, f"largest relative gap {bpp:.4f}"),
+        ]
 
     def describe(self, s: Settings) -> dict[str, Any]:
         plus, nerv = NeRV(_config(s, "nerv++")), NeRV(_config(s, "nerv"))
         return {
             "data": f"{len(VIDEOS)} synthetic pan+zoom clips over real photos {VIDEOS} (video s = seed s), "
-                    f"{s.frames} frames of {s.height}x{s.width} RGB; evaluated on the fitted frames (a codec)",
+            f"{s.frames} frames of {s.height}x{s.width} RGB; evaluated on the fitted frames (a codec)",
             "models": f"NeRV++ fc_dim {plus.config.fc_dim} ({plus.n_params()} params) vs NeRV fc_dim "
-                      f"{nerv.config.fc_dim} ({nerv.n_params()} params); PE b=1.25 l=40, gated-MLP stem {s.stem_dim}, "
-                      "strides 2,2,2,2, swish, (tanh+1)/2 head",
+            f"{nerv.config.fc_dim} ({nerv.n_params()} params); PE b=1.25 l=40, gated-MLP stem {s.stem_dim}, "
+            "strides 2,2,2,2, swish, (tanh+1)/2 head",
             "training": f"{s.epochs} epochs, batch {s.batch_size}, Adam(5e-4, betas 0.5/0.999), warm-up 20 % from 0.1x, "
-                        "cosine; loss 0.7 L1 + 0.3 (1 - SSIM)",
+            "cosine; loss 0.7 L1 + 0.3 (1 - SSIM)",
             "codec": f"global L1 pruning keeping {s.keep:.0%}, {s.finetune_epochs}-epoch fine-tune, {s.bits}-bit "
-                     "per-channel quantisation; bpp = params x keep x bits / pixels",
+            "per-channel quantisation; bpp = params x keep x bits / pixels",
             "deviations": [
                 "1080p x 600 frames, 3-12 M params, 300 epochs -> 48x64 x 24 frames, ~0.2 M params, 150 epochs (card)",
                 "batch 4 frames per step instead of 1 (CPU time); the same for every arm",

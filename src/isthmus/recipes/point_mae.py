@@ -58,8 +58,9 @@ def clouds(n_pool: int, n_val: int, n_labelled: int, n_points: int) -> tuple[tor
 
 
 def _config(s: Settings) -> PointMAEConfig:
-    return PointMAEConfig(n_points=s.n_points, groups=16, k=16, dim=s.dim, heads=4, depth=4, decoder_depth=2,
-                          mask_ratio=0.6)
+    return PointMAEConfig(
+        n_points=s.n_points, groups=16, k=16, dim=s.dim, heads=4, depth=4, decoder_depth=2, mask_ratio=0.6
+    )
 
 
 class _Classifier(nn.Module):
@@ -93,7 +94,7 @@ def _finetune(encoder_state: dict | None, s: Settings, seed: int, data) -> list[
         for _ in range(s.finetune_epochs):
             perm = torch.randperm(len(xs), generator=gen)
             for i in range(0, len(xs), 25):
-                idx = perm[i:i + 25]
+                idx = perm[i : i + 25]
                 loss = nn.functional.cross_entropy(model(xs[idx]), ys[idx])
                 opt.zero_grad()
                 loss.backward()
@@ -131,12 +132,18 @@ def _pretrained(cls, s: Settings, seed: int, data) -> Measured:
     pool, val, _, _ = data
     torch.manual_seed(seed)
     model = cls(_config(s))
-    trace = pretrain_masked(model, pool, val, epochs=s.epochs, seed=seed, batch_size=64, lr=1e-3,
-                            warmup_frac=0.05, grad_clip=None)
+    trace = pretrain_masked(
+        model, pool, val, epochs=s.epochs, seed=seed, batch_size=64, lr=1e-3, warmup_frac=0.05, grad_clip=None
+    )
     accs = _finetune(model.encoder.state_dict(), s, seed, data)
     change, conv = _converged(trace.val_loss)
-    metrics = {"acc": float(np.mean(accs)), "pretext_final": trace.val_loss[-1], "loss_change_last20": change,
-               "converged": conv, "pretrain_cpu_s": trace.cpu_s}
+    metrics = {
+        "acc": float(np.mean(accs)),
+        "pretext_final": trace.val_loss[-1],
+        "loss_change_last20": change,
+        "converged": conv,
+        "pretrain_cpu_s": trace.cpu_s,
+    }
     if cls is PointMAE:
         metrics["chamfer_ratio"] = trace.val_loss[-1] / _mean_patch_chamfer(s, data)
     return Measured(metrics=metrics, items={"episode_acc": accs}, curves={"val_pretext": trace.val_loss})
@@ -180,33 +187,75 @@ def d2_floor(s: Settings, seed: int, data) -> Measured:
 class PointMaskedAutoencoder(Recipe):
     slug = "point-mae"
     paper = Paper("Masked Autoencoders for Point Cloud Self-supervised Learning", "2203.06604")
-    claim = ("Masked autoencoding of point patches (FPS + kNN, 60 % masked, visible-only encoder, Chamfer-L2) "
-             "pretrains a transformer whose few-shot accuracy (5-way 10-shot, fine-tuned) beats the same "
-             "transformer from scratch (paper: 96.3 vs 87.8 on ModelNet40), and masking matters: it also beats a "
-             "plain point autoencoder of the same encoder.")
+    claim = (
+        "Masked autoencoding of point patches (FPS + kNN, 60 % masked, visible-only encoder, Chamfer-L2) "
+        "pretrains a transformer whose few-shot accuracy (5-way 10-shot, fine-tuned) beats the same "
+        "transformer from scratch (paper: 96.3 vs 87.8 on ModelNet40), and masking matters: it also beats a "
+        "plain point autoencoder of the same encoder."
+    )
     Settings: TypeAlias = Settings
     modes = {
-        "smoke": Settings(seeds=1, n_pool=32, n_val=16, n_labelled=60, n_points=64, epochs=1, finetune_epochs=1,
-                          episodes=1, n_way=2, k_shot=2, n_query=2, dim=16),
+        "smoke": Settings(
+            seeds=1,
+            n_pool=32,
+            n_val=16,
+            n_labelled=60,
+            n_points=64,
+            epochs=1,
+            finetune_epochs=1,
+            episodes=1,
+            n_way=2,
+            k_shot=2,
+            n_query=2,
+            dim=16,
+        ),
         "quick": Settings(seeds=3, n_pool=400, n_val=100, epochs=5, finetune_epochs=15, episodes=2),
         "record": Settings(seeds=3),
     }
     ours = "point_mae"
     min_seeds = 3
     gates = (
-        Gate("Point-MAE beats scratch", "acc", "point_mae", "scratch", effect=0.03, headline=True,
-             why="3 pts ≈ a third of the paper's 8.5-pt gap; ≈ 1.7 SE of a 5-episode mean (card)"),
-        Gate("masking matters (vs plain point AE)", "acc", "point_mae", "plain_ae", effect=0.02,
-             why="the paper's few-shot margins over earlier self-supervised methods were 1.5-2.3 pts (card)"),
+        Gate(
+            "Point-MAE beats scratch",
+            "acc",
+            "point_mae",
+            "scratch",
+            effect=0.03,
+            headline=True,
+            why="3 pts ≈ a third of the paper's 8.5-pt gap; ≈ 1.7 SE of a 5-episode mean (card)",
+        ),
+        Gate(
+            "masking matters (vs plain point AE)",
+            "acc",
+            "point_mae",
+            "plain_ae",
+            effect=0.02,
+            why="the paper's few-shot margins over earlier self-supervised methods were 1.5-2.3 pts (card)",
+        ),
     )
     preconditions = (
         Precondition("scratch above chance", "scratch", "acc", ">=", 0.40, why="neither chance ... (card)"),
         Precondition("scratch below ceiling", "scratch", "acc", "<=", 0.92, why="... nor ceiling (card)"),
-        Precondition("masked reconstruction learned", "point_mae", "chamfer_ratio", "<=", 0.5,
-                     why="held-out masked Chamfer <= 50 % of predicting one constant patch (card)"),
-        *(Precondition(f"{a} pretraining converged", a, "converged", ">=", 1.0, over="every",
-                       why="held-out pretext loss changes < 2 % over the last 20 % of epochs")
-          for a in ("point_mae", "plain_ae")),
+        Precondition(
+            "masked reconstruction learned",
+            "point_mae",
+            "chamfer_ratio",
+            "<=",
+            0.5,
+            why="held-out masked Chamfer <= 50 % of predicting one constant patch (card)",
+        ),
+        *(
+            Precondition(
+                f"{a} pretraining converged",
+                a,
+                "converged",
+                ">=",
+                1.0,
+                over="every",
+                why="held-out pretext loss changes < 2 % over the last 20 % of epochs",
+            )
+            for a in ("point_mae", "plain_ae")
+        ),
     )
 
     def data(self, s: Settings, seed: int):
@@ -221,20 +270,23 @@ class PointMaskedAutoencoder(Recipe):
         return [Check("floor reported", True, f"D2-histogram logistic floor {d2:.3f} vs Point-MAE {ours:.3f}")]
 
     def describe(self, s: Settings) -> dict[str, Any]:
-        return {"data": f"procedural point clouds ({s.n_points} points, 10 classes in confusable pairs, scale/rotation/"
-                        f"tilt/jitter/occlusion nuisances); pool {s.n_pool} (+{s.n_val} val) half single primitives, "
-                        f"half two-primitive unions; {s.episodes} fixed {s.n_way}-way {s.k_shot}-shot episodes "
-                        f"({s.n_query} queries per class) from {s.n_labelled} separately drawn labelled clouds",
-                "models": f"G 16 x k 16 patches, d {s.dim}, 4 heads, encoder 4 / decoder 2, mini-PointNet width 32; "
-                          f"pretraining {s.epochs} epochs, AdamW lr 1e-3 wd 0.05, cosine, batch 64; fine-tuning "
-                          f"{s.finetune_epochs} epochs, AdamW 5e-4, batch 25, [max; mean]-pool head",
-                "deviations": [
-                    f"pool {s.n_pool} clouds x {s.epochs} epochs (card: 2,000 x 40) and {s.finetune_epochs} "
-                    "fine-tuning epochs (card: 60): the shared CPU (load ~14 on 2 cores) did not allow more",
-                    "mini-PointNet without BatchNorm and width 32 (authors: BatchNorm after the first conv, 128/256)",
-                    "no cls token; no fine-tuning augmentation; the D2 floor uses a logistic regression",
-                    "leak declared: pool and episodes come from the same generators (instances disjoint), "
-                    "equal for every arm"]}
+        return {
+            "data": f"procedural point clouds ({s.n_points} points, 10 classes in confusable pairs, scale/rotation/"
+            f"tilt/jitter/occlusion nuisances); pool {s.n_pool} (+{s.n_val} val) half single primitives, "
+            f"half two-primitive unions; {s.episodes} fixed {s.n_way}-way {s.k_shot}-shot episodes "
+            f"({s.n_query} queries per class) from {s.n_labelled} separately drawn labelled clouds",
+            "models": f"G 16 x k 16 patches, d {s.dim}, 4 heads, encoder 4 / decoder 2, mini-PointNet width 32; "
+            f"pretraining {s.epochs} epochs, AdamW lr 1e-3 wd 0.05, cosine, batch 64; fine-tuning "
+            f"{s.finetune_epochs} epochs, AdamW 5e-4, batch 25, [max; mean]-pool head",
+            "deviations": [
+                f"pool {s.n_pool} clouds x {s.epochs} epochs (card: 2,000 x 40) and {s.finetune_epochs} "
+                "fine-tuning epochs (card: 60): the shared CPU (load ~14 on 2 cores) did not allow more",
+                "mini-PointNet without BatchNorm and width 32 (authors: BatchNorm after the first conv, 128/256)",
+                "no cls token; no fine-tuning augmentation; the D2 floor uses a logistic regression",
+                "leak declared: pool and episodes come from the same generators (instances disjoint), "
+                "equal for every arm",
+            ],
+        }
 
     def figures(self, s: Settings, cells, out_dir) -> list[str]:
         from isthmus.viz import pyplot, save_figure

@@ -57,15 +57,23 @@ def _trainer_config(epochs: int, seed: int) -> TrainerConfig:
     return TrainerConfig(epochs=epochs, seed=seed, progress=False, **TRAIN)
 
 
-def train_prototype(x: torch.Tensor, y: torch.Tensor, seed: int, epochs: int, regularised: bool
-                    ) -> tuple[PrototypeClassifier, list[float]]:
+def train_prototype(
+    x: torch.Tensor, y: torch.Tensor, seed: int, epochs: int, regularised: bool
+) -> tuple[PrototypeClassifier, list[float]]:
     """The paper's model; ``regularised=False`` is the λ1 = λ2 = 0 ablation. Returns it and its loss curve."""
     torch.manual_seed(seed)
     w = 1.0 if regularised else 0.0
-    model = PrototypeClassifier.mlp(x.shape[1], latent_dim=MODEL["latent_dim"], hidden=tuple(MODEL["hidden"]),
-                                    n_prototypes=MODEL["n_prototypes"], n_classes=MODEL["n_classes"],
-                                    r1_weight=w, r2_weight=w, out_activation="sigmoid",
-                                    class_weight=MODEL["class_weight"])
+    model = PrototypeClassifier.mlp(
+        x.shape[1],
+        latent_dim=MODEL["latent_dim"],
+        hidden=tuple(MODEL["hidden"]),
+        n_prototypes=MODEL["n_prototypes"],
+        n_classes=MODEL["n_classes"],
+        r1_weight=w,
+        r2_weight=w,
+        out_activation="sigmoid",
+        class_weight=MODEL["class_weight"],
+    )
     with torch.no_grad():  # the paper's last layer starts U[0, 1) on +d (errata); ours acts on -d, hence the sign
         model.bottleneck.classifier.weight.uniform_(-1.0, 0.0)
         model.bottleneck.classifier.bias.zero_()
@@ -76,7 +84,9 @@ def train_prototype(x: torch.Tensor, y: torch.Tensor, seed: int, epochs: int, re
 def train_plain(x: torch.Tensor, y: torch.Tensor, seed: int, epochs: int) -> tuple[Classifier, list[float]]:
     """Same encoder shape (MLP in → 256 → 40, GELU as in ``AutoEncoder.mlp``) + a linear head; CE only."""
     torch.manual_seed(seed)
-    enc = MLP(MLPConfig(in_dim=x.shape[1], out_dim=MODEL["latent_dim"], hidden=list(MODEL["hidden"]), activation="gelu"))
+    enc = MLP(
+        MLPConfig(in_dim=x.shape[1], out_dim=MODEL["latent_dim"], hidden=list(MODEL["hidden"]), activation="gelu")
+    )
     model = Classifier(nn.Sequential(enc, nn.Linear(MODEL["latent_dim"], MODEL["n_classes"])))
     res = Trainer(model, _trainer_config(epochs, seed)).fit((x, y))
     return model, [float(h["train_loss"]) for h in res.history]
@@ -91,8 +101,9 @@ def train_judge(x: torch.Tensor, y: torch.Tensor, epochs: int) -> Classifier:
 
 
 @torch.no_grad()
-def prototype_report(model: PrototypeClassifier, judge: Classifier, x_train: torch.Tensor,
-                     pixel_scale: float) -> dict[str, Any]:
+def prototype_report(
+    model: PrototypeClassifier, judge: Classifier, x_train: torch.Tensor, pixel_scale: float
+) -> dict[str, Any]:
     """Interpretability numbers of one trained prototype model (see the module docstring)."""
     model.eval()
     judge.eval()
@@ -123,8 +134,14 @@ def shared_data(n_train: int, n_test: int, judge_epochs: int) -> dict[str, Any]:
     with torch.no_grad():
         scale = float(nearest_sq_distances(xte, xtr).median())
         conf_real = float(softmax_confidence(judge(xte)).mean())
-    return {"split": d, "tensors": (xtr, ytr, xte, yte), "judge": judge, "pixel_scale": scale,
-            "judge_acc": _accuracy(judge, xte, yte), "judge_conf_real": conf_real}
+    return {
+        "split": d,
+        "tensors": (xtr, ytr, xte, yte),
+        "judge": judge,
+        "pixel_scale": scale,
+        "judge_acc": _accuracy(judge, xte, yte),
+        "judge_conf_real": conf_real,
+    }
 
 
 def _prototype_arm(regularised: bool):
@@ -134,28 +151,41 @@ def _prototype_arm(regularised: bool):
         rep = prototype_report(model, data["judge"], xtr, data["pixel_scale"])
         with torch.no_grad():
             recon = float((model.reconstruct(xte) - xte).pow(2).mean())
-        return Measured(metrics={"accuracy": _accuracy(model, xte, yte), **{k: rep[k] for k in INTERP_KEYS},
-                                 "recon_mse": recon, "converged": float(plateaued(curve))},
-                        curves={"train_loss": curve},
-                        info={"decoded": np.round(rep["decoded"], 3).tolist(), "judge_class": rep["judge_class"].tolist()})
+        return Measured(
+            metrics={
+                "accuracy": _accuracy(model, xte, yte),
+                **{k: rep[k] for k in INTERP_KEYS},
+                "recon_mse": recon,
+                "converged": float(plateaued(curve)),
+            },
+            curves={"train_loss": curve},
+            info={"decoded": np.round(rep["decoded"], 3).tolist(), "judge_class": rep["judge_class"].tolist()},
+        )
+
     return arm
 
 
 def _plain_arm(s: Settings, seed: int, data: dict[str, Any]) -> Measured:
     xtr, ytr, xte, yte = data["tensors"]
     model, curve = train_plain(xtr, ytr, seed, s.epochs)
-    return Measured(metrics={"accuracy": _accuracy(model, xte, yte), "converged": float(plateaued(curve))},
-                    curves={"train_loss": curve})
+    return Measured(
+        metrics={"accuracy": _accuracy(model, xte, yte), "converged": float(plateaued(curve))},
+        curves={"train_loss": curve},
+    )
 
 
 @register_recipe
 class PrototypeNet(Recipe):
     slug = "prototype-net"
-    paper = Paper("Deep Learning for Case-Based Reasoning through Prototypes: A Neural Network that Explains Its "
-                  "Predictions", "1710.04806")
-    claim = ("A classifier that predicts from distances to 15 learned latent prototypes matches the accuracy of the "
-             "same encoder with a plain head, and its prototypes decode to realistic digits only thanks to the R1/R2 "
-             "regularisers (without them the prototypes are not interpretable).")
+    paper = Paper(
+        "Deep Learning for Case-Based Reasoning through Prototypes: A Neural Network that Explains Its Predictions",
+        "1710.04806",
+    )
+    claim = (
+        "A classifier that predicts from distances to 15 learned latent prototypes matches the accuracy of the "
+        "same encoder with a plain head, and its prototypes decode to realistic digits only thanks to the R1/R2 "
+        "regularisers (without them the prototypes are not interpretable)."
+    )
     Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, n_train=512, n_test=256, epochs=1, judge_epochs=1),
@@ -165,25 +195,72 @@ class PrototypeNet(Recipe):
     }
     ours = "ours"
     gates = (
-        Gate("accuracy parity with a plain head", "accuracy", "ours", "plain_classifier", kind="non_inferiority",
-             effect=0.01, headline=True,
-             why="the paper's headline: interpretability costs at most 1 accuracy point"),
-        Gate("R1/R2 make prototypes judge-readable", "proto_judge_confidence", "ours", "no_r1_r2", effect=0.05,
-             why="5 points of the judge's mean confidence: well beyond its spread across seeds of one arm"),
-        Gate("R1/R2 make prototypes look like digits", "proto_pixel_nn_ratio", "ours", "no_r1_r2", direction="lower",
-             effect=0.25,
-             why="a quarter of the typical test-to-train pixel distance: a decoded prototype must sit visibly nearer "
-                 "to a real training digit; pixel space cannot be rescaled by R2"),
+        Gate(
+            "accuracy parity with a plain head",
+            "accuracy",
+            "ours",
+            "plain_classifier",
+            kind="non_inferiority",
+            effect=0.01,
+            headline=True,
+            why="the paper's headline: interpretability costs at most 1 accuracy point",
+        ),
+        Gate(
+            "R1/R2 make prototypes judge-readable",
+            "proto_judge_confidence",
+            "ours",
+            "no_r1_r2",
+            effect=0.05,
+            why="5 points of the judge's mean confidence: well beyond its spread across seeds of one arm",
+        ),
+        Gate(
+            "R1/R2 make prototypes look like digits",
+            "proto_pixel_nn_ratio",
+            "ours",
+            "no_r1_r2",
+            direction="lower",
+            effect=0.25,
+            why="a quarter of the typical test-to-train pixel distance: a decoded prototype must sit visibly nearer "
+            "to a real training digit; pixel space cannot be rescaled by R2",
+        ),
     )
     preconditions = (
-        Precondition("the prototype model learns the task", "ours", "accuracy", ">=", 0.9, over="every",
-                     why="parity between two models that have not learned MNIST says nothing"),
-        Precondition("the plain classifier learns the task", "plain_classifier", "accuracy", ">=", 0.9, over="every",
-                     why="the baseline must be trained as well, else parity is against a crippled head"),
-        Precondition("the prototype model converged", "ours", "converged", ">=", 1.0, over="every",
-                     why="the training loss must plateau before prototypes are judged"),
-        Precondition("the ablation converged", "no_r1_r2", "converged", ">=", 1.0, over="every",
-                     why="an ablation stopped early could have blob prototypes for lack of training alone"),
+        Precondition(
+            "the prototype model learns the task",
+            "ours",
+            "accuracy",
+            ">=",
+            0.9,
+            over="every",
+            why="parity between two models that have not learned MNIST says nothing",
+        ),
+        Precondition(
+            "the plain classifier learns the task",
+            "plain_classifier",
+            "accuracy",
+            ">=",
+            0.9,
+            over="every",
+            why="the baseline must be trained as well, else parity is against a crippled head",
+        ),
+        Precondition(
+            "the prototype model converged",
+            "ours",
+            "converged",
+            ">=",
+            1.0,
+            over="every",
+            why="the training loss must plateau before prototypes are judged",
+        ),
+        Precondition(
+            "the ablation converged",
+            "no_r1_r2",
+            "converged",
+            ">=",
+            1.0,
+            over="every",
+            why="an ablation stopped early could have blob prototypes for lack of training alone",
+        ),
     )
     changes = (
         "before the frame (quick, 8 epochs, 3 seeds): 'partial' — parity passed (0.9327 vs 0.9358), judge confidence "
@@ -206,23 +283,46 @@ class PrototypeNet(Recipe):
 
     def checks(self, settings: Settings, cells: Mapping[str, Mapping[int, Measured]]) -> list[Check]:
         d = shared_data(settings.n_train, settings.n_test, settings.judge_epochs)
-        out = [Check("the judge is a competent reader", d["judge_acc"] >= 0.9,
-                     f"judge test accuracy {d['judge_acc']:.3f} (>= 0.9 needed): its confidence is the yardstick")]
+        out = [
+            Check(
+                "the judge is a competent reader",
+                d["judge_acc"] >= 0.9,
+                f"judge test accuracy {d['judge_acc']:.3f} (>= 0.9 needed): its confidence is the yardstick",
+            )
+        ]
         if d["split"].source != "mnist":
             out.append(Check("MNIST present", False, "scikit-learn digits stand in for MNIST"))
         return out
 
     def describe(self, settings: Settings) -> dict[str, Any]:
         d = shared_data(settings.n_train, settings.n_test, settings.judge_epochs)
-        return {"data": d["split"].description, "model": MODEL, "train": TRAIN,
-                "judge": {"arch": f"MLP {d['split'].x_train.shape[1]}-256-10 relu", "seed": JUDGE_SEED,
-                          "test_accuracy": d["judge_acc"], "mean_confidence_on_real_test_images": d["judge_conf_real"]},
-                "pixel_scale": {"value": d["pixel_scale"], "what": "median over test images of the squared pixel "
-                                "distance to the nearest training image (the denominator of proto_pixel_nn_ratio)"},
-                "arms": {"ours": "lambda1 = lambda2 = 1", "no_r1_r2": "lambda1 = lambda2 = 0",
-                         "plain_classifier": "same encoder + linear head, CE only"},
-                "deviations": ["MLP encoder (784-256-40) instead of the paper's conv net", "no elastic augmentation",
-                               f"{settings.epochs} epochs instead of 1500", "logits Linear(-d) with a bias"]}
+        return {
+            "data": d["split"].description,
+            "model": MODEL,
+            "train": TRAIN,
+            "judge": {
+                "arch": f"MLP {d['split'].x_train.shape[1]}-256-10 relu",
+                "seed": JUDGE_SEED,
+                "test_accuracy": d["judge_acc"],
+                "mean_confidence_on_real_test_images": d["judge_conf_real"],
+            },
+            "pixel_scale": {
+                "value": d["pixel_scale"],
+                "what": "median over test images of the squared pixel "
+                "distance to the nearest training image (the denominator of proto_pixel_nn_ratio)",
+            },
+            "arms": {
+                "ours": "lambda1 = lambda2 = 1",
+                "no_r1_r2": "lambda1 = lambda2 = 0",
+                "plain_classifier": "same encoder + linear head, CE only",
+            },
+            "deviations": [
+                "MLP encoder (784-256-40) instead of the paper's conv net",
+                "no elastic augmentation",
+                f"{settings.epochs} epochs instead of 1500",
+                "logits Linear(-d) with a bias",
+            ],
+        }
 
     def figures(self, settings: Settings, cells, out_dir: Path) -> list[str]:
         plt = pyplot()
@@ -234,7 +334,9 @@ class PrototypeNet(Recipe):
             first = cells[arm][min(cells[arm])]
             for j in range(m):
                 ax = axes[r, j]
-                ax.imshow(np.clip(np.asarray(first.info["decoded"][j]).reshape(shape), 0, 1), cmap="gray", vmin=0, vmax=1)
+                ax.imshow(
+                    np.clip(np.asarray(first.info["decoded"][j]).reshape(shape), 0, 1), cmap="gray", vmin=0, vmax=1
+                )
                 ax.set_xticks([]), ax.set_yticks([])
                 ax.set_title(f"judge {first.info['judge_class'][j]}", fontsize=6)
             axes[r, 0].set_ylabel(labels[arm], fontsize=7)

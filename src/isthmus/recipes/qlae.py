@@ -81,14 +81,27 @@ def load_shapes(image_size: int, n_train: int, heldout_fraction: float) -> dict[
         return torch.as_tensor(x).reshape(len(x), -1)
 
     keep = [names.index(f) for f in FACTORS]
-    return {"x_train": render(train_idx), "x_eval": render(eval_idx), "s_eval": eval_idx[:, keep],
-            "s_train": train_idx[:, keep], "n_combos": len(combos), "n_heldout": int(held.sum())}
+    return {
+        "x_train": render(train_idx),
+        "x_eval": render(eval_idx),
+        "s_eval": eval_idx[:, keep],
+        "s_train": train_idx[:, keep],
+        "n_combos": len(combos),
+        "n_heldout": int(held.sum()),
+    }
 
 
 def build_model(arm: str, in_dim: int, hidden: list[int]) -> AutoEncoder:
     name, kw, _, _ = ARMS[arm]
-    return AutoEncoder.mlp(in_dim, latent_dim=2 * len(FACTORS), hidden=tuple(hidden), bottleneck=name,
-                           out_activation="sigmoid", objective={"recon_loss": "bce", "recon_reduction": "mean"}, **kw)
+    return AutoEncoder.mlp(
+        in_dim,
+        latent_dim=2 * len(FACTORS),
+        hidden=tuple(hidden),
+        bottleneck=name,
+        out_activation="sigmoid",
+        objective={"recon_loss": "bce", "recon_reduction": "mean"},
+        **kw,
+    )
 
 
 def train_arm(arm: str, data: dict, seed: int, s: Settings) -> tuple[Measured, AutoEncoder]:
@@ -96,8 +109,16 @@ def train_arm(arm: str, data: dict, seed: int, s: Settings) -> tuple[Measured, A
     torch.manual_seed(seed)
     model = build_model(arm, data["x_train"].shape[1], s.hidden)
     epochs = max(1, round(s.steps * s.batch_size / len(data["x_train"])))
-    tc = TrainerConfig(epochs=epochs, batch_size=s.batch_size, optimizer="adamw", lr=1e-3, weight_decay=ARMS[arm][2],
-                       no_decay=NO_DECAY, seed=seed, progress=False)
+    tc = TrainerConfig(
+        epochs=epochs,
+        batch_size=s.batch_size,
+        optimizer="adamw",
+        lr=1e-3,
+        weight_decay=ARMS[arm][2],
+        no_decay=NO_DECAY,
+        seed=seed,
+        progress=False,
+    )
     hist = Trainer(model, tc).fit(data["x_train"]).history
     model.eval()
     with torch.no_grad():
@@ -107,9 +128,13 @@ def train_arm(arm: str, data: dict, seed: int, s: Settings) -> tuple[Measured, A
     bce = float(-(xe * recon.log() + (1 - xe) * (1 - recon).log()).mean())
     scores = disentanglement_report(data["s_eval"], z.numpy(), discrete_latents=ARMS[arm][3], random_state=seed)
     loss = [h["train_loss"] for h in hist]
-    metrics = {**{k: float(v) for k, v in scores.items()}, "recon_bce": bce,
-               "recon_mse": float((recon - xe).pow(2).mean()), "converged": float(plateaued(loss)),
-               "decay_factor": float(np.exp(-1e-3 * ARMS[arm][2] * epochs * -(-len(data["x_train"]) // s.batch_size)))}
+    metrics = {
+        **{k: float(v) for k, v in scores.items()},
+        "recon_bce": bce,
+        "recon_mse": float((recon - xe).pow(2).mean()),
+        "converged": float(plateaued(loss)),
+        "decay_factor": float(np.exp(-1e-3 * ARMS[arm][2] * epochs * -(-len(data["x_train"]) // s.batch_size))),
+    }
     return Measured(metrics=metrics, curves={"train_loss": loss}), model
 
 
@@ -123,20 +148,50 @@ def _arm(arm: str):
                 z = model.encode(data["x_eval"]).numpy()
             m.info["nmi"] = np.asarray(nmi_matrix(data["s_eval"], z, discrete_latents=ARMS[arm][3])).tolist()
         return m
+
     return fn
 
 
 def _gates() -> tuple[Gate, ...]:
-    g = [Gate(f"InfoM above {b}", "infom", "qlae", b, effect=0.02, headline=True,
-              why="modularity is the paper's disentanglement claim; 2 points is above rounding, far below its gaps")
-         for b in ("ae", "beta_vae")]
-    g += [Gate(f"InfoE above {b}", "infoe", "qlae", b, effect=0.02, why="explicitness, the claim's second half")
-          for b in ("ae", "beta_vae")]
-    g.append(Gate("reconstruction not worse than the AE", "recon_bce", "qlae", "ae", direction="lower",
-                  kind="non_inferiority", effect=0.005,
-                  why="'without losing reconstruction': within 0.005 nats/pixel (≈ 15 % of a trained AE's BCE)"))
-    g += [Gate(f"InfoM above {a} (ablation)", "infom", "qlae", a, effect=0.02,
-               why="'both the quantization and the weight decay matter'") for a in ("qlae_no_wd", "qlae_shared")]
+    g = [
+        Gate(
+            f"InfoM above {b}",
+            "infom",
+            "qlae",
+            b,
+            effect=0.02,
+            headline=True,
+            why="modularity is the paper's disentanglement claim; 2 points is above rounding, far below its gaps",
+        )
+        for b in ("ae", "beta_vae")
+    ]
+    g += [
+        Gate(f"InfoE above {b}", "infoe", "qlae", b, effect=0.02, why="explicitness, the claim's second half")
+        for b in ("ae", "beta_vae")
+    ]
+    g.append(
+        Gate(
+            "reconstruction not worse than the AE",
+            "recon_bce",
+            "qlae",
+            "ae",
+            direction="lower",
+            kind="non_inferiority",
+            effect=0.005,
+            why="'without losing reconstruction': within 0.005 nats/pixel (≈ 15 % of a trained AE's BCE)",
+        )
+    )
+    g += [
+        Gate(
+            f"InfoM above {a} (ablation)",
+            "infom",
+            "qlae",
+            a,
+            effect=0.02,
+            why="'both the quantization and the weight decay matter'",
+        )
+        for a in ("qlae_no_wd", "qlae_shared")
+    ]
     return tuple(g)
 
 
@@ -144,9 +199,11 @@ def _gates() -> tuple[Gate, ...]:
 class Qlae(Recipe):
     slug = "qlae"
     paper = Paper("Disentanglement via Latent Quantization", "2305.18378")
-    claim = ("Quantizing each latent dimension to its own small learnable scalar codebook and training with high "
-             "AdamW weight decay (QLAE) gives more modular and explicit latents (higher InfoM and InfoE) than AE and "
-             "beta-VAE without losing reconstruction; both the quantization and the weight decay matter.")
+    claim = (
+        "Quantizing each latent dimension to its own small learnable scalar codebook and training with high "
+        "AdamW weight decay (QLAE) gives more modular and explicit latents (higher InfoM and InfoE) than AE and "
+        "beta-VAE without losing reconstruction; both the quantization and the weight decay matter."
+    )
     Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, n_train=512, steps=20, batch_size=64, hidden=[64]),
@@ -157,12 +214,26 @@ class Qlae(Recipe):
     ours = "qlae"
     gates = _gates()
     preconditions = (
-        Precondition("QLAE training converged", "qlae", "converged", ">=", 1.0, over="every",
-                     why="the loss curve has plateaued (plateaued() on per-epoch means)"),
-        Precondition("AE training converged", "ae", "converged", ">=", 1.0, over="every",
-                     why="the baseline gets the same chance"),
-        Precondition("positive control: the AE reconstructs unseen combinations", "ae", "recon_bce", "<=", 0.15,
-                     why="predicting each pixel's mean scores ≈ 0.33 nats; 0.15 means the decoder generalises"),
+        Precondition(
+            "QLAE training converged",
+            "qlae",
+            "converged",
+            ">=",
+            1.0,
+            over="every",
+            why="the loss curve has plateaued (plateaued() on per-epoch means)",
+        ),
+        Precondition(
+            "AE training converged", "ae", "converged", ">=", 1.0, over="every", why="the baseline gets the same chance"
+        ),
+        Precondition(
+            "positive control: the AE reconstructs unseen combinations",
+            "ae",
+            "recon_bce",
+            "<=",
+            0.15,
+            why="predicting each pixel's mean scores ≈ 0.33 nats; 0.15 means the decoder generalises",
+        ),
     )
 
     def data(self, s: Settings, seed: int) -> dict:
@@ -174,20 +245,27 @@ class Qlae(Recipe):
     def describe(self, s: Settings) -> dict[str, Any]:
         d = load_shapes(s.image_size, s.n_train, s.heldout_fraction)
         n_batches = -(-s.n_train // s.batch_size)
-        return {"data": f"shapes grid: factors {list(FACTORS)} (shape 3, {GRID}) = {d['n_combos']} combinations; "
-                        f"{d['n_heldout']} held out (each scored once), {s.n_train} training draws from the rest; "
-                        f"{float((torch.cdist(d['x_eval'], d['x_train']).min(1).values == 0).float().mean()):.3f} of "
-                        "the held-out images are pixel-identical to a training image (distinct factors, same pixels)",
-                "latent_dim": 2 * len(FACTORS), "optimizer": f"adamw lr 1e-3, batch {s.batch_size}, "
-                f"no decay on {NO_DECAY}", "steps": max(1, round(s.steps / n_batches)) * n_batches,
-                "lr_wd_steps_qlae": 1e-3 * HIGH_WD * s.steps,
-                "arms": {a: {"bottleneck": b, **kw, "weight_decay": wd, "infomec_discrete": dd}
-                         for a, (b, kw, wd, dd) in ARMS.items()},
-                "deviations": ["MLP encoder/decoder, not the paper's conv/style decoder",
-                               f"lr·wd·steps = {1e-3 * HIGH_WD * s.steps:g} (paper: 2e5 steps, 20)",
-                               "no element-wise gradient clipping on the decayed group",
-                               "InfoMEC on held-out combinations (authors: on training images)",
-                               "AE wd 1e-4 and beta 4 are our choices (authors: AE l2 1e-3, beta-VAE kl 3)"]}
+        return {
+            "data": f"shapes grid: factors {list(FACTORS)} (shape 3, {GRID}) = {d['n_combos']} combinations; "
+            f"{d['n_heldout']} held out (each scored once), {s.n_train} training draws from the rest; "
+            f"{float((torch.cdist(d['x_eval'], d['x_train']).min(1).values == 0).float().mean()):.3f} of "
+            "the held-out images are pixel-identical to a training image (distinct factors, same pixels)",
+            "latent_dim": 2 * len(FACTORS),
+            "optimizer": f"adamw lr 1e-3, batch {s.batch_size}, no decay on {NO_DECAY}",
+            "steps": max(1, round(s.steps / n_batches)) * n_batches,
+            "lr_wd_steps_qlae": 1e-3 * HIGH_WD * s.steps,
+            "arms": {
+                a: {"bottleneck": b, **kw, "weight_decay": wd, "infomec_discrete": dd}
+                for a, (b, kw, wd, dd) in ARMS.items()
+            },
+            "deviations": [
+                "MLP encoder/decoder, not the paper's conv/style decoder",
+                f"lr·wd·steps = {1e-3 * HIGH_WD * s.steps:g} (paper: 2e5 steps, 20)",
+                "no element-wise gradient clipping on the decayed group",
+                "InfoMEC on held-out combinations (authors: on training images)",
+                "AE wd 1e-4 and beta 4 are our choices (authors: AE l2 1e-3, beta-VAE kl 3)",
+            ],
+        }
 
     def figures(self, s: Settings, cells, out_dir: Path) -> list[str]:
         plt = pyplot()

@@ -106,9 +106,7 @@ def register_recipe(cls: R) -> R:
     _validate(cls)
     existing = _REGISTRY.get(cls.slug)
     if existing is not None and (existing.__module__, existing.__qualname__) != (cls.__module__, cls.__qualname__):
-        raise RecipeError(
-            f"recipe {cls.slug!r} is already registered by {existing.__module__}.{existing.__qualname__}"
-        )
+        raise RecipeError(f"recipe {cls.slug!r} is already registered by {existing.__module__}.{existing.__qualname__}")
     _REGISTRY[cls.slug] = cls
     return cls
 

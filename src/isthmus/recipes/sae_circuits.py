@@ -46,10 +46,8 @@ TASKS: dict[str, dict[str, Any]] = {
 PAPER = dict(d_sae=200, l1=0.02, n_train_prompts=10, epochs=500, head_norm="none")
 PAPER_L1 = {"docstring": 0.05}  # the authors' main_results.py (errata)
 TUNED = dict(PAPER, head_norm="scale")
-ARMS = ("sae_paper", "sae_tuned", "mean_ablation", "activation_patching", "attribution_patching",
-        "output_difference")
+ARMS = ("sae_paper", "sae_tuned", "mean_ablation", "activation_patching", "attribution_patching", "output_difference")
 LEARNED = 0.8  # held-out accuracy (greater-than: probability on valid years) a toy must reach to be judged
-
 
 
 @dataclass
@@ -65,8 +63,17 @@ class Settings(RecipeSettings):
 
 def _toy(name: str, s: Settings):
     spec = TASKS[name]
-    return train_toy(dict(task=name, n_train=s.n_train, epochs=s.train_epochs or spec["epochs"], batch_size=64,
-                          task_kwargs=spec["task_kwargs"], seed=0), dict(ARCH))
+    return train_toy(
+        dict(
+            task=name,
+            n_train=s.n_train,
+            epochs=s.train_epochs or spec["epochs"],
+            batch_size=64,
+            task_kwargs=spec["task_kwargs"],
+            seed=0,
+        ),
+        dict(ARCH),
+    )
 
 
 def task_score(metrics: dict[str, float]) -> float:
@@ -86,8 +93,14 @@ def setting(name: str, s: Settings, seed: int) -> dict[str, Any]:
     tp, tn, tm = task_pairs(name, s.n_truth, seed=10_000, **spec["task_kwargs"])
     ref = mean_ablation(run.model, tp, tn, tm).scores
     pos, neg, mask = task_pairs(name, s.n_pairs, seed=100 + seed, **spec["task_kwargs"])
-    return dict(model=run.model, pos=pos, neg=neg, mask=mask, truth=ref >= TRUTH_FRAC * ref.max(),
-                task_score=task_score(run.metrics))
+    return dict(
+        model=run.model,
+        pos=pos,
+        neg=neg,
+        mask=mask,
+        truth=ref >= TRUTH_FRAC * ref.max(),
+        task_score=task_score(run.metrics),
+    )
 
 
 def _arm(name: str):
@@ -113,38 +126,70 @@ def _arm(name: str):
         m["tasks_learned"] = float(np.mean([data[n]["task_score"] >= LEARNED for n in names]))
         m["min_task_score"] = float(min(data[n]["task_score"] for n in names))
         return Measured(metrics=m, info={"scores": scores})
+
     return arm
 
 
 @register_recipe
 class SaeCircuits(Recipe):
     slug = "sae-circuits"
-    paper = Paper("Sparse Autoencoders Enable Scalable and Reliable Circuit Identification in Language Models",
-                  "2405.12522")
-    claim = ("Discrete codes (argmax latents) of one small SAE, with the paper's settings, trained on the "
-             "position-averaged attention-head outputs of 10 prompts identify the heads of a circuit (node ROC-AUC "
-             "~0.86) about as well as patching-based discovery, with far fewer forward passes.")
+    paper = Paper(
+        "Sparse Autoencoders Enable Scalable and Reliable Circuit Identification in Language Models", "2405.12522"
+    )
+    claim = (
+        "Discrete codes (argmax latents) of one small SAE, with the paper's settings, trained on the "
+        "position-averaged attention-head outputs of 10 prompts identify the heads of a circuit (node ROC-AUC "
+        "~0.86) about as well as patching-based discovery, with far fewer forward passes."
+    )
     Settings: TypeAlias = Settings
     modes = {
-        "smoke": Settings(seeds=1, tasks=("induction",), n_pairs=12, n_train=256, train_epochs=1, sae_epochs=30,
-                          n_truth=24),
+        "smoke": Settings(
+            seeds=1, tasks=("induction",), n_pairs=12, n_train=256, train_epochs=1, sae_epochs=30, n_truth=24
+        ),
         "quick": Settings(seeds=5),
         "record": Settings(seeds=8, n_pairs=100),
         "full": Settings(seeds=10, n_pairs=250, n_train=4096, n_truth=500),
     }
     ours = "sae_paper"
     gates = (
-        Gate("node ROC-AUC vs activation patching", "roc_auc", "sae_paper", "activation_patching",
-             kind="non_inferiority", effect=0.05, headline=True,
-             why="'as well as patching': within 0.05 AUC, less than one swapped truth/non-truth pair per setting"),
-        Gate("node ROC-AUC vs attribution patching", "roc_auc", "sae_paper", "attribution_patching",
-             kind="non_inferiority", effect=0.05, why="the cheap gradient baseline, same margin"),
-        Gate("node ROC-AUC reaches 0.8", "roc_auc", "sae_paper", 0.8, effect=0.0,
-             why="the paper reports 0.86-0.87 on its three tasks; 0.8 leaves room for toy noise"),
+        Gate(
+            "node ROC-AUC vs activation patching",
+            "roc_auc",
+            "sae_paper",
+            "activation_patching",
+            kind="non_inferiority",
+            effect=0.05,
+            headline=True,
+            why="'as well as patching': within 0.05 AUC, less than one swapped truth/non-truth pair per setting",
+        ),
+        Gate(
+            "node ROC-AUC vs attribution patching",
+            "roc_auc",
+            "sae_paper",
+            "attribution_patching",
+            kind="non_inferiority",
+            effect=0.05,
+            why="the cheap gradient baseline, same margin",
+        ),
+        Gate(
+            "node ROC-AUC reaches 0.8",
+            "roc_auc",
+            "sae_paper",
+            0.8,
+            effect=0.0,
+            why="the paper reports 0.86-0.87 on its three tasks; 0.8 leaves room for toy noise",
+        ),
     )
     preconditions = (
-        Precondition("every toy learned its task", "sae_paper", "tasks_learned", ">=", 1.0, over="every",
-                     why=f"a toy below {LEARNED} held-out accuracy has no circuit to find (the old IOI toy: 0.525)"),
+        Precondition(
+            "every toy learned its task",
+            "sae_paper",
+            "tasks_learned",
+            ">=",
+            1.0,
+            over="every",
+            why=f"a toy below {LEARNED} held-out accuracy has no circuit to find (the old IOI toy: 0.525)",
+        ),
     )
 
     def data(self, settings: Settings, seed: int) -> dict[str, dict[str, Any]]:
@@ -154,16 +199,25 @@ class SaeCircuits(Recipe):
         return {a: _arm(a) for a in ARMS}
 
     def describe(self, settings: Settings) -> dict[str, Any]:
-        return {"arch": ARCH, "tasks": {t: TASKS[t] for t in settings.tasks}, "sae_paper": PAPER,
-                "sae_paper_l1": PAPER_L1, "sae_tuned": TUNED, "truth_frac": TRUTH_FRAC, "learned_threshold": LEARNED,
-                "truth": "planted: by construction; trained: |mean-ablation change| >= truth_frac x max on n_truth "
-                         "held-out pairs (so mean_ablation is near-perfect there by construction)",
-                "cost": "forward passes of one prompt (a backward counts as one): the SAE needs one per prompt "
-                        "(2 x n_pairs); node-level activation patching needs about one per head per pair",
-                "deviations": ["toy models (16 heads) instead of GPT-2 small",
-                               "decoder atoms unit-norm (standard) rather than the authors' per-output-dimension rows",
-                               "no edge-level (ACDC) baseline; node-level patching instead",
-                               "no robustness sweep over L1 / d_sae (CPU budget)"]}
+        return {
+            "arch": ARCH,
+            "tasks": {t: TASKS[t] for t in settings.tasks},
+            "sae_paper": PAPER,
+            "sae_paper_l1": PAPER_L1,
+            "sae_tuned": TUNED,
+            "truth_frac": TRUTH_FRAC,
+            "learned_threshold": LEARNED,
+            "truth": "planted: by construction; trained: |mean-ablation change| >= truth_frac x max on n_truth "
+            "held-out pairs (so mean_ablation is near-perfect there by construction)",
+            "cost": "forward passes of one prompt (a backward counts as one): the SAE needs one per prompt "
+            "(2 x n_pairs); node-level activation patching needs about one per head per pair",
+            "deviations": [
+                "toy models (16 heads) instead of GPT-2 small",
+                "decoder atoms unit-norm (standard) rather than the authors' per-output-dimension rows",
+                "no edge-level (ACDC) baseline; node-level patching instead",
+                "no robustness sweep over L1 / d_sae (CPU budget)",
+            ],
+        }
 
     changes = (
         "Pre-frame: the gated arm used head_norm='scale', tuned on the planted model of seed 0 (an evaluation "

@@ -100,8 +100,9 @@ class SDCN(nn.Module):
         super().__init__()
         self.ae, self.sigma = ae, sigma
         widths = [cast(MLP, ae.encoder).in_dim, *HIDDEN, LATENT]  # an MLP autoencoder (pretrain)
-        self.gcn = nn.ModuleList([GCNLayer(a, b, activation=i < len(widths) - 2)
-                                  for i, (a, b) in enumerate(zip(widths[:-1], widths[1:]))])
+        self.gcn = nn.ModuleList(
+            [GCNLayer(a, b, activation=i < len(widths) - 2) for i, (a, b) in enumerate(zip(widths[:-1], widths[1:]))]
+        )
         self.out = GCNLayer(LATENT, n_clusters, activation=False)
         self.head = ClusterHead(n_clusters, LATENT)
 
@@ -128,8 +129,11 @@ class SDCN(nn.Module):
 def _sdcn_epoch(model: SDCN, opt, x, a) -> tuple[float, np.ndarray]:
     recon, q, pred = model(x, a)
     p = target_distribution(q)
-    loss = F.mse_loss(recon, x) + 0.1 * F.kl_div(q.log(), p, reduction="batchmean") \
+    loss = (
+        F.mse_loss(recon, x)
+        + 0.1 * F.kl_div(q.log(), p, reduction="batchmean")
         + 0.01 * F.kl_div(pred.log(), p, reduction="batchmean")
+    )
     opt.zero_grad()
     loss.backward()
     opt.step()
@@ -161,16 +165,29 @@ def run_sdcn(s: Settings, seed: int, data) -> Measured:
     model.eval()
     with torch.no_grad():
         final = model(x, a)[2].argmax(1).numpy()
-    return Measured(metrics={**_scores(y, final), "nmi_max_over_epochs": max(history),
-                             "converged": _converged(change)}, curves={"nmi": history})
+    return Measured(
+        metrics={**_scores(y, final), "nmi_max_over_epochs": max(history), "converged": _converged(change)},
+        curves={"nmi": history},
+    )
 
 
 # ---- arms built from the library ---------------------------------------------------------------
 def _clusterer(s: Settings, data, seed: int, **kw) -> DeepClusterer:
     X, y, A, ae, _ = data
-    return DeepClusterer(n_clusters=len(np.unique(y)), latent_dim=LATENT, autoencoder=ae, pretrain_epochs=0, manifold=None,
-                         refine_epochs=s.epochs, refine_lr=s.lr, kl_weight=s.beta, graph_power=s.r,
-                         graph_tau=s.tau, random_state=seed, **kw)
+    return DeepClusterer(
+        n_clusters=len(np.unique(y)),
+        latent_dim=LATENT,
+        autoencoder=ae,
+        pretrain_epochs=0,
+        manifold=None,
+        refine_epochs=s.epochs,
+        refine_lr=s.lr,
+        kl_weight=s.beta,
+        graph_power=s.r,
+        graph_tau=s.tau,
+        random_state=seed,
+        **kw,
+    )
 
 
 def _deep_arm(**kw):
@@ -180,11 +197,16 @@ def _deep_arm(**kw):
         dc.fit(X, adjacency=A if dc.graph_weight > 0 else None)
         per_epoch = statistics.median(dc.epoch_seconds_) if dc.epoch_seconds_ else 0.0
         history = [nmi(y, lab) for lab in dc.label_history_]
-        out = {**_scores(y, dc.labels_), "nmi_max_over_epochs": max(history),
-               "converged": _converged(dc.label_change_), "epoch_ms": 1000 * per_epoch}
+        out = {
+            **_scores(y, dc.labels_),
+            "nmi_max_over_epochs": max(history),
+            "converged": _converged(dc.label_change_),
+            "epoch_ms": 1000 * per_epoch,
+        }
         if kw.get("graph_cumulative"):  # ours: the cost claim, timed side by side with SDCN in this process
             out["epoch_time_ratio_vs_sdcn"] = _time_ratio(dc, seed, data, s.sdcn_lr)
         return Measured(metrics=out, curves={"nmi": history, "loss": dc.refine_curve_})
+
     return arm
 
 
@@ -233,33 +255,78 @@ def ae_kmeans(s: Settings, seed: int, data) -> dict[str, float]:
 class SCGC(Recipe):
     slug = "scgc"
     paper = Paper("SCGC : Self-Supervised Contrastive Graph Clustering", "2204.12656")
-    claim = ("An MLP autoencoder with a Student-t cluster head trained with a neighbourhood-contrastive loss over "
-             "adjacency powers (SCGC*, no decoder, no graph convolutions) clusters a graph better than the GNN deep "
-             "clusterer SDCN, and faster per epoch.")
+    claim = (
+        "An MLP autoencoder with a Student-t cluster head trained with a neighbourhood-contrastive loss over "
+        "adjacency powers (SCGC*, no decoder, no graph convolutions) clusters a graph better than the GNN deep "
+        "clusterer SDCN, and faster per epoch."
+    )
     Settings: TypeAlias = Settings
     modes = {
-        "smoke": Settings(seeds=1, dataset="digits", n_subsample=200, pretrain_epochs=2, epochs=3, alpha=4.0, r=4,
-                          lr=1e-3, sdcn_lr=1e-3),
-        "quick": Settings(seeds=3, dataset="digits", pretrain_epochs=150, epochs=100, alpha=4.0, r=4, lr=1e-3,
-                          sdcn_lr=1e-3),
+        "smoke": Settings(
+            seeds=1,
+            dataset="digits",
+            n_subsample=200,
+            pretrain_epochs=2,
+            epochs=3,
+            alpha=4.0,
+            r=4,
+            lr=1e-3,
+            sdcn_lr=1e-3,
+        ),
+        "quick": Settings(
+            seeds=3, dataset="digits", pretrain_epochs=150, epochs=100, alpha=4.0, r=4, lr=1e-3, sdcn_lr=1e-3
+        ),
         "record": Settings(seeds=5, dataset="cora"),
         "full": Settings(seeds=10, dataset="cora"),
     }
     ours = "scgc_star"
     min_seeds = 5
     gates = (
-        Gate("beats SDCN", "nmi", "scgc_star", "sdcn", effect=0.03, headline=True,
-             why="0.03 NMI exceeds the k-means restart spread on fixed features (<= 0.026), far below the paper's gain"),
-        Gate("the graph matters", "nmi", "scgc_star", "idec", effect=0.05,
-             why="IDEC is SCGC with alpha = 0: the contrastive graph term must add clearly"),
-        Gate("no worse than smoothed k-means", "nmi", "scgc_star", "smoothed_kmeans", kind="non_inferiority",
-             effect=0.02, why="a referee's training-free graph baseline (SGC features + k-means)"),
-        Gate("faster per epoch than SDCN", "epoch_time_ratio_vs_sdcn", "scgc_star", 0.7, direction="lower",
-             why="the paper claims -55 % training time; ratio measured side by side in one process"),
+        Gate(
+            "beats SDCN",
+            "nmi",
+            "scgc_star",
+            "sdcn",
+            effect=0.03,
+            headline=True,
+            why="0.03 NMI exceeds the k-means restart spread on fixed features (<= 0.026), far below the paper's gain",
+        ),
+        Gate(
+            "the graph matters",
+            "nmi",
+            "scgc_star",
+            "idec",
+            effect=0.05,
+            why="IDEC is SCGC with alpha = 0: the contrastive graph term must add clearly",
+        ),
+        Gate(
+            "no worse than smoothed k-means",
+            "nmi",
+            "scgc_star",
+            "smoothed_kmeans",
+            kind="non_inferiority",
+            effect=0.02,
+            why="a referee's training-free graph baseline (SGC features + k-means)",
+        ),
+        Gate(
+            "faster per epoch than SDCN",
+            "epoch_time_ratio_vs_sdcn",
+            "scgc_star",
+            0.7,
+            direction="lower",
+            why="the paper claims -55 % training time; ratio measured side by side in one process",
+        ),
     )
     preconditions = (
-        Precondition("SCGC* converged", "scgc_star", "converged", ">=", 1.0, over="every",
-                     why="< 1 % of labels change over the last 10 epochs"),
+        Precondition(
+            "SCGC* converged",
+            "scgc_star",
+            "converged",
+            ">=",
+            1.0,
+            over="every",
+            why="< 1 % of labels change over the last 10 epochs",
+        ),
         Precondition("SDCN converged", "sdcn", "converged", ">=", 1.0, over="every"),
         Precondition("IDEC converged", "idec", "converged", ">=", 1.0, over="every"),
     )
@@ -277,8 +344,9 @@ class SCGC(Recipe):
         X, y, A = load(s.dataset, s.knn, s.n_subsample)
         torch.manual_seed(seed)
         ae = AutoEncoder.mlp(in_dim=X.shape[1], latent_dim=LATENT, hidden=list(HIDDEN), activation="relu")
-        Trainer(ae, TrainerConfig(epochs=s.pretrain_epochs, batch_size=256, lr=1e-3, seed=seed,
-                                  progress=False)).fit(torch.as_tensor(X))
+        Trainer(ae, TrainerConfig(epochs=s.pretrain_epochs, batch_size=256, lr=1e-3, seed=seed, progress=False)).fit(
+            torch.as_tensor(X)
+        )
         ae.eval()
         from sklearn.cluster import KMeans
 
@@ -301,19 +369,28 @@ class SCGC(Recipe):
     def checks(self, s: Settings, cells: Mapping[str, Mapping[int, Measured]]) -> list[Check]:
         ae = np.mean([m.value("nmi") for m in cells["ae_kmeans"].values()])
         raw = np.mean([m.value("nmi") for m in cells["raw_kmeans"].values()])
-        return [Check("pretrained AE beats raw k-means", ae > raw,
-                      f"AE + k-means NMI {ae:.3f} vs raw k-means {raw:.3f}: the shared pretrained AE must be useful")]
+        return [
+            Check(
+                "pretrained AE beats raw k-means",
+                ae > raw,
+                f"AE + k-means NMI {ae:.3f} vs raw k-means {raw:.3f}: the shared pretrained AE must be useful",
+            )
+        ]
 
     def describe(self, s: Settings) -> dict[str, Any]:
         X, y, A = load(s.dataset, s.knn, s.n_subsample)
-        return {"data": f"{s.dataset}: {X.shape[0]} nodes x {X.shape[1]} features, {len(np.unique(y))} classes, "
-                        f"{A.nnz // 2} undirected edges" + ("" if s.dataset == "cora" else f" (k={s.knn} kNN graph)"),
-                "widths": list(HIDDEN), "latent": LATENT,
-                "deviations": ["widths 256-256-512 instead of 500-500-2000 in every arm (card)",
-                               "AE pretrained per seed for a matched number of Adam steps (~1,100: SDCN's 30 epochs "
-                               "on USPS) rather than 30 epochs (~330 steps on Cora) or SDCN's shared weights",
-                               "final-epoch metrics gated; nmi_max_over_epochs is the authors' label-peeking protocol, "
-                               "reported only"]}
+        return {
+            "data": f"{s.dataset}: {X.shape[0]} nodes x {X.shape[1]} features, {len(np.unique(y))} classes, "
+            f"{A.nnz // 2} undirected edges" + ("" if s.dataset == "cora" else f" (k={s.knn} kNN graph)"),
+            "widths": list(HIDDEN),
+            "latent": LATENT,
+            "deviations": [
+                "widths 256-256-512 instead of 500-500-2000 in every arm (card)",
+                "AE pretrained per seed for a matched number of Adam steps (~1,100: SDCN's 30 epochs "
+                "on USPS) rather than 30 epochs (~330 steps on Cora) or SDCN's shared weights",
+                "final-epoch metrics gated; nmi_max_over_epochs is the authors' label-peeking protocol, reported only",
+            ],
+        }
 
     def figures(self, s: Settings, cells, out_dir) -> list[str]:
         from isthmus.viz import pyplot, save_figure

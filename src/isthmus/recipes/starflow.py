@@ -84,8 +84,9 @@ def _setup(key: str) -> dict[str, Any]:
     scorer = SampleScorer(split, s.clf_epochs)
     torch.manual_seed(0)
     ae = AutoEncoder.conv(image_size=SIDE, latent_dim=LATENT, channels=(32, 64), objective={"recon_loss": "bce"})
-    Trainer(ae, TrainerConfig(epochs=s.ae_epochs, batch_size=64, lr=1e-3, seed=0, progress=False,
-                              device="cpu")).fit(split.x_train)
+    Trainer(ae, TrainerConfig(epochs=s.ae_epochs, batch_size=64, lr=1e-3, seed=0, progress=False, device="cpu")).fit(
+        split.x_train
+    )
     ae.eval()
     with torch.no_grad():
         z = {k: ae.encode(getattr(split, f"x_{k}")) for k in ("train", "val", "test")}
@@ -97,14 +98,27 @@ def _setup(key: str) -> dict[str, Any]:
         noisy = u["test"] + s.latent_noise * torch.randn(u["test"].shape, generator=torch.Generator().manual_seed(1))
         recon_noisy_plain = ae.decode(noisy * std + mean)
         recon_noisy_tuned = tuned.decode(noisy * std + mean)
-    ref = {"recon": scorer.score(recon, split.y_test), "noisy_plain": scorer.score(recon_noisy_plain, split.y_test),
-           "noisy_tuned": scorer.score(recon_noisy_tuned, split.y_test)}
-    return {"split": split, "scorer": scorer, "ae": ae, "tuned": tuned, "mean": mean, "std": std, "u": u,
-            "ref": ref, "fd_valid": scorer.fd_valid()}
+    ref = {
+        "recon": scorer.score(recon, split.y_test),
+        "noisy_plain": scorer.score(recon_noisy_plain, split.y_test),
+        "noisy_tuned": scorer.score(recon_noisy_tuned, split.y_test),
+    }
+    return {
+        "split": split,
+        "scorer": scorer,
+        "ae": ae,
+        "tuned": tuned,
+        "mean": mean,
+        "std": std,
+        "u": u,
+        "ref": ref,
+        "fd_valid": scorer.fd_valid(),
+    }
 
 
-def finetune_decoder(ae: AutoEncoder, u: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, x: torch.Tensor,
-                     sigma: float, epochs: int) -> AutoEncoder:
+def finetune_decoder(
+    ae: AutoEncoder, u: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, x: torch.Tensor, sigma: float, epochs: int
+) -> AutoEncoder:
     """A copy of ``ae`` whose decoder is trained (MSE, the errata's honest reduction of the paper's
     perceptual + GAN loss) to map standardised latents + N(0, σ²) noise back to the images."""
     tuned = copy.deepcopy(ae).train()
@@ -122,9 +136,19 @@ def finetune_decoder(ae: AutoEncoder, u: torch.Tensor, mean: torch.Tensor, std: 
 
 def _trainer(s: Settings, seed: int, n: int) -> TrainerConfig:
     steps_per_epoch = math.ceil(n / s.batch_size)
-    return TrainerConfig(epochs=s.epochs, batch_size=s.batch_size, optimizer="adamw", lr=s.lr, betas=(0.9, 0.95),
-                         weight_decay=1e-4, schedule="cosine", warmup_steps=steps_per_epoch, seed=seed,
-                         progress=False, device="cpu")
+    return TrainerConfig(
+        epochs=s.epochs,
+        batch_size=s.batch_size,
+        optimizer="adamw",
+        lr=s.lr,
+        betas=(0.9, 0.95),
+        weight_decay=1e-4,
+        schedule="cosine",
+        warmup_steps=steps_per_epoch,
+        seed=seed,
+        progress=False,
+        device="cpu",
+    )
 
 
 def _labels(n: int) -> torch.Tensor:
@@ -151,8 +175,19 @@ def _flow_arm(space: str, depths: list[int]):
         xt, xv = (_pixels(sp.x_train), _pixels(sp.x_val)) if pixel else (st["u"]["train"], st["u"]["val"])
         dim, token_dim = xt.shape[1], xt.shape[1] // TOKENS
         torch.manual_seed(seed)
-        flow = AutoregressiveFlow(FlowConfig(dim=dim, token_dim=token_dim, width=s.width, heads=4, blocks=len(depths),
-                                             depths=depths, noise_std=sigma, n_classes=10, label_drop=0.1))
+        flow = AutoregressiveFlow(
+            FlowConfig(
+                dim=dim,
+                token_dim=token_dim,
+                width=s.width,
+                heads=4,
+                blocks=len(depths),
+                depths=depths,
+                noise_std=sigma,
+                n_classes=10,
+                label_drop=0.1,
+            )
+        )
         g = torch.Generator().manual_seed(10_000 + seed)
         xv_noisy = xv + sigma * torch.randn(xv.shape, generator=g)  # a fixed noisy validation set
         res = Trainer(flow, _trainer(s, seed, len(xt))).fit((xt, sp.y_train), val=(xv_noisy, sp.y_val))
@@ -165,11 +200,20 @@ def _flow_arm(space: str, depths: list[int]):
                 return _unpixels(flow.denoise(samples, labels))
             return st["tuned"].decode(samples * st["std"] + st["mean"])
 
-        return _guided_scores(s, seed, st, lambda n, lab, w, gen: decode(flow.sample(n, gen, labels=lab, guidance=w),
-                                                                         lab),
-                              {"converged": float(plateaued(curve)), "val_nll_per_dim": curve[-1],
-                               "inverse_error": inverse_error,
-                               "params": float(sum(p.numel() for p in flow.parameters()))}, {"val_nll": curve})
+        return _guided_scores(
+            s,
+            seed,
+            st,
+            lambda n, lab, w, gen: decode(flow.sample(n, gen, labels=lab, guidance=w), lab),
+            {
+                "converged": float(plateaued(curve)),
+                "val_nll_per_dim": curve[-1],
+                "inverse_error": inverse_error,
+                "params": float(sum(p.numel() for p in flow.parameters())),
+            },
+            {"val_nll": curve},
+        )
+
     return fn
 
 
@@ -199,15 +243,29 @@ def _guided_scores(s: Settings, seed: int, st: dict, draw, metrics: dict, curves
     lab = _labels(s.n_samples)
     imgs = draw(len(lab), lab, w_star, torch.Generator().manual_seed(seed * 100 + 2))
     best = sc.score(imgs, lab)
-    zero = best if w_star == 0 else sc.score(draw(len(lab), lab, 0.0, torch.Generator().manual_seed(seed * 100 + 2)),
-                                             lab)
-    metrics.update({"frechet": best["frechet"], "log_frechet": best["log_frechet"],
-                    "inception_score": best["inception_score"], "class_accuracy": best["class_accuracy"],
-                    "w_star": w_star, "frechet_w0": zero["frechet"], "class_accuracy_w0": zero["class_accuracy"],
-                    "guidance_gain": best["class_accuracy"] - zero["class_accuracy"]})
-    info = {"grid": imgs.reshape(10, -1, SIDE, SIDE)[:, :6].tolist(),
-            "select_fd": {str(w): v["frechet"] for w, v in sel.items()}} if seed == 0 else {
-        "select_fd": {str(w): v["frechet"] for w, v in sel.items()}}
+    zero = (
+        best if w_star == 0 else sc.score(draw(len(lab), lab, 0.0, torch.Generator().manual_seed(seed * 100 + 2)), lab)
+    )
+    metrics.update(
+        {
+            "frechet": best["frechet"],
+            "log_frechet": best["log_frechet"],
+            "inception_score": best["inception_score"],
+            "class_accuracy": best["class_accuracy"],
+            "w_star": w_star,
+            "frechet_w0": zero["frechet"],
+            "class_accuracy_w0": zero["class_accuracy"],
+            "guidance_gain": best["class_accuracy"] - zero["class_accuracy"],
+        }
+    )
+    info = (
+        {
+            "grid": imgs.reshape(10, -1, SIDE, SIDE)[:, :6].tolist(),
+            "select_fd": {str(w): v["frechet"] for w, v in sel.items()},
+        }
+        if seed == 0
+        else {"select_fd": {str(w): v["frechet"] for w, v in sel.items()}}
+    )
     return Measured(metrics=metrics, curves=curves, info=info)
 
 
@@ -215,8 +273,19 @@ def dit_arm(s: Settings, seed: int, _: Any) -> Measured:
     st = setup(s)
     sp, u = st["split"], st["u"]
     torch.manual_seed(seed)
-    prior = FlowMatchingPrior(FlowMatchingConfig(dim=LATENT, net="dit", tokens=TOKENS, width=s.width, depth=4,
-                                                 heads=4, n_classes=10, label_drop=0.1, steps=s.dit_steps))
+    prior = FlowMatchingPrior(
+        FlowMatchingConfig(
+            dim=LATENT,
+            net="dit",
+            tokens=TOKENS,
+            width=s.width,
+            depth=4,
+            heads=4,
+            n_classes=10,
+            label_drop=0.1,
+            steps=s.dit_steps,
+        )
+    )
     res = Trainer(prior, _trainer(s, seed, len(u["train"]))).fit((u["train"], sp.y_train), val=(u["val"], sp.y_val))
     prior.eval()
     curve = [h["val_loss"] for h in res.history]
@@ -225,87 +294,165 @@ def dit_arm(s: Settings, seed: int, _: Any) -> Measured:
         with torch.no_grad():
             return st["ae"].decode(prior.sample(n, gen, labels=lab, guidance=w) * st["std"] + st["mean"])
 
-    return _guided_scores(s, seed, st, draw, {"converged": float(plateaued(curve)), "val_loss": curve[-1],
-                                              "params": float(sum(p.numel() for p in prior.parameters()))},
-                          {"val_loss": curve})
+    return _guided_scores(
+        s,
+        seed,
+        st,
+        draw,
+        {
+            "converged": float(plateaued(curve)),
+            "val_loss": curve[-1],
+            "params": float(sum(p.numel() for p in prior.parameters())),
+        },
+        {"val_loss": curve},
+    )
 
 
 @register_recipe
 class StarFlow(Recipe):
     slug = "starflow"
     paper = Paper("STARFlow: Scaling Latent Normalizing Flows for High-resolution Image Synthesis", "2506.06276")
-    claim = ("A transformer autoregressive flow generates better images when it models a pretrained autoencoder's "
-             "noise-augmented latents (decoder fine-tuned on noisy latents) with a deep-shallow layout than when it "
-             "models pixels; guidance improves class fidelity; it approaches a same-size latent diffusion model.")
+    claim = (
+        "A transformer autoregressive flow generates better images when it models a pretrained autoencoder's "
+        "noise-augmented latents (decoder fine-tuned on noisy latents) with a deep-shallow layout than when it "
+        "models pixels; guidance improves class fidelity; it approaches a same-size latent diffusion model."
+    )
     Settings: TypeAlias = Settings
     modes = {
-        "smoke": Settings(seeds=1, n_train=300, n_val=100, n_test=200, ae_epochs=1, finetune_epochs=1, epochs=1,
-                          width=16, n_samples=60, n_select=30, clf_epochs=1),
+        "smoke": Settings(
+            seeds=1,
+            n_train=300,
+            n_val=100,
+            n_test=200,
+            ae_epochs=1,
+            finetune_epochs=1,
+            epochs=1,
+            width=16,
+            n_samples=60,
+            n_select=30,
+            clf_epochs=1,
+        ),
         "quick": Settings(seeds=3, epochs=3, n_samples=500),
         "record": Settings(seeds=3),
     }
     ours = "starflow"
     gates = (
-        Gate("latent beats pixel flow by >= 25 % FD", "log_frechet", "starflow", "pixel", direction="lower",
-             effect=math.log(1.25), headline=True,
-             why="the abstract's 'latent proves more effective': FD(pixel)/FD(STARFlow) >= 1.25, several times FD "
-                 "seed noise"),
-        Gate("deep-shallow beats a uniform stack by >= 10 % FD", "log_frechet", "starflow", "uniform",
-             direction="lower", effect=math.log(1.10), why="the paper's deep-shallow ablation, same layers and params"),
-        Gate("guidance raises class accuracy by >= 5 pts", "guidance_gain", "starflow", 0.0, effect=0.05,
-             why="class accuracy at the validation-chosen w minus at w = 0 (0 when w* = 0)"),
-        Gate("approaches a same-size latent DiT (FD ratio <= 1.25)", "log_frechet", "starflow", "dit",
-             direction="lower", kind="non_inferiority", effect=math.log(1.25),
-             why="referee: 'approaching diffusion' at this scale; a failure reads 'at 0.15 M params'"),
+        Gate(
+            "latent beats pixel flow by >= 25 % FD",
+            "log_frechet",
+            "starflow",
+            "pixel",
+            direction="lower",
+            effect=math.log(1.25),
+            headline=True,
+            why="the abstract's 'latent proves more effective': FD(pixel)/FD(STARFlow) >= 1.25, several times FD "
+            "seed noise",
+        ),
+        Gate(
+            "deep-shallow beats a uniform stack by >= 10 % FD",
+            "log_frechet",
+            "starflow",
+            "uniform",
+            direction="lower",
+            effect=math.log(1.10),
+            why="the paper's deep-shallow ablation, same layers and params",
+        ),
+        Gate(
+            "guidance raises class accuracy by >= 5 pts",
+            "guidance_gain",
+            "starflow",
+            0.0,
+            effect=0.05,
+            why="class accuracy at the validation-chosen w minus at w = 0 (0 when w* = 0)",
+        ),
+        Gate(
+            "approaches a same-size latent DiT (FD ratio <= 1.25)",
+            "log_frechet",
+            "starflow",
+            "dit",
+            direction="lower",
+            kind="non_inferiority",
+            effect=math.log(1.25),
+            why="referee: 'approaching diffusion' at this scale; a failure reads 'at 0.15 M params'",
+        ),
     )
     preconditions = tuple(
-        Precondition(f"{arm} trained to its plateau", arm, "converged", ">=", 1.0, over="every",
-                     why="validation loss (NLL for flows) flat over the last tenth of epochs (plateaued())")
+        Precondition(
+            f"{arm} trained to its plateau",
+            arm,
+            "converged",
+            ">=",
+            1.0,
+            over="every",
+            why="validation loss (NLL for flows) flat over the last tenth of epochs (plateaued())",
+        )
         for arm in ("starflow", "pixel", "uniform", "dit")
-    ) + (Precondition("flow inverts exactly after training", "starflow", "inverse_error", "<=", 1e-4, over="every",
-                      why="card: inverse(forward(x)) error < 1e-4 (log-det vs brute force is a unit test)"),)
+    ) + (
+        Precondition(
+            "flow inverts exactly after training",
+            "starflow",
+            "inverse_error",
+            "<=",
+            1e-4,
+            over="every",
+            why="card: inverse(forward(x)) error < 1e-4 (log-det vs brute force is a unit test)",
+        ),
+    )
 
     def arms(self, s: Settings):
-        return {"starflow": _flow_arm("latent", [1, 1, 4]), "pixel": _flow_arm("pixel", [1, 1, 4]),
-                "uniform": _flow_arm("latent", [2, 2, 2]), "dit": dit_arm}
+        return {
+            "starflow": _flow_arm("latent", [1, 1, 4]),
+            "pixel": _flow_arm("pixel", [1, 1, 4]),
+            "uniform": _flow_arm("latent", [2, 2, 2]),
+            "dit": dit_arm,
+        }
 
     def checks(self, s: Settings, cells: Mapping[str, Mapping[int, Measured]]) -> list[Check]:
         st = setup(s)
         v, ref = st["fd_valid"], st["ref"]
         best = min(float(np.mean([m.metrics["frechet"] for m in c.values()])) for c in cells.values())
         return [
-            Check("FD-VALID", bool(v["ok"]),
-                  f"FD(train real, test) {v['real']:.3g} <= 0.2 x FD(blurred σ=1) {v['blurred']:.3g}, and blurred < "
-                  f"noise {v['noise']:.3g}; classifier held-out accuracy {v['clf_heldout_accuracy']:.3f}"),
-            Check("the autoencoder is not the bottleneck", ref["recon"]["frechet"] <= 0.3 * best,
-                  f"reconstruction FD {ref['recon']['frechet']:.3g} <= 0.3 x best arm's mean sample FD {best:.3g}"),
+            Check(
+                "FD-VALID",
+                bool(v["ok"]),
+                f"FD(train real, test) {v['real']:.3g} <= 0.2 x FD(blurred σ=1) {v['blurred']:.3g}, and blurred < "
+                f"noise {v['noise']:.3g}; classifier held-out accuracy {v['clf_heldout_accuracy']:.3f}",
+            ),
+            Check(
+                "the autoencoder is not the bottleneck",
+                ref["recon"]["frechet"] <= 0.3 * best,
+                f"reconstruction FD {ref['recon']['frechet']:.3g} <= 0.3 x best arm's mean sample FD {best:.3g}",
+            ),
         ]
 
     def describe(self, s: Settings) -> dict[str, Any]:
         st = setup(s)
-        return {"data": st["split"].source,
-                "autoencoder": f"AutoEncoder.conv (32, 64), latent {LATENT} (16 tokens x 4), BCE, {s.ae_epochs} epochs, "
-                               "trained once (seed 0); latents standardised per dimension on train",
-                "decoder_finetune": f"decoder copy trained {s.finetune_epochs} epochs, MSE, on standardised latents + "
-                                    f"N(0, {s.latent_noise}^2)",
-                "reconstruction_reference": st["ref"], "fd_valid": st["fd_valid"],
-                "priors": f"width {s.width}, 4 heads; flows: 3 blocks, alternating token order, class embedding on the "
-                          "deep block's start token, label drop 0.1; DiT: adaLN-zero, depth 4, CFG, Euler 50 steps; "
-                          f"all AdamW (0.9, 0.95) wd 1e-4, lr {s.lr}, one-epoch warm-up then cosine, batch "
-                          f"{s.batch_size}, {s.epochs} epochs",
-                "guidance": f"w in {GUIDANCE} chosen per arm and seed on FD of {s.n_select} samples vs validation",
-                "deviations": [
-                    "ImageNet-256 / SD-VAE f8 / 3.8 B params -> 16x16 MNIST / conv AE 64-d latent / ~0.15 M params",
-                    "the AE latent comes from a linear layer, so its 16 tokens are not spatial patches as SD-VAE's",
-                    "decoder fine-tune uses MSE only (the code adds LPIPS, GAN, LeCam terms)",
-                    "no latent-norm regulariser (1e-4, errata item 1); no RoPE (sine-cosine positions); LayerNorm",
-                    "the 'no noise / no decoder fine-tune' ablation of the card is not run (CPU budget)",
-                    f"CPU budget (2 cores shared by 9 jobs): {s.n_train} train / {s.n_test} test images and {s.n_samples} "
-                    f"samples (card 8,000 / 2,000 / 2,000), {s.epochs} epochs ≈ "
-                    f"{s.epochs * math.ceil(s.n_train / s.batch_size)} steps per prior (card 2,000), DiT Euler "
-                    f"{s.dit_steps} steps (card 50)",
-                    "one deep block of 4 layers + two shallow of 1 (card: 1+1+4), uniform 2+2+2",
-                ]}
+        return {
+            "data": st["split"].source,
+            "autoencoder": f"AutoEncoder.conv (32, 64), latent {LATENT} (16 tokens x 4), BCE, {s.ae_epochs} epochs, "
+            "trained once (seed 0); latents standardised per dimension on train",
+            "decoder_finetune": f"decoder copy trained {s.finetune_epochs} epochs, MSE, on standardised latents + "
+            f"N(0, {s.latent_noise}^2)",
+            "reconstruction_reference": st["ref"],
+            "fd_valid": st["fd_valid"],
+            "priors": f"width {s.width}, 4 heads; flows: 3 blocks, alternating token order, class embedding on the "
+            "deep block's start token, label drop 0.1; DiT: adaLN-zero, depth 4, CFG, Euler 50 steps; "
+            f"all AdamW (0.9, 0.95) wd 1e-4, lr {s.lr}, one-epoch warm-up then cosine, batch "
+            f"{s.batch_size}, {s.epochs} epochs",
+            "guidance": f"w in {GUIDANCE} chosen per arm and seed on FD of {s.n_select} samples vs validation",
+            "deviations": [
+                "ImageNet-256 / SD-VAE f8 / 3.8 B params -> 16x16 MNIST / conv AE 64-d latent / ~0.15 M params",
+                "the AE latent comes from a linear layer, so its 16 tokens are not spatial patches as SD-VAE's",
+                "decoder fine-tune uses MSE only (the code adds LPIPS, GAN, LeCam terms)",
+                "no latent-norm regulariser (1e-4, errata item 1); no RoPE (sine-cosine positions); LayerNorm",
+                "the 'no noise / no decoder fine-tune' ablation of the card is not run (CPU budget)",
+                f"CPU budget (2 cores shared by 9 jobs): {s.n_train} train / {s.n_test} test images and {s.n_samples} "
+                f"samples (card 8,000 / 2,000 / 2,000), {s.epochs} epochs ≈ "
+                f"{s.epochs * math.ceil(s.n_train / s.batch_size)} steps per prior (card 2,000), DiT Euler "
+                f"{s.dit_steps} steps (card 50)",
+                "one deep block of 4 layers + two shallow of 1 (card: 1+1+4), uniform 2+2+2",
+            ],
+        }
 
     def figures(self, s: Settings, cells, out_dir: Path) -> list[str]:
         from isthmus.viz import pyplot, save_figure

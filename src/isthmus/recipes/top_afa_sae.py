@@ -67,8 +67,13 @@ def make_data(s: Settings, seed: int) -> dict[str, Any]:
     data = SuperpositionData(sc)
     x_train, _ = data.sample(s.n_train)
     x_eval, coef_eval = data.sample(s.n_eval)
-    return {"features": data.features, "x_train": standardize_tokens(x_train), "x_eval": standardize_tokens(x_eval),
-            "coef_eval": coef_eval, "true_l0": float((coef_eval != 0).sum(1).float().mean())}
+    return {
+        "features": data.features,
+        "x_train": standardize_tokens(x_train),
+        "x_eval": standardize_tokens(x_eval),
+        "coef_eval": coef_eval,
+        "true_l0": float((coef_eval != 0).sum(1).float().mean()),
+    }
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -82,10 +87,16 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
 def train_arm(bottleneck: str, bcfg: dict, s: Settings, data: dict[str, Any], seed: int) -> Measured:
     torch.manual_seed(seed)
     m = s.d * s.expansion
-    sae = SparseAutoEncoder(SAEConfig(d_in=s.d, d_sae=m, bottleneck=bottleneck, aux_k=max(8, m // 8),
-                                      bottleneck_config={**bcfg, "dead_steps": 50}))
-    hist = train_sae(sae, data["x_train"], SAETrainConfig(steps=s.steps, batch_size=s.batch_size, lr=s.lr, seed=seed,
-                                                          log_every=max(1, s.steps // 50)))
+    sae = SparseAutoEncoder(
+        SAEConfig(
+            d_in=s.d, d_sae=m, bottleneck=bottleneck, aux_k=max(8, m // 8), bottleneck_config={**bcfg, "dead_steps": 50}
+        )
+    )
+    hist = train_sae(
+        sae,
+        data["x_train"],
+        SAETrainConfig(steps=s.steps, batch_size=s.batch_size, lr=s.lr, seed=seed, log_every=max(1, s.steps // 50)),
+    )
     x_eval = data["x_eval"]
     with torch.no_grad():
         ev = evaluate_sae(sae, [x_eval])
@@ -94,11 +105,20 @@ def train_arm(bottleneck: str, bcfg: dict, s: Settings, data: dict[str, Any], se
     true_count = (data["coef_eval"] != 0).sum(1).numpy()
     curve = [r["loss"] for r in hist]
     return Measured(
-        metrics={"nmse": ev["fvu"], "log_nmse": math.log(max(ev["fvu"], 1e-12)), "l0": ev["l0"],
-                 "l0_over_d": ev["l0"] / s.d, "mean_max_cos": rec["mean_max_cos"], "recall": rec["recall"],
-                 "adaptivity": _spearman(per_sample_l0, true_count), "dead_fraction": ev["dead_fraction"],
-                 "converged": float(plateaued(curve)), "true_l0": data["true_l0"]},
-        curves={"loss": curve})
+        metrics={
+            "nmse": ev["fvu"],
+            "log_nmse": math.log(max(ev["fvu"], 1e-12)),
+            "l0": ev["l0"],
+            "l0_over_d": ev["l0"] / s.d,
+            "mean_max_cos": rec["mean_max_cos"],
+            "recall": rec["recall"],
+            "adaptivity": _spearman(per_sample_l0, true_count),
+            "dead_fraction": ev["dead_fraction"],
+            "converged": float(plateaued(curve)),
+            "true_l0": data["true_l0"],
+        },
+        curves={"loss": curve},
+    )
 
 
 _AFA_MEMO: dict[tuple[str, int], Measured] = {}
@@ -110,8 +130,7 @@ def _top_afa(s: Settings, seed: int, data: dict[str, Any]) -> Measured:
     if key not in _AFA_MEMO:
         if len(_AFA_MEMO) > 8:
             _AFA_MEMO.clear()
-        _AFA_MEMO[key] = train_arm("sae_topafa", {"k_max": s.d * s.expansion, "afa_coeff": s.afa_coeff}, s, data,
-                                   seed)
+        _AFA_MEMO[key] = train_arm("sae_topafa", {"k_max": s.d * s.expansion, "afa_coeff": s.afa_coeff}, s, data, seed)
     return _AFA_MEMO[key]
 
 
@@ -126,6 +145,7 @@ def _matched(bottleneck: str):
         out = train_arm(bottleneck, {"k": k}, s, data, seed)
         out.metrics["k"] = float(k)
         return out
+
     return arm
 
 
@@ -146,55 +166,134 @@ def topk_frontier(l0: float, points: list[tuple[float, float]]) -> float:
 class TopAfaSae(Recipe):
     slug = "top-afa-sae"
     paper = Paper("Evaluating and Designing Sparse Autoencoders by Approximating Quasi-Orthogonality", "2503.24277")
-    claim = ("A top-AFA SAE, which picks each sample's number of active latents by matching the code's norm to the "
-             "input's norm, reaches the reconstruction of a TopK SAE at the same L0 without a sweep over k.")
+    claim = (
+        "A top-AFA SAE, which picks each sample's number of active latents by matching the code's norm to the "
+        "input's norm, reaches the reconstruction of a TopK SAE at the same L0 without a sweep over k."
+    )
     Settings: TypeAlias = Settings
     modes = {
-        "smoke": Settings(seeds=1, d=16, n_features=48, n_parents=4, expansion=4, steps=40, batch_size=128,
-                          n_train=4096, n_eval=1024, ks=(2, 4), lr=1e-3),
-        "quick": Settings(seeds=3, d=64, n_features=256, n_parents=8, expansion=4, steps=800, batch_size=256,
-                          n_train=20_000, n_eval=4096, ks=(4, 16), lr=2e-3),
+        "smoke": Settings(
+            seeds=1,
+            d=16,
+            n_features=48,
+            n_parents=4,
+            expansion=4,
+            steps=40,
+            batch_size=128,
+            n_train=4096,
+            n_eval=1024,
+            ks=(2, 4),
+            lr=1e-3,
+        ),
+        "quick": Settings(
+            seeds=3,
+            d=64,
+            n_features=256,
+            n_parents=8,
+            expansion=4,
+            steps=800,
+            batch_size=256,
+            n_train=20_000,
+            n_eval=4096,
+            ks=(4, 16),
+            lr=2e-3,
+        ),
         "record": Settings(seeds=5, steps=2000, ks=(2, 32)),
-        "full": Settings(seeds=5, d=128, n_features=1024, n_parents=32, expansion=8, steps=10_000, batch_size=1024,
-                         n_train=200_000, n_eval=16_384, ks=(2, 4, 8, 16, 32, 64, 128)),
+        "full": Settings(
+            seeds=5,
+            d=128,
+            n_features=1024,
+            n_parents=32,
+            expansion=8,
+            steps=10_000,
+            batch_size=1024,
+            n_train=200_000,
+            n_eval=16_384,
+            ks=(2, 4, 8, 16, 32, 64, 128),
+        ),
     }
     ours = "top_afa"
     gates = (
-        Gate("reconstruction at matched L0", "log_nmse", "top_afa", "topk_matched", direction="lower",
-             kind="non_inferiority", effect=LOG_NMSE_MARGIN, headline=True,
-             why="within about 5 % relative NMSE of TopK at top-AFA's own L0 is 'comparable' reconstruction"),
-        Gate("feature recovery at matched L0", "mean_max_cos", "top_afa", "topk_matched", kind="non_inferiority",
-             effect=RECOVERY_MARGIN, why="0.02 mean max cosine to the true features is below seed-to-seed spread"),
-        Gate("reconstruction vs BatchTopK at matched L0", "log_nmse", "top_afa", "batchtopk_matched",
-             direction="lower", kind="non_inferiority", effect=LOG_NMSE_MARGIN,
-             why="the paper's second baseline, at the same L0 and margin"),
+        Gate(
+            "reconstruction at matched L0",
+            "log_nmse",
+            "top_afa",
+            "topk_matched",
+            direction="lower",
+            kind="non_inferiority",
+            effect=LOG_NMSE_MARGIN,
+            headline=True,
+            why="within about 5 % relative NMSE of TopK at top-AFA's own L0 is 'comparable' reconstruction",
+        ),
+        Gate(
+            "feature recovery at matched L0",
+            "mean_max_cos",
+            "top_afa",
+            "topk_matched",
+            kind="non_inferiority",
+            effect=RECOVERY_MARGIN,
+            why="0.02 mean max cosine to the true features is below seed-to-seed spread",
+        ),
+        Gate(
+            "reconstruction vs BatchTopK at matched L0",
+            "log_nmse",
+            "top_afa",
+            "batchtopk_matched",
+            direction="lower",
+            kind="non_inferiority",
+            effect=LOG_NMSE_MARGIN,
+            why="the paper's second baseline, at the same L0 and margin",
+        ),
     )
     preconditions = (
-        Precondition("width >> top-AFA's L0", "top_afa", "l0_over_d", "<=", 0.25, over="every",
-                     why="at L0 near d any SAE reconstructs almost exactly: the comparison would be degenerate"),
-        *(Precondition(f"{a} converged", a, "converged", ">=", 1.0, over="every",
-                       why="plateau test on the logged training loss: under-trained arms flipped the old verdict")
-          for a in ("top_afa", "topk_matched", "batchtopk_matched")),
+        Precondition(
+            "width >> top-AFA's L0",
+            "top_afa",
+            "l0_over_d",
+            "<=",
+            0.25,
+            over="every",
+            why="at L0 near d any SAE reconstructs almost exactly: the comparison would be degenerate",
+        ),
+        *(
+            Precondition(
+                f"{a} converged",
+                a,
+                "converged",
+                ">=",
+                1.0,
+                over="every",
+                why="plateau test on the logged training loss: under-trained arms flipped the old verdict",
+            )
+            for a in ("top_afa", "topk_matched", "batchtopk_matched")
+        ),
     )
 
     def data(self, settings: Settings, seed: int) -> dict[str, Any]:
         return make_data(settings, seed)
 
     def arms(self, settings: Settings):
-        out = {"top_afa": _top_afa, "topk_matched": _matched("sae_topk"),
-               "batchtopk_matched": _matched("sae_batchtopk")}
+        out = {
+            "top_afa": _top_afa,
+            "topk_matched": _matched("sae_topk"),
+            "batchtopk_matched": _matched("sae_batchtopk"),
+        }
         out.update({f"topk_{k}": _fixed_k(k) for k in settings.ks})
         return out
 
     def describe(self, settings: Settings) -> dict[str, Any]:
-        return {"data": f"superposition benchmark: d={settings.d}, {settings.n_features} true features, "
-                        "per-token standardised",
-                "sae": "tied init, unit-norm decoder, b_dec at the data mean, AuxK (aux_k = m/8, dead after 50 steps), "
-                       "Adam, linear LR decay over the last 20 %",
-                "afa_coeff": settings.afa_coeff,
-                "deviations": ["synthetic superposition data instead of GPT-2 small layer 6-8 activations",
-                               "b_enc present and b_dec initialised at the data mean (authors: no b_enc, b_dec = 0)",
-                               "one afa_coeff (1/32) from the authors' sweep instead of the sweep"]}
+        return {
+            "data": f"superposition benchmark: d={settings.d}, {settings.n_features} true features, "
+            "per-token standardised",
+            "sae": "tied init, unit-norm decoder, b_dec at the data mean, AuxK (aux_k = m/8, dead after 50 steps), "
+            "Adam, linear LR decay over the last 20 %",
+            "afa_coeff": settings.afa_coeff,
+            "deviations": [
+                "synthetic superposition data instead of GPT-2 small layer 6-8 activations",
+                "b_enc present and b_dec initialised at the data mean (authors: no b_enc, b_dec = 0)",
+                "one afa_coeff (1/32) from the authors' sweep instead of the sweep",
+            ],
+        }
 
     changes = (
         "Pre-frame quick runs (d=32, 500 steps): 'partial' (Pareto check passed, recovery failed); the audit re-ran "
@@ -212,12 +311,17 @@ class TopAfaSae(Recipe):
     def notes(self, settings: Settings, cells) -> list[str]:
         out = []
         for seed, afa in cells["top_afa"].items():
-            pts = [(cells[f"topk_{k}"][seed].metrics["l0"], cells[f"topk_{k}"][seed].metrics["nmse"])
-                   for k in settings.ks if seed in cells[f"topk_{k}"]]
+            pts = [
+                (cells[f"topk_{k}"][seed].metrics["l0"], cells[f"topk_{k}"][seed].metrics["nmse"])
+                for k in settings.ks
+                if seed in cells[f"topk_{k}"]
+            ]
             front = topk_frontier(afa.metrics["l0"], pts)
-            out.append(f"seed {seed}: true L0 {afa.metrics['true_l0']:.2f}, top-AFA L0 {afa.metrics['l0']:.1f} NMSE "
-                       f"{afa.metrics['nmse']:.4f}; TopK sweep frontier at that L0 "
-                       f"{'outside the sweep' if math.isnan(front) else f'{front:.4f}'}")
+            out.append(
+                f"seed {seed}: true L0 {afa.metrics['true_l0']:.2f}, top-AFA L0 {afa.metrics['l0']:.1f} NMSE "
+                f"{afa.metrics['nmse']:.4f}; TopK sweep frontier at that L0 "
+                f"{'outside the sweep' if math.isnan(front) else f'{front:.4f}'}"
+            )
         return out
 
     def figures(self, settings: Settings, cells, out_dir: Path) -> list[str]:
@@ -228,13 +332,24 @@ class TopAfaSae(Recipe):
         mean = lambda a, k: float(np.mean([m.metrics[k] for m in cells[a].values()]))  # noqa: E731
         for ax, key, label in ((axes[0], "nmse", "NMSE (held-out FVU)"), (axes[1], "mean_max_cos", "feature recovery")):
             ks = list(settings.ks)
-            ax.plot([mean(f"topk_{k}", "l0") for k in ks], [mean(f"topk_{k}", key) for k in ks], marker="o",
-                    label="TopK (k sweep)")
-            for arm, style in (("top_afa", dict(marker="*", ms=14, color="tab:red")),
-                               ("topk_matched", dict(marker="o", ms=8, color="tab:blue", mfc="none")),
-                               ("batchtopk_matched", dict(marker="s", ms=8, color="tab:green"))):
-                ax.plot([m.metrics["l0"] for m in cells[arm].values()], [m.metrics[key] for m in cells[arm].values()],
-                        linestyle="none", label=arm, **style)
+            ax.plot(
+                [mean(f"topk_{k}", "l0") for k in ks],
+                [mean(f"topk_{k}", key) for k in ks],
+                marker="o",
+                label="TopK (k sweep)",
+            )
+            for arm, style in (
+                ("top_afa", dict(marker="*", ms=14, color="tab:red")),
+                ("topk_matched", dict(marker="o", ms=8, color="tab:blue", mfc="none")),
+                ("batchtopk_matched", dict(marker="s", ms=8, color="tab:green")),
+            ):
+                ax.plot(
+                    [m.metrics["l0"] for m in cells[arm].values()],
+                    [m.metrics[key] for m in cells[arm].values()],
+                    linestyle="none",
+                    label=arm,
+                    **style,
+                )
             ax.set_xscale("log")
             ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             ax.set_xlabel("L0 (mean active latents)")

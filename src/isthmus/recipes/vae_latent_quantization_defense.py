@@ -45,7 +45,9 @@ from isthmus.viz import pyplot, save_figure
 HEADLINE_EPS = 0.1
 STEP, JACOBIAN_WEIGHT = 0.5, 0.01
 FILTERS: dict[str, dict[str, Any]] = {
-    "qvae": dict(bottleneck="quantized_gaussian", step=STEP, objective={"recon_loss": "bce", "jacobian_weight": JACOBIAN_WEIGHT}),
+    "qvae": dict(
+        bottleneck="quantized_gaussian", step=STEP, objective={"recon_loss": "bce", "jacobian_weight": JACOBIAN_WEIGHT}
+    ),
     "ae_purifier": dict(bottleneck="identity", objective={"recon_loss": "bce"}),
     "vae_jacobian": dict(bottleneck="gaussian", objective={"recon_loss": "bce", "jacobian_weight": JACOBIAN_WEIGHT}),
 }
@@ -79,8 +81,9 @@ def train_classifier(x: torch.Tensor, y: torch.Tensor, seed: int, epochs: int) -
 
 def train_filter(name: str, x: torch.Tensor, seed: int, s: Settings) -> tuple[AutoEncoder, list[float]]:
     torch.manual_seed(seed)
-    ae = AutoEncoder.mlp(x.shape[1], latent_dim=s.latent, hidden=tuple(s.hidden), out_activation="sigmoid",
-                         **FILTERS[name])
+    ae = AutoEncoder.mlp(
+        x.shape[1], latent_dim=s.latent, hidden=tuple(s.hidden), out_activation="sigmoid", **FILTERS[name]
+    )
     hist = Trainer(ae, TrainerConfig(epochs=s.ae_epochs, batch_size=64, seed=seed, progress=False)).fit(x).history
     return ae.eval(), [h["train_loss"] for h in hist]
 
@@ -91,8 +94,11 @@ def evaluate(defended, clf, x: torch.Tensor, y: torch.Tensor, s: Settings, seed:
     g = torch.Generator().manual_seed(seed)
     for eps in s.eps:
         for attack in ("fgsm", "pgd"):
-            craft = (lambda f, eps=eps: fgsm(f, x, y, eps)) if attack == "fgsm" else \
-                (lambda f, eps=eps: pgd(f, x, y, eps, steps=s.pgd_steps, generator=g))
+            craft = (
+                (lambda f, eps=eps: fgsm(f, x, y, eps))
+                if attack == "fgsm"
+                else (lambda f, eps=eps: pgd(f, x, y, eps, steps=s.pgd_steps, generator=g))
+            )
             out[f"{attack}_eps{eps:g}_adaptive"] = accuracy(defended, craft(defended), y)
             out[f"{attack}_eps{eps:g}_transfer"] = accuracy(defended, craft(clf), y)
     return out
@@ -118,6 +124,7 @@ def _arm(name: str):
             with torch.no_grad():
                 info = {"adversarial": adv.tolist(), "filtered": f.purify(adv).tolist()}
         return Measured(metrics=m, curves={"loss": loss}, info=info)
+
     return fn
 
 
@@ -125,60 +132,129 @@ def _arm(name: str):
 class VaeLatentQuantizationDefense(Recipe):
     slug = "vae-latent-quantization-defense"
     paper = Paper("Variational Inference with Latent Space Quantization for Adversarial Resilience", "1903.09940")
-    claim = ("A VAE with a uniformly quantized latent and an encoder-Jacobian penalty, used as a purifier "
-             "decode(quantize(encode(x))) in front of a classifier, keeps clean accuracy and raises accuracy under "
-             "FGSM/PGD attacks above the undefended classifier and a plain-autoencoder purifier.")
+    claim = (
+        "A VAE with a uniformly quantized latent and an encoder-Jacobian penalty, used as a purifier "
+        "decode(quantize(encode(x))) in front of a classifier, keeps clean accuracy and raises accuracy under "
+        "FGSM/PGD attacks above the undefended classifier and a plain-autoencoder purifier."
+    )
     Settings: TypeAlias = Settings
     modes = {
-        "smoke": Settings(seeds=1, n_train=800, n_test=200, n_attack=64, clf_epochs=1, ae_epochs=1, pgd_steps=3,
-                          hidden=[64], latent=8),
+        "smoke": Settings(
+            seeds=1, n_train=800, n_test=200, n_attack=64, clf_epochs=1, ae_epochs=1, pgd_steps=3, hidden=[64], latent=8
+        ),
         "quick": Settings(seeds=3, ae_epochs=6, n_attack=200),
         "record": Settings(seeds=3),
-        "full": Settings(seeds=5, n_attack=2000, clf_epochs=20, ae_epochs=40, eps=[0.05, 0.1, 0.2, 0.3],
-                         pgd_steps=40),
+        "full": Settings(seeds=5, n_attack=2000, clf_epochs=20, ae_epochs=40, eps=[0.05, 0.1, 0.2, 0.3], pgd_steps=40),
     }
     ours = "qvae"
     gates = (
-        Gate("adaptive PGD robustness above the AE purifier", KEY_A, "qvae", "ae_purifier", effect=0.05, headline=True,
-             why="the claim's robustness must survive an end-to-end (BPDA) attack and beat a plain purifier by 5 "
-                 "points, else it is the purifier, not the quantized latent"),
-        Gate("adaptive PGD robustness above the undefended classifier", KEY_A, "qvae", "undefended", effect=0.05,
-             headline=True, why="5 accuracy points under the adaptive attack"),
-        Gate("keeps clean accuracy", "clean_acc", "qvae", "undefended", kind="non_inferiority", effect=0.05,
-             why="the paper's 'keeps clean accuracy': within 5 points"),
-        Gate("transfer robustness above the AE purifier", KEY_T, "qvae", "ae_purifier", effect=0.05,
-             why="gray-box: any purifier helps against attacks crafted on the bare classifier; the quantized latent "
-                 "must add 5 points over a plain AE"),
-        Gate("transfer robustness above the undefended classifier", KEY_T, "qvae", "undefended", effect=0.05,
-             why="the paper's gray-box setting"),
+        Gate(
+            "adaptive PGD robustness above the AE purifier",
+            KEY_A,
+            "qvae",
+            "ae_purifier",
+            effect=0.05,
+            headline=True,
+            why="the claim's robustness must survive an end-to-end (BPDA) attack and beat a plain purifier by 5 "
+            "points, else it is the purifier, not the quantized latent",
+        ),
+        Gate(
+            "adaptive PGD robustness above the undefended classifier",
+            KEY_A,
+            "qvae",
+            "undefended",
+            effect=0.05,
+            headline=True,
+            why="5 accuracy points under the adaptive attack",
+        ),
+        Gate(
+            "keeps clean accuracy",
+            "clean_acc",
+            "qvae",
+            "undefended",
+            kind="non_inferiority",
+            effect=0.05,
+            why="the paper's 'keeps clean accuracy': within 5 points",
+        ),
+        Gate(
+            "transfer robustness above the AE purifier",
+            KEY_T,
+            "qvae",
+            "ae_purifier",
+            effect=0.05,
+            why="gray-box: any purifier helps against attacks crafted on the bare classifier; the quantized latent "
+            "must add 5 points over a plain AE",
+        ),
+        Gate(
+            "transfer robustness above the undefended classifier",
+            KEY_T,
+            "qvae",
+            "undefended",
+            effect=0.05,
+            why="the paper's gray-box setting",
+        ),
     )
     preconditions = (
-        Precondition("the classifier learned", "undefended", "clean_acc", ">=", 0.9,
-                     why="an MLP on MNIST must reach 90 %; else nothing is being defended"),
-        Precondition("a plain AE purifier keeps clean accuracy", "ae_purifier", "clean_drop", "<=", 0.05,
-                     why="sizes the filter: if even a plain AE loses more than 5 points, the clean gate measures "
-                         "capacity, not quantization"),
-        Precondition("qvae training converged", "qvae", "converged", ">=", 1.0, over="every",
-                     why="plateaued() on the filter's per-epoch loss"),
+        Precondition(
+            "the classifier learned",
+            "undefended",
+            "clean_acc",
+            ">=",
+            0.9,
+            why="an MLP on MNIST must reach 90 %; else nothing is being defended",
+        ),
+        Precondition(
+            "a plain AE purifier keeps clean accuracy",
+            "ae_purifier",
+            "clean_drop",
+            "<=",
+            0.05,
+            why="sizes the filter: if even a plain AE loses more than 5 points, the clean gate measures "
+            "capacity, not quantization",
+        ),
+        Precondition(
+            "qvae training converged",
+            "qvae",
+            "converged",
+            ">=",
+            1.0,
+            over="every",
+            why="plateaued() on the filter's per-epoch loss",
+        ),
     )
 
     def data(self, s: Settings, seed: int) -> dict:
         split = _split(s.n_train, s.n_test)
         x, y = torch.as_tensor(split.x_train), torch.as_tensor(split.y_train)
         xt, yt = torch.as_tensor(split.x_test), torch.as_tensor(split.y_test)
-        return {"x": x, "x_test": xt, "y_test": yt, "xa": xt[:s.n_attack], "ya": yt[:s.n_attack],
-                "clf": train_classifier(x, y, seed, s.clf_epochs), "shape": split.image_shape}
+        return {
+            "x": x,
+            "x_test": xt,
+            "y_test": yt,
+            "xa": xt[: s.n_attack],
+            "ya": yt[: s.n_attack],
+            "clf": train_classifier(x, y, seed, s.clf_epochs),
+            "shape": split.image_shape,
+        }
 
     def arms(self, s: Settings):
         return {a: _arm(a) for a in ("qvae", "undefended", "ae_purifier", "vae_jacobian")}
 
     def describe(self, s: Settings) -> dict[str, Any]:
-        return {"data": _split(s.n_train, s.n_test).description, "step": STEP, "jacobian_weight": JACOBIAN_WEIGHT,
-                "filters": FILTERS, "classifier": "MLP 784-256-10 ReLU, Adam 1e-3 (Classifier + Trainer)",
-                "attack_subset": f"first {s.n_attack} test images; clean accuracy on all {s.n_test}",
-                "pgd": f"{s.pgd_steps} steps, step 2.5*eps/steps, uniform random start",
-                "deviations": ["BCE reconstruction (paper: MSE)", "Jacobian penalty by random projections of the "
-                               "Frobenius norm (paper: spectral norm)", "MLP filters and classifier"]}
+        return {
+            "data": _split(s.n_train, s.n_test).description,
+            "step": STEP,
+            "jacobian_weight": JACOBIAN_WEIGHT,
+            "filters": FILTERS,
+            "classifier": "MLP 784-256-10 ReLU, Adam 1e-3 (Classifier + Trainer)",
+            "attack_subset": f"first {s.n_attack} test images; clean accuracy on all {s.n_test}",
+            "pgd": f"{s.pgd_steps} steps, step 2.5*eps/steps, uniform random start",
+            "deviations": [
+                "BCE reconstruction (paper: MSE)",
+                "Jacobian penalty by random projections of the Frobenius norm (paper: spectral norm)",
+                "MLP filters and classifier",
+            ],
+        }
 
     def figures(self, s: Settings, cells, out_dir: Path) -> list[str]:
         plt = pyplot()
@@ -187,8 +263,12 @@ class VaeLatentQuantizationDefense(Recipe):
         fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(keys) * len(arms) / 2), 3.6))
         w = 0.8 / len(arms)
         for i, a in enumerate(arms):
-            ax.bar(np.arange(len(keys)) + i * w, [np.mean([m.metrics[k] for m in cells[a].values()]) for k in keys],
-                   w, label=a)
+            ax.bar(
+                np.arange(len(keys)) + i * w,
+                [np.mean([m.metrics[k] for m in cells[a].values()]) for k in keys],
+                w,
+                label=a,
+            )
         ax.set_xticks(np.arange(len(keys)) + 0.4 - w / 2, keys, rotation=30, fontsize=7)
         ax.set_ylim(0, 1), ax.set_ylabel("accuracy"), ax.legend(fontsize=7)
         save_figure(fig, out_dir / "robust_accuracy.png", dpi=90)

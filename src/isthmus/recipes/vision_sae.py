@@ -19,7 +19,6 @@ to 80 %), for SAE codes vs the raw embedding (and a random SAE). Also: ontology 
 cophenetic Spearman vs the 3-level tree) and k-NN OOD detection of unseen digits 5–9 (reported).
 """
 
-
 from __future__ import annotations
 
 from pathlib import Path
@@ -51,7 +50,10 @@ CLASS_NAMES = [str(d) for d in ID_DIGITS] + list(SHAPE_NAMES)
 EMBED, EXPANSION, K, KNN = 64, 8, 8, 10
 SHAPE_RADIUS = 0.4
 SHIFT_ANGLE, SHIFT_SCALE = (20.0, 35.0), 0.8  # the nuisance shift of the OOD-generalisation test
-PROBE_C, PROBE_ITER = 1.0, 2000  # of the image side; at make_shapes' default 0.25 the 28-px shapes were 37-48 % separable
+PROBE_C, PROBE_ITER = (
+    1.0,
+    2000,
+)  # of the image side; at make_shapes' default 0.25 the 28-px shapes were 37-48 % separable
 
 
 def ontology_distance() -> np.ndarray:
@@ -81,17 +83,30 @@ def load_data(cfg: Any, seed: int) -> dict[str, Any]:
     idx = rng.permutation(len(x))[: cfg.n_digits]
     x, y = x[idx], y[idx]
     ood = y >= 5
-    sh = make_shapes(n=cfg.n_shapes, image_size=size, seed=seed, shapes=SHAPE_NAMES,
-                     vary=["shape", "scale", "rotation", "x", "y"], scale_range=(0.7, 1.0),
-                     max_radius=SHAPE_RADIUS)
+    sh = make_shapes(
+        n=cfg.n_shapes,
+        image_size=size,
+        seed=seed,
+        shapes=SHAPE_NAMES,
+        vary=["shape", "scale", "rotation", "x", "y"],
+        scale_range=(0.7, 1.0),
+        max_radius=SHAPE_RADIUS,
+    )
     xs = torch.as_tensor(np.asarray(sh.X), dtype=torch.float32)
     ys = torch.as_tensor(np.asarray(sh.y)).long() + len(ID_DIGITS)
     x_id, y_id = torch.cat([x[~ood], xs]), torch.cat([y[~ood], ys])
     perm = torch.as_tensor(rng.permutation(len(x_id)))
     n_tr = int(0.7 * len(x_id))
     tr, te = perm[:n_tr], perm[n_tr:]
-    return {"x_tr": x_id[tr], "y_tr": y_id[tr], "x_te": x_id[te], "y_te": y_id[te], "x_ood": x[ood],
-            "size": size, "source": src}
+    return {
+        "x_tr": x_id[tr],
+        "y_tr": y_id[tr],
+        "x_te": x_id[te],
+        "y_te": y_id[te],
+        "x_ood": x[ood],
+        "size": size,
+        "source": src,
+    }
 
 
 class SmallCNN(torch.nn.Module):
@@ -107,8 +122,9 @@ class SmallCNN(torch.nn.Module):
         return self.head(self.embed(x))
 
 
-def nuisance_shift(x: torch.Tensor, seed: int, angle: tuple[float, float] = SHIFT_ANGLE,
-                   scale: float = SHIFT_SCALE) -> torch.Tensor:
+def nuisance_shift(
+    x: torch.Tensor, seed: int, angle: tuple[float, float] = SHIFT_ANGLE, scale: float = SHIFT_SCALE
+) -> torch.Tensor:
     """Rotate each image by a random ±[angle] degrees and shrink it to ``scale`` (the OOD-generalisation shift)."""
     g = torch.Generator().manual_seed(seed + 4242)
     n = len(x)
@@ -122,8 +138,9 @@ def nuisance_shift(x: torch.Tensor, seed: int, angle: tuple[float, float] = SHIF
     return out if x.dim() == 4 else out[:, 0]
 
 
-def linear_probe(f_tr: np.ndarray, y_tr: np.ndarray, evals: Mapping[str, tuple[np.ndarray, np.ndarray]],
-                 seed: int) -> dict[str, float]:
+def linear_probe(
+    f_tr: np.ndarray, y_tr: np.ndarray, evals: Mapping[str, tuple[np.ndarray, np.ndarray]], seed: int
+) -> dict[str, float]:
     """Accuracy of a standardised multinomial logistic regression fitted on ``f_tr`` on each eval set."""
     return linear_probe_accuracies(f_tr, y_tr, dict(evals), C=PROBE_C, max_iter=PROBE_ITER, random_state=seed)
 
@@ -166,8 +183,10 @@ def ontology_scores(codes: np.ndarray, y: np.ndarray) -> dict[str, float]:
     coph = cophenet(tree)
     truth = ontology_distance()[np.triu_indices(len(CLASS_NAMES), 1)]
     sup = np.array([0] * len(ID_DIGITS) + [1] * len(SHAPE_NAMES))
-    out = {"ontology_spearman": float(spearmanr(coph, truth).statistic),
-           "superclass_ari": float(adjusted_rand_score(sup, fcluster(tree, 2, "maxclust")))}
+    out = {
+        "ontology_spearman": float(spearmanr(coph, truth).statistic),
+        "superclass_ari": float(adjusted_rand_score(sup, fcluster(tree, 2, "maxclust"))),
+    }
     alive = (codes > 0).mean(0) > 0.005
     f = codes[:, alive]
     if f.shape[1] >= 3:
@@ -182,9 +201,9 @@ def ontology_scores(codes: np.ndarray, y: np.ndarray) -> dict[str, float]:
 
 def _sae(seed: int) -> SparseAutoEncoder:
     torch.manual_seed(seed)
-    return SparseAutoEncoder(SAEConfig(d_in=EMBED, d_sae=EXPANSION * EMBED, bottleneck="sae_topk",
-                                       bottleneck_config={"k": K}, aux_k=32))
-
+    return SparseAutoEncoder(
+        SAEConfig(d_in=EMBED, d_sae=EXPANSION * EMBED, bottleneck="sae_topk", bottleneck_config={"k": K}, aux_k=32)
+    )
 
 
 @dataclass
@@ -216,9 +235,12 @@ def _measure(sh: dict[str, Any], f, seed: int) -> dict[str, float]:
         f_tr, f_te, f_shift, f_ood = (f(e[k]) for k in ("x_tr", "x_te", "x_shift", "x_ood"))
     acc = linear_probe(f_tr.numpy(), y_tr, {"id": (f_te.numpy(), y_te), "shift": (f_shift.numpy(), y_te)}, seed)
     lab = np.r_[np.zeros(len(f_te)), np.ones(len(f_ood))]
-    return {"ood_probe_acc": acc["shift"], "id_probe_acc": acc["id"],
-            "ood_auroc_knn": auroc(lab, knn_score(f_tr, torch.cat([f_te, f_ood]))),
-            **ontology_scores(f_te.numpy(), y_te)}
+    return {
+        "ood_probe_acc": acc["shift"],
+        "id_probe_acc": acc["id"],
+        "ood_auroc_knn": auroc(lab, knn_score(f_tr, torch.cat([f_te, f_ood]))),
+        **ontology_scores(f_te.numpy(), y_te),
+    }
 
 
 def _sae_arm(trained: bool):
@@ -227,8 +249,13 @@ def _sae_arm(trained: bool):
         sae = _sae(seed if trained else seed + 1000)
         hist = []
         if trained:
-            hist = train_sae(sae, e_tr, SAETrainConfig(steps=s.sae_steps, batch_size=256, lr=2e-3, seed=seed,
-                                                       log_every=max(1, s.sae_steps // 40)))
+            hist = train_sae(
+                sae,
+                e_tr,
+                SAETrainConfig(
+                    steps=s.sae_steps, batch_size=256, lr=2e-3, seed=seed, log_every=max(1, s.sae_steps // 40)
+                ),
+            )
         else:
             sae.init_b_dec_(e_tr)
         sae.eval()
@@ -241,6 +268,7 @@ def _sae_arm(trained: bool):
         curve = [r["loss"] for r in hist]
         m["converged"] = float(plateaued(curve)) if trained else 1.0
         return Measured(metrics=m, curves={"sae_loss": curve} if curve else {})
+
     return arm
 
 
@@ -249,9 +277,14 @@ def _raw_arm(s: Settings, seed: int, sh: dict[str, Any]) -> Measured:
     d, e = sh["d"], sh["emb"]
     q = torch.cat([e["x_te"], e["x_ood"]])
     lab = np.r_[np.zeros(len(e["x_te"])), np.ones(len(e["x_ood"]))]
-    m.update({"cnn_test_accuracy": sh["head_acc"]["x_te"], "cnn_shift_accuracy": sh["head_acc"]["x_shift"],
-              "ood_auroc_mahalanobis": auroc(lab, mahalanobis(e["x_tr"].numpy(), d["y_tr"].numpy(), q.numpy())),
-              "ood_auroc_msp": auroc(lab, -sh["msp"])})
+    m.update(
+        {
+            "cnn_test_accuracy": sh["head_acc"]["x_te"],
+            "cnn_shift_accuracy": sh["head_acc"]["x_shift"],
+            "ood_auroc_mahalanobis": auroc(lab, mahalanobis(e["x_tr"].numpy(), d["y_tr"].numpy(), q.numpy())),
+            "ood_auroc_msp": auroc(lab, -sh["msp"]),
+        }
+    )
     return Measured(metrics=m)
 
 
@@ -267,9 +300,11 @@ def _pca_arm(s: Settings, seed: int, sh: dict[str, Any]) -> Measured:
 class VisionSAE(Recipe):
     slug = "vision-sae"
     paper = Paper("Probing the Representational Power of Sparse Autoencoders in Vision Models", "2508.11277")
-    claim = ("SAE features of a vision model's embeddings are semantically meaningful: a linear probe on them "
-             "generalises better out of distribution (under a nuisance shift) than one on the raw embedding, and "
-             "they recover the ontological (hierarchical) structure of the classes.")
+    claim = (
+        "SAE features of a vision model's embeddings are semantically meaningful: a linear probe on them "
+        "generalises better out of distribution (under a nuisance shift) than one on the raw embedding, and "
+        "they recover the ontological (hierarchical) structure of the classes."
+    )
     Settings: TypeAlias = Settings
     modes = {
         "smoke": Settings(seeds=1, n_digits=600, n_shapes=300, epochs=1, sae_steps=50),
@@ -279,20 +314,60 @@ class VisionSAE(Recipe):
     }
     ours = "sae"
     gates = (
-        Gate("OOD generalisation vs raw embedding", "ood_probe_acc", "sae", "raw_embedding", effect=0.01,
-             headline=True, why="one accuracy point under the shift: the smallest gain a probe user would notice"),
-        Gate("OOD generalisation vs random SAE", "ood_probe_acc", "sae", "random_sae", effect=0.01,
-             why="the gain must come from learned features, not from a sparse random lift of the embedding"),
-        Gate("ontology vs raw embedding", "ontology_spearman", "sae", "raw_embedding", effect=0.05,
-             why="0.05 Spearman on 36 class pairs with three distance levels is about one swapped level"),
+        Gate(
+            "OOD generalisation vs raw embedding",
+            "ood_probe_acc",
+            "sae",
+            "raw_embedding",
+            effect=0.01,
+            headline=True,
+            why="one accuracy point under the shift: the smallest gain a probe user would notice",
+        ),
+        Gate(
+            "OOD generalisation vs random SAE",
+            "ood_probe_acc",
+            "sae",
+            "random_sae",
+            effect=0.01,
+            why="the gain must come from learned features, not from a sparse random lift of the embedding",
+        ),
+        Gate(
+            "ontology vs raw embedding",
+            "ontology_spearman",
+            "sae",
+            "raw_embedding",
+            effect=0.05,
+            why="0.05 Spearman on 36 class pairs with three distance levels is about one swapped level",
+        ),
     )
     preconditions = (
-        Precondition("the CNN learns its task", "raw_embedding", "cnn_test_accuracy", ">=", 0.85, over="every",
-                     why="features of an untrained vision model say nothing about the paper's claim"),
-        Precondition("SAE training converged", "sae", "converged", ">=", 1.0, over="every",
-                     why="plateau test on the logged SAE loss"),
-        Precondition("the shift is a distribution shift", "raw_embedding", "cnn_shift_accuracy", "<=", 0.9,
-                     over="mean", why="if the CNN's own head is not hurt by the shift there is nothing to generalise"),
+        Precondition(
+            "the CNN learns its task",
+            "raw_embedding",
+            "cnn_test_accuracy",
+            ">=",
+            0.85,
+            over="every",
+            why="features of an untrained vision model say nothing about the paper's claim",
+        ),
+        Precondition(
+            "SAE training converged",
+            "sae",
+            "converged",
+            ">=",
+            1.0,
+            over="every",
+            why="plateau test on the logged SAE loss",
+        ),
+        Precondition(
+            "the shift is a distribution shift",
+            "raw_embedding",
+            "cnn_shift_accuracy",
+            "<=",
+            0.9,
+            over="mean",
+            why="if the CNN's own head is not hurt by the shift there is nothing to generalise",
+        ),
     )
 
     def data(self, settings: Settings, seed: int) -> dict[str, Any]:
@@ -303,19 +378,35 @@ class VisionSAE(Recipe):
 
     def checks(self, settings: Settings, cells) -> list[Check]:
         drop = [m.metrics["id_probe_acc"] - m.metrics["ood_probe_acc"] for m in cells["raw_embedding"].values()]
-        return [Check("the shift hurts the raw probe", float(np.mean(drop)) >= 0.05,
-                      f"raw-embedding probe accuracy ID − shifted = {np.mean(drop):.3f} (>= 0.05 needed)")]
+        return [
+            Check(
+                "the shift hurts the raw probe",
+                float(np.mean(drop)) >= 0.05,
+                f"raw-embedding probe accuracy ID − shifted = {np.mean(drop):.3f} (>= 0.05 needed)",
+            )
+        ]
 
     def describe(self, settings: Settings) -> dict[str, Any]:
-        return {"data": "MNIST t10k digits 0-4 (sklearn digits if absent) + 4 procedural shapes = 9 ID classes "
-                        "(70/30 split per seed); OOD detection: digits 5-9; OOD generalisation: ID test images "
-                        f"rotated ±{SHIFT_ANGLE[0]:g}-{SHIFT_ANGLE[1]:g}° and scaled to {SHIFT_SCALE:g}",
-                "model": {"embed": EMBED, "expansion": EXPANSION, "k": K, "knn": KNN, "shape_radius": SHAPE_RADIUS,
-                          "probe": f"StandardScaler + LogisticRegression(C={PROBE_C})"},
-                "classes": CLASS_NAMES, "shape_family": SHAPE_FAMILY,
-                "deviations": ["small CNN trained by us instead of a CLIP-style ViT",
-                               "OOD generalisation under a geometric nuisance shift (the notes suggest colour/size)",
-                               "each seed redraws data, CNN and SAE"]}
+        return {
+            "data": "MNIST t10k digits 0-4 (sklearn digits if absent) + 4 procedural shapes = 9 ID classes "
+            "(70/30 split per seed); OOD detection: digits 5-9; OOD generalisation: ID test images "
+            f"rotated ±{SHIFT_ANGLE[0]:g}-{SHIFT_ANGLE[1]:g}° and scaled to {SHIFT_SCALE:g}",
+            "model": {
+                "embed": EMBED,
+                "expansion": EXPANSION,
+                "k": K,
+                "knn": KNN,
+                "shape_radius": SHAPE_RADIUS,
+                "probe": f"StandardScaler + LogisticRegression(C={PROBE_C})",
+            },
+            "classes": CLASS_NAMES,
+            "shape_family": SHAPE_FAMILY,
+            "deviations": [
+                "small CNN trained by us instead of a CLIP-style ViT",
+                "OOD generalisation under a geometric nuisance shift (the notes suggest colour/size)",
+                "each seed redraws data, CNN and SAE",
+            ],
+        }
 
     changes = (
         "Earlier (pre-frame) quick runs: a 3-epoch CNN (test accuracy 0.71) gave OOD k-NN SAE 0.862 vs raw 0.863, "
@@ -332,9 +423,11 @@ class VisionSAE(Recipe):
         plt = pyplot()
         arms = ["sae", "raw_embedding", "pca", "random_sae"]
         fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
-        for ax, key, title in ((axes[0], "ood_probe_acc", "linear probe accuracy under the shift"),
-                               (axes[1], "ontology_spearman", "class tree vs ontology (Spearman)"),
-                               (axes[2], "ood_auroc_knn", "OOD detection AUROC (k-NN), digits 5-9")):
+        for ax, key, title in (
+            (axes[0], "ood_probe_acc", "linear probe accuracy under the shift"),
+            (axes[1], "ontology_spearman", "class tree vs ontology (Spearman)"),
+            (axes[2], "ood_auroc_knn", "OOD detection AUROC (k-NN), digits 5-9"),
+        ):
             for i, a in enumerate(arms):
                 vals = [m.metrics[key] for m in cells[a].values()]
                 ax.scatter([i] * len(vals), vals, s=12, alpha=0.6, color=f"C{i}")

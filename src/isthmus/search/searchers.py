@@ -27,8 +27,17 @@ import numpy as np
 
 from isthmus.search.space import Node, complete_path, module_types, next_choice, resolve, sample_path
 
-__all__ = ["RidgeFit", "RandomSearcher", "MCTSSearcher", "SMBOSearcher", "EvolutionSearcher", "ngram_counts", "SearchTrace",
-           "run_search", "SEARCHERS"]
+__all__ = [
+    "RidgeFit",
+    "RandomSearcher",
+    "MCTSSearcher",
+    "SMBOSearcher",
+    "EvolutionSearcher",
+    "ngram_counts",
+    "SearchTrace",
+    "run_search",
+    "SEARCHERS",
+]
 
 Path = tuple[int, ...]
 
@@ -60,8 +69,9 @@ class MCTSSearcher:
     def _best_child(self, node: _TreeNode) -> int:
         assert node.children is not None
         log_n = math.log(node.n) if node.n > 0 else 0.0
-        scores = np.array([math.inf if ch.n == 0 else ch.total / ch.n + self.c * math.sqrt(2 * log_n / ch.n)
-                           for ch in node.children])
+        scores = np.array(
+            [math.inf if ch.n == 0 else ch.total / ch.n + self.c * math.sqrt(2 * log_n / ch.n) for ch in node.children]
+        )
         best = np.flatnonzero(scores == scores.max())
         return int(self.rng.choice(best))
 
@@ -89,8 +99,7 @@ class MCTSSearcher:
             node.n, node.total = node.n + 1, node.total + score
 
 
-def ngram_counts(tokens: Sequence[str], maxlen: int, authors_ngrams: bool = True,
-                 skip: str | None = None) -> Counter:
+def ngram_counts(tokens: Sequence[str], maxlen: int, authors_ngrams: bool = True, skip: str | None = None) -> Counter:
     """Counts of the n-grams of ``tokens`` with 1 ≤ n < ``maxlen``. ``authors_ngrams`` reproduces the
     authors' loop ``for i in range(len(tokens) - n)``, which leaves out the last n-gram of each length."""
     toks = [t for t in tokens if t != skip] if skip else list(tokens)
@@ -98,7 +107,7 @@ def ngram_counts(tokens: Sequence[str], maxlen: int, authors_ngrams: bool = True
     for n in range(1, maxlen):
         stop = len(toks) - n if authors_ngrams else len(toks) - n + 1
         for i in range(max(stop, 0)):
-            out[tuple(toks[i:i + n])] += 1
+            out[tuple(toks[i : i + n])] += 1
     return out
 
 
@@ -128,9 +137,18 @@ def _tokens(space: Node, path: Path, tokens: Callable[[Any], list[str]]) -> tupl
 
 
 class SMBOSearcher:
-    def __init__(self, space: Node, rng: np.random.Generator, n_candidates: int = 50, explore: float = 0.25,
-                 ridge: float = 1e3, ngram_maxlen: int = 5, thres: int = 3, authors_ngrams: bool = True,
-                 tokens: Callable[[Any], list[str]] = module_types) -> None:
+    def __init__(
+        self,
+        space: Node,
+        rng: np.random.Generator,
+        n_candidates: int = 50,
+        explore: float = 0.25,
+        ridge: float = 1e3,
+        ngram_maxlen: int = 5,
+        thres: int = 3,
+        authors_ngrams: bool = True,
+        tokens: Callable[[Any], list[str]] = module_types,
+    ) -> None:
         self.space, self.rng = space, rng
         self.n_candidates, self.explore, self.ridge = n_candidates, explore, ridge
         self.maxlen, self.thres, self.authors = ngram_maxlen, thres, authors_ngrams
@@ -196,7 +214,7 @@ class EvolutionSearcher:
             new.append(int((path[i] + 1 + self.rng.integers(n[1] - 1)) % n[1]))
         else:
             new.append(0)
-        for old in path[i + 1:]:
+        for old in path[i + 1 :]:
             nxt = next_choice(self.space, new)
             if nxt is None:
                 break
@@ -214,8 +232,12 @@ class EvolutionSearcher:
         self.pop.append((path, float(score)))
 
 
-SEARCHERS: dict[str, Callable[..., Any]] = {"random": RandomSearcher, "mcts": MCTSSearcher, "smbo": SMBOSearcher,
-                                           "evolution": EvolutionSearcher}
+SEARCHERS: dict[str, Callable[..., Any]] = {
+    "random": RandomSearcher,
+    "mcts": MCTSSearcher,
+    "smbo": SMBOSearcher,
+    "evolution": EvolutionSearcher,
+}
 
 
 @dataclass

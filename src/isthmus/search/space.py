@@ -23,9 +23,25 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-__all__ = ["Node", "Choice", "Or", "Optional", "Repeat", "Concat", "Module", "Incomplete", "next_choice",
-           "resolve", "is_specified", "enumerate_paths", "count", "sample_path", "complete_path", "key",
-           "module_types"]
+__all__ = [
+    "Node",
+    "Choice",
+    "Or",
+    "Optional",
+    "Repeat",
+    "Concat",
+    "Module",
+    "Incomplete",
+    "next_choice",
+    "resolve",
+    "is_specified",
+    "enumerate_paths",
+    "count",
+    "sample_path",
+    "complete_path",
+    "key",
+    "module_types",
+]
 
 Chooser = Callable[[str, int], int]
 

@@ -32,14 +32,25 @@ def _input_grad(forward: Forward, x: torch.Tensor, y: torch.Tensor) -> torch.Ten
     return g
 
 
-def fgsm(forward: Forward, x: torch.Tensor, y: torch.Tensor, eps: float, lo: float = 0.0, hi: float = 1.0) -> torch.Tensor:
+def fgsm(
+    forward: Forward, x: torch.Tensor, y: torch.Tensor, eps: float, lo: float = 0.0, hi: float = 1.0
+) -> torch.Tensor:
     """One signed-gradient step of size ``eps`` that raises the cross-entropy, clipped to [lo, hi]."""
     return (x + eps * _input_grad(forward, x, y).sign()).clamp(lo, hi).detach()
 
 
-def pgd(forward: Forward, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int = 20, alpha: float | None = None,
-        random_start: bool = True, generator: torch.Generator | None = None, lo: float = 0.0,
-        hi: float = 1.0) -> torch.Tensor:
+def pgd(
+    forward: Forward,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    steps: int = 20,
+    alpha: float | None = None,
+    random_start: bool = True,
+    generator: torch.Generator | None = None,
+    lo: float = 0.0,
+    hi: float = 1.0,
+) -> torch.Tensor:
     """``steps`` signed-gradient steps of ``alpha`` (default 2.5·eps/steps), projected on the ε-ball and [lo, hi]."""
     alpha = 2.5 * eps / steps if alpha is None else alpha
     adv = x.detach().clone()
@@ -54,7 +65,7 @@ def pgd(forward: Forward, x: torch.Tensor, y: torch.Tensor, eps: float, steps: i
 
 @torch.no_grad()
 def accuracy(forward: Forward, x: torch.Tensor, y: torch.Tensor, batch_size: int = 2048) -> float:
-    pred = torch.cat([forward(x[i:i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
+    pred = torch.cat([forward(x[i : i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
     return float((pred == y).float().mean())
 
 

@@ -250,8 +250,9 @@ class AnomalyDetector(DetectorMixin, BaseEstimator):
             model = AutoEncoder.mlp(in_dim=d, **kwargs)
         batch = min(self.batch_size, len(Z))
         epochs = self.epochs or int(np.clip(round(self.max_steps * batch / len(Z)), 5, 200))
-        cfg = TrainerConfig(epochs=epochs, batch_size=batch, lr=self.lr, weight_decay=self.weight_decay,
-                            seed=seed, progress=False)
+        cfg = TrainerConfig(
+            epochs=epochs, batch_size=batch, lr=self.lr, weight_decay=self.weight_decay, seed=seed, progress=False
+        )
         trained = _Trimmed(model, self.trim) if self.trim > 0 else model
         result = Trainer(trained, cfg).fit(torch.from_numpy(Z))
         # Score on CPU in float64: float32 matmuls give batch-size-dependent round-off (~1e-7), so
@@ -352,5 +353,3 @@ class _Trimmed(torch.nn.Module):
         kept = torch.topk(row, keep, largest=False).values
         out.loss = out.loss - out.losses["recon"] + kept.mean()
         return out
-
-

@@ -19,8 +19,16 @@ from sklearn.utils.validation import check_is_fitted
 
 from isthmus.data.validation import DataError, validate_array
 
-__all__ = ["DetectorMixin", "DataTypeError", "THRESHOLDS", "pot_threshold", "check_table", "column_names",
-           "refuse_unsupported", "refuse_no_features"]
+__all__ = [
+    "DetectorMixin",
+    "DataTypeError",
+    "THRESHOLDS",
+    "pot_threshold",
+    "check_table",
+    "column_names",
+    "refuse_unsupported",
+    "refuse_no_features",
+]
 
 THRESHOLDS = ("percentile", "contamination", "pot")
 
@@ -60,18 +68,23 @@ def column_names(X: Any) -> list[str] | None:
 def refuse_unsupported(X: Any) -> None:
     """The messages scikit-learn's estimator checks expect (sparse, complex, non-numeric objects)."""
     if sparse.issparse(X):
-        raise DataError("X is a sparse matrix; sparse input is not supported by isthmus detectors: "
-                        "pass a dense array (X.toarray()) if it fits in memory")
+        raise DataError(
+            "X is a sparse matrix; sparse input is not supported by isthmus detectors: "
+            "pass a dense array (X.toarray()) if it fits in memory"
+        )
     dtype = getattr(X, "dtype", None)
     if dtype is not None and np.dtype(dtype).kind == "c":
-        raise DataError("Complex data not supported: pass the real and imaginary parts as separate "
-                        "features (np.real / np.imag)")
+        raise DataError(
+            "Complex data not supported: pass the real and imaginary parts as separate features (np.real / np.imag)"
+        )
     if isinstance(X, np.ndarray) and X.dtype.kind == "O":
         for i, v in enumerate(X.reshape(-1)):
             if not isinstance(v, (int, float, np.number, bool, np.bool_, str)):
                 where = np.unravel_index(i, X.shape)
-                raise DataTypeError(f"X: value {v!r} at index {tuple(int(j) for j in where)} is not a number; "
-                                    "every argument must be a string or a number (convert or drop it)")
+                raise DataTypeError(
+                    f"X: value {v!r} at index {tuple(int(j) for j in where)} is not a number; "
+                    "every argument must be a string or a number (convert or drop it)"
+                )
 
 
 def refuse_no_features(X: Any, name: str = "X") -> None:
@@ -81,8 +94,9 @@ def refuse_no_features(X: Any, name: str = "X") -> None:
         raise DataError(f"{name} has 0 feature(s) (shape=({shape[0]}, 0)) while a minimum of 1 is required.")
 
 
-def check_table(X: Any, n_features: int | None = None, fitted_names: list[str] | None = None,
-                owner: str = "the detector") -> tuple[np.ndarray, list[str] | None]:
+def check_table(
+    X: Any, n_features: int | None = None, fitted_names: list[str] | None = None, owner: str = "the detector"
+) -> tuple[np.ndarray, list[str] | None]:
     """``X`` as a finite float64 (n_samples, n_features) array, plus its column names if a DataFrame.
 
     With ``n_features`` (scoring) the width and, for DataFrames, the column names must match fit.
@@ -91,19 +105,27 @@ def check_table(X: Any, n_features: int | None = None, fitted_names: list[str] |
     if n_features is not None and names is not None and fitted_names is not None and names != fitted_names:
         missing, extra = sorted(set(fitted_names) - set(names)), sorted(set(names) - set(fitted_names))
         detail = f"missing {missing}, unexpected {extra}" if missing or extra else "same names, different order"
-        raise DataError(f"X has different columns than at fit ({detail}); pass the columns {fitted_names} in that order")
+        raise DataError(
+            f"X has different columns than at fit ({detail}); pass the columns {fitted_names} in that order"
+        )
     refuse_unsupported(X)
     refuse_no_features(X)
     arr = validate_array(X, name="X", feature_names=names or fitted_names, min_ndim=1)
     if arr.ndim == 1:
-        raise DataError(f"X must be 2-D (n_samples, n_features), got shape {arr.shape}. Reshape your data "
-                        "with X.reshape(-1, 1) for one feature or X.reshape(1, -1) for one sample")
+        raise DataError(
+            f"X must be 2-D (n_samples, n_features), got shape {arr.shape}. Reshape your data "
+            "with X.reshape(-1, 1) for one feature or X.reshape(1, -1) for one sample"
+        )
     if arr.ndim != 2:
-        raise DataError(f"X must be 2-D (n_samples, n_features), got shape {arr.shape}; "
-                        "window a time series first (isthmus.data.sliding_windows) and flatten it")
+        raise DataError(
+            f"X must be 2-D (n_samples, n_features), got shape {arr.shape}; "
+            "window a time series first (isthmus.data.sliding_windows) and flatten it"
+        )
     if n_features is not None and arr.shape[1] != n_features:
-        raise DataError(f"X has {arr.shape[1]} features, but {owner} is expecting "
-                        f"{n_features} features as input (the columns it was fitted on)")
+        raise DataError(
+            f"X has {arr.shape[1]} features, but {owner} is expecting "
+            f"{n_features} features as input (the columns it was fitted on)"
+        )
     return arr.astype(np.float64, copy=False), names
 
 
@@ -122,6 +144,7 @@ class DetectorMixin:
     pot_level: float
     train_scores_: np.ndarray
     if TYPE_CHECKING:
+
         def fit(self, X: Any, y: Any = None) -> Any: ...
         def score_samples(self, X: Any) -> np.ndarray: ...
         def feature_contributions(self, X: Any, normalize: bool = True) -> np.ndarray: ...
@@ -158,8 +181,9 @@ class DetectorMixin:
         names = getattr(self, "feature_names_in_", None)
         return None if names is None else [str(n) for n in names]
 
-    def set_threshold(self, value: float | None = None, *, percentile: float | None = None,
-                      contamination: float | None = None) -> "DetectorMixin":
+    def set_threshold(
+        self, value: float | None = None, *, percentile: float | None = None, contamination: float | None = None
+    ) -> "DetectorMixin":
         """Move the alarm threshold of a fitted detector without refitting; returns ``self``.
 
         Give exactly one of: ``value`` (a score), ``percentile`` in (0, 100) of the training scores,
@@ -168,10 +192,15 @@ class DetectorMixin:
         ``threshold_`` changes and :meth:`save` keeps the new value.
         """
         check_is_fitted(self, "threshold_")
-        given = [k for k, v in (("value", value), ("percentile", percentile), ("contamination", contamination))
-                 if v is not None]
+        given = [
+            k
+            for k, v in (("value", value), ("percentile", percentile), ("contamination", contamination))
+            if v is not None
+        ]
         if len(given) != 1:
-            raise ValueError(f"set_threshold needs exactly one of value, percentile, contamination; got {given or 'none'}")
+            raise ValueError(
+                f"set_threshold needs exactly one of value, percentile, contamination; got {given or 'none'}"
+            )
         if value is not None:
             if not np.isfinite(value):
                 raise ValueError(f"threshold value must be finite, got {value}")
@@ -217,6 +246,8 @@ class DetectorMixin:
 
         det = load_detector(path)
         if not isinstance(det, cls):
-            raise TypeError(f"{path} holds a {type(det).__name__}, not a {cls.__name__}; "
-                            "use isthmus.tasks.anomaly_io.load_detector to load any detector")
+            raise TypeError(
+                f"{path} holds a {type(det).__name__}, not a {cls.__name__}; "
+                "use isthmus.tasks.anomaly_io.load_detector to load any detector"
+            )
         return det

@@ -34,8 +34,7 @@ from sklearn.neighbors import NearestNeighbors
 from isthmus.data.validation import DataError
 from isthmus.tasks.anomaly_base import DetectorMixin
 
-__all__ = ["IsolationForestDetector", "KNNDetector", "LOFDetector", "ECODDetector", "PCADetector",
-           "CLASSIC_DETECTORS"]
+__all__ = ["IsolationForestDetector", "KNNDetector", "LOFDetector", "ECODDetector", "PCADetector", "CLASSIC_DETECTORS"]
 
 
 class _Classic(DetectorMixin, BaseEstimator):
@@ -77,8 +76,9 @@ class _Classic(DetectorMixin, BaseEstimator):
         return self._score(self._z(X))
 
 
-def _threshold_init(self: Any, threshold: str, percentile: float, contamination: float,
-                    pot_risk: float, pot_level: float) -> None:
+def _threshold_init(
+    self: Any, threshold: str, percentile: float, contamination: float, pot_risk: float, pot_level: float
+) -> None:
     self.threshold, self.percentile, self.contamination = threshold, percentile, contamination
     self.pot_risk, self.pot_level = pot_risk, pot_level
 
@@ -100,17 +100,29 @@ class IsolationForestDetector(_Classic):
 
     _uses_scaler = False
 
-    def __init__(self, n_estimators: int = 100, max_samples: int | float | str = "auto", max_features: float = 1.0,
-                 threshold: str = "percentile", percentile: float = 99.0, contamination: float = 0.01,
-                 pot_risk: float = 1e-3, pot_level: float = 0.98, random_state: int | None = None) -> None:
+    def __init__(
+        self,
+        n_estimators: int = 100,
+        max_samples: int | float | str = "auto",
+        max_features: float = 1.0,
+        threshold: str = "percentile",
+        percentile: float = 99.0,
+        contamination: float = 0.01,
+        pot_risk: float = 1e-3,
+        pot_level: float = 0.98,
+        random_state: int | None = None,
+    ) -> None:
         self.n_estimators, self.max_samples, self.max_features = n_estimators, max_samples, max_features
         _threshold_init(self, threshold, percentile, contamination, pot_risk, pot_level)
         self.random_state = random_state
 
     def _fit_core(self, Z: np.ndarray) -> None:
-        forest = IsolationForest(n_estimators=self.n_estimators, max_samples=self.max_samples,
-                                 max_features=self.max_features,
-                                 random_state=self.random_state).fit(Z)
+        forest = IsolationForest(
+            n_estimators=self.n_estimators,
+            max_samples=self.max_samples,
+            max_features=self.max_features,
+            random_state=self.random_state,
+        ).fit(Z)
         parts: dict[str, list[np.ndarray]] = {k: [] for k in ("left", "right", "feature", "split", "depth", "leaf")}
         offsets, used = [0], []
         for tree, feats in zip(forest.estimators_, forest.estimators_features_):
@@ -153,8 +165,10 @@ class IsolationForestDetector(_Classic):
         return 2.0 ** (-(total / denom if denom > 0 else np.ones_like(total)))
 
     def _state(self) -> tuple[dict, dict]:
-        return {"max_samples_": self.max_samples_}, {**{f"tree_{k}": v for k, v in self.trees_.items()},
-                                                      "tree_offsets": self.tree_offsets_}
+        return {"max_samples_": self.max_samples_}, {
+            **{f"tree_{k}": v for k, v in self.trees_.items()},
+            "tree_offsets": self.tree_offsets_,
+        }
 
     def _set_state(self, meta: dict, arrays: dict) -> None:
         self.max_samples_ = int(meta["max_samples_"])
@@ -195,9 +209,17 @@ class KNNDetector(_Neighbours):
     """Distance to the ``n_neighbors``-th nearest training row (``method="largest"``, PyOD's default)
     or the mean distance to the ``n_neighbors`` nearest (``"mean"``), in the scaled space."""
 
-    def __init__(self, n_neighbors: int = 5, method: str = "largest", scaler: str = "standard",
-                 threshold: str = "percentile", percentile: float = 99.0, contamination: float = 0.01,
-                 pot_risk: float = 1e-3, pot_level: float = 0.98) -> None:
+    def __init__(
+        self,
+        n_neighbors: int = 5,
+        method: str = "largest",
+        scaler: str = "standard",
+        threshold: str = "percentile",
+        percentile: float = 99.0,
+        contamination: float = 0.01,
+        pot_risk: float = 1e-3,
+        pot_level: float = 0.98,
+    ) -> None:
         self.n_neighbors, self.method, self.scaler = n_neighbors, method, scaler
         _threshold_init(self, threshold, percentile, contamination, pot_risk, pot_level)
 
@@ -234,9 +256,16 @@ class LOFDetector(_Neighbours):
     """Local outlier factor (Breunig et al. 2000), novelty mode: the mean ratio of the neighbours'
     local reachability density to the row's own; about 1 inside a cluster, larger outside."""
 
-    def __init__(self, n_neighbors: int = 20, scaler: str = "standard", threshold: str = "percentile",
-                 percentile: float = 99.0, contamination: float = 0.01, pot_risk: float = 1e-3,
-                 pot_level: float = 0.98) -> None:
+    def __init__(
+        self,
+        n_neighbors: int = 20,
+        scaler: str = "standard",
+        threshold: str = "percentile",
+        percentile: float = 99.0,
+        contamination: float = 0.01,
+        pot_risk: float = 1e-3,
+        pot_level: float = 0.98,
+    ) -> None:
         self.n_neighbors, self.scaler = n_neighbors, scaler
         _threshold_init(self, threshold, percentile, contamination, pot_risk, pot_level)
 
@@ -272,8 +301,14 @@ class ECODDetector(_Classic):
 
     _uses_scaler = False
 
-    def __init__(self, threshold: str = "percentile", percentile: float = 99.0, contamination: float = 0.01,
-                 pot_risk: float = 1e-3, pot_level: float = 0.98) -> None:
+    def __init__(
+        self,
+        threshold: str = "percentile",
+        percentile: float = 99.0,
+        contamination: float = 0.01,
+        pot_risk: float = 1e-3,
+        pot_level: float = 0.98,
+    ) -> None:
         _threshold_init(self, threshold, percentile, contamination, pot_risk, pot_level)
 
     def _fit_core(self, Z: np.ndarray) -> None:
@@ -313,9 +348,16 @@ class PCADetector(_Classic):
     """Squared reconstruction error from the principal components explaining ``variance`` of the
     (scaled) training variance; per-feature contributions are the squared residuals."""
 
-    def __init__(self, variance: float = 0.9, scaler: str = "standard", threshold: str = "percentile",
-                 percentile: float = 99.0, contamination: float = 0.01, pot_risk: float = 1e-3,
-                 pot_level: float = 0.98) -> None:
+    def __init__(
+        self,
+        variance: float = 0.9,
+        scaler: str = "standard",
+        threshold: str = "percentile",
+        percentile: float = 99.0,
+        contamination: float = 0.01,
+        pot_risk: float = 1e-3,
+        pot_level: float = 0.98,
+    ) -> None:
         self.variance, self.scaler = variance, scaler
         _threshold_init(self, threshold, percentile, contamination, pot_risk, pot_level)
 
@@ -347,5 +389,6 @@ class PCADetector(_Classic):
         self.mean_, self.components_ = arrays["mean"], arrays["components"]
 
 
-CLASSIC_DETECTORS = {c.__name__: c for c in (IsolationForestDetector, KNNDetector, LOFDetector,
-                                              ECODDetector, PCADetector)}
+CLASSIC_DETECTORS = {
+    c.__name__: c for c in (IsolationForestDetector, KNNDetector, LOFDetector, ECODDetector, PCADetector)
+}

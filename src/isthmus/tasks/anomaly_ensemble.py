@@ -32,9 +32,16 @@ class ScoreAverage(DetectorMixin, BaseEstimator):
     random_state: passed to members that take one (when they leave theirs unset).
     """
 
-    def __init__(self, detectors: Sequence[Any] | None = None, threshold: str = "percentile",
-                 percentile: float = 99.0, contamination: float = 0.01, pot_risk: float = 1e-3,
-                 pot_level: float = 0.98, random_state: int | None = None) -> None:
+    def __init__(
+        self,
+        detectors: Sequence[Any] | None = None,
+        threshold: str = "percentile",
+        percentile: float = 99.0,
+        contamination: float = 0.01,
+        pot_risk: float = 1e-3,
+        pot_level: float = 0.98,
+        random_state: int | None = None,
+    ) -> None:
         self.detectors = detectors
         self.threshold, self.percentile, self.contamination = threshold, percentile, contamination
         self.pot_risk, self.pot_level, self.random_state = pot_risk, pot_level, random_state
@@ -90,8 +97,10 @@ class ScoreAverage(DetectorMixin, BaseEstimator):
         """Mean of the members' row-normalised contributions (members without them are skipped);
         rows sum to 1. ``normalize=False`` is refused: a z-score does not split over features."""
         if not normalize:
-            raise ValueError("ScoreAverage contributions exist only normalised (rows sum to 1): a z-scored, "
-                             "averaged score has no exact per-feature split")
+            raise ValueError(
+                "ScoreAverage contributions exist only normalised (rows sum to 1): a z-scored, "
+                "averaged score has no exact per-feature split"
+            )
         data = self._data(X)
         parts = [d.feature_contributions(data) for d in self.detectors_ if hasattr(d, "feature_contributions")]
         if not parts:

@@ -47,22 +47,33 @@ def save_detector(det: Any, path: str | Path) -> Path:
     if not isinstance(params["random_state"], (int, type(None))):
         params["random_state"] = None
     names = getattr(det, "feature_names_in_", None)
-    meta = {"format": FORMAT, "params": params, "scaler": det.scaler_.to_dict(),
-            "threshold": det.threshold_, "member_scale": list(det.member_scale_),
-            "latent_scale": list(det.latent_scale_),
-            "distance_scale": det.distance_scale_, "n_features_in": det.n_features_in_,
-            "feature_names_in": None if names is None else [str(n) for n in names],
-            "constant_features": [int(i) for i in det.constant_features_], "n_members": len(det.models_)}
+    meta = {
+        "format": FORMAT,
+        "params": params,
+        "scaler": det.scaler_.to_dict(),
+        "threshold": det.threshold_,
+        "member_scale": list(det.member_scale_),
+        "latent_scale": list(det.latent_scale_),
+        "distance_scale": det.distance_scale_,
+        "n_features_in": det.n_features_in_,
+        "feature_names_in": None if names is None else [str(n) for n in names],
+        "constant_features": [int(i) for i in det.constant_features_],
+        "n_members": len(det.models_),
+    }
     for i, model in enumerate(det.models_):
         if not hasattr(model, "save_pretrained"):
-            raise CheckpointError(f"member {i} ({type(model).__name__}) has no save_pretrained; "
-                                  "only isthmus AutoEncoders can be saved")
+            raise CheckpointError(
+                f"member {i} ({type(model).__name__}) has no save_pretrained; only isthmus AutoEncoders can be saved"
+            )
         cast(Any, model).save_pretrained(path / f"member_{i}")
     state = {"train_scores": det.train_scores_, "center": det.center_, "feature_scale": det.feature_scale_}
     for i, (mean, precision) in enumerate(zip(det.latent_mean_, det.latent_precision_)):
         state[f"latent_mean_{i}"], state[f"latent_precision_{i}"] = mean, precision
-    save_tensors(path / "state.safetensors", {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float64))
-                                              for k, v in state.items()}, metadata={"format": FORMAT})
+    save_tensors(
+        path / "state.safetensors",
+        {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float64)) for k, v in state.items()},
+        metadata={"format": FORMAT},
+    )
     atomic_write_json(path / "detector.json", meta)
     return path
 
@@ -103,10 +114,14 @@ def load_detector(path: str | Path) -> Any:
     det.train_scores_ = state["train_scores"].numpy()
     det.center_ = state["center"].numpy()
     n = len(det.models_)
-    det.feature_scale_ = state["feature_scale"].numpy() if "feature_scale" in state else np.ones((n, det.n_features_in_))
+    det.feature_scale_ = (
+        state["feature_scale"].numpy() if "feature_scale" in state else np.ones((n, det.n_features_in_))
+    )
     det.latent_scale_ = [float(v) for v in meta.get("latent_scale", [1.0] * n)]
     det.latent_mean_ = [state[f"latent_mean_{i}"].numpy() for i in range(n) if f"latent_mean_{i}" in state]
-    det.latent_precision_ = [state[f"latent_precision_{i}"].numpy() for i in range(n) if f"latent_precision_{i}" in state]
+    det.latent_precision_ = [
+        state[f"latent_precision_{i}"].numpy() for i in range(n) if f"latent_precision_{i}" in state
+    ]
     return det
 
 
@@ -115,9 +130,13 @@ def _common_meta(det: Any) -> dict:
     params = {k: v for k, v in det.get_params(deep=False).items() if k != "detectors"}
     if "random_state" in params and not isinstance(params["random_state"], (int, type(None))):
         params["random_state"] = None
-    return {"format": FORMAT_CLASSIC.format(type(det).__name__), "params": params, "threshold": det.threshold_,
-            "n_features_in": det.n_features_in_,
-            "feature_names_in": None if names is None else [str(n) for n in names]}
+    return {
+        "format": FORMAT_CLASSIC.format(type(det).__name__),
+        "params": params,
+        "threshold": det.threshold_,
+        "n_features_in": det.n_features_in_,
+        "feature_names_in": None if names is None else [str(n) for n in names],
+    }
 
 
 def _save_other(det: Any, path: Path) -> Path:
@@ -138,8 +157,11 @@ def _save_other(det: Any, path: Path) -> Path:
     else:
         raise CheckpointError(f"cannot save a {type(det).__name__}: not an isthmus anomaly detector")
     path.mkdir(parents=True, exist_ok=True)
-    save_tensors(path / "state.safetensors", {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()},
-                 metadata={"format": meta["format"]})
+    save_tensors(
+        path / "state.safetensors",
+        {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()},
+        metadata={"format": meta["format"]},
+    )
     atomic_write_json(path / "detector.json", meta)
     return path
 
@@ -149,7 +171,7 @@ def _load_other(path: Path, meta: dict) -> Any:
     from isthmus.tasks.anomaly_classic import CLASSIC_DETECTORS
     from isthmus.tasks.anomaly_ensemble import ScoreAverage
 
-    name = str(meta["format"])[len("isthmus."):].rsplit("/", 1)[0]
+    name = str(meta["format"])[len("isthmus.") :].rsplit("/", 1)[0]
     if meta["format"] != FORMAT_CLASSIC.format(name) or (name not in CLASSIC_DETECTORS and name != "ScoreAverage"):
         raise CheckpointError(f"{path}/detector.json has unknown format {meta['format']!r}")
     arrays = {k: v.numpy() for k, v in load_tensors(path / "state.safetensors").items()}

@@ -16,14 +16,35 @@ import numpy as np
 import torch
 
 from isthmus.config import Config, ConfigError
-from isthmus.data import DataError, Scaler, Table, load_digits, load_mnist, load_table, make_scaler, make_shapes, train_val_split
+from isthmus.data import (
+    DataError,
+    Scaler,
+    Table,
+    load_digits,
+    load_mnist,
+    load_table,
+    make_scaler,
+    make_shapes,
+    train_val_split,
+)
 from isthmus.io import CheckpointError, atomic_write_json, read_json
 from isthmus.models import AutoEncoder, ObjectiveConfig
 from isthmus.train import Callback, Trainer, TrainerConfig
 from isthmus.train.distributed import is_main_process
 
-__all__ = ["DataSection", "ModelSection", "RunConfig", "TrainedRun", "load_source", "build_model",
-           "train_autoencoder", "load_run", "load_schema", "match_schema", "reconstruction_metrics"]
+__all__ = [
+    "DataSection",
+    "ModelSection",
+    "RunConfig",
+    "TrainedRun",
+    "load_source",
+    "build_model",
+    "train_autoencoder",
+    "load_run",
+    "load_schema",
+    "match_schema",
+    "reconstruction_metrics",
+]
 
 BUILTIN_SOURCES = ("digits", "shapes", "mnist")
 
@@ -117,13 +138,26 @@ def build_model(section: ModelSection, sample_shape: tuple[int, ...]) -> AutoEnc
     bn = {"type": section.bottleneck, "config": {"latent_dim": section.latent_dim, **section.bottleneck_config}}
     if section.kind == "conv":
         if len(sample_shape) != 3 or sample_shape[1] != sample_shape[2]:
-            raise ConfigError(f"model.kind='conv' needs square images (C, H, H); the data has samples of shape "
-                              f"{sample_shape}; use model.kind=mlp for tables")
-        return AutoEncoder.conv(image_size=sample_shape[1], in_channels=sample_shape[0], channels=section.channels,
-                                bottleneck=bn, out_activation=section.out_activation, objective=section.objective)
-    return AutoEncoder.mlp(int(np.prod(sample_shape)), hidden=section.hidden, bottleneck=bn,
-                           activation=section.activation, out_activation=section.out_activation,
-                           objective=section.objective)
+            raise ConfigError(
+                f"model.kind='conv' needs square images (C, H, H); the data has samples of shape "
+                f"{sample_shape}; use model.kind=mlp for tables"
+            )
+        return AutoEncoder.conv(
+            image_size=sample_shape[1],
+            in_channels=sample_shape[0],
+            channels=section.channels,
+            bottleneck=bn,
+            out_activation=section.out_activation,
+            objective=section.objective,
+        )
+    return AutoEncoder.mlp(
+        int(np.prod(sample_shape)),
+        hidden=section.hidden,
+        bottleneck=bn,
+        activation=section.activation,
+        out_activation=section.out_activation,
+        objective=section.objective,
+    )
 
 
 @torch.no_grad()
@@ -131,8 +165,10 @@ def reconstruction_metrics(model: AutoEncoder, X: np.ndarray, batch_size: int = 
     """Per-element MSE and PSNR (data range of X) of ``model`` on (already scaled) ``X``."""
     model.eval()
     xt = torch.as_tensor(X, dtype=torch.float32)
-    sq = sum(float(((model(xt[i:i + batch_size]).recon - xt[i:i + batch_size]) ** 2).sum())
-             for i in range(0, len(xt), batch_size))
+    sq = sum(
+        float(((model(xt[i : i + batch_size]).recon - xt[i : i + batch_size]) ** 2).sum())
+        for i in range(0, len(xt), batch_size)
+    )
     mse = sq / xt.numel()
     data_range = float(xt.max() - xt.min()) or 1.0
     return {"mse": mse, "psnr": float(10 * np.log10(data_range**2 / max(mse, 1e-12)))}
@@ -141,17 +177,22 @@ def reconstruction_metrics(model: AutoEncoder, X: np.ndarray, batch_size: int = 
 def _check_device(device: str) -> None:
     """A CUDA/MPS device the machine lacks is a config error, not torch's AssertionError mid-run."""
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"trainer.device={device!r} but this torch sees no CUDA GPU "
-                          f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}); "
-                          "use trainer.device=auto or trainer.device=cpu")
+        raise ConfigError(
+            f"trainer.device={device!r} but this torch sees no CUDA GPU "
+            f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}); "
+            "use trainer.device=auto or trainer.device=cpu"
+        )
     if device.startswith("mps") and not torch.backends.mps.is_available():
         raise ConfigError(f"trainer.device={device!r} but MPS is not available here; use trainer.device=auto")
 
 
 def data_schema(table: Table, cfg: RunConfig) -> dict[str, Any]:
     """What the model was trained on, checked by every later use (``schema.json`` in the run folder)."""
-    return {"feature_names": table.feature_names, "sample_shape": list(table.X.shape[1:]),
-            "label_column": cfg.data.label_column}
+    return {
+        "feature_names": table.feature_names,
+        "sample_shape": list(table.X.shape[1:]),
+        "label_column": cfg.data.label_column,
+    }
 
 
 def match_schema(table: Table, schema: dict[str, Any] | None, source: str) -> Table:
@@ -169,25 +210,30 @@ def match_schema(table: Table, schema: dict[str, Any] | None, source: str) -> Ta
         missing = [n for n in names if n not in have]
         if missing:
             extra = [n for n in have if n not in names]
-            raise DataError(f"{source}: the model was trained on columns {names}; this data lacks {missing}"
-                            + (f" and has {extra} instead (renamed?)" if extra else "")
-                            + "; give it the training columns (any order)")
+            raise DataError(
+                f"{source}: the model was trained on columns {names}; this data lacks {missing}"
+                + (f" and has {extra} instead (renamed?)" if extra else "")
+                + "; give it the training columns (any order)"
+            )
         extra = [n for n in have if n not in names]
         if extra:
             warnings.warn(f"{source}: ignoring column(s) {extra} the model was not trained on", stacklevel=2)
         else:
-            warnings.warn(f"{source}: columns are in another order than at training; reordered them by name",
-                          stacklevel=2)
+            warnings.warn(
+                f"{source}: columns are in another order than at training; reordered them by name", stacklevel=2
+            )
         idx = [have.index(n) for n in names]
         table = Table(table.X[:, idx], table.y, list(names), table.meta)
     if want_shape and tuple(table.X.shape[1:]) != want_shape:
-        raise DataError(f"{source}: samples have shape {tuple(table.X.shape[1:])} but the model was trained on "
-                        f"{want_shape}")
+        raise DataError(
+            f"{source}: samples have shape {tuple(table.X.shape[1:])} but the model was trained on {want_shape}"
+        )
     return table
 
 
-def train_autoencoder(cfg: RunConfig, save: bool = True, resume: bool = False,
-                      callbacks: Sequence[Callback] = ()) -> TrainedRun:
+def train_autoencoder(
+    cfg: RunConfig, save: bool = True, resume: bool = False, callbacks: Sequence[Callback] = ()
+) -> TrainedRun:
     """Run the whole pipeline of ``cfg``; with ``save`` write the run folder to ``cfg.out_dir``.
 
     Under ``torchrun`` every rank trains (DDP) and only rank 0 saves (the others return ``out_dir=None``).
@@ -225,10 +271,17 @@ def train_autoencoder(cfg: RunConfig, save: bool = True, resume: bool = False,
             from isthmus.train.checkpoint import find_latest
 
             last = find_latest(tcfg.checkpoint_dir) if tcfg.checkpoint_dir else None
-            keep = (f"the trained weights are safe in the last checkpoint {last}; fix the cause and run "
-                    f"`isthmus train --out {out} --resume` to write the model") if last else "no checkpoint was kept"
-            raise CheckpointError(f"training finished but saving the model to {out / 'model'} failed "
-                                  f"({exc.strerror or exc}); {keep}") from exc
+            keep = (
+                (
+                    f"the trained weights are safe in the last checkpoint {last}; fix the cause and run "
+                    f"`isthmus train --out {out} --resume` to write the model"
+                )
+                if last
+                else "no checkpoint was kept"
+            )
+            raise CheckpointError(
+                f"training finished but saving the model to {out / 'model'} failed ({exc.strerror or exc}); {keep}"
+            ) from exc
     return run
 
 
@@ -248,10 +301,14 @@ def load_run(path: str | Path) -> tuple[AutoEncoder, Scaler, RunConfig | None]:
         return AutoEncoder.from_pretrained(path), make_scaler("none"), None  # a bare model folder
     missing = [f for f in RUN_FILES if not (path / f).is_file()]
     if missing:
-        unfinished = (set(missing) <= {"model/config.json", "model/model.safetensors"}
-                      and (path / "checkpoints").is_dir())  # the model is written last
-        hint = (f"; training did not finish: continue it with `isthmus train --out {path} --resume`"
-                if unfinished else "; copy the whole run folder, or re-train")
+        unfinished = (
+            set(missing) <= {"model/config.json", "model/model.safetensors"} and (path / "checkpoints").is_dir()
+        )  # the model is written last
+        hint = (
+            f"; training did not finish: continue it with `isthmus train --out {path} --resume`"
+            if unfinished
+            else "; copy the whole run folder, or re-train"
+        )
         raise CheckpointError(f"{path} is not a complete run folder: missing {missing}{hint}")
     model = AutoEncoder.from_pretrained(path / "model")
     scaler = Scaler.from_dict(read_json(path / "scaler.json"))

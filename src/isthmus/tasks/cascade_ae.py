@@ -87,8 +87,9 @@ class CascadeAE:
         if not 1 <= self.n_stages <= len(STAGES):
             raise ValueError(f"n_stages must be in 1..{len(STAGES)}, got {self.n_stages}")
         if len(self.epochs) < self.n_stages or len(self.batch_sizes) < self.n_stages:
-            raise ValueError(f"need epochs and batch_sizes for {self.n_stages} stage(s), got {self.epochs}, "
-                             f"{self.batch_sizes}")
+            raise ValueError(
+                f"need epochs and batch_sizes for {self.n_stages} stage(s), got {self.epochs}, {self.batch_sizes}"
+            )
 
     def _inputs(self, x: torch.Tensor, upto: int) -> torch.Tensor:
         """The input of stage ``upto`` (0-based), built from the trained earlier stages."""
@@ -109,8 +110,14 @@ class CascadeAE:
                 inp = self._inputs(X, i)
             torch.manual_seed(self.seed + i)
             ae = SeluAE(inp.shape[1], STAGES[i][0], self.l1)
-            cfg = TrainerConfig(epochs=self.epochs[i], batch_size=self.batch_sizes[i], lr=self.lr, optimizer="adam",
-                                seed=self.seed + i, progress=False)
+            cfg = TrainerConfig(
+                epochs=self.epochs[i],
+                batch_size=self.batch_sizes[i],
+                lr=self.lr,
+                optimizer="adam",
+                seed=self.seed + i,
+                progress=False,
+            )
             res = Trainer(ae, cfg).fit(inp)
             self.stages.append(ae.eval())
             self.curves.append([float(h["train_loss"]) for h in res.history])

@@ -141,9 +141,13 @@ class AEKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         elif self.reducer in ("cascade", "canonical"):
             from isthmus.tasks.cascade_ae import CascadeAE
 
-            self.cascade_ = CascadeAE(n_stages=3 if self.reducer == "cascade" else 1, epochs=tuple(self.cascade_epochs),
-                                      batch_sizes=tuple(self.cascade_batch_sizes), l1=self.l1_activity,
-                                      seed=seed).fit(Zt)
+            self.cascade_ = CascadeAE(
+                n_stages=3 if self.reducer == "cascade" else 1,
+                epochs=tuple(self.cascade_epochs),
+                batch_sizes=tuple(self.cascade_batch_sizes),
+                l1=self.l1_activity,
+                seed=seed,
+            ).fit(Zt)
             self.history_ = [list(c) for c in self.cascade_.curves]  # one loss curve per stage
         elif self.reducer == "pca":
             n = self.pca_variance if self.pca_variance is not None else min(self.latent_dim, Zt.shape[1])
@@ -176,11 +180,20 @@ class AEKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         act = self.activation if self.reducer == "stacked" else "identity"
         torch.manual_seed(seed)  # network init is part of the estimator's randomness
         self.model_ = AutoEncoder.mlp(
-            in_dim=d, latent_dim=self.latent_dim, hidden=hidden, activation=act,
+            in_dim=d,
+            latent_dim=self.latent_dim,
+            hidden=hidden,
+            activation=act,
             objective=ObjectiveConfig(recon_loss="mse", recon_reduction="mean"),
         )
-        cfg = TrainerConfig(epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer,
-                            lr=self.lr, seed=seed, progress=False)
+        cfg = TrainerConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            optimizer=self.optimizer,
+            lr=self.lr,
+            seed=seed,
+            progress=False,
+        )
         result = Trainer(self.model_, cfg).fit(torch.from_numpy(np.ascontiguousarray(Z)))
         self.history_ = list(getattr(result, "history", []) or [])
         self.model_.eval()
@@ -205,8 +218,9 @@ class AEKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self, "kmeans_")
         X = check_array(X, dtype=np.float32)
         if X.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {X.shape[1]} features, but AEKMeans is expecting {self.n_features_in_} "
-                             "features as input")
+            raise ValueError(
+                f"X has {X.shape[1]} features, but AEKMeans is expecting {self.n_features_in_} features as input"
+            )
         return self._reduce(self._scale(X))
 
     def predict(self, X: Any) -> np.ndarray:

@@ -21,8 +21,16 @@ from typing import Callable
 import torch
 from torch import nn
 
-__all__ = ["count_flops", "quantize_uint8", "dequantize_uint8", "transmitted_bytes", "SplitModel", "latency_ratio",
-           "QuantizedTensor", "fake_quantize_uint8"]
+__all__ = [
+    "count_flops",
+    "quantize_uint8",
+    "dequantize_uint8",
+    "transmitted_bytes",
+    "SplitModel",
+    "latency_ratio",
+    "QuantizedTensor",
+    "fake_quantize_uint8",
+]
 
 
 def count_flops(module: nn.Module, *inputs: torch.Tensor) -> int:
@@ -97,8 +105,11 @@ class SplitModel(nn.Module):
         """FLOPs of head and tail for one batch ``x`` and the bytes per sample sent between them."""
         with torch.no_grad():
             z = self.head(x)
-        return {"head_flops": count_flops(self.head, x) / len(x), "tail_flops": count_flops(self.tail, z) / len(x),
-                "bytes_per_sample": float(transmitted_bytes(z, self.quantize))}
+        return {
+            "head_flops": count_flops(self.head, x) / len(x),
+            "tail_flops": count_flops(self.tail, z) / len(x),
+            "bytes_per_sample": float(transmitted_bytes(z, self.quantize)),
+        }
 
 
 def latency_ratio(a: Callable[[], object], b: Callable[[], object], repeats: int = 21, warmup: int = 3) -> float:

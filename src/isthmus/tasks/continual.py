@@ -24,7 +24,7 @@ def split_classes(classes: Sequence[int], per_task: int) -> list[list[int]]:
     classes = list(classes)
     if per_task < 1 or len(classes) % per_task:
         raise ValueError(f"{len(classes)} classes do not split into tasks of {per_task}")
-    return [classes[i:i + per_task] for i in range(0, len(classes), per_task)]
+    return [classes[i : i + per_task] for i in range(0, len(classes), per_task)]
 
 
 @torch.no_grad()
@@ -41,10 +41,19 @@ def task_accuracies(model: nn.Module, x: torch.Tensor, y: torch.Tensor, tasks: l
     return out
 
 
-def train_stream(model: nn.Module, x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor,
-                 tasks: list[list[int]], steps_per_task: int, batch_size: int,
-                 make_optimizer: Callable[[list[nn.Parameter]], torch.optim.Optimizer], seed: int = 0,
-                 loss_fn: Callable = nn.functional.cross_entropy) -> dict:
+def train_stream(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    x_test: torch.Tensor,
+    y_test: torch.Tensor,
+    tasks: list[list[int]],
+    steps_per_task: int,
+    batch_size: int,
+    make_optimizer: Callable[[list[nn.Parameter]], torch.optim.Optimizer],
+    seed: int = 0,
+    loss_fn: Callable = nn.functional.cross_entropy,
+) -> dict:
     """Train ``model`` (logits = ``model(x)``) on the tasks in order; returns the accuracy matrix and its report.
 
     Each step draws a minibatch (with replacement) from the current task's training samples.
@@ -67,8 +76,18 @@ def train_stream(model: nn.Module, x: torch.Tensor, y: torch.Tensor, x_test: tor
 
 
 @torch.no_grad()
-def ncm_stream(features: nn.Module, x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor,
-               tasks: list[list[int]], steps_per_task: int, batch_size: int, n_classes: int, seed: int = 0) -> dict:
+def ncm_stream(
+    features: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    x_test: torch.Tensor,
+    y_test: torch.Tensor,
+    tasks: list[list[int]],
+    steps_per_task: int,
+    batch_size: int,
+    n_classes: int,
+    seed: int = 0,
+) -> dict:
     """Nearest-class-mean on frozen ``features`` over the same stream as :func:`train_stream` (the same
     minibatches, drawn with the same generator): running class means, prediction = nearest mean (Euclidean).
     It has no weights to overwrite, so it cannot forget — the strongest simple baseline for a frozen encoder."""

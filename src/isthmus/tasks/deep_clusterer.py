@@ -59,16 +59,33 @@ class DeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
     (300,)
     """
 
-    def __init__(self, n_clusters: int | None = None, latent_dim: int = 10,
-                 hidden: Sequence[int] = (256, 256, 512), activation: str = "relu",
-                 pretrain_epochs: int = 30, lr: float = 1e-3, batch_size: int = 256,
-                 manifold: Literal["spectral"] | None = None, manifold_neighbors: int = 10,
-                 method: Literal["kmeans", "gmm"] = "kmeans", n_init: int = 20, k_range: tuple[int, int] = (2, 12),
-                 refine: Literal["idec", "dec"] | None = None, refine_epochs: int = 200, refine_lr: float = 1e-3,
-                 kl_weight: float = 0.1, recon_weight: float = 1.0, graph_weight: float = 0.0,
-                 graph_power: int = 1, graph_cumulative: bool = False, graph_tau: float = 1.0,
-                 autoencoder: AutoEncoder | None = None,
-                 random_state: int | None = None, progress: bool = False) -> None:
+    def __init__(
+        self,
+        n_clusters: int | None = None,
+        latent_dim: int = 10,
+        hidden: Sequence[int] = (256, 256, 512),
+        activation: str = "relu",
+        pretrain_epochs: int = 30,
+        lr: float = 1e-3,
+        batch_size: int = 256,
+        manifold: Literal["spectral"] | None = None,
+        manifold_neighbors: int = 10,
+        method: Literal["kmeans", "gmm"] = "kmeans",
+        n_init: int = 20,
+        k_range: tuple[int, int] = (2, 12),
+        refine: Literal["idec", "dec"] | None = None,
+        refine_epochs: int = 200,
+        refine_lr: float = 1e-3,
+        kl_weight: float = 0.1,
+        recon_weight: float = 1.0,
+        graph_weight: float = 0.0,
+        graph_power: int = 1,
+        graph_cumulative: bool = False,
+        graph_tau: float = 1.0,
+        autoencoder: AutoEncoder | None = None,
+        random_state: int | None = None,
+        progress: bool = False,
+    ) -> None:
         self.n_clusters = n_clusters
         self.latent_dim = latent_dim
         self.hidden = hidden
@@ -96,8 +113,9 @@ class DeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
 
     # ---- checks ------------------------------------------------------------------------------
     def _check_params(self, n: int) -> None:
-        if self.n_clusters is not None and not (isinstance(self.n_clusters, (int, np.integer))
-                                                and 1 <= self.n_clusters <= n):
+        if self.n_clusters is not None and not (
+            isinstance(self.n_clusters, (int, np.integer)) and 1 <= self.n_clusters <= n
+        ):
             raise ValueError(f"n_clusters must be an int in [1, {n}] or None, got {self.n_clusters!r}")
         if self.manifold not in (None, "spectral"):
             raise ValueError(f"manifold must be None or 'spectral', got {self.manifold!r}")
@@ -125,15 +143,18 @@ class DeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         if self.autoencoder is not None:  # a (pretrained) model of the caller's: copied, never changed in place
             self.autoencoder_ = copy.deepcopy(self.autoencoder)
             if self.autoencoder_.latent_dim != self.latent_dim:
-                raise ValueError(f"autoencoder has latent_dim {self.autoencoder_.latent_dim}, "
-                                 f"but latent_dim={self.latent_dim}")
+                raise ValueError(
+                    f"autoencoder has latent_dim {self.autoencoder_.latent_dim}, but latent_dim={self.latent_dim}"
+                )
         else:
-            self.autoencoder_ = AutoEncoder.mlp(in_dim=X.shape[1], latent_dim=self.latent_dim,
-                                                hidden=list(self.hidden), activation=self.activation)
+            self.autoencoder_ = AutoEncoder.mlp(
+                in_dim=X.shape[1], latent_dim=self.latent_dim, hidden=list(self.hidden), activation=self.activation
+            )
         xt = torch.as_tensor(X)
         if self.pretrain_epochs:
-            cfg = TrainerConfig(epochs=self.pretrain_epochs, batch_size=self.batch_size, lr=self.lr, seed=seed,
-                                progress=self.progress)
+            cfg = TrainerConfig(
+                epochs=self.pretrain_epochs, batch_size=self.batch_size, lr=self.lr, seed=seed, progress=self.progress
+            )
             Trainer(self.autoencoder_, cfg).fit(xt)
         self.autoencoder_.eval()
         with torch.no_grad():
@@ -158,16 +179,18 @@ class DeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         from sklearn.manifold import SpectralEmbedding
 
         dim = self.n_clusters or min(10, z.shape[1])
-        return SpectralEmbedding(n_components=dim, n_neighbors=min(self.manifold_neighbors, len(z) - 1),
-                                 random_state=seed).fit_transform(z)
+        return SpectralEmbedding(
+            n_components=dim, n_neighbors=min(self.manifold_neighbors, len(z) - 1), random_state=seed
+        ).fit_transform(z)
 
     def _choose_k(self, space: np.ndarray, seed: int) -> int:
         lo, hi = self.k_range
         hi = min(hi, len(space) - 1)
         if lo < 2 or hi < lo:
             raise ValueError(f"k_range must satisfy 2 <= low <= high < n_samples, got {self.k_range}")
-        scores = {k: silhouette_score(space, self._cluster(space, k, seed)[0], random_state=seed)
-                  for k in range(lo, hi + 1)}
+        scores = {
+            k: silhouette_score(space, self._cluster(space, k, seed)[0], random_state=seed) for k in range(lo, hi + 1)
+        }
         self.k_scores_ = scores
         return max(scores, key=lambda k: scores[k])
 

@@ -20,8 +20,17 @@ import torch.nn.functional as F
 from isthmus.models.skip_vae import SkipVAE
 from isthmus.nn.emasc import MaskAwareSkip
 
-__all__ = ["fit_skip_vae", "mask_image", "perceptual_loss", "SkipTraining", "train_skips", "decode_with_skips",
-           "weights_hash", "DECODER_PARTS", "frozen_copy"]
+__all__ = [
+    "fit_skip_vae",
+    "mask_image",
+    "perceptual_loss",
+    "SkipTraining",
+    "train_skips",
+    "decode_with_skips",
+    "weights_hash",
+    "DECODER_PARTS",
+    "frozen_copy",
+]
 
 DECODER_PARTS = ("dec_in", "dec_mid", "up", "upconv", "dec_norm", "conv_out")
 
@@ -39,8 +48,15 @@ def mask_image(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return x * (1 - mask) + 0.5 * mask
 
 
-def fit_skip_vae(vae: SkipVAE, images: np.ndarray, steps: int, batch_size: int = 32, lr: float = 1e-3,
-                 kl_weight: float = 1e-4, seed: int = 0) -> list[float]:
+def fit_skip_vae(
+    vae: SkipVAE,
+    images: np.ndarray,
+    steps: int,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    kl_weight: float = 1e-4,
+    seed: int = 0,
+) -> list[float]:
     """Train the VAE on ``images`` ``(N, 3, H, W)``: mean L1 + ``kl_weight`` · mean KL; returns the loss curve."""
     x = torch.as_tensor(images, dtype=torch.float32)
     g = torch.Generator().manual_seed(seed)
@@ -81,9 +97,20 @@ def _skips(vae: SkipVAE, skip: MaskAwareSkip | None, source: torch.Tensor, mask:
     return skip(taps, mask)
 
 
-def train_skips(vae: SkipVAE, skip: MaskAwareSkip | None, images: np.ndarray, masks: np.ndarray, steps: int,
-                batch_size: int = 16, lr: float = 1e-3, weight_decay: float = 1e-2, warmup: int = 50,
-                finetune_decoder: bool = False, perceptual: float = 0.5, seed: int = 0) -> SkipTraining:
+def train_skips(
+    vae: SkipVAE,
+    skip: MaskAwareSkip | None,
+    images: np.ndarray,
+    masks: np.ndarray,
+    steps: int,
+    batch_size: int = 16,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-2,
+    warmup: int = 50,
+    finetune_decoder: bool = False,
+    perceptual: float = 0.5,
+    seed: int = 0,
+) -> SkipTraining:
     """Train ``skip`` (or, with ``finetune_decoder``, the decoder of a *copy* the caller passes) with the
     encoder frozen: AdamW with weight decay on every parameter, constant lr after a linear warm-up,
     grad-norm clip 1.0 (``train_emasc.py``)."""
@@ -126,15 +153,21 @@ def train_skips(vae: SkipVAE, skip: MaskAwareSkip | None, images: np.ndarray, ma
 
 
 @torch.no_grad()
-def decode_with_skips(vae: SkipVAE, skip: MaskAwareSkip | None, edited: np.ndarray, source: np.ndarray,
-                      masks: np.ndarray, batch_size: int = 64) -> np.ndarray:
+def decode_with_skips(
+    vae: SkipVAE,
+    skip: MaskAwareSkip | None,
+    edited: np.ndarray,
+    source: np.ndarray,
+    masks: np.ndarray,
+    batch_size: int = 64,
+) -> np.ndarray:
     """Decode the edited images' latent means with skips from the masked *source* (the unedited image)."""
     vae.eval()
     outs = []
     for i in range(0, len(edited), batch_size):
-        e = torch.as_tensor(edited[i:i + batch_size])
-        s = torch.as_tensor(source[i:i + batch_size])
-        mk = torch.as_tensor(masks[i:i + batch_size])
+        e = torch.as_tensor(edited[i : i + batch_size])
+        s = torch.as_tensor(source[i : i + batch_size])
+        mk = torch.as_tensor(masks[i : i + batch_size])
         mu, _, _ = vae.encode_features(e)
         outs.append(vae.decode(mu, _skips(vae, skip, s, mk)).numpy())
     return np.concatenate(outs)

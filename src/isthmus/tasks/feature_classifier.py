@@ -41,9 +41,14 @@ def _load_images(dataset: str) -> tuple[torch.Tensor, torch.Tensor, str]:
     return torch.as_tensor(np.asarray(t.X)), torch.as_tensor(np.asarray(t.y)).long(), "digits"
 
 
-def train_feature_classifier(dataset: str = "digits", side: int | None = None, seed: int = 0, epochs: int = 30,
-                             cache_dir: str | Path | None = None,
-                             train_indices: Sequence[int] | np.ndarray | None = None) -> FeatureClassifier:
+def train_feature_classifier(
+    dataset: str = "digits",
+    side: int | None = None,
+    seed: int = 0,
+    epochs: int = 30,
+    cache_dir: str | Path | None = None,
+    train_indices: Sequence[int] | np.ndarray | None = None,
+) -> FeatureClassifier:
     """Train (or fetch from cache) the fixed feature classifier on ``dataset`` ("digits" or "mnist", which
     falls back to digits when MNIST is absent) at image side ``side`` (default: the data's own).
 
@@ -86,8 +91,9 @@ def train_feature_classifier(dataset: str = "digits", side: int | None = None, s
             save_tensors(path, clf.state_dict())
     clf.eval()
     clf.train_indices_ = np.sort(tr.numpy())
-    clf.heldout_accuracy_ = (float((torch.as_tensor(clf.probs(x[te])).argmax(1) == y[te]).float().mean())
-                             if len(te) else float("nan"))
+    clf.heldout_accuracy_ = (
+        float((torch.as_tensor(clf.probs(x[te])).argmax(1) == y[te]).float().mean()) if len(te) else float("nan")
+    )
     _CACHE[key] = (clf, clf.heldout_accuracy_)
     return clf
 
@@ -100,12 +106,15 @@ def _fit(clf: FeatureClassifier, x: torch.Tensor, y: torch.Tensor, seed: int, ep
     for m in clf.modules():
         if isinstance(m, nn.Linear):
             m.reset_parameters()
-    Trainer(Classifier(clf), TrainerConfig(epochs=epochs, batch_size=128, lr=1e-3, seed=seed + 1, progress=False,
-                                           device="cpu")).fit((x, y))
+    Trainer(
+        Classifier(clf),
+        TrainerConfig(epochs=epochs, batch_size=128, lr=1e-3, seed=seed + 1, progress=False, device="cpu"),
+    ).fit((x, y))
 
 
-def frechet_sanity(clf: FeatureClassifier, real: torch.Tensor, reference: torch.Tensor, seed: int = 0
-                   ) -> dict[str, float]:
+def frechet_sanity(
+    clf: FeatureClassifier, real: torch.Tensor, reference: torch.Tensor, seed: int = 0
+) -> dict[str, float]:
     """Fréchet distances to ``reference`` of other real images, of a blurred copy of them (3×3 box blur,
     twice) and of uniform noise. A usable feature space puts real images well below both; callers check
     that before trusting an FD comparison. ``real`` and ``reference`` are ``(N, 1, H, W)`` in [0, 1] and
@@ -119,5 +128,6 @@ def frechet_sanity(clf: FeatureClassifier, real: torch.Tensor, reference: torch.
         blurred = F.avg_pool2d(F.pad(blurred, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
     noise = torch.rand(real.shape, generator=torch.Generator().manual_seed(seed))
     ref = clf.features(reference)
-    return {k: frechet_distance(clf.features(v), ref) for k, v in (("real", real), ("blurred", blurred),
-                                                                    ("noise", noise))}
+    return {
+        k: frechet_distance(clf.features(v), ref) for k, v in (("real", real), ("blurred", blurred), ("noise", noise))
+    }

@@ -44,8 +44,13 @@ class FleetDetector(BaseEstimator):
     each entity judged by its own threshold.
     """
 
-    def __init__(self, detector: AnomalyDetector | None = None, fit_global: bool = True,
-                 unseen: str = "error", random_state: int | np.random.RandomState | None = None) -> None:
+    def __init__(
+        self,
+        detector: AnomalyDetector | None = None,
+        fit_global: bool = True,
+        unseen: str = "error",
+        random_state: int | np.random.RandomState | None = None,
+    ) -> None:
         self.detector = detector
         self.fit_global = fit_global
         self.unseen = unseen
@@ -90,8 +95,10 @@ class FleetDetector(BaseEstimator):
         ent = self._entities(X, entities)
         unknown = sorted(set(ent.tolist()) - set(self.detectors_), key=str)
         if unknown and self.unseen == "error":
-            raise DataError(f"entities {unknown[:5]} were not seen at fit (known: {self.entities_[:5]}...); "
-                            "fit them, or set unseen='global' to score them with the global model")
+            raise DataError(
+                f"entities {unknown[:5]} were not seen at fit (known: {self.entities_[:5]}...); "
+                "fit them, or set unseen='global' to score them with the global model"
+            )
         out: np.ndarray | None = None
         for e in dict.fromkeys(ent.tolist()):
             mask = ent == e
@@ -131,8 +138,15 @@ def save_fleet(fleet: FleetDetector, path: str | Path) -> Path:
     if fleet.global_ is not None:
         fleet.global_.save(path / "global")
     entities = [e.item() if isinstance(e, np.generic) else e for e in fleet.entities_]
-    atomic_write_json(path / "fleet.json", {"format": "isthmus.FleetDetector/1", "entities": entities,
-                                            "fit_global": fleet.fit_global, "unseen": fleet.unseen})
+    atomic_write_json(
+        path / "fleet.json",
+        {
+            "format": "isthmus.FleetDetector/1",
+            "entities": entities,
+            "fit_global": fleet.fit_global,
+            "unseen": fleet.unseen,
+        },
+    )
     return path
 
 

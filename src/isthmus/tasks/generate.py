@@ -29,8 +29,12 @@ PRIORS = ("flow_matching", "flow", "gaussian")
 
 
 class TwoStageGenerator:
-    def __init__(self, autoencoder: AutoEncoder, prior: Literal["flow_matching", "flow", "gaussian"] = "flow_matching",
-                 prior_options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        autoencoder: AutoEncoder,
+        prior: Literal["flow_matching", "flow", "gaussian"] = "flow_matching",
+        prior_options: dict[str, Any] | None = None,
+    ) -> None:
         if prior not in PRIORS:
             raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
         self.autoencoder = autoencoder
@@ -46,8 +50,12 @@ class TwoStageGenerator:
         self.autoencoder.eval()
         return torch.cat([self.autoencoder.encode(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
 
-    def fit(self, x: torch.Tensor, autoencoder_trainer: TrainerConfig | None = None,
-            prior_trainer: TrainerConfig | None = None) -> "TwoStageGenerator":
+    def fit(
+        self,
+        x: torch.Tensor,
+        autoencoder_trainer: TrainerConfig | None = None,
+        prior_trainer: TrainerConfig | None = None,
+    ) -> "TwoStageGenerator":
         """Train the autoencoder (skip with ``autoencoder_trainer=None`` for a trained one), then the prior."""
         x = torch.as_tensor(x, dtype=torch.float32)
         if not torch.isfinite(x).all():
@@ -119,4 +127,3 @@ class TwoStageGenerator:
         elif gen.prior_kind == "flow":
             gen.prior = AutoregressiveFlow.from_pretrained(path / "prior")
         return gen
-

@@ -38,14 +38,25 @@ class Stage1:
 def reconstruct(model: INRVAE, x: torch.Tensor, side: int | None = None, batch: int = 500) -> torch.Tensor:
     """Decode the posterior means of ``x`` as full images (at ``side`` for the INR decoders)."""
     model.eval()
-    out = torch.cat([model.decode_image(model.encode_stats(x[i:i + batch])[0], side) for i in range(0, len(x), batch)])
+    out = torch.cat(
+        [model.decode_image(model.encode_stats(x[i : i + batch])[0], side) for i in range(0, len(x), batch)]
+    )
     model.train()
     return out
 
 
-def fit_inr_vae(model: INRVAE, x: np.ndarray | torch.Tensor, val: np.ndarray | torch.Tensor, steps: int,
-                batch_size: int = 32, coords: int = 256, lr: float = 1e-3, kl_max: float = 0.5, seed: int = 0,
-                log_points: int = 20) -> Stage1:
+def fit_inr_vae(
+    model: INRVAE,
+    x: np.ndarray | torch.Tensor,
+    val: np.ndarray | torch.Tensor,
+    steps: int,
+    batch_size: int = 32,
+    coords: int = 256,
+    lr: float = 1e-3,
+    kl_max: float = 0.5,
+    seed: int = 0,
+    log_points: int = 20,
+) -> Stage1:
     x, val = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(val, dtype=torch.float32)
     side = model.config.side
     grid = coordinate_grid(side, side)
@@ -90,13 +101,23 @@ class LatentPrior:
         return (u * self.std + self.mean).reshape(n, *self.shape)
 
 
-def fit_latent_prior(model: INRVAE, x: np.ndarray | torch.Tensor, steps: int, batch_size: int = 128,
-                     width: int = 256, depth: int = 3, lr: float = 1e-3, seed: int = 0) -> LatentPrior:
+def fit_latent_prior(
+    model: INRVAE,
+    x: np.ndarray | torch.Tensor,
+    steps: int,
+    batch_size: int = 128,
+    width: int = 256,
+    depth: int = 3,
+    lr: float = 1e-3,
+    seed: int = 0,
+) -> LatentPrior:
     """Flow matching on standardised posterior *samples* of ``x`` (DDMI trains its LDM on samples)."""
     x = torch.as_tensor(x, dtype=torch.float32)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        mu, logvar = torch.cat([torch.cat(model.encode_stats(x[i:i + 1000]), 1) for i in range(0, len(x), 1000)]).chunk(2, 1)
+        mu, logvar = torch.cat(
+            [torch.cat(model.encode_stats(x[i : i + 1000]), 1) for i in range(0, len(x), 1000)]
+        ).chunk(2, 1)
         z = mu + torch.randn(mu.shape, generator=g) * (0.5 * logvar).exp()
     shape = tuple(z.shape[1:])
     flat = z.flatten(1)

@@ -36,16 +36,28 @@ def _val_loss(model: nn.Module, x_val: torch.Tensor, mask_seed: int, batch: int)
     gen = torch.Generator().manual_seed(mask_seed)
     total, n = 0.0, 0
     for i in range(0, len(x_val), batch):
-        xb = x_val[i:i + batch]
+        xb = x_val[i : i + batch]
         total += float(model(xb, generator=gen).loss) * len(xb)
         n += len(xb)
     return total / n
 
 
-def pretrain_masked(model: nn.Module, x_train: torch.Tensor, x_val: torch.Tensor, *, epochs: int, seed: int,
-                    batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 0.05, warmup_frac: float = 0.03,
-                    grad_clip: float | None = 3.0, probe: Callable[[nn.Module], float] | None = None,
-                    probe_epochs: Sequence[int] = (), mask_seed: int = 12345) -> PretrainTrace:
+def pretrain_masked(
+    model: nn.Module,
+    x_train: torch.Tensor,
+    x_val: torch.Tensor,
+    *,
+    epochs: int,
+    seed: int,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    weight_decay: float = 0.05,
+    warmup_frac: float = 0.03,
+    grad_clip: float | None = 3.0,
+    probe: Callable[[nn.Module], float] | None = None,
+    probe_epochs: Sequence[int] = (),
+    mask_seed: int = 12345,
+) -> PretrainTrace:
     """Train ``model`` (whose ``compute_loss`` is its masked pretext) and trace it; returns the trace."""
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
@@ -62,9 +74,18 @@ def pretrain_masked(model: nn.Module, x_train: torch.Tensor, x_val: torch.Tensor
         return _val_loss(m, x_val, mask_seed, 512)
 
     val_cb = EpochTrace(trace)
-    cfg = TrainerConfig(epochs=epochs, batch_size=batch_size, optimizer="adamw", lr=lr, weight_decay=weight_decay,
-                        schedule="cosine", warmup_steps=max(1, int(warmup_frac * steps)), grad_clip=grad_clip,
-                        seed=seed, progress=False)
+    cfg = TrainerConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        optimizer="adamw",
+        lr=lr,
+        weight_decay=weight_decay,
+        schedule="cosine",
+        warmup_steps=max(1, int(warmup_frac * steps)),
+        grad_clip=grad_clip,
+        seed=seed,
+        progress=False,
+    )
     t0 = time.process_time()
     Trainer(model, cfg, callbacks=[val_cb]).fit(x_train)
     model.eval()
@@ -74,7 +95,7 @@ def pretrain_masked(model: nn.Module, x_train: torch.Tensor, x_val: torch.Tensor
 @torch.no_grad()
 def frozen_features(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch: int = 512) -> torch.Tensor:
     """``fn`` (e.g. ``model.encode`` or ``model.encode_tokens``) over ``x`` in batches, no gradient."""
-    return torch.cat([fn(x[i:i + batch]) for i in range(0, len(x), batch)])
+    return torch.cat([fn(x[i : i + batch]) for i in range(0, len(x), batch)])
 
 
 def n_params(model: nn.Module, prefixes: Sequence[str] | None = None) -> int:
@@ -82,9 +103,13 @@ def n_params(model: nn.Module, prefixes: Sequence[str] | None = None) -> int:
     return sum(p.numel() for n, p in model.named_parameters() if prefixes is None or n.startswith(tuple(prefixes)))
 
 
-def whitened_linear_probe(z_train: torch.Tensor | np.ndarray, y_train: torch.Tensor | np.ndarray,
-                          z_test: torch.Tensor | np.ndarray, y_test: torch.Tensor | np.ndarray,
-                          n_components: int | None = None) -> float:
+def whitened_linear_probe(
+    z_train: torch.Tensor | np.ndarray,
+    y_train: torch.Tensor | np.ndarray,
+    z_test: torch.Tensor | np.ndarray,
+    y_test: torch.Tensor | np.ndarray,
+    n_components: int | None = None,
+) -> float:
     """Logistic probe on PCA-whitened features (PCA fit on the training split only).
 
     Whitening is an invertible linear map (with all components), so the probe's function class is the
@@ -95,5 +120,6 @@ def whitened_linear_probe(z_train: torch.Tensor | np.ndarray, y_train: torch.Ten
 
     ztr = np.asarray(z_train, dtype=np.float64)
     pca = PCA(n_components=n_components, whiten=True, random_state=0).fit(ztr)
-    return linear_probe_accuracy(pca.transform(ztr), y_train, pca.transform(np.asarray(z_test, dtype=np.float64)),
-                                 y_test)
+    return linear_probe_accuracy(
+        pca.transform(ztr), y_train, pca.transform(np.asarray(z_test, dtype=np.float64)), y_test
+    )

@@ -35,8 +35,15 @@ from torch import nn
 
 from isthmus.models.output import ModelOutput
 
-__all__ = ["Matryoshka2DConfig", "Matryoshka2DEncoder", "mean_pool", "mnrl_loss", "kl_to_full",
-           "tokenize_pairs", "diagonal_pairs"]
+__all__ = [
+    "Matryoshka2DConfig",
+    "Matryoshka2DEncoder",
+    "mean_pool",
+    "mnrl_loss",
+    "kl_to_full",
+    "tokenize_pairs",
+    "diagonal_pairs",
+]
 
 Pair = tuple[int, int]
 
@@ -62,7 +69,7 @@ class Matryoshka2DConfig:
     kl_target: Literal["embedding", "similarity"] = "embedding"
     scale: float = 20.0  # inverse temperature of the contrastive softmax
     random_layers: list[int] | None = None  # 2DMSE sampling grid (default: 1..L-1)
-    random_dims: list[int] | None = None    # (default: the dims of ``pairs``)
+    random_dims: list[int] | None = None  # (default: the dims of ``pairs``)
     seed: int = 0
 
     def validate(self, n_layers: int, hidden: int) -> None:
@@ -91,12 +98,14 @@ def mnrl_loss(q: torch.Tensor, d: torch.Tensor, scale: float = 20.0) -> torch.Te
 
 def kl_to_full(sub: torch.Tensor, full: torch.Tensor, temperature: float) -> torch.Tensor:
     """KL(softmax(full/T) ‖ softmax(sub/T)) row-wise, batch mean; ``full`` is treated as the fixed teacher."""
-    return F.kl_div(F.log_softmax(sub / temperature, dim=-1), F.softmax(full.detach() / temperature, dim=-1),
-                    reduction="batchmean")
+    return F.kl_div(
+        F.log_softmax(sub / temperature, dim=-1), F.softmax(full.detach() / temperature, dim=-1), reduction="batchmean"
+    )
 
 
-def tokenize_pairs(tokenizer: Any, queries: Sequence[str], docs: Sequence[str],
-                   max_length: int = 32) -> tuple[torch.Tensor, ...]:
+def tokenize_pairs(
+    tokenizer: Any, queries: Sequence[str], docs: Sequence[str], max_length: int = 32
+) -> tuple[torch.Tensor, ...]:
     """``(q_ids, q_mask, d_ids, d_mask)`` padded to ``max_length``: a tuple the isthmus Trainer batches."""
     q = tokenizer(list(queries), padding="max_length", truncation=True, max_length=max_length, return_tensors="pt")
     d = tokenizer(list(docs), padding="max_length", truncation=True, max_length=max_length, return_tensors="pt")
@@ -111,8 +120,9 @@ class Matryoshka2DEncoder(nn.Module):
     queries then the documents ``(2B, hidden)``; ``embed(texts, layer, dim)`` gives normalised embeddings.
     """
 
-    def __init__(self, backbone: nn.Module, tokenizer: Any, config: Matryoshka2DConfig | dict | None = None,
-                 max_length: int = 32) -> None:
+    def __init__(
+        self, backbone: nn.Module, tokenizer: Any, config: Matryoshka2DConfig | dict | None = None, max_length: int = 32
+    ) -> None:
         super().__init__()
         cfg = config if isinstance(config, Matryoshka2DConfig) else Matryoshka2DConfig(**(config or {}))
         self.backbone, self.tokenizer, self.config, self.max_length = backbone, tokenizer, cfg, max_length
@@ -180,8 +190,13 @@ class Matryoshka2DEncoder(nn.Module):
         parts: list[list[torch.Tensor]] = [[] for _ in range(self.n_layers + 1)]
         try:
             for i in range(0, len(texts), batch_size):
-                enc = self.tokenizer(list(texts[i:i + batch_size]), padding=True, truncation=True,
-                                     max_length=self.max_length, return_tensors="pt")
+                enc = self.tokenizer(
+                    list(texts[i : i + batch_size]),
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                    return_tensors="pt",
+                )
                 for layer, m in enumerate(self.layer_means(enc["input_ids"], enc["attention_mask"])):
                     parts[layer].append(m)
         finally:

@@ -36,9 +36,15 @@ class StageConfig:
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
 
 
-def train_stage(trainable: Sequence[nn.Module], loss_fn: Callable[..., torch.Tensor], tensors: Sequence[torch.Tensor],
-                cfg: StageConfig, seed: int, frozen: Sequence[nn.Module] = (),
-                evaluate: Callable[[], float] | None = None) -> list[float]:
+def train_stage(
+    trainable: Sequence[nn.Module],
+    loss_fn: Callable[..., torch.Tensor],
+    tensors: Sequence[torch.Tensor],
+    cfg: StageConfig,
+    seed: int,
+    frozen: Sequence[nn.Module] = (),
+    evaluate: Callable[[], float] | None = None,
+) -> list[float]:
     """Train ``trainable`` on ``loss_fn(*batch)`` over minibatches of ``tensors``; returns the eval curve."""
     n = len(tensors[0])
     if any(len(t) != n for t in tensors):
@@ -51,9 +57,11 @@ def train_stage(trainable: Sequence[nn.Module], loss_fn: Callable[..., torch.Ten
     flags = [(p, p.requires_grad) for m in frozen for p in m.parameters()]
     for p, _ in flags:
         p.requires_grad_(False)
-    opt: torch.optim.Optimizer = (torch.optim.Adam(params, cfg.lr, weight_decay=cfg.weight_decay)
-                                  if cfg.optimizer == "adam" else
-                                  torch.optim.SGD(params, cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay))
+    opt: torch.optim.Optimizer = (
+        torch.optim.Adam(params, cfg.lr, weight_decay=cfg.weight_decay)
+        if cfg.optimizer == "adam"
+        else torch.optim.SGD(params, cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    )
     steps_per_epoch = -(-n // cfg.batch_size)
     total, decay_at = cfg.epochs * steps_per_epoch, int(cfg.milestone * cfg.epochs * steps_per_epoch)
     eval_every = max(1, steps_per_epoch // cfg.evals_per_epoch)
@@ -71,7 +79,7 @@ def train_stage(trainable: Sequence[nn.Module], loss_fn: Callable[..., torch.Ten
                 if step == decay_at:
                     for group in opt.param_groups:
                         group["lr"] *= cfg.gamma
-                idx = perm[i:i + cfg.batch_size]
+                idx = perm[i : i + cfg.batch_size]
                 loss = loss_fn(*[t[idx] for t in tensors])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

@@ -26,8 +26,9 @@ MODES = ("replace", "accumulate", "accumulate_subsample")
 Mode = Literal["replace", "accumulate", "accumulate_subsample"]
 
 
-def pool_for_generation(real: np.ndarray, synthetic: list[np.ndarray], mode: Mode,
-                        rng: np.random.Generator) -> np.ndarray:
+def pool_for_generation(
+    real: np.ndarray, synthetic: list[np.ndarray], mode: Mode, rng: np.random.Generator
+) -> np.ndarray:
     """The training rows of the next generation, given the real data and the samples made so far."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -39,9 +40,15 @@ def pool_for_generation(real: np.ndarray, synthetic: list[np.ndarray], mode: Mod
     return pool[rng.choice(len(pool), size=len(real), replace=False)]
 
 
-def recursive_generations(real: np.ndarray, generations: int, mode: Mode, fit: Callable[[np.ndarray, int], Any],
-                          sample: Callable[[Any, int, int], np.ndarray], evaluate: Callable[[Any], dict[str, float]],
-                          seed: int = 0) -> list[dict[str, float]]:
+def recursive_generations(
+    real: np.ndarray,
+    generations: int,
+    mode: Mode,
+    fit: Callable[[np.ndarray, int], Any],
+    sample: Callable[[Any, int, int], np.ndarray],
+    evaluate: Callable[[Any], dict[str, float]],
+    seed: int = 0,
+) -> list[dict[str, float]]:
     """Train ``generations`` models in turn; ``fit(data, generation) -> model``, ``sample(model, n, seed)``,
     ``evaluate(model) -> metrics`` (on real held-out data). Returns one metrics dict per generation."""
     if generations < 1:
@@ -58,8 +65,15 @@ def recursive_generations(real: np.ndarray, generations: int, mode: Mode, fit: C
     return out
 
 
-def linear_collapse(d: int = 10, T: int = 100, sigma: float = 1.0, iterations: int = 20, repetitions: int = 500,
-                    mode: Mode = "replace", seed: int = 0) -> np.ndarray:
+def linear_collapse(
+    d: int = 10,
+    T: int = 100,
+    sigma: float = 1.0,
+    iterations: int = 20,
+    repetitions: int = 500,
+    mode: Mode = "replace",
+    seed: int = 0,
+) -> np.ndarray:
     """Mean test error ``E‖ŵ_t − w‖²`` per iteration of the paper's linear loop (``(iterations,)``).
 
     ``X`` (T × d Gaussian) is drawn once per repetition and reused; labels of generation ``t`` are the

@@ -31,9 +31,19 @@ class Reducer(TransformerMixin, BaseEstimator):
     (64, 2)
     """
 
-    def __init__(self, n_components: int = 2, hidden: Sequence[int] = (128, 64), bottleneck: str = "identity",
-                 activation: str = "gelu", epochs: int = 50, batch_size: int = 64, lr: float = 1e-3,
-                 standardize: bool = True, random_state: int | None = None, progress: bool = False) -> None:
+    def __init__(
+        self,
+        n_components: int = 2,
+        hidden: Sequence[int] = (128, 64),
+        bottleneck: str = "identity",
+        activation: str = "gelu",
+        epochs: int = 50,
+        batch_size: int = 64,
+        lr: float = 1e-3,
+        standardize: bool = True,
+        random_state: int | None = None,
+        progress: bool = False,
+    ) -> None:
         self.n_components = n_components
         self.hidden = hidden
         self.bottleneck = bottleneck
@@ -54,10 +64,16 @@ class Reducer(TransformerMixin, BaseEstimator):
         self.scale_ = np.where(std > 0, std, 1.0).astype(np.float32)
         seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
         torch.manual_seed(seed)
-        self.model_ = AutoEncoder.mlp(in_dim=X.shape[1], latent_dim=self.n_components, hidden=list(self.hidden),
-                                      bottleneck=self.bottleneck, activation=self.activation)
-        cfg = TrainerConfig(epochs=self.epochs, batch_size=min(self.batch_size, len(X)), lr=self.lr, seed=seed,
-                            progress=self.progress)
+        self.model_ = AutoEncoder.mlp(
+            in_dim=X.shape[1],
+            latent_dim=self.n_components,
+            hidden=list(self.hidden),
+            bottleneck=self.bottleneck,
+            activation=self.activation,
+        )
+        cfg = TrainerConfig(
+            epochs=self.epochs, batch_size=min(self.batch_size, len(X)), lr=self.lr, seed=seed, progress=self.progress
+        )
         Trainer(self.model_, cfg).fit(torch.as_tensor(self._scale(X)))
         self.model_.eval()
         return self

@@ -25,7 +25,15 @@ from isthmus.nn.adversary import DomainCritic, domain_adversary_loss
 from isthmus.nn.unet import UNet, UNetConfig
 from isthmus.train.config import TrainerConfig
 
-__all__ = ["RestorerConfig", "Restorer", "fit_restorer", "FitResult", "RestoreRunConfig", "RestoreRun", "train_restore_run"]
+__all__ = [
+    "RestorerConfig",
+    "Restorer",
+    "fit_restorer",
+    "FitResult",
+    "RestoreRunConfig",
+    "RestoreRun",
+    "train_restore_run",
+]
 
 
 @dataclass
@@ -51,13 +59,13 @@ class Restorer(nn.Module, Pretrained):
         super().__init__()
         self.config = config or RestorerConfig()
         self.net = UNet(self.config.unet)
-        self.critic = (DomainCritic(self.config.unet.channels[-1]) if self.config.domain_adversary > 0 else None)
+        self.critic = DomainCritic(self.config.unet.channels[-1]) if self.config.domain_adversary > 0 else None
 
     @property
     def margin(self) -> int:
         """Reflection margin: the receptive-field radius of the U-Net, rounded up to its pooling multiple."""
         levels = len(self.config.unet.channels)
-        radius = sum(2 * 2 ** i for i in range(levels)) + sum(2 * 2 ** i for i in range(levels - 1)) + 2 ** levels
+        radius = sum(2 * 2**i for i in range(levels)) + sum(2 * 2**i for i in range(levels - 1)) + 2**levels
         m = self.net.multiple
         return -(-radius // m) * m
 
@@ -67,9 +75,14 @@ class Restorer(nn.Module, Pretrained):
     def compute_loss(self, batch: Any) -> ModelOutput:
         want = 3 if self.critic is not None else 2
         if not isinstance(batch, (tuple, list)) or len(batch) != want:
-            raise ValueError("Restorer trains on (degraded, clean) pairs" +
-                             (" plus unpaired target-domain images: pass (x, y, r)" if want == 3 else
-                              ": pass a tuple of two image tensors"))
+            raise ValueError(
+                "Restorer trains on (degraded, clean) pairs"
+                + (
+                    " plus unpaired target-domain images: pass (x, y, r)"
+                    if want == 3
+                    else ": pass a tuple of two image tensors"
+                )
+            )
         x, y = batch[0], batch[1]
         if x.shape != y.shape:
             raise ValueError(f"degraded and clean batches differ in shape: {tuple(x.shape)} vs {tuple(y.shape)}")
@@ -80,7 +93,8 @@ class Restorer(nn.Module, Pretrained):
         if self.critic is not None:
             _, b_r = self.net.encode(batch[2])
             losses["domain_adversary"] = self.config.domain_adversary * domain_adversary_loss(
-                self.critic, bottleneck, b_r)
+                self.critic, bottleneck, b_r
+            )
         return ModelOutput(loss=torch.stack(list(losses.values())).sum(), losses=losses, recon=out)
 
     # ---- inference on arbitrary sizes -------------------------------------------------------------
@@ -92,20 +106,19 @@ class Restorer(nn.Module, Pretrained):
         mode = "reflect" if min(h, w) > m + max(ph, pw) else "replicate"
         xp = nn.functional.pad(x, (m, m + pw, m, m + ph), mode=mode)
         if tile is None:
-            return self(xp)[..., m:m + h, m:m + w]
+            return self(xp)[..., m : m + h, m : m + w]
         if tile < mult or tile % mult:
             raise ValueError(f"tile must be a positive multiple of {mult}, got {tile}")
         out = torch.empty(x.shape[0], self.config.unet.out_channels, h + ph, w + pw, dtype=x.dtype)
         for r in range(0, h + ph, tile):
             for c in range(0, w + pw, tile):
                 th, tw = min(tile, h + ph - r), min(tile, w + pw - c)
-                piece = self(xp[..., r:r + th + 2 * m, c:c + tw + 2 * m])
-                out[..., r:r + th, c:c + tw] = piece[..., m:m + th, m:m + tw]
+                piece = self(xp[..., r : r + th + 2 * m, c : c + tw + 2 * m])
+                out[..., r : r + th, c : c + tw] = piece[..., m : m + th, m : m + tw]
         return out[..., :h, :w]
 
     @torch.no_grad()
-    def restore(self, images: np.ndarray | torch.Tensor, tile: int | None = None,
-                batch_size: int = 64) -> np.ndarray:
+    def restore(self, images: np.ndarray | torch.Tensor, tile: int | None = None, batch_size: int = 64) -> np.ndarray:
         """Restore images in [0, 1]: ``(N, C, H, W)``, or one ``(H, W, C)`` / ``(H, W)`` image (same layout back)."""
         arr = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
         arr = arr.astype(np.float32)
@@ -131,8 +144,10 @@ class Restorer(nn.Module, Pretrained):
         self.eval()
         try:
             device = next(self.parameters()).device
-            outs = [self._run_padded(torch.as_tensor(batch[i:i + batch_size], device=device), tile).cpu().numpy()
-                    for i in range(0, len(batch), batch_size)]
+            outs = [
+                self._run_padded(torch.as_tensor(batch[i : i + batch_size], device=device), tile).cpu().numpy()
+                for i in range(0, len(batch), batch_size)
+            ]
         finally:
             self.train(was)
         out = np.clip(np.concatenate(outs), 0.0, 1.0)
@@ -148,21 +163,29 @@ class FitResult:
     val_loss: list[float]  # per epoch: the restoration term (L1/MSE) on the validation pairs
 
 
-def fit_restorer(degraded: np.ndarray, clean: np.ndarray, config: RestorerConfig | None = None,
-                 trainer: Any = None, val: tuple[np.ndarray, np.ndarray] | None = None,
-                 unpaired: np.ndarray | None = None) -> FitResult:
+def fit_restorer(
+    degraded: np.ndarray,
+    clean: np.ndarray,
+    config: RestorerConfig | None = None,
+    trainer: Any = None,
+    val: tuple[np.ndarray, np.ndarray] | None = None,
+    unpaired: np.ndarray | None = None,
+) -> FitResult:
     """Train a :class:`Restorer` on ``(N, C, h, w)`` patch pairs with the isthmus Trainer (``unpaired``:
     target-domain images for a ``domain_adversary`` restorer, one per pair, never paired in content)."""
     from isthmus.train import Trainer
 
     degraded, clean = np.asarray(degraded, np.float32), np.asarray(clean, np.float32)
     if degraded.shape != clean.shape or degraded.ndim != 4:
-        raise ValueError(f"degraded and clean must be matching (N, C, h, w) arrays, got {degraded.shape} and "
-                         f"{clean.shape}")
+        raise ValueError(
+            f"degraded and clean must be matching (N, C, h, w) arrays, got {degraded.shape} and {clean.shape}"
+        )
     config = config or RestorerConfig(unet=UNetConfig(in_channels=degraded.shape[1], out_channels=clean.shape[1]))
     if config.unet.in_channels != degraded.shape[1]:
-        raise ValueError(f"the U-Net takes {config.unet.in_channels} channels but the patches have "
-                         f"{degraded.shape[1]}; set unet.in_channels/out_channels")
+        raise ValueError(
+            f"the U-Net takes {config.unet.in_channels} channels but the patches have "
+            f"{degraded.shape[1]}; set unet.in_channels/out_channels"
+        )
     tc = trainer if trainer is not None else TrainerConfig(epochs=10, batch_size=32, lr=1e-3, progress=False)
     torch.manual_seed(tc.seed)
     model = Restorer(config)
@@ -178,8 +201,11 @@ def fit_restorer(degraded: np.ndarray, clean: np.ndarray, config: RestorerConfig
     vdata = tuple(t(v) for v in vals) if vals is not None else None
     res = Trainer(model, tc).fit(train, vdata)
     hist = res.history
-    return FitResult(model.eval(), [float(h.get("train_loss", float("nan"))) for h in hist],
-                     [float(h.get(f"val_{config.loss}", float("nan"))) for h in hist])  # restoration term only
+    return FitResult(
+        model.eval(),
+        [float(h.get("train_loss", float("nan"))) for h in hist],
+        [float(h.get(f"val_{config.loss}", float("nan"))) for h in hist],
+    )  # restoration term only
 
 
 @dataclass
@@ -202,18 +228,23 @@ class RestoreRunConfig(Config):
 
         bad = [d for d in self.degradations if d not in FAMILIES]
         if bad or not self.degradations:
-            raise ConfigError(f"RestoreRunConfig.degradations: unknown or empty {bad or self.degradations}; "
-                              f"choose from {sorted(FAMILIES)}")
+            raise ConfigError(
+                f"RestoreRunConfig.degradations: unknown or empty {bad or self.degradations}; "
+                f"choose from {sorted(FAMILIES)}"
+            )
         if min(self.n_train, self.n_val, self.n_test) < 1:
             raise ConfigError("RestoreRunConfig: n_train, n_val and n_test must be >= 1")
         mult = 2 ** (len(self.restorer.unet.channels) - 1)
         if self.patch < mult or self.patch % mult:
-            raise ConfigError(f"RestoreRunConfig.patch={self.patch} must be a multiple of the U-Net's pooling "
-                              f"factor {mult}")
+            raise ConfigError(
+                f"RestoreRunConfig.patch={self.patch} must be a multiple of the U-Net's pooling factor {mult}"
+            )
         c = 1 if self.gray else 3
         if self.restorer.unet.in_channels != c or self.restorer.unet.out_channels != c:
-            raise ConfigError(f"RestoreRunConfig: gray={self.gray} gives {c}-channel patches; set "
-                              f"restorer.unet.in_channels and out_channels to {c}")
+            raise ConfigError(
+                f"RestoreRunConfig: gray={self.gray} gives {c}-channel patches; set "
+                f"restorer.unet.in_channels and out_channels to {c}"
+            )
 
 
 @dataclass
@@ -228,6 +259,7 @@ def train_restore_run(cfg: RestoreRunConfig, progress: bool = False) -> RestoreR
     from isthmus.data.degrade import degrade
     from isthmus.data.photos import photo_patches
     from isthmus.metrics.image import psnr, ssim
+
     tc = cfg.trainer.with_overrides({"seed": cfg.seed, "progress": progress})
     s = cfg.seed
     clean = photo_patches("train", cfg.n_train + cfg.n_val, cfg.patch, seed=s, gray=cfg.gray)
@@ -237,8 +269,15 @@ def train_restore_run(cfg: RestoreRunConfig, progress: bool = False) -> RestoreR
     test = photo_patches("test", cfg.n_test, cfg.patch, seed=s + 2, gray=cfg.gray)
     test_deg = degrade(test, cfg.degradations, seed=s + 3)
     restored = fit.model.restore(test_deg)
-    report = {"degradations": list(cfg.degradations), "train_loss": fit.train_loss, "val_loss": fit.val_loss,
-              "test_psnr_input": float(psnr(test, test_deg).mean()), "test_psnr_restored": float(psnr(test, restored).mean()),
-              "test_ssim_input": float(ssim(test, test_deg).mean()), "test_ssim_restored": float(ssim(test, restored).mean()),
-              "test_patches": cfg.n_test, "test_photos": "held-out photos (isthmus.data.photos.TEST_PHOTOS)"}
+    report = {
+        "degradations": list(cfg.degradations),
+        "train_loss": fit.train_loss,
+        "val_loss": fit.val_loss,
+        "test_psnr_input": float(psnr(test, test_deg).mean()),
+        "test_psnr_restored": float(psnr(test, restored).mean()),
+        "test_ssim_input": float(ssim(test, test_deg).mean()),
+        "test_ssim_restored": float(ssim(test, restored).mean()),
+        "test_patches": cfg.n_test,
+        "test_photos": "held-out photos (isthmus.data.photos.TEST_PHOTOS)",
+    }
     return RestoreRun(fit.model, cfg, report)

@@ -56,15 +56,24 @@ def image_split(side: int = 16, n_train: int = 7000, n_val: int = 1000, n_test: 
         k = n / (n_train + n_val + n_test)
         n_train, n_val, n_test = int(n_train * k), int(n_val * k), n - int(n_train * k) - int(n_val * k)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(0))
-    tr, va, te = perm[:n_train], perm[n_train:n_train + n_val], perm[n_train + n_val:n_train + n_val + n_test]
-    return ImageSplit(x[tr], y[tr], x[va], y[va], x[te], y[te], np.sort(torch.cat([tr, va]).numpy()),
-                      f"{name} at {side}x{side}: {len(tr)} train / {len(va)} val / {len(te)} test", side)
+    tr, va, te = perm[:n_train], perm[n_train : n_train + n_val], perm[n_train + n_val : n_train + n_val + n_test]
+    return ImageSplit(
+        x[tr],
+        y[tr],
+        x[va],
+        y[va],
+        x[te],
+        y[te],
+        np.sort(torch.cat([tr, va]).numpy()),
+        f"{name} at {side}x{side}: {len(tr)} train / {len(va)} val / {len(te)} test",
+        side,
+    )
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
     """Separable Gaussian blur of ``(N, C, H, W)`` images (radius 3σ, replicate padding)."""
     r = max(1, int(math.ceil(3 * sigma)))
-    k = torch.exp(-torch.arange(-r, r + 1, dtype=torch.float32) ** 2 / (2 * sigma ** 2))
+    k = torch.exp(-(torch.arange(-r, r + 1, dtype=torch.float32) ** 2) / (2 * sigma**2))
     k = (k / k.sum()).to(x.dtype)
     c = x.shape[1]
     x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
@@ -75,12 +84,14 @@ class SampleScorer:
     def __init__(self, split: ImageSplit, clf_epochs: int = 15) -> None:
         self.split = split
         dataset = split.source.split(" ")[0]
-        self.clf = train_feature_classifier(dataset, side=split.side, seed=0, epochs=clf_epochs,
-                                            train_indices=split.rows_fit)
+        self.clf = train_feature_classifier(
+            dataset, side=split.side, seed=0, epochs=clf_epochs, train_indices=split.rows_fit
+        )
         self._ref = {"test": self.clf.features(split.x_test), "val": self.clf.features(split.x_val)}
 
-    def score(self, samples: torch.Tensor, labels: torch.Tensor | None = None, reference: str = "test"
-              ) -> dict[str, float]:
+    def score(
+        self, samples: torch.Tensor, labels: torch.Tensor | None = None, reference: str = "test"
+    ) -> dict[str, float]:
         samples = samples.reshape(len(samples), 1, self.split.side, self.split.side).clamp(0, 1)
         if not torch.isfinite(samples).all():
             raise ValueError("samples hold NaN or inf")
@@ -96,10 +107,12 @@ class SampleScorer:
         n = min(len(s.x_train), len(s.x_test))
         ref = self._ref["test"]
         noise = torch.rand(s.x_test.shape, generator=torch.Generator().manual_seed(0))
-        out = {"real": frechet_distance(self.clf.features(s.x_train[:n]), ref),
-               "blurred": frechet_distance(self.clf.features(gaussian_blur(s.x_test)), ref),
-               "noise": frechet_distance(self.clf.features(noise), ref),
-               "clf_heldout_accuracy": float(self.clf.heldout_accuracy_)}
+        out = {
+            "real": frechet_distance(self.clf.features(s.x_train[:n]), ref),
+            "blurred": frechet_distance(self.clf.features(gaussian_blur(s.x_test)), ref),
+            "noise": frechet_distance(self.clf.features(noise), ref),
+            "clf_heldout_accuracy": float(self.clf.heldout_accuracy_),
+        }
         out["ok"] = float(out["real"] <= 0.2 * out["blurred"] and out["blurred"] < out["noise"])
         return out
 
@@ -109,8 +122,9 @@ def balanced_labels(n: int, n_classes: int = 10) -> torch.Tensor:
     return torch.arange(n_classes).repeat_interleave(n // n_classes)
 
 
-def guided_score(scorer: SampleScorer, draw, weights: tuple[float, ...], n_select: int, n_samples: int, seed: int
-                 ) -> tuple[dict[str, float], dict[str, float], torch.Tensor]:
+def guided_score(
+    scorer: SampleScorer, draw, weights: tuple[float, ...], n_select: int, n_samples: int, seed: int
+) -> tuple[dict[str, float], dict[str, float], torch.Tensor]:
     """Choose the guidance weight on validation FD, then score ``n_samples`` class-balanced samples on test.
 
     ``draw(n, labels, w, generator) -> images``. Returns (scores at the chosen w plus ``w_star``, validation
@@ -120,8 +134,9 @@ def guided_score(scorer: SampleScorer, draw, weights: tuple[float, ...], n_selec
     sel = {}
     for w in weights:
         lab = balanced_labels(n_select)
-        sel[str(w)] = scorer.score(draw(len(lab), lab, w, torch.Generator().manual_seed(seed * 100 + 1)), lab,
-                                   "val")["frechet"]
+        sel[str(w)] = scorer.score(draw(len(lab), lab, w, torch.Generator().manual_seed(seed * 100 + 1)), lab, "val")[
+            "frechet"
+        ]
     w_star = min(weights, key=lambda w: sel[str(w)])
     lab = balanced_labels(n_samples)
     imgs = draw(len(lab), lab, w_star, torch.Generator().manual_seed(seed * 100 + 2))

@@ -53,8 +53,11 @@ class SimCLR(nn.Module):
         if len(head) != 3:
             raise ValueError(f"head must list three widths (p2, p1, projection), got {head}")
         self.backbone = backbone
-        self.fc1, self.fc2, self.fc3 = nn.Linear(feature_dim, head[0]), nn.Linear(head[0], head[1]), \
-            nn.Linear(head[1], head[2])
+        self.fc1, self.fc2, self.fc3 = (
+            nn.Linear(feature_dim, head[0]),
+            nn.Linear(head[0], head[1]),
+            nn.Linear(head[1], head[2]),
+        )
 
     def layers(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         p3 = self.backbone(x)
@@ -66,15 +69,16 @@ class SimCLR(nn.Module):
         return self.layers(x)["z"]
 
     @torch.no_grad()
-    def features(self, x: torch.Tensor, layers: Sequence[str] = ("p3",), batch_size: int = 512
-                 ) -> dict[str, np.ndarray]:
+    def features(
+        self, x: torch.Tensor, layers: Sequence[str] = ("p3",), batch_size: int = 512
+    ) -> dict[str, np.ndarray]:
         """Frozen features (eval mode: BN running statistics, as the authors' probe) per named layer."""
         was = self.training
         self.eval()
         try:
             parts: dict[str, list[np.ndarray]] = {k: [] for k in layers}
             for i in range(0, len(x), batch_size):
-                out = self.layers(x[i:i + batch_size])
+                out = self.layers(x[i : i + batch_size])
                 for k in layers:
                     parts[k].append(out[k].numpy())
             return {k: np.concatenate(v) for k, v in parts.items()}
@@ -82,8 +86,9 @@ class SimCLR(nn.Module):
             self.train(was)
 
 
-def cosine_decay_restarts(step: int, first_decay_steps: int, t_mul: float = 2.0, m_mul: float = 1.0,
-                          alpha: float = 0.0) -> float:
+def cosine_decay_restarts(
+    step: int, first_decay_steps: int, t_mul: float = 2.0, m_mul: float = 1.0, alpha: float = 0.0
+) -> float:
     """TF ``CosineDecayRestarts`` multiplier at ``step`` (1.0 at every restart, periods × ``t_mul``)."""
     frac = step / first_decay_steps
     if t_mul == 1.0:
@@ -91,8 +96,8 @@ def cosine_decay_restarts(step: int, first_decay_steps: int, t_mul: float = 2.0,
         frac -= i
     else:
         i = math.floor(math.log(1 - frac * (1 - t_mul)) / math.log(t_mul))
-        frac = (frac - (1 - t_mul ** i) / (1 - t_mul)) / t_mul ** i
-    decayed = 0.5 * m_mul ** i * (1 + math.cos(math.pi * frac))
+        frac = (frac - (1 - t_mul**i) / (1 - t_mul)) / t_mul**i
+    decayed = 0.5 * m_mul**i * (1 + math.cos(math.pi * frac))
     return (1 - alpha) * decayed + alpha
 
 
@@ -118,8 +123,14 @@ class SimCLRResult:
     batches: list[list[int]]  # the batches of the last epoch (to audit the batch order)
 
 
-def fit_simclr(model: SimCLR, x: torch.Tensor, batches: Iterable[list[int]], config: SimCLRConfig, seed: int = 0,
-               negative_mask: Callable[[np.ndarray], torch.Tensor] | None = None) -> SimCLRResult:
+def fit_simclr(
+    model: SimCLR,
+    x: torch.Tensor,
+    batches: Iterable[list[int]],
+    config: SimCLRConfig,
+    seed: int = 0,
+    negative_mask: Callable[[np.ndarray], torch.Tensor] | None = None,
+) -> SimCLRResult:
     """Train ``model`` in place on images ``x`` ``(N, C, H, W)``.
 
     ``batches`` is re-iterated every epoch (a batch sampler); batches of one item are skipped (no
@@ -130,10 +141,14 @@ def fit_simclr(model: SimCLR, x: torch.Tensor, batches: Iterable[list[int]], con
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     params = model.parameters()
-    opt: torch.optim.Optimizer = (torch.optim.SGD(params, lr=config.lr, momentum=config.momentum)
-                                  if config.optimizer == "sgd" else torch.optim.Adam(params, lr=config.lr))
+    opt: torch.optim.Optimizer = (
+        torch.optim.SGD(params, lr=config.lr, momentum=config.momentum)
+        if config.optimizer == "sgd"
+        else torch.optim.Adam(params, lr=config.lr)
+    )
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, (lambda s: cosine_decay_restarts(s, config.restart_steps)) if config.restart_steps else (lambda s: 1.0))
+        opt, (lambda s: cosine_decay_restarts(s, config.restart_steps)) if config.restart_steps else (lambda s: 1.0)
+    )
     model.train()
     step_loss: list[float] = []
     epoch_loss: list[float] = []

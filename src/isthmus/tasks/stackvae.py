@@ -51,15 +51,35 @@ class StackVAEGDetector(BaseEstimator):
     Learned: ``model_``, ``mean_``, ``scale_``, ``n_channels_``, ``threshold_``, ``n_params_``.
     """
 
-    def __init__(self, window: int = 32, stride: int = 1, hidden: Sequence[int] = (64, 64), latent_dim: int = 8,
-                 k: int = 5, embed_dim: int = 16, alpha: float = 3.0, graph_init_scale: float = 1.0, graph_weight: float = 0.5,
-                 consistency_weight: float = 1.0, beta: float = 1.0, max_steps: int = 600, batch_size: int = 64,
-                 lr: float = 1e-3, weight_decay: float = 1e-3, percentile: float = 99.0,
-                 random_state: int | None = None) -> None:
+    def __init__(
+        self,
+        window: int = 32,
+        stride: int = 1,
+        hidden: Sequence[int] = (64, 64),
+        latent_dim: int = 8,
+        k: int = 5,
+        embed_dim: int = 16,
+        alpha: float = 3.0,
+        graph_init_scale: float = 1.0,
+        graph_weight: float = 0.5,
+        consistency_weight: float = 1.0,
+        beta: float = 1.0,
+        max_steps: int = 600,
+        batch_size: int = 64,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-3,
+        percentile: float = 99.0,
+        random_state: int | None = None,
+    ) -> None:
         self.window, self.stride, self.hidden, self.latent_dim = window, stride, hidden, latent_dim
         self.k, self.embed_dim, self.alpha, self.graph_weight = k, embed_dim, alpha, graph_weight
         self.graph_init_scale = graph_init_scale
-        self.consistency_weight, self.beta, self.max_steps, self.batch_size = consistency_weight, beta, max_steps, batch_size
+        self.consistency_weight, self.beta, self.max_steps, self.batch_size = (
+            consistency_weight,
+            beta,
+            max_steps,
+            batch_size,
+        )
         self.lr, self.weight_decay, self.percentile, self.random_state = lr, weight_decay, percentile, random_state
 
     def fit(self, series: Any | Sequence[Any], y: Any = None) -> "StackVAEGDetector":
@@ -71,8 +91,10 @@ class StackVAEGDetector(BaseEstimator):
             raise DataError(f"all series must have the same channels, got {[p.shape[1] for p in parts]}")
         rows = np.concatenate(parts)
         if max(len(p) for p in parts) < self.window:
-            raise DataError(f"series has n_samples={max(len(p) for p in parts)} time steps, fewer than "
-                            f"window={self.window}; pass a longer series or a smaller window")
+            raise DataError(
+                f"series has n_samples={max(len(p) for p in parts)} time steps, fewer than "
+                f"window={self.window}; pass a longer series or a smaller window"
+            )
         self.n_channels_ = self.n_features_in_ = rows.shape[1]
         self.mean_ = rows.mean(0)
         self.scale_ = np.maximum(rows.std(0), 1e-3)
@@ -82,8 +104,16 @@ class StackVAEGDetector(BaseEstimator):
         self.model_ = StackVAEG(self._config())
         self.n_params_ = sum(p.numel() for p in self.model_.parameters())
         n_batches = math.ceil(len(wins) / self.batch_size)
-        cfg = TrainerConfig(epochs=max(1, round(self.max_steps / n_batches)), batch_size=self.batch_size, lr=self.lr,
-                            weight_decay=self.weight_decay, grad_clip=12.0, seed=seed, progress=False, device="cpu")
+        cfg = TrainerConfig(
+            epochs=max(1, round(self.max_steps / n_batches)),
+            batch_size=self.batch_size,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            grad_clip=12.0,
+            seed=seed,
+            progress=False,
+            device="cpu",
+        )
         self.history_ = Trainer(self.model_, cfg).fit(torch.from_numpy(wins)).history  # per-epoch train_* means
         self.model_.eval()
         train_scores = np.concatenate([self.score_steps(p) for p in parts])
@@ -91,11 +121,19 @@ class StackVAEGDetector(BaseEstimator):
         return self
 
     def _config(self) -> StackVAEGConfig:
-        return StackVAEGConfig(n_channels=self.n_channels_, window=self.window, hidden=list(self.hidden),
-                               latent_dim=self.latent_dim, embed_dim=self.embed_dim, k=self.k, alpha=self.alpha,
-                               graph_init_scale=self.graph_init_scale,
-                               graph_weight=self.graph_weight, consistency_weight=self.consistency_weight,
-                               beta=self.beta)
+        return StackVAEGConfig(
+            n_channels=self.n_channels_,
+            window=self.window,
+            hidden=list(self.hidden),
+            latent_dim=self.latent_dim,
+            embed_dim=self.embed_dim,
+            k=self.k,
+            alpha=self.alpha,
+            graph_init_scale=self.graph_init_scale,
+            graph_weight=self.graph_weight,
+            consistency_weight=self.consistency_weight,
+            beta=self.beta,
+        )
 
     def _scale(self, x: np.ndarray) -> np.ndarray:
         return ((x - self.mean_) / self.scale_).astype(np.float32)

@@ -22,8 +22,13 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 __all__ = ["probe_importance", "gradient_x_input", "rank_average", "precision_at_k", "BlackBoxSurrogate"]
 
 
-def probe_importance(predict: Callable[[np.ndarray], Any], X: np.ndarray, n_repeats: int = 3,
-                     random_state: int | None = None, features: Sequence[int] | None = None) -> np.ndarray:
+def probe_importance(
+    predict: Callable[[np.ndarray], Any],
+    X: np.ndarray,
+    n_repeats: int = 3,
+    random_state: int | None = None,
+    features: Sequence[int] | None = None,
+) -> np.ndarray:
     """Per feature, the fraction of the black box's predictions that change when that column is permuted.
 
     ``features`` probes only those columns (the others get 0); the permuted copies of all probed
@@ -90,8 +95,15 @@ class BlackBoxSurrogate(ClassifierMixin, BaseEstimator):
     e.g. an attribution computed once and shared by several surrogates.
     """
 
-    def __init__(self, black_box: Callable[[np.ndarray], Any] | None = None, top_k: int = 10, max_depth: int = 4,
-                 n_repeats: int = 3, random_state: int | None = None, importances: Any = None) -> None:
+    def __init__(
+        self,
+        black_box: Callable[[np.ndarray], Any] | None = None,
+        top_k: int = 10,
+        max_depth: int = 4,
+        n_repeats: int = 3,
+        random_state: int | None = None,
+        importances: Any = None,
+    ) -> None:
         self.black_box = black_box
         self.importances = importances
         self.top_k = top_k
@@ -111,8 +123,9 @@ class BlackBoxSurrogate(ClassifierMixin, BaseEstimator):
         else:
             self.importances_ = np.asarray(self.importances, dtype=float)
             if self.importances_.shape != (X.shape[1],):
-                raise ValueError(f"importances must have one value per feature ({X.shape[1]}), "
-                                 f"got shape {self.importances_.shape}")
+                raise ValueError(
+                    f"importances must have one value per feature ({X.shape[1]}), got shape {self.importances_.shape}"
+                )
         self.features_ = np.argsort(-self.importances_, kind="stable")[: self.top_k]
         self.tree_ = DecisionTreeClassifier(max_depth=self.max_depth, random_state=self.random_state)
         self.tree_.fit(X[:, self.features_], target)

@@ -44,7 +44,7 @@ def _loss(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def _reconstruct(model: nn.Module, n: int, batch: int = 8) -> np.ndarray:
     model.eval()
     t = frame_positions(n)
-    out = torch.cat([model(t[i:i + batch]) for i in range(0, n, batch)]).clamp(0, 1).numpy()
+    out = torch.cat([model(t[i : i + batch]) for i in range(0, n, batch)]).clamp(0, 1).numpy()
     model.train()
     return out
 
@@ -55,8 +55,16 @@ def evaluate_video(model: nn.Module, frames: np.ndarray) -> dict[str, float]:
     return {"psnr": float(psnr(frames, rec).mean()), "ssim": float(ssim(frames, rec).mean())}
 
 
-def fit_video(model: nn.Module, frames: np.ndarray, epochs: int, lr: float = 5e-4, batch_size: int = 1,
-              warmup: float = 0.2, seed: int = 0, eval_every: int = 0) -> VideoFit:
+def fit_video(
+    model: nn.Module,
+    frames: np.ndarray,
+    epochs: int,
+    lr: float = 5e-4,
+    batch_size: int = 1,
+    warmup: float = 0.2,
+    seed: int = 0,
+    eval_every: int = 0,
+) -> VideoFit:
     """Overfit ``model`` to ``frames`` ``(T, 3, H, W)`` in [0, 1]; ``eval_every`` epochs log PSNR (0: ~20 points)."""
     x = torch.as_tensor(np.asarray(frames, np.float32))
     if x.dim() != 4 or x.shape[1] != 3 or not torch.isfinite(x).all():
@@ -75,10 +83,12 @@ def fit_video(model: nn.Module, frames: np.ndarray, epochs: int, lr: float = 5e-
         tot = 0.0
         for i in range(0, n, batch_size):
             k = fit.steps
-            scale = 0.1 + 0.9 * k / warm if k < warm else 0.5 * (1 + math.cos(math.pi * (k - warm) / max(1, total - warm)))
+            scale = (
+                0.1 + 0.9 * k / warm if k < warm else 0.5 * (1 + math.cos(math.pi * (k - warm) / max(1, total - warm)))
+            )
             for group in opt.param_groups:
                 group["lr"] = lr * scale
-            idx = perm[i:i + batch_size]
+            idx = perm[i : i + batch_size]
             loss = _loss(model(t[idx]), x[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -102,8 +112,16 @@ class CompressedVideo:
     max_quant_error: float
 
 
-def compress_video_model(model: nn.Module, frames: np.ndarray, prune_amount: float, finetune_epochs: int,
-                         lr: float = 5e-4, bits: int = 8, batch_size: int = 1, seed: int = 0) -> CompressedVideo:
+def compress_video_model(
+    model: nn.Module,
+    frames: np.ndarray,
+    prune_amount: float,
+    finetune_epochs: int,
+    lr: float = 5e-4,
+    bits: int = 8,
+    batch_size: int = 1,
+    seed: int = 0,
+) -> CompressedVideo:
     """Prune ``prune_amount`` of the weights (global L1), fine-tune with the masks (no warm-up), quantise."""
     n_params = sum(p.numel() for p in model.parameters())
     prune_global(model, prune_amount)
@@ -115,5 +133,11 @@ def compress_video_model(model: nn.Module, frames: np.ndarray, prune_amount: flo
     q = evaluate_video(model, frames)
     keep = 1.0 - prune_amount
     t, _, h, w = np.asarray(frames).shape
-    return CompressedVideo(psnr_pruned=pruned, psnr=q["psnr"], ssim=q["ssim"],
-                           bpp=bits_per_pixel(n_params, keep, bits, t * h * w), sparsity=sp, max_quant_error=err)
+    return CompressedVideo(
+        psnr_pruned=pruned,
+        psnr=q["psnr"],
+        ssim=q["ssim"],
+        bpp=bits_per_pixel(n_params, keep, bits, t * h * w),
+        sparsity=sp,
+        max_quant_error=err,
+    )

@@ -15,7 +15,20 @@ from isthmus.train.schedule import LRSchedule, lr_factor
 from isthmus.train.trainer import NonFiniteLossError, Trainer, TrainResult
 
 __all__ = [
-    "Trainer", "TrainerConfig", "TrainResult", "NonFiniteLossError", "callbacks", "Callback", "Checkpointer",
-    "EarlyStopping", "MetricsLogger", "ProgressBar", "GradientNoise", "annealed_noise_std", "LRSchedule",
-    "lr_factor", "find_latest", "load_checkpoint",
+    "Trainer",
+    "TrainerConfig",
+    "TrainResult",
+    "NonFiniteLossError",
+    "callbacks",
+    "Callback",
+    "Checkpointer",
+    "EarlyStopping",
+    "MetricsLogger",
+    "ProgressBar",
+    "GradientNoise",
+    "annealed_noise_std",
+    "LRSchedule",
+    "lr_factor",
+    "find_latest",
+    "load_checkpoint",
 ]

@@ -30,8 +30,17 @@ import torch
 
 from isthmus.io import CheckpointError, atomic_write_json, load_tensors, read_json, save_tensors, sha256_file
 
-__all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "find_latest", "list_checkpoints",
-           "optimizer_to_flat", "optimizer_from_flat", "FORMAT", "VERSION"]
+__all__ = [
+    "Checkpoint",
+    "save_checkpoint",
+    "load_checkpoint",
+    "find_latest",
+    "list_checkpoints",
+    "optimizer_to_flat",
+    "optimizer_from_flat",
+    "FORMAT",
+    "VERSION",
+]
 
 FORMAT = "isthmus-trainer-checkpoint"
 VERSION = 1
@@ -105,8 +114,9 @@ def optimizer_to_flat(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch
     return tensors, meta
 
 
-def optimizer_from_flat(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
-                        meta: dict[str, Any], source: str) -> None:
+def optimizer_from_flat(
+    optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any], source: str
+) -> None:
     """Load the split state back into ``optimizer``, checking class and parameter layout first."""
     if meta.get("class") != type(optimizer).__name__:
         raise CheckpointError(
@@ -136,10 +146,17 @@ def optimizer_from_flat(optimizer: torch.optim.Optimizer, tensors: dict[str, tor
 
 
 # ---- save / load ------------------------------------------------------------------------------------
-def save_checkpoint(root: str | Path, name: str, *, model_state: dict[str, torch.Tensor],
-                    optimizer: torch.optim.Optimizer, rng_tensors: dict[str, torch.Tensor],
-                    state: dict[str, Any], best_model: dict[str, torch.Tensor] | None = None,
-                    keep: int = 2) -> Path:
+def save_checkpoint(
+    root: str | Path,
+    name: str,
+    *,
+    model_state: dict[str, torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    rng_tensors: dict[str, torch.Tensor],
+    state: dict[str, Any],
+    best_model: dict[str, torch.Tensor] | None = None,
+    keep: int = 2,
+) -> Path:
     """Write checkpoint ``name`` under ``root`` atomically, point ``latest.json`` at it, prune old ones."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -158,8 +175,9 @@ def save_checkpoint(root: str | Path, name: str, *, model_state: dict[str, torch
         # SHA-256 of every tensor file, checked by load_checkpoint: a flipped byte in the tensor data
         # would otherwise resume silently from corrupt weights or optimizer moments.
         digests = {p.name: sha256_file(p) for p in sorted(tmp.glob("*.safetensors"))}
-        atomic_write_json(tmp / "trainer_state.json", {"format": FORMAT, "version": VERSION, **state,
-                                                       "sha256": digests})
+        atomic_write_json(
+            tmp / "trainer_state.json", {"format": FORMAT, "version": VERSION, **state, "sha256": digests}
+        )
         final = root / name
         if final.exists():  # re-creating a step after resuming from an older checkpoint
             final.rename(trash)
@@ -187,11 +205,13 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     if state.get("version") != VERSION:
         raise CheckpointError(f"{path} has checkpoint version {state.get('version')}; this isthmus reads {VERSION}")
     digests = state.get("sha256", {})
-    for name, want in (digests.items() if isinstance(digests, dict) else []):
+    for name, want in digests.items() if isinstance(digests, dict) else []:
         file = path / name
         if file.is_file() and sha256_file(file) != want:
-            raise CheckpointError(f"{file} is corrupt: its SHA-256 does not match trainer_state.json; "
-                                  "resume from an older checkpoint (fit(resume=<folder>))")
+            raise CheckpointError(
+                f"{file} is corrupt: its SHA-256 does not match trainer_state.json; "
+                "resume from an older checkpoint (fit(resume=<folder>))"
+            )
     opt_meta = read_json(path / "optimizer.json")
     optimizer = {"tensors": load_tensors(path / "optimizer.safetensors"), "meta": opt_meta}
     best_path = path / "best_model.safetensors"

@@ -67,18 +67,31 @@ class TrainerConfig(Config):
 
     def validate(self) -> None:
         name = type(self).__name__
-        positive_ints = {"epochs": self.epochs, "batch_size": self.batch_size,
-                         "log_every_steps": self.log_every_steps, "keep_checkpoints": self.keep_checkpoints}
-        optional_positive = {"early_stopping_patience": self.early_stopping_patience, "threads": self.threads,
-                             "checkpoint_every_steps": self.checkpoint_every_steps,
-                             "eval_batch_size": self.eval_batch_size}
+        positive_ints = {
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "log_every_steps": self.log_every_steps,
+            "keep_checkpoints": self.keep_checkpoints,
+        }
+        optional_positive = {
+            "early_stopping_patience": self.early_stopping_patience,
+            "threads": self.threads,
+            "checkpoint_every_steps": self.checkpoint_every_steps,
+            "eval_batch_size": self.eval_batch_size,
+        }
         for field_name, value in {**positive_ints, **optional_positive}.items():
             if value is not None and value < 1:
                 raise ConfigError(f"{name}.{field_name} must be >= 1, got {value}")
         if not self.lr > 0:
             raise ConfigError(f"{name}.lr must be > 0, got {self.lr}")
-        for field_name in ("weight_decay", "grad_noise_eta", "grad_noise_gamma", "min_delta", "warmup_steps",
-                           "num_workers"):
+        for field_name in (
+            "weight_decay",
+            "grad_noise_eta",
+            "grad_noise_gamma",
+            "min_delta",
+            "warmup_steps",
+            "num_workers",
+        ):
             if getattr(self, field_name) < 0:
                 raise ConfigError(f"{name}.{field_name} must be >= 0, got {getattr(self, field_name)}")
         if not 0.0 <= self.momentum < 1.0:

@@ -68,8 +68,9 @@ class BatchSource:
     A single tensor gives tensor batches; tuples and labelled tables give tuple batches ``(x, y)``.
     """
 
-    def __init__(self, data: Any, device: torch.device | str = "cpu", num_workers: int = 0,
-                 pin_memory: bool = False) -> None:
+    def __init__(
+        self, data: Any, device: torch.device | str = "cpu", num_workers: int = 0, pin_memory: bool = False
+    ) -> None:
         self.device = torch.device(device)
         self.num_workers, self.pin_memory = num_workers, pin_memory
         self.dataset: Any = None  # a map-style Dataset (any object with __getitem__ and __len__)
@@ -109,17 +110,34 @@ class BatchSource:
         n = len(self)
         return n // batch_size if drop_last else -(-n // batch_size)
 
-    def epoch_batches(self, epoch: int, start_step: int, batch_size: int, *, shuffle: bool, seed: int,
-                      drop_last: bool = False, rank: int = 0, world: int = 1) -> Iterator[tuple[Batch, int]]:
+    def epoch_batches(
+        self,
+        epoch: int,
+        start_step: int,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        seed: int,
+        drop_last: bool = False,
+        rank: int = 0,
+        world: int = 1,
+    ) -> Iterator[tuple[Batch, int]]:
         """``(batch, global batch size)`` for the steps ``start_step..`` of ``epoch``; this rank's share."""
         n = len(self)
         perm = epoch_permutation(n, seed, epoch) if shuffle else None
-        bounds = [(i * batch_size, min((i + 1) * batch_size, n))
-                  for i in range(start_step, self.num_batches(batch_size, drop_last))]
+        bounds = [
+            (i * batch_size, min((i + 1) * batch_size, n))
+            for i in range(start_step, self.num_batches(batch_size, drop_last))
+        ]
         if self.dataset is not None and (self.num_workers > 0 or self.pin_memory):
             index_batches = [_rank_share(perm, a, b, rank, world).tolist() for a, b in bounds]
-            loader = DataLoader(self.dataset, batch_sampler=index_batches, num_workers=self.num_workers,
-                                pin_memory=self.pin_memory, collate_fn=_collate_tuple)
+            loader = DataLoader(
+                self.dataset,
+                batch_sampler=index_batches,
+                num_workers=self.num_workers,
+                pin_memory=self.pin_memory,
+                collate_fn=_collate_tuple,
+            )
             for (a, b), batch in zip(bounds, loader):
                 yield self._move(batch), b - a
             return

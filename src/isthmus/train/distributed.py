@@ -29,8 +29,18 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["DistInfo", "setup", "ddp_wrap", "all_mean", "barrier", "gather_objects", "gather_rng", "rank_rng", "mean_over_ranks",
-           "is_main_process"]
+__all__ = [
+    "DistInfo",
+    "setup",
+    "ddp_wrap",
+    "all_mean",
+    "barrier",
+    "gather_objects",
+    "gather_rng",
+    "rank_rng",
+    "mean_over_ranks",
+    "is_main_process",
+]
 
 
 @dataclass(frozen=True)
@@ -132,8 +142,9 @@ def gather_objects(obj: Any) -> list[Any]:
     return out
 
 
-def gather_rng(tensors: dict[str, torch.Tensor], meta: dict[str, Any]
-               ) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
+def gather_rng(
+    tensors: dict[str, torch.Tensor], meta: dict[str, Any]
+) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
     """Every rank's RNG ``(tensors, meta)`` merged for rank 0's checkpoint (a collective: all ranks call it).
 
     Rank 0's tensors keep their names, rank r's get a ``rank{r}.`` prefix; the JSON parts come back
@@ -146,8 +157,9 @@ def gather_rng(tensors: dict[str, torch.Tensor], meta: dict[str, Any]
     return merged, [m for _, m in gathered]
 
 
-def rank_rng(tensors: dict[str, torch.Tensor], state: dict[str, Any], rank: int
-             ) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+def rank_rng(
+    tensors: dict[str, torch.Tensor], state: dict[str, Any], rank: int
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
     """Rank ``rank``'s saved RNG ``(tensors, meta)`` from a checkpoint, or None when it holds none for it."""
     if rank == 0:
         return tensors, state["rng"]
@@ -155,4 +167,4 @@ def rank_rng(tensors: dict[str, torch.Tensor], state: dict[str, Any], rank: int
     if rank >= len(ranks):
         return None
     prefix = f"rank{rank}."
-    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}, ranks[rank]
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}, ranks[rank]

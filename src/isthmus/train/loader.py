@@ -46,15 +46,23 @@ def _set_epoch(obj: Any, epoch: int) -> None:
 class LoaderSource:
     """Batches from a ``DataLoader`` (given, or built around an iterable dataset), moved to ``device``."""
 
-    def __init__(self, data: DataLoader | IterableDataset, device: torch.device, batch_size: int,
-                 num_workers: int = 0, pin_memory: bool = False, world: int = 1) -> None:
+    def __init__(
+        self,
+        data: DataLoader | IterableDataset,
+        device: torch.device,
+        batch_size: int,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        world: int = 1,
+    ) -> None:
         self.device = device
         self.world = world
         if isinstance(data, DataLoader):
             self.loader = data
         else:
-            self.loader = DataLoader(data, batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory,
-                                     collate_fn=_collate_tuple)
+            self.loader = DataLoader(
+                data, batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory, collate_fn=_collate_tuple
+            )
 
     def __len__(self) -> int:
         """Samples per epoch, when the dataset knows it; else ``TypeError`` like any unsized iterable."""
@@ -70,8 +78,12 @@ class LoaderSource:
     def epoch_batches(self, epoch: int, start_step: int, batch_size: int, **_: Any) -> Iterator[tuple[Batch, int]]:
         """This rank's batches of ``epoch`` after the first ``start_step`` (re-read and skipped)."""
         loader = self.loader
-        for obj in (loader.dataset, getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None),
-                    getattr(getattr(loader, "batch_sampler", None), "sampler", None)):
+        for obj in (
+            loader.dataset,
+            getattr(loader, "sampler", None),
+            getattr(loader, "batch_sampler", None),
+            getattr(getattr(loader, "batch_sampler", None), "sampler", None),
+        ):
             _set_epoch(obj, epoch)
         for batch in islice(iter(loader), start_step, None):
             if isinstance(batch, list):
@@ -85,8 +97,9 @@ class LoaderSource:
             yield move_batch(batch, self.device), batch_len(batch)
 
 
-def make_source(data: Any, device: torch.device, batch_size: int, num_workers: int = 0, pin_memory: bool = False,
-                world: int = 1) -> BatchSource | LoaderSource:
+def make_source(
+    data: Any, device: torch.device, batch_size: int, num_workers: int = 0, pin_memory: bool = False, world: int = 1
+) -> BatchSource | LoaderSource:
     """The batch source for ``data``: streamed for loaders and iterable datasets, indexed otherwise."""
     if isinstance(data, (DataLoader, IterableDataset)):
         return LoaderSource(data, device, batch_size, num_workers, pin_memory, world)

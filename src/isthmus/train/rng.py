@@ -34,8 +34,9 @@ def capture_rng(extra: dict[str, torch.Generator] | None = None) -> tuple[dict[s
     return tensors, meta
 
 
-def restore_rng(tensors: dict[str, torch.Tensor], meta: dict[str, Any],
-                extra: dict[str, torch.Generator] | None = None) -> None:
+def restore_rng(
+    tensors: dict[str, torch.Tensor], meta: dict[str, Any], extra: dict[str, torch.Generator] | None = None
+) -> None:
     """Inverse of :func:`capture_rng`; raises :class:`CheckpointError` when a state is missing."""
     try:
         torch.set_rng_state(tensors["torch_cpu"])

@@ -37,8 +37,9 @@ def lr_factor(step: int, total_steps: int, schedule: str = "constant", warmup_st
 class LRSchedule:
     """Sets every param group's lr to ``base_lr * lr_factor(step, ...)`` before each update."""
 
-    def __init__(self, optimizer: torch.optim.Optimizer, total_steps: int, schedule: str = "constant",
-                 warmup_steps: int = 0) -> None:
+    def __init__(
+        self, optimizer: torch.optim.Optimizer, total_steps: int, schedule: str = "constant", warmup_steps: int = 0
+    ) -> None:
         self.optimizer = optimizer
         self.total_steps = total_steps
         self.schedule = schedule

@@ -63,8 +63,9 @@ class TrainResult:
         return asdict(self)
 
 
-def build_optimizer(params: Iterable[nn.Parameter] | Iterable[dict[str, Any]], cfg: TrainerConfig
-                    ) -> torch.optim.Optimizer:
+def build_optimizer(
+    params: Iterable[nn.Parameter] | Iterable[dict[str, Any]], cfg: TrainerConfig
+) -> torch.optim.Optimizer:
     """The optimizer of ``cfg`` over ``params`` (parameters, or param-group dicts such as ``_decay_groups``)."""
     groups: list[Any] = list(params)
     if not groups:
@@ -98,8 +99,9 @@ class Trainer:
     unless ``resume`` continues one from a checkpoint.
     """
 
-    def __init__(self, model: nn.Module, config: TrainerConfig | dict | None = None,
-                 callbacks: Iterable[Callback] = ()) -> None:
+    def __init__(
+        self, model: nn.Module, config: TrainerConfig | dict | None = None, callbacks: Iterable[Callback] = ()
+    ) -> None:
         if not callable(getattr(model, "compute_loss", None)):
             raise TypeError(f"{type(model).__name__} has no compute_loss(batch) method returning a ModelOutput")
         self.model = model
@@ -141,8 +143,10 @@ class Trainer:
             cbs.append(MetricsLogger(cfg.log_path, every=cfg.log_every_steps))
         if cfg.early_stopping_patience is not None:
             if not has_val:
-                raise ConfigError("TrainerConfig.early_stopping_patience monitors the validation loss; "
-                                  "pass validation data with fit(train, val=...)")
+                raise ConfigError(
+                    "TrainerConfig.early_stopping_patience monitors the validation loss; "
+                    "pass validation data with fit(train, val=...)"
+                )
             cbs.append(EarlyStopping(cfg.early_stopping_patience, cfg.min_delta))
         cbs.extend(self.user_callbacks)
         if cfg.checkpoint_dir:
@@ -178,9 +182,14 @@ class Trainer:
                 fn(self)
         if self.config.restore_best and self._best_state is not None:
             self.model.load_state_dict(self._best_state)
-        return TrainResult(history=self.history, best_val_loss=self.best_val_loss, best_epoch=self.best_epoch,
-                           steps=self.global_step, stopped_early=self.should_stop,
-                           runtime_s=time.perf_counter() - t0)
+        return TrainResult(
+            history=self.history,
+            best_val_loss=self.best_val_loss,
+            best_epoch=self.best_epoch,
+            steps=self.global_step,
+            stopped_early=self.should_stop,
+            runtime_s=time.perf_counter() - t0,
+        )
 
     def _prepare(self, train: Any, val: Any, resume: bool | str | Path) -> tuple[Any, Any, int | None]:
         """Process group, data, optimizer, schedule, noise, callbacks; then a resume or fresh seeding."""
@@ -189,23 +198,30 @@ class Trainer:
         if self.dist.active and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
         if cfg.batch_size % self.dist.world:
-            raise ConfigError(f"TrainerConfig.batch_size={cfg.batch_size} is the global batch under torchrun; make it "
-                              f"a multiple of the {self.dist.world} processes")
+            raise ConfigError(
+                f"TrainerConfig.batch_size={cfg.batch_size} is the global batch under torchrun; make it "
+                f"a multiple of the {self.dist.world} processes"
+            )
         eval_bs = cfg.eval_batch_size or max(4 * cfg.batch_size, 256)
-        train_src = make_source(train, self.device, cfg.batch_size // self.dist.world, cfg.num_workers,
-                                cfg.pin_memory, self.dist.world)
+        train_src = make_source(
+            train, self.device, cfg.batch_size // self.dist.world, cfg.num_workers, cfg.pin_memory, self.dist.world
+        )
         val_src = make_source(val, self.device, eval_bs, cfg.num_workers, cfg.pin_memory) if val is not None else None
         self._reset_run_state()
         self.model.to(self.device)
         self._params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = build_optimizer(_decay_groups(self.model, cfg.no_decay) if cfg.no_decay else self._params, cfg)
-        self._forward: Callable[[Any], Any] = (ddp_wrap(self.model, self.device) if self.dist.active
-                                               else cast(Any, self.model).compute_loss)
+        self._forward: Callable[[Any], Any] = (
+            ddp_wrap(self.model, self.device) if self.dist.active else cast(Any, self.model).compute_loss
+        )
         self._n_train, n_batches = self._count(train_src)
         self.total_steps = cfg.epochs * n_batches if n_batches is not None else 0
         self._schedule = LRSchedule(self.optimizer, self.total_steps, cfg.schedule, cfg.warmup_steps)
-        self._noise = GradientNoise(cfg.grad_noise_eta, cfg.grad_noise_gamma, derive_seed(cfg.seed, 1),
-                                    self.device) if cfg.grad_noise_eta > 0 else None
+        self._noise = (
+            GradientNoise(cfg.grad_noise_eta, cfg.grad_noise_gamma, derive_seed(cfg.seed, 1), self.device)
+            if cfg.grad_noise_eta > 0
+            else None
+        )
         self.callbacks = self._build_callbacks(val_src is not None)
         source = self._resume_source(resume)
         if source is not None:
@@ -225,19 +241,23 @@ class Trainer:
         self._drop_last = cfg.drop_last
         if self.dist.active and not isinstance(src, LoaderSource) and n % cfg.batch_size and not cfg.drop_last:
             # equal shares per rank keep the DDP gradient mean equal to the global-batch mean
-            warnings.warn(f"under torchrun the last incomplete batch ({n % cfg.batch_size} of {n} samples) is "
-                          "dropped each epoch (drop_last)", stacklevel=5)
+            warnings.warn(
+                f"under torchrun the last incomplete batch ({n % cfg.batch_size} of {n} samples) is "
+                "dropped each epoch (drop_last)",
+                stacklevel=5,
+            )
             self._drop_last = True
         n_batches = src.num_batches(cfg.batch_size, self._drop_last)
         if n_batches == 0:
             raise ValueError(f"{n} samples make no full batch of {cfg.batch_size} with drop_last=True")
         if n_batches is None and cfg.schedule != "constant":
-            raise ConfigError(f"schedule={cfg.schedule!r} needs the number of steps, but the training stream has no "
-                              "length; give the dataset a __len__ or use schedule='constant'")
+            raise ConfigError(
+                f"schedule={cfg.schedule!r} needs the number of steps, but the training stream has no "
+                "length; give the dataset a __len__ or use schedule='constant'"
+            )
         return n, n_batches
 
-    def _run_epochs(self, train_src: Any, val_src: Any, n_batches: int | None,
-                    hooks: dict[str, list]) -> None:
+    def _run_epochs(self, train_src: Any, val_src: Any, n_batches: int | None, hooks: dict[str, list]) -> None:
         if self.epoch_done:  # resumed from an epoch-end checkpoint
             if self.should_stop:
                 return
@@ -258,9 +278,16 @@ class Trainer:
         cfg, model, opt, params = self.config, self.model, self.optimizer, self._params
         assert opt is not None, "_prepare builds the optimizer"
         model.train()
-        batches = src.epoch_batches(self.epoch, self.step_in_epoch, cfg.batch_size, shuffle=cfg.shuffle,
-                                    seed=cfg.seed, drop_last=self._drop_last, rank=self.dist.rank,
-                                    world=self.dist.world)
+        batches = src.epoch_batches(
+            self.epoch,
+            self.step_in_epoch,
+            cfg.batch_size,
+            shuffle=cfg.shuffle,
+            seed=cfg.seed,
+            drop_last=self._drop_last,
+            rank=self.dist.rank,
+            world=self.dist.world,
+        )
         forward, amp, synced = self._forward, self._autocast(), self.dist.active
         set_step = getattr(model, "set_step", None)
         schedule = None if self._schedule.is_constant else self._schedule
@@ -383,18 +410,36 @@ class Trainer:
                 return Path(cfg.checkpoint_dir) / name
         state = {
             "isthmus_version": __version__,
-            "epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "epoch_done": self.epoch_done,
-            "global_step": self.global_step, "n_train": self._n_train,
-            "best_val_loss": self.best_val_loss, "best_epoch": self.best_epoch,
-            "stopped_early": self.should_stop, "history": self.history,
+            "epoch": self.epoch,
+            "step_in_epoch": self.step_in_epoch,
+            "epoch_done": self.epoch_done,
+            "global_step": self.global_step,
+            "n_train": self._n_train,
+            "best_val_loss": self.best_val_loss,
+            "best_epoch": self.best_epoch,
+            "stopped_early": self.should_stop,
+            "history": self.history,
             "meter": self.meter.state_dict(),
-            "callbacks": {cb.state_key: cb.state_dict() for cb in self.callbacks
-                          if hasattr(cb, "state_dict") and hasattr(cb, "state_key")},
-            "config": cfg.to_dict(), "rng": rng_meta, "world_size": self.dist.world, "rng_ranks": rng_ranks,
+            "callbacks": {
+                cb.state_key: cb.state_dict()
+                for cb in self.callbacks
+                if hasattr(cb, "state_dict") and hasattr(cb, "state_key")
+            },
+            "config": cfg.to_dict(),
+            "rng": rng_meta,
+            "world_size": self.dist.world,
+            "rng_ranks": rng_ranks,
         }
-        return ckpt.save_checkpoint(cfg.checkpoint_dir, name, model_state=self.model.state_dict(),
-                                    optimizer=self.optimizer, rng_tensors=rng_tensors, state=state,
-                                    best_model=self._best_state, keep=cfg.keep_checkpoints)
+        return ckpt.save_checkpoint(
+            cfg.checkpoint_dir,
+            name,
+            model_state=self.model.state_dict(),
+            optimizer=self.optimizer,
+            rng_tensors=rng_tensors,
+            state=state,
+            best_model=self._best_state,
+            keep=cfg.keep_checkpoints,
+        )
 
     def _rng_generators(self) -> dict[str, torch.Generator]:
         return {"grad_noise": self._noise.generator} if self._noise is not None else {}
@@ -456,8 +501,11 @@ class Trainer:
         if own is not None:
             restore_rng(*own, gens)
             return
-        warnings.warn(f"the checkpoint holds no RNG state for rank {self.dist.rank}; it reseeds, so stochastic "
-                      "layers will not replay the uninterrupted run", stacklevel=4)
+        warnings.warn(
+            f"the checkpoint holds no RNG state for rank {self.dist.rank}; it reseeds, so stochastic "
+            "layers will not replay the uninterrupted run",
+            stacklevel=4,
+        )
         restore_rng(tensors, s["rng"], gens)  # grad-noise generator must match rank 0's
         seed_everything(derive_seed(self.config.seed, 3, self.dist.rank, self.global_step))
 

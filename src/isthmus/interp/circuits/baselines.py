@@ -26,17 +26,24 @@ from torch import nn
 from isthmus.interp.circuits.method import head_outputs, head_points
 from isthmus.interp.hooks import capture, patch
 
-__all__ = ["BaselineResult", "target_logprob", "mean_ablation", "activation_patching", "attribution_patching",
-           "output_difference", "BASELINES"]
+__all__ = [
+    "BaselineResult",
+    "target_logprob",
+    "mean_ablation",
+    "activation_patching",
+    "attribution_patching",
+    "output_difference",
+    "BASELINES",
+]
 
 Metric = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass
 class BaselineResult:
-    scores: np.ndarray   # (H,), heads in point order, layer-major
+    scores: np.ndarray  # (H,), heads in point order, layer-major
     seconds: float
-    n_forward: int       # forward passes of one prompt (a backward counts as one more)
+    n_forward: int  # forward passes of one prompt (a backward counts as one more)
     signed: np.ndarray | None = None
 
 
@@ -55,18 +62,25 @@ def _run_metric(model: nn.Module, tokens: torch.Tensor, mask: torch.Tensor, metr
         return float(metric(model(tokens), tokens, mask))
 
 
-def _per_head_patch(model: nn.Module, positives: torch.Tensor, mask: torch.Tensor, metric: Metric,
-                    replacement: Callable[[str], torch.Tensor]) -> tuple[np.ndarray, int]:
+def _per_head_patch(
+    model: nn.Module,
+    positives: torch.Tensor,
+    mask: torch.Tensor,
+    metric: Metric,
+    replacement: Callable[[str], torch.Tensor],
+) -> tuple[np.ndarray, int]:
     """Signed metric change when each head's z is replaced by ``replacement(point)[..., h, :]``."""
     clean = _run_metric(model, positives, mask, metric)
     out, n = [], 0
     for p in _z_points(model):
         rep = replacement(p)
         for h in range(rep.shape[2]):
+
             def fn(z: torch.Tensor, h: int = h, rep: torch.Tensor = rep) -> torch.Tensor:
                 z = z.clone()
                 z[:, :, h] = rep[..., h, :].expand_as(z[:, :, h])
                 return z
+
             with patch(model, p, fn):
                 out.append(_run_metric(model, positives, mask, metric) - clean)
             n += len(positives)
@@ -79,8 +93,13 @@ def _z_cache(model: nn.Module, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
     return dict(acts)
 
 
-def mean_ablation(model: nn.Module, positives: torch.Tensor, negatives: torch.Tensor, mask: torch.Tensor,
-                  metric: Metric = target_logprob) -> BaselineResult:
+def mean_ablation(
+    model: nn.Module,
+    positives: torch.Tensor,
+    negatives: torch.Tensor,
+    mask: torch.Tensor,
+    metric: Metric = target_logprob,
+) -> BaselineResult:
     """|metric change| on positives when a head's z is replaced by its per-position mean over all prompts."""
     t0 = time.perf_counter()
     means = {p: v.mean(0, keepdim=True) for p, v in _z_cache(model, torch.cat([positives, negatives])).items()}
@@ -89,8 +108,13 @@ def mean_ablation(model: nn.Module, positives: torch.Tensor, negatives: torch.Te
     return BaselineResult(np.abs(signed), time.perf_counter() - t0, n, signed)
 
 
-def activation_patching(model: nn.Module, positives: torch.Tensor, negatives: torch.Tensor, mask: torch.Tensor,
-                        metric: Metric = target_logprob) -> BaselineResult:
+def activation_patching(
+    model: nn.Module,
+    positives: torch.Tensor,
+    negatives: torch.Tensor,
+    mask: torch.Tensor,
+    metric: Metric = target_logprob,
+) -> BaselineResult:
     """|metric change| on positives when a head's z comes from the paired negative prompt."""
     t0 = time.perf_counter()
     corrupt = _z_cache(model, negatives)
@@ -98,8 +122,13 @@ def activation_patching(model: nn.Module, positives: torch.Tensor, negatives: to
     return BaselineResult(np.abs(signed), time.perf_counter() - t0, n + len(negatives) + len(positives), signed)
 
 
-def attribution_patching(model: nn.Module, positives: torch.Tensor, negatives: torch.Tensor,
-                         mask: torch.Tensor, metric: Metric = target_logprob) -> BaselineResult:
+def attribution_patching(
+    model: nn.Module,
+    positives: torch.Tensor,
+    negatives: torch.Tensor,
+    mask: torch.Tensor,
+    metric: Metric = target_logprob,
+) -> BaselineResult:
     """Gradient estimate of activation patching: |Σ_{b,t,k} ∂metric/∂z · (z_neg − z_pos)| per head."""
     t0 = time.perf_counter()
     corrupt = _z_cache(model, negatives)
@@ -107,15 +136,20 @@ def attribution_patching(model: nn.Module, positives: torch.Tensor, negatives: t
     with torch.enable_grad(), capture(model, points, detach=False) as store:
         value = metric(model(positives), positives, mask)
         grads = torch.autograd.grad(value, [store[p] for p in points])
-    signed = torch.cat([(g * (corrupt[p] - store[p].detach())).sum((0, 1, 3))
-                        for p, g in zip(points, grads)])
-    return BaselineResult(signed.abs().numpy(), time.perf_counter() - t0, 2 * len(positives) + len(negatives),
-                          signed.numpy())
+    signed = torch.cat([(g * (corrupt[p] - store[p].detach())).sum((0, 1, 3)) for p, g in zip(points, grads)])
+    return BaselineResult(
+        signed.abs().numpy(), time.perf_counter() - t0, 2 * len(positives) + len(negatives), signed.numpy()
+    )
 
 
-def output_difference(model: nn.Module, positives: torch.Tensor, negatives: torch.Tensor,
-                      mask: torch.Tensor | None = None, metric: Metric | None = None,
-                      points: Sequence[str] | None = None) -> BaselineResult:
+def output_difference(
+    model: nn.Module,
+    positives: torch.Tensor,
+    negatives: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    metric: Metric | None = None,
+    points: Sequence[str] | None = None,
+) -> BaselineResult:
     """‖mean_pos − mean_neg‖ of each head's position-averaged output (``hook_result`` by default)."""
     t0 = time.perf_counter()
     xp, xn = head_outputs(model, positives, points), head_outputs(model, negatives, points)
@@ -123,5 +157,9 @@ def output_difference(model: nn.Module, positives: torch.Tensor, negatives: torc
     return BaselineResult(s, time.perf_counter() - t0, len(positives) + len(negatives))
 
 
-BASELINES = {"mean_ablation": mean_ablation, "activation_patching": activation_patching,
-             "attribution_patching": attribution_patching, "output_difference": output_difference}
+BASELINES = {
+    "mean_ablation": mean_ablation,
+    "activation_patching": activation_patching,
+    "attribution_patching": attribution_patching,
+    "output_difference": output_difference,
+}

@@ -27,8 +27,7 @@ from torch import nn
 
 from isthmus.interp.hooks import available_points, run_with_cache
 
-__all__ = ["CircuitResult", "CodeSAE", "find_circuit", "head_outputs", "head_points", "node_scores",
-           "edge_scores"]
+__all__ = ["CircuitResult", "CodeSAE", "find_circuit", "head_outputs", "head_points", "node_scores", "edge_scores"]
 
 Head = tuple[int, int]
 _RESULT = re.compile(r"^blocks\.(\d+)\.attn\.hook_(result|z)$")
@@ -36,8 +35,9 @@ _RESULT = re.compile(r"^blocks\.(\d+)\.attn\.hook_(result|z)$")
 
 def head_points(model: nn.Module, activation: str = "result") -> list[str]:
     """The per-head points ``blocks.L.attn.hook_<activation>`` of ``model``, by layer."""
-    found = [(int(m.group(1)), p) for p in available_points(model)
-             if (m := _RESULT.match(p)) and m.group(2) == activation]
+    found = [
+        (int(m.group(1)), p) for p in available_points(model) if (m := _RESULT.match(p)) and m.group(2) == activation
+    ]
     if not found:
         raise ValueError(f"{type(model).__name__} has no per-head points blocks.L.attn.hook_{activation}")
     return [p for _, p in sorted(found)]
@@ -71,8 +71,13 @@ def _len(inputs: Any) -> int:
 
 
 @torch.no_grad()
-def head_outputs(model: nn.Module, inputs: Any, points: Sequence[str] | None = None,
-                 position: str | torch.Tensor = "mean", batch_size: int = 64) -> torch.Tensor:
+def head_outputs(
+    model: nn.Module,
+    inputs: Any,
+    points: Sequence[str] | None = None,
+    position: str | torch.Tensor = "mean",
+    batch_size: int = 64,
+) -> torch.Tensor:
     """Per-head activations averaged over positions: ``(N, n_heads_total, d)`` (heads in point order).
 
     ``inputs``: token ids ``(N, T)`` or a tokenizer dict (padding masked out of the average).
@@ -84,7 +89,7 @@ def head_outputs(model: nn.Module, inputs: Any, points: Sequence[str] | None = N
         batch = _slice(inputs, slice(s, s + batch_size))
         acts = run_with_cache(model, batch, points)
         t = acts[points[0]].shape[1]
-        pos = position[s:s + batch_size] if isinstance(position, torch.Tensor) else position
+        pos = position[s : s + batch_size] if isinstance(position, torch.Tensor) else position
         w = _positions(batch, pos, t)  # (B, T)
         out.append(torch.cat([torch.einsum("bthd,bt->bhd", acts[p].float(), w) for p in points], 1))
     return torch.cat(out)
@@ -134,8 +139,9 @@ class CodeSAE(nn.Module):
         return self
 
 
-def node_scores(codes_pos: np.ndarray, codes_neg: np.ndarray, score: str = "set", normalize: bool = False
-                ) -> np.ndarray:
+def node_scores(
+    codes_pos: np.ndarray, codes_neg: np.ndarray, score: str = "set", normalize: bool = False
+) -> np.ndarray:
     """Per-head score from codes ``(N, H)``: ``set`` = |codes on positives \\ codes on negatives| (optionally
     / |union|); ``tv`` = total-variation distance between the two code histograms."""
     out = np.zeros(codes_pos.shape[1])
@@ -170,11 +176,11 @@ class CircuitResult:
     """What :func:`find_circuit` found. Heads are ``(layer, head)``; scores align with ``heads``."""
 
     heads: list[Head]
-    node_scores: np.ndarray            # (H,)
-    edge_scores: np.ndarray            # (H, H), upstream row → downstream column
+    node_scores: np.ndarray  # (H,)
+    edge_scores: np.ndarray  # (H, H), upstream row → downstream column
     timing: dict[str, float]
-    codes_pos: np.ndarray              # (N_pos, H)
-    codes_neg: np.ndarray              # (N_neg, H)
+    codes_pos: np.ndarray  # (N_pos, H)
+    codes_neg: np.ndarray  # (N_neg, H)
     config: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -192,11 +198,26 @@ class CircuitResult:
         return self.edge_scores.sum(0) + self.edge_scores.sum(1)
 
 
-def find_circuit(model: nn.Module, positives: Any, negatives: Any, points: Sequence[str] | None = None, *,
-                 activation: str = "result", position: str | tuple = "mean", n_train_prompts: int = 10,
-                 d_sae: int = 200, l1: float = 0.02, epochs: int = 500, lr: float = 1e-3, score: str = "set",
-                 normalize: bool = False, standardize: bool = False, head_norm: str = "none", seed: int = 0,
-                 batch_size: int = 64) -> CircuitResult:
+def find_circuit(
+    model: nn.Module,
+    positives: Any,
+    negatives: Any,
+    points: Sequence[str] | None = None,
+    *,
+    activation: str = "result",
+    position: str | tuple = "mean",
+    n_train_prompts: int = 10,
+    d_sae: int = 200,
+    l1: float = 0.02,
+    epochs: int = 500,
+    lr: float = 1e-3,
+    score: str = "set",
+    normalize: bool = False,
+    standardize: bool = False,
+    head_norm: str = "none",
+    seed: int = 0,
+    batch_size: int = 64,
+) -> CircuitResult:
     """Rank attention heads (and head pairs) by the discrete SAE codes they show on positives only.
 
     ``points``: per-head points (default every ``blocks.L.attn.hook_<activation>``); ``position``:
@@ -233,12 +254,36 @@ def find_circuit(model: nn.Module, positives: Any, negatives: Any, points: Seque
     t2 = time.perf_counter()
     with torch.no_grad():
         codes = sae.encode(x_all.reshape(-1, x_all.shape[-1])).argmax(-1).reshape(len(x_all), -1).numpy()
-    cp, cn = codes[:len(xp)], codes[len(xp):]
+    cp, cn = codes[: len(xp)], codes[len(xp) :]
     nodes = node_scores(cp, cn, score, normalize)
     edges = edge_scores(cp, cn, [h[0] for h in heads], d_sae)
     t3 = time.perf_counter()
-    cfg = dict(activation=activation, position=position if isinstance(position, str) else "mask",
-               n_train_prompts=n_train_prompts, d_sae=d_sae, l1=l1, epochs=epochs, lr=lr, score=score,
-               normalize=normalize, standardize=standardize, head_norm=head_norm, seed=seed)
-    return CircuitResult(heads, nodes, edges, {"collect_s": t1 - t0, "sae_s": t2 - t1, "score_s": t3 - t2,
-                                               "total_s": t3 - t0, "n_forward": len(xp) + len(xn)}, cp, cn, cfg)
+    cfg = dict(
+        activation=activation,
+        position=position if isinstance(position, str) else "mask",
+        n_train_prompts=n_train_prompts,
+        d_sae=d_sae,
+        l1=l1,
+        epochs=epochs,
+        lr=lr,
+        score=score,
+        normalize=normalize,
+        standardize=standardize,
+        head_norm=head_norm,
+        seed=seed,
+    )
+    return CircuitResult(
+        heads,
+        nodes,
+        edges,
+        {
+            "collect_s": t1 - t0,
+            "sae_s": t2 - t1,
+            "score_s": t3 - t2,
+            "total_s": t3 - t0,
+            "n_forward": len(xp) + len(xn),
+        },
+        cp,
+        cn,
+        cfg,
+    )

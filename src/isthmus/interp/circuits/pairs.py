@@ -30,7 +30,7 @@ def _gen(seed: int) -> torch.Generator:
 def _induction(n: int, seed: int, vocab: int = 48, half: int = 16) -> tuple:
     d = make_task("induction", n, seed, vocab=vocab, half=half)
     neg = d.tokens.clone()
-    neg[:, half + 1:] = torch.randint(1, vocab, (n, half), generator=_gen(seed))
+    neg[:, half + 1 :] = torch.randint(1, vocab, (n, half), generator=_gen(seed))
     return d.tokens, neg, d.mask
 
 
@@ -67,11 +67,15 @@ def _docstring(n: int, seed: int, n_args: int = 3, n_arg_names: int = 24) -> tup
     return d.tokens, neg, d.mask
 
 
-PAIR_TASKS: dict[str, Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {"induction": _induction, "ioi": _ioi, "greater_than": _greater_than, "docstring": _docstring}
+PAIR_TASKS: dict[str, Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {
+    "induction": _induction,
+    "ioi": _ioi,
+    "greater_than": _greater_than,
+    "docstring": _docstring,
+}
 
 
-def task_pairs(task: str, n: int, seed: int = 0, **task_kwargs: Any) -> tuple[torch.Tensor, torch.Tensor,
-                                                                                torch.Tensor]:
+def task_pairs(task: str, n: int, seed: int = 0, **task_kwargs: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(positives, negatives, mask)`` for ``task`` in :data:`PAIR_TASKS`."""
     if task not in PAIR_TASKS:
         raise ValueError(f"no positive/negative pairs for task {task!r}; choose from {sorted(PAIR_TASKS)}")

@@ -32,8 +32,15 @@ from typing import Any, Mapping, Sequence
 
 from isthmus.interp.explain.records import LatentRecord, render_window
 
-__all__ = ["Explanation", "Explainer", "TokenStatsExplainer", "OpenAICompatibleExplainer", "ExplainerError",
-           "ExplainerTimeout", "explain_prompt"]
+__all__ = [
+    "Explanation",
+    "Explainer",
+    "TokenStatsExplainer",
+    "OpenAICompatibleExplainer",
+    "ExplainerError",
+    "ExplainerTimeout",
+    "explain_prompt",
+]
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +71,15 @@ class TokenStatsExplainer(Explainer):
     the train windows, and the best one is the explanation.
     """
 
-    def __init__(self, background: Mapping[int, int], vocab: Sequence[str] | None = None, *, min_lift: float = 2.0,
-                 coverage: float = 0.9, max_tokens: int = 16) -> None:
+    def __init__(
+        self,
+        background: Mapping[int, int],
+        vocab: Sequence[str] | None = None,
+        *,
+        min_lift: float = 2.0,
+        coverage: float = 0.9,
+        max_tokens: int = 16,
+    ) -> None:
         total = sum(background.values())
         self.p_bg = {int(t): c / total for t, c in background.items()}
         self.vocab, self.min_lift, self.coverage, self.max_tokens = vocab, min_lift, coverage, max_tokens
@@ -147,17 +161,23 @@ def predicate_mask(pred: Mapping[str, Any] | None, tokens: Sequence[int]) -> lis
 
 
 # ---------------------------------------------------------------- online: OpenAI-compatible HTTP ------------
-SYSTEM_PROMPT = ("You are analysing one latent of a neural network. You will see text windows in which the tokens "
-                 "where the latent is active are marked <<like this>>. Reply with one short line that describes "
-                 "what the marked tokens have in common. Do not add anything else.")
+SYSTEM_PROMPT = (
+    "You are analysing one latent of a neural network. You will see text windows in which the tokens "
+    "where the latent is active are marked <<like this>>. Reply with one short line that describes "
+    "what the marked tokens have in common. Do not add anything else."
+)
 
 
 def explain_prompt(record: LatentRecord, max_examples: int = 20) -> list[dict[str, str]]:
     """Chat messages for one record (delphi-style ``<<tok>>`` highlighting)."""
-    lines = [f"Example {i + 1}: " + render_window(record.decode(ex.tokens), ex.active(record.threshold))
-             for i, ex in enumerate(record.train[:max_examples])]
-    return [{"role": "system", "content": SYSTEM_PROMPT},
-            {"role": "user", "content": "\n".join(lines) + "\n\nExplanation:"}]
+    lines = [
+        f"Example {i + 1}: " + render_window(record.decode(ex.tokens), ex.active(record.threshold))
+        for i, ex in enumerate(record.train[:max_examples])
+    ]
+    return [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": "\n".join(lines) + "\n\nExplanation:"},
+    ]
 
 
 class ExplainerError(RuntimeError):
@@ -179,10 +199,22 @@ class OpenAICompatibleExplainer(Explainer):
     is unset no ``Authorization`` header is sent (local servers). The key is never kept on the object.
     """
 
-    def __init__(self, base_url: str, model: str, *, api_key_env: str = "OPENAI_API_KEY", timeout: float = 60.0,
-                 max_retries: int = 3, backoff: float = 1.0, max_backoff: float = 30.0, max_concurrency: int = 4,
-                 cache_dir: str | Path | None = None, temperature: float = 0.0, max_tokens: int = 128,
-                 max_examples: int = 20) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key_env: str = "OPENAI_API_KEY",
+        timeout: float = 60.0,
+        max_retries: int = 3,
+        backoff: float = 1.0,
+        max_backoff: float = 30.0,
+        max_concurrency: int = 4,
+        cache_dir: str | Path | None = None,
+        temperature: float = 0.0,
+        max_tokens: int = 128,
+        max_examples: int = 20,
+    ) -> None:
         if max_concurrency < 1 or max_retries < 0 or timeout <= 0:
             raise ValueError("max_concurrency >= 1, max_retries >= 0 and timeout > 0 are required")
         self.base_url, self.model, self.api_key_env = base_url.rstrip("/"), model, api_key_env
@@ -194,15 +226,21 @@ class OpenAICompatibleExplainer(Explainer):
         self.stats: Counter[str] = Counter()  # requests, retries, cache_hits
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(base_url={self.base_url!r}, model={self.model!r}, "
-                f"api_key_env={self.api_key_env!r}, timeout={self.timeout}, max_retries={self.max_retries}, "
-                f"max_concurrency={self.max_concurrency}, "
-                f"cache_dir={str(self.cache_dir) if self.cache_dir else None!r})")
+        return (
+            f"{type(self).__name__}(base_url={self.base_url!r}, model={self.model!r}, "
+            f"api_key_env={self.api_key_env!r}, timeout={self.timeout}, max_retries={self.max_retries}, "
+            f"max_concurrency={self.max_concurrency}, "
+            f"cache_dir={str(self.cache_dir) if self.cache_dir else None!r})"
+        )
 
     # -- wire ------------------------------------------------------------------------------------------
     def _payload(self, messages: list[dict[str, str]]) -> dict[str, Any]:
-        return {"model": self.model, "messages": messages, "temperature": self.temperature,
-                "max_tokens": self.max_tokens}
+        return {
+            "model": self.model,
+            "messages": messages,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+        }
 
     @staticmethod
     def cache_key(payload: Mapping[str, Any]) -> str:
@@ -217,8 +255,9 @@ class OpenAICompatibleExplainer(Explainer):
         key = os.environ.get(self.api_key_env)
         if key:
             headers["Authorization"] = "Bearer " + key
-        req = urllib.request.Request(self.base_url + "/chat/completions", data=json.dumps(payload).encode(),
-                                     headers=headers, method="POST")
+        req = urllib.request.Request(
+            self.base_url + "/chat/completions", data=json.dumps(payload).encode(), headers=headers, method="POST"
+        )
         del key
         with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310 - user-chosen server
             return json.loads(resp.read().decode())
@@ -265,12 +304,14 @@ class OpenAICompatibleExplainer(Explainer):
             except (ValueError, KeyError, IndexError, TypeError) as e:
                 timed_out = False
                 last = f"malformed response ({type(e).__name__})"
-            log.warning("explainer request attempt %d/%d failed: %s", attempt + 1, self.max_retries + 1,
-                        self._scrub(last))
+            log.warning(
+                "explainer request attempt %d/%d failed: %s", attempt + 1, self.max_retries + 1, self._scrub(last)
+            )
         else:
             cls = ExplainerTimeout if timed_out else ExplainerError
-            raise cls(self._scrub(f"request to {self.base_url} failed after {self.max_retries + 1} attempt(s): "
-                                  f"{last}")) from None
+            raise cls(
+                self._scrub(f"request to {self.base_url} failed after {self.max_retries + 1} attempt(s): {last}")
+            ) from None
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".tmp{threading.get_ident()}")

@@ -80,10 +80,22 @@ def _windows(x: np.ndarray, ctx_len: int) -> np.ndarray:
     return x[:, : w * ctx_len].reshape(n * w, ctx_len)
 
 
-def build_record(latent: int, acts: torch.Tensor | np.ndarray, tokens: torch.Tensor | np.ndarray, *,
-                 ctx_len: int = 8, n_top: int = 20, n_train: int = 20, n_test: int = 20, n_non_activating: int = 20,
-                 n_quantiles: int = 5, train_from: str = "top", threshold: float = 0.0,
-                 vocab: list[str] | None = None, seed: int = 0) -> LatentRecord:
+def build_record(
+    latent: int,
+    acts: torch.Tensor | np.ndarray,
+    tokens: torch.Tensor | np.ndarray,
+    *,
+    ctx_len: int = 8,
+    n_top: int = 20,
+    n_train: int = 20,
+    n_test: int = 20,
+    n_non_activating: int = 20,
+    n_quantiles: int = 5,
+    train_from: str = "top",
+    threshold: float = 0.0,
+    vocab: list[str] | None = None,
+    seed: int = 0,
+) -> LatentRecord:
     """One :class:`LatentRecord` from per-token activations ``acts (N, T)`` and ``tokens (N, T)``.
 
     ``train_from="top"`` gives the explainer the ``n_train`` highest windows; ``"quantiles"`` samples them
@@ -121,13 +133,21 @@ def build_record(latent: int, acts: torch.Tensor | np.ndarray, tokens: torch.Ten
         source = "lowest"
         non = np.argsort(wmax, kind="stable")[:n_non_activating]
     return LatentRecord(
-        latent=latent, top=top, train=[ex(i, qbin.get(int(i), -1)) for i in train_idx],
-        test=[ex(i, qbin[int(i)]) for i in test_idx], non_activating=[ex(i) for i in non], vocab=vocab,
-        threshold=threshold, density=float((a > threshold).mean()), non_activating_source=source)
+        latent=latent,
+        top=top,
+        train=[ex(i, qbin.get(int(i), -1)) for i in train_idx],
+        test=[ex(i, qbin[int(i)]) for i in test_idx],
+        non_activating=[ex(i) for i in non],
+        vocab=vocab,
+        threshold=threshold,
+        density=float((a > threshold).mean()),
+        non_activating_source=source,
+    )
 
 
-def _quantile_sample(order: np.ndarray, qbin: dict[int, int], n: int, n_quantiles: int, rng: np.random.Generator,
-                     exclude: set) -> list[int]:
+def _quantile_sample(
+    order: np.ndarray, qbin: dict[int, int], n: int, n_quantiles: int, rng: np.random.Generator, exclude: set
+) -> list[int]:
     pools = [[int(i) for i in order if qbin[int(i)] == q and int(i) not in exclude] for q in range(n_quantiles)]
     per = [n // n_quantiles + (1 if q < n % n_quantiles else 0) for q in range(n_quantiles)]
     out: list[int] = []
@@ -139,8 +159,9 @@ def _quantile_sample(order: np.ndarray, qbin: dict[int, int], n: int, n_quantile
     return out
 
 
-def build_records(acts: torch.Tensor | np.ndarray, tokens: torch.Tensor | np.ndarray,
-                  latents: Sequence[int] | None = None, **kw: Any) -> list[LatentRecord]:
+def build_records(
+    acts: torch.Tensor | np.ndarray, tokens: torch.Tensor | np.ndarray, latents: Sequence[int] | None = None, **kw: Any
+) -> list[LatentRecord]:
     """Records for several latents from ``acts (N, T, F)``; ``latents`` defaults to all ``F``."""
     a = np.asarray(acts, dtype=np.float32)
     ids = range(a.shape[-1]) if latents is None else latents

@@ -26,15 +26,26 @@ import numpy as np
 from isthmus.interp.explain.explainers import Explanation, predicate_mask
 from isthmus.interp.explain.records import Example, LatentRecord, render_window
 
-__all__ = ["Simulator", "PredicateSimulator", "ClientSimulator", "detection_score", "fuzzing_score",
-           "embedding_score", "MiniLMEncoder", "balanced_accuracy", "auroc", "score_record"]
+__all__ = [
+    "Simulator",
+    "PredicateSimulator",
+    "ClientSimulator",
+    "detection_score",
+    "fuzzing_score",
+    "embedding_score",
+    "MiniLMEncoder",
+    "balanced_accuracy",
+    "auroc",
+    "score_record",
+]
 
 
 class Simulator(Protocol):
     def detect(self, explanation: Explanation, windows: Sequence[Example]) -> list[bool]: ...
 
-    def fuzz(self, explanation: Explanation, windows: Sequence[Example], highlights: Sequence[Sequence[bool]]
-             ) -> list[bool]: ...
+    def fuzz(
+        self, explanation: Explanation, windows: Sequence[Example], highlights: Sequence[Sequence[bool]]
+    ) -> list[bool]: ...
 
 
 class PredicateSimulator:
@@ -47,8 +58,9 @@ class PredicateSimulator:
     def detect(self, explanation: Explanation, windows: Sequence[Example]) -> list[bool]:
         return [any(predicate_mask(explanation.predicate, w.tokens)) for w in windows]
 
-    def fuzz(self, explanation: Explanation, windows: Sequence[Example], highlights: Sequence[Sequence[bool]]
-             ) -> list[bool]:
+    def fuzz(
+        self, explanation: Explanation, windows: Sequence[Example], highlights: Sequence[Sequence[bool]]
+    ) -> list[bool]:
         out = []
         for w, h in zip(windows, highlights):
             m = predicate_mask(explanation.predicate, w.tokens)
@@ -57,12 +69,16 @@ class PredicateSimulator:
         return out
 
 
-DETECT_PROMPT = ("A latent of a neural network is described as: {explanation}\n\nFor each numbered text below, "
-                 "answer 1 if the latent would fire somewhere in it, else 0. Reply with only a JSON list of {n} "
-                 "integers.\n\n{windows}")
-FUZZ_PROMPT = ("A latent of a neural network is described as: {explanation}\n\nIn each numbered text below some "
-               "tokens are marked <<like this>>. Answer 1 if the marked tokens are the ones the description refers "
-               "to, else 0. Reply with only a JSON list of {n} integers.\n\n{windows}")
+DETECT_PROMPT = (
+    "A latent of a neural network is described as: {explanation}\n\nFor each numbered text below, "
+    "answer 1 if the latent would fire somewhere in it, else 0. Reply with only a JSON list of {n} "
+    "integers.\n\n{windows}"
+)
+FUZZ_PROMPT = (
+    "A latent of a neural network is described as: {explanation}\n\nIn each numbered text below some "
+    "tokens are marked <<like this>>. Answer 1 if the marked tokens are the ones the description refers "
+    "to, else 0. Reply with only a JSON list of {n} integers.\n\n{windows}"
+)
 
 
 class ClientSimulator:
@@ -82,7 +98,7 @@ class ClientSimulator:
     def _ask(self, template: str, explanation: Explanation, texts: list[str]) -> list[bool]:
         out: list[bool] = []
         for s in range(0, len(texts), self.batch):
-            chunk = texts[s:s + self.batch]
+            chunk = texts[s : s + self.batch]
             body = "\n".join(f"{i + 1}. {t}" for i, t in enumerate(chunk))
             msg = template.format(explanation=explanation.text, n=len(chunk), windows=body)
             reply = self.client.complete([{"role": "user", "content": msg}])
@@ -100,8 +116,9 @@ class ClientSimulator:
     def detect(self, explanation: Explanation, windows: Sequence[Example]) -> list[bool]:
         return self._ask(DETECT_PROMPT, explanation, [self._text(w) for w in windows])
 
-    def fuzz(self, explanation: Explanation, windows: Sequence[Example], highlights: Sequence[Sequence[bool]]
-             ) -> list[bool]:
+    def fuzz(
+        self, explanation: Explanation, windows: Sequence[Example], highlights: Sequence[Sequence[bool]]
+    ) -> list[bool]:
         return self._ask(FUZZ_PROMPT, explanation, [self._text(w, h) for w, h in zip(windows, highlights)])
 
 
@@ -140,8 +157,9 @@ def detection_score(record: LatentRecord, explanation: Explanation, simulator: S
     return out
 
 
-def fuzzing_score(record: LatentRecord, explanation: Explanation, simulator: Simulator, seed: int = 0
-                  ) -> dict[str, float]:
+def fuzzing_score(
+    record: LatentRecord, explanation: Explanation, simulator: Simulator, seed: int = 0
+) -> dict[str, float]:
     rng = random.Random(seed + 104729 * record.latent)
     windows, highlights, y = [], [], []
     for ex in record.test:
@@ -174,8 +192,9 @@ class MiniLMEncoder:
         outs = []
         with torch.no_grad():
             for s in range(0, len(texts), self.batch_size):
-                enc = self._tok(list(texts[s:s + self.batch_size]), padding=True, truncation=True,
-                                return_tensors="pt")
+                enc = self._tok(
+                    list(texts[s : s + self.batch_size]), padding=True, truncation=True, return_tensors="pt"
+                )
                 h = self._model(**enc).last_hidden_state
                 m = enc["attention_mask"].unsqueeze(-1).to(h.dtype)
                 e = (h * m).sum(1) / m.sum(1).clamp(min=1)
@@ -192,8 +211,13 @@ def embedding_score(record: LatentRecord, explanation: Explanation, encoder: Any
     return {"embedding_auroc": auroc(sims[:n], sims[n:])}
 
 
-def score_record(record: LatentRecord, explanation: Explanation, simulator: Simulator | None = None,
-                 encoder: Any = None, seed: int = 0) -> dict[str, float]:
+def score_record(
+    record: LatentRecord,
+    explanation: Explanation,
+    simulator: Simulator | None = None,
+    encoder: Any = None,
+    seed: int = 0,
+) -> dict[str, float]:
     """Detection + fuzzing (+ embedding when an ``encoder`` is given) for one record."""
     sim = simulator or PredicateSimulator()
     out = {**detection_score(record, explanation, sim), **fuzzing_score(record, explanation, sim, seed)}

@@ -54,8 +54,9 @@ class ToyConfig(Config):
             if getattr(self, name) < 1:
                 raise ConfigError(f"ToyConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.d_head is None and self.d_model % self.n_heads:
-            raise ConfigError(f"ToyConfig: d_model={self.d_model} is not divisible by n_heads={self.n_heads}; "
-                              "set d_head explicitly")
+            raise ConfigError(
+                f"ToyConfig: d_model={self.d_model} is not divisible by n_heads={self.n_heads}; set d_head explicitly"
+            )
 
     @property
     def head_dim(self) -> int:
@@ -79,8 +80,9 @@ class Attention(nn.Module):
         self.hook_q, self.hook_k, self.hook_v = HookPoint(), HookPoint(), HookPoint()
         self.hook_pattern, self.hook_z = HookPoint(), HookPoint()
 
-    def forward(self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None = None
-                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    def forward(
+        self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         b, t, _ = x.shape  # (B, T, d)
         split = lambda y: y.view(b, t, self.n_heads, self.d_head)  # noqa: E731
         q, k, v = self.hook_q(split(self.W_Q(x))), self.hook_k(split(self.W_K(x))), self.hook_v(split(self.W_V(x)))
@@ -99,9 +101,16 @@ class Block(nn.Module):
         super().__init__()
         self.ln1 = nn.LayerNorm(cfg.d_model)
         self.attn = Attention(cfg)
-        self.mlp = None if cfg.attn_only else nn.Sequential(
-            nn.LayerNorm(cfg.d_model), nn.Linear(cfg.d_model, cfg.d_mlp or 4 * cfg.d_model), nn.GELU(),
-            nn.Linear(cfg.d_mlp or 4 * cfg.d_model, cfg.d_model))
+        self.mlp = (
+            None
+            if cfg.attn_only
+            else nn.Sequential(
+                nn.LayerNorm(cfg.d_model),
+                nn.Linear(cfg.d_model, cfg.d_mlp or 4 * cfg.d_model),
+                nn.GELU(),
+                nn.Linear(cfg.d_mlp or 4 * cfg.d_model, cfg.d_model),
+            )
+        )
         self.hook_resid_pre, self.hook_attn_out, self.hook_resid_mid = HookPoint(), HookPoint(), HookPoint()
         self.hook_mlp_out, self.hook_resid_post = HookPoint(), HookPoint()
 
@@ -136,8 +145,9 @@ class ToyTransformer(Pretrained, nn.Module):
                     nn.init.normal_(m.weight, std=0.02 if isinstance(m, nn.Linear) else 0.1)
         self.hook_embed, self.hook_pos_embed, self.hook_resid_final = HookPoint(), HookPoint(), HookPoint()
 
-    def forward(self, tokens: torch.Tensor, past: KVCache | None = None, use_cache: bool = False
-                ) -> torch.Tensor | tuple[torch.Tensor, KVCache]:
+    def forward(
+        self, tokens: torch.Tensor, past: KVCache | None = None, use_cache: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, KVCache]:
         """Logits ``(B, T, vocab)``; with ``use_cache`` also the per-layer (K, V) cache for :meth:`generate`."""
         b, t = tokens.shape
         start = past[0][0].shape[1] if past else 0
@@ -153,8 +163,9 @@ class ToyTransformer(Pretrained, nn.Module):
         return (logits, cache) if use_cache else logits
 
     @torch.no_grad()
-    def generate(self, tokens: torch.Tensor, n_new: int, temperature: float = 0.0,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+    def generate(
+        self, tokens: torch.Tensor, n_new: int, temperature: float = 0.0, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Append ``n_new`` tokens (greedy when ``temperature`` is 0), reusing the KV cache."""
         logits, cache = self.forward(tokens, use_cache=True)
         out = [tokens]

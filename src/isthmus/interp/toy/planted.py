@@ -34,9 +34,19 @@ FAMILIES = ("induction", "long_range", "short_range")
 
 
 @register_task("planted")
-def planted(n: int, seed: int = 0, length: int = 40, n_topics: int = 4, topic_vocab: int = 8,
-            n_markers: int = 4, ngram: int = 6, n_repeat_vocab: int = 16, p_topic: float = 0.85, n_skip: int = 2,
-            long_range_loss_frac: float = 0.25) -> TaskData:
+def planted(
+    n: int,
+    seed: int = 0,
+    length: int = 40,
+    n_topics: int = 4,
+    topic_vocab: int = 8,
+    n_markers: int = 4,
+    ngram: int = 6,
+    n_repeat_vocab: int = 16,
+    p_topic: float = 0.85,
+    n_skip: int = 2,
+    long_range_loss_frac: float = 0.25,
+) -> TaskData:
     """``n`` sequences of ``length`` tokens with the three planted families (see the module docstring)."""
     rng = np.random.default_rng(seed)
     n_content = n_topics * topic_vocab
@@ -45,9 +55,14 @@ def planted(n: int, seed: int = 0, length: int = 40, n_topics: int = 4, topic_vo
     a0 = c0 + n_content
     b0 = a0 + n_markers
     r0 = b0 + n_markers
-    vocab = (["<bos>"] + [f"<topic{i}>" for i in range(n_topics)] + [f"c{i}" for i in range(n_content)]
-             + [f"A{i}" for i in range(n_markers)] + [f"B{i}" for i in range(n_markers)]
-             + [f"r{i}" for i in range(n_repeat_vocab)])
+    vocab = (
+        ["<bos>"]
+        + [f"<topic{i}>" for i in range(n_topics)]
+        + [f"c{i}" for i in range(n_content)]
+        + [f"A{i}" for i in range(n_markers)]
+        + [f"B{i}" for i in range(n_markers)]
+        + [f"r{i}" for i in range(n_repeat_vocab)]
+    )
     need = 2 + 2 * ngram + 3 * n_skip + 4
     if length < need:
         raise ValueError(f"planted: length={length} too short for ngram={ngram}, n_skip={n_skip} (need >= {need})")
@@ -59,27 +74,30 @@ def planted(n: int, seed: int = 0, length: int = 40, n_topics: int = 4, topic_vo
         k = topics[i]
         tok[i, 1] = t0 + k
         own = rng.random(length) < p_topic
-        tok[i, 2:] = np.where(own[2:], c0 + k * topic_vocab + rng.integers(0, topic_vocab, length - 2),
-                              c0 + rng.integers(0, n_content, length - 2))
+        tok[i, 2:] = np.where(
+            own[2:],
+            c0 + k * topic_vocab + rng.integers(0, topic_vocab, length - 2),
+            c0 + rng.integers(0, n_content, length - 2),
+        )
         free = np.ones(length, dtype=bool)
         free[:2] = False
         # induction: the second copy starts at least 2 tokens after the first ends
         s1 = rng.integers(2, length - 2 * ngram - 4)
         s2 = rng.integers(s1 + ngram + 2, length - ngram + 1)
         gram = r0 + rng.permutation(n_repeat_vocab)[:ngram]  # distinct, so the previous occurrence is unique
-        tok[i, s1:s1 + ngram], tok[i, s2:s2 + ngram] = gram, gram
-        free[s1:s1 + ngram] = free[s2:s2 + ngram] = False
-        fam["induction"][i, s2:s2 + ngram - 1] = True
-        src["induction"][i, s2:s2 + ngram - 1] = np.arange(s1 + 1, s1 + ngram)  # token after the earlier copy
+        tok[i, s1 : s1 + ngram], tok[i, s2 : s2 + ngram] = gram, gram
+        free[s1 : s1 + ngram] = free[s2 : s2 + ngram] = False
+        fam["induction"][i, s2 : s2 + ngram - 1] = True
+        src["induction"][i, s2 : s2 + ngram - 1] = np.arange(s1 + 1, s1 + ngram)  # token after the earlier copy
         # skip-bigrams A_j c B_j in free slots
         placed = 0
         for start in rng.permutation(np.arange(2, length - 2)):
             if placed == n_skip:
                 break
-            if free[start:start + 3].all():
+            if free[start : start + 3].all():
                 j = rng.integers(0, n_markers)
                 tok[i, start], tok[i, start + 2] = a0 + j, b0 + j
-                free[start:start + 3] = False
+                free[start : start + 3] = False
                 fam["short_range"][i, start + 1] = True
                 src["short_range"][i, start + 1] = start
                 placed += 1
@@ -94,12 +112,22 @@ def planted(n: int, seed: int = 0, length: int = 40, n_topics: int = 4, topic_vo
     # targets are not drowned out and the induction circuit forms within a short training run
     keep = torch.as_tensor(rng.random((n, length)) < long_range_loss_frac)
     mask = target_masks["induction"] | target_masks["short_range"] | (target_masks["long_range"] & keep)
-    return TaskData(torch.as_tensor(tok), mask, vocab,
-                    {"feature_masks": feature_masks, "target_masks": target_masks,
-                     "source_positions": {f: torch.as_tensor(v) for f, v in src.items()},
-                     "topics": torch.as_tensor(topics), "families": FAMILIES,
-                     # the tokens each family's targets are drawn from ("which one" is the family's information)
-                     "family_vocab": {"induction": torch.arange(r0, r0 + n_repeat_vocab),
-                                      "long_range": torch.arange(c0, c0 + n_content),
-                                      "short_range": torch.arange(b0, b0 + n_markers)},
-                     "layout": {"topic": t0, "content": c0, "marker": a0, "partner": b0, "repeat": r0}})
+    return TaskData(
+        torch.as_tensor(tok),
+        mask,
+        vocab,
+        {
+            "feature_masks": feature_masks,
+            "target_masks": target_masks,
+            "source_positions": {f: torch.as_tensor(v) for f, v in src.items()},
+            "topics": torch.as_tensor(topics),
+            "families": FAMILIES,
+            # the tokens each family's targets are drawn from ("which one" is the family's information)
+            "family_vocab": {
+                "induction": torch.arange(r0, r0 + n_repeat_vocab),
+                "long_range": torch.arange(c0, c0 + n_content),
+                "short_range": torch.arange(b0, b0 + n_markers),
+            },
+            "layout": {"topic": t0, "content": c0, "marker": a0, "partner": b0, "repeat": r0},
+        },
+    )

@@ -30,8 +30,8 @@ __all__ = ["TaskData", "TASKS", "make_task", "register_task"]
 
 @dataclass
 class TaskData:
-    tokens: torch.Tensor          # (N, T) int64
-    mask: torch.Tensor            # (N, T) bool: targets that matter
+    tokens: torch.Tensor  # (N, T) int64
+    mask: torch.Tensor  # (N, T) bool: targets that matter
     vocab: list[str]
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -53,6 +53,7 @@ def register_task(name: str) -> Callable:
     def deco(fn: Callable[..., TaskData]) -> Callable[..., TaskData]:
         TASKS[name] = fn
         return fn
+
     return deco
 
 
@@ -74,14 +75,19 @@ def induction(n: int, seed: int = 0, vocab: int = 48, half: int = 16) -> TaskDat
     r = torch.randint(1, vocab, (n, half), generator=g)
     tokens = torch.cat([torch.zeros(n, 1, dtype=torch.long), r, r], 1)  # (N, 2L+1), 0 = BOS
     mask = torch.zeros_like(tokens, dtype=torch.bool)
-    mask[:, half + 2:] = True
-    return TaskData(tokens, mask, ["<bos>"] + [f"t{i}" for i in range(1, vocab)],
-                    {"half": half, "first_copy": (1, half + 1), "second_copy": (half + 1, 2 * half + 1)})
+    mask[:, half + 2 :] = True
+    return TaskData(
+        tokens,
+        mask,
+        ["<bos>"] + [f"t{i}" for i in range(1, vocab)],
+        {"half": half, "first_copy": (1, half + 1), "second_copy": (half + 1, 2 * half + 1)},
+    )
 
 
 @register_task("copy_reverse_sort")
-def copy_reverse_sort(n: int, seed: int = 0, length: int = 8, digits: int = 10,
-                      tasks: tuple[str, ...] = ("copy", "reverse", "sort")) -> TaskData:
+def copy_reverse_sort(
+    n: int, seed: int = 0, length: int = 8, digits: int = 10, tasks: tuple[str, ...] = ("copy", "reverse", "sort")
+) -> TaskData:
     g = _gen(seed)
     names = ["copy", "reverse", "sort"]
     vocab = ["<bos>", "<sep>", *(f"<{t}>" for t in names), *(str(i) for i in range(digits))]
@@ -89,10 +95,18 @@ def copy_reverse_sort(n: int, seed: int = 0, length: int = 8, digits: int = 10,
     x = torch.randint(0, digits, (n, length), generator=g)
     which = torch.tensor([names.index(t) for t in tasks])[torch.randint(0, len(tasks), (n,), generator=g)]
     y = torch.where((which == 0)[:, None], x, torch.where((which == 1)[:, None], x.flip(1), x.sort(1).values))
-    tokens = torch.cat([torch.zeros(n, 1, dtype=torch.long), (2 + which)[:, None], x + off,
-                        torch.ones(n, 1, dtype=torch.long), y + off], 1)
+    tokens = torch.cat(
+        [
+            torch.zeros(n, 1, dtype=torch.long),
+            (2 + which)[:, None],
+            x + off,
+            torch.ones(n, 1, dtype=torch.long),
+            y + off,
+        ],
+        1,
+    )
     mask = torch.zeros_like(tokens, dtype=torch.bool)
-    mask[:, length + 3:] = True
+    mask[:, length + 3 :] = True
     return TaskData(tokens, mask, vocab, {"task": [names[i] for i in which.tolist()], "length": length})
 
 
@@ -130,8 +144,22 @@ def greater_than(n: int, seed: int = 0) -> TaskData:
     yy = torch.randint(2, 99, (n,), generator=g)
     zz = yy + 1 + (torch.rand(n, generator=g) * (99 - yy)).long()
     col = lambda tok: torch.full((n,), w[tok]) if isinstance(tok, str) else tok  # noqa: E731
-    seq = ["<bos>", "The", "war", "lasted", "from", "the", "year", "17", yy + len(words), "to", "the", "year",
-           "17", zz + len(words)]
+    seq = [
+        "<bos>",
+        "The",
+        "war",
+        "lasted",
+        "from",
+        "the",
+        "year",
+        "17",
+        yy + len(words),
+        "to",
+        "the",
+        "year",
+        "17",
+        zz + len(words),
+    ]
     tokens = torch.stack([col(t) for t in seq], 1)
     mask = torch.zeros_like(tokens, dtype=torch.bool)
     mask[:, -1] = True
@@ -162,8 +190,9 @@ def docstring(n: int, seed: int = 0, n_args: int = 3, n_arg_names: int = 24) -> 
 
 
 @register_task("fsm")
-def fsm(n: int, seed: int = 0, n_states: int = 4, n_symbols: int = 3, steps: int = 12,
-        machine_seed: int = 0) -> TaskData:
+def fsm(
+    n: int, seed: int = 0, n_states: int = 4, n_symbols: int = 3, steps: int = 12, machine_seed: int = 0
+) -> TaskData:
     """Interleaved input symbols and DFA states; the automaton depends on ``machine_seed`` only."""
     trans = torch.randint(0, n_states, (n_states, n_symbols), generator=_gen(machine_seed))
     g = _gen(seed)

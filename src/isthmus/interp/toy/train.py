@@ -64,7 +64,7 @@ def evaluate_toy(model: ToyTransformer, data: TaskData, batch_size: int = 512) -
     model.eval()
     ce_sum, correct, count = 0.0, 0, 0
     for s in range(0, len(data), batch_size):
-        tok, m = data.tokens[s:s + batch_size], data.mask[s:s + batch_size, 1:]
+        tok, m = data.tokens[s : s + batch_size], data.mask[s : s + batch_size, 1:]
         logits = model(tok)[:, :-1][m]
         target = tok[:, 1:][m]
         ce_sum += float(torch.nn.functional.cross_entropy(logits, target, reduction="sum"))
@@ -82,20 +82,27 @@ def _p_greater(model: ToyTransformer, data: TaskData, batch_size: int) -> float:
     """Mean probability that the predicted two-digit year exceeds YY (1.0 = always valid)."""
     off, total = data.meta["number_offset"], 0.0
     for s in range(0, len(data), batch_size):
-        probs = model(data.tokens[s:s + batch_size])[:, -2].softmax(-1)[:, off:off + 100]  # (B, 100)
-        yy = data.meta["yy"][s:s + batch_size]
+        probs = model(data.tokens[s : s + batch_size])[:, -2].softmax(-1)[:, off : off + 100]  # (B, 100)
+        yy = data.meta["yy"][s : s + batch_size]
         total += float((probs * (torch.arange(100)[None] > yy[:, None])).sum())
     return total / len(data)
 
 
 def _key(model_cfg: ToyConfig, train_cfg: ToyTrainConfig) -> str:
-    blob = json.dumps({"v": CACHE_VERSION, "model": model_cfg.to_dict(), "train": train_cfg.to_dict()},
-                      sort_keys=True, default=str)
+    blob = json.dumps(
+        {"v": CACHE_VERSION, "model": model_cfg.to_dict(), "train": train_cfg.to_dict()}, sort_keys=True, default=str
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def train_toy(train: ToyTrainConfig | dict | None = None, model: ToyConfig | dict | None = None, *,
-              cache: bool = True, progress: bool = False, root: str | Path | None = None) -> ToyRun:
+def train_toy(
+    train: ToyTrainConfig | dict | None = None,
+    model: ToyConfig | dict | None = None,
+    *,
+    cache: bool = True,
+    progress: bool = False,
+    root: str | Path | None = None,
+) -> ToyRun:
     """Train (or load from the cache) a :class:`ToyTransformer` on a synthetic task.
 
     ``model`` fields left unset are filled from the task: ``vocab_size`` and ``n_ctx`` fit the data.
@@ -111,22 +118,41 @@ def train_toy(train: ToyTrainConfig | dict | None = None, model: ToyConfig | dic
     folder = Path(root or cache_dir() / "toy") / f"{tcfg.task}-{_key(mcfg, tcfg)}"
     if cache and (folder / "metrics.json").exists():
         try:
-            return ToyRun(ToyTransformer.from_pretrained(folder), read_json(folder / "metrics.json"), folder,
-                          True, train_data.vocab)
+            return ToyRun(
+                ToyTransformer.from_pretrained(folder),
+                read_json(folder / "metrics.json"),
+                folder,
+                True,
+                train_data.vocab,
+            )
         except CheckpointError:
             pass  # a damaged cache entry is retrained and overwritten
     net = ToyTransformer(mcfg)
-    trainer_cfg = TrainerConfig(epochs=tcfg.epochs, batch_size=tcfg.batch_size, optimizer="adamw", lr=tcfg.lr,
-                                weight_decay=tcfg.weight_decay, warmup_steps=tcfg.warmup_steps,
-                                schedule="cosine", grad_clip=1.0, seed=tcfg.seed, progress=progress,
-                                device="cpu")
+    trainer_cfg = TrainerConfig(
+        epochs=tcfg.epochs,
+        batch_size=tcfg.batch_size,
+        optimizer="adamw",
+        lr=tcfg.lr,
+        weight_decay=tcfg.weight_decay,
+        warmup_steps=tcfg.warmup_steps,
+        schedule="cosine",
+        grad_clip=1.0,
+        seed=tcfg.seed,
+        progress=progress,
+        device="cpu",
+    )
     t0 = time.perf_counter()
     Trainer(net, trainer_cfg).fit(train_data.as_training_data())
     seconds = time.perf_counter() - t0
     net.eval()
     held_out = make_task(tcfg.task, tcfg.n_eval, seed=tcfg.seed + 10_000, **tcfg.task_kwargs)
-    metrics = {"task": tcfg.task, "train_seconds": round(seconds, 3), **evaluate_toy(net, held_out),
-               "train_config": tcfg.to_dict(), "model_config": mcfg.to_dict()}
+    metrics = {
+        "task": tcfg.task,
+        "train_seconds": round(seconds, 3),
+        **evaluate_toy(net, held_out),
+        "train_config": tcfg.to_dict(),
+        "model_config": mcfg.to_dict(),
+    }
     if cache:
         net.save_pretrained(folder, extra={"train_config": tcfg.to_dict(), "vocab": train_data.vocab})
         atomic_write_json(folder / "metrics.json", metrics)

@@ -9,6 +9,19 @@ from isthmus.train.callbacks.metrics_log import MetricsLogger
 from isthmus.train.callbacks.progress import ProgressBar
 from isthmus.train.callbacks.tracking import JSONLForwarder, MLflowLogger, TensorBoardLogger, make_tracker
 
-__all__ = ["ARDUpdate", "Callback", "Checkpointer", "EarlyStopping", "EpochTrace", "HOOKS", "JSONLForwarder", "MLflowLogger",
-           "MetricsLogger", "ProgressBar", "TensorBoardLogger", "make_tracker", "overridden_hooks",
-           "update_ard_priors"]
+__all__ = [
+    "ARDUpdate",
+    "Callback",
+    "Checkpointer",
+    "EarlyStopping",
+    "EpochTrace",
+    "HOOKS",
+    "JSONLForwarder",
+    "MLflowLogger",
+    "MetricsLogger",
+    "ProgressBar",
+    "TensorBoardLogger",
+    "make_tracker",
+    "overridden_hooks",
+    "update_ard_priors",
+]

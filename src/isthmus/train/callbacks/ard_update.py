@@ -22,8 +22,9 @@ def _ard_modules(model: torch.nn.Module) -> list[Any]:
 
 
 @torch.no_grad()
-def update_ard_priors(model: torch.nn.Module, x: torch.Tensor, generator: torch.Generator | None = None,
-                      batch_size: int = 4096) -> list[torch.Tensor]:
+def update_ard_priors(
+    model: torch.nn.Module, x: torch.Tensor, generator: torch.Generator | None = None, batch_size: int = 4096
+) -> list[torch.Tensor]:
     """Encode held-out ``x`` with ``model.encoder`` and re-estimate every ARD bottleneck's τ².
 
     The encoder runs in eval mode (no dropout noise in the statistics); returns the new τ² per ARD module.

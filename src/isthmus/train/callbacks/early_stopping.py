@@ -25,8 +25,10 @@ class EarlyStopping(Callback):
     def on_epoch_end(self, trainer, logs: dict[str, Any]) -> None:
         value = logs.get(self.monitor)
         if value is None:
-            raise KeyError(f"EarlyStopping monitors {self.monitor!r} but the epoch logs hold {sorted(logs)}; "
-                           "pass validation data to fit(val=...)")
+            raise KeyError(
+                f"EarlyStopping monitors {self.monitor!r} but the epoch logs hold {sorted(logs)}; "
+                "pass validation data to fit(val=...)"
+            )
         if math.isfinite(value) and (self.best is None or value < self.best - self.min_delta):
             self.best = value
             self.wait = 0

@@ -53,10 +53,17 @@ class MetricsLogger(Callback):
         means = meter.interval.means()
         meter.reset_interval()
         gn = trainer.last_grad_norm
-        self._write({"event": "step", "step": trainer.global_step, "epoch": trainer.epoch, **means,
-                     "lr": trainer.optimizer.param_groups[0]["lr"],
-                     "grad_norm": float(gn) if gn is not None else None,
-                     "time_s": round(time.perf_counter() - self._t0, 4)})
+        self._write(
+            {
+                "event": "step",
+                "step": trainer.global_step,
+                "epoch": trainer.epoch,
+                **means,
+                "lr": trainer.optimizer.param_groups[0]["lr"],
+                "grad_norm": float(gn) if gn is not None else None,
+                "time_s": round(time.perf_counter() - self._t0, 4),
+            }
+        )
 
     def on_epoch_end(self, trainer, logs: dict[str, Any]) -> None:
         self._write({"event": "epoch", **logs, "time_s": round(time.perf_counter() - self._t0, 4)})

@@ -19,8 +19,13 @@ class ProgressBar(Callback):
         self.bar: Any = None
 
     def on_fit_start(self, trainer) -> None:
-        self.bar = tqdm(total=trainer.total_steps or None, initial=trainer.global_step, desc="train", unit="step",
-                        dynamic_ncols=True)
+        self.bar = tqdm(
+            total=trainer.total_steps or None,
+            initial=trainer.global_step,
+            desc="train",
+            unit="step",
+            dynamic_ncols=True,
+        )
 
     def on_step_end(self, trainer) -> None:
         self.bar.update(1)

@@ -32,8 +32,9 @@ def _import(module: str, package: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise ImportError(f"{package} is not installed; install it with pip install 'isthmus[tracking]' "
-                          f"(or pip install {package})") from exc
+        raise ImportError(
+            f"{package} is not installed; install it with pip install 'isthmus[tracking]' (or pip install {package})"
+        ) from exc
 
 
 class JSONLForwarder(Callback):
@@ -88,8 +89,11 @@ class JSONLForwarder(Callback):
             record = json.loads(line)
             step = int(record.get("step", 0))
             prefix = record.get("event", "step")
-            values = {f"{prefix}/{k}": float(v) for k, v in record.items()
-                      if k not in _SKIP and isinstance(v, (int, float)) and not isinstance(v, bool)}
+            values = {
+                f"{prefix}/{k}": float(v)
+                for k, v in record.items()
+                if k not in _SKIP and isinstance(v, (int, float)) and not isinstance(v, bool)
+            }
             if values:
                 self.emit(values, step)
         self._offset += end
@@ -137,8 +141,13 @@ class MLflowLogger(JSONLForwarder):
     The run's id is checkpointed, so a resumed fit logs into the same run.
     """
 
-    def __init__(self, tracking_uri: str | Path, experiment: str = "isthmus", run_name: str | None = None,
-                 params: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        tracking_uri: str | Path,
+        experiment: str = "isthmus",
+        run_name: str | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__()
         uri = str(tracking_uri)
         self.tracking_uri = uri if ":" in uri.split("/", 1)[0] else Path(uri).resolve().as_uri()
@@ -181,8 +190,13 @@ class MLflowLogger(JSONLForwarder):
 
     def close(self, trainer) -> None:
         if self.client is not None and self.run_id is not None:
-            status = "FAILED" if trainer.error is not None and not isinstance(trainer.error, KeyboardInterrupt) \
-                else "KILLED" if trainer.error is not None else "FINISHED"
+            status = (
+                "FAILED"
+                if trainer.error is not None and not isinstance(trainer.error, KeyboardInterrupt)
+                else "KILLED"
+                if trainer.error is not None
+                else "FINISHED"
+            )
             self.client.set_terminated(self.run_id, status=status)
         self.client = None
 
