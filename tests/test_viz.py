@@ -24,3 +24,16 @@ def test_plots_write_pngs(tmp_path):
     ]
     for p in paths:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sample_panels_tiles_each_grid_and_refuses_flat_images(tmp_path):
+    import matplotlib.image as mpimg
+
+    from isthmus.viz import sample_panels
+
+    grids = {"a": np.zeros((2, 3, 4, 4)), "b": np.ones((2, 3, 4, 4))}
+    path = sample_panels(grids, tmp_path / "s.png")
+    img = mpimg.imread(path)
+    assert path.is_file() and img.ndim == 3 and img.shape[1] > img.shape[0]  # two panels side by side
+    with pytest.raises(ValueError, match="rows, cols, H, W"):
+        sample_panels({"flat": np.zeros((4, 4))}, tmp_path / "bad.png")

@@ -7,11 +7,11 @@ PNG and returns its path. Imports only numpy and matplotlib.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["pyplot", "save_figure", "image_grid", "save_image_grid", "latent_map", "training_curves"]
+__all__ = ["pyplot", "save_figure", "image_grid", "save_image_grid", "sample_panels", "latent_map", "training_curves"]
 
 
 def pyplot():
@@ -70,6 +70,22 @@ def save_image_grid(
     if title:
         fig.suptitle(title)
     return save_figure(fig, path)
+
+
+def sample_panels(grids: Mapping[str, np.ndarray], path: str | Path, dpi: int = 90) -> Path:
+    """One titled panel per name: ``(rows, cols, H, W)`` grey samples in [0, 1] tiled without gaps (e.g. one
+    generator's class-conditional samples per panel, side by side)."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(grids), figsize=(2.6 * len(grids), 4.0), squeeze=False)
+    for ax, (name, g) in zip(axes[0], grids.items()):
+        g = np.asarray(g)
+        if g.ndim != 4:
+            raise ValueError(f"sample_panels expects (rows, cols, H, W) grids, got {g.shape} for {name!r}")
+        rows, cols, h, w = g.shape
+        ax.imshow(g.transpose(0, 2, 1, 3).reshape(rows * h, cols * w), cmap="gray", vmin=0, vmax=1)
+        ax.set_title(name, fontsize=9)
+        ax.axis("off")
+    return save_figure(fig, path, dpi=dpi)
 
 
 def latent_map(z: np.ndarray, labels: np.ndarray | None, path: str | Path, title: str = "latent map") -> Path:

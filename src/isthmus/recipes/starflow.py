@@ -455,19 +455,11 @@ class StarFlow(Recipe):
         }
 
     def figures(self, s: Settings, cells, out_dir: Path) -> list[str]:
-        from isthmus.viz import pyplot, save_figure
+        from isthmus.viz import pyplot, sample_panels, save_figure
 
         plt = pyplot()
         grids = {a: np.asarray(c[0].info["grid"]) for a, c in cells.items() if 0 in c and "grid" in c[0].info}
-        names = []
-        if grids:
-            fig, axes = plt.subplots(1, len(grids), figsize=(2.6 * len(grids), 4.0))
-            for ax, (arm, g) in zip(np.atleast_1d(axes), grids.items()):
-                rows, cols = g.shape[:2]
-                ax.imshow(g.transpose(0, 2, 1, 3).reshape(rows * SIDE, cols * SIDE), cmap="gray", vmin=0, vmax=1)
-                ax.set_title(arm, fontsize=9)
-                ax.axis("off")
-            names.append(save_figure(fig, out_dir / "samples.png", dpi=90).name)
+        names = [sample_panels(grids, out_dir / "samples.png").name] if grids else []
         fig, ax = plt.subplots(figsize=(6, 3.5))
         for arm, c in cells.items():
             m = c[min(c)]
