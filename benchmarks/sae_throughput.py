@@ -8,7 +8,9 @@ mean L0).
 Each trainer takes the same fixed activation tensor (B, d), batch size and Adam (lr 1e-4), one warm-up
 step, then ``steps`` timed steps (forward, backward, optimizer step; ours also renormalises decoder rows). ``--fused-adam`` gives
 every trainer torch's fused Adam (the optimizer is ~20 % of a d=768 step on CPU).
-No AuxK (no dead latents at the start) in any of them.
+No AuxK (no dead latents at the start) in any of them. Like ``train_sae`` and the CLI, the process keeps freed
+host memory for reuse (``isthmus._runtime.pool_host_memory``; every trainer here shares the process, so the peer
+gets it too); ``--no-host-pool`` measures glibc's default, where each large buffer is a fresh ``mmap``.
 
 * ``isthmus-sparse`` — :class:`isthmus.interp.sae.SparseAutoEncoder` with the sparse TopK kernels.
 * ``isthmus-naive`` — the same model with ``sparse_backward=False`` (dense (B, m) code, plain autograd).
@@ -32,6 +34,7 @@ import warnings
 
 import torch
 
+from isthmus._runtime import pool_host_memory
 from isthmus.interp.sae import SAEConfig, SparseAutoEncoder
 
 CASES = {  # name: (d, m, k, batch, threads, timed steps)
@@ -153,8 +156,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="intra-op threads for every case (default: per case)")
     ap.add_argument("--fused-adam", action="store_true", help="fused Adam (one kernel per parameter) for all trainers")
     ap.add_argument("--bottleneck", choices=list(BOTTLENECKS), default="topk", help="topk (default), batchtopk, matryoshka")
+    ap.add_argument("--no-host-pool", action="store_true", help="glibc's default allocator thresholds (no reuse)")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
+    pooled = False if args.no_host_pool else pool_host_memory()
+    print(f"host memory pooled: {pooled}")
     results = {name: run_case(name, args.quick, args.threads, args.fused_adam, args.bottleneck) for name in args.cases}
     last = results.get("d768") or results[args.cases[-1]]
     ratio = last["sparse"] / last["peer"] if last["peer"] else float("nan")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from isthmus._runtime import flush_denormal_enabled, runtime_defaults
+from isthmus._runtime import flush_denormal_enabled, host_memory_pooled, pool_host_memory, runtime_defaults
 from isthmus.models import AutoEncoder
 from isthmus.train import Trainer, TrainerConfig
 
@@ -55,9 +55,11 @@ class _Spy(torch.nn.Module):
         super().__init__()
         self.ae = AutoEncoder.mlp(4, 2, hidden=[8])
         self.seen: set[tuple[int, bool]] = set()
+        self.pooled: set[bool] = set()
 
     def compute_loss(self, batch):
         self.seen.add((torch.get_num_threads(), flush_denormal_enabled()))
+        self.pooled.add(host_memory_pooled())
         return self.ae.compute_loss(batch)
 
 
@@ -67,9 +69,52 @@ def _fit(**cfg) -> _Spy:
     return model
 
 
+GLIBC = sys.platform.startswith("linux") and os.confstr("CS_GNU_LIBC_VERSION") is not None
+
+
 def test_fit_applies_defaults_inside_and_restores_the_callers(caller_settings):
-    assert _fit().seen == {(1, True)}
-    assert (torch.get_num_threads(), flush_denormal_enabled()) == (2, False)
+    pooled_before = host_memory_pooled()
+    model = _fit()
+    assert model.seen == {(1, True)}
+    assert model.pooled == {GLIBC}  # host memory kept for reuse inside fit (glibc only)
+    assert (torch.get_num_threads(), flush_denormal_enabled(), host_memory_pooled()) == (2, False, pooled_before)
+
+
+_FAULTS = """
+import resource, sys, torch
+from isthmus._runtime import pool_host_memory
+if sys.argv[1] == "1":
+    assert pool_host_memory(True)
+faults = []
+for _ in range(16):  # two 40 MB buffers per "step", above glibc's 32 MiB mmap ceiling
+    f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    a = torch.empty(10 << 20); a.fill_(1.0); b = torch.empty(10 << 20); b.fill_(2.0); del a, b
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+print(sum(faults[-4:]))
+"""
+
+
+@pytest.mark.skipif(not GLIBC, reason="mallopt thresholds exist in glibc only")
+def test_pooled_host_memory_stops_page_faulting_fresh_buffers_every_step():
+    def last_faults(pool: str) -> int:
+        full_env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        done = subprocess.run([sys.executable, "-c", _FAULTS, pool], capture_output=True, text=True, env=full_env,
+                              timeout=300)
+        assert done.returncode == 0, done.stderr
+        return int(done.stdout)
+
+    # 4 steps x 2 x 40 MB = 80k pages when each buffer is a fresh mmap; ~0 once freed blocks are reused
+    assert last_faults("0") > 60_000
+    assert last_faults("1") < 2_000
+
+
+def test_pool_host_memory_reports_and_hands_back():
+    before = host_memory_pooled()
+    try:
+        assert pool_host_memory(True) is GLIBC and host_memory_pooled() is GLIBC
+        assert pool_host_memory(False) is GLIBC and host_memory_pooled() is False
+    finally:
+        pool_host_memory(before)
 
 
 def test_fit_opt_out_by_argument_and_by_env(caller_settings, monkeypatch):
