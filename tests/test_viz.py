@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from isthmus.viz import image_grid, latent_map, save_image_grid, training_curves
+from isthmus.viz import image_grid, latent_map, pyplot, save_image_grid, seed_bars, training_curves
 
 
 def test_image_grid_layouts():
@@ -37,3 +37,17 @@ def test_sample_panels_tiles_each_grid_and_refuses_flat_images(tmp_path):
     assert path.is_file() and img.ndim == 3 and img.shape[1] > img.shape[0]  # two panels side by side
     with pytest.raises(ValueError, match="rows, cols, H, W"):
         sample_panels({"flat": np.zeros((4, 4))}, tmp_path / "bad.png")
+
+
+def test_seed_bars_draws_means_seeds_and_the_highlighted_arm():
+    plt = pyplot()
+    fig, ax = plt.subplots()
+    seed_bars(ax, {"pca": [1.0, 3.0], "ours": [4.0, 5.0, 6.0], "empty": []}, highlight="ours", offset=0.2, width=0.4)
+    bars = ax.patches
+    assert [b.get_height() for b in bars] == [2.0, 5.0]  # means; the empty arm draws nothing
+    assert [b.get_x() + b.get_width() / 2 for b in bars] == pytest.approx([0.2, 1.2])
+    assert bars[1].get_facecolor()[:3] != bars[0].get_facecolor()[:3]  # ours stands out
+    dots = [line.get_ydata().tolist() for line in ax.lines]
+    assert dots == [[1.0, 3.0], [4.0, 5.0, 6.0]]  # one dot per seed
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["pca", "ours", "empty"]
+    plt.close(fig)

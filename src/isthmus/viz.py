@@ -11,7 +11,16 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["pyplot", "save_figure", "image_grid", "save_image_grid", "sample_panels", "latent_map", "training_curves"]
+__all__ = [
+    "pyplot",
+    "save_figure",
+    "image_grid",
+    "save_image_grid",
+    "sample_panels",
+    "latent_map",
+    "training_curves",
+    "seed_bars",
+]
 
 
 def pyplot():
@@ -126,3 +135,33 @@ def training_curves(
     ax.legend()
     ax.set_title(title)
     return save_figure(fig, path)
+
+
+def seed_bars(
+    ax,
+    values: Mapping[str, Sequence[float]],
+    *,
+    highlight: str | None = None,
+    offset: float = 0.0,
+    width: float = 0.8,
+    color: str | None = None,
+    label: str | None = None,
+    rotation: float = 20,
+):
+    """One bar per arm at its mean with one dot per seed on top (a recipe's arms side by side).
+
+    ``values`` maps arm → per-seed values, drawn in that order at x = 0, 1, ...; ``highlight`` paints
+    one arm (ours) red and the rest grey unless ``color`` fixes one colour; ``offset``/``width`` place
+    several metrics side by side at each arm (call once per metric, each with its ``label``). Seeds
+    are shown because a mean hides what the paired interval is made of. Returns ``ax``.
+    """
+    arms = list(values)
+    for i, arm in enumerate(arms):
+        v = np.asarray(values[arm], dtype=float)
+        if v.size == 0:
+            continue
+        c = color or ("tab:red" if arm == highlight else "tab:gray")
+        ax.bar(i + offset, float(v.mean()), width, color=c, alpha=0.55, label=label if i == 0 else None)
+        ax.plot(np.full(v.size, i + offset), v, "k.", ms=3)
+    ax.set_xticks(range(len(arms)), arms, rotation=rotation, fontsize=7)
+    return ax

@@ -37,7 +37,7 @@ from isthmus.models.ariel import (
 from isthmus.recipes.base import Paper, Recipe, RecipeSettings
 from isthmus.recipes.gates import Check, Gate, Measured, Precondition, plateaued
 from isthmus.recipes.registry import register_recipe
-from isthmus.viz import pyplot, save_figure
+from isthmus.viz import pyplot, save_figure, seed_bars
 
 DET, ADJ = ("the", "a"), ("red", "blue", "big", "small")
 NOUN, PREP = ("chair", "table", "lamp", "bed", "sofa", "cup"), ("on", "under", "near", "behind")
@@ -376,14 +376,11 @@ class Ariel(Recipe):
         arms = list(cells)
         fig, axes = plt.subplots(1, len(keys), figsize=(2.8 * len(keys), 3.0))
         for ax, k in zip(axes, keys):
+            seed_bars(ax, {a: [m.metrics[k] for m in cells[a].values()] for a in arms}, highlight="ariel", rotation=45)
             for i, a in enumerate(arms):
-                v = [m.metrics[k] for m in cells[a].values()]
-                ax.bar(i, np.mean(v), color="tab:red" if a == "ariel" else "tab:gray")
-                ax.plot([i] * len(v), v, "k.", ms=3)
                 g = [m.metrics.get(f"{k}_greedy") for m in cells[a].values()]
                 if g[0] is not None:
                     ax.plot(i, np.mean(g), "bx", label="greedy decoding" if (i, k) == (2, keys[0]) else None)
-            ax.set_xticks(range(len(arms)), arms, rotation=45, fontsize=7)
             ax.set_ylim(0, 1.05)
             ax.set_title(k, fontsize=9)
         axes[0].legend(fontsize=6)

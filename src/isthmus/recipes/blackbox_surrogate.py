@@ -453,17 +453,15 @@ class BlackboxSurrogate(Recipe):
         return out
 
     def figures(self, s: Settings, cells, out_dir) -> list[str]:
-        from isthmus.viz import pyplot, save_figure
+        from isthmus.viz import pyplot, save_figure, seed_bars
 
         plt = pyplot()
         fig, axes = plt.subplots(1, 3, figsize=(10, 3.2))
         for ax, metric in zip(axes, ("cora_f1", "syn_f1", "p25")):
             arms = [a for a in cells if all(metric in m.names() for m in cells[a].values())]
-            for i, a in enumerate(arms):
-                vals = [m.value(metric) for m in cells[a].values()]
-                ax.scatter([i] * len(vals), vals, s=12, alpha=0.7)
-                ax.plot([i - 0.25, i + 0.25], [np.mean(vals)] * 2, color="k")
-            ax.set_xticks(range(len(arms)), arms, rotation=30, fontsize=7)
+            seed_bars(
+                ax, {a: [m.value(metric) for m in cells[a].values()] for a in arms}, highlight=self.ours, rotation=30
+            )
             ax.set_title(metric, fontsize=9)
         fig.tight_layout()
         return [save_figure(fig, out_dir / "arms.png").name]

@@ -32,7 +32,7 @@ from isthmus.interp.toy import ToyConfig, ToyTransformer
 from isthmus.recipes.base import Paper, Recipe, RecipeSettings
 from isthmus.recipes.gates import Check, Gate, Measured, Precondition, plateaued
 from isthmus.recipes.registry import register_recipe
-from isthmus.viz import pyplot, save_figure
+from isthmus.viz import pyplot, save_figure, seed_bars
 
 POINT = "blocks.0.hook_resid_post"
 MARGIN = 0.05  # absolute precision margin MoNA must clear over a baseline to count as beating it
@@ -365,13 +365,12 @@ class FeatureDataSelection(Recipe):
     def figures(self, settings: Settings, cells, out_dir: Path) -> list[str]:
         plt = pyplot()
         fig, ax = plt.subplots(figsize=(7.4, 3.4))
-        x = np.arange(len(METHODS))
-        for off, key, label in ((-0.2, "precision", "on-task share"), (0.2, "distractor_share", "distractor share")):
-            vals = [[m.metrics[key] for m in cells[a].values()] for a in METHODS]
-            ax.bar(x + off, [np.mean(v) for v in vals], 0.4, label=label)
-            for i, v in enumerate(vals):
-                ax.scatter([i + off] * len(v), v, s=6, color="k")
-        ax.set_xticks(x, METHODS, rotation=20, fontsize=8)
+        for off, key, label, color in (
+            (-0.2, "precision", "on-task share", "C0"),
+            (0.2, "distractor_share", "distractor share", "C1"),
+        ):
+            values = {a: [m.metrics[key] for m in cells[a].values()] for a in METHODS}
+            seed_bars(ax, values, offset=off, width=0.4, color=color, label=label)
         ax.set_ylim(0, 1)
         ax.set_ylabel("share of selected set")
         ax.set_title("feature-based data selection (seed 32); dots = seeds", fontsize=9)

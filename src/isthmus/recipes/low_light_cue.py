@@ -37,7 +37,7 @@ from isthmus.recipes.gates import Gate, Measured, Precondition, plateaued
 from isthmus.recipes.registry import register_recipe
 from isthmus.tasks.restore import RestorerConfig, fit_restorer
 from isthmus.train import Trainer, TrainerConfig
-from isthmus.viz import pyplot, save_figure
+from isthmus.viz import pyplot, save_figure, seed_bars
 
 
 @dataclass
@@ -376,10 +376,7 @@ class LowLightCUE(Recipe):
         plt = pyplot()
         fig, ax = plt.subplots(figsize=(6, 3.4))
         arms = ["hist_eq", "gamma_tv", "unet", "generic", "random_prior", "cue"]
-        for i, a in enumerate(arms):
-            vals = [m.metrics["psnr"] for m in cells[a].values()]
-            ax.scatter([i] * len(vals), vals, color="tab:red" if a == "cue" else "tab:blue", s=16)
-        ax.set_xticks(range(len(arms)), arms, fontsize=7)
+        seed_bars(ax, {a: [m.metrics["psnr"] for m in cells[a].values()] for a in arms}, highlight="cue", rotation=0)
         ax.set_ylabel("PSNR on held-out photos (dB)")
         ax.set_title("low-light enhancement, one dot per seed", fontsize=8)
         return [save_figure(fig, out_dir / "psnr_by_arm.png").name]

@@ -45,7 +45,7 @@ from isthmus.recipes.gates import Check, Gate, Measured, Precondition, plateaued
 from isthmus.recipes.registry import register_recipe
 from isthmus.tasks.restore import RestorerConfig, fit_restorer
 from isthmus.train import Trainer, TrainerConfig
-from isthmus.viz import pyplot, save_figure
+from isthmus.viz import pyplot, save_figure, seed_bars
 
 N_EXAMPLES = 6  # R-test crops kept (seed 0) for the example figure
 
@@ -418,10 +418,8 @@ class OldPhotoRestoration(Recipe):
         fig, ax = plt.subplots(figsize=(6, 3.6))
         arms = ["identity", "tv_median", "unet", "dann_unet", "no_adversary", "ours"]
         for key, off, color in (("psnr_X", -0.2, "tab:gray"), ("psnr_R", 0.2, "tab:red")):
-            for i, a in enumerate(arms):
-                vals = [m.metrics[key] for m in cells[a].values()]
-                ax.scatter([i + off] * len(vals), vals, color=color, s=14, label=key if i == 0 else None)
-        ax.set_xticks(range(len(arms)), arms, fontsize=7, rotation=20)
+            values = {a: [m.metrics[key] for m in cells[a].values()] for a in arms}
+            seed_bars(ax, values, offset=off, width=0.4, color=color, label=key)
         ax.set_ylabel("PSNR on held-out photos (dB)"), ax.legend(fontsize=7)
         ax.set_title("X-test (family A, seen) vs R-test (family B, unseen); one dot per seed", fontsize=8)
         names.append(save_figure(fig, out_dir / "psnr_by_arm.png").name)

@@ -31,7 +31,7 @@ from isthmus.recipes.base import Paper, Recipe, RecipeSettings
 from isthmus.recipes.gates import Gate, Measured, Precondition, plateaued
 from isthmus.recipes.registry import register_recipe
 from isthmus.train import Trainer, TrainerConfig
-from isthmus.viz import pyplot, save_figure
+from isthmus.viz import pyplot, save_figure, seed_bars
 
 FACTORS = ("shape", "scale", "x", "y")
 GRID = {"scale": 4, "x": 8, "y": 8}
@@ -273,11 +273,7 @@ class Qlae(Recipe):
         arms = list(cells)
         fig, axes = plt.subplots(1, len(keys), figsize=(3.0 * len(keys), 3.4))
         for ax, k in zip(axes, keys):
-            for i, a in enumerate(arms):
-                v = [m.metrics[k] for m in cells[a].values()]
-                ax.bar(i, np.mean(v), color="tab:red" if a == "qlae" else "tab:gray")
-                ax.plot([i] * len(v), v, "k.", ms=3)
-            ax.set_xticks(range(len(arms)), arms, rotation=60, fontsize=7)
+            seed_bars(ax, {a: [m.metrics[k] for m in cells[a].values()] for a in arms}, highlight="qlae", rotation=60)
             ax.set_title(k, fontsize=9)
         save_figure(fig, out_dir / "scores.png", dpi=90)
         names = ["scores.png"]

@@ -41,7 +41,7 @@ from isthmus.metrics.probe import linear_probe_accuracies
 from isthmus.recipes.base import Paper, Recipe, RecipeSettings
 from isthmus.recipes.gates import Check, Gate, Measured, Precondition, plateaued
 from isthmus.recipes.registry import register_recipe
-from isthmus.viz import pyplot, save_figure
+from isthmus.viz import pyplot, save_figure, seed_bars
 
 ID_DIGITS = (0, 1, 2, 3, 4)
 SHAPE_NAMES = ("square", "triangle", "ellipse", "heart")
@@ -428,11 +428,7 @@ class VisionSAE(Recipe):
             (axes[1], "ontology_spearman", "class tree vs ontology (Spearman)"),
             (axes[2], "ood_auroc_knn", "OOD detection AUROC (k-NN), digits 5-9"),
         ):
-            for i, a in enumerate(arms):
-                vals = [m.metrics[key] for m in cells[a].values()]
-                ax.scatter([i] * len(vals), vals, s=12, alpha=0.6, color=f"C{i}")
-                ax.bar(i, np.mean(vals), color=f"C{i}", alpha=0.4)
-            ax.set_xticks(range(len(arms)), arms, fontsize=8, rotation=20)
+            seed_bars(ax, {a: [m.metrics[key] for m in cells[a].values()] for a in arms}, highlight="sae")
             ax.set_title(title, fontsize=9)
         save_figure(fig, out_dir / "vision_sae.png", dpi=110)
         return ["vision_sae.png"]
