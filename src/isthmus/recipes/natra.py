@@ -345,7 +345,8 @@ class NaTra(Recipe):
             "ae_psnr",
             ">=",
             22.0,
-            why="card: inverted held-out pool images must come back at >= 22 dB PSNR",
+            over="every",
+            why="card: inverted held-out pool images must come back at >= 22 dB PSNR, for every seed's generator",
         ),
         Precondition(
             ">= 2 of 4 SeFa directions move the lighting",
@@ -369,7 +370,14 @@ class NaTra(Recipe):
             for a in ARMS
         ),
     )
-    changes = ()
+    changes = (
+        "After the record run: the precondition 'the generator reconstructs the pool (>= 22 dB)' was declared on the "
+        "seed mean and passed (25.5 dB) although seed 4's autoencoder had collapsed to a constant output (14.7 dB, "
+        "inversion gain 0), which makes NaTra's candidates equal the clean image and the natra and random_latent arms "
+        "identical to ERM on that seed. The card's 'the AE works' is a per-generator condition, so it is now judged "
+        "on every seed. This makes the check stricter; the verdict was already inconclusive (two baseline arms not "
+        "plateaued) and stays so. Gates, arms and settings are unchanged.",
+    )
 
     def data(self, settings: Settings, seed: int) -> dict[str, Any]:
         splits = make_splits(settings, seed)
@@ -401,6 +409,27 @@ class NaTra(Recipe):
                 f"(oracle - erm) / (erm clean - erm shifted) on shifted test, mean over seeds {mean:.3g} "
                 "(augmenting with the true lighting model must close half the gap, else the shift is not learnable)",
             )
+        ]
+
+    def notes(self, settings: Settings, cells: Mapping[str, Mapping[int, Measured]]) -> list[str]:
+        rho = np.asarray([m.curves["direction_rho"] for m in cells["natra"].values()])
+        dead = {s: m.value("ae_psnr") for s, m in cells["natra"].items() if m.value("ae_psnr") < 22.0}
+        out = (
+            [
+                f"seed(s) {sorted(dead)}: the generator failed (PSNR {[round(v, 1) for v in dead.values()]} dB); where "
+                "its decoder is constant the latent edits are zero, so natra and random_latent trained exactly as "
+                "erm on that seed (its plateaued() AE curve is flat, not converged; its direction check still passed, "
+                "because |Spearman| rewards monotone changes of any size, even numerically tiny ones)"
+            ]
+            if dead
+            else []
+        )
+        return out + [
+            f"direction |Spearman| per SeFa direction, mean over seeds {np.round(rho.mean(0), 3).tolist()}: any smooth "
+            "decoder direction moves a linear lighting regressor monotonically, so this precondition is weak; the "
+            "candidate figure shows what the directions change",
+            "the shifted test mixes global darkening (ambient 0.3-0.6, gamma 1.1-1.5), which the photometric arms span "
+            "by construction, with spatial ramps and shadows, which only the latent and oracle arms can produce",
         ]
 
     def describe(self, settings: Settings) -> dict[str, Any]:
