@@ -20,7 +20,7 @@ from torch import nn
 if TYPE_CHECKING:
     from isthmus.models import AutoEncoder
 
-__all__ = ["fgsm", "pgd", "accuracy", "Purified"]
+__all__ = ["fgsm", "pgd", "worst_of_k", "accuracy", "Purified"]
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
@@ -61,6 +61,19 @@ def pgd(
         adv = adv + alpha * _input_grad(forward, adv, y).sign()
         adv = torch.min(torch.max(adv, x - eps), x + eps).clamp(lo, hi).detach()
     return adv
+
+
+@torch.no_grad()
+def worst_of_k(forward: Forward, candidates: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(picked (B, ...), index (B,))``: per item, the candidate of ``candidates`` ``(B, K, ...)`` with the highest
+    cross-entropy under ``forward`` (a search over a finite set of transformations; ties go to the first)."""
+    if candidates.ndim < 3 or candidates.shape[0] != len(y):
+        raise ValueError(f"candidates must be (B, K, ...) with B = len(y) = {len(y)}, got {tuple(candidates.shape)}")
+    b, k = candidates.shape[:2]
+    logits = forward(candidates.reshape(b * k, *candidates.shape[2:]))
+    loss = F.cross_entropy(logits, y.repeat_interleave(k), reduction="none").view(b, k)
+    idx = loss.argmax(1)
+    return candidates[torch.arange(b), idx], idx
 
 
 @torch.no_grad()
