@@ -52,9 +52,12 @@ def clips(
     t = load_mnist()
     assert t.y is not None  # MNIST has labels
     d = t.X.reshape(len(t.X), 28, 28)
-    hard = dict(frames=frames, jitter=jitter, noise=noise)
-    xtr, ytr = moving_digits(d[:8000], t.y[:8000], n_train + n_val, seed=seed, **hard)
-    xte, yte = moving_digits(d[8000:], t.y[8000:], n_test, seed=10_000 + seed, **hard)
+    xtr, ytr = moving_digits(
+        d[:8000], t.y[:8000], n_train + n_val, frames=frames, seed=seed, jitter=jitter, noise=noise
+    )
+    xte, yte = moving_digits(
+        d[8000:], t.y[8000:], n_test, frames=frames, seed=10_000 + seed, jitter=jitter, noise=noise
+    )
     as_t = lambda a, dt: torch.as_tensor(a, dtype=dt)  # noqa: E731
     return (
         as_t(xtr[:n_train], torch.float32),
