@@ -33,7 +33,6 @@ def test_lrcn_uses_order_and_single_frame_cannot():
         lrcn(torch.rand(2, 1, 24, 24))
 
 
-
 def test_moving_digits_are_seeded_balanced_and_one_frame_hides_the_direction():
     from isthmus.data.videos import MOTIONS, moving_digits
 
@@ -61,3 +60,19 @@ def test_every_aggregator_runs_and_only_order_aware_ones_see_order():
     assert not any(p.requires_grad for p in frozen.cnn.parameters())
     with pytest.raises(ValueError, match="aggregator"):
         LRCN(6, aggregator="gru")
+
+
+def test_moving_digits_difficulty_knobs_perturb_only_when_asked():
+    from isthmus.data.videos import moving_digits
+
+    rng = np.random.default_rng(0)
+    digits, labels = rng.random((20, 28, 28)).astype(np.float32), rng.integers(0, 10, 20)
+    base, y = moving_digits(digits, labels, 8, seed=3)
+    off, y0 = moving_digits(digits, labels, 8, seed=3, jitter=0.0, noise=0.0)
+    assert np.array_equal(base, off) and np.array_equal(y, y0)  # the knobs at 0 change nothing
+    jit, yj = moving_digits(digits, labels, 8, seed=3, jitter=3.0)
+    assert np.array_equal(y, yj) and not np.array_equal(base, jit)  # same labels, moved digits
+    noisy, _ = moving_digits(digits, labels, 8, seed=3, noise=0.3)
+    assert noisy.min() >= 0.0 and noisy.max() <= 1.0 and (noisy[base == 0] > 0).mean() > 0.3  # background noised
+    with pytest.raises(ValueError, match="jitter"):
+        moving_digits(digits, labels, 2, jitter=-1.0)

@@ -56,6 +56,8 @@ def moving_digits(
     digit: int = 12,
     cue: float = 0.5,
     seed: int = 0,
+    jitter: float = 0.0,
+    noise: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Clips of one MNIST digit moving on a ``size × size`` canvas; the label is the motion (6 classes).
 
@@ -63,9 +65,15 @@ def moving_digits(
     about the direction; circles (radius ``size / 4``) run clockwise or anticlockwise. Appearance cue
     (the referee card's stand-in for UCF's scene cues): with probability ``cue`` the digit is the motion
     class's preferred digit (its index), else any digit, so one frame alone is informative but not enough.
+    Difficulty knobs (0 = off): ``jitter`` adds independent Gaussian noise (std in pixels) to the digit's
+    position in every frame, so one step's displacement is unreliable and the direction has to be integrated
+    over the clip; ``noise`` adds Gaussian pixel noise (std) to every frame, clipped to [0, 1].
     ``digits``: ``(M, 28, 28)`` images in [0, 1] with ``labels``; returns ``(clips (n, T, 1, S, S), y (n,))``.
     """
     from PIL import Image
+
+    if jitter < 0 or noise < 0:
+        raise ValueError(f"jitter and noise are standard deviations, need >= 0; got {jitter}, {noise}")
 
     rng = np.random.default_rng(seed)
     small = np.stack(
@@ -93,9 +101,13 @@ def moving_digits(
                 sign = 1 if m == 4 else -1
                 ang = phase + sign * 0.5 * t
                 r, c = size / 2 + size / 4 * np.sin(ang) - digit / 2, size / 2 + size / 4 * np.cos(ang) - digit / 2
+            if jitter > 0:
+                r, c = r + rng.normal(0, jitter), c + rng.normal(0, jitter)
             rr = (int(round(r)) + np.arange(digit)) % size
             cc = (int(round(c)) + np.arange(digit)) % size
             clips[k, t, 0][np.ix_(rr, cc)] = np.maximum(clips[k, t, 0][np.ix_(rr, cc)], img)
+    if noise > 0:
+        clips = np.clip(clips + rng.normal(0, noise, clips.shape).astype(np.float32), 0.0, 1.0)
     return clips, y.astype(np.int64)
 
 

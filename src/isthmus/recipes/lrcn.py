@@ -4,7 +4,9 @@ single-frame CNN, fixed temporal receptive fields or simple temporal averaging.
 Donahue et al. 2015, arXiv 1411.4389. Referee card (``cards-G-H-K.md``, seed 22) followed: no UCF101
 offline, so clips of one MNIST digit (12² on a 24² canvas, 10 frames) moving right / left / down / up /
 clockwise / anticlockwise, lines wrapping around from a random phase (one frame carries no direction),
-with an appearance cue (the digit is the class's preferred one with p = 0.5). Limited data, as the
+with an appearance cue (the digit is the class's preferred one with p = 0.5). Made harder after the first
+record hit the ceiling (see ``changes``): the digit's position jitters by N(0, 2.5²) px in every frame and
+every frame carries N(0, 0.3²) pixel noise, so the direction must be integrated over the clip. Limited data, as the
 abstract stresses: 1,000 train / 300 val / 2,000 test clips; train digits from MNIST t10k rows < 8,000,
 test digits from the rest. Every arm shares the CNN architecture (:class:`~isthmus.models.lrcn.LRCN`).
 """
@@ -37,17 +39,25 @@ class Settings(RecipeSettings):
     frames: int = 10
     epochs: int = 40
     lr: float = 1e-3
+    jitter: float = 2.5  # px, per-frame position noise: one step's displacement is unreliable
+    noise: float = 0.3  # per-pixel Gaussian noise
 
 
 @lru_cache(maxsize=4)
-def clips(n_train: int, n_val: int, n_test: int, frames: int, seed: int) -> tuple[torch.Tensor, ...]:
+def clips(
+    n_train: int, n_val: int, n_test: int, frames: int, seed: int, jitter: float = 0.0, noise: float = 0.0
+) -> tuple[torch.Tensor, ...]:
     from isthmus.data import load_mnist
 
     t = load_mnist()
     assert t.y is not None  # MNIST has labels
     d = t.X.reshape(len(t.X), 28, 28)
-    xtr, ytr = moving_digits(d[:8000], t.y[:8000], n_train + n_val, frames=frames, seed=seed)
-    xte, yte = moving_digits(d[8000:], t.y[8000:], n_test, frames=frames, seed=10_000 + seed)
+    xtr, ytr = moving_digits(
+        d[:8000], t.y[:8000], n_train + n_val, frames=frames, seed=seed, jitter=jitter, noise=noise
+    )
+    xte, yte = moving_digits(
+        d[8000:], t.y[8000:], n_test, frames=frames, seed=10_000 + seed, jitter=jitter, noise=noise
+    )
     as_t = lambda a, dt: torch.as_tensor(a, dtype=dt)  # noqa: E731
     return (
         as_t(xtr[:n_train], torch.float32),
@@ -65,7 +75,8 @@ def _train(model: LRCN, s: Settings, seed: int, data, epochs: int | None = None)
     cb = EpochTrace(lambda m: float(cast(LRCN, m).compute_loss((xva, yva)).loss))
     Trainer(
         model,
-        TrainerConfig(epochs=epochs or s.epochs, batch_size=32, lr=s.lr, seed=seed, progress=False),
+        # cosine decay: at a constant lr the flat single-frame val loss jittered past the plateau test
+        TrainerConfig(epochs=epochs or s.epochs, batch_size=32, lr=s.lr, schedule="cosine", seed=seed, progress=False),
         callbacks=[cb],
     ).fit((xtr, ytr))
     return model.eval(), cb.values
@@ -154,7 +165,7 @@ class LRCNRecipe(Recipe):
     )
 
     def data(self, s: Settings, seed: int):
-        return clips(s.n_train, s.n_val, s.n_test, s.frames, seed)
+        return clips(s.n_train, s.n_val, s.n_test, s.frames, seed, s.jitter, s.noise)
 
     def arms(self, s: Settings):
         return {
@@ -176,13 +187,29 @@ class LRCNRecipe(Recipe):
     def describe(self, s: Settings) -> dict[str, Any]:
         return {
             "data": f"moving MNIST digits, {N_CLASSES} motions, {s.frames} frames of 24x24: {s.n_train} train / "
-            f"{s.n_val} val / {s.n_test} test clips",
+            f"{s.n_val} val / {s.n_test} test clips; position jitter {s.jitter} px and pixel noise {s.noise} "
+            "per frame",
             "deviations": [
                 "one learning rate (1e-3, Adam) for every arm instead of a 3-value grid",
                 "the single-frame Bayes-ceiling precondition is not computed",
                 "parameters are reported (metric 'params'), not matched within 10 %",
             ],
         }
+
+    changes = (
+        "First record (5 seeds, clean clips, constant lr 1e-3) was inconclusive: the best arm reached accuracy "
+        "1.000 (temporal_conv 0.9996, lrcn 0.996), failing the card's no-ceiling check, and single_frame's "
+        "val loss, flat from epoch ~10 but jittering by ±0.05 at constant lr, failed the plateau test on one "
+        "seed. Changed before the rerun, gates and preconditions untouched: (1) the clips are made harder "
+        "while still needing time: per-frame position jitter N(0, 2.5²) px and pixel noise N(0, 0.3²) "
+        "(moving_digits jitter/noise), so a single step's displacement is unreliable and the direction has "
+        "to be integrated over the clip; the card's own remedy (halve n_train) was not used because the "
+        "ceiling came from the clean motion, not from the data size. Set from two single-seed probes at "
+        "record size (seed 0, lstm and temporal_conv only): jitter 2 / noise 0.2 gave 0.924 / 0.971 at 40 "
+        "epochs (too close to the ceiling), jitter 3 / noise 0.3 gave 0.774 / 0.304 at 20 epochs; 2.5 / "
+        "0.3 lies between. (2) cosine learning-rate decay for every arm, so that a converged curve stops "
+        "jittering at the end.",
+    )
 
     def figures(self, s: Settings, cells, out_dir) -> list[str]:
         from isthmus.viz import pyplot, save_figure
