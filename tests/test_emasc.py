@@ -128,3 +128,14 @@ def test_validation_curve_is_deterministic_and_logged_every_k_steps():
     assert validation_loss(vae, skip, vx, vm) == validation_loss(vae, skip, vx, vm) == pytest.approx(fit.val_curve[-1])
     with pytest.raises(ValueError, match="eval_every"):
         train_skips(vae, skip, x, m, steps=1, eval_every=0)
+
+
+def test_lr_factor_warms_up_then_holds_or_decays_to_zero():
+    from isthmus.tasks.emasc import lr_factor
+
+    assert [lr_factor(k, 100, 4) for k in range(5)] == [0.25, 0.5, 0.75, 1.0, 1.0]
+    assert lr_factor(99, 100, 4) == 1.0
+    assert lr_factor(4, 100, 4, "cosine") == 1.0 and lr_factor(52, 100, 4, "cosine") == pytest.approx(0.5)
+    assert lr_factor(100, 100, 4, "cosine") == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="schedule"):
+        train_skips(_vae(), None, np.zeros((1, 3, 16, 16), np.float32), np.zeros((1, 1, 16, 16)), 1, schedule="x")

@@ -47,7 +47,8 @@ class Settings(RecipeSettings):
     n_test: int = 256
     vae_steps: int = 1000
     vae_batch: int = 16
-    steps: int = 300  # EMASC and decoder fine-tune, the same for every trained arm
+    steps: int = 500  # EMASC and decoder fine-tune, the same for every trained arm
+    schedule: str = "cosine"  # lr after the warm-up (the code: constant; see describe())
     batch_size: int = 8
     lr: float = 1e-3
     band: int = 2
@@ -123,6 +124,7 @@ def _trained(kind: str | None, gated: bool = True, finetune: bool = False, mask_
             finetune_decoder=finetune,
             seed=seed,
             mask_input=mask_input,
+            schedule=s.schedule,
             val=(d["val"], d["val_masks"]),
             eval_every=s.eval_every,
         )
@@ -161,7 +163,7 @@ class LadiVtonEmasc(Recipe):
             n_val=8,
             eval_every=2,
         ),
-        "quick": Settings(seeds=3, vae_steps=300, steps=100, n_test=128),
+        "quick": Settings(seeds=3, vae_steps=300, steps=150, n_test=128),
         "record": Settings(seeds=5),
     }
     ours = "emasc"
@@ -241,12 +243,16 @@ class LadiVtonEmasc(Recipe):
         "skips read the masked image, whose edited region is grey, so there was no old content to leak and the "
         "control could not show that G2 can fail. It is replaced by a negative control, leak_control: the same "
         "nonlinear adapters, ungated, reading the unmasked source in training and at test; the precondition "
-        "(>= 0.5 dB inside loss vs plain, the card's number) now names that arm. The ungated ablation stays, "
-        "reported only.",
+        "(>= 0.5 dB inside loss vs plain, the card's number) now names that arm.",
         "After the quick result: PLATEAU was judged on the per-batch training loss (batch 8), whose noise alone "
         "moves a 20 %-window mean by a few per cent; it is now judged on a validation curve as the card says "
         "(the same loss on a fixed set of 64 crops from the training photos, latent means, every 20 steps). "
         "Threshold unchanged (1 %).",
+        "Sized on the validation curve of one design run (seed 0, 800 steps at the constant lr 1e-3; no test "
+        "metric looked at): the loss still fell 3-4 % per 20 % window and jumped by about 2 % between "
+        "evaluations, so at a constant lr the 1 % plateau could not be judged within the CPU budget. The lr now "
+        "decays by a cosine after the warm-up, 500 steps in record (was 300, constant); the ungated ablation "
+        "(reported only) is dropped to pay for the leakage control.",
     )
 
     def data(self, s: Settings, seed: int) -> dict[str, Any]:
@@ -275,7 +281,6 @@ class LadiVtonEmasc(Recipe):
             "emasc": _trained("nonlinear"),
             "plain": _plain,
             "emasc_linear": _trained("linear"),
-            "emasc_ungated": _trained("nonlinear", gated=False),
             "leak_control": _trained("nonlinear", gated=False, mask_input=False),
             "decoder_finetune": _trained(None, finetune=True),
             "paste_hard": _paste(False),
@@ -290,17 +295,18 @@ class LadiVtonEmasc(Recipe):
             "vae": f"conv VAE f8, 4 latent channels, widths {CHANNELS}, {s.vae_steps} steps (L1 + 1e-4 KL), "
             "trained once (seed 0) and frozen",
             "training": f"{s.steps} steps, batch {s.batch_size}, AdamW(lr {s.lr}, wd 1e-2 on all params), "
-            "50-step warm-up, clip 1.0; L1 + 0.5 x perceptual (frozen VAE-encoder features)",
+            f"50-step warm-up then {s.schedule} lr, clip 1.0; L1 + 0.5 x perceptual (frozen VAE-encoder features)",
             "metrics": f"PSNR inside / outside the mask (outside and inside exclude a +-{s.band} px band), band "
             "gradient error (log), whole-image PSNR and SSIM, all against the edited truth",
             "deviations": [
                 "SD-2 inpainting VAE at 512x384 -> conv VAE f8 x 4 ch at 48x48 (card)",
                 "VGG perceptual loss -> the frozen VAE encoder's features (no offline VGG weights)",
-                "lr 1e-3 instead of 1e-5 for 300 steps instead of 40,001 (CPU budget); batch 8 instead of 16",
+                f"lr 1e-3 instead of 1e-5 for {s.steps} steps instead of 40,001 (CPU budget), decayed by a cosine "
+                "after the warm-up instead of held constant; batch 8 instead of 16",
                 "test decodes the edited image's latent (the inference setting); training decodes the target's "
                 "own latent sample (train_emasc.py)",
-                "the ungated ablation runs on every seed (reported; it reads the masked image, so it cannot leak "
-                "old content)",
+                "the paper's ungated ablation (card: seed 0, reported) is not run: it carries no gate or "
+                "precondition now, and its CPU went to the leakage control",
                 "leak_control (not in the paper or the card): skips from the unmasked source, ungated, a negative "
                 "control that shows G2's metric detects leakage",
                 "PLATEAU on a validation loss (64 fixed crops from the training photos, latent means) every "
@@ -316,7 +322,6 @@ class LadiVtonEmasc(Recipe):
         for arm, color in {
             "emasc": "tab:red",
             "emasc_linear": "tab:orange",
-            "emasc_ungated": "tab:gray",
             "leak_control": "tab:purple",
             "decoder_finetune": "tab:blue",
         }.items():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,6 +25,7 @@ __all__ = [
     "fit_skip_vae",
     "mask_image",
     "perceptual_loss",
+    "lr_factor",
     "validation_loss",
     "SkipTraining",
     "train_skips",
@@ -85,6 +87,16 @@ def perceptual_loss(vae: SkipVAE, out: torch.Tensor, target: torch.Tensor) -> to
     return sum(w * (a - b).abs().mean() for w, a, b in zip((0.25, 0.5, 1.0), fo[2:], ft[2:]))  # type: ignore[return-value]
 
 
+def lr_factor(step: int, steps: int, warmup: int, schedule: str = "constant") -> float:
+    """Multiplier of the base lr at ``step`` (0-based): linear warm-up over ``warmup`` steps, then constant
+    or a half-cosine from 1 to 0 at ``steps``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, steps - warmup))))
+
+
 @dataclass
 class SkipTraining:
     loss_curve: list[float] = field(default_factory=list)
@@ -133,6 +145,7 @@ def train_skips(
     lr: float = 1e-3,
     weight_decay: float = 1e-2,
     warmup: int = 50,
+    schedule: str = "constant",
     finetune_decoder: bool = False,
     perceptual: float = 0.5,
     seed: int = 0,
@@ -142,10 +155,13 @@ def train_skips(
 ) -> SkipTraining:
     """Train ``skip`` (or, with ``finetune_decoder``, the decoder of a *copy* the caller passes) with the
     encoder frozen: AdamW with weight decay on every parameter, constant lr after a linear warm-up,
-    grad-norm clip 1.0 (``train_emasc.py``). ``val = (images, masks)``: the loss on that fixed set is
+    grad-norm clip 1.0 (``train_emasc.py``); ``schedule="cosine"`` decays the lr to 0 after the warm-up
+    instead (a short run at a high lr otherwise ends mid-noise). ``val = (images, masks)``: the loss on that fixed set is
     logged before training and every ``eval_every`` steps (``SkipTraining.val_curve``)."""
     if eval_every < 1:
         raise ValueError(f"eval_every must be >= 1, got {eval_every}")
+    if schedule not in ("constant", "cosine"):
+        raise ValueError(f"schedule must be 'constant' or 'cosine', got {schedule!r}")
     x = torch.as_tensor(images, dtype=torch.float32)
     m = torch.as_tensor(masks, dtype=torch.float32)
     vx, vm = (torch.as_tensor(a, dtype=torch.float32) for a in val) if val is not None else (None, None)
@@ -162,7 +178,7 @@ def train_skips(
     if not params:
         raise ValueError("nothing to train: pass a skip module or finetune_decoder=True")
     opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: min(1.0, (k + 1) / max(1, warmup)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: lr_factor(k, steps, warmup, schedule))
     g = torch.Generator().manual_seed(seed)
     vae.eval()
     out = SkipTraining()
