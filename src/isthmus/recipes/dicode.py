@@ -54,6 +54,7 @@ class Settings(RecipeSettings):
     epochs: int = 20
     batch_size: int = 64
     lr: float = 1e-3
+    prediction: str = "x"  # the diffusion decoder's target: "x" (clean clip) or "velocity" (the code's v)
     sample_steps: int = 50  # the card's 50 sampling steps (DDIM in the code; Euler here)
 
 
@@ -96,13 +97,15 @@ class ClipDecoder(nn.Module):
         self.dec: FlowMatchingPrior | nn.Sequential
         if kind == "diffusion":
             self.dec = FlowMatchingPrior(
-                FlowMatchingConfig(dim=d, width=s.width, depth=s.depth, cond_dim=c, steps=s.sample_steps)
+                FlowMatchingConfig(
+                    dim=d, width=s.width, depth=s.depth, cond_dim=c, steps=s.sample_steps, prediction=s.prediction
+                )
             )
         else:
             layers: list[nn.Module] = [nn.Linear(c, s.width), nn.GELU()]
             for _ in range(s.depth):
                 layers += [nn.Linear(s.width, s.width), nn.GELU()]
-            self.dec = nn.Sequential(*layers, nn.Linear(s.width, d), nn.Tanh())
+            self.dec = nn.Sequential(*layers, nn.Linear(s.width, d))  # linear: a tanh saturated at the background
 
     def condition(self, clip: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.tok(clip[:, 0]), self.tok(clip[:, -1])], 1)
@@ -125,7 +128,7 @@ class ClipDecoder(nn.Module):
             if self.kind == "diffusion"
             else self.dec(cond)
         )
-        return ((out.reshape(clip.shape) + 1) / 2).clamp(0, 1)
+        return ((out.reshape(clip.shape) + 1) / 2).clamp(0, 1)  # both decoders: clipped to the pixel range
 
 
 def validity(
@@ -257,6 +260,14 @@ class DiCoDe(Recipe):
         "frames, which the tokens pin down, >= 50 %; if it fails, the verdict reads inconclusive (the mechanism "
         "did not work at this scale), not evidence against the paper.",
         "Sampling steps 25 -> 50 (the card's number), before the rerun.",
+        "After a quick run of the fixed tokenizer (both decoders still at 0 % valid keyframes, so the positive "
+        "control failed): the deterministic decoder's validation loss was the same number at every epoch, "
+        "i.e. its tanh output had saturated at the background (-1) and passed no gradient; it now has a linear "
+        "output (clipped to the pixel range when decoding). The diffusion decoder's loss barely left the "
+        "trivial 1.2: an MLP of width 256 cannot carry 2,048 noise values through to predict the velocity "
+        "(noise - x); it now predicts the clean clip (x-prediction, velocity (x_t - x)/t when sampling; Li & "
+        "He 2025), the standard fix for a bottlenecked denoiser. Decided before any middle-frame validity of "
+        "a working decoder was seen.",
     )
 
     def arms(self, s: Settings):
@@ -291,11 +302,13 @@ class DiCoDe(Recipe):
             "tokens": f"{QUERIES} deep tokens x {TOKEN_DIM} per keyframe (Perceiver resampler over 4x4 patches), "
             "head + rear = 128 numbers per 2,048-pixel clip, trained jointly with each decoder",
             "decoders": f"MLP width {s.width}, depth {s.depth}; diffusion: flow matching (v target), Euler "
-            f"{s.sample_steps} steps; deterministic: tanh output, MSE; Adam lr {s.lr}, cosine, "
+            f"{s.sample_steps} steps; deterministic: linear output, MSE; Adam lr {s.lr}, cosine, "
             f"{s.epochs} epochs, batch {s.batch_size}",
             "deviations": [
                 "mechanism only (card): no DynamiCrafter/OpenCLIP, no FVD, no LM scale",
                 "flow-matching Euler sampler instead of DDIM 50 with v-prediction; no CFG / image dropout",
+                f"the MLP denoiser predicts {'the clean clip (x-prediction)' if s.prediction == 'x' else 'v'}: "
+                "the code's UNet has no bottleneck, an MLP of width 256 over 2,048 pixels does",
                 "the whole clip is conditioned on head + rear tokens (the code splits halves per frame)",
                 "G2 (clip-classifier FD) and G3 (GMM vs MSE AR head over deep tokens) not run this session; "
                 "the GMM head exists (isthmus.nn.mixture_head)",
