@@ -95,3 +95,47 @@ def test_region_psnr_and_gradient_error_on_known_errors():
     assert gradient_error(a, flat, np.ones((1, 1, 4, 4), bool))[0] == pytest.approx(0.0)
     # the step between rows 1 and 2 is the only gradient error: |−0.1| at row 1
     assert gradient_error(a, b, top)[0] == pytest.approx(0.1 * 4 / 8)
+
+
+def test_unmasked_skip_input_carries_the_old_content_and_masked_does_not():
+    """The leakage control's switch: ungated skips from the masked image do not depend on what was under
+    the mask; from the unmasked image they do."""
+    vae = _vae()
+    rng = np.random.default_rng(1)
+    a = rng.random((2, 3, 16, 16)).astype(np.float32)
+    b = a.copy()
+    m = np.zeros((2, 1, 16, 16), np.float32)
+    m[..., 4:12, 4:12] = 1
+    b[..., 4:12, 4:12] = rng.random((2, 3, 8, 8))  # different old content under the mask only
+    torch.manual_seed(0)
+    skip = MaskAwareSkip(vae.tap_channels(), vae.skip_channels(), gated=False)
+    same = [decode_with_skips(vae, skip, a, src, m) for src in (a, b)]
+    assert np.allclose(same[0], same[1])
+    diff = [decode_with_skips(vae, skip, a, src, m, mask_input=False) for src in (a, b)]
+    assert not np.allclose(diff[0], diff[1])
+
+
+def test_validation_curve_is_deterministic_and_logged_every_k_steps():
+    from isthmus.tasks.emasc import validation_loss
+
+    vae = _vae()
+    x = np.random.default_rng(0).random((8, 3, 16, 16)).astype(np.float32)
+    m = blob_masks(8, 16, smooth=1.5, seed=0)
+    skip = MaskAwareSkip(vae.tap_channels(), vae.skip_channels())
+    fit = train_skips(vae, skip, x, m, steps=6, batch_size=4, val=(x[:4], m[:4]), eval_every=3)
+    assert len(fit.val_curve) == 3 and len(fit.loss_curve) == 6  # before training, after 3 and 6 steps
+    vx, vm = torch.as_tensor(x[:4]), torch.as_tensor(m[:4])
+    assert validation_loss(vae, skip, vx, vm) == validation_loss(vae, skip, vx, vm) == pytest.approx(fit.val_curve[-1])
+    with pytest.raises(ValueError, match="eval_every"):
+        train_skips(vae, skip, x, m, steps=1, eval_every=0)
+
+
+def test_lr_factor_warms_up_then_holds_or_decays_to_zero():
+    from isthmus.tasks.emasc import lr_factor
+
+    assert [lr_factor(k, 100, 4) for k in range(5)] == [0.25, 0.5, 0.75, 1.0, 1.0]
+    assert lr_factor(99, 100, 4) == 1.0
+    assert lr_factor(4, 100, 4, "cosine") == 1.0 and lr_factor(52, 100, 4, "cosine") == pytest.approx(0.5)
+    assert lr_factor(100, 100, 4, "cosine") == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="schedule"):
+        train_skips(_vae(), None, np.zeros((1, 3, 16, 16), np.float32), np.zeros((1, 1, 16, 16)), 1, schedule="x")

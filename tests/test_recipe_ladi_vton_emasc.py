@@ -44,3 +44,10 @@ def test_declaration():
     r = LadiVtonEmasc()
     assert sum(g.headline for g in r.gates) == 1 and r.min_seeds == 5
     assert r.modes["record"].seeds >= 5
+
+
+def test_leakage_precondition_names_a_control_that_can_leak():
+    r = LadiVtonEmasc()
+    p = next(p for p in r.preconditions if p.name == "leakage is detectable")
+    assert p.arm == "leak_control" and p.arm in r.arms(r.modes["smoke"]) and p.op == ">=" and p.threshold == 0.5
+    assert all(p.arm != "emasc_ungated" for p in r.preconditions)  # reads the masked image: nothing to leak

@@ -15,6 +15,13 @@ def test_resampler_output_shape_is_independent_of_input_length():
         assert r(torch.randn(2, n, 10)).shape == (2, 3, 16)
 
 
+def test_resampler_ignores_input_order_so_callers_must_add_positions():
+    torch.manual_seed(0)
+    r = PerceiverResampler(in_dim=10, dim=16, n_queries=3, depth=2, heads=2).eval()
+    x = torch.randn(2, 7, 10)
+    assert torch.allclose(r(x), r(x[:, torch.randperm(7)]), atol=1e-5)
+
+
 def test_mixture_with_one_component_is_the_gaussian_nll():
     torch.manual_seed(0)
     head = MixtureDensityHead(in_dim=5, out_dim=3, k=1)

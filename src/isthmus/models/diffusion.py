@@ -11,7 +11,10 @@ The velocity network is an MLP with a sinusoidal time embedding and residual blo
 ``tokens`` latent tokens of ``dim / tokens`` features (optionally with RAE's wide ``head_width`` head).
 ``n_classes > 0`` conditions on class labels, dropped to a null class with probability ``label_drop``
 in training so that sampling can use classifier-free guidance ``v = v_c + w·(v_c − v_u)`` (``w = 0``:
-the plain conditional).
+the plain conditional). ``prediction="x"`` makes the network predict the clean ``x`` instead (loss
+``‖x̂ − x‖²``, velocity ``(x_t − x̂)/t``): a network narrower than the data cannot pass the noise
+through to predict ``ε − x``, but can predict ``x`` when the data lie near a low-dimensional set (Li &
+He 2025, "Back to Basics: Let Denoising Generative Models Denoise", arXiv 2511.13720).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ class FlowMatchingConfig(Config):
     n_classes: int = 0
     label_drop: float = 0.1
     cond_dim: int = 0  # mlp: > 0 conditions on a vector (e.g. deep tokens), passed as ``cond=``
+    prediction: str = "velocity"  # what the network outputs: "velocity" (ε − x) or "x" (the clean data)
 
     def validate(self) -> None:
         if self.dim < 1 or self.width < 2 or self.depth < 1 or self.steps < 1:
@@ -63,6 +67,8 @@ class FlowMatchingConfig(Config):
             raise ConfigError("FlowMatchingConfig.cond_dim must be >= 0 and is for net='mlp'")
         if self.time_shift <= 0:
             raise ConfigError(f"FlowMatchingConfig.time_shift must be > 0, got {self.time_shift}")
+        if self.prediction not in ("velocity", "x"):
+            raise ConfigError(f"FlowMatchingConfig.prediction must be 'velocity' or 'x', got {self.prediction!r}")
 
 
 class _ResBlock(nn.Module):
@@ -107,6 +113,24 @@ class FlowMatchingPrior(Pretrained, nn.Module):
     ) -> torch.Tensor:
         """Predicted ``ε − x`` at times ``t``; ``y``: class labels (None: the null class); ``cond``: the
         conditioning vectors ``(B, cond_dim)`` of an MLP prior with ``cond_dim > 0``."""
+        out = self.network(x, t, y, cond)
+        if self.config.prediction == "x":  # ε − x₀ = (x_t − x₀) / t; sampling never reaches t = 0
+            return (x - out) / t.clamp_min(1e-4)[:, None]
+        return out
+
+    def _loss(
+        self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None, cond: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        noise = torch.randn_like(x)
+        xt = (1 - t[:, None]) * x + t[:, None] * noise
+        if self.config.prediction == "x":
+            return (self.network(xt, t, y, cond) - x).pow(2).mean()
+        return (self.network(xt, t, y, cond) - (noise - x)).pow(2).mean()
+
+    def network(
+        self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None, cond: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The raw network output: ``ε − x`` or, with ``prediction="x"``, the clean ``x``."""
         c = self.config
         if x.dim() != 2 or x.shape[1] != c.dim:
             raise ValueError(f"expected (B, {c.dim}) latents, got {tuple(x.shape)}")
@@ -136,18 +160,14 @@ class FlowMatchingPrior(Pretrained, nn.Module):
         if y is not None and self.training and c.label_drop > 0:
             y = torch.where(torch.rand(len(y)) < c.label_drop, torch.full_like(y, c.n_classes), y)
         t = shift_time(torch.rand(x.shape[0], device=x.device), c.time_shift)
-        noise = torch.randn_like(x)
-        xt = (1 - t[:, None]) * x + t[:, None] * noise
-        loss = (self.velocity(xt, t, y) - (noise - x)).pow(2).mean()
-        return ModelOutput(loss=loss, losses={"velocity_mse": loss})
+        loss = self._loss(x, t, y)
+        return ModelOutput(loss=loss, losses={"velocity_mse" if c.prediction == "velocity" else "x_mse": loss})
 
     def flow_matching_loss(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """The training loss for a vector-conditioned prior (differentiable in ``cond``, so an encoder that
         produces it trains through this loss)."""
         t = shift_time(torch.rand(x.shape[0], device=x.device), self.config.time_shift)
-        noise = torch.randn_like(x)
-        xt = (1 - t[:, None]) * x + t[:, None] * noise
-        return (self.velocity(xt, t, cond=cond) - (noise - x)).pow(2).mean()
+        return self._loss(x, t, cond=cond)
 
     @torch.no_grad()
     def sample(

@@ -3,7 +3,9 @@ of learned query tokens read any number of input tokens by cross-attention.
 
 Each layer: queries attend over ``concat(inputs, queries)`` (LayerNorm on both, as in the code), then a
 4× feed-forward, both residual; a final LayerNorm (DiCoDe's ``use_norm_out``). The output shape
-``(B, n_queries, dim)`` does not depend on the number of input tokens.
+``(B, n_queries, dim)`` does not depend on the number of input tokens. Attention is blind to the order of
+the inputs: a caller whose tokens have positions (image patches) must add position embeddings first, as
+CLIP's ViT does before DiCoDe's resampler.
 """
 
 from __future__ import annotations

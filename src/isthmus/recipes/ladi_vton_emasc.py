@@ -7,6 +7,12 @@ Morelli et al., ACM MM 2023, arXiv 2305.13501 — the autoencoder module only, n
 *masked* image into the decoder, gated by ``1 − mask``. Test: crops of held-out photos whose masked region
 (random blobs, 15–35 %) is replaced by a texture from another photo (the "new garment"); the decoder
 decodes the edited image's latent (standing in for the diffusion output) with skips from the masked image.
+
+Leakage control (a negative control for the no-harm gate): the same nonlinear adapters, ungated, reading the
+*unmasked* source — the old content of the edited region — in training and at test, i.e. EMASC with its two
+protections removed. The no-harm gate's metric must see that arm lose >= 0.5 dB inside the mask, or the gate
+could not have failed. (The paper's ungated ablation still reads the masked image, whose edited region is
+grey: it has no old content to leak, so it cannot serve as this control.)
 """
 
 from __future__ import annotations
@@ -41,10 +47,13 @@ class Settings(RecipeSettings):
     n_test: int = 256
     vae_steps: int = 1000
     vae_batch: int = 16
-    steps: int = 300  # EMASC and decoder fine-tune, the same for every trained arm
+    steps: int = 500  # EMASC and decoder fine-tune, the same for every trained arm
+    schedule: str = "cosine"  # lr after the warm-up (the code: constant; see describe())
     batch_size: int = 8
     lr: float = 1e-3
     band: int = 2
+    n_val: int = 64  # fixed validation crops (another draw from the training photos) for the plateau test
+    eval_every: int = 20
 
 
 @lru_cache(maxsize=1)
@@ -60,7 +69,8 @@ def _vae(size: int, n_train: int, steps: int, batch: int) -> tuple[SkipVAE, np.n
 
 
 def _plateau(curve: list[float]) -> float:
-    """Relative loss improvement of the last 20 % of steps over the 20 % before (the card's PLATEAU: < 1 %)."""
+    """Relative loss improvement of the last 20 % of points over the 20 % before (the card's PLATEAU: < 1 %);
+    applied to the validation curve (one point per ``eval_every`` steps)."""
     k = max(1, len(curve) // 5)
     a, b = float(np.mean(curve[-2 * k : -k])), float(np.mean(curve[-k:]))
     return (a - b) / max(abs(b), 1e-12)
@@ -95,7 +105,9 @@ def _paste(feather: bool):
     return arm
 
 
-def _trained(kind: str | None, gated: bool = True, finetune: bool = False):
+def _trained(kind: str | None, gated: bool = True, finetune: bool = False, mask_input: bool = True):
+    """A trained arm; ``mask_input=False`` reads the unmasked source in training and at test (leakage control)."""
+
     def arm(s: Settings, seed: int, d: dict[str, Any]) -> Measured:
         vae: SkipVAE = copy.deepcopy(d["vae"]) if finetune else d["vae"]
         before = weights_hash(d["vae"])
@@ -111,15 +123,19 @@ def _trained(kind: str | None, gated: bool = True, finetune: bool = False):
             lr=s.lr,
             finetune_decoder=finetune,
             seed=seed,
+            mask_input=mask_input,
+            schedule=s.schedule,
+            val=(d["val"], d["val_masks"]),
+            eval_every=s.eval_every,
         )
-        out = decode_with_skips(vae, skip, d["edited"], d["source"], d["masks"])
+        out = decode_with_skips(vae, skip, d["edited"], d["source"], d["masks"], mask_input=mask_input)
         m = _scores(out, d)
-        m["plateau_rel"] = _plateau(fit.loss_curve)
+        m["plateau_rel"] = _plateau(fit.val_curve)
         m["vae_frozen"] = float(weights_hash(d["vae"]) == before)
         if not gated:
             plain = decode_with_skips(d["vae"], None, d["edited"], d["source"], d["masks"])
             m["inside_loss_vs_plain"] = float(np.nanmean(region_psnr(d["edited"], plain, d["inside"]))) - m["psnr_in"]
-        return Measured(metrics=m, curves={"loss": fit.loss_curve})
+        return Measured(metrics=m, curves={"loss": fit.loss_curve, "val_loss": fit.val_curve})
 
     return arm
 
@@ -135,8 +151,19 @@ class LadiVtonEmasc(Recipe):
     )
     Settings: TypeAlias = Settings
     modes = {
-        "smoke": Settings(seeds=1, size=16, n_train=64, n_test=16, vae_steps=5, vae_batch=8, steps=4, batch_size=4),
-        "quick": Settings(seeds=3, vae_steps=300, steps=100, n_test=128),
+        "smoke": Settings(
+            seeds=1,
+            size=16,
+            n_train=64,
+            n_test=16,
+            vae_steps=5,
+            vae_batch=8,
+            steps=4,
+            batch_size=4,
+            n_val=8,
+            eval_every=2,
+        ),
+        "quick": Settings(seeds=3, vae_steps=300, steps=150, n_test=128),
         "record": Settings(seeds=5),
     }
     ours = "emasc"
@@ -189,12 +216,13 @@ class LadiVtonEmasc(Recipe):
         ),
         Precondition("VAE frozen", "emasc", "vae_frozen", ">=", 1.0, over="every", why="weight hash unchanged"),
         Precondition(
-            "ungated skips leak",
-            "emasc_ungated",
+            "leakage is detectable",
+            "leak_control",
             "inside_loss_vs_plain",
             ">=",
             0.5,
-            why="leakage control: without the gate the inside loses >= 0.5 dB, so G2 can fail",
+            why="negative control: skips that read the unmasked source, ungated, must lose >= 0.5 dB inside the "
+            "mask against the plain decode, so G2 could fail",
         ),
         Precondition(
             "EMASC converged",
@@ -210,7 +238,22 @@ class LadiVtonEmasc(Recipe):
             "decoder fine-tune converged", "decoder_finetune", "plateau_rel", "<=", 0.01, over="every", why="same"
         ),
     )
-    changes = ()
+    changes = (
+        "After the quick result (a referee's review): the leakage control was the paper's ungated ablation, but its "
+        "skips read the masked image, whose edited region is grey, so there was no old content to leak and the "
+        "control could not show that G2 can fail. It is replaced by a negative control, leak_control: the same "
+        "nonlinear adapters, ungated, reading the unmasked source in training and at test; the precondition "
+        "(>= 0.5 dB inside loss vs plain, the card's number) now names that arm.",
+        "After the quick result: PLATEAU was judged on the per-batch training loss (batch 8), whose noise alone "
+        "moves a 20 %-window mean by a few per cent; it is now judged on a validation curve as the card says "
+        "(the same loss on a fixed set of 64 crops from the training photos, latent means, every 20 steps). "
+        "Threshold unchanged (1 %).",
+        "Sized on the validation curve of one design run (seed 0, 800 steps at the constant lr 1e-3; no test "
+        "metric looked at): the loss still fell 3-4 % per 20 % window and jumped by about 2 % between "
+        "evaluations, so at a constant lr the 1 % plateau could not be judged within the CPU budget. The lr now "
+        "decays by a cosine after the warm-up, 500 steps in record (was 300, constant); the ungated ablation "
+        "(reported only) is dropped to pay for the leakage control.",
+    )
 
     def data(self, s: Settings, seed: int) -> dict[str, Any]:
         vae, train, _ = _vae(s.size, s.n_train, s.vae_steps, s.vae_batch)
@@ -218,9 +261,12 @@ class LadiVtonEmasc(Recipe):
         textures = np.roll(source, 1, axis=0)  # photo_patches cycles photos: a neighbour is another photo
         masks = blob_masks(s.n_test, s.size, smooth=s.size / 12, seed=2000 + seed)
         inside, outside, band = mask_regions(masks, s.band)
+        val = photo_patches("train", s.n_val, size=s.size, seed=99)
         return {
             "vae": vae,
             "train": train,
+            "val": val,
+            "val_masks": blob_masks(s.n_val, s.size, smooth=s.size / 12, seed=98),
             "train_masks": blob_masks(s.n_train, s.size, smooth=s.size / 12, seed=seed),
             "source": source,
             "masks": masks,
@@ -235,7 +281,7 @@ class LadiVtonEmasc(Recipe):
             "emasc": _trained("nonlinear"),
             "plain": _plain,
             "emasc_linear": _trained("linear"),
-            "emasc_ungated": _trained("nonlinear", gated=False),
+            "leak_control": _trained("nonlinear", gated=False, mask_input=False),
             "decoder_finetune": _trained(None, finetune=True),
             "paste_hard": _paste(False),
             "paste_feather": _paste(True),
@@ -249,16 +295,22 @@ class LadiVtonEmasc(Recipe):
             "vae": f"conv VAE f8, 4 latent channels, widths {CHANNELS}, {s.vae_steps} steps (L1 + 1e-4 KL), "
             "trained once (seed 0) and frozen",
             "training": f"{s.steps} steps, batch {s.batch_size}, AdamW(lr {s.lr}, wd 1e-2 on all params), "
-            "50-step warm-up, clip 1.0; L1 + 0.5 x perceptual (frozen VAE-encoder features)",
+            f"50-step warm-up then {s.schedule} lr, clip 1.0; L1 + 0.5 x perceptual (frozen VAE-encoder features)",
             "metrics": f"PSNR inside / outside the mask (outside and inside exclude a +-{s.band} px band), band "
             "gradient error (log), whole-image PSNR and SSIM, all against the edited truth",
             "deviations": [
                 "SD-2 inpainting VAE at 512x384 -> conv VAE f8 x 4 ch at 48x48 (card)",
                 "VGG perceptual loss -> the frozen VAE encoder's features (no offline VGG weights)",
-                "lr 1e-3 instead of 1e-5 for 300 steps instead of 40,001 (CPU budget); batch 8 instead of 16",
+                f"lr 1e-3 instead of 1e-5 for {s.steps} steps instead of 40,001 (CPU budget), decayed by a cosine "
+                "after the warm-up instead of held constant; batch 8 instead of 16",
                 "test decodes the edited image's latent (the inference setting); training decodes the target's "
                 "own latent sample (train_emasc.py)",
-                "the ungated ablation runs on every seed (it carries the leakage precondition)",
+                "the paper's ungated ablation (card: seed 0, reported) is not run: it carries no gate or "
+                "precondition now, and its CPU went to the leakage control",
+                "leak_control (not in the paper or the card): skips from the unmasked source, ungated, a negative "
+                "control that shows G2's metric detects leakage",
+                "PLATEAU on a validation loss (64 fixed crops from the training photos, latent means) every "
+                f"{s.eval_every} steps",
             ],
         }
 
@@ -270,11 +322,11 @@ class LadiVtonEmasc(Recipe):
         for arm, color in {
             "emasc": "tab:red",
             "emasc_linear": "tab:orange",
-            "emasc_ungated": "tab:gray",
+            "leak_control": "tab:purple",
             "decoder_finetune": "tab:blue",
         }.items():
             for i, m in enumerate(cells[arm].values()):
-                c = np.convolve(m.curves["loss"], np.ones(10) / 10, mode="valid")
-                ax.plot(c, color=color, alpha=0.7, label=arm if i == 0 else None)
-        ax.set_xlabel("step"), ax.set_ylabel("training loss (10-step mean)"), ax.legend(fontsize=7)
+                c = m.curves["val_loss"]
+                ax.plot(np.arange(len(c)) * s.eval_every, c, color=color, alpha=0.7, label=arm if i == 0 else None)
+        ax.set_xlabel("step"), ax.set_ylabel("validation loss (L1 + 0.5 perceptual)"), ax.legend(fontsize=7)
         return [save_figure(fig, out_dir / "loss_curves.png").name]
