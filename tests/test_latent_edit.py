@@ -15,6 +15,7 @@ from isthmus.tasks.latent_edit import (
     edit_candidates,
     invert,
     sefa_directions,
+    valid_directions,
 )
 
 
@@ -149,3 +150,12 @@ def test_direction_response_measures_the_size_a_monotone_check_ignores():
     assert abs(change[1, 0]) < 1e-5
     flipped, _ = direction_response(dec, torch.zeros(5, 2), x, -torch.eye(2), mags, regress)
     assert flipped[0, 0] == pytest.approx(-1.0)  # the sign is kept
+
+
+def test_a_direction_is_valid_only_if_one_output_moves_consistently_and_by_enough():
+    rho = np.array([[0.9, 0.1], [0.9, 0.1], [0.2, -0.8], [0.4, 0.4]])
+    size = np.array([[0.5, 0.0], [1e-6, 0.0], [0.0, 0.3], [1.0, 1.0]])
+    # 0: monotone and large; 1: monotone but negligible (a dead decoder); 2: the same output must carry both,
+    # sign ignored; 3: large but not monotone
+    np.testing.assert_array_equal(valid_directions(rho, size, 0.1), [True, False, True, False])
+    np.testing.assert_array_equal(valid_directions(np.array([[0.9, 0.0]]), np.array([[0.0, 0.5]]), 0.1), [False])

@@ -5,7 +5,7 @@ import pytest
 
 from isthmus.data import DataNotFoundError
 from isthmus.recipes.gates import Measured
-from isthmus.recipes.natra import ARMS, NaTra, Settings, make_splits, valid_directions
+from isthmus.recipes.natra import ARMS, NaTra, Settings, make_splits
 
 
 def test_declaration_has_one_headline_and_every_arm_must_converge():
@@ -48,15 +48,6 @@ def test_oracle_control_measures_the_share_of_the_gap_closed():
     assert ok.ok and "0.708" in ok.detail
     bad = r.checks(Settings(), _cells(0.9, [0.5, 0.5], [0.6, 0.6]))[0]  # closes 25 %
     assert not bad.ok
-
-
-def test_a_direction_is_valid_only_if_one_output_moves_consistently_and_by_enough():
-    rho = np.array([[0.9, 0.1], [0.9, 0.1], [0.2, -0.8], [0.4, 0.4]])
-    size = np.array([[0.5, 0.0], [1e-6, 0.0], [0.0, 0.3], [1.0, 1.0]])
-    # 0: monotone and large; 1: monotone but negligible (a dead decoder); 2: the same output must carry both,
-    # sign ignored; 3: large but not monotone
-    np.testing.assert_array_equal(valid_directions(rho, size, 0.1), [True, False, True, False])
-    np.testing.assert_array_equal(valid_directions(np.array([[0.9, 0.0]]), np.array([[0.0, 0.5]]), 0.1), [False])
 
 
 def test_every_classifier_arm_decays_its_lr_and_the_generator_warms_up():

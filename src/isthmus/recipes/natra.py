@@ -33,7 +33,16 @@ from typing import Any, Callable, Mapping, TypeAlias, cast
 import numpy as np
 import torch
 
-from isthmus.data.lighting import FULL, NARROW, SHIFTED, lit_digits, photometric_jitter, relight, sample_lighting
+from isthmus.data.lighting import (
+    FULL,
+    NARROW,
+    SHIFTED,
+    lighting_regressor,
+    lit_digits,
+    photometric_jitter,
+    relight,
+    sample_lighting,
+)
 from isthmus.bottlenecks import build_bottleneck
 from isthmus.models import AutoEncoder
 from isthmus.nn.conv import ConvDecoder, ConvDecoderConfig, ConvEncoder, ConvEncoderConfig
@@ -48,6 +57,7 @@ from isthmus.tasks.latent_edit import (
     edit_candidates,
     invert,
     sefa_directions,
+    valid_directions,
 )
 from isthmus.train import Trainer, TrainerConfig
 from isthmus.train.callbacks import EpochTrace
@@ -119,20 +129,6 @@ def make_splits(s: Settings, seed: int) -> dict[str, Any]:
     shifted = relight(test_alb, sample_lighting(len(test_alb), SHIFTED, np.random.default_rng(seed + 99)))
     out["shifted"] = (shifted, out["test"][1])
     return out
-
-
-def lighting_regressor(pool_x: np.ndarray, targets: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-    """Ridge regression from pixels to (ambient, s·cos θ, s·sin θ), fitted on the pool (lighting known)."""
-    from sklearn.linear_model import Ridge
-
-    reg = Ridge(alpha=1.0).fit(pool_x.reshape(len(pool_x), -1), targets)
-    return lambda x: reg.predict(np.asarray(x).reshape(len(x), -1))
-
-
-def valid_directions(rho: np.ndarray, size: np.ndarray, min_size: float, min_rho: float = 0.5) -> np.ndarray:
-    """Per direction: does some lighting output move both consistently (|Spearman| >= ``min_rho``, the
-    card) and by a real amount (|change| >= ``min_size`` pool SDs)? ``rho``, ``size``: (k, outputs)."""
-    return ((np.abs(rho) >= min_rho) & (size >= min_size)).any(1)
 
 
 def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -11,7 +11,8 @@
   expansion" that raises fidelity in NaTra, Wang et al. 2021).
 * :func:`direction_monotonicity` — does a direction move a known attribute (read by a predictor trained
   where the attribute is known) consistently? A validity check for unsupervised directions;
-  :func:`direction_response` also gives the size of the change, which a validity check needs too.
+  :func:`direction_response` also gives the size of the change, which a validity check needs too
+  (:func:`valid_directions` combines both).
 """
 
 from __future__ import annotations
@@ -172,3 +173,12 @@ def direction_monotonicity(
     :func:`direction_response`."""
     rho, _ = direction_response(decoder, codes, x, dirs, mags, regress, n_steps)
     return [float(v) for v in abs(rho).max(1)]
+
+
+def valid_directions(rho: Any, size: Any, min_size: float, min_rho: float = 0.5) -> Any:
+    """Per direction: does some attribute output move both consistently (|Spearman| >= ``min_rho``) and by a
+    real amount (``size`` >= ``min_size``, e.g. |change| from :func:`direction_response` in units of the
+    attribute's spread)? ``rho``, ``size``: ``(k, outputs)``; returns ``(k,)`` booleans."""
+    import numpy as np
+
+    return ((np.abs(rho) >= min_rho) & (size >= min_size)).any(1)
