@@ -452,6 +452,8 @@ class NaTra(Recipe):
         size = np.asarray(
             [m.curves.get("direction_change_sd", [np.nan] * rho.shape[1]) for m in cells["natra"].values()]
         )
+        kept = lambda a: float(np.mean([m.value("label_kept") for m in cells[a].values()]))  # noqa: E731
+        drop = float(np.mean([m.value("shift_drop") for m in cells["erm"].values()]))
         dead = {s: m.value("ae_psnr") for s, m in cells["natra"].items() if m.value("ae_psnr") < 22.0}
         out = (
             [
@@ -467,6 +469,12 @@ class NaTra(Recipe):
             f"largest change of a lighting output from -m to +m in pool SDs {np.round(size.mean(0), 3).tolist()}: any "
             "smooth decoder direction moves a linear lighting regressor monotonically, so the size requirement carries "
             "most of this check; the candidate figure shows what the directions change",
+            f"the class-independence check reads ERM's labels under the largest edits (kept {kept('erm'):.3f}); ERM is "
+            f"itself fragile to lighting (its shifted-test drop {drop:.3f}), so a failure there can mean the edits "
+            f"change the class or that ERM's labels flip under any strong relighting; natra's own classifier keeps "
+            f"{kept('natra'):.3f}, photometric's {kept('photometric'):.3f}, the oracle's {kept('oracle'):.3f} (the oracle "
+            "is trained on true relighting, so what it does not keep is largely the edits changing more than the "
+            "lighting). A seed whose generator is dead keeps 1.0 trivially (the edits are zero)",
             "the shifted test mixes global darkening (ambient 0.3-0.6, gamma 1.1-1.5), which the photometric arms span "
             "by construction, with spatial ramps and shadows, which only the latent and oracle arms can produce",
         ]
