@@ -10,10 +10,12 @@ import numpy as np
 
 from isthmus.tasks.latent_edit import (
     direction_monotonicity,
+    direction_response,
     direction_scales,
     edit_candidates,
     invert,
     sefa_directions,
+    valid_directions,
 )
 
 
@@ -129,3 +131,31 @@ def test_direction_monotonicity_separates_a_lighting_direction_from_a_dead_one()
     regress = lambda v: np.asarray(v).reshape(len(v), -1).mean(1, keepdims=True)  # noqa: E731  "ambient"
     rho = direction_monotonicity(dec, torch.zeros(5, 2), x, torch.eye(2), torch.ones(2), regress)
     assert rho[0] == pytest.approx(1.0) and rho[1] == 0.0
+
+
+def test_direction_response_measures_the_size_a_monotone_check_ignores():
+    dec = nn.Linear(2, 16)
+    with torch.no_grad():
+        dec.weight.zero_()
+        dec.weight[:, 0] = 0.1  # direction 0: +0.1 per unit step on every pixel
+        dec.weight[:, 1] = 1e-6  # direction 1: monotone too, but a numerically negligible change
+        dec.bias.fill_(0.4)
+    x = torch.full((5, 16), 0.4) + 0.05 * torch.rand(5, 16)
+    regress = lambda v: np.asarray(v).reshape(len(v), -1).mean(1, keepdims=True)  # noqa: E731
+    mags = torch.tensor([2.0, 2.0])
+    rho, change = direction_response(dec, torch.zeros(5, 2), x, torch.eye(2), mags, regress)
+    assert rho.shape == change.shape == (2, 1)
+    assert rho[0, 0] == pytest.approx(1.0) and rho[1, 0] == pytest.approx(1.0)  # Spearman: both "valid"
+    assert change[0, 0] == pytest.approx(0.4, rel=1e-4)  # 0.1 x (2 - (-2)) on the mean pixel
+    assert abs(change[1, 0]) < 1e-5
+    flipped, _ = direction_response(dec, torch.zeros(5, 2), x, -torch.eye(2), mags, regress)
+    assert flipped[0, 0] == pytest.approx(-1.0)  # the sign is kept
+
+
+def test_a_direction_is_valid_only_if_one_output_moves_consistently_and_by_enough():
+    rho = np.array([[0.9, 0.1], [0.9, 0.1], [0.2, -0.8], [0.4, 0.4]])
+    size = np.array([[0.5, 0.0], [1e-6, 0.0], [0.0, 0.3], [1.0, 1.0]])
+    # 0: monotone and large; 1: monotone but negligible (a dead decoder); 2: the same output must carry both,
+    # sign ignored; 3: large but not monotone
+    np.testing.assert_array_equal(valid_directions(rho, size, 0.1), [True, False, True, False])
+    np.testing.assert_array_equal(valid_directions(np.array([[0.9, 0.0]]), np.array([[0.0, 0.5]]), 0.1), [False])

@@ -48,3 +48,8 @@ def test_oracle_control_measures_the_share_of_the_gap_closed():
     assert ok.ok and "0.708" in ok.detail
     bad = r.checks(Settings(), _cells(0.9, [0.5, 0.5], [0.6, 0.6]))[0]  # closes 25 %
     assert not bad.ok
+
+
+def test_every_classifier_arm_decays_its_lr_and_the_generator_warms_up():
+    s = NaTra.modes["record"]
+    assert s.schedule == "cosine" and s.ae_warmup > 0 and s.min_direction_change > 0

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -31,6 +32,7 @@ __all__ = [
     "digit_albedo",
     "lit_digits",
     "photometric_jitter",
+    "lighting_regressor",
     "NARROW",
     "FULL",
     "SHIFTED",
@@ -181,3 +183,13 @@ def photometric_jitter(
 
     k, t, g = draw(scale), draw(shift), draw(gamma)
     return (x * k + t).clamp(0.0, 1.0) ** g
+
+
+def lighting_regressor(pool_x: np.ndarray, targets: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """Ridge regression from pixels to lighting ``targets`` (e.g. :meth:`Lighting.targets`), fitted on images
+    whose lighting is known; returns ``images -> (N, outputs)``. Reads the lighting of edited images (NaTra's
+    direction check, seed 21)."""
+    from sklearn.linear_model import Ridge
+
+    reg = Ridge(alpha=1.0).fit(pool_x.reshape(len(pool_x), -1), targets)
+    return lambda x: reg.predict(np.asarray(x).reshape(len(x), -1))

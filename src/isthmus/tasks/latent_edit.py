@@ -10,7 +10,9 @@
   original image, so details the decoder cannot reproduce are kept (standing in for the "latent codes
   expansion" that raises fidelity in NaTra, Wang et al. 2021).
 * :func:`direction_monotonicity` — does a direction move a known attribute (read by a predictor trained
-  where the attribute is known) consistently? A validity check for unsupervised directions.
+  where the attribute is known) consistently? A validity check for unsupervised directions;
+  :func:`direction_response` also gives the size of the change, which a validity check needs too
+  (:func:`valid_directions` combines both).
 """
 
 from __future__ import annotations
@@ -121,6 +123,41 @@ def edit_candidates(
     return out
 
 
+def direction_response(
+    decoder: Decoder,
+    codes: torch.Tensor,
+    x: torch.Tensor,
+    dirs: torch.Tensor,
+    mags: torch.Tensor,
+    regress: Callable[[Any], Any],
+    n_steps: int = 7,
+) -> tuple[Any, Any]:
+    """How a step ``t ∈ [−mags[j], mags[j]]`` along each direction ``j`` moves each output ``o`` of an
+    attribute predictor ``regress`` (images → ``(N, outputs)``). Returns two ``(k, outputs)`` arrays:
+    ``rho``, the mean over images of Spearman(t, output) (0 where no image's output changes), and
+    ``change``, the mean over images of output(+mags[j]) − output(−mags[j]). Spearman alone rewards a
+    monotone change of any size (a dead decoder's float noise included), so a validity check needs both."""
+    import warnings
+
+    import numpy as np
+    from scipy.stats import spearmanr
+
+    t = np.linspace(-1.0, 1.0, n_steps)
+    rho, change = [], []
+    for j in range(len(dirs)):
+        cand = edit_candidates(decoder, codes, x, dirs[j : j + 1], torch.as_tensor(t) * mags[j])  # (N, T, ...)
+        pred = np.asarray(regress(cand.reshape(-1, *x.shape[1:]).numpy())).reshape(len(x), n_steps, -1)
+        r = []
+        for o in range(pred.shape[2]):
+            with warnings.catch_warnings():  # a direction that changes nothing gives constant outputs: rho NaN
+                warnings.simplefilter("ignore")
+                rhos = [spearmanr(t, pred[i, :, o]).statistic for i in range(len(x))]
+            r.append(float(np.nanmean(rhos)) if np.isfinite(rhos).any() else 0.0)
+        rho.append(r)
+        change.append((pred[:, -1] - pred[:, 0]).mean(0))
+    return np.asarray(rho, dtype=float), np.asarray(change, dtype=float)
+
+
 def direction_monotonicity(
     decoder: Decoder,
     codes: torch.Tensor,
@@ -132,23 +169,16 @@ def direction_monotonicity(
 ) -> list[float]:
     """Per direction ``j``: how consistently a step ``t ∈ [−mags[j], mags[j]]`` along it moves an attribute
     predictor ``regress`` (images → ``(N, outputs)``): the max over outputs of |mean over images of
-    Spearman(t, output)|. 0 for a direction that changes no output."""
-    import warnings
+    Spearman(t, output)|. 0 for a direction that changes no output. Blind to the size of the change: see
+    :func:`direction_response`."""
+    rho, _ = direction_response(decoder, codes, x, dirs, mags, regress, n_steps)
+    return [float(v) for v in abs(rho).max(1)]
 
+
+def valid_directions(rho: Any, size: Any, min_size: float, min_rho: float = 0.5) -> Any:
+    """Per direction: does some attribute output move both consistently (|Spearman| >= ``min_rho``) and by a
+    real amount (``size`` >= ``min_size``, e.g. |change| from :func:`direction_response` in units of the
+    attribute's spread)? ``rho``, ``size``: ``(k, outputs)``; returns ``(k,)`` booleans."""
     import numpy as np
-    from scipy.stats import spearmanr
 
-    t = np.linspace(-1.0, 1.0, n_steps)
-    out = []
-    for j in range(len(dirs)):
-        cand = edit_candidates(decoder, codes, x, dirs[j : j + 1], torch.as_tensor(t) * mags[j])  # (N, T, ...)
-        pred = regress(cand.reshape(-1, *x.shape[1:]).numpy()).reshape(len(x), n_steps, -1)
-        best = 0.0
-        for o in range(pred.shape[2]):
-            with warnings.catch_warnings():  # a direction that changes nothing gives constant outputs: rho NaN
-                warnings.simplefilter("ignore")
-                rhos = [spearmanr(t, pred[i, :, o]).statistic for i in range(len(x))]
-            rho = float(np.nanmean(rhos)) if np.isfinite(rhos).any() else 0.0
-            best = max(best, abs(rho))
-        out.append(best)
-    return out
+    return ((np.abs(rho) >= min_rho) & (size >= min_size)).any(1)
