@@ -56,6 +56,7 @@ class Settings(RecipeSettings):
     lr: float = 1e-4
     sdcn_lr: float = 1e-4
     n_subsample: int = 0  # 0 = every node (smoke uses a few hundred)
+    scgc_arm: bool = True  # SCGC with decoder: reported, never gated; record drops it (the card's budget rule)
 
 
 @lru_cache(maxsize=2)
@@ -279,7 +280,7 @@ class SCGC(Recipe):
         "quick": Settings(
             seeds=3, dataset="digits", pretrain_epochs=150, epochs=100, alpha=4.0, r=4, lr=1e-3, sdcn_lr=1e-3
         ),
-        "record": Settings(seeds=5, dataset="cora"),
+        "record": Settings(seeds=5, dataset="cora", scgc_arm=False),
         "full": Settings(seeds=10, dataset="cora"),
     }
     ours = "scgc_star"
@@ -348,6 +349,10 @@ class SCGC(Recipe):
         "(30 epochs, batch 256, Adam 1e-3) on binary features; a probe on 2 seeds (scratch script, not a "
         "recipe run) gave AE + k-means NMI 0.26/0.25 vs raw k-means 0.18/0.17. Widths stay 256-256-512 (card, "
         "CPU budget). Gates, thresholds, preconditions and arms unchanged; the record run restarted from scratch.",
+        "During that rerun's first seed (timing under the shared load: ~4 min wall per refinement arm, which "
+        "would not fit with the g-simclr rerun before the deadline), record dropped the SCGC-with-decoder arm "
+        "as the card's budget rule says ('if over, drop SCGC, never seeds/epochs'); it is reported only, never "
+        "gated. Its one finished cell and SCGC*'s seed-0 NMI had been seen; nothing gated was changed.",
     )
 
     def data(self, s: Settings, seed: int):
@@ -366,9 +371,10 @@ class SCGC(Recipe):
         return X, y, A, ae, centers
 
     def arms(self, s: Settings):
+        scgc = {"scgc": _deep_arm(refine="idec", recon_weight=1.0, graph_weight="alpha")} if s.scgc_arm else {}
         return {
             "scgc_star": _deep_arm(refine="dec", recon_weight=0.0, graph_weight="alpha", graph_cumulative=True),
-            "scgc": _deep_arm(refine="idec", recon_weight=1.0, graph_weight="alpha"),
+            **scgc,
             "idec": _deep_arm(refine="idec", recon_weight=1.0, graph_weight=0.0),
             "sdcn": run_sdcn,
             "ae_kmeans": ae_kmeans,
@@ -399,6 +405,7 @@ class SCGC(Recipe):
                 "widths 256-256-512 instead of 500-500-2000 in every arm (card)",
                 "AE pretrained per seed with SDCN's data/pretrain.py recipe (30 epochs, batch 256, Adam 1e-3, "
                 "MSE) instead of loading SDCN's one shared checkpoint",
+                *([] if s.scgc_arm else ["SCGC with decoder (never gated) not run: the card's budget rule"]),
                 "Cora features binary as SDCN's cite.txt (the authors' code), not row-normalised as the card said",
                 "final-epoch metrics gated; nmi_max_over_epochs is the authors' label-peeking protocol, reported only",
             ],
@@ -411,7 +418,7 @@ class SCGC(Recipe):
         fig, ax = plt.subplots(figsize=(6, 3.6))
         colors = {"scgc_star": "tab:red", "scgc": "tab:orange", "idec": "tab:blue", "sdcn": "tab:green"}
         for arm, color in colors.items():
-            for i, m in enumerate(cells[arm].values()):
+            for i, m in enumerate(cells.get(arm, {}).values()):
                 ax.plot(m.curves["nmi"], color=color, alpha=0.6, label=arm if i == 0 else None)
         ax.set_xlabel("epoch"), ax.set_ylabel("NMI (argmax q)"), ax.legend(fontsize=7)
         ax.set_title(f"{s.dataset}: NMI during refinement (one line per seed)", fontsize=9)
