@@ -7,7 +7,7 @@ import pytest
 
 from isthmus.data.batching import ClusterInterleavedBatchSampler
 from isthmus.metrics.clustering import batch_same_label_rate
-from isthmus.recipes.g_simclr import GSimCLR, chunked, random_share
+from isthmus.recipes.g_simclr import GSimCLR, chunked, epoch_plateau, random_share
 
 
 def test_random_share_is_the_chance_that_a_random_pair_agrees():
@@ -42,3 +42,18 @@ def test_declaration_has_one_headline_and_names_real_arms():
     arms = r.arms(r.settings_for("smoke"))
     r._validate_declaration(list(arms))
     assert r.min_seeds >= 5
+
+
+def test_epoch_plateau_compares_whole_epochs():
+    # 5 epochs: window of one epoch, the last vs the one before; tolerance 2 % of the range (3.5 -> 0.07)
+    assert epoch_plateau([4.0, 2.0, 1.0, 0.56, 0.5])
+    assert not epoch_plateau([4.0, 2.0, 1.0, 0.6, 0.5])
+    # 20 epochs: windows of two epochs; a bump that repeats every epoch cannot fake a trend
+    assert epoch_plateau([4.0, 3.0, 2.0, 1.0] + [0.5] * 16)
+    assert not epoch_plateau([1.0])  # too short to judge
+
+
+def test_record_cosine_period_is_the_run():
+    s = GSimCLR().settings_for("record")
+    steps_per_epoch = -(-s.n_pretrain // s.batch_size)  # the last short batch is a step too
+    assert s.restart_steps == s.epochs * steps_per_epoch
