@@ -110,7 +110,8 @@ def run_module(module: dict, budget: float, show_survivors: bool, retest: bool =
     wd = WORK / module["name"]
     if report_only:
         return _summarise(module, wd, _env(wd), finished=True, t0=time.time(), show_survivors=show_survivors)
-    again = []
+    again: list[str] = []
+    earlier: dict[str, int] = {}
     if retest:
         codes = _results(wd, module)
         changed = bool(codes) and (ROOT / module["path"]).read_bytes() != (wd / module["path"]).read_bytes()
@@ -119,6 +120,7 @@ def run_module(module: dict, budget: float, show_survivors: bool, retest: bool =
             retest = False
         else:
             again = sorted(k for k, v in codes.items() if v is None or v not in KILLED)
+            earlier = {k: v for k, v in codes.items() if v in KILLED}
     wd = _prepare(module, retest)
     env = _env(wd)
     cmd = ["nice", "-n", str(NICE), _mutmut(), "run", "--max-children", "1", *again]
@@ -137,7 +139,21 @@ def run_module(module: dict, budget: float, show_survivors: bool, retest: bool =
         proc.communicate()
         finished = False
         print(f"   stopped after the {budget:.0f} s budget; the score below covers the mutants checked so far")
+    if earlier:
+        _merge_earlier(wd, module, earlier)
     return _summarise(module, wd, env, finished, t0, show_survivors)
+
+
+def _merge_earlier(wd: Path, module: dict, earlier: dict[str, int]) -> None:
+    """A retest runs only the survivors, and mutmut then records no result for the rest: put back the
+    earlier run's kills so that the score (and the next --retest) covers the whole module again."""
+    meta = wd / "mutants" / (module["path"] + ".meta")
+    data = json.loads(meta.read_text())
+    codes = data["exit_code_by_key"]
+    for name, code in earlier.items():
+        if codes.get(name) is None:
+            codes[name] = code
+    meta.write_text(json.dumps(data))
 
 
 def _summarise(module: dict, wd: Path, env: dict, finished: bool, t0: float, show_survivors: bool) -> dict:
