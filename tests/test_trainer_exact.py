@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -288,3 +289,134 @@ def test_a_rank_without_saved_rng_restores_rank_0s_generators_and_reseeds(tmp_pa
     drawn = torch.rand(5)
     seed_everything(derive_seed(cfg.seed, 3, 1, trainer.global_step))
     assert torch.equal(drawn, torch.rand(5))
+
+
+# ---- the loop ------------------------------------------------------------------------------------------
+
+
+class _Steps(nn.Module):
+    """A linear model that records set_step calls, batch rows, autocast state; ``b`` is used only at step 0."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.lin = nn.Linear(1, 1)
+        self.b = nn.Parameter(torch.ones(()))
+        self.steps, self.rows, self.autocast, self.calls = [], [], [], 0
+
+    def set_step(self, step):
+        self.steps.append(step)
+
+    def compute_loss(self, batch) -> ModelOutput:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        self.rows.append(x[:, 0].tolist())
+        self.autocast.append(torch.is_autocast_enabled("cpu"))
+        loss = self.lin(x).pow(2).mean()
+        if self.calls == 0:
+            loss = loss + self.b ** 2
+        self.calls += 1
+        return ModelOutput(loss=loss, losses={"recon": loss.detach()})
+
+
+def test_loop_calls_set_step_shuffles_drops_last_and_skips_unused_parameters():
+    model = _Steps()
+    data = torch.arange(18.0).unsqueeze(1)
+    trainer = Trainer(model, quiet(epochs=1, batch_size=4, drop_last=True))  # shuffle is the default
+    trainer.fit(data)
+    assert model.steps == [0, 1, 2, 3] and len(model.rows) == 4  # 18 rows: 4 full batches, the rest dropped
+    rows = sum(model.rows, [])
+    assert len(set(rows)) == 16 and rows != sorted(rows)  # 16 distinct rows, shuffled
+    # b got a gradient only at step 0: with grads set to None afterwards, Adam leaves it alone, so after
+    # 4 steps it equals b after a 1-step run (zeroed grads would let Adam's momentum keep moving it)
+    one_step = _Steps()
+    Trainer(one_step, quiet(epochs=1, batch_size=4)).fit(data[:4])
+    assert model.b.item() == one_step.b.item() != 1.0
+    assert trainer.last_grad_norm is None  # no clipping, no log: no gradient-norm sync
+
+
+def test_bf16_precision_runs_compute_loss_under_autocast():
+    model = _Steps()
+    Trainer(model, quiet(epochs=1, batch_size=4, precision="bf16")).fit(torch.ones(8, 1))
+    assert model.autocast == [True, True]
+
+
+def test_a_bad_model_output_is_named_on_the_first_step():
+    class Bad(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(()))
+
+        def compute_loss(self, batch):
+            return SimpleNamespace(loss=self.w.expand(2), losses={})  # a vector, not a scalar loss
+
+    msg = ("Bad.compute_loss must return a ModelOutput with a scalar tensor .loss and a dict .losses; "
+           "got SimpleNamespace with loss=")
+    with pytest.raises(TypeError, match="^" + re.escape(msg)):
+        Trainer(Bad(), quiet(epochs=1, batch_size=4)).fit(torch.ones(8, 1))
+
+
+class _Crash(Callback):
+    def __init__(self, at):
+        self.at = at
+
+    def on_step_end(self, trainer):
+        if trainer.global_step == self.at:
+            raise RuntimeError("crash")
+
+
+class _Record(Callback):
+    def __init__(self):
+        self.starts, self.positions = [], []
+
+    def on_epoch_start(self, trainer):
+        self.starts.append(trainer.epoch)
+
+    def on_step_end(self, trainer):
+        self.positions.append((trainer.global_step, trainer.epoch, trainer.step_in_epoch, trainer.epoch_done))
+
+
+def test_crash_mid_epoch_then_resume_replays_the_uninterrupted_run(tmp_path):
+    """In-process crashes (an exception in a callback) at a mid-epoch step, twice, each resumed."""
+    cfg = dict(epochs=3, batch_size=4, checkpoint_every_steps=1, keep_checkpoints=3)
+    full_rec = _Record()
+    full = Trainer(mlp(), quiet(**cfg, checkpoint_dir=str(tmp_path / "full")), callbacks=[full_rec])
+    full_result = full.fit(DATA)
+    assert full_rec.starts == [0, 1, 2]
+    assert [p[1:] for p in full_rec.positions[:5]] == [(0, 1, False), (0, 2, False), (0, 3, False),
+                                                         (0, 4, False), (1, 1, False)]
+    model = mlp()
+    for crash_at in (6, 10):  # mid-epoch 1, then mid-epoch 2 after resuming
+        with pytest.raises(RuntimeError, match="crash"):
+            Trainer(model, quiet(**cfg, checkpoint_dir=str(tmp_path / "run")), callbacks=[_Crash(crash_at)]).fit(
+                DATA, resume=crash_at != 6)
+    rec = _Record()
+    result = Trainer(model, quiet(**cfg, checkpoint_dir=str(tmp_path / "run")), callbacks=[rec]).fit(DATA, resume=True)
+    # the crash at step 10 came before that step was checkpointed (the Checkpointer runs last): resumed at 9
+    assert rec.starts == [] and rec.positions == full_rec.positions[-3:]
+    assert result.steps == 12 and result.history == full_result.history
+    for a, b in zip(model.state_dict().values(), full.model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_pending_loss_terms_are_flushed_every_log_interval():
+    seen = []
+
+    class Pending(Callback):
+        def on_step_end(self, trainer):
+            seen.append(len(trainer.meter._pending))
+
+    Trainer(mlp(), quiet(epochs=1, batch_size=2, log_every_steps=3), callbacks=[Pending()]).fit(DATA)
+    assert seen == [1, 2, 0, 1, 2, 0, 1, 2]
+
+
+def test_grad_norm_is_measured_every_log_interval(tmp_path):
+    got = []
+
+    class Norms(Callback):
+        def on_step_end(self, trainer):
+            now = torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in trainer.model.parameters()]))
+            got.append(None if trainer.last_grad_norm is None else bool(torch.equal(trainer.last_grad_norm, now)))
+
+    cfg = quiet(epochs=1, batch_size=2, log_path=str(tmp_path / "m.jsonl"), log_every_steps=3)
+    Trainer(mlp(), cfg, callbacks=[Norms()]).fit(DATA)
+    assert got == [None, None, True, False, False, True, False, False]  # measured at steps 3 and 6 only
