@@ -224,3 +224,13 @@ def test_peer_format_round_trips(tmp_path):
     assert "blocks.0" in (tmp_path / "lens" / "cfg.json").read_text()
     back = SparseAutoEncoder.from_sparsify(sae.to_sparsify(tmp_path / "sp"))
     torch.testing.assert_close(back(x).recon, sae(x).recon)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("bottleneck", ["sae_topk", "sae_batchtopk"])
+def test_training_forward_keeps_the_firing_mask_on_the_input_device(bottleneck):
+    # the fast paths build the fired-latent mask themselves: on the CPU any device default works,
+    # on an accelerator it must be the input's (the four device mutants of docs/mutation.md)
+    sae = make(bottleneck).cuda()
+    out = sae(torch.randn(6, 8, device="cuda"))
+    assert out.recon.device.type == "cuda" and int((sae.bottleneck.steps_since_fired == 0).sum()) > 0
