@@ -420,3 +420,79 @@ def test_grad_norm_is_measured_every_log_interval(tmp_path):
     cfg = quiet(epochs=1, batch_size=2, log_path=str(tmp_path / "m.jsonl"), log_every_steps=3)
     Trainer(mlp(), cfg, callbacks=[Norms()]).fit(DATA)
     assert got == [None, None, True, False, False, True, False, False]  # measured at steps 3 and 6 only
+
+
+# ---- optimizer, callbacks, counts, epoch logs ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, cls, expected", [
+    ("adam", torch.optim.Adam, {"betas": (0.8, 0.9), "weight_decay": 0.01}),
+    ("adamw", torch.optim.AdamW, {"betas": (0.8, 0.9), "weight_decay": 0.01}),
+    ("sgd", torch.optim.SGD, {"momentum": 0.5, "weight_decay": 0.01}),
+])
+def test_build_optimizer_passes_every_setting(name, cls, expected):
+    from isthmus.train.trainer import build_optimizer
+
+    kw = {"momentum": 0.5} if name == "sgd" else {"betas": (0.8, 0.9)}
+    opt = build_optimizer(mlp().parameters(), TrainerConfig(optimizer=name, lr=0.01, weight_decay=0.01, **kw))
+    assert type(opt) is cls and opt.defaults["lr"] == 0.01
+    assert {k: opt.defaults[k] for k in expected} == expected
+    with pytest.raises(ValueError, match=r"^the model has no trainable parameters \(all have requires_grad=False\)$"):
+        build_optimizer([], TrainerConfig(optimizer=name, **kw))
+
+
+def test_early_stopping_gets_min_delta_and_needs_validation_data():
+    trainer = Trainer(mlp(), quiet(epochs=1, batch_size=8, early_stopping_patience=2, min_delta=0.25))
+    trainer.fit(DATA, val=DATA)
+    (es,) = [cb for cb in trainer.callbacks if type(cb).__name__ == "EarlyStopping"]
+    assert es.min_delta == 0.25 and es.patience == 2
+    msg = ("TrainerConfig.early_stopping_patience monitors the validation loss; pass validation data with "
+           "fit(train, val=...)")
+    with pytest.raises(ConfigError, match="^" + re.escape(msg) + "$"):
+        Trainer(mlp(), quiet(epochs=1, early_stopping_patience=2)).fit(DATA)
+
+
+def test_fit_applies_the_thread_settings():
+    class Threads(_Steps):
+        def compute_loss(self, batch):
+            self.autocast.append(torch.get_num_threads())
+            return super().compute_loss(batch)
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        for kw, expected in [({}, 1), ({"threads": 2}, 2), ({"runtime_defaults": False}, 3)]:
+            model = Threads()
+            Trainer(model, quiet(epochs=1, batch_size=8, **kw)).fit(torch.ones(8, 1))
+            assert model.autocast[0] == expected and torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_counts_for_drop_last_and_streams():
+    trainer = Trainer(_Steps(), quiet(epochs=2, batch_size=4, drop_last=True, schedule="cosine"))
+    trainer.fit(torch.arange(18.0).unsqueeze(1))
+    assert trainer.total_steps == 8 and trainer._n_train == 18
+    msg = "3 samples make no full batch of 4 with drop_last=True"
+    with pytest.raises(ValueError, match="^" + re.escape(msg) + "$"):
+        Trainer(_Steps(), quiet(epochs=1, batch_size=4, drop_last=True)).fit(torch.ones(3, 1))
+
+    class Stream(IterableDataset):
+        def __iter__(self):
+            return iter(torch.ones(6, 1))
+
+    trainer = Trainer(_Steps(), quiet(epochs=1, batch_size=4))
+    trainer.fit(Stream())
+    assert trainer._n_train == -1 and trainer.total_steps == 0  # unknown length
+
+
+def test_epoch_log_and_the_first_of_equal_validation_losses_is_best():
+    class Flat(_Steps):
+        def compute_loss(self, batch):
+            out = super().compute_loss(batch)
+            return out if self.training else ModelOutput(loss=torch.tensor(1.0), losses={})
+
+    trainer = Trainer(Flat(), quiet(epochs=3, batch_size=4, lr=0.01))
+    r = trainer.fit(torch.ones(8, 1), val=torch.ones(4, 1))
+    assert [(h["epoch"], h["step"], h["lr"]) for h in r.history] == [(0, 2, 0.01), (1, 4, 0.01), (2, 6, 0.01)]
+    assert r.best_epoch == 0 and r.best_val_loss == 1.0  # later equal losses are not improvements
