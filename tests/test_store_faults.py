@@ -130,8 +130,13 @@ def test_a_shard_without_activations_or_header_is_refused(tmp_path):
     file = _rewrite_shard(tmp_path / "s", activations=None)
     with pytest.raises(CheckpointError, match="^" + re.escape(f"{file} holds no activations; it is not a shard of this store")):
         ActivationStore(tmp_path / "s").read(0, 2, field="token_ids")
-    file.write_bytes((17 << 20).to_bytes(8, "little") + b'{"activations": "' + b"x" * (17 << 20) + b'"}')
+    header = b'{"activations": "' + b"x" * (17 << 20) + b'"}'  # a valid JSON header of 17 MiB
+    file.write_bytes(len(header).to_bytes(8, "little") + header)
     with pytest.raises(CheckpointError, match="no readable safetensors header"):  # not read past 16 MiB
+        ActivationStore(tmp_path / "s").read(0, 2)
+    header = b"[1]"  # JSON, but not a table of tensors
+    file.write_bytes(len(header).to_bytes(8, "little") + header)
+    with pytest.raises(CheckpointError, match="holds no activations"):
         ActivationStore(tmp_path / "s").read(0, 2)
 
 
@@ -240,3 +245,11 @@ def test_overwrite_leaves_one_folder_even_if_the_old_one_cannot_be_removed(tmp_p
     w = _store_overwrite()
     w.add(torch.ones(5, 3))
     assert len(w.close()) == 5  # the new store is in place; the leftover is not an error
+
+
+def test_a_buffer_of_two_rows_streams_one_row_chunks(tmp_path):
+    _store(tmp_path / "s", n=10, d=16, shard_rows=4)
+    store = ActivationStore(tmp_path / "s")
+    rows = torch.cat(list(store.iter_batches(1, shuffle=False, max_memory_mb=72 * 3 / 2**20)))  # 3 rows of 64+8 B
+    assert rows[:, 0].tolist() == [16.0 * i for i in range(10)]
+    assert store.last_stats["buffer_rows"] == 2 and store.last_stats["chunks"] == 10  # chunks of 1 row
