@@ -31,6 +31,7 @@ lint: install
 
 # Mutation testing of the core modules (slow: minutes per module; not part of `make test`).
 # `make mutate MODULES="sparse checkpoint"` picks modules from tools/mutation.toml; BUDGET is seconds per module.
+# Scores per module and the excluded (equivalent) mutants with their arguments: docs/mutation.md.
 MODULES ?=
 BUDGET ?= 1800
 mutate: install

@@ -391,7 +391,12 @@ class ActivationStore:
             if lo < hi:
                 parts.append(self._read(i, lo, hi, [field])[field])
             offset += size
-        return torch.cat(parts) if parts else torch.empty(0, self.d if field == "activations" else 0)
+        if parts:
+            return torch.cat(parts)
+        # an empty range: the field's own shape and dtype, like any other read
+        if field == "activations":
+            return torch.empty(0, self.d, dtype=self.dtype)
+        return torch.empty(0, dtype=META_FIELDS[field])
 
     def iter_batches(
         self,
