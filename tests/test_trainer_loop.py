@@ -97,6 +97,19 @@ def test_a_bad_model_output_is_named_on_the_first_step():
         Trainer(Bad(), quiet(epochs=1, batch_size=4)).fit(torch.ones(8, 1))
 
 
+def test_a_dict_from_compute_loss_gets_the_same_message_not_an_attribute_error():
+    class DictLoss(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(()))
+
+        def compute_loss(self, batch):
+            return {"loss": self.w * 1.0}  # a common mistake: a dict instead of a ModelOutput
+
+    with pytest.raises(TypeError, match="^DictLoss.compute_loss must return a ModelOutput .* got dict with loss=None"):
+        Trainer(DictLoss(), quiet(epochs=1, batch_size=4)).fit(torch.ones(8, 1))
+
+
 class _Crash(Callback):
     def __init__(self, at):
         self.at = at

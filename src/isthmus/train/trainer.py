@@ -306,10 +306,10 @@ class Trainer:
             else:
                 with amp:
                     out = forward(batch)
-            loss = out.loss
-            if not checked:
+            if not checked:  # before reading .loss, so a wrong return type gets the helpful message
                 _check_output(out, model)
                 checked = True
+            loss = out.loss
             terms = out.losses
             if synced:  # every rank logs, and checks finiteness on, the mean over ranks
                 value, terms = mean_over_ranks(loss, terms)
