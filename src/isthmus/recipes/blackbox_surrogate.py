@@ -352,6 +352,11 @@ class BlackboxSurrogate(Recipe):
         "XGBoost's 0.73 on all columns: make_classification places two clusters per class on hypercube vertices, "
         "which no linear model separates; the oracle precondition now takes the better of that LR and the tuned "
         "XGBoost configuration on the 25 planted columns (both reported)",
+        "after the first record run (5 seeds, 1,415 cpu-s; verdict then 'not reproduced'): the CAE black box "
+        "converged but barely learned (accuracy above the majority class 0.087 vs XGBoost 0.443; Cora F1 0.39 vs "
+        "the MLP's 0.75), so its weakness, not the method, decided every gate. A referee's positive control was "
+        "missing: 'black box learns' now asks of the CAE the same 0.20 the baselines meet. Gates unchanged; the "
+        "verdict was re-rendered from the cached cells (no new training)",
     )
     gates = (
         Gate(
@@ -409,6 +414,15 @@ class BlackboxSurrogate(Recipe):
             why="early stopping triggered or the validation loss plateaued, both data sets",
         ),
         Precondition("MLP converged", "mlp", "converged", ">=", 1.0, over="every"),
+        Precondition(
+            "black box learns",
+            "cae",
+            "acc_minus_majority",
+            ">=",
+            0.20,
+            why="the same bar as the baselines: a black box that barely beats the majority class cannot test the "
+            "paper's claim about a strong black box (added after the first record run, see changes)",
+        ),
     )
 
     def data(self, s: Settings, seed: int) -> dict[str, Any]:
