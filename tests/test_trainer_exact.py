@@ -17,8 +17,8 @@ from torch.utils.data import IterableDataset
 from isthmus._runtime import seed_everything
 from isthmus.config import ConfigError
 from isthmus.io import CheckpointError
-from isthmus.models import AutoEncoder, ModelOutput
-from isthmus.train import Callback, NonFiniteLossError, Trainer, TrainerConfig
+from isthmus.models import ModelOutput
+from isthmus.train import Callback, NonFiniteLossError, Trainer
 from isthmus.train import checkpoint as ck
 from isthmus.train.data import derive_seed
 from isthmus.train.distributed import DistInfo
@@ -26,16 +26,7 @@ from isthmus.train.distributed import DistInfo
 torch.set_num_threads(1)
 
 
-def quiet(**kw) -> TrainerConfig:
-    return TrainerConfig(**{"progress": False, "device": "cpu", **kw})
-
-
-def mlp(latent: int = 2) -> AutoEncoder:
-    torch.manual_seed(0)
-    return AutoEncoder.mlp(4, latent, hidden=(4,))
-
-
-DATA = torch.linspace(0, 1, 64).reshape(16, 4)
+from cases_trainer import DATA, mlp, quiet  # noqa: E402
 
 
 # ---- what fit returns and logs -------------------------------------------------------------------------

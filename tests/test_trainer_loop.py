@@ -15,22 +15,13 @@ from torch import nn
 from torch.utils.data import IterableDataset
 
 from isthmus.config import ConfigError
-from isthmus.models import AutoEncoder, ModelOutput
+from isthmus.models import ModelOutput
 from isthmus.train import Callback, Trainer, TrainerConfig
 
 torch.set_num_threads(1)
 
 
-def quiet(**kw) -> TrainerConfig:
-    return TrainerConfig(**{"progress": False, "device": "cpu", **kw})
-
-
-def mlp(latent: int = 2) -> AutoEncoder:
-    torch.manual_seed(0)
-    return AutoEncoder.mlp(4, latent, hidden=(4,))
-
-
-DATA = torch.linspace(0, 1, 64).reshape(16, 4)
+from cases_trainer import DATA, mlp, quiet  # noqa: E402
 
 
 # ---- the loop ------------------------------------------------------------------------------------------
