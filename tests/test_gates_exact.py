@@ -17,7 +17,8 @@ import pytest
 from scipy import stats
 
 from isthmus.recipes.gates import (
-    Check, Gate, GateResult, Measured, Precondition, decide, evaluate_gate, evaluate_precondition, plateaued,
+    Check, Gate, GateResult, Measured, Precondition, converged_on_every_seed, decide, evaluate_gate,
+    evaluate_precondition, plateaued,
 )
 
 
@@ -316,3 +317,12 @@ def test_gate_result_and_check_round_trip():
     assert GateResult.from_dict(d).detail == ""
     assert Check("c", 1, "d").to_dict() == {"name": "c", "ok": True, "detail": "d"}  # type: ignore[arg-type]
     assert Check("c", 0).to_dict()["ok"] is False  # type: ignore[arg-type]
+
+
+def test_converged_on_every_seed_is_the_every_seed_precondition_and_one_bad_seed_fails_it():
+    pre = converged_on_every_seed("ae", "curve plateaued")
+    assert pre == Precondition("ae converged", "ae", "converged", ">=", 1.0, over="every", why="curve plateaued")
+    named = converged_on_every_seed("gen", "why", name="generator converged", metric="ae_converged")
+    assert (named.name, named.metric) == ("generator converged", "ae_converged")
+    cells = {"ae": {0: Measured({"converged": 1.0}), 1: Measured({"converged": 0.0}), 2: Measured({"converged": 1.0})}}
+    assert evaluate_precondition(pre, cells).ok is False  # the mean (0.67) would hide the seed that did not converge

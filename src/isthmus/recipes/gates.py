@@ -48,6 +48,7 @@ __all__ = [
     "evaluate_precondition",
     "decide",
     "plateaued",
+    "converged_on_every_seed",
     "VERDICT_RULE",
 ]
 
@@ -227,6 +228,12 @@ class Precondition:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def converged_on_every_seed(arm: str, why: str, name: str | None = None, metric: str = "converged") -> Precondition:
+    """The usual convergence precondition: ``arm`` reports ``metric`` = 1 (its curve :func:`plateaued`) on
+    every seed — a mean would let one unconverged seed hide behind the others."""
+    return Precondition(name or f"{arm} converged", arm, metric, ">=", 1.0, over="every", why=why)
 
 
 @dataclass

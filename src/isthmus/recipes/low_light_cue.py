@@ -33,7 +33,7 @@ from isthmus.models.cue import LOSS_WEIGHTS, CUEEnhancer, GradientPrior, Illumin
 from isthmus.nn.unet import UNet, UNetConfig, count_parameters
 from isthmus.nn.unfolding import RetinexUnfoldingConfig
 from isthmus.recipes.base import Paper, Recipe, RecipeSettings
-from isthmus.recipes.gates import Gate, Measured, Precondition, plateaued
+from isthmus.recipes.gates import Gate, Measured, Precondition, converged_on_every_seed, plateaued
 from isthmus.recipes.registry import register_recipe
 from isthmus.tasks.restore import RestorerConfig, fit_restorer
 from isthmus.train import Trainer, TrainerConfig
@@ -300,15 +300,7 @@ class LowLightCUE(Recipe):
             why="its L1 must be <= 50 % of predicting zeros",
         ),
         *(
-            Precondition(
-                f"{a} converged",
-                a,
-                "converged",
-                ">=",
-                1.0,
-                over="every",
-                why="the validation output-L1 curve plateaued (isthmus.recipes.gates.plateaued)",
-            )
+            converged_on_every_seed(a, "the validation output-L1 curve plateaued (isthmus.recipes.gates.plateaued)")
             for a in ("cue", "generic", "random_prior", "unet")
         ),
     )

@@ -47,7 +47,7 @@ from isthmus.bottlenecks import build_bottleneck
 from isthmus.models import AutoEncoder
 from isthmus.nn.conv import ConvDecoder, ConvDecoderConfig, ConvEncoder, ConvEncoderConfig
 from isthmus.recipes.base import Paper, Recipe, RecipeSettings
-from isthmus.recipes.gates import Check, Gate, Measured, Precondition, plateaued
+from isthmus.recipes.gates import Check, Gate, Measured, Precondition, converged_on_every_seed, plateaued
 from isthmus.recipes.registry import register_recipe
 from isthmus.tasks.adversarial import pgd
 from isthmus.tasks.augmented_training import Augment, AugmentedClassifier, pick_rule, sampled_rule
@@ -279,10 +279,6 @@ def _erm(s: Settings, seed: int, data: dict[str, Any]) -> Measured:
     return fit_arm(s, seed, data, None, None)
 
 
-def _pre_every(name: str, arm: str, metric: str, why: str) -> Precondition:
-    return Precondition(name, arm, metric, ">=", 1.0, over="every", why=why)
-
-
 @register_recipe
 class NaTra(Recipe):
     slug = "natra"
@@ -383,11 +379,10 @@ class NaTra(Recipe):
             0.9,
             why="card: ERM's labels on clean val images stay unchanged for >= 90 % at the largest magnitude",
         ),
-        _pre_every("generator converged", "natra", "ae_converged", "the AE's val loss plateaued (plateaued())"),
-        *(
-            _pre_every(f"{a} converged", a, "converged", "the clean val accuracy curve plateaued (plateaued())")
-            for a in ARMS
+        converged_on_every_seed(
+            "natra", "the AE's val loss plateaued (plateaued())", name="generator converged", metric="ae_converged"
         ),
+        *(converged_on_every_seed(a, "the clean val accuracy curve plateaued (plateaued())") for a in ARMS),
     )
     changes = (
         "After the record run: the precondition 'the generator reconstructs the pool (>= 22 dB)' was declared on the "

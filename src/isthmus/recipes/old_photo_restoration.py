@@ -41,7 +41,7 @@ from isthmus.models.latent_translation import (
 )
 from isthmus.nn.unet import UNetConfig, count_parameters
 from isthmus.recipes.base import Paper, Recipe, RecipeSettings
-from isthmus.recipes.gates import Check, Gate, Measured, Precondition, plateaued
+from isthmus.recipes.gates import Check, Gate, Measured, Precondition, converged_on_every_seed, plateaued
 from isthmus.recipes.registry import register_recipe
 from isthmus.tasks.restore import RestorerConfig, fit_restorer
 from isthmus.train import Trainer, TrainerConfig
@@ -296,15 +296,7 @@ class OldPhotoRestoration(Recipe):
             why="without it the probe must tell R from X, else the adversary had nothing to do",
         ),
         *(
-            Precondition(
-                f"{a} converged",
-                a,
-                "converged",
-                ">=",
-                1.0,
-                over="every",
-                why="every stage's validation curve plateaued (isthmus.recipes.gates.plateaued)",
-            )
+            converged_on_every_seed(a, "every stage's validation curve plateaued (isthmus.recipes.gates.plateaued)")
             for a in ("ours", "no_adversary", "unet", "dann_unet")
         ),
     )
