@@ -6,8 +6,11 @@ SAELens' ``BatchTopKTrainingSAE`` / ``MatryoshkaBatchTopKTrainingSAE``; the FLOP
 mean L0).
 
 Each trainer takes the same fixed activation tensor (B, d), batch size and Adam (lr 1e-4), one warm-up
-step, then ``steps`` timed steps (forward, backward, optimizer step; ours also renormalises decoder rows). ``--fused-adam`` gives
-every trainer torch's fused Adam (the optimizer is ~20 % of a d=768 step on CPU).
+step, then ``steps`` timed steps (forward, backward, optimizer step; ours also renormalises decoder rows); a trainer's
+speed is its fastest step, as ``matmul_peak`` takes the fastest of its repeats (``timeit``'s rule: on a shared machine
+the slower steps measure the neighbours, and a mean over three steps swung the ratio by ±0.4 between runs).
+Every trainer gets torch's fused Adam by default, because ``train_sae`` uses it by default (``SAETrainConfig.fused_adam``;
+the for-loop Adam is ~3× slower, ~70 ms of a d=768 step on CPU); ``--adam for-loop`` gives every trainer the for-loop one.
 No AuxK (no dead latents at the start) in any of them. Like ``train_sae`` and the CLI, the process keeps freed
 host memory for reuse (``isthmus._runtime.pool_host_memory``; every trainer here shares the process, so the peer
 gets it too); ``--no-host-pool`` measures glibc's default, where each large buffer is a fresh ``mmap``.
@@ -39,7 +42,7 @@ from isthmus.interp.sae import SAEConfig, SparseAutoEncoder
 
 CASES = {  # name: (d, m, k, batch, threads, timed steps)
     "small": (128, 2048, 16, 4096, 1, 10),
-    "d768": (768, 24576, 32, 1024, 2, 3),
+    "d768": (768, 24576, 32, 1024, 2, 5),
 }
 
 
@@ -62,11 +65,14 @@ def adam(params, fused: bool) -> torch.optim.Adam:
 
 
 def _time_steps(step, steps: int) -> float:
-    step()  # warm-up
-    t = time.perf_counter()
+    """Seconds of the fastest of ``steps`` timed steps, after one warm-up step."""
+    step()
+    best = float("inf")
     for _ in range(steps):
+        t = time.perf_counter()
         step()
-    return (time.perf_counter() - t) / steps
+        best = min(best, time.perf_counter() - t)
+    return best
 
 
 BOTTLENECKS = {"topk": "sae_topk", "batchtopk": "sae_batchtopk", "matryoshka": "sae_matryoshka"}
@@ -154,14 +160,15 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smaller m and batch, 2 steps (smoke test)")
     ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     ap.add_argument("--threads", type=int, default=None, help="intra-op threads for every case (default: per case)")
-    ap.add_argument("--fused-adam", action="store_true", help="fused Adam (one kernel per parameter) for all trainers")
+    ap.add_argument("--adam", choices=["fused", "for-loop"], default="fused",
+                    help="Adam for every trainer: fused (train_sae's default; one kernel per tensor) or for-loop")
     ap.add_argument("--bottleneck", choices=list(BOTTLENECKS), default="topk", help="topk (default), batchtopk, matryoshka")
     ap.add_argument("--no-host-pool", action="store_true", help="glibc's default allocator thresholds (no reuse)")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
     pooled = False if args.no_host_pool else pool_host_memory()
     print(f"host memory pooled: {pooled}")
-    results = {name: run_case(name, args.quick, args.threads, args.fused_adam, args.bottleneck) for name in args.cases}
+    results = {name: run_case(name, args.quick, args.threads, args.adam == "fused", args.bottleneck) for name in args.cases}
     last = results.get("d768") or results[args.cases[-1]]
     ratio = last["sparse"] / last["peer"] if last["peer"] else float("nan")
     print(f"ratio_vs_peer {ratio:.2f} bound_fraction {last['sparse'] / last['bound']:.3f}")
