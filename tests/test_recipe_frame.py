@@ -93,6 +93,20 @@ def test_damaged_cache_cell_is_recomputed(tmp_path):
     assert CALLS == [("ours", 1)]
 
 
+def test_cached_cell_missing_a_declared_metric_is_recomputed(tmp_path, capsys):
+    """A cell cached before the recipe's code changed (same settings) may lack a metric a precondition now
+    reads; it is recomputed, not reused (model-collapse was judged 'inconclusive' on such a cell once)."""
+    Toy().execute("quick", out_dir=tmp_path)
+    path = tmp_path / "cells" / "control" / "seed-2.json"
+    d = json.loads(path.read_text())
+    d["measured"]["metrics"] = {"other": 1.0}  # as written by an older version of the arm
+    path.write_text(json.dumps(d))
+    CALLS.clear()
+    r = Toy().execute("quick", out_dir=tmp_path)
+    assert CALLS == [("control", 2)] and r.verdict == "reproduced", r.verdict_reason
+    assert "control/seed-2" in capsys.readouterr().err
+
+
 def test_failed_precondition_makes_it_inconclusive(tmp_path):
     r = Toy().execute("quick", out_dir=tmp_path, overrides={"control": 0.5})
     assert r.verdict == "inconclusive" and "control learns" in r.verdict_reason

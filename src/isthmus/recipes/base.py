@@ -299,6 +299,17 @@ class Recipe:
                     f"{self.slug}: precondition {p.name!r} names arm {p.arm!r}; arms are {sorted(arm_names)}"
                 )
 
+    def _declared_metrics(self) -> dict[str, set[str]]:
+        """arm -> the metrics its gates and preconditions read (what every cell of that arm must report)."""
+        needed: dict[str, set[str]] = {}
+        for g in self.gates:
+            needed.setdefault(g.arm, set()).add(g.metric)
+            if isinstance(g.vs, str):
+                needed.setdefault(g.vs, set()).add(g.metric)
+        for p in self.preconditions:
+            needed.setdefault(p.arm, set()).add(p.metric)
+        return needed
+
     def run_cells(
         self, settings: Any, seeds: Sequence[int], out_dir: Path | None, progress: bool = True
     ) -> dict[str, dict[int, Measured]]:
@@ -308,16 +319,29 @@ class Recipe:
         arms = self.arms(settings)
         self._validate_declaration(list(arms))
         key = _settings_key(settings)
+        needed = self._declared_metrics()
         cells: dict[str, dict[int, Measured]] = {a: {} for a in arms}
-        todo = []
+        todo, outdated = [], []
         for s in seeds:
             for a in arms:
                 path = out_dir / "cells" / a / f"seed-{s}.json" if out_dir is not None else None
                 cached = _read_cell(path, key)
+                # A cell cached before the recipe's code changed (same settings) may lack a metric that a gate or
+                # precondition now reads: recompute it rather than judge the run 'inconclusive' on a missing key.
+                if cached is not None and not needed.get(a, set()) <= set(cached.names()):
+                    outdated.append(f"{a}/seed-{s}")
+                    cached = None
                 if cached is not None:
                     cells[a][s] = cached
                 else:
                     todo.append((s, a, path))
+        if outdated:
+            print(
+                f"{self.slug}: {len(outdated)} cached cell(s) lack metrics the declaration reads "
+                f"(cached before the recipe changed); recomputing: {', '.join(outdated[:6])}"
+                + (" ..." if len(outdated) > 6 else ""),
+                file=sys.stderr,
+            )
         bar = _progress(len(todo), f"{self.slug}", progress)
         data_seed, data = None, None
         for s, a, path in todo:
