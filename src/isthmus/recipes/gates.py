@@ -394,6 +394,12 @@ def plateaued(curve: Sequence[float], window: int | None = None, rel_tol: float 
     Compares the mean of the last ``window`` points with the mean of the ``window`` before them: the
     change must be within ``rel_tol`` of the curve's overall range (range-relative so that a loss near
     zero and an accuracy near one are judged alike). ``window`` defaults to a tenth of the curve (≥ 2).
+
+    Under a learning-rate schedule that decays to zero (cosine, linear decay) every curve flattens at its end
+    whatever the budget, so this test cannot tell a converged run from a short one there (nerv-plus-plus: NeRV
+    "plateaued" at 150 cosine epochs yet gained 4.3 dB at 2.1x the epochs). For such runs declare a
+    longer-run check instead or as well — the gain of a run k times longer on one seed, as model-collapse's
+    "within 1 nat of a 3x longer run" does.
     """
     c = np.asarray([v for v in curve if math.isfinite(v)], dtype=float)
     w = window or max(2, len(c) // 10)
