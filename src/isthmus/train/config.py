@@ -43,6 +43,10 @@ class TrainerConfig(Config):
     schedule: Literal["constant", "cosine", "linear"] = "constant"
     warmup_steps: int = 0
     grad_clip: float | None = None
+    # with grad_clip: clip each part separately — the parameters whose names start with each prefix, then the rest —
+    # as papers that train one optimizer per network do (MM-GPVAE: image net, spike encoder, spike readout); [] = one
+    # global norm. A large loss term then cannot shrink the gradients of a part it does not reach.
+    grad_clip_groups: list[str] = field(default_factory=list)
     grad_noise_eta: float = 0.0
     grad_noise_gamma: float = 0.55
     early_stopping_patience: int | None = None
@@ -105,6 +109,10 @@ class TrainerConfig(Config):
             raise ConfigError(f"{name}.betas must both be in [0, 1), got {list(self.betas)}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ConfigError(f"{name}.grad_clip must be > 0 (or null to disable), got {self.grad_clip}")
+        if self.grad_clip_groups and self.grad_clip is None:
+            raise ConfigError(
+                f"{name}.grad_clip_groups needs grad_clip (the norm each part is clipped to); set grad_clip"
+            )
         if self.checkpoint_every_steps is not None and self.checkpoint_dir is None:
             raise ConfigError(f"{name}.checkpoint_every_steps needs checkpoint_dir; set checkpoint_dir to a folder")
         if self.device != "auto":

@@ -85,6 +85,27 @@ def _decay_groups(model: nn.Module, no_decay: list[str]) -> list[dict[str, Any]]
     return [g for g in ({"params": on}, {"params": off, "weight_decay": 0.0}) if g["params"]]
 
 
+def _clip_groups(model: nn.Module, prefixes: list[str]) -> list[list[nn.Parameter]]:
+    """Trainable parameters split by name prefix (first match wins), then the rest; each prefix must match."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups: list[list[nn.Parameter]] = [[] for _ in range(len(prefixes) + 1)]
+    for n, p in named:
+        groups[next((i for i, pre in enumerate(prefixes) if n.startswith(pre)), len(prefixes))].append(p)
+    missing = [pre for pre, g in zip(prefixes, groups) if not g]
+    if missing:
+        raise ConfigError(
+            f"TrainerConfig.grad_clip_groups: no trainable parameter name starts with {missing}; "
+            f"names look like {[n for n, _ in named[:4]]}"
+        )
+    return [g for g in groups if g]
+
+
+def _clip_each(groups: list[list[nn.Parameter]], clip: float) -> torch.Tensor:
+    """Clip each group to norm ``clip``; returns the norm of all gradients before clipping."""
+    norms = [torch.nn.utils.clip_grad_norm_(g, clip) for g in groups]
+    return norms[0] if len(norms) == 1 else torch.linalg.vector_norm(torch.stack(norms))
+
+
 def _grad_norm(params: list[nn.Parameter]) -> torch.Tensor:
     grads = [p.grad.detach() for p in params if p.grad is not None]
     if not grads:
@@ -210,6 +231,7 @@ class Trainer:
         self._reset_run_state()
         self.model.to(self.device)
         self._params = [p for p in self.model.parameters() if p.requires_grad]
+        self._clip_parts = _clip_groups(self.model, cfg.grad_clip_groups) if cfg.grad_clip_groups else [self._params]
         self.optimizer = build_optimizer(_decay_groups(self.model, cfg.no_decay) if cfg.no_decay else self._params, cfg)
         self._forward: Callable[[Any], Any] = (
             ddp_wrap(self.model, self.device) if self.dist.active else cast(Any, self.model).compute_loss
@@ -320,7 +342,7 @@ class Trainer:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if clip is not None:
-                self.last_grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
+                self.last_grad_norm = _clip_each(self._clip_parts, clip)
             elif norm_every and (gs + 1) % norm_every == 0:
                 self.last_grad_norm = _grad_norm(params)
             if noise is not None:
