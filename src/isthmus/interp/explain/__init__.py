@@ -11,6 +11,7 @@ from isthmus.interp.explain.explainers import (
     explain_prompt,
     predicate_mask,
 )
+from isthmus.interp.explain.concepts import ConceptExplainer
 from isthmus.interp.explain.records import (
     Example,
     LatentRecord,
@@ -41,6 +42,7 @@ __all__ = [
     "Explanation",
     "Explainer",
     "TokenStatsExplainer",
+    "ConceptExplainer",
     "OpenAICompatibleExplainer",
     "ExplainerError",
     "ExplainerTimeout",

@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class Explanation:
     text: str
-    predicate: dict[str, Any] | None = None  # {"cur": [ids] | None, "prev": [ids] | None}
+    predicate: dict[str, Any] | None = None  # {"cur"/"prev"/"ctx": ids, "ctx_min", "seen"}: predicate_mask
     meta: dict[str, Any] = field(default_factory=dict)
 
 
@@ -100,7 +100,8 @@ class TokenStatsExplainer(Explainer):
                 covered += c
         return out
 
-    def explain(self, record: LatentRecord) -> Explanation:
+    def candidates(self, record: LatentRecord) -> list[dict[str, Any]]:
+        """The lexical predicates mined from the train windows (current set, previous set, both)."""
         cur: Counter[int] = Counter()
         prev: Counter[int] = Counter()
         n_active = 0
@@ -112,9 +113,9 @@ class TokenStatsExplainer(Explainer):
                     if i > 0:
                         prev[ex.tokens[i - 1]] += 1
         if n_active == 0:
-            return Explanation("no activating examples", None, {"f1": 0.0})
+            return []
         s_cur, s_prev = self._pick(cur, n_active), self._pick(prev, n_active)
-        cands = []
+        cands: list[dict[str, Any]] = []
         if s_cur:
             cands.append({"cur": s_cur, "prev": None})
         if s_prev:
@@ -123,15 +124,27 @@ class TokenStatsExplainer(Explainer):
             cands.append({"cur": s_cur, "prev": s_prev})
         if not cands:  # nothing enriched: fall back to the most common activating tokens
             cands.append({"cur": [t for t, _ in cur.most_common(self.max_tokens)], "prev": None})
+        return cands
+
+    @staticmethod
+    def train_f1(pred: Mapping[str, Any], record: LatentRecord) -> float:
+        """F1 of ``pred`` against the active positions of the train windows and of the explainer's own
+        non-activating windows, if the record has any (what the explainer may see; never the test windows)."""
+        tp = fp = fn = 0
+        for ex in list(record.train) + list(record.train_non_activating):
+            mask, on = predicate_mask(pred, ex.tokens), ex.active(record.threshold)
+            tp += sum(p and o for p, o in zip(mask, on))
+            fp += sum(p and not o for p, o in zip(mask, on))
+            fn += sum(o and not p for p, o in zip(mask, on))
+        return 2 * tp / max(2 * tp + fp + fn, 1)
+
+    def explain(self, record: LatentRecord) -> Explanation:
+        cands = self.candidates(record)
+        if not cands:
+            return Explanation("no activating examples", None, {"train_f1": 0.0})
         best, best_f1 = cands[0], -1.0
-        for c in cands:
-            tp = fp = fn = 0
-            for ex in record.train:
-                pred, on = predicate_mask(c, ex.tokens), ex.active(record.threshold)
-                tp += sum(p and o for p, o in zip(pred, on))
-                fp += sum(p and not o for p, o in zip(pred, on))
-                fn += sum(o and not p for p, o in zip(pred, on))
-            f1 = 2 * tp / max(2 * tp + fp + fn, 1)
+        for c in cands:  # first best wins ties: candidates come simplest first
+            f1 = self.train_f1(c, record)
             if f1 > best_f1:
                 best, best_f1 = c, f1
         return Explanation(self.render(best, record), best, {"train_f1": best_f1})
@@ -146,17 +159,33 @@ class TokenStatsExplainer(Explainer):
 
 
 def predicate_mask(pred: Mapping[str, Any] | None, tokens: Sequence[int]) -> list[bool]:
-    """Per-token truth of a lexical predicate ``{"cur": ids | None, "prev": ids | None}``."""
+    """Per-token truth of a predicate over one window, the conjunction of the parts it sets:
+
+    * ``"cur"``: the token is in the set; ``"prev"``: the token before it (in the window) is in the set;
+    * ``"ctx"`` (+ ``"ctx_min"``, default 2): the window holds at least ``ctx_min`` tokens of the set — a
+      context ("a passage about ...") read from the whole window, as an LLM scorer reads the window it is shown;
+    * ``"seen"``: ``True`` — the same token occurs earlier in the window (a repeat); ``False`` — it does not.
+    A predicate that sets no part is false everywhere."""
     if not pred:
         return [False] * len(tokens)
-    cur = set(pred.get("cur") or ()) if pred.get("cur") else None
-    prev = set(pred.get("prev") or ()) if pred.get("prev") else None
+    cur = set(pred["cur"]) if pred.get("cur") else None
+    prev = set(pred["prev"]) if pred.get("prev") else None
+    ctx = set(pred["ctx"]) if pred.get("ctx") else None
+    seen = pred.get("seen")
+    if cur is None and prev is None and ctx is None and seen is None:
+        return [False] * len(tokens)
+    if ctx is not None and sum(t in ctx for t in tokens) < int(pred.get("ctx_min", 2)):
+        return [False] * len(tokens)
     out = []
+    before: set[int] = set()
     for i, t in enumerate(tokens):
         ok = cur is None or t in cur
         if prev is not None:
             ok = ok and i > 0 and tokens[i - 1] in prev
-        out.append(bool(ok) and (cur is not None or prev is not None))
+        if seen is not None:
+            ok = ok and (t in before) == bool(seen)
+        before.add(t)
+        out.append(bool(ok))
     return out
 
 

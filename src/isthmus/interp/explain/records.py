@@ -8,7 +8,9 @@ is *activating* when its max activation exceeds ``threshold`` (0 for SAE codes).
 * ``train``: windows for the explainer (the top ones, or samples across activation quantiles),
 * ``test``: held-out activating windows sampled evenly across ``n_quantiles`` activation quantiles,
 * ``non_activating``: random windows whose max activation is <= ``threshold``; when too few exist (dense
-  neurons) the lowest-activating windows fill up and ``non_activating_source`` says ``"lowest"``.
+  neurons) the lowest-activating windows fill up and ``non_activating_source`` says ``"lowest"``;
+* ``train_non_activating`` (optional, ``n_train_non_activating``): other random non-activating windows, disjoint
+  from ``non_activating``, for a *contrastive* explainer (delphi's contrastive explainer also shows some).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class LatentRecord:
     threshold: float = 0.0
     density: float = 0.0  # fraction of tokens with activation > threshold
     non_activating_source: str = "random"
+    train_non_activating: list[Example] = field(default_factory=list)
     explanation: Any = None
     scores: dict[str, float] = field(default_factory=dict)
 
@@ -90,6 +93,7 @@ def build_record(
     n_train: int = 20,
     n_test: int = 20,
     n_non_activating: int = 20,
+    n_train_non_activating: int = 0,
     n_quantiles: int = 5,
     train_from: str = "top",
     threshold: float = 0.0,
@@ -132,12 +136,17 @@ def build_record(
     else:
         source = "lowest"
         non = np.argsort(wmax, kind="stable")[:n_non_activating]
+    # the explainer's negatives never overlap the scorer's (drawn after them, from what is left)
+    rest = np.setdiff1d(non_idx, non)
+    n_tn = min(n_train_non_activating, len(rest))
+    train_non: np.ndarray = rng.choice(rest, n_tn, replace=False) if n_tn else np.zeros(0, dtype=np.int64)
     return LatentRecord(
         latent=latent,
         top=top,
         train=[ex(i, qbin.get(int(i), -1)) for i in train_idx],
         test=[ex(i, qbin[int(i)]) for i in test_idx],
         non_activating=[ex(i) for i in non],
+        train_non_activating=[ex(i) for i in train_non],
         vocab=vocab,
         threshold=threshold,
         density=float((a > threshold).mean()),
