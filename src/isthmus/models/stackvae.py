@@ -4,13 +4,17 @@ Li, Hu, Chen, Chen, Feng, "StackVAE-G: An efficient and interpretable model for 
 anomaly detection", AI Open 3 (2022); arXiv 2105.08397 (reference code ``liwk16/StackVAE``).
 
 A window ``x`` (B, w, C) is read channel by channel: the *same* MLP encodes every channel's
-w-step window (so the parameter count does not grow with C), the per-channel hidden features are
-mixed along the learned graph ``h̃ = λ·A h + (1 − λ)·h`` (:mod:`isthmus.nn.graph`), Gaussian heads
-give a per-channel posterior, and the same MLP decoder maps each channel's latent back to its
-window. Loss terms (all per window, batch-mean):
+w-step window (so the parameter count does not grow with C), a linear map projects each channel's
+hidden features to ``latent_dim`` (the authors' ``h_z_net``), these projections are mixed along the
+learned graph ``h̃ = λ·A h + (1 − λ)·h`` (:mod:`isthmus.nn.graph`), linear heads on h̃ give a
+per-channel Gaussian posterior, and the same MLP decoder maps each channel's latent to the mean and
+log-variance of its window. Layout as in the authors' code (``liwk16/StackVAE``,
+``GraphVAEv4.py``). Loss terms (all per window, batch-mean):
 
-* ``recon``        Σ over (w, C) of the squared error (the paper's MSE·C·w; a unit-variance
-                   Gaussian decoder — the paper's decoder also predicts a log-variance, not done here),
+* ``recon``        Σ over (w, C) of the squared error (the paper's MSE·C·w). With ``sample_output``
+                   (the authors' code) the training error is that of a sample
+                   x̂ = μ_x + exp(½ log σ_x²)·ε from the decoder's output Gaussian; evaluation and
+                   scoring use μ_x. ``sample_output=False`` trains on μ_x,
 * ``kl``           β · KL summed over channels and latent dims,
 * ``graph``        γ · Σ over (w, C) of (x − A x)², the graph-consistency term (channels should
                    be predictable from their neighbours; this is what shapes A).
@@ -54,6 +58,7 @@ class StackVAEGConfig(Config):
     graph_weight: float = 0.5  # λ; 0 = no graph at all (ablation)
     consistency_weight: float = 1.0  # γ of the graph-consistency term
     beta: float = 1.0
+    sample_output: bool = True  # train the reconstruction on a sample of the output Gaussian (authors' code)
 
     def validate(self) -> None:
         if self.n_channels < 1 or self.window < 1 or self.latent_dim < 1 or not self.hidden:
@@ -87,9 +92,11 @@ class StackVAEG(Pretrained, nn.Module):
             if cfg.graph_weight > 0
             else None
         )
-        self.heads = nn.Linear(last, 2 * cfg.latent_dim)  # μ and log σ² per channel
+        self.project = nn.Linear(last, cfg.latent_dim)  # the authors' h_z_net: mixing acts on this projection
+        self.heads = nn.Linear(cfg.latent_dim, 2 * cfg.latent_dim)  # μ and log σ² per channel
         self.bottleneck = GaussianBottleneck(GaussianConfig(latent_dim=cfg.latent_dim, beta=cfg.beta))
-        self.decoder = MLP(MLPConfig(in_dim=cfg.latent_dim, out_dim=cfg.window, hidden=list(cfg.hidden)[::-1]))
+        # output mean and log-variance per step (the authors' x_mean_net / x_logvar_net)
+        self.decoder = MLP(MLPConfig(in_dim=cfg.latent_dim, out_dim=2 * cfg.window, hidden=list(cfg.hidden)[::-1]))
 
     @property
     def latent_dim(self) -> int:
@@ -125,14 +132,17 @@ class StackVAEG(Pretrained, nn.Module):
         cfg = self.config
         b, w, c = x.shape
         xc = x.transpose(1, 2)  # (B, C, w)
-        h = self.encoder(xc.reshape(b * c, w)).reshape(b, c, -1)  # (B, C, H), weights shared by channels
+        h = self.project(self.encoder(xc.reshape(b * c, w))).reshape(b, c, -1)  # (B, C, D), shared by channels
         adj = self.graph() if self.graph is not None else None
         if adj is not None:
             h = mix_nodes(h, adj, cfg.graph_weight)
         bn = self.bottleneck(self.heads(h).reshape(b * c, -1))  # per-channel posterior, (B·C, D)
-        recon = self.decoder(bn.latent).reshape(b, c, w)  # (B, C, w)
+        recon, logvar = self.decoder(bn.latent).reshape(b, c, 2, w).unbind(2)  # μ_x, log σ_x², (B, C, w) each
+        fit = recon
+        if cfg.sample_output and self.training:
+            fit = recon + torch.exp(0.5 * logvar) * torch.randn_like(recon)
         losses = {
-            "recon": (recon - xc).pow(2).flatten(1).sum(1).mean(),
+            "recon": (fit - xc).pow(2).flatten(1).sum(1).mean(),
             "kl": bn.losses["kl"] * c,
         }  # bottleneck KL is per channel-row; × C = per window
         if adj is not None:

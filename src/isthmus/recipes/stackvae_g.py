@@ -4,8 +4,9 @@ graph shows which channels belong together.
 
 Li et al., AI Open 3 (2022), arXiv 2105.08397. Model: :class:`isthmus.models.stackvae.StackVAEG`
 through :class:`isthmus.tasks.stackvae.StackVAEGDetector`, with the authors' graph formula
-``W = ReLU(α·tanh(M Mᵀ))`` (:mod:`isthmus.nn.graph`). Data: the planted-group series of
-:mod:`isthmus.data.channel_groups` (per seed) and SMD machines 1-2 and 2-1 (:mod:`isthmus.data.smd`,
+``W = ReLU(α·tanh(M Mᵀ))`` (:mod:`isthmus.nn.graph`), graph mixing on the latent-size projection,
+a sample of the output Gaussian in the training loss and ``StepLR(10, 0.8)`` (the notes' errata).
+Data: the planted-group series of :mod:`isthmus.data.channel_groups` (per seed) and SMD machines 1-2 and 2-1 (:mod:`isthmus.data.smd`,
 the same data for every seed; record mode uses the first steps of each, stated in the result).
 
 Every method scores test step t from the window ending at t, in the same standardised units
@@ -28,7 +29,7 @@ from typing import Any, TypeAlias
 import numpy as np
 
 from isthmus.recipes.base import Paper, Recipe, RecipeSettings
-from isthmus.recipes.gates import Check, Gate, Measured, Precondition, plateaued
+from isthmus.recipes.gates import Check, Gate, Measured, Precondition, converged_on_every_seed, plateaued
 from isthmus.recipes.registry import register_recipe
 from isthmus.viz import pyplot, save_figure
 
@@ -120,6 +121,7 @@ def _dense_vae(s: Settings, tr: np.ndarray, te: np.ndarray, seed: int):
     from isthmus.data.windows import sliding_windows
     from isthmus.models import AutoEncoder
     from isthmus.train import Trainer, TrainerConfig
+    from isthmus.train.callbacks import StepLR
 
     w, c = s.window, tr.shape[1]
     xtr = torch.from_numpy(sliding_windows(tr, w, s.stride).reshape(-1, w * c))
@@ -134,6 +136,7 @@ def _dense_vae(s: Settings, tr: np.ndarray, te: np.ndarray, seed: int):
             TrainerConfig(
                 epochs=epochs, lr=1e-3, weight_decay=1e-3, grad_clip=12.0, seed=seed, progress=False, device="cpu"
             ),
+            callbacks=[StepLR(10, 0.8)],  # the same optimiser schedule as StackVAE-G (the authors' StepLR)
         )
         .fit(xtr)
         .history
@@ -332,7 +335,9 @@ class StackVAEGRecipe(Recipe):
             smd_test=7000,
         ),
         "quick": Settings(seeds=3, max_steps=400, smd_train=5000, smd_test=10000),
-        "record": Settings(seeds=3, smd_train=5000, smd_test=10000),
+        # 2000 steps (default 1000) for every neural arm: StackVAE-G had not plateaued at 1000 (see ``changes``)
+        # 8 seeds (was 3): the 3-seed record left the headline unresolved (see ``changes``)
+        "record": Settings(seeds=8, smd_train=5000, smd_test=10000, max_steps=2000),
         "full": Settings(
             seeds=5,
             n_train=4000,
@@ -352,23 +357,13 @@ class StackVAEGRecipe(Recipe):
     ours = "stackvae_g"
     gates = _gates()
     preconditions = (
-        Precondition(
-            "StackVAE-G training converged",
+        converged_on_every_seed(
             "stackvae_g",
-            "converged",
-            ">=",
-            1.0,
-            over="every",
+            name="StackVAE-G training converged",
             why="every dataset's loss curve has plateaued; an unconverged model is not a test of the paper",
         ),
-        Precondition(
-            "dense VAE training converged",
-            "dense_vae",
-            "converged",
-            ">=",
-            1.0,
-            over="every",
-            why="the heavier baseline gets the same chance",
+        converged_on_every_seed(
+            "dense_vae", name="dense VAE training converged", why="the heavier baseline gets the same chance"
         ),
         Precondition(
             "positive control: PCA finds the planted anomalies",
@@ -441,6 +436,8 @@ class StackVAEGRecipe(Recipe):
                 "consistency_weight": 1.0,
                 "beta": 1.0,
                 "lr": 1e-3,
+                "lr_schedule": "StepLR(10 epochs, 0.8), also for the dense VAE",
+                "training reconstruction": "a sample of the output Gaussian (authors' code); scoring uses its mean",
                 "weight_decay": 1e-3,
                 "grad_clip": 12.0,
                 "batch_size": 64,
@@ -455,9 +452,6 @@ class StackVAEGRecipe(Recipe):
             else "not used",
             "scoring": "neural arms and PCA: squared error of the window's last step; IsolationForest: window",
             "deviations": [
-                "the reconstruction term uses the decoder mean with unit variance; the authors' code trains on a "
-                "sample from a learned output Gaussian (errata) — not applied here",
-                "no StepLR(10, 0.8) schedule; graph mixing acts on the hidden features, not a z_dim projection",
                 "the diagonal is masked before top-k; scoring decodes the posterior mean instead of averaging "
                 "200 latent samples",
                 f"window {s.window}, hidden {s.hidden}, latent {s.latent_dim}, {s.max_steps} steps "
@@ -514,4 +508,26 @@ class StackVAEGRecipe(Recipe):
         "The small-init variant (stackvae_g_init0.1) existed only to work around the saturated formula and is dropped.",
         "SMD is judged (headline: non-inferior to the dense VAE on both machines) instead of only the synthetic set; "
         "record mode uses the first 5,000 train / 10,000 test steps of each machine for CPU time (full: all).",
+        "Session 5: the record result (3 seeds, 1000 steps) was inconclusive only because 'StackVAE-G training "
+        "converged' failed on seeds 0 and 2 (stackvae_g.converged per seed [0 1 0]; the dense VAE converged on all). "
+        "Cause, from seed 0's curves at the record settings (nothing else looked at): the loss was still falling on "
+        "SMD (machine-1-2: 813 → 790 over the last 12 of 62 epochs; plateaued()'s change/tolerance ratio 1.83, "
+        "machine-2-1 1.06), and on the synthetic set it jumped in steps when the top-k graph choice switched "
+        "(ratio 1.04) — a constant learning rate, where the authors' code decays it. Applied the errata "
+        "(errata-seeds-01-22.md, seed 13; authors' GraphVAEv4.py), each a code-vs-notes error: (1) StepLR(10 "
+        "epochs, γ 0.8) — train.callbacks.StepLR, given to the dense VAE too so both neural baselines share the "
+        "optimiser; (2) the training reconstruction term is the squared error of a sample μ_x + σ_x·ε of a learned "
+        "output Gaussian (decoder predicts μ_x and log σ_x²; scoring still uses μ_x); (3) graph mixing acts on a "
+        "linear latent-size projection of the encoder features (h_z_net), then linear μ / log σ² heads. Checked and "
+        "already as in the code: KL summed over latent dims and channels, batch mean; recon and graph terms summed "
+        "over (w, C), batch mean; graph term on the raw input. Kept as stated deviations: diagonal masked before "
+        "top-k, train-statistics scaling instead of the authors' separate train/test min-max. With (1)-(3) at 1000 "
+        "steps seed 0 plateaued (ratios 0.19 / 0.18 / 0.48, machine-2-1 still drifting); at 2000 steps seed 2 "
+        "(the other failing seed) gave 0.01 / 0.15 / 0.02. Record now trains every neural arm (stackvae_g, "
+        "no_graph, dense_vae) 2000 steps instead of 1000 (equal effort); gates, effects, metrics and arms unchanged.",
+        "Session 5, after seeing the 3-seed record result of the fix above (commit 856137f; every precondition "
+        "held): the headline 'smd12: detection not below the dense VAE' was unresolved, −0.031 [−0.048, −0.013] "
+        "against the −0.02 margin, an interval too wide to fall on either side (smallest detectable 0.022). Record "
+        "seeds 3 → 8 for power only (seeds 0-2 reused from the cache; nothing else changed). This is a decision "
+        "made after seeing an interval: the 3-seed result is kept in git history for comparison.",
     )

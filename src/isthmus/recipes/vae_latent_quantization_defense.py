@@ -36,7 +36,7 @@ from isthmus.data import load_digit_split
 from isthmus.models import AutoEncoder, Classifier
 from isthmus.nn import MLP, MLPConfig
 from isthmus.recipes.base import Paper, Recipe, RecipeSettings
-from isthmus.recipes.gates import Gate, Measured, Precondition, plateaued
+from isthmus.recipes.gates import Gate, Measured, Precondition, converged_on_every_seed, plateaued
 from isthmus.recipes.registry import register_recipe
 from isthmus.tasks.adversarial import Purified, accuracy, fgsm, pgd
 from isthmus.train import Trainer, TrainerConfig
@@ -143,7 +143,8 @@ class VaeLatentQuantizationDefense(Recipe):
             seeds=1, n_train=800, n_test=200, n_attack=64, clf_epochs=1, ae_epochs=1, pgd_steps=3, hidden=[64], latent=8
         ),
         "quick": Settings(seeds=3, ae_epochs=6, n_attack=200),
-        "record": Settings(seeds=3),
+        # 30 filter epochs (default 10): the qvae loss had not plateaued at 10 (see ``changes``)
+        "record": Settings(seeds=3, ae_epochs=30),
         "full": Settings(seeds=5, n_attack=2000, clf_epochs=20, ae_epochs=40, eps=[0.05, 0.1, 0.2, 0.3], pgd_steps=40),
     }
     ours = "qvae"
@@ -212,14 +213,8 @@ class VaeLatentQuantizationDefense(Recipe):
             why="sizes the filter: if even a plain AE loses more than 5 points, the clean gate measures "
             "capacity, not quantization",
         ),
-        Precondition(
-            "qvae training converged",
-            "qvae",
-            "converged",
-            ">=",
-            1.0,
-            over="every",
-            why="plateaued() on the filter's per-epoch loss",
+        converged_on_every_seed(
+            "qvae", name="qvae training converged", why="plateaued() on the filter's per-epoch loss"
         ),
     )
 
@@ -299,4 +294,13 @@ class VaeLatentQuantizationDefense(Recipe):
         "/ 0.095; a 6-epoch 256-128 run under-trained the filters (qvae clean 0.786). Step, Jacobian weight and "
         "the gates' effect sizes were never tuned on results.",
         "ε = 0.2 moved from record to full mode for CPU time (the headline ε is 0.1).",
+        "Session 5: the record result (3 seeds, 10 filter epochs) was inconclusive only because 'qvae training "
+        "converged' failed on every seed (qvae.converged per seed [0 0 0]; ae_purifier and vae_jacobian also 0). "
+        "Cause: too short, not a bug or a schedule — no KL warm-up or penalty ramp; the per-epoch training loss "
+        "still fell steadily. Evidence (qvae, seed 0, the record's data, a 40-epoch curve, nothing else looked at): "
+        "loss 226.8, 183.4, ... 121.9, 120.4 at epoch 10, 113.6 at 16, 110.2 at 22, 106.6 at 31, 104.5 at 40; "
+        "plateaued()'s last-window change over its tolerance (2 % of the range) was 2.17 at 10 epochs, 0.90 at 15, "
+        "0.51 at 20 and 0.3-0.5 from 20 to 40. Record now trains every filter arm (qvae, ae_purifier, "
+        "vae_jacobian) 30 epochs instead of 10 (equal effort; the classifier and attacks are unchanged); gates, "
+        "effects, metrics and arms unchanged.",
     )

@@ -46,8 +46,10 @@ class StackVAEGDetector(BaseEstimator):
 
     Parameters mirror :class:`StackVAEGConfig` (``graph_weight`` = λ; 0 = no graph) plus training:
     ``max_steps`` optimiser steps of Adam (``lr``, ``weight_decay``, grad-norm clip 12 as in the
-    paper), ``batch_size``, ``stride`` between training windows, ``percentile`` of the training
-    step scores used as the ``predict_steps`` threshold.
+    paper), ``batch_size``, ``stride`` between training windows, ``lr`` times ``lr_gamma`` after every
+    ``lr_step_epochs`` epochs (the authors' ``StepLR(10, 0.8)``; ``lr_gamma=1`` = constant),
+    ``sample_output`` (train on a sample of the output Gaussian, as the authors' code), ``percentile``
+    of the training step scores used as the ``predict_steps`` threshold.
     Learned: ``model_``, ``mean_``, ``scale_``, ``n_channels_``, ``threshold_``, ``n_params_``.
     """
 
@@ -68,6 +70,9 @@ class StackVAEGDetector(BaseEstimator):
         batch_size: int = 64,
         lr: float = 1e-3,
         weight_decay: float = 1e-3,
+        lr_step_epochs: int = 10,
+        lr_gamma: float = 0.8,
+        sample_output: bool = True,
         percentile: float = 99.0,
         random_state: int | None = None,
     ) -> None:
@@ -81,10 +86,12 @@ class StackVAEGDetector(BaseEstimator):
             batch_size,
         )
         self.lr, self.weight_decay, self.percentile, self.random_state = lr, weight_decay, percentile, random_state
+        self.lr_step_epochs, self.lr_gamma, self.sample_output = lr_step_epochs, lr_gamma, sample_output
 
     def fit(self, series: Any | Sequence[Any], y: Any = None) -> "StackVAEGDetector":
         """Fit on one healthy ``(T, C)`` series or a list of them (windows never cross series)."""
         from isthmus.train import Trainer, TrainerConfig
+        from isthmus.train.callbacks import StepLR
 
         parts = [_series(s) for s in series] if isinstance(series, (list, tuple)) else [_series(series)]
         if len({p.shape[1] for p in parts}) != 1:
@@ -114,7 +121,8 @@ class StackVAEGDetector(BaseEstimator):
             progress=False,
             device="cpu",
         )
-        self.history_ = Trainer(self.model_, cfg).fit(torch.from_numpy(wins)).history  # per-epoch train_* means
+        step_lr = StepLR(self.lr_step_epochs, self.lr_gamma)  # history_: per-epoch train_* means
+        self.history_ = Trainer(self.model_, cfg, callbacks=[step_lr]).fit(torch.from_numpy(wins)).history
         self.model_.eval()
         train_scores = np.concatenate([self.score_steps(p) for p in parts])
         self.threshold_ = float(np.percentile(train_scores, self.percentile))
@@ -133,6 +141,7 @@ class StackVAEGDetector(BaseEstimator):
             graph_weight=self.graph_weight,
             consistency_weight=self.consistency_weight,
             beta=self.beta,
+            sample_output=self.sample_output,
         )
 
     def _scale(self, x: np.ndarray) -> np.ndarray:

@@ -7,6 +7,7 @@ from isthmus.train.callbacks.early_stopping import EarlyStopping
 from isthmus.train.callbacks.epoch_trace import EpochTrace
 from isthmus.train.callbacks.metrics_log import MetricsLogger
 from isthmus.train.callbacks.progress import ProgressBar
+from isthmus.train.callbacks.step_lr import StepLR
 from isthmus.train.callbacks.tracking import JSONLForwarder, MLflowLogger, TensorBoardLogger, make_tracker
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "MLflowLogger",
     "MetricsLogger",
     "ProgressBar",
+    "StepLR",
     "TensorBoardLogger",
     "make_tracker",
     "overridden_hooks",
