@@ -285,7 +285,10 @@ class JumpReLUBottleneck(SparseBottleneck):
 # ---- top-AFA ---------------------------------------------------------------------------------------
 @dataclass
 class TopAFAConfig(SparseConfig):
-    """``k_max`` caps the per-sample k (None: min(m, 256)); ``afa_coeff`` weights the AFA norm loss."""
+    """``k_max`` caps the per-sample k (None: min(m, 256)); ``afa_coeff`` weights the AFA norm loss against
+    :class:`~isthmus.interp.sae.SparseAutoEncoder`'s reconstruction loss, a per-token *sum* of squared errors.
+    The authors' code (SewoongLee/top-afa-sae) averages that error over the d dimensions too, so their λ is
+    ``afa_coeff = λ·d`` here (their 1/32 at d = 768 is 24)."""
 
     k_max: int | None = None
     afa_coeff: float = 1.0 / 32
