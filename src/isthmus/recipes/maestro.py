@@ -40,6 +40,7 @@ from isthmus.recipes.base import Paper, Recipe, RecipeSettings
 from isthmus.recipes.gates import Check, Gate, Measured, Precondition, plateaued
 from isthmus.recipes.registry import register_recipe
 from isthmus.train import Trainer, TrainerConfig
+from isthmus.train.callbacks import Callback
 from isthmus.viz import pyplot, save_figure
 
 LINEAR: dict[str, Any] = dict(dim=32, rank=16, decay=0.85, batch_size=128, lr=1e-2)
@@ -70,9 +71,28 @@ def spectrum_data(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return x - x.mean(0), q
 
 
-def train_linear_ae(x: torch.Tensor, seed: int, epochs: int, ordered: bool) -> tuple[LowRankLinear, list[float]]:
-    """x ↦ U Vᵀ x (the whole product is the encoder; identity bottleneck and decoder). Returns the layer
-    and its per-epoch training loss."""
+class _PrefixLoss(Callback):
+    """After each epoch, the linear AE's objective without sampling noise: the training MSE (summed over
+    dimensions, mean over samples) averaged over every prefix b = 1..r with ordered dropout, at full rank
+    without. The logged training loss averages ~32 batches that each draw their own rank, so its
+    epoch-to-epoch noise (std ~0.25 on a level of ~2.1) hides whether the objective still moves."""
+
+    def __init__(self, layer: LowRankLinear, x: torch.Tensor, ordered: bool) -> None:
+        self.layer, self.x = layer, x
+        self.curve: list[float] = []
+        self.ranks = range(1, layer.rank + 1) if ordered else (layer.rank,)
+
+    @torch.no_grad()
+    def on_epoch_end(self, trainer: Any, logs: dict[str, Any]) -> None:  # explicit ranks: draws no random numbers
+        mse = [float((self.x - self.layer(self.x, rank=b)).pow(2).sum(1).mean()) for b in self.ranks]
+        self.curve.append(float(np.mean(mse)))
+
+
+def train_linear_ae(
+    x: torch.Tensor, seed: int, epochs: int, ordered: bool
+) -> tuple[LowRankLinear, list[float], list[float]]:
+    """x ↦ U Vᵀ x (the whole product is the encoder; identity bottleneck and decoder). Returns the layer,
+    its per-epoch training loss and its per-epoch noise-free objective (:class:`_PrefixLoss`)."""
     torch.manual_seed(seed)
     d = x.shape[1]
     layer = LowRankLinear(
@@ -81,10 +101,13 @@ def train_linear_ae(x: torch.Tensor, seed: int, epochs: int, ordered: bool) -> t
         )
     )
     model = AutoEncoder(layer, build_bottleneck("identity", latent_dim=d), nn.Identity())
+    objective = _PrefixLoss(layer, x, ordered)
     res = Trainer(
-        model, TrainerConfig(epochs=epochs, seed=seed, batch_size=LINEAR["batch_size"], lr=LINEAR["lr"], progress=False)
+        model,
+        TrainerConfig(epochs=epochs, seed=seed, batch_size=LINEAR["batch_size"], lr=LINEAR["lr"], progress=False),
+        callbacks=[objective],
     ).fit(x)
-    return layer.eval(), [float(h["train_loss"]) for h in res.history]
+    return layer.eval(), [float(h["train_loss"]) for h in res.history], objective.curve
 
 
 @torch.no_grad()
@@ -150,7 +173,7 @@ def _digits(n_train: int, n_test: int):
 def _linear_arm(ordered: bool):
     def arm(s: Settings, seed: int, data) -> Measured:
         x = data["x_lin"]
-        layer, curve = train_linear_ae(x, seed, s.lin_epochs, ordered)
+        layer, train_curve, objective = train_linear_ae(x, seed, s.lin_epochs, ordered)
         res = pca_match(layer, x)
         return Measured(
             metrics={
@@ -159,9 +182,14 @@ def _linear_arm(ordered: bool):
                 "linear_full_rank_gap": float(res["gaps"][-1]),
                 "linear_mean_angle_deg": float(res["angles"].mean()),
                 "linear_max_angle_deg": float(res["angles"].max()),
-                "linear_converged": float(plateaued(curve)),
+                "linear_converged": float(plateaued(objective)),
             },
-            curves={"linear_loss": curve, "angles": res["angles"].tolist(), "gaps": res["gaps"].tolist()},
+            curves={
+                "linear_objective": objective,
+                "linear_loss": train_curve,
+                "angles": res["angles"].tolist(),
+                "gaps": res["gaps"].tolist(),
+            },
         )
 
     return arm
@@ -290,6 +318,17 @@ class Maestro(Recipe):
         "criterion is now the reconstruction gap <= 5 % at every prefix plus the mean angle <= 10 deg, the linear AE "
         "trains to a plateau (600 epochs in record; exploratory seed 0 before declaring: max gap 17 % at 100 epochs, 5.3 % at 300, worst angle 21 / 13 deg, checked by a convergence precondition) and the MLP trains 20 "
         "epochs in record (8 before: Maestro's full-rank model was itself undertrained, 0.921 vs 0.946 dense).",
+        "session 5, after the record result (inconclusive: 'linear AE converged' failed on seed 4 only, "
+        "maestro.linear_converged [1 1 1 1 0]): the curve judged was the logged training loss, whose every epoch "
+        "averages ~32 batches that each draw their own ordered-dropout rank; on seed 4 its last 60 epochs have a "
+        "std of 0.25 around 2.1, and the 60-epoch means moved 0.089 against a tolerance of 0.065 (2 % of the "
+        "range 3.23), i.e. rank-sampling noise (seeds 0-3 passed by the same luck). The same run, re-traced with "
+        "the noise-free objective (mean training MSE over the 16 prefixes after each epoch, drawing no random "
+        "numbers, so training is bit-identical), is flat from about epoch 60 (2.175 -> 2.160; last-window change "
+        "0.1 % of the range). So the linear AE was not under-trained and a longer budget was not needed: "
+        "linear_converged is now plateaued() of that objective (full-rank MSE for the plain AE); the training "
+        "loss is still reported as the curve linear_loss. Declaration, settings and every other metric unchanged "
+        "(seed 4 re-run: all metrics identical to the committed cell bar linear_converged); all cells re-run.",
     )
 
     def data(self, settings: Settings, seed: int) -> dict[str, Any]:
