@@ -1,8 +1,10 @@
 """The recipe frame: the seed x arm loop, cached cells, overrides, judging, staleness, registry checks."""
 
 import json
+import os
 from dataclasses import dataclass
 
+import numpy as np
 import pytest
 
 from isthmus.config import ConfigError
@@ -105,6 +107,31 @@ def test_cached_cell_missing_a_declared_metric_is_recomputed(tmp_path, capsys):
     r = Toy().execute("quick", out_dir=tmp_path)
     assert CALLS == [("control", 2)] and r.verdict == "reproduced", r.verdict_reason
     assert "control/seed-2" in capsys.readouterr().err
+
+
+def _noisy_ours(s, seed_, data):
+    # reads the global RNG, as careless arms do; pid shows which process ran the cell
+    return {"acc": data + s.gain + 0.01 * float(np.random.rand()), "pid": float(os.getpid())}
+
+
+class NoisyToy(Toy):
+    def arms(self, settings):
+        return {"ours": _noisy_ours, "base": _base, "control": _control}
+
+
+def test_jobs_run_seeds_in_processes_with_the_same_cells(tmp_path):
+    """jobs=2 gives the same cells as jobs=1 (the frame seeds the global RNGs per cell) and writes the cells."""
+    one = NoisyToy().execute("quick", out_dir=tmp_path / "one")
+    two = NoisyToy().execute("quick", out_dir=tmp_path / "two", jobs=2)
+    assert one.metrics["acc"].values == two.metrics["acc"].values
+    assert set(one.metrics["pid"].values) == {os.getpid()} and os.getpid() not in two.metrics["pid"].values
+    assert sorted(p.name for p in (tmp_path / "two" / "cells" / "ours").iterdir()) == [f"seed-{i}.json" for i in range(3)]
+    # a recomputed cell gets the value it had, whatever ran before it
+    (tmp_path / "one" / "cells" / "ours" / "seed-1.json").unlink()
+    again = NoisyToy().execute("quick", out_dir=tmp_path / "one")
+    assert again.metrics["acc"].values == one.metrics["acc"].values
+    with pytest.raises(ValueError, match="jobs must be >= 1"):
+        NoisyToy().execute("quick", out_dir=tmp_path / "three", jobs=0)
 
 
 def test_failed_precondition_makes_it_inconclusive(tmp_path):

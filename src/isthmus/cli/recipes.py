@@ -62,6 +62,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="number of seeds (default: the recipe's default for the mode)",
     )
     p.add_argument("--out", type=Path, default=None, metavar="DIR", help="output folder (default: runs/SLUG/MODE)")
+    p.add_argument(
+        "--jobs",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="run N seeds at once, one process and one thread each (default 1; use the number of cores)",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(
@@ -144,7 +151,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     # reused only under the same settings, so continuing it never mixes runs
     with claim_run_folder(out, resume=out.is_dir() and any(out.iterdir())):
         result = recipe.execute(
-            mode=args.mode, n_seeds=args.seeds, out_dir=out, overrides=args.overrides, progress=not args.no_progress
+            mode=args.mode,
+            n_seeds=args.seeds,
+            out_dir=out,
+            overrides=args.overrides,
+            progress=not args.no_progress,
+            jobs=args.jobs,
         )
         path = write_result(result, out)
     print("\n".join(metrics_table(result)))  # every metric, ours vs each baseline, mean ± std

@@ -311,11 +311,12 @@ class Recipe:
         return needed
 
     def run_cells(
-        self, settings: Any, seeds: Sequence[int], out_dir: Path | None, progress: bool = True
+        self, settings: Any, seeds: Sequence[int], out_dir: Path | None, progress: bool = True, jobs: int = 1
     ) -> dict[str, dict[int, Measured]]:
-        """Run (or reuse from ``out_dir/cells``) every arm on every seed."""
-        from isthmus.io import atomic_write_json
-
+        """Run (or reuse from ``out_dir/cells``) every arm on every seed; ``jobs`` > 1 runs seeds in parallel
+        processes (one intra-op thread each), with the same cells as ``jobs=1``."""
+        if jobs < 1:
+            raise ValueError(f"jobs must be >= 1, got {jobs}")
         arms = self.arms(settings)
         self._validate_declaration(list(arms))
         key = _settings_key(settings)
@@ -343,18 +344,48 @@ class Recipe:
                 file=sys.stderr,
             )
         bar = _progress(len(todo), f"{self.slug}", progress)
-        data_seed, data = None, None
+        groups: dict[int, list[tuple[str, Path | None]]] = {}
         for s, a, path in todo:
-            if data_seed != s:
-                data_seed, data = s, self.data(settings, s)
-            bar.set_postfix_str(f"seed {s} · {a}")
-            measured = Measured.coerce(arms[a](settings, s, data), f"arm {a!r} of {self.slug}")
-            cells[a][s] = measured
-            if path is not None:
-                atomic_write_json(path, {"settings_key": key, "arm": a, "seed": s, "measured": measured.to_dict()})
-            bar.update(1)
+            groups.setdefault(s, []).append((a, path))
+        if jobs > 1 and len(groups) > 1:
+            self._run_groups_in_processes(settings, groups, key, jobs, cells, bar)
+        else:
+            from isthmus._runtime import seed_everything
+
+            for s, group in groups.items():
+                seed_everything(s)  # the data too, as in a worker process
+                data = self.data(settings, s)
+                for a, path in group:
+                    bar.set_postfix_str(f"seed {s} · {a}")
+                    cells[a][s] = _run_cell(self, arms[a], settings, s, data, a, path, key)
+                    bar.update(1)
         bar.close()
         return cells
+
+    def _run_groups_in_processes(self, settings: Any, groups, key: str, jobs: int, cells, bar) -> None:
+        """One process per seed (fresh, ``jobs`` at a time): each builds its data once and runs its arms in
+        the sequential order, writing each cell as it finishes, so an interrupted run resumes the same way."""
+        import multiprocessing
+        import pickle
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        try:
+            pickle.dumps(type(self))
+        except (pickle.PicklingError, AttributeError, TypeError) as e:
+            raise ValueError(
+                f"{self.slug}: jobs > 1 needs a recipe class importable at module level ({e}); use jobs=1"
+            ) from None
+        ctx = multiprocessing.get_context("spawn")  # no forked torch thread pools
+        with ProcessPoolExecutor(max_workers=min(jobs, len(groups)), mp_context=ctx, max_tasks_per_child=1) as ex:
+            futures = {
+                ex.submit(_run_seed_group, type(self), settings, s, group, key): s for s, group in groups.items()
+            }
+            for f in as_completed(futures):
+                s = futures[f]
+                for a, measured in f.result():  # re-raises an arm's exception here, with its traceback
+                    cells[a][s] = Measured.from_dict(measured)
+                    bar.update(1)
+                bar.set_postfix_str(f"seed {s} done")
 
     def judge(
         self, mode: str, settings: Any, cells: Mapping[str, Mapping[int, Measured]]
@@ -376,11 +407,13 @@ class Recipe:
         out_dir: str | Path | None = None,
         overrides: Sequence[str] | Mapping[str, Any] | None = None,
         progress: bool = False,
+        jobs: int = 1,
     ) -> Result:
         """Run the recipe in ``mode`` and return its judged :class:`Result`.
 
         ``n_seeds`` (or ``overrides=["seeds=8"]``) sets the seed count; cells already in
-        ``out_dir/cells`` under the same settings are reused.
+        ``out_dir/cells`` under the same settings are reused. ``jobs`` > 1 runs that many seeds at once, each in
+        its own process (use the number of cores; every process keeps one intra-op thread).
         """
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -396,7 +429,7 @@ class Recipe:
         from isthmus._runtime import runtime_defaults  # imports torch: not needed to list or describe recipes
 
         with runtime_defaults():  # 1 thread, flushed denormals; the caller's settings come back after
-            cells = self.run_cells(settings, seeds, out, progress=progress)
+            cells = self.run_cells(settings, seeds, out, progress=progress, jobs=jobs)
         verdict, reason, gate_results, checks = self.judge(mode, settings, cells)
         figures = list(self.figures(settings, cells, out))
         runtime = round(time.perf_counter() - t0, 2)
@@ -433,6 +466,33 @@ def _metric_names(per_seed: Mapping[int, Measured], seeds: Sequence[int]) -> lis
     """Metrics reported by every seed of an arm, in first-reported order."""
     names = per_seed[seeds[0]].names()
     return [n for n in names if all(n in per_seed[s].names() for s in seeds)]
+
+
+def _run_cell(recipe: Recipe, arm: Any, settings: Any, seed: int, data: Any, name: str, path: Path | None, key: str):
+    from isthmus._runtime import seed_everything
+    from isthmus.io import atomic_write_json
+
+    # Every cell starts from the same global RNG state whatever ran before it (other arms, cached cells, another
+    # process under jobs > 1), so a cell's value does not depend on the schedule; arms should still seed their own.
+    seed_everything(seed)
+    measured = Measured.coerce(arm(settings, seed, data), f"arm {name!r} of {recipe.slug}")
+    if path is not None:
+        atomic_write_json(path, {"settings_key": key, "arm": name, "seed": seed, "measured": measured.to_dict()})
+    return measured
+
+
+def _run_seed_group(
+    recipe_cls: type[Recipe], settings: Any, seed: int, group: list[tuple[str, Path | None]], key: str
+) -> list[tuple[str, dict[str, Any]]]:
+    """Worker of ``run_cells(jobs > 1)``: one seed's arms in a fresh process (module level, so it pickles)."""
+    from isthmus._runtime import runtime_defaults, seed_everything
+
+    recipe = recipe_cls()
+    with runtime_defaults():
+        seed_everything(seed)
+        data = recipe.data(settings, seed)
+        arms = recipe.arms(settings)
+        return [(a, _run_cell(recipe, arms[a], settings, seed, data, a, path, key).to_dict()) for a, path in group]
 
 
 def _read_cell(path: Path | None, key: str) -> Measured | None:
