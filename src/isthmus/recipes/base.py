@@ -363,8 +363,9 @@ class Recipe:
         return cells
 
     def _run_groups_in_processes(self, settings: Any, groups, key: str, jobs: int, cells, bar) -> None:
-        """One process per seed (fresh, ``jobs`` at a time): each builds its data once and runs its arms in
-        the sequential order, writing each cell as it finishes, so an interrupted run resumes the same way."""
+        """``jobs`` worker processes, one seed per task: each task builds its data once and runs its arms in the
+        sequential order, writing each cell as it finishes, so an interrupted run resumes the same way. Workers
+        are reused across seeds; the per-cell ``seed_everything`` makes that invisible to the cells."""
         import multiprocessing
         import pickle
         from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -376,7 +377,7 @@ class Recipe:
                 f"{self.slug}: jobs > 1 needs a recipe class importable at module level ({e}); use jobs=1"
             ) from None
         ctx = multiprocessing.get_context("spawn")  # no forked torch thread pools
-        with ProcessPoolExecutor(max_workers=min(jobs, len(groups)), mp_context=ctx, max_tasks_per_child=1) as ex:
+        with ProcessPoolExecutor(max_workers=min(jobs, len(groups)), mp_context=ctx) as ex:
             futures = {
                 ex.submit(_run_seed_group, type(self), settings, s, group, key): s for s, group in groups.items()
             }
