@@ -1,13 +1,12 @@
 """isthmus.tasks.latent_edit (SeFa, inversion, edit candidates) and the worst-of-K augmentation trainer."""
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from isthmus.tasks.adversarial import worst_of_k
 from isthmus.tasks.augmented_training import AugmentedClassifier, pick_rule, sampled_rule
-import numpy as np
-
 from isthmus.tasks.latent_edit import (
     direction_monotonicity,
     direction_response,

@@ -6,9 +6,9 @@ import math
 import torch
 
 from isthmus.bottlenecks import BOTTLENECKS
+from isthmus.bottlenecks.sparse import afa_coeff_for
 from isthmus.recipes.top_afa_sae import (
     Settings,
-    afa_coeff_for,
     build_sae,
     matched_k,
     standardize_tokens,

@@ -40,6 +40,7 @@ __all__ = [
     "ReLUL1Config",
     "ReLUL1Bottleneck",
     "TopKConfig",
+    "afa_coeff_for",
     "TopKBottleneck",
     "BatchTopKConfig",
     "BatchTopKBottleneck",
@@ -288,7 +289,7 @@ class TopAFAConfig(SparseConfig):
     """``k_max`` caps the per-sample k (None: min(m, 256)); ``afa_coeff`` weights the AFA norm loss against
     :class:`~isthmus.interp.sae.SparseAutoEncoder`'s reconstruction loss, a per-token *sum* of squared errors.
     The authors' code (SewoongLee/top-afa-sae) averages that error over the d dimensions too, so their λ is
-    ``afa_coeff = λ·d`` here (their 1/32 at d = 768 is 24)."""
+    ``afa_coeff = λ·d`` here (their 1/32 at d = 768 is 24): use :func:`afa_coeff_for`."""
 
     k_max: int | None = None
     afa_coeff: float = 1.0 / 32
@@ -297,6 +298,12 @@ class TopAFAConfig(SparseConfig):
         super().validate()
         if self.k_max is not None and self.k_max < 1:
             raise ConfigError(f"{type(self).__name__}.k_max must be >= 1, got {self.k_max}")
+
+
+def afa_coeff_for(coeff: float, d: int) -> float:
+    """Our ``afa_coeff`` for the authors' λ: their loss is mean_{b,j}(x̂ − x)² + λ·mean_b(‖f‖ − ‖x‖)²; ours
+    sums the squared error over the d dimensions, so the same balance needs λ·d."""
+    return coeff * d
 
 
 @BOTTLENECKS.register("sae_topafa", TopAFAConfig)

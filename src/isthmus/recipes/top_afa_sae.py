@@ -31,6 +31,7 @@ from typing import Any, TypeAlias
 import numpy as np
 import torch
 
+from isthmus.bottlenecks.sparse import afa_coeff_for
 from isthmus.interp.sae import SAEConfig, SAETrainConfig, SparseAutoEncoder, train_sae
 from isthmus.metrics.sae import evaluate_sae
 from isthmus.recipes.base import Paper, Recipe, RecipeSettings
@@ -46,12 +47,6 @@ MIN_WORDS = 20  # WikiText-2 lines shorter than this are headings or fragments
 def standardize_tokens(x: torch.Tensor) -> torch.Tensor:
     """Per-token standardisation of the authors' ``preprocess_input`` (LayerNorm without affine)."""
     return (x - x.mean(1, keepdim=True)) / (x.std(1, keepdim=True) + 1e-5)
-
-
-def afa_coeff_for(coeff: float, d: int) -> float:
-    """Our ``afa_coeff`` for the authors' λ: their loss is mean_{b,j}(x̂ − x)² + λ·mean_b(‖f‖ − ‖x‖)²; ours
-    sums the squared error over the d dimensions, so the same balance needs λ·d."""
-    return coeff * d
 
 
 @dataclass
